@@ -1,0 +1,61 @@
+# spillway. The README's two commands:
+#
+#	make demo	install what is missing, build, run the demo on the built-in emulator
+#	make test	install what is missing, build, run every test
+#
+# `make` alone builds build/spillway. CI runs .ci/run (WERROR=1, then ASan+UBSan).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+WERROR     ?= 0
+DEPS = gcc make meson ninja-build pkg-config python3 curl \
+	libcurl4-openssl-dev libjansson-dev libssl-dev libuv1-dev \
+	libmicrohttpd-dev libsqlite3-dev libcmocka-dev valgrind
+
+werror = $(if $(filter 1,$(WERROR)),true,false)
+
+all: build
+
+deps:
+	@tools/install-deps $(DEPS)
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: deps $(BUILD)/build.ninja
+	@meson configure $(BUILD) -Dwerror=$(werror)
+	ninja -C $(BUILD)
+
+demo: build
+	./$(BUILD)/spillway demo
+
+test: build
+	tools/run-tests $(BUILD)
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fno-sanitize-recover=all
+
+# The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps $(ASAN_BUILD)/build.ninja
+	@meson configure $(ASAN_BUILD) -Dwerror=$(werror)
+	ninja -C $(ASAN_BUILD)
+	tools/run-tests $(ASAN_BUILD)
+
+# Unit tests under valgrind, and the emulator itself under valgrind in the e2e tests.
+test-valgrind: build
+	SPILLWAY_WRAPPER="valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
+		tools/run-tests $(BUILD) --wrapper "valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" --suite unit
+	SPILLWAY_WRAPPER="valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
+		tools/run-tests $(BUILD) --suite e2e
+
+bench: build
+	bench/run $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
+
+.PHONY: all deps build demo test test-asan test-valgrind bench format clean

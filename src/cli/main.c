@@ -1,0 +1,309 @@
+/*
+ * spillway's entry point: global options, the command table, dispatch.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cmd.h"
+#include "util/jx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+static const struct cmd_entry *const commands[] = {
+    &cmd_config_entry,
+    &cmd_demo_entry,
+    &cmd_emulator_entry,
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: spillway [--config FILE] [--set KEY=VALUE]... [--project P] "
+	    "[--region R] [--zone Z]\n"
+	    "                [--log-level LEVEL] COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < nitems(commands); i++)
+		fprintf(f, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+	fprintf(f,
+	    "\n'spillway COMMAND --help' shows a command's options; spillway(1) has the "
+	    "rest.\n");
+}
+
+static void
+cmd_help(FILE *f, const struct cmd_entry *e)
+{
+	fprintf(f, "usage: spillway %s %s\n%s\n", e->name, e->usage, e->summary);
+}
+
+int
+cmd_usage_error(const struct cmd_entry *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "spillway %s: ", e->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: spillway %s %s\n", e->name, e->usage);
+	return EXIT_USAGE;
+}
+
+int
+cmd_int_arg(const struct cmd_entry *e, const char *option, const char *value, long long min,
+    long long max, long long *out)
+{
+	int64_t v;
+
+	if (parse_int64(value, min, max, &v) != 0) {
+		cmd_usage_error(e,
+		    "invalid value '%s' for %s: expected a whole number from %lld to %lld", value,
+		    option, min, max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+const char *
+args_get(const struct args *a, int opt)
+{
+	int n = a->count[opt];
+
+	return n > 0 ? a->values[opt][n - 1] : NULL;
+}
+
+bool
+args_has(const struct args *a, int opt)
+{
+	return a->count[opt] > 0;
+}
+
+const char *const *
+args_all(const struct args *a, int opt)
+{
+	static const char *none[] = {NULL};
+
+	return a->count[opt] > 0 ? a->values[opt] : none;
+}
+
+static void
+args_add(struct args *a, int opt, const char *value)
+{
+	int k = opt;
+
+	if (k < 0 || k >= ARGS_MAX)
+		fatalx("option code %d out of range", k);
+	a->values[k] = xreallocarray(a->values[k], (size_t)a->count[k] + 2, sizeof(char *));
+	a->values[k][a->count[k]++] = value != NULL ? value : "";
+	a->values[k][a->count[k]] = NULL;
+}
+
+static void
+args_free(struct args *a)
+{
+	for (int i = 0; i < ARGS_MAX; i++)
+		free(a->values[i]);
+}
+
+/* Build getopt's short-option string from the long options' short letters. */
+static char *
+short_options(const struct option *opts)
+{
+	char *s = xcalloc(1, 2 + 3 * 64), *p = s;
+
+	*p++ = '+';
+	*p++ = ':';
+	for (const struct option *o = opts; o != NULL && o->name != NULL; o++) {
+		if (o->val > ' ' && o->val < 127) {
+			*p++ = (char)o->val;
+			if (o->has_arg == required_argument)
+				*p++ = ':';
+		}
+	}
+	return s;
+}
+
+static int
+parse_args(const struct cmd_entry *e, int argc, char **argv, struct args *a)
+{
+	static const struct option help_only[] = {{"help", no_argument, NULL, 'h'}, {0}};
+	struct option *opts;
+	size_t n = 0;
+	char *shorts;
+	int c, error = 0;
+
+	for (const struct option *o = e->options; o != NULL && o->name != NULL; o++)
+		n++;
+	opts = xcalloc(n + 2, sizeof *opts);
+	if (n > 0)
+		memcpy(opts, e->options, n * sizeof *opts);
+	opts[n] = help_only[0];
+	shorts = short_options(opts);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+		if (c == 'h') {
+			cmd_help(stdout, e);
+			error = -1;
+			break;
+		}
+		if (c == '?' || c == ':') {
+			const char *bad = argv[optind - 1];
+
+			if (c == ':')
+				cmd_usage_error(e, "option '%s' needs a value", bad);
+			else
+				cmd_usage_error(e, "unknown option '%s'", bad);
+			error = -EINVAL;
+			break;
+		}
+		args_add(a, c, optarg);
+	}
+	free(shorts);
+	free(opts);
+	if (error != 0)
+		return error;
+	a->pos = argv + optind;
+	a->npos = argc - optind;
+	if (a->npos < e->min_args || (e->max_args >= 0 && a->npos > e->max_args)) {
+		if (a->npos < e->min_args)
+			cmd_usage_error(e, "missing argument");
+		else
+			cmd_usage_error(e, "unexpected argument '%s'", a->pos[e->max_args]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+enum { OPT_CONFIG = 256, OPT_SET, OPT_PROJECT, OPT_REGION, OPT_ZONE, OPT_LOG_LEVEL, OPT_VERSION };
+
+int
+main(int argc, char **argv)
+{
+	static const struct option global[] = {
+	    {"config", required_argument, NULL, OPT_CONFIG},
+	    {"set", required_argument, NULL, OPT_SET},
+	    {"project", required_argument, NULL, OPT_PROJECT},
+	    {"region", required_argument, NULL, OPT_REGION},
+	    {"zone", required_argument, NULL, OPT_ZONE},
+	    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	    {"version", no_argument, NULL, OPT_VERSION},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	struct config_args cargs = {0};
+	const char **sets = xcalloc(1, sizeof *sets);
+	size_t nsets = 0;
+	const struct cmd_entry *e = NULL;
+	struct cmd_ctx ctx;
+	struct args a;
+	enum log_level level = LOG_LEVEL_INFO;
+	bool level_given = false;
+	char *cause = NULL;
+	int c, status = EXIT_USAGE;
+
+	signal(SIGPIPE, SIG_IGN);
+	jx_init();
+	log_init("spillway", LOG_LEVEL_INFO);
+	memset(&ctx, 0, sizeof ctx);
+	memset(&a, 0, sizeof a);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", global, NULL)) != -1) {
+		char *set = NULL;
+
+		switch (c) {
+		case OPT_CONFIG:
+			cargs.file = optarg;
+			break;
+		case OPT_SET:
+			set = xstrdup(optarg);
+			break;
+		case OPT_PROJECT:
+			set = xasprintf("gcp.project=%s", optarg);
+			break;
+		case OPT_REGION:
+			set = xasprintf("gcp.region=%s", optarg);
+			break;
+		case OPT_ZONE:
+			set = xasprintf("gcp.zone=%s", optarg);
+			break;
+		case OPT_LOG_LEVEL:
+			if (log_parse_level(optarg, &level) != 0) {
+				fprintf(stderr,
+				    "spillway: invalid log level '%s'; allowed: error, "
+				    "warning, info, debug\n",
+				    optarg);
+				goto out;
+			}
+			log_set_level(level);
+			level_given = true;
+			break;
+		case OPT_VERSION:
+			printf("spillway %s\n", SPILLWAY_VERSION);
+			status = EXIT_OK;
+			goto out;
+		case 'h':
+			usage(stdout);
+			status = EXIT_OK;
+			goto out;
+		default:
+			fprintf(stderr, "spillway: unknown or incomplete option '%s'\n",
+			    argv[optind - 1]);
+			usage(stderr);
+			goto out;
+		}
+		if (set != NULL) {
+			sets = xreallocarray(sets, nsets + 2, sizeof *sets);
+			sets[nsets++] = set;
+			sets[nsets] = NULL;
+		}
+	}
+	cargs.sets = sets;
+	if (optind >= argc) {
+		usage(stderr);
+		goto out;
+	}
+	if (strcmp(argv[optind], "help") == 0) {
+		usage(stdout);
+		status = EXIT_OK;
+		goto out;
+	}
+	for (size_t i = 0; i < nitems(commands); i++)
+		if (strcmp(commands[i]->name, argv[optind]) == 0)
+			e = commands[i];
+	if (e == NULL) {
+		fprintf(stderr, "spillway: unknown command '%s'; 'spillway help' lists them\n",
+		    argv[optind]);
+		goto out;
+	}
+	if ((c = parse_args(e, argc - optind, argv + optind, &a)) != 0) {
+		status = c == -1 ? EXIT_OK : EXIT_USAGE;
+		goto out;
+	}
+	ctx.config_args = &cargs;
+	if (e->flags & CMD_CONFIG) {
+		if (config_load(&ctx.cfg, &cargs, NULL, &cause) != 0) {
+			fprintf(stderr, "spillway: %s\n", cause);
+			goto out;
+		}
+		/* --log-level beats the configured level. */
+		if (!level_given && log_parse_level(ctx.cfg.log_level, &level) == 0)
+			log_set_level(level);
+	}
+	status = e->exec(&ctx, &a);
+out:
+	config_free(&ctx.cfg);
+	args_free(&a);
+	for (size_t i = 0; i < nsets; i++)
+		free((char *)sets[i]);
+	free(sets);
+	free(cause);
+	log_close();
+	return status;
+}

@@ -1,0 +1,786 @@
+#include <ctype.h>
+#include <errno.h>
+#include <regex.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "net/http.h"
+#include "util/buf.h"
+#include "util/ini.h"
+#include "util/jx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+enum type { T_BOOL, T_INT, T_DOUBLE, T_STRING };
+
+struct key {
+	const char *name; /* section.key, as in the file */
+	const char *env;
+	enum type type;
+	size_t offset;
+	const char *def; /* the default, as text: parsed like any other value */
+	double min, max;
+	/* For strings: NULL when the value is fine, else why it is not. */
+	const char *(*check)(const char *);
+	const char *allowed; /* what is allowed, for error messages */
+	const char *help;
+};
+
+static const char *check_project(const char *);
+static const char *check_region(const char *);
+static const char *check_zone(const char *);
+static const char *check_zones(const char *);
+static const char *check_machine_type(const char *);
+static const char *check_endpoint(const char *);
+static const char *check_path(const char *);
+static const char *check_log_level(const char *);
+
+#define OFF(f) offsetof(struct config, f)
+
+/* The one table of defaults. ${VAR:-fallback} in a default is expanded at load. */
+static const struct key keys[] = {
+    {"gcp.enabled", "GCP_VM_ENABLED", T_BOOL, OFF(enabled), "true", 0, 0, NULL, "true or false",
+        "create VMs automatically when memory pressure persists"},
+    {"gcp.project", "GCP_PROJECT_ID", T_STRING, OFF(project), "", 0, 0, check_project,
+        "a project ID: 6 to 30 lowercase letters, digits and hyphens, starting with a letter",
+        "Google Cloud project (empty: from the credentials or gcloud)"},
+    {"gcp.region", "GCP_REGION", T_STRING, OFF(region), "us-central1", 0, 0, check_region,
+        "a region name such as us-central1", "region of the VMs"},
+    {"gcp.zone", "GCP_ZONE", T_STRING, OFF(zone), "us-central1-a", 0, 0, check_zone,
+        "a zone name such as us-central1-a", "primary zone"},
+    {"gcp.fallback_zones", "SPILLWAY_FALLBACK_ZONES", T_STRING, OFF(fallback_zones), "", 0, 0,
+        check_zones, "comma-separated zones of the same region",
+        "zones tried on a stockout (empty: the region's other zones)"},
+    {"gcp.machine_type", "GCP_VM_MACHINE_TYPE", T_STRING, OFF(machine_type), "e2-highmem-4", 0, 0,
+        check_machine_type, "a machine type name such as e2-highmem-4", "machine type"},
+    {"gcp.use_spot", "GCP_VM_USE_SPOT", T_BOOL, OFF(use_spot), "true", 0, 0, NULL, "true or false",
+        "Spot VMs (true) or standard ones"},
+    {"gcp.max_price", "GCP_VM_MAX_PRICE", T_DOUBLE, OFF(max_price), "0.10", 0, 1000, NULL,
+        "US dollars per hour, from 0 to 1000", "no VM is created above this price per hour"},
+    {"gcp.daily_budget", "GCP_VM_DAILY_BUDGET", T_DOUBLE, OFF(daily_budget), "5.0", 0, 100000, NULL,
+        "US dollars per day, from 0 to 100000", "spend per local calendar day, never exceeded"},
+    {"gcp.max_concurrent", "GCP_VM_MAX_CONCURRENT", T_INT, OFF(max_concurrent), "2", 0, 1000, NULL,
+        "a whole number from 0 to 1000", "VMs alive or in flight at once"},
+    {"gcp.max_lifetime_hours", "GCP_VM_MAX_LIFETIME_HOURS", T_DOUBLE, OFF(max_lifetime_hours),
+        "3.0", 0.01, 2880, NULL, "hours, from 0.01 to 2880 (Compute Engine's 120 days)",
+        "hard stop per VM, also sent as its maxRunDuration"},
+    {"gcp.idle_timeout_minutes", "GCP_VM_IDLE_TIMEOUT_MINUTES", T_DOUBLE, OFF(idle_timeout_minutes),
+        "30", 1, 10080, NULL, "minutes, from 1 to 10080", "delete a VM after this long idle"},
+    {"gcp.health_check_interval", "GCP_VM_HEALTH_CHECK_INTERVAL", T_INT, OFF(health_check_interval),
+        "30", 1, 3600, NULL, "seconds, from 1 to 3600", "seconds between monitoring passes"},
+    {"gcp.enable_monitoring", "GCP_VM_ENABLE_MONITORING", T_BOOL, OFF(enable_monitoring), "true", 0,
+        0, NULL, "true or false", "background monitoring of VMs"},
+    {"spillway.backend_port", "SPILLWAY_BACKEND_PORT", T_INT, OFF(backend_port), "8010", 1, 65535,
+        NULL, "a TCP port from 1 to 65535", "port of the backend on the VM"},
+    {"spillway.compute_endpoint", "SPILLWAY_COMPUTE_ENDPOINT", T_STRING, OFF(compute_endpoint),
+        "https://compute.googleapis.com/compute/v1/", 0, 0, check_endpoint,
+        "an https:// URL, or http:// to a loopback address", "Compute Engine API base URL"},
+    {"spillway.state_dir", "SPILLWAY_STATE_DIR", T_STRING, OFF(state_dir),
+        "${XDG_STATE_HOME:-${HOME}/.local/state}/spillway", 0, 0, check_path, "an absolute path",
+        "ledger and state"},
+    {"spillway.socket", "SPILLWAY_SOCKET", T_STRING, OFF(socket_path),
+        "${XDG_RUNTIME_DIR:-/tmp/spillway-${USER}}/spillway/control.sock", 0, 0, check_path,
+        "an absolute path", "the daemon's control socket"},
+    {"spillway.log_level", "SPILLWAY_LOG_LEVEL", T_STRING, OFF(log_level), "info", 0, 0,
+        check_log_level, "error, warning, info or debug", "how much to log"},
+};
+
+#define NKEYS nitems(keys)
+
+/* --- validators: NULL when fine, else what is wrong --- */
+
+static int
+matches(const char *s, const char *pattern)
+{
+	regex_t re;
+	int ok;
+
+	if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
+		fatalx("bad built-in pattern %s", pattern);
+	ok = regexec(&re, s, 0, NULL, 0) == 0;
+	regfree(&re);
+	return ok;
+}
+
+static const char *
+check_project(const char *s)
+{
+	if (*s == '\0' || matches(s, "^([a-z0-9.-]+:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$"))
+		return NULL;
+	return "not a project ID";
+}
+
+static const char *
+check_region(const char *s)
+{
+	return matches(s, "^[a-z]+-[a-z]+[0-9]+$") ? NULL : "not a region name";
+}
+
+static const char *
+check_zone(const char *s)
+{
+	return matches(s, "^[a-z]+-[a-z]+[0-9]+-[a-z]$") ? NULL : "not a zone name";
+}
+
+static const char *
+check_zones(const char *s)
+{
+	char **list = str_split(s, ',', NULL);
+	const char *why = NULL;
+
+	for (char **z = list; *z != NULL && why == NULL; z++)
+		if (check_zone(str_trim(*z)) != NULL)
+			why = "one of the zones is not a zone name";
+	str_list_free(list);
+	return why;
+}
+
+static const char *
+check_machine_type(const char *s)
+{
+	return matches(s, "^[a-z][a-z0-9]*(-[a-z0-9]+)+$") ? NULL : "not a machine type name";
+}
+
+static const char *
+check_endpoint(const char *s)
+{
+	if (!matches(s, "^https?://[^/?#]+(/[^?#]*)?$"))
+		return "not an http(s) URL without query";
+	if (str_prefix(s, "http://") && !http_url_is_loopback(s))
+		return "plain http is only allowed to a loopback address";
+	return NULL;
+}
+
+static const char *
+check_path(const char *s)
+{
+	return s[0] == '/' ? NULL : "not an absolute path";
+}
+
+static const char *
+check_log_level(const char *s)
+{
+	enum log_level l;
+
+	return log_parse_level(s, &l) == 0 ? NULL : "not a log level";
+}
+
+/* --- the environment seam --- */
+
+struct loader {
+	struct config *cfg;
+	char *const *env;
+	const char *where;  /* the file being read */
+	bool callback_said; /* the error message came whole from a callback */
+};
+
+static const char *
+env_get(char *const *env, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (env == NULL)
+		return getenv(name);
+	for (; *env != NULL; env++)
+		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
+			return *env + n + 1;
+	return NULL;
+}
+
+static const char *
+home_dir(char *const *env)
+{
+	const char *home = env_get(env, "HOME");
+
+	return home != NULL ? home : "";
+}
+
+/* Expand ${VAR} and ${VAR:-fallback} (nested) in a default. */
+static void
+expand(struct buf *b, const char *s, char *const *env)
+{
+	while (*s != '\0') {
+		const char *end, *colon, *v;
+		int depth = 1;
+		char *name;
+
+		if (s[0] != '$' || s[1] != '{') {
+			buf_addch(b, *s++);
+			continue;
+		}
+		for (end = s + 2; *end != '\0' && depth > 0; end++)
+			depth += *end == '{' ? 1 : *end == '}' ? -1 : 0;
+		colon = strstr(s, ":-");
+		if (colon != NULL && colon < end) {
+			name = xstrndup(s + 2, (size_t)(colon - s - 2));
+			v = env_get(env, name);
+			if (v != NULL && *v != '\0') {
+				buf_addstr(b, v);
+			} else {
+				char *fb = xstrndup(colon + 2, (size_t)(end - 1 - colon - 2));
+
+				expand(b, fb, env);
+				free(fb);
+			}
+		} else {
+			name = xstrndup(s + 2, (size_t)(end - 1 - s - 2));
+			v = env_get(env, name);
+			buf_addstr(b, v != NULL ? v : "");
+		}
+		free(name);
+		s = end;
+	}
+}
+
+/* --- setting values --- */
+
+static const char *
+source_label(enum config_source s)
+{
+	static const char *labels[] = {
+	    "default", "file", "gcloud", "environment", "flag", "derived"};
+
+	return labels[s];
+}
+
+const char *
+config_source_name(enum config_source s)
+{
+	return source_label(s);
+}
+
+static char *
+describe_origin(const struct key *k, enum config_source src, const char *where)
+{
+	switch (src) {
+	case CONFIG_FILE:
+		return xasprintf("in %s", where);
+	case CONFIG_GCLOUD:
+		return xasprintf("in gcloud's configuration %s", where);
+	case CONFIG_ENV:
+		return xasprintf("from environment variable %s", k->env);
+	case CONFIG_FLAG:
+		return xasprintf("from %s", where);
+	default:
+		return xstrdup("the built-in default");
+	}
+}
+
+static int
+set_value(struct config *cfg, size_t i, const char *value, enum config_source src,
+    const char *where, char **cause)
+{
+	const struct key *k = &keys[i];
+	void *field = (char *)cfg + k->offset;
+	const char *why = NULL;
+	int error = 0;
+
+	switch (k->type) {
+	case T_BOOL: {
+		bool b;
+
+		if (parse_bool(value, &b) != 0)
+			why = "not a boolean";
+		else
+			*(bool *)field = b;
+		break;
+	}
+	case T_INT: {
+		int64_t n;
+
+		error = parse_int64(value, (int64_t)k->min, (int64_t)k->max, &n);
+		if (error == -EINVAL)
+			why = "not a whole number";
+		else if (error == -ERANGE)
+			why = "out of range";
+		else
+			*(int64_t *)field = n;
+		break;
+	}
+	case T_DOUBLE: {
+		double d;
+
+		error = parse_double(value, k->min, k->max, &d);
+		if (error == -EINVAL)
+			why = "not a number";
+		else if (error == -ERANGE)
+			why = "out of range";
+		else
+			*(double *)field = d;
+		break;
+	}
+	case T_STRING: {
+		char *copy = xstrdup(value);
+		char *v = str_trim(copy);
+
+		if (k->check != NULL && (why = k->check(v)) != NULL) {
+			free(copy);
+			break;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		free(copy);
+		break;
+	}
+	}
+	if (why != NULL) {
+		char *origin = describe_origin(k, src, where);
+
+		*cause = xasprintf("invalid value '%s' for %s (%s): %s; allowed: %s", value,
+		    k->name, origin, why, k->allowed);
+		free(origin);
+		return -EINVAL;
+	}
+	free(cfg->origins[i].where);
+	cfg->origins[i].source = src;
+	cfg->origins[i].where = where != NULL ? xstrdup(where) : NULL;
+	return 0;
+}
+
+static ssize_t
+find_key(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0 || strcmp(keys[i].env, name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static char *
+suggest(const char *name)
+{
+	size_t best = SIZE_MAX, at = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t d = str_distance(name, keys[i].name);
+
+		if (d < best) {
+			best = d;
+			at = i;
+		}
+	}
+	if (best <= 3)
+		return xasprintf(" (did you mean '%s'?)", keys[at].name);
+	return xstrdup("; 'spillway config' lists every key");
+}
+
+/* --- the file --- */
+
+static int
+file_key(const char *section, const char *sub, const char *key, const char *value, int line,
+    void *arg, char **cause)
+{
+	struct loader *ld = arg;
+	char *name = xasprintf("%s.%s", section, key), *where;
+	ssize_t i = sub == NULL ? find_key(name) : -1;
+	int error;
+
+	ld->callback_said = true;
+	if (i < 0) {
+		char *hint = suggest(name);
+
+		*cause = xasprintf("%s:%d: unknown key '%s'%s", ld->where, line, name, hint);
+		free(hint);
+		free(name);
+		return -EINVAL;
+	}
+	where = xasprintf("%s:%d", ld->where, line);
+	error = set_value(ld->cfg, (size_t)i, value, CONFIG_FILE, where, cause);
+	free(where);
+	free(name);
+	return error;
+}
+
+static int
+load_file(struct loader *ld, const char *path, bool must_exist, char **cause)
+{
+	char *text, *why = NULL;
+	int error, line = 0;
+
+	if ((error = read_file(path, CONFIG_FILE_MAX, &text, NULL)) != 0) {
+		if (error == -ENOENT && !must_exist)
+			return 0;
+		if (error == -E2BIG)
+			*cause = xasprintf("cannot read config file '%s': larger than 1 MiB", path);
+		else
+			*cause =
+			    xasprintf("cannot read config file '%s': %s", path, strerror(-error));
+		return -EINVAL;
+	}
+	ld->cfg->file = xstrdup(path);
+	ld->where = path;
+	ld->callback_said = false;
+	error = ini_parse(text, file_key, ld, &line, &why);
+	free(text);
+	if (error != 0) {
+		*cause = ld->callback_said ? why : xasprintf("%s:%d: %s", path, line, why);
+		if (*cause != why)
+			free(why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --- gcloud's active configuration --- */
+
+struct gcloud {
+	struct loader *ld;
+	const char *path;
+};
+
+static int
+gcloud_key(const char *section, const char *sub, const char *key, const char *value, int line,
+    void *arg, char **cause)
+{
+	struct gcloud *g = arg;
+	static const struct {
+		const char *section, *key, *ours;
+	} map[] = {
+	    {"core", "project", "gcp.project"},
+	    {"compute", "region", "gcp.region"},
+	    {"compute", "zone", "gcp.zone"},
+	};
+
+	for (size_t i = 0; i < nitems(map); i++) {
+		if (sub == NULL && strcmp(section, map[i].section) == 0 &&
+		    strcmp(key, map[i].key) == 0) {
+			char *where = xasprintf("%s:%d", g->path, line);
+			int error;
+
+			g->ld->callback_said = true;
+			error = set_value(g->ld->cfg, (size_t)find_key(map[i].ours), value,
+			    CONFIG_GCLOUD, where, cause);
+
+			free(where);
+			return error;
+		}
+	}
+	return 0; /* gcloud has many keys that are none of ours */
+}
+
+static int
+load_gcloud(struct loader *ld, char **cause)
+{
+	const char *dir = env_get(ld->env, "CLOUDSDK_CONFIG"), *name;
+	char *base, *active = NULL, *path, *text = NULL, *why = NULL;
+	int error = 0, line;
+
+	base =
+	    dir != NULL && *dir ? xstrdup(dir) : xasprintf("%s/.config/gcloud", home_dir(ld->env));
+	name = env_get(ld->env, "CLOUDSDK_ACTIVE_CONFIG_NAME");
+	if (name == NULL || *name == '\0') {
+		char *p = xasprintf("%s/active_config", base);
+
+		if (read_file(p, 4096, &active, NULL) == 0)
+			name = str_trim(active);
+		free(p);
+	}
+	if (name == NULL || *name == '\0')
+		name = "default";
+	path = xasprintf("%s/configurations/config_%s", base, name);
+	error = read_file(path, CONFIG_FILE_MAX, &text, NULL);
+	if (error == -ENOENT) {
+		error = 0;
+	} else if (error != 0) {
+		*cause =
+		    xasprintf("cannot read gcloud configuration '%s': %s", path, strerror(-error));
+		error = -EINVAL;
+	} else {
+		struct gcloud g = {ld, path};
+
+		ld->callback_said = false;
+		if ((error = ini_parse(text, gcloud_key, &g, &line, &why)) != 0) {
+			*cause = ld->callback_said ? why : xasprintf("%s:%d: %s", path, line, why);
+			if (*cause != why)
+				free(why);
+		}
+	}
+	/* gcloud's own environment overrides beat its file, as in gcloud. */
+	static const struct {
+		const char *env, *ours;
+	} envs[] = {
+	    {"CLOUDSDK_CORE_PROJECT", "gcp.project"},
+	    {"CLOUDSDK_COMPUTE_REGION", "gcp.region"},
+	    {"CLOUDSDK_COMPUTE_ZONE", "gcp.zone"},
+	};
+	for (size_t i = 0; error == 0 && i < nitems(envs); i++) {
+		const char *v = env_get(ld->env, envs[i].env);
+
+		if (v != NULL && *v != '\0')
+			error = set_value(ld->cfg, (size_t)find_key(envs[i].ours), v, CONFIG_GCLOUD,
+			    envs[i].env, cause);
+	}
+	free(text);
+	free(path);
+	free(active);
+	free(base);
+	return error;
+}
+
+/* --- consistency between keys --- */
+
+static size_t
+key_index(size_t offset)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].offset == offset)
+			return i;
+	fatalx("config: no key at offset %zu", offset);
+}
+
+static int
+check_placement(struct config *cfg, char **cause)
+{
+	size_t zi = key_index(OFF(zone)), ri = key_index(OFF(region));
+	size_t rlen = strlen(cfg->region);
+	char **zones;
+	int error = 0;
+
+	/* A zone given without a region names its region. */
+	if (cfg->origins[ri].source == CONFIG_DEFAULT &&
+	    cfg->origins[zi].source != CONFIG_DEFAULT) {
+		char *region = xstrndup(cfg->zone, strlen(cfg->zone) - 2);
+
+		free(cfg->region);
+		cfg->region = region;
+		cfg->origins[ri].source = CONFIG_DERIVED;
+		cfg->origins[ri].where = xstrdup("gcp.zone");
+		rlen = strlen(region);
+	}
+	if (strncmp(cfg->zone, cfg->region, rlen) != 0 || cfg->zone[rlen] != '-') {
+		*cause = xasprintf("zone '%s' is not in region '%s'; set gcp.region (GCP_REGION) "
+		                   "to the zone's region or pick a zone of '%s'",
+		    cfg->zone, cfg->region, cfg->region);
+		return -EINVAL;
+	}
+	zones = str_split(cfg->fallback_zones, ',', NULL);
+	for (char **z = zones; *z != NULL && error == 0; z++) {
+		char *zone = str_trim(*z);
+
+		if (strncmp(zone, cfg->region, rlen) != 0 || zone[rlen] != '-') {
+			*cause =
+			    xasprintf("fallback zone '%s' (gcp.fallback_zones) is not in region "
+			              "'%s'; fallback zones must share the VM's region",
+			        zone, cfg->region);
+			error = -EINVAL;
+		}
+	}
+	str_list_free(zones);
+	return error;
+}
+
+/* --- load --- */
+
+static int
+load_defaults(struct config *cfg, char *const *env, char **cause)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		struct buf b = BUF_INIT(4096);
+		int error;
+
+		expand(&b, keys[i].def, env);
+		error = set_value(cfg, i, buf_str(&b), CONFIG_DEFAULT, NULL, cause);
+		buf_release(&b);
+		if (error != 0)
+			return error; /* e.g. a relative $XDG_STATE_HOME */
+	}
+	return 0;
+}
+
+int
+config_load(struct config *cfg, const struct config_args *args, char *const *env, char **cause)
+{
+	struct loader ld = {cfg, env, NULL, false};
+	const char *file = args != NULL ? args->file : NULL;
+	bool must_exist = file != NULL;
+	char *path = NULL;
+	int error;
+
+	memset(cfg, 0, sizeof *cfg);
+	cfg->origins = xcalloc(NKEYS, sizeof *cfg->origins);
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].type == T_STRING)
+			*(char **)((char *)cfg + keys[i].offset) = xstrdup("");
+	if ((error = load_defaults(cfg, env, cause)) != 0)
+		goto out;
+
+	if (file == NULL && (file = env_get(env, "SPILLWAY_CONFIG")) != NULL && *file != '\0')
+		must_exist = true;
+	if (file == NULL || *file == '\0') {
+		struct buf b = BUF_INIT(4096);
+
+		expand(&b, "${XDG_CONFIG_HOME:-${HOME}/.config}/spillway/spillway.conf", env);
+		path = buf_detach(&b, NULL);
+		file = path;
+	}
+	if ((error = load_file(&ld, file, must_exist, cause)) != 0)
+		goto out;
+	if ((error = load_gcloud(&ld, cause)) != 0)
+		goto out;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *v = env_get(env, keys[i].env);
+
+		if (v != NULL &&
+		    (error = set_value(cfg, i, v, CONFIG_ENV, keys[i].env, cause)) != 0)
+			goto out;
+	}
+	for (const char *const *s = args != NULL ? args->sets : NULL; s != NULL && *s != NULL;
+	     s++) {
+		const char *eq = strchr(*s, '=');
+		char *name = eq != NULL ? xstrndup(*s, (size_t)(eq - *s)) : xstrdup(*s);
+		ssize_t i = find_key(name);
+
+		if (eq == NULL || i < 0) {
+			char *hint = eq == NULL ? xstrdup("; expected KEY=VALUE") : suggest(name);
+
+			*cause = xasprintf(
+			    "--set '%s': %s%s", *s, eq == NULL ? "no value" : "unknown key", hint);
+			free(hint);
+			free(name);
+			error = -EINVAL;
+			goto out;
+		}
+		{
+			char *where = xasprintf("--set %s", keys[i].name);
+
+			error = set_value(cfg, (size_t)i, eq + 1, CONFIG_FLAG, where, cause);
+			free(where);
+		}
+		free(name);
+		if (error != 0)
+			goto out;
+	}
+	error = check_placement(cfg, cause);
+out:
+	free(path);
+	if (error != 0)
+		config_free(cfg);
+	return error;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg->origins == NULL)
+		return;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].type == T_STRING)
+			free(*(char **)((char *)cfg + keys[i].offset));
+		free(cfg->origins[i].where);
+	}
+	free(cfg->origins);
+	free(cfg->file);
+	memset(cfg, 0, sizeof *cfg);
+}
+
+/* --- output --- */
+
+size_t
+config_nkeys(void)
+{
+	return NKEYS;
+}
+
+const char *
+config_key_name(size_t i)
+{
+	return keys[i].name;
+}
+
+const char *
+config_key_env(size_t i)
+{
+	return keys[i].env;
+}
+
+const char *
+config_key_help(size_t i)
+{
+	return keys[i].help;
+}
+
+char *
+config_value_text(const struct config *cfg, size_t i)
+{
+	const void *field = (const char *)cfg + keys[i].offset;
+
+	switch (keys[i].type) {
+	case T_BOOL:
+		return xstrdup(*(const bool *)field ? "true" : "false");
+	case T_INT:
+		return xasprintf("%lld", (long long)*(const int64_t *)field);
+	case T_DOUBLE:
+		return xasprintf("%g", *(const double *)field);
+	default:
+		return xstrdup(*(char *const *)field);
+	}
+}
+
+static json_t *
+value_json(const struct config *cfg, size_t i)
+{
+	const void *field = (const char *)cfg + keys[i].offset;
+
+	switch (keys[i].type) {
+	case T_BOOL:
+		return json_boolean(*(const bool *)field);
+	case T_INT:
+		return json_integer(*(const int64_t *)field);
+	case T_DOUBLE:
+		return json_real(*(const double *)field);
+	default:
+		return json_string(*(char *const *)field);
+	}
+}
+
+json_t *
+config_to_json(const struct config *cfg)
+{
+	json_t *values = json_array();
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_origin *o = &cfg->origins[i];
+
+		json_array_append_new(values,
+		    jx_pack("{s:s, s:s, s:o, s:s, s:o, s:s}", "key", keys[i].name, "env",
+		        keys[i].env, "value", value_json(cfg, i), "source", source_label(o->source),
+		        "origin", o->where != NULL ? json_string(o->where) : json_null(), "help",
+		        keys[i].help));
+	}
+	return jx_pack("{s:i, s:o, s:o}", "schema_version", 1, "file",
+	    cfg->file != NULL ? json_string(cfg->file) : json_null(), "values", values);
+}
+
+void
+config_print(const struct config *cfg, FILE *f)
+{
+	size_t wk = 3, we = 3, wv = 5;
+	char **vals = xcalloc(NKEYS, sizeof *vals);
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		vals[i] = config_value_text(cfg, i);
+		if (*vals[i] == '\0') {
+			free(vals[i]);
+			vals[i] = xstrdup("(unset)");
+		}
+		wk = strlen(keys[i].name) > wk ? strlen(keys[i].name) : wk;
+		we = strlen(keys[i].env) > we ? strlen(keys[i].env) : we;
+		wv = strlen(vals[i]) > wv ? strlen(vals[i]) : wv;
+	}
+	fprintf(f, "%-*s  %-*s  %-*s  %s\n", (int)wk, "KEY", (int)we, "ENV", (int)wv, "VALUE",
+	    "SOURCE");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_origin *o = &cfg->origins[i];
+
+		fprintf(f, "%-*s  %-*s  %-*s  %s%s%s%s\n", (int)wk, keys[i].name, (int)we,
+		    keys[i].env, (int)wv, vals[i], source_label(o->source), o->where ? " (" : "",
+		    o->where ? o->where : "", o->where ? ")" : "");
+		free(vals[i]);
+	}
+	free(vals);
+}

@@ -1,0 +1,88 @@
+/*
+ * spillway's configuration: one table of every key (config.c), and one load
+ * that layers, lowest first:
+ *
+ *	built-in defaults
+ *	< the config file ($XDG_CONFIG_HOME/spillway/spillway.conf, INI)
+ *	< gcloud's active configuration (project, region, zone)
+ *	< the environment (GCP_VM_DAILY_BUDGET and the original system's names)
+ *	< command-line flags (--set KEY=VALUE, --project, --region, --zone)
+ *
+ * and remembers where each value came from. A bad value anywhere is an error
+ * that names the key, the value, where it came from and what is allowed; the
+ * caller exits 2 before doing anything. struct config is plain data.
+ */
+#ifndef SPILLWAY_CONFIG_H
+#define SPILLWAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+enum config_source {
+	CONFIG_DEFAULT,
+	CONFIG_FILE,
+	CONFIG_GCLOUD,
+	CONFIG_ENV,
+	CONFIG_FLAG,
+	CONFIG_DERIVED,
+};
+
+struct config_origin {
+	enum config_source source;
+	char *where; /* "path:line", "GCP_VM_DAILY_BUDGET", "--zone"; NULL for defaults */
+};
+
+/* Every setting, typed. Strings are never NULL (empty means unset). */
+struct config {
+	bool enabled;
+	char *project;
+	char *region;
+	char *zone;
+	char *fallback_zones; /* comma-separated; empty: the region's other zones */
+	char *machine_type;
+	bool use_spot;
+	double max_price;
+	double daily_budget;
+	int64_t max_concurrent;
+	double max_lifetime_hours;
+	double idle_timeout_minutes;
+	int64_t health_check_interval;
+	bool enable_monitoring;
+	int64_t backend_port;
+	char *compute_endpoint;
+	char *state_dir;
+	char *socket_path;
+	char *log_level;
+
+	char *file;                    /* the config file read, or NULL */
+	struct config_origin *origins; /* one per key, in table order */
+};
+
+/* What the command line adds. */
+struct config_args {
+	const char *file;        /* --config FILE: must exist */
+	const char *const *sets; /* "KEY=VALUE" or "ENV_NAME=VALUE", NULL-terminated */
+};
+
+/*
+ * env: the environment to read (NULL: the process's). 0, or -EINVAL with
+ * *cause the whole message for the user.
+ */
+int config_load(struct config *, const struct config_args *, char *const *env, char **cause);
+void config_free(struct config *);
+
+size_t config_nkeys(void);
+const char *config_key_name(size_t);
+const char *config_key_env(size_t);
+const char *config_key_help(size_t);
+/* The value as text, as a file would hold it. Caller frees. */
+char *config_value_text(const struct config *, size_t);
+const char *config_source_name(enum config_source);
+
+json_t *config_to_json(const struct config *);
+void config_print(const struct config *, FILE *);
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * What the emulator's files share, and nobody else sees.
+ *
+ * Ownership: the emulator owns zones; a zone owns its instances (sorted by
+ * name) and its operations (in insertion order). An instance owns its timer
+ * and its guest. Every request being answered is a `struct rq`, owned by the
+ * emulator's pending list from the moment it is deferred until it is answered.
+ */
+#ifndef SPILLWAY_EMULATOR_INTERNAL_H
+#define SPILLWAY_EMULATOR_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <uv.h>
+
+#include "emulator/emulator.h"
+#include "emulator/faults.h"
+#include "net/httpd.h"
+#include "util/clock.h"
+#include "util/compat.h"
+
+/* Self links are Google's, whatever address the emulator listens on. */
+#define GCE_LINK "https://www.googleapis.com/compute/v1/"
+#define MAX_BODY (1024 * 1024)
+
+enum inst_status { ST_PROVISIONING, ST_STAGING, ST_RUNNING, ST_STOPPING, ST_TERMINATED };
+
+/* What an instance's timer will do when it fires. */
+enum inst_event { EV_NONE, EV_STAGE, EV_RUN, EV_EXPIRE, EV_PREEMPT, EV_PREEMPT_STOP, EV_STOPPED };
+
+struct op {
+	struct zone *zone;
+	char *name;
+	char *request_id; /* NULL when the call had none */
+	json_t *res;      /* the Operation as answered */
+	bool done;
+};
+
+struct inst {
+	struct emulator *emu;
+	struct zone *zone;
+	char *name;
+	json_t *res; /* the Instance as answered; status and times kept current */
+	enum inst_status status;
+	int vcpus;
+	bool spot;
+	bool delete_on_stop; /* instanceTerminationAction DELETE */
+	bool deleting;       /* STOPPING towards removal */
+	int64_t max_run_ms;  /* 0: none */
+	int64_t stop_at_ms;  /* terminationTime; 0: none */
+	int64_t started_ms;
+	int64_t preempt_at_ms; /* 0: not to be preempted */
+	bool preempted;
+	const char *fail_code; /* the insert will end in this error */
+	struct op *op;         /* the insert or delete waiting on a transition */
+	char nat_ip[16];
+	struct guest *guest;
+	uv_timer_t timer;
+	enum inst_event next;
+};
+
+struct zone {
+	struct emulator *emu;
+	char *name;
+	char *region;
+	struct inst **insts;
+	size_t ninsts, capinsts;
+	struct op **ops;
+	size_t nops, capops;
+};
+
+enum rq_wait { RQ_NOW, RQ_DELAY, RQ_OP, RQ_META };
+
+/* One request being answered. */
+struct rq {
+	struct emulator *emu;
+	struct httpd_req *req;
+	const char *server; /* "api" or "guest" */
+	const char *host;   /* the guest's address, for the log */
+	bool log;
+	int64_t latency_ms;
+	unsigned lost_status; /* the answer is replaced by this fault after the fact */
+	enum rq_wait wait;
+	struct op *op;   /* RQ_OP */
+	char *meta_inst; /* RQ_META: zone/name */
+	char *meta_path;
+	char *meta_etag;
+	bool meta_json;
+	/* a delayed answer */
+	unsigned status;
+	char *ctype;
+	char *body;
+	size_t len;
+	bool has_timer;
+	uv_timer_t timer;
+	struct rq *prev, *next;
+};
+
+struct emulator {
+	uv_loop_t *loop;
+	struct clock real_clock;
+	const struct clock *clock;
+	struct httpd *http;
+	char *url;
+	char *project;
+	char *project_number;
+	struct zone *zones;
+	size_t nzones;
+	struct emulator_opts opts;
+	struct faults faults;
+	uint64_t rng;
+	uint64_t next_id;
+	unsigned next_ip; /* guest addresses: 127.net.(next_ip>>8).(next_ip&255) */
+	unsigned ip_net;
+	unsigned next_internal;
+	/* auth */
+	EVP_PKEY *key;
+	char *key_id;
+	char *client_email;
+	char *user_client_id;
+	char *user_client_secret;
+	char *user_refresh_token;
+	json_t *tokens; /* access token -> expiry (ms, virtual) */
+	/* requests */
+	json_t *requests;
+	uint64_t seq;
+	FILE *request_log;
+	struct rq *pending;
+	bool closing;
+};
+
+/* emulator.c */
+struct rq *rq_new(struct emulator *, struct httpd_req *, const char *server);
+void emu_reply(struct rq *, unsigned status, const char *ctype, const char *body, size_t len);
+void emu_reply_json(struct rq *, unsigned status, json_t *); /* steals the reference */
+void emu_reply_text(struct rq *, unsigned status, const char *text);
+/* Google's error envelope: {"error":{"code","message","errors":[{...}]}}. */
+void emu_error(struct rq *, unsigned code, const char *reason, const char *fmt, ...)
+    PRINTFLIKE(4, 5);
+/* The same with the "status" of newer front ends (UNAUTHENTICATED, INVALID_ARGUMENT). */
+void emu_error_status(struct rq *, unsigned code, const char *reason, const char *status,
+    const char *fmt, ...) PRINTFLIKE(5, 6);
+/* Keep the request open; rq_defer_timer() bounds how long. */
+void rq_defer(struct rq *, enum rq_wait);
+void rq_defer_timer(struct rq *, int64_t virtual_ms);
+double emu_rand(struct emulator *);
+int64_t emu_now_ms(const struct emulator *);
+void emu_time(const struct emulator *, int64_t ms, char out[RFC3339_LEN]);
+uint64_t emu_new_id(struct emulator *);
+struct zone *emu_zone(struct emulator *, const char *name);
+struct inst *emu_find_inst(struct emulator *, const char *zone, const char *name);
+struct inst *emu_inst_by_ip(struct emulator *, const char *ip);
+void emu_split_path(const char *path, char ***parts, size_t *n);
+
+/* compute.c */
+void compute_route(struct rq *, char **parts, size_t n);
+void compute_free_zone(struct zone *);
+void compute_preempt(struct inst *);
+json_t *compute_op_json(struct op *);
+void inst_timer_start(struct inst *, enum inst_event, int64_t virtual_ms);
+int pacific_offset_min(int64_t ms);
+
+/* machines.c */
+int machine_lookup(const char *name, int *vcpus, int *memory_mb, bool *shared);
+json_t *machine_json(struct emulator *, struct zone *, const char *name);
+
+/* oauth.c */
+void oauth_token(struct rq *);
+/* 0 when the request carries a valid bearer token; otherwise answers 401 itself. */
+int oauth_check(struct rq *);
+json_t *oauth_issue(struct emulator *);
+void oauth_expire_all(struct emulator *);
+
+/* metadata.c */
+void metadata_route(struct rq *, char **parts, size_t n);
+/* An instance's metadata changed: answer the waiters whose value did. */
+void metadata_changed(struct emulator *, struct inst *);
+/* Answer a waiter with the value as it is now. */
+void metadata_answer(struct rq *);
+
+/* guest.c */
+struct guest;
+/* At STAGING: reserve an address (bound, not listening: connections are refused). */
+int guest_reserve(struct inst *);
+/* At RUNNING: answer on the reserved address. */
+void guest_start(struct inst *);
+void guest_stop(struct inst *);
+void guest_set(struct inst *, int healthy, bool touch);
+
+/* catalog.c */
+void catalog_route(struct rq *, char **parts, size_t n);
+
+#endif

@@ -1,0 +1,442 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "net/httpd.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+/*
+ * A request walks READING (headers and body arrive) -> WAITING (the handler
+ * has it; the connection is suspended if it did not answer at once) ->
+ * ANSWERED (a response is ready; queued on MHD's next call for it) -> QUEUED.
+ */
+enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED, REQ_QUEUED };
+
+/* Past max_body we read and drop this much more, then close the connection. */
+#define DRAIN_FACTOR 4
+
+struct httpd_req {
+	struct httpd *srv;
+	struct MHD_Connection *conn;
+	char *method;
+	char *path;
+	struct buf body;
+	size_t dropped;
+	int too_large;
+	enum req_state state;
+	bool suspended;
+	struct MHD_Response *resp;
+	unsigned status;
+	char **hdrs;
+	size_t nhdrs;
+	char peer[INET6_ADDRSTRLEN];
+	struct httpd_req *prev, *next; /* the server's list of suspended requests */
+};
+
+struct httpd {
+	uv_loop_t *loop;
+	struct MHD_Daemon *mhd;
+	uv_poll_t poll;
+	uv_timer_t timer;
+	int port;
+	size_t max_body;
+	httpd_handler *handler;
+	void *arg;
+	struct httpd_req *suspended;
+	int handles; /* libuv handles not yet closed */
+};
+
+static void
+mhd_log(void *arg, const char *fmt, va_list ap)
+{
+	char line[512];
+
+	vsnprintf(line, sizeof line, fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_debug("httpd: %s", line);
+}
+
+static void
+unlink_suspended(struct httpd_req *r)
+{
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else if (r->srv->suspended == r)
+		r->srv->suspended = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+}
+
+static enum MHD_Result
+queue(struct httpd_req *r)
+{
+	enum MHD_Result ret = MHD_queue_response(r->conn, r->status, r->resp);
+
+	MHD_destroy_response(r->resp);
+	r->resp = NULL;
+	r->state = REQ_QUEUED;
+	return ret;
+}
+
+/* Hand the request to the handler; suspend the connection if it did not answer. */
+static enum MHD_Result
+dispatch(struct httpd_req *r)
+{
+	struct httpd *h = r->srv;
+
+	r->state = REQ_WAITING;
+	h->handler(r, h->arg);
+	if (r->state == REQ_ANSWERED)
+		return queue(r);
+	MHD_suspend_connection(r->conn);
+	r->suspended = true;
+	r->next = h->suspended;
+	if (h->suspended != NULL)
+		h->suspended->prev = r;
+	h->suspended = r;
+	return MHD_YES;
+}
+
+static enum MHD_Result
+on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+    const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	struct httpd *h = cls;
+	struct httpd_req *r = *con_cls;
+
+	if (r == NULL) {
+		const union MHD_ConnectionInfo *ci;
+
+		r = xcalloc(1, sizeof *r);
+		r->srv = h;
+		r->conn = conn;
+		r->method = xstrdup(method);
+		r->path = xstrdup(url);
+		buf_init(&r->body, h->max_body);
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (ci != NULL && ci->client_addr != NULL) {
+			const struct sockaddr *sa = ci->client_addr;
+
+			if (sa->sa_family == AF_INET)
+				inet_ntop(AF_INET,
+				    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+				    r->peer, sizeof r->peer);
+			else if (sa->sa_family == AF_INET6)
+				inet_ntop(AF_INET6,
+				    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+				    r->peer, sizeof r->peer);
+		}
+		*con_cls = r;
+		return MHD_YES;
+	}
+	if (*upload_size != 0) {
+		size_t n = *upload_size;
+
+		*upload_size = 0;
+		if (r->too_large) {
+			/* Do not read an endless body forever. */
+			r->dropped += n;
+			return r->dropped > DRAIN_FACTOR * h->max_body ? MHD_NO : MHD_YES;
+		}
+		if (buf_add(&r->body, upload, n) != 0) {
+			r->too_large = 1;
+			r->dropped = r->body.len + n;
+			buf_release(&r->body);
+		}
+		return MHD_YES;
+	}
+	switch (r->state) {
+	case REQ_READING:
+		return dispatch(r);
+	case REQ_ANSWERED:
+		return queue(r);
+	default:
+		return MHD_YES;
+	}
+}
+
+static void
+on_completed(
+    void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct httpd_req *r = *con_cls;
+
+	if (r == NULL)
+		return;
+	unlink_suspended(r);
+	if (r->resp != NULL)
+		MHD_destroy_response(r->resp);
+	for (size_t i = 0; i < r->nhdrs; i++)
+		free(r->hdrs[i]);
+	free(r->hdrs);
+	buf_release(&r->body);
+	free(r->method);
+	free(r->path);
+	free(r);
+	*con_cls = NULL;
+}
+
+static void on_timer(uv_timer_t *);
+
+/* Let MHD do its work, then wake up again when it says it must. */
+static void
+run(struct httpd *h)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	MHD_run(h->mhd);
+	if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
+		uv_timer_start(&h->timer, on_timer, ms, 0);
+	else
+		uv_timer_stop(&h->timer);
+}
+
+static void
+on_timer(uv_timer_t *t)
+{
+	run(t->data);
+}
+
+static void
+on_poll(uv_poll_t *p, int status, int events)
+{
+	run(p->data);
+}
+
+int
+httpd_bind(const char *host, int port, char **cause)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, family = strchr(host, ':') != NULL ? AF_INET6 : AF_INET;
+
+	memset(&ss, 0, sizeof ss);
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			goto bad_host;
+		len = sizeof *sin;
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			goto bad_host;
+		len = sizeof *sin6;
+	}
+	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+		*cause = xasprintf("cannot create a socket: %s", strerror(errno));
+		return -errno;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&ss, len) == -1) {
+		int error = errno;
+
+		*cause = xasprintf("cannot listen on %s:%d: %s", host, port, strerror(error));
+		close(fd);
+		return -error;
+	}
+	return fd;
+bad_host:
+	*cause = xasprintf("'%s' is not an IP address", host);
+	return -EINVAL;
+}
+
+int
+httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler *handler, void *arg,
+    struct httpd **out, char **cause)
+{
+	struct httpd *h;
+	const union MHD_DaemonInfo *info;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	if (listen(fd, 512) == -1 || getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+		int error = errno;
+
+		*cause = xasprintf("cannot listen: %s", strerror(error));
+		close(fd);
+		return -error;
+	}
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	h = xcalloc(1, sizeof *h);
+	h->loop = loop;
+	h->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+	    : ss.ss_family == AF_INET      ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+	                                   : 0;
+	h->max_body = o->max_body;
+	h->handler = handler;
+	h->arg = arg;
+	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
+	    o->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT, o->conn_limit,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	if (h->mhd == NULL) {
+		close(fd);
+		free(h);
+		*cause = xstrdup("cannot start an HTTP server");
+		return -EIO;
+	}
+	info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	uv_poll_init(loop, &h->poll, info->epoll_fd);
+	uv_timer_init(loop, &h->timer);
+	h->poll.data = h->timer.data = h;
+	h->handles = 2;
+	uv_poll_start(&h->poll, UV_READABLE, on_poll);
+	run(h);
+	*out = h;
+	return 0;
+}
+
+int
+httpd_new(uv_loop_t *loop, const char *host, int port, const struct httpd_opts *o,
+    httpd_handler *handler, void *arg, struct httpd **out, char **cause)
+{
+	int fd;
+
+	if ((fd = httpd_bind(host, port, cause)) < 0)
+		return fd;
+	return httpd_new_fd(loop, fd, o, handler, arg, out, cause);
+}
+
+int
+httpd_port(const struct httpd *h)
+{
+	return h->port;
+}
+
+static void
+on_closed(uv_handle_t *handle)
+{
+	struct httpd *h = handle->data;
+
+	if (--h->handles == 0)
+		free(h);
+}
+
+void
+httpd_free(struct httpd *h)
+{
+	if (h == NULL)
+		return;
+	while (h->suspended != NULL)
+		httpd_respond(h->suspended, 503, "text/plain", "shutting down\n", 14);
+	MHD_run(h->mhd);
+	/* libuv must stop watching the epoll fd before MHD closes it. */
+	uv_poll_stop(&h->poll);
+	uv_timer_stop(&h->timer);
+	MHD_stop_daemon(h->mhd);
+	uv_close((uv_handle_t *)&h->poll, on_closed);
+	uv_close((uv_handle_t *)&h->timer, on_closed);
+}
+
+const char *
+httpd_req_method(const struct httpd_req *r)
+{
+	return r->method;
+}
+
+const char *
+httpd_req_path(const struct httpd_req *r)
+{
+	return r->path;
+}
+
+const char *
+httpd_req_query(const struct httpd_req *r, const char *key)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *
+httpd_req_header(const struct httpd_req *r, const char *key)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, key);
+}
+
+static enum MHD_Result
+add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct buf *b = cls;
+
+	buf_printf(b, "%s%s=%s", b->len ? "&" : "", key, value != NULL ? value : "");
+	return MHD_YES;
+}
+
+char *
+httpd_req_query_string(const struct httpd_req *r)
+{
+	struct buf b = BUF_INIT(64 * 1024);
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_arg, &b);
+	return buf_detach(&b, NULL);
+}
+
+const char *
+httpd_req_body(const struct httpd_req *r, size_t *len, int *too_large)
+{
+	if (len != NULL)
+		*len = r->body.len;
+	if (too_large != NULL)
+		*too_large = r->too_large;
+	return buf_str(&r->body);
+}
+
+const char *
+httpd_req_peer(const struct httpd_req *r)
+{
+	return r->peer;
+}
+
+struct httpd *
+httpd_req_server(const struct httpd_req *r)
+{
+	return r->srv;
+}
+
+void
+httpd_set_header(struct httpd_req *r, const char *name, const char *value)
+{
+	r->hdrs = xreallocarray(r->hdrs, r->nhdrs + 2, sizeof *r->hdrs);
+	r->hdrs[r->nhdrs++] = xstrdup(name);
+	r->hdrs[r->nhdrs++] = xstrdup(value);
+}
+
+void
+httpd_respond(struct httpd_req *r, unsigned status, const char *ctype, const char *body, size_t len)
+{
+	if (r->state != REQ_WAITING)
+		fatalx("httpd: a request was answered twice or before it was read");
+	r->resp =
+	    MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+	if (r->resp == NULL)
+		fatalx("httpd: cannot create a response");
+	if (ctype != NULL)
+		MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	for (size_t i = 0; i + 1 < r->nhdrs; i += 2)
+		MHD_add_response_header(r->resp, r->hdrs[i], r->hdrs[i + 1]);
+	r->status = status;
+	r->state = REQ_ANSWERED;
+	if (r->suspended) {
+		unlink_suspended(r);
+		r->suspended = false;
+		MHD_resume_connection(r->conn);
+		/* MHD picks a resumed connection up on its next run: make that soon. */
+		uv_timer_start(&r->srv->timer, on_timer, 0, 0);
+	}
+}

@@ -1,0 +1,234 @@
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+int
+parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	long long v;
+	char *end;
+
+	if (*s == '\0' || isspace((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*end != '\0')
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int
+parse_double(const char *s, double min, double max, double *out)
+{
+	double v;
+	char *end;
+
+	if (*s == '\0' || isspace((unsigned char)*s))
+		return -EINVAL;
+	/* strtod takes "nan", "inf" and hex floats; none is a setting. */
+	for (const char *p = s; *p != '\0'; p++)
+		if (!isdigit((unsigned char)*p) && strchr("+-.eE", *p) == NULL)
+			return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end != '\0' || end == s)
+		return -EINVAL;
+	if (errno == ERANGE || !isfinite(v) || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int
+parse_bool(const char *s, bool *out)
+{
+	static const char *yes[] = {"true", "1", "yes", "on"};
+	static const char *no[] = {"false", "0", "no", "off"};
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+bool
+str_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+bool
+str_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+char *
+str_trim(char *s)
+{
+	char *end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+char **
+str_split(const char *s, char sep, size_t *np)
+{
+	char **list = xcalloc(1, sizeof *list);
+	size_t n = 0;
+
+	while (*s != '\0') {
+		const char *end = strchr(s, sep);
+		size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
+
+		if (len > 0) {
+			list = xreallocarray(list, n + 2, sizeof *list);
+			list[n++] = xstrndup(s, len);
+			list[n] = NULL;
+		}
+		s += len;
+		if (*s == sep)
+			s++;
+	}
+	if (np != NULL)
+		*np = n;
+	return list;
+}
+
+void
+str_list_free(char **list)
+{
+	for (char **p = list; p != NULL && *p != NULL; p++)
+		free(*p);
+	free(list);
+}
+
+size_t
+str_list_len(char *const *list)
+{
+	size_t n = 0;
+
+	while (list != NULL && list[n] != NULL)
+		n++;
+	return n;
+}
+
+size_t
+str_distance(const char *a, const char *b)
+{
+	size_t n = strlen(b), *row = xcalloc(n + 1, sizeof *row), d;
+
+	for (size_t j = 0; j <= n; j++)
+		row[j] = j;
+	for (size_t i = 1; a[i - 1] != '\0'; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (size_t j = 1; j <= n; j++) {
+			size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	d = row[n];
+	free(row);
+	return d;
+}
+
+int
+read_file(const char *path, size_t max, char **out, size_t *lenp)
+{
+	struct buf b = BUF_INIT(max);
+	char chunk[8192];
+	int fd, error = 0;
+	ssize_t n;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -errno;
+	while ((n = read(fd, chunk, sizeof chunk)) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			error = -errno;
+			goto out;
+		}
+		if ((error = buf_add(&b, chunk, (size_t)n)) != 0)
+			goto out;
+	}
+	*out = buf_detach(&b, lenp);
+out:
+	close(fd);
+	buf_release(&b);
+	return error;
+}
+
+int
+write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	const char *p = data;
+	int fd, error = 0;
+
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) == -1) {
+		error = -errno;
+		goto out;
+	}
+	/* The umask may have widened nothing, but an existing file keeps its mode. */
+	if (fchmod(fd, mode) == -1)
+		error = -errno;
+	while (error == 0 && len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			error = -errno;
+			break;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (error == 0 && fsync(fd) == -1)
+		error = -errno;
+	if (close(fd) == -1 && error == 0)
+		error = -errno;
+	if (error == 0 && rename(tmp, path) == -1)
+		error = -errno;
+	if (error != 0)
+		unlink(tmp);
+out:
+	free(tmp);
+	return error;
+}

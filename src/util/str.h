@@ -1,0 +1,40 @@
+/*
+ * Strict parsing of numbers and booleans from text, and small string helpers.
+ * The parsers accept the whole string or nothing: "5x", "", " 5", "nan", "1e999"
+ * are errors. They return 0, -EINVAL (not of the type) or -ERANGE (outside
+ * [min, max] or not representable).
+ */
+#ifndef SPILLWAY_STR_H
+#define SPILLWAY_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+int parse_int64(const char *, int64_t min, int64_t max, int64_t *);
+int parse_double(const char *, double min, double max, double *);
+int parse_bool(const char *, bool *);
+
+/* s, or def when s is NULL. */
+static inline const char *
+or_default(const char *s, const char *def)
+{
+	return s != NULL ? s : def;
+}
+
+bool str_prefix(const char *s, const char *prefix);
+bool str_suffix(const char *s, const char *suffix);
+/* Strip leading and trailing white space in place. */
+char *str_trim(char *);
+/* Split on sep; empty fields are dropped. The list ends with NULL. */
+char **str_split(const char *, char sep, size_t *n);
+void str_list_free(char **);
+size_t str_list_len(char *const *);
+/* Levenshtein distance, for "did you mean" hints. */
+size_t str_distance(const char *, const char *);
+/* Read a whole file of at most max bytes. 0 or -errno (-E2BIG when larger). */
+int read_file(const char *path, size_t max, char **out, size_t *len);
+/* Write a file atomically (temporary + rename) with the given mode. */
+int write_file_atomic(const char *path, const void *, size_t, unsigned mode);
+
+#endif

@@ -1,0 +1,50 @@
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "util/log.h"
+#include "util/uuid.h"
+
+void
+random_bytes(void *p, size_t n)
+{
+	if (RAND_bytes(p, (int)n) != 1)
+		fatalx("the system random number generator failed");
+}
+
+void
+uuid_v4(char out[UUID_LEN])
+{
+	uint8_t b[16];
+
+	random_bytes(b, sizeof b);
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(out, UUID_LEN,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+	    b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+	    b[15]);
+}
+
+bool
+uuid_valid(const char *s)
+{
+	bool zero = true;
+
+	if (strlen(s) != UUID_LEN - 1)
+		return false;
+	for (int i = 0; i < UUID_LEN - 1; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!isxdigit((unsigned char)s[i])) {
+			return false;
+		} else if (s[i] != '0') {
+			zero = false;
+		}
+	}
+	return !zero;
+}

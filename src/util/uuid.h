@@ -1,0 +1,19 @@
+/*
+ * UUIDs and random bytes from OpenSSL's CSPRNG. A requestId is a version 4
+ * UUID: Google rejects anything else, and the zero UUID, with a 400.
+ */
+#ifndef SPILLWAY_UUID_H
+#define SPILLWAY_UUID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define UUID_LEN 37 /* 36 characters and the NUL */
+
+/* Fill with cryptographically strong random bytes; aborts if none can be had. */
+void random_bytes(void *, size_t);
+void uuid_v4(char out[UUID_LEN]);
+/* A canonical 8-4-4-4-12 hex UUID other than the zero UUID. */
+bool uuid_valid(const char *);
+
+#endif

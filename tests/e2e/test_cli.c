@@ -1,0 +1,310 @@
+/*
+ * The spillway binary as a user runs it: exit statuses, messages, the config
+ * command's output in both forms, and the demo.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "util/buf.h"
+#include "util/jx.h"
+#include "util/xmalloc.h"
+
+struct run {
+	int status;
+	char *out;
+	char *err;
+};
+
+static char home[64];
+
+/* Run spillway with args and extra environment ("K=V", NULL-terminated). */
+static void
+run(struct run *r, const char *const *args, const char *const *env)
+{
+	int out[2], err[2];
+	struct buf bo = BUF_INIT(1 << 22), be = BUF_INIT(1 << 22);
+	pid_t pid;
+	int status;
+
+	assert_int_equal(pipe(out), 0);
+	assert_int_equal(pipe(err), 0);
+	pid = fork();
+	if (pid == 0) {
+		const char *argv[32];
+		int n = 0;
+
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		close(out[0]);
+		close(err[0]);
+		setenv("HOME", home, 1);
+		setenv("XDG_CONFIG_HOME", home, 1);
+		unsetenv("XDG_STATE_HOME");
+		unsetenv("CLOUDSDK_CONFIG");
+		for (; env != NULL && *env != NULL; env++)
+			putenv((char *)*env);
+		argv[n++] = "spillway";
+		for (; *args != NULL; args++)
+			argv[n++] = *args;
+		argv[n] = NULL;
+		execv(getenv("SPILLWAY_BIN"), (char **)argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	{
+		/* poll() skips negative fds: a closed pipe drops out of the set. */
+		struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+		struct buf *into[2] = {&bo, &be};
+
+		while (p[0].fd >= 0 || p[1].fd >= 0) {
+			assert_true(poll(p, 2, 120000) > 0);
+			for (int i = 0; i < 2; i++) {
+				char chunk[4096];
+				ssize_t n;
+
+				if (p[i].fd < 0 || p[i].revents == 0)
+					continue;
+				if ((n = read(p[i].fd, chunk, sizeof chunk)) <= 0) {
+					close(p[i].fd);
+					p[i].fd = -1;
+				} else {
+					buf_add(into[i], chunk, (size_t)n);
+				}
+			}
+		}
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	r->out = buf_detach(&bo, NULL);
+	r->err = buf_detach(&be, NULL);
+}
+
+static void
+run_free(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+static void
+expect_in(const char *text, const char *part)
+{
+	if (strstr(text, part) == NULL)
+		fail_msg("expected '%s' in:\n%s", part, text);
+}
+
+static int
+setup(void **state)
+{
+	snprintf(home, sizeof home, "/tmp/spillway-cli-XXXXXX");
+	assert_non_null(mkdtemp(home));
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char *cmd = xasprintf("rm -rf '%s'", home);
+
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	return 0;
+}
+
+static void
+test_config_json(void **state)
+{
+	const char *args[] = {"--zone", "europe-west4-c", "config", "--json", NULL};
+	const char *env[] = {"GCP_VM_DAILY_BUDGET=3.5", NULL};
+	struct run r;
+	json_t *v, *e;
+	size_t i;
+	int found = 0;
+
+	run(&r, args, env);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(jx_parse(r.out, strlen(r.out), &v, NULL), 0);
+	assert_int_equal(json_integer_value(json_object_get(v, "schema_version")), 1);
+	json_array_foreach (json_object_get(v, "values"), i, e) {
+		const char *k = jx_str(e, "key");
+
+		if (strcmp(k, "gcp.daily_budget") == 0) {
+			assert_string_equal(jx_str(e, "source"), "environment");
+			assert_string_equal(jx_str(e, "origin"), "GCP_VM_DAILY_BUDGET");
+			found++;
+		} else if (strcmp(k, "gcp.zone") == 0) {
+			assert_string_equal(jx_str(e, "value"), "europe-west4-c");
+			assert_string_equal(jx_str(e, "source"), "flag");
+			found++;
+		} else if (strcmp(k, "gcp.region") == 0) {
+			assert_string_equal(jx_str(e, "value"), "europe-west4");
+			assert_string_equal(jx_str(e, "source"), "derived");
+			found++;
+		}
+	}
+	assert_int_equal(found, 3);
+	json_decref(v);
+	run_free(&r);
+}
+
+static void
+test_config_table(void **state)
+{
+	const char *args[] = {"config", NULL};
+	struct run r;
+	FILE *f;
+	char *path = xasprintf("%s/spillway/spillway.conf", home),
+	     *dir = xasprintf("%s/spillway", home);
+
+	mkdir(dir, 0700);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("[gcp]\nmax_concurrent = 3\n", f);
+	fclose(f);
+	run(&r, args, NULL);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "KEY");
+	expect_in(r.out, "GCP_VM_MAX_CONCURRENT");
+	expect_in(r.out, "gcp.max_concurrent");
+	expect_in(r.out, "spillway.conf:2");
+	run_free(&r);
+	unlink(path);
+	rmdir(dir);
+	free(path);
+	free(dir);
+}
+
+/* A bad value: exit 2, the key, the value and the rule on stderr, nothing on stdout. */
+static void
+test_bad_config_exits_2(void **state)
+{
+	static const char *values[] = {"abc", "-3", "1e999"};
+
+	for (size_t i = 0; i < 3; i++) {
+		const char *args[] = {"config", NULL};
+		char *kv = xasprintf("GCP_VM_DAILY_BUDGET=%s", values[i]);
+		const char *env[] = {kv, NULL};
+		struct run r;
+
+		run(&r, args, env);
+		assert_int_equal(r.status, 2);
+		assert_string_equal(r.out, "");
+		expect_in(r.err, "GCP_VM_DAILY_BUDGET");
+		expect_in(r.err, values[i]);
+		expect_in(r.err, "allowed: US dollars per day, from 0 to 100000");
+		run_free(&r);
+		free(kv);
+	}
+	{
+		const char *args[] = {"--config", "/nonexistent.conf", "config", NULL};
+		struct run r;
+
+		run(&r, args, NULL);
+		assert_int_equal(r.status, 2);
+		expect_in(r.err, "cannot read config file '/nonexistent.conf'");
+		run_free(&r);
+	}
+}
+
+static void
+test_usage_errors(void **state)
+{
+	static const struct {
+		const char *args[6];
+		const char *message;
+	} cases[] = {
+	    {{"frobnicate", NULL}, "unknown command 'frobnicate'"},
+	    {{"config", "--bogus", NULL}, "unknown option '--bogus'"},
+	    {{"config", "extra", NULL}, "unexpected argument 'extra'"},
+	    {{"--log-level", "loud", "config", NULL}, "invalid log level 'loud'"},
+	    {{"emulator", "--listen", "0.0.0.0:0", NULL}, "loopback addresses only"},
+	    {{"emulator", "--listen", "nonsense", NULL}, "expected HOST:PORT"},
+	    {{"emulator", "--boot-ms", "-5", NULL}, "invalid value '-5' for --boot-ms"},
+	    {{"emulator", "--zones", "", NULL}, "at least one zone"},
+	    {{"emulator", "--time-scale", "0", NULL}, "--time-scale"},
+	    {{"emulator", "--faults", "error503=x", NULL}, "fault 'error503'"},
+	    {{"emulator", "--port-file", NULL}, "needs a value"},
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct run r;
+
+		run(&r, cases[i].args, NULL);
+		if (r.status != 2 || strstr(r.err, cases[i].message) == NULL)
+			fail_msg("%s: exit %d, stderr: %s", cases[i].args[0], r.status, r.err);
+		run_free(&r);
+	}
+}
+
+static void
+test_help_and_version(void **state)
+{
+	const char *help[] = {"help", NULL}, *version[] = {"--version", NULL};
+	const char *cmd_help[] = {"emulator", "--help", NULL};
+	struct run r;
+
+	run(&r, help, NULL);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "emulator");
+	expect_in(r.out, "config");
+	expect_in(r.out, "demo");
+	run_free(&r);
+	run(&r, version, NULL);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "spillway ");
+	run_free(&r);
+	run(&r, cmd_help, NULL);
+	assert_int_equal(r.status, 0);
+	expect_in(r.out, "--write-credentials");
+	run_free(&r);
+}
+
+static void
+test_demo(void **state)
+{
+	const char *args[] = {"demo", NULL};
+	struct run r;
+
+	run(&r, args, NULL);
+	if (r.status != 0)
+		fail_msg("demo exit %d:\n%s\n%s", r.status, r.out, r.err);
+	expect_in(r.out, "is PROVISIONING");
+	expect_in(r.out, "is STAGING");
+	expect_in(r.out, "is RUNNING");
+	expect_in(r.out, "running [\"vision\",\"chatbots\"]");
+	expect_in(r.out, "delete is DONE");
+	expect_in(r.out, "is gone");
+	/* The bearer token never reaches the output. */
+	assert_null(strstr(r.out, "ya29."));
+	assert_null(strstr(r.err, "ya29."));
+	run_free(&r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_config_json),
+	    cmocka_unit_test(test_config_table),
+	    cmocka_unit_test(test_bad_config_exits_2),
+	    cmocka_unit_test(test_usage_errors),
+	    cmocka_unit_test(test_help_and_version),
+	    cmocka_unit_test(test_demo),
+	};
+
+	jx_init();
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,220 @@
+/*
+ * instances.list over 1,000 instances: every page of 500 (and of odd sizes),
+ * no instance twice or missing, names in order, and the filters Google takes.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "harness.h"
+#include "util/jx.h"
+#include "util/xmalloc.h"
+
+#define ZONE  "us-central1-b"
+#define COUNT 1000
+
+static struct emu emu;
+
+static int
+start(void **state)
+{
+	/* Nothing boots: the instances stay PROVISIONING for the whole test. */
+	const char *args[] = {"--boot-ms", "3600000", NULL};
+	char *url;
+	CURL *c;
+	struct curl_slist *h = NULL;
+	char auth[512];
+
+	emu_start(&emu, args);
+	url = compute_url(&emu, ZONE, "instances");
+	/* One connection, kept alive, for the 1,000 inserts. */
+	c = curl_easy_init();
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", emu_token(&emu));
+	h = curl_slist_append(h, auth);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fwrite);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, fopen("/dev/null", "w"));
+	for (int i = 0; i < COUNT; i++) {
+		char name[32], team[8];
+		json_t *b;
+		char *s;
+		long status;
+
+		snprintf(name, sizeof name, "inst-%04d", (i * 7919) % COUNT); /* not in order */
+		snprintf(team, sizeof team, "t%d", i % 3);
+		b = instance_body(ZONE, name, "e2-small", i % 2 == 0, "team", team);
+		if (i % 10 == 0)
+			json_object_set_new(
+			    json_object_get(b, "labels"), "owner", json_string("me"));
+		s = jx_dumps(b);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, s);
+		assert_int_equal(curl_easy_perform(c), CURLE_OK);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		assert_int_equal(status, 200);
+		json_decref(b);
+		free(s);
+	}
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(url);
+	return 0;
+}
+
+static int
+stop(void **state)
+{
+	emu_stop(&emu);
+	return 0;
+}
+
+/* All pages of a listing; returns the names seen, in order. */
+static json_t *
+list_all(const char *query, int page_size, int *pages)
+{
+	json_t *names = json_array();
+	char *token = NULL;
+
+	*pages = 0;
+	for (;;) {
+		char *tail =
+		    xasprintf("instances?maxResults=%d%s%s%s%s", page_size, query ? "&filter=" : "",
+		        query ? query : "", token ? "&pageToken=" : "", token ? token : "");
+		char *url = compute_url(&emu, ZONE, tail);
+		json_t *v = api(&emu, "GET", url, NULL, 200), *it;
+		size_t i;
+
+		expect_schema("InstanceList", v);
+		assert_true(json_array_size(json_object_get(v, "items")) <= (size_t)page_size);
+		json_array_foreach (json_object_get(v, "items"), i, it)
+			json_array_append_new(names, json_string(jx_str(it, "name")));
+		(*pages)++;
+		free(token);
+		token = jx_str(v, "nextPageToken") ? xstrdup(jx_str(v, "nextPageToken")) : NULL;
+		json_decref(v);
+		free(url);
+		free(tail);
+		if (token == NULL)
+			break;
+	}
+	return names;
+}
+
+static void
+expect_sorted_unique(json_t *names, size_t count)
+{
+	assert_int_equal(json_array_size(names), count);
+	for (size_t i = 1; i < json_array_size(names); i++)
+		assert_true(strcmp(json_string_value(json_array_get(names, i - 1)),
+		                json_string_value(json_array_get(names, i))) < 0);
+}
+
+static void
+test_pages_of_500(void **state)
+{
+	int pages;
+	json_t *names = list_all(NULL, 500, &pages);
+
+	assert_int_equal(pages, 2);
+	expect_sorted_unique(names, COUNT);
+	assert_string_equal(json_string_value(json_array_get(names, 0)), "inst-0000");
+	assert_string_equal(json_string_value(json_array_get(names, COUNT - 1)), "inst-0999");
+	json_decref(names);
+}
+
+static void
+test_odd_pages(void **state)
+{
+	int pages;
+	json_t *names = list_all(NULL, 333, &pages);
+
+	assert_int_equal(pages, 4);
+	expect_sorted_unique(names, COUNT);
+	json_decref(names);
+	names = list_all("labels.team%20%3D%20t1", 77, &pages);
+	expect_sorted_unique(names, 333);
+	json_decref(names);
+}
+
+static void
+test_filters(void **state)
+{
+	static const struct {
+		const char *filter; /* URL-encoded */
+		size_t count;
+	} cases[] = {
+	    {"labels.team%20%3D%20t0", 334},
+	    {"labels.owner%3A*", 100},
+	    {"(labels.team%20%3D%20t0)%20(labels.owner%3A*)", 34},
+	    {"labels.team%20%3D%20t0%20AND%20labels.owner%20%3D%20me", 34},
+	    {"labels.team%20%3D%20t0%20OR%20labels.team%20%3D%20t1", 667},
+	    {"status%20%3D%20PROVISIONING", COUNT},
+	    {"status%20%3D%20RUNNING", 0},
+	    {"scheduling.provisioningModel%20%3D%20SPOT", 500},
+	    {"name%20eq%20inst-00.*", 100},
+	    {"name%20ne%20inst-0.*", 0},
+	    {"NOT%20labels.team%20%3D%20t2", 667},
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int pages;
+		json_t *names = list_all(cases[i].filter, 500, &pages);
+
+		if (json_array_size(names) != cases[i].count)
+			fail_msg("%s: %zu, not %zu", cases[i].filter, json_array_size(names),
+			    cases[i].count);
+		json_decref(names);
+	}
+}
+
+static void
+test_list_errors(void **state)
+{
+	static const struct {
+		const char *query;
+		const char *message;
+	} cases[] = {
+	    {"maxResults=501", "Must be less than or equal to 500"},
+	    {"maxResults=-1", "Must be greater than or equal to 0"},
+	    {"maxResults=ten", "Must be an integer"},
+	    {"pageToken=%21%21", "The page token is invalid"},
+	    {"filter=status%20%3D", "Invalid list filter expression"},
+	    {"filter=name%20eq%20x%20status%20%3D%20y", "cannot be mixed"},
+	    {"orderBy=creationTimestamp%20desc", "orderBy"},
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *tail = xasprintf("instances?%s", cases[i].query);
+		char *url = compute_url(&emu, ZONE, tail);
+		json_t *v = api(&emu, "GET", url, NULL, 400);
+
+		expect_google_error(v, 400, "invalid");
+		if (strstr(jx_str(v, "error.message"), cases[i].message) == NULL)
+			fail_msg("%s: %s", cases[i].query, jx_str(v, "error.message"));
+		json_decref(v);
+		free(url);
+		free(tail);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_pages_of_500),
+	    cmocka_unit_test(test_odd_pages),
+	    cmocka_unit_test(test_filters),
+	    cmocka_unit_test(test_list_errors),
+	};
+
+	jx_init();
+	return cmocka_run_group_tests(tests, start, stop);
+}

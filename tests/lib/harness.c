@@ -1,0 +1,409 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "harness.h"
+#include "util/jschema.h"
+#include "util/jwt.h"
+#include "util/jx.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define START_TIMEOUT_MS 60000
+
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+char *
+read_text(const char *path)
+{
+	char *s = NULL;
+
+	if (read_file(path, 64 << 20, &s, NULL) != 0)
+		return NULL;
+	return s;
+}
+
+static const char *
+bin(void)
+{
+	const char *b = getenv("SPILLWAY_BIN");
+
+	if (b == NULL)
+		fail_msg("SPILLWAY_BIN is not set: run the tests with meson test");
+	return b;
+}
+
+void
+emu_start(struct emu *e, const char *const *extra)
+{
+	const char *argv[64];
+	int out[2], n = 0;
+	char line[256], portfile[300];
+	size_t len = 0;
+	int64_t deadline = now_ms() + START_TIMEOUT_MS;
+	const char *wrapper = getenv("SPILLWAY_WRAPPER");
+	char **wrap = str_split(wrapper != NULL ? wrapper : "", ' ', NULL);
+
+	memset(e, 0, sizeof *e);
+	snprintf(e->dir, sizeof e->dir, "/tmp/spillway-test-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->creds, sizeof e->creds, "%s/sa.json", e->dir);
+	snprintf(e->user_creds, sizeof e->user_creds, "%s/user.json", e->dir);
+	snprintf(e->log, sizeof e->log, "%s/requests.jsonl", e->dir);
+	snprintf(portfile, sizeof portfile, "%s/port", e->dir);
+	/* SPILLWAY_WRAPPER runs the emulator under a tool, e.g. valgrind. */
+	for (char **p = wrap; *p != NULL && n < 16; p++)
+		argv[n++] = *p;
+	argv[n++] = bin();
+	argv[n++] = "emulator";
+	argv[n++] = "--listen";
+	argv[n++] = "127.0.0.1:0";
+	argv[n++] = "--write-credentials";
+	argv[n++] = e->creds;
+	argv[n++] = "--write-user-credentials";
+	argv[n++] = e->user_creds;
+	argv[n++] = "--request-log";
+	argv[n++] = e->log;
+	argv[n++] = "--port-file";
+	argv[n++] = portfile;
+	for (; extra != NULL && *extra != NULL && n < 62; extra++)
+		argv[n++] = *extra;
+	argv[n] = NULL;
+	assert_int_equal(pipe(out), 0);
+	e->pid = fork();
+	assert_true(e->pid >= 0);
+	if (e->pid == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		close(out[0]);
+		close(out[1]);
+		execvp(argv[0], (char **)argv);
+		_exit(127);
+	}
+	close(out[1]);
+	str_list_free(wrap);
+	/* The first line of stdout says where it listens. */
+	while (len < sizeof line - 1 && memchr(line, '\n', len) == NULL) {
+		struct pollfd p = {out[0], POLLIN, 0};
+		int left = (int)(deadline - now_ms());
+		ssize_t r;
+
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			fail_msg("the emulator did not say where it listens");
+		if ((r = read(out[0], line + len, sizeof line - 1 - len)) <= 0)
+			fail_msg("the emulator exited before listening");
+		len += (size_t)r;
+		line[len] = '\0';
+	}
+	close(out[0]);
+	assert_true(str_prefix(line, "listening on http://127.0.0.1:"));
+	e->port = atoi(strrchr(line, ':') + 1);
+	assert_true(e->port > 0);
+	snprintf(e->url, sizeof e->url, "http://127.0.0.1:%d", e->port);
+	{
+		char *pf = read_text(portfile);
+
+		assert_non_null(pf);
+		assert_int_equal(atoi(pf), e->port);
+		free(pf);
+	}
+}
+
+void
+emu_stop(struct emu *e)
+{
+	int status = 0;
+	char cmd[400];
+
+	if (e->pid <= 0)
+		return;
+	kill(e->pid, SIGTERM);
+	assert_int_equal(waitpid(e->pid, &status, 0), e->pid);
+	e->pid = 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("the emulator did not exit cleanly on SIGTERM (status 0x%x)", status);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
+	if (system(cmd) != 0)
+		fail_msg("cannot remove %s", e->dir);
+	free(e->token);
+	e->token = NULL;
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct resp *r = arg;
+
+	r->body = xrealloc(r->body, r->len + size * n + 1);
+	memcpy(r->body + r->len, p, size * n);
+	r->len += size * n;
+	r->body[r->len] = '\0';
+	return size * n;
+}
+
+static size_t
+on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct resp *r = arg;
+	size_t old = r->headers != NULL ? strlen(r->headers) : 0;
+
+	r->headers = xrealloc(r->headers, old + size * n + 1);
+	memcpy(r->headers + old, p, size * n);
+	r->headers[old + size * n] = '\0';
+	return size * n;
+}
+
+void
+http_call(struct resp *r, const char *method, const char *url, const char *token, const char *body,
+    const char *const *extra, const char *source_ip)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = NULL;
+	char auth[2048];
+	int64_t t0 = now_ms();
+	CURLcode rc;
+
+	memset(r, 0, sizeof *r);
+	if (token != NULL) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+		h = curl_slist_append(h, auth);
+	}
+	if (body != NULL && strchr("{[", body[0]) != NULL)
+		h = curl_slist_append(h, "Content-Type: application/json");
+	for (; extra != NULL && *extra != NULL; extra++)
+		h = curl_slist_append(h, *extra);
+	h = curl_slist_append(h, "Expect:");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body != NULL) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	} else if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	/* Send paths as written: the server, not curl, must handle "..". */
+	curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+	if (source_ip != NULL)
+		curl_easy_setopt(c, CURLOPT_INTERFACE, source_ip);
+	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK)
+		fail_msg("%s %s: %s", method, url, curl_easy_strerror(rc));
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	r->seconds = (double)(now_ms() - t0) / 1000.0;
+	if (r->body == NULL)
+		r->body = xstrdup("");
+	r->json = json_loadb(r->body, r->len, 0, NULL);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+}
+
+void
+resp_free(struct resp *r)
+{
+	free(r->body);
+	free(r->headers);
+	json_decref(r->json);
+	memset(r, 0, sizeof *r);
+}
+
+json_t *
+api(struct emu *e, const char *method, const char *url, const char *body, long expect)
+{
+	struct resp r;
+	json_t *v;
+
+	http_call(&r, method, url, emu_token(e), body, NULL, NULL);
+	if (r.status != expect)
+		fail_msg("%s %s: expected %ld, got %ld: %s", method, url, expect, r.status, r.body);
+	if (r.json == NULL)
+		fail_msg("%s %s: the answer is not JSON: %s", method, url, r.body);
+	v = json_incref(r.json);
+	resp_free(&r);
+	return v;
+}
+
+const char *
+emu_token(struct emu *e)
+{
+	char *text, *cause = NULL, *jwt = NULL, *form, url[128];
+	json_t *key, *hdr, *claims;
+	EVP_PKEY *pk;
+	int64_t now = time(NULL);
+	struct resp r;
+
+	if (e->token != NULL)
+		return e->token;
+	assert_non_null(text = read_text(e->creds));
+	assert_int_equal(jx_parse(text, strlen(text), &key, &cause), 0);
+	assert_non_null(pk = pem_read_private(jx_str(key, "private_key"), &cause));
+	hdr = jx_pack(
+	    "{s:s, s:s, s:s}", "alg", "RS256", "typ", "JWT", "kid", jx_str(key, "private_key_id"));
+	claims = jx_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", jx_str(key, "client_email"), "scope",
+	    "https://www.googleapis.com/auth/compute", "aud", jx_str(key, "token_uri"), "iat",
+	    (json_int_t)now, "exp", (json_int_t)now + 3600);
+	assert_int_equal(jwt_sign_rs256(pk, hdr, claims, &jwt), 0);
+	form =
+	    xasprintf("grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=%s", jwt);
+	snprintf(url, sizeof url, "%s/token", e->url);
+	http_call(&r, "POST", url, NULL, form, NULL, NULL);
+	if (r.status != 200 || jx_str(r.json, "access_token") == NULL)
+		fail_msg("token: %ld %s", r.status, r.body);
+	expect_schema("OAuthToken", r.json);
+	e->token = xstrdup(jx_str(r.json, "access_token"));
+	resp_free(&r);
+	EVP_PKEY_free(pk);
+	json_decref(hdr);
+	json_decref(claims);
+	json_decref(key);
+	free(jwt);
+	free(form);
+	free(text);
+	return e->token;
+}
+
+char *
+compute_url(const struct emu *e, const char *zone, const char *tail)
+{
+	return xasprintf(
+	    "%s/compute/v1/projects/spillway-emulator/zones/%s/%s", e->url, zone, tail);
+}
+
+static json_t *
+schemas(void)
+{
+	static json_t *doc;
+
+	if (doc == NULL) {
+		const char *src = getenv("SPILLWAY_SOURCE");
+		char *path, *text, *cause = NULL;
+
+		if (src == NULL)
+			fail_msg("SPILLWAY_SOURCE is not set: run the tests with meson test");
+		path = xasprintf("%s/data/gce-schema.json", src);
+		assert_non_null(text = read_text(path));
+		assert_int_equal(jx_parse(text, strlen(text), &doc, &cause), 0);
+		free(text);
+		free(path);
+	}
+	return json_object_get(doc, "schemas");
+}
+
+void
+expect_schema(const char *type, const json_t *v)
+{
+	char *cause = NULL;
+
+	if (jschema_validate(schemas(), type, v, type, JSCHEMA_STRICT, &cause) != 0) {
+		char *s = jx_dumps(v);
+
+		fail_msg("not a valid %s: %s\n%.2000s", type, cause, s);
+	}
+}
+
+void
+expect_google_error(const json_t *v, long code, const char *reason)
+{
+	expect_schema("GoogleError", v);
+	assert_int_equal(json_integer_value(jx_get(v, "error.code")), code);
+	assert_non_null(jx_str(v, "error.message"));
+	if (reason != NULL)
+		assert_string_equal(jx_str(v, "error.errors.0.reason"), reason);
+}
+
+json_t *
+wait_for_field(struct emu *e, const char *url, const char *field, const char *value, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		json_t *v = api(e, "GET", url, NULL, 200);
+		const char *got = jx_str(v, field);
+
+		if (got != NULL && strcmp(got, value) == 0)
+			return v;
+		if (now_ms() > deadline)
+			fail_msg("%s: %s stayed '%s', never '%s'", url, field, got ? got : "(none)",
+			    value);
+		json_decref(v);
+		sleep_ms(50);
+	}
+}
+
+long
+wait_for_status(struct emu *e, const char *url, long status, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		struct resp r;
+		long got;
+
+		http_call(&r, "GET", url, emu_token(e), NULL, NULL, NULL);
+		got = r.status;
+		resp_free(&r);
+		if (got == status)
+			return got;
+		if (now_ms() > deadline)
+			fail_msg("%s: status stayed %ld, never %ld", url, got, status);
+		sleep_ms(50);
+	}
+}
+
+json_t *
+instance_body(const char *zone, const char *name, const char *machine, bool spot, const char *lk,
+    const char *lv)
+{
+	char *mt = xasprintf("zones/%s/machineTypes/%s", zone, machine);
+	json_t *v = jx_pack("{s:s, s:s, s:[{s:b, s:b, s:{s:s, s:s}}], s:[{s:s, s:[{s:s, s:s}]}], "
+	                    "s:{s:[{s:s, s:s}]}}",
+	    "name", name, "machineType", mt, "disks", "boot", true, "autoDelete", true,
+	    "initializeParams", "sourceImage",
+	    "projects/debian-cloud/global/images/family/debian-12", "diskSizeGb", "20",
+	    "networkInterfaces", "network", "global/networks/default", "accessConfigs", "type",
+	    "ONE_TO_ONE_NAT", "name", "External NAT", "metadata", "items", "key",
+	    "spillway-components", "value", "vision,chatbots");
+
+	if (spot)
+		json_object_set_new(v, "scheduling",
+		    jx_pack("{s:s, s:s, s:s, s:b}", "provisioningModel", "SPOT",
+		        "instanceTerminationAction", "DELETE", "onHostMaintenance", "TERMINATE",
+		        "automaticRestart", false));
+	if (lk != NULL)
+		json_object_set_new(v, "labels", jx_pack("{s:s}", lk, lv));
+	free(mt);
+	return v;
+}

@@ -1,0 +1,71 @@
+/*
+ * Helpers for the end-to-end tests: start `spillway emulator` as a real
+ * process on a private port and directory, talk to it with libcurl (a client
+ * that is not the code under test), sign service-account JWTs, and validate
+ * every answer against the Compute discovery schemas.
+ *
+ * Include after cmocka.h. Every helper fails the current test on error.
+ */
+#ifndef SPILLWAY_TEST_HARNESS_H
+#define SPILLWAY_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct emu {
+	pid_t pid;
+	int port;
+	char url[64];
+	char dir[256];
+	char creds[300];      /* service_account key file */
+	char user_creds[300]; /* authorized_user file */
+	char log[300];        /* --request-log */
+	char *token;
+};
+
+struct resp {
+	long status;
+	char *body;
+	size_t len;
+	json_t *json; /* NULL when the body is not JSON */
+	char *headers;
+	double seconds;
+};
+
+/* Start an emulator with these extra arguments (NULL-terminated, may be NULL). */
+void emu_start(struct emu *, const char *const *args);
+/* SIGTERM; asserts a clean exit (status 0) and removes its directory. */
+void emu_stop(struct emu *);
+/* A bearer token through the JWT-bearer grant (cached in emu->token). */
+const char *emu_token(struct emu *);
+/* "URL/compute/v1/projects/spillway-emulator/zones/ZONE/" + tail */
+char *compute_url(const struct emu *, const char *zone, const char *tail);
+
+/* One HTTP call. extra_headers NULL-terminated, may be NULL; source_ip may be NULL. */
+void http_call(struct resp *, const char *method, const char *url, const char *token,
+    const char *body, const char *const *extra_headers, const char *source_ip);
+void resp_free(struct resp *);
+/* GET/POST/DELETE with the emulator's token; the answer must be JSON. */
+json_t *api(struct emu *, const char *method, const char *url, const char *body, long expect);
+
+/* Strict validation against data/gce-schema.json; fails the test with the reason. */
+void expect_schema(const char *type, const json_t *);
+/* Google's error envelope with this code and reason. */
+void expect_google_error(const json_t *, long code, const char *reason);
+
+/* Poll GET url until its JSON has field == value (or the status is expect_status). */
+json_t *wait_for_field(
+    struct emu *, const char *url, const char *field, const char *value, int timeout_ms);
+long wait_for_status(struct emu *, const char *url, long status, int timeout_ms);
+
+/* An instance body for zone: Spot (action DELETE) or standard, one label key=value. */
+json_t *instance_body(const char *zone, const char *name, const char *machine, bool spot,
+    const char *label_key, const char *label_value);
+char *read_text(const char *path);
+int64_t now_ms(void);
+void sleep_ms(int);
+
+#endif
