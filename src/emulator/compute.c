@@ -308,11 +308,27 @@ op_free(struct op *op)
 
 /* --- instance lifecycle --- */
 
+void
+inst_changed(struct inst *inst)
+{
+	free(inst->text);
+	inst->text = NULL;
+}
+
+static const char *
+inst_text(struct inst *inst)
+{
+	if (inst->text == NULL)
+		inst->text = jx_dumps(inst->res);
+	return inst->text;
+}
+
 static void
 inst_set_status(struct inst *inst, enum inst_status st)
 {
 	inst->status = st;
 	json_object_set_new(inst->res, "status", json_string(status_names[st]));
+	inst_changed(inst);
 }
 
 static void
@@ -321,6 +337,7 @@ inst_release(uv_handle_t *h)
 	struct inst *inst = h->data;
 
 	json_decref(inst->res);
+	free(inst->text);
 	free(inst->name);
 	free(inst);
 }
@@ -441,6 +458,7 @@ set_nat_ip(struct inst *inst)
 	ac = jx_get(nics, "0.accessConfigs.0");
 	if (json_is_object(ac))
 		json_object_set_new(ac, "natIP", json_string(inst->nat_ip));
+	inst_changed(inst);
 }
 
 static void
@@ -477,6 +495,7 @@ on_inst_timer(uv_timer_t *t)
 		inst_set_status(inst, ST_RUNNING);
 		inst->started_ms = emu_now_ms(emu);
 		json_object_set_new(inst->res, "lastStartTimestamp", now_json(emu));
+		inst_changed(inst);
 		op_done(inst->op, NULL, 0, NULL);
 		inst->op = NULL;
 		if (inst->spot && emu->faults.preempt > 0 && emu_rand(emu) < emu->faults.preempt)
@@ -504,6 +523,7 @@ on_inst_timer(uv_timer_t *t)
 		}
 		inst_set_status(inst, ST_TERMINATED);
 		json_object_set_new(inst->res, "lastStopTimestamp", now_json(emu));
+		inst_changed(inst);
 		op_done(inst->op, NULL, 0, NULL);
 		inst->op = NULL;
 		break;
@@ -1239,11 +1259,13 @@ list_json(struct rq *rq, struct zone *z, const char *kind, const char *what, jso
 static void
 inst_list(struct rq *rq, struct zone *z)
 {
+	struct emulator *emu = rq->emu;
 	struct filter *filter;
+	struct buf out = BUF_INIT(SIZE_MAX);
 	char *cursor, *next = NULL;
-	size_t max, i = 0;
-	json_t *items;
-	bool found;
+	const char *last = NULL;
+	size_t max, i = 0, n = 0;
+	bool found, more = false;
 
 	if (parse_page(rq, &max, &cursor, &filter) != 0)
 		return;
@@ -1251,18 +1273,32 @@ inst_list(struct rq *rq, struct zone *z)
 		i = inst_index(z, cursor, &found);
 		i += found;
 	}
-	items = json_array();
+	/* Each instance's JSON is kept serialised: a page is mostly memcpy. */
+	buf_printf(&out,
+	    "{\"kind\":\"compute#instanceList\",\"id\":\"projects/%s/zones/%s/instances\","
+	    "\"selfLink\":\"" GCE_LINK "projects/%s/zones/%s/instances\"",
+	    emu->project, z->name, emu->project, z->name);
 	for (; i < z->ninsts; i++) {
 		if (!filter_match(filter, z->insts[i]->res))
 			continue;
-		/* The cursor is the last name sent: a page never repeats or skips one. */
-		if (json_array_size(items) == max) {
-			next = page_token(jx_str(json_array_get(items, max - 1), "name"));
+		if (n == max) {
+			more = true;
 			break;
 		}
-		json_array_append(items, z->insts[i]->res);
+		buf_addstr(&out, n++ == 0 ? ",\"items\":[" : ",");
+		buf_addstr(&out, inst_text(z->insts[i]));
+		last = z->insts[i]->name;
 	}
-	emu_reply_json(rq, 200, list_json(rq, z, "compute#instanceList", "instances", items, next));
+	if (n > 0)
+		buf_addch(&out, ']');
+	/* The cursor is the last name sent: a page never repeats or skips one. */
+	if (more) {
+		next = page_token(last);
+		buf_printf(&out, ",\"nextPageToken\":\"%s\"", next);
+	}
+	buf_addch(&out, '}');
+	emu_reply(rq, 200, "application/json; charset=UTF-8", out.data, out.len);
+	buf_release(&out);
 	free(next);
 	free(cursor);
 	filter_free(filter);
@@ -1445,7 +1481,8 @@ compute_route(struct rq *rq, char **parts, size_t n)
 		if (inst == NULL)
 			not_found(rq, "instances", z->name, parts[7]);
 		else
-			emu_reply_json(rq, 200, json_incref(inst->res));
+			emu_reply(rq, 200, "application/json; charset=UTF-8", inst_text(inst),
+			    strlen(inst_text(inst)));
 	} else if (n == 8 && strcmp(collection, "instances") == 0 && method_is(rq, "DELETE")) {
 		inst_delete(rq, z, parts[7]);
 	} else if (n == 7 && strcmp(collection, "operations") == 0 && method_is(rq, "GET")) {

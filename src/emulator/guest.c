@@ -171,6 +171,7 @@ guest_stop(struct inst *inst)
 	inst->nat_ip[0] = '\0';
 	if ((ac = jx_get(inst->res, "networkInterfaces.0.accessConfigs.0")) != NULL)
 		json_object_del(ac, "natIP");
+	inst_changed(inst);
 }
 
 void

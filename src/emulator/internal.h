@@ -44,6 +44,7 @@ struct inst {
 	struct zone *zone;
 	char *name;
 	json_t *res; /* the Instance as answered; status and times kept current */
+	char *text;  /* res serialised, until res changes (see inst_changed) */
 	enum inst_status status;
 	int vcpus;
 	bool spot;
@@ -161,6 +162,8 @@ void compute_free_zone(struct zone *);
 void compute_preempt(struct inst *);
 json_t *compute_op_json(struct op *);
 void inst_timer_start(struct inst *, enum inst_event, int64_t virtual_ms);
+/* Call after every change to inst->res: lists serialise each instance once. */
+void inst_changed(struct inst *);
 int pacific_offset_min(int64_t ms);
 
 /* machines.c */
