@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "net/http.h"
@@ -84,7 +85,7 @@ static const struct key keys[] = {
         "${XDG_STATE_HOME:-${HOME}/.local/state}/spillway", 0, 0, check_path, "an absolute path",
         "ledger and state"},
     {"spillway.socket", "SPILLWAY_SOCKET", T_STRING, OFF(socket_path),
-        "${XDG_RUNTIME_DIR:-/tmp/spillway-${USER}}/spillway/control.sock", 0, 0, check_path,
+        "${XDG_RUNTIME_DIR:-/tmp/spillway-${UID}}/spillway/control.sock", 0, 0, check_path,
         "an absolute path", "the daemon's control socket"},
     {"spillway.log_level", "SPILLWAY_LOG_LEVEL", T_STRING, OFF(log_level), "info", 0, 0,
         check_log_level, "error, warning, info or debug", "how much to log"},
@@ -200,6 +201,17 @@ home_dir(char *const *env)
 	return home != NULL ? home : "";
 }
 
+/* A variable for defaults: the environment's, or UID (which shells do not export). */
+static const char *
+var_get(char *const *env, const char *name, char uid[24])
+{
+	if (strcmp(name, "UID") == 0) {
+		snprintf(uid, 24, "%u", (unsigned)getuid());
+		return uid;
+	}
+	return env_get(env, name);
+}
+
 /* Expand ${VAR} and ${VAR:-fallback} (nested) in a default. */
 static void
 expand(struct buf *b, const char *s, char *const *env)
@@ -207,7 +219,7 @@ expand(struct buf *b, const char *s, char *const *env)
 	while (*s != '\0') {
 		const char *end, *colon, *v;
 		int depth = 1;
-		char *name;
+		char *name, uid[24];
 
 		if (s[0] != '$' || s[1] != '{') {
 			buf_addch(b, *s++);
@@ -218,7 +230,7 @@ expand(struct buf *b, const char *s, char *const *env)
 		colon = strstr(s, ":-");
 		if (colon != NULL && colon < end) {
 			name = xstrndup(s + 2, (size_t)(colon - s - 2));
-			v = env_get(env, name);
+			v = var_get(env, name, uid);
 			if (v != NULL && *v != '\0') {
 				buf_addstr(b, v);
 			} else {
@@ -229,7 +241,7 @@ expand(struct buf *b, const char *s, char *const *env)
 			}
 		} else {
 			name = xstrndup(s + 2, (size_t)(end - 1 - s - 2));
-			v = env_get(env, name);
+			v = var_get(env, name, uid);
 			buf_addstr(b, v != NULL ? v : "");
 		}
 		free(name);
