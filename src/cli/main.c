@@ -16,6 +16,7 @@
 #include "util/xmalloc.h"
 
 static const struct cmd_entry *const commands[] = {
+    &cmd_cloud_entry,
     &cmd_config_entry,
     &cmd_demo_entry,
     &cmd_emulator_entry,
@@ -117,7 +118,7 @@ short_options(const struct option *opts)
 {
 	char *s = xcalloc(1, 2 + 3 * 64), *p = s;
 
-	*p++ = '+';
+	/* Options may follow the arguments ("cloud get vm-1 --json"); ':' reports a missing value. */
 	*p++ = ':';
 	for (const struct option *o = opts; o != NULL && o->name != NULL; o++) {
 		if (o->val > ' ' && o->val < 127) {
@@ -145,7 +146,7 @@ parse_args(const struct cmd_entry *e, int argc, char **argv, struct args *a)
 		memcpy(opts, e->options, n * sizeof *opts);
 	opts[n] = help_only[0];
 	shorts = short_options(opts);
-	optind = 1;
+	optind = 0; /* 0: glibc starts afresh, forgetting the global parse's "+" */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if (c == 'h') {
