@@ -12,9 +12,13 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
+#define IDLE_HANDLES 32
+
 struct http_client {
 	uv_loop_t *loop;
 	CURLM *multi;
+	CURL *idle[IDLE_HANDLES]; /* reset easy handles, kept for the next calls */
+	int nidle;
 	uv_timer_t timer;
 	struct http_call *calls; /* in flight */
 	long connects;
@@ -152,7 +156,13 @@ call_free(struct http_call *call)
 	if (call->next != NULL)
 		call->next->prev = call->prev;
 	curl_multi_remove_handle(c->multi, call->easy);
-	curl_easy_cleanup(call->easy);
+	if (c->nidle < IDLE_HANDLES) {
+		/* Setting a handle up costs more than the request on a warm connection. */
+		curl_easy_reset(call->easy);
+		c->idle[c->nidle++] = call->easy;
+	} else {
+		curl_easy_cleanup(call->easy);
+	}
 	curl_slist_free_all(call->headers);
 	buf_release(&call->body);
 	free(call->retry_after);
@@ -164,6 +174,8 @@ on_client_closed(uv_handle_t *h)
 {
 	struct http_client *c = h->data;
 
+	while (c->nidle > 0)
+		curl_easy_cleanup(c->idle[--c->nidle]);
 	curl_multi_cleanup(c->multi);
 	free(c);
 	if (--curl_users == 0)
@@ -299,7 +311,9 @@ http_send(struct http_client *c, const struct http_request *req, http_cb *cb, vo
 
 	if (!str_prefix(req->url, "https://") && !http_url_is_loopback(req->url))
 		return -EPROTONOSUPPORT;
-	if ((e = curl_easy_init()) == NULL)
+	if (c->nidle > 0)
+		e = c->idle[--c->nidle];
+	else if ((e = curl_easy_init()) == NULL)
 		fatalx("cannot initialise a libcurl handle");
 	call = xcalloc(1, sizeof *call);
 	call->client = c;
