@@ -42,10 +42,9 @@ test-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	tools/run-tests $(ASAN_BUILD)
 
-# Unit tests under valgrind, and the emulator itself under valgrind in the e2e tests.
+# The unit tests under valgrind, and the end-to-end tests with the emulator under valgrind.
 test-valgrind: build
-	SPILLWAY_WRAPPER="valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
-		tools/run-tests $(BUILD) --wrapper "valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" --suite unit
+	tools/run-tests $(BUILD) --setup valgrind --suite unit
 	SPILLWAY_WRAPPER="valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
 		tools/run-tests $(BUILD) --suite e2e
 

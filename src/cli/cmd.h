@@ -60,6 +60,7 @@ int cmd_usage_error(const struct cmd_entry *, const char *fmt, ...) PRINTFLIKE(2
 int cmd_int_arg(const struct cmd_entry *, const char *option, const char *value, long long min,
     long long max, long long *out);
 
+extern const struct cmd_entry cmd_cloud_entry;
 extern const struct cmd_entry cmd_config_entry;
 extern const struct cmd_entry cmd_demo_entry;
 extern const struct cmd_entry cmd_emulator_entry;

@@ -39,6 +39,7 @@ static const char *check_zones(const char *);
 static const char *check_machine_type(const char *);
 static const char *check_endpoint(const char *);
 static const char *check_path(const char *);
+static const char *check_token_uri(const char *);
 static const char *check_log_level(const char *);
 
 #define OFF(f) offsetof(struct config, f)
@@ -81,6 +82,15 @@ static const struct key keys[] = {
     {"spillway.compute_endpoint", "SPILLWAY_COMPUTE_ENDPOINT", T_STRING, OFF(compute_endpoint),
         "https://compute.googleapis.com/compute/v1/", 0, 0, check_endpoint,
         "an https:// URL, or http:// to a loopback address", "Compute Engine API base URL"},
+    {"spillway.token_uri", "SPILLWAY_TOKEN_URI", T_STRING, OFF(token_uri), "", 0, 0,
+        check_token_uri, "an https:// URL, or http:// to a loopback address",
+        "token endpoint for authorized_user credentials (empty: Google's)"},
+    {"spillway.retry_base_ms", "SPILLWAY_RETRY_BASE_MS", T_INT, OFF(retry_base_ms), "500", 1, 60000,
+        NULL, "milliseconds, from 1 to 60000", "first backoff of a retried cloud call"},
+    {"spillway.retry_cap_ms", "SPILLWAY_RETRY_CAP_MS", T_INT, OFF(retry_cap_ms), "32000", 1, 600000,
+        NULL, "milliseconds, from 1 to 600000", "longest backoff between retries"},
+    {"spillway.retry_attempts", "SPILLWAY_RETRY_ATTEMPTS", T_INT, OFF(retry_attempts), "8", 1, 100,
+        NULL, "a whole number from 1 to 100", "most HTTP requests of one cloud call"},
     {"spillway.state_dir", "SPILLWAY_STATE_DIR", T_STRING, OFF(state_dir),
         "${XDG_STATE_HOME:-${HOME}/.local/state}/spillway", 0, 0, check_path, "an absolute path",
         "ledger and state"},
@@ -155,6 +165,12 @@ check_endpoint(const char *s)
 	if (str_prefix(s, "http://") && !http_url_is_loopback(s))
 		return "plain http is only allowed to a loopback address";
 	return NULL;
+}
+
+static const char *
+check_token_uri(const char *s)
+{
+	return *s == '\0' ? NULL : check_endpoint(s);
 }
 
 static const char *
@@ -667,7 +683,14 @@ config_load(struct config *cfg, const struct config_args *args, char *const *env
 		if (error != 0)
 			goto out;
 	}
-	error = check_placement(cfg, cause);
+	if ((error = check_placement(cfg, cause)) != 0)
+		goto out;
+	if (cfg->retry_cap_ms < cfg->retry_base_ms) {
+		*cause = xasprintf("spillway.retry_cap_ms (%lld) is below spillway.retry_base_ms "
+		                   "(%lld); the longest backoff cannot be shorter than the first",
+		    (long long)cfg->retry_cap_ms, (long long)cfg->retry_base_ms);
+		error = -EINVAL;
+	}
 out:
 	free(path);
 	if (error != 0)

@@ -53,6 +53,10 @@ struct config {
 	bool enable_monitoring;
 	int64_t backend_port;
 	char *compute_endpoint;
+	char *token_uri;
+	int64_t retry_base_ms;
+	int64_t retry_cap_ms;
+	int64_t retry_attempts;
 	char *state_dir;
 	char *socket_path;
 	char *log_level;

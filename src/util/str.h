@@ -32,6 +32,8 @@ void str_list_free(char **);
 size_t str_list_len(char *const *);
 /* Levenshtein distance, for "did you mean" hints. */
 size_t str_distance(const char *, const char *);
+/* Percent-encode all but RFC 3986's unreserved characters (form values, query values). */
+char *url_encode(const char *);
 /* Read a whole file of at most max bytes. 0 or -errno (-E2BIG when larger). */
 int read_file(const char *path, size_t max, char **out, size_t *len);
 /* Write a file atomically (temporary + rename) with the given mode. */

@@ -293,6 +293,82 @@ test_demo(void **state)
 	run_free(&r);
 }
 
+/* spillway cloud against the emulator: create, list, delete a Spot VM. */
+static void
+test_cloud_commands(void **state)
+{
+	const char *emu_args[] = {"--boot-ms", "200", "--guest-boot-ms", "0", NULL};
+	struct emu e;
+	struct run r;
+	char *creds, *endpoint;
+	json_t *v;
+
+	emu_start(&e, emu_args);
+	creds = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s", e.creds);
+	endpoint = xasprintf("SPILLWAY_COMPUTE_ENDPOINT=%s/compute/v1/", e.url);
+	{
+		const char *env[] = {creds, endpoint, "GCP_VM_MAX_LIFETIME_HOURS=1.5", NULL};
+		const char *no_yes[] = {"cloud", "create", "cli-vm", NULL};
+		const char *create[] = {"cloud", "create", "cli-vm", "--yes", NULL};
+		const char *list[] = {"cloud", "list", "--json", NULL};
+		const char *del[] = {"cloud", "delete", "cli-vm", NULL};
+		const char *get[] = {"cloud", "get", "cli-vm", NULL};
+		const char *bad[] = {"cloud", "get", "Not_A_Name", NULL};
+
+		run(&r, no_yes, env);
+		assert_int_equal(r.status, 2);
+		expect_in(r.err, "pass --yes");
+		run_free(&r);
+		run(&r, create, env);
+		if (r.status != 0)
+			fail_msg("create: %s", r.err);
+		expect_in(r.out, "created cli-vm in us-central1-a");
+		expect_in(r.out, "status       RUNNING");
+		expect_in(r.out, "max run      5400 s");
+		expect_in(r.out, "machine      e2-highmem-4 (Spot)");
+		run_free(&r);
+		run(&r, list, env);
+		assert_int_equal(r.status, 0);
+		assert_int_equal(jx_parse(r.out, strlen(r.out), &v, NULL), 0);
+		assert_int_equal(json_array_size(json_object_get(v, "instances")), 1);
+		assert_string_equal(jx_str(v, "instances.0.name"), "cli-vm");
+		assert_string_equal(jx_str(v, "instances.0.labels.managed-by"), "spillway");
+		json_decref(v);
+		run_free(&r);
+		run(&r, del, env);
+		assert_int_equal(r.status, 0);
+		expect_in(r.out, "deleted cli-vm");
+		run_free(&r);
+		run(&r, get, env);
+		assert_int_equal(r.status, 1);
+		expect_in(r.err, "not-found (HTTP 404, notFound)");
+		run_free(&r);
+		run(&r, bad, env);
+		assert_int_equal(r.status, 2);
+		expect_in(r.err, "invalid name");
+		run_free(&r);
+		run(&r, list, env);
+		assert_int_equal(jx_parse(r.out, strlen(r.out), &v, NULL), 0);
+		assert_int_equal(json_array_size(json_object_get(v, "instances")), 0);
+		json_decref(v);
+		run_free(&r);
+	}
+	/* Credentials that cannot be used: exit 2, the file named, nothing done. */
+	{
+		const char *env[] = {"GOOGLE_APPLICATION_CREDENTIALS=/nonexistent/key.json", endpoint,
+		    NULL};
+		const char *list[] = {"cloud", "list", NULL};
+
+		run(&r, list, env);
+		assert_int_equal(r.status, 2);
+		expect_in(r.err, "cannot read credentials '/nonexistent/key.json'");
+		run_free(&r);
+	}
+	free(creds);
+	free(endpoint);
+	emu_stop(&e);
+}
+
 int
 main(void)
 {
@@ -303,6 +379,7 @@ main(void)
 	    cmocka_unit_test(test_usage_errors),
 	    cmocka_unit_test(test_help_and_version),
 	    cmocka_unit_test(test_demo),
+	    cmocka_unit_test(test_cloud_commands),
 	};
 
 	jx_init();

@@ -1,0 +1,1110 @@
+/*
+ * The Compute Engine provider. Each call is a small state machine:
+ *
+ *	token (cached, or wait for the shared refresh)
+ *	  -> HTTP request -> answer
+ *	       2xx: the call's next step (next page, next zone, wait again) or done
+ *	       401: drop the token, refresh once, send again
+ *	       retryable (429, rate-limit 403, 5xx, no answer): back off with full
+ *	         jitter and send again, while attempts and the deadline allow
+ *	       otherwise: a typed error
+ *
+ * One timer per call covers the token wait (until the deadline) and the
+ * backoff; curl bounds each request by what is left of the deadline.
+ * Mutations carry the caller's requestId, so a retry is never a second VM.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cloud/gce.h"
+#include "util/buf.h"
+#include "util/jx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/uuid.h"
+#include "util/xmalloc.h"
+
+#define WAIT_TIMEOUT_MS 130000 /* zoneOperations.wait returns within about 2 minutes */
+#define PAGE_SIZE       500
+
+enum kind { K_CREATE, K_GET, K_LIST, K_DELETE, K_WAIT, K_PREEMPT, K_MACHINE, K_ZONES };
+
+struct gce {
+	struct cloud base;
+	uv_loop_t *loop;
+	const struct clock *clock;
+	struct http_client *http;
+	struct auth *auth;
+	char *endpoint;
+	char *project;
+	struct gce_opts opts;
+	uint64_t rng;
+	struct call *calls;
+	long requests;
+	long retries;
+};
+
+/* The caller's callback, by kind of call. */
+union callback {
+	cloud_op_cb *op;
+	cloud_instance_cb *instance;
+	cloud_list_cb *list;
+	cloud_ops_cb *ops;
+	cloud_machine_cb *machine;
+	cloud_zones_cb *zones;
+};
+
+struct call {
+	struct gce *g;
+	enum kind kind;
+	union callback cb;
+	void *arg;
+	int64_t deadline_ms;
+	int attempts;
+	bool refreshed; /* a 401 has been answered with a refresh already */
+	bool waiting_token;
+	struct http_call *http;
+	uv_timer_t timer;
+	char *token; /* the token the request in flight carries */
+	/* the request */
+	const char *method;
+	char *path; /* after the endpoint, without the page token */
+	char *body;
+	/* the last error, and what its strings point into */
+	struct cloud_error err;
+	json_t *err_json;
+	char *err_text;
+	char *err_zone;
+	char *err_metric;
+	/* listings: zones to go, the page within one, what has been gathered */
+	char **zones;
+	size_t zone;
+	char *page_token;
+	char *filter;
+	char *region;
+	json_t *items;
+	int64_t since_ms;
+	char *target_zone; /* for create/delete/wait/get */
+	struct call *prev, *next;
+};
+
+void
+gce_opts_default(struct gce_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->endpoint = "https://compute.googleapis.com/compute/v1/";
+	o->retry.base_ms = 500;
+	o->retry.cap_ms = 32000;
+	o->retry.attempts = 8;
+	o->request_timeout_ms = 30000;
+	o->max_response = 32 << 20;
+}
+
+static double
+jitter(struct gce *g)
+{
+	uint64_t z = (g->rng += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	z ^= z >> 31;
+	return (double)(z >> 11) / (double)(UINT64_C(1) << 53);
+}
+
+static int64_t
+now_ms(struct gce *g)
+{
+	return clock_now_ms(g->clock);
+}
+
+/* The last segment of a URL: a zone or machine type from its link. */
+static const char *
+last_segment(const char *link)
+{
+	const char *slash = link != NULL ? strrchr(link, '/') : NULL;
+
+	return slash != NULL ? slash + 1 : link;
+}
+
+/* --- the life of a call --- */
+
+static void
+clear_error(struct call *c)
+{
+	json_decref(c->err_json);
+	free(c->err_text);
+	free(c->err_zone);
+	free(c->err_metric);
+	c->err_json = NULL;
+	c->err_text = c->err_zone = c->err_metric = NULL;
+	memset(&c->err, 0, sizeof c->err);
+}
+
+static void set_error(struct call *, enum cloud_errc, const char *, ...) PRINTFLIKE(3, 4);
+
+static void
+set_error(struct call *c, enum cloud_errc code, const char *fmt, ...)
+{
+	va_list ap;
+
+	clear_error(c);
+	va_start(ap, fmt);
+	c->err_text = xvasprintf(fmt, ap);
+	va_end(ap);
+	c->err.code = code;
+	c->err.message = c->err_text;
+}
+
+static void
+call_release(uv_handle_t *h)
+{
+	struct call *c = h->data;
+
+	clear_error(c);
+	free(c->token);
+	free(c->path);
+	free(c->body);
+	str_list_free(c->zones);
+	free(c->page_token);
+	free(c->filter);
+	free(c->region);
+	free(c->target_zone);
+	json_decref(c->items);
+	free(c);
+}
+
+/* Unlink, stop what runs, and free once libuv lets go of the timer. */
+static void
+call_free(struct call *c)
+{
+	struct gce *g = c->g;
+
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		g->calls = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	if (c->http != NULL)
+		http_cancel(c->http);
+	if (c->waiting_token)
+		auth_cancel(g->auth, c);
+	if (c->token != NULL)
+		explicit_bzero(c->token, strlen(c->token));
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->timer, call_release);
+}
+
+static struct call *
+call_new(struct gce *g, enum kind kind, union callback cb, void *arg, int64_t deadline_ms)
+{
+	struct call *c = xcalloc(1, sizeof *c);
+
+	c->g = g;
+	c->kind = kind;
+	c->cb = cb;
+	c->arg = arg;
+	c->deadline_ms = deadline_ms;
+	c->method = "GET";
+	uv_timer_init(g->loop, &c->timer);
+	c->timer.data = c;
+	c->next = g->calls;
+	if (g->calls != NULL)
+		g->calls->prev = c;
+	g->calls = c;
+	return c;
+}
+
+/* Finish with the error in c->err. */
+static void
+fail(struct call *c)
+{
+	c->err.attempts = c->attempts;
+	switch (c->kind) {
+	case K_CREATE:
+	case K_DELETE:
+	case K_WAIT:
+		c->cb.op(&c->err, NULL, c->arg);
+		break;
+	case K_GET:
+		c->cb.instance(&c->err, NULL, c->arg);
+		break;
+	case K_LIST:
+		c->cb.list(&c->err, NULL, 0, c->arg);
+		break;
+	case K_PREEMPT:
+		c->cb.ops(&c->err, NULL, 0, c->arg);
+		break;
+	case K_MACHINE:
+		c->cb.machine(&c->err, NULL, c->arg);
+		break;
+	case K_ZONES:
+		c->cb.zones(&c->err, NULL, 0, c->arg);
+		break;
+	}
+	call_free(c);
+}
+
+static void send_request(struct call *, const char *token);
+static void call_start(struct call *);
+
+static void
+on_timer(uv_timer_t *t)
+{
+	struct call *c = t->data;
+
+	if (c->waiting_token) {
+		/* The deadline passed while the token was on its way. */
+		auth_cancel(c->g->auth, c);
+		c->waiting_token = false;
+		set_error(c, CLOUD_DEADLINE, "the deadline passed while waiting for a token");
+		fail(c);
+		return;
+	}
+	call_start(c);
+}
+
+static void
+on_token(int error, const char *token, const char *cause, void *arg)
+{
+	struct call *c = arg;
+
+	c->waiting_token = false;
+	uv_timer_stop(&c->timer);
+	if (error != 0) {
+		set_error(c, error == -EAGAIN ? CLOUD_NETWORK : CLOUD_AUTH, "%s", cause);
+		if (error == -EAGAIN && c->attempts + 1 < c->g->opts.retry.attempts) {
+			int64_t wait =
+			    retry_backoff_ms(&c->g->opts.retry, ++c->attempts, jitter(c->g));
+
+			if (now_ms(c->g) + wait < c->deadline_ms) {
+				uv_timer_start(
+				    &c->timer, on_timer, clock_timer_ms(c->g->clock, wait), 0);
+				return;
+			}
+		}
+		fail(c);
+		return;
+	}
+	send_request(c, token);
+}
+
+static void
+call_start(struct call *c)
+{
+	struct gce *g = c->g;
+	const char *tok;
+
+	if (now_ms(g) >= c->deadline_ms) {
+		if (c->err.code == CLOUD_OK)
+			set_error(c, CLOUD_DEADLINE, "the deadline passed");
+		else
+			c->err.code = CLOUD_DEADLINE;
+		fail(c);
+		return;
+	}
+	if ((tok = auth_cached(g->auth)) != NULL) {
+		send_request(c, tok);
+		return;
+	}
+	c->waiting_token = true;
+	uv_timer_start(
+	    &c->timer, on_timer, clock_timer_ms(g->clock, c->deadline_ms - now_ms(g)), 0);
+	auth_refresh(g->auth, c->deadline_ms, on_token, c);
+}
+
+/* Back off and try again, or fail when attempts or time are spent. */
+static void
+retry(struct call *c)
+{
+	struct gce *g = c->g;
+	int64_t wait;
+
+	if (c->attempts >= g->opts.retry.attempts) {
+		fail(c);
+		return;
+	}
+	wait = retry_backoff_ms(&g->opts.retry, c->attempts, jitter(g));
+	if (now_ms(g) + wait >= c->deadline_ms) {
+		c->err.code = CLOUD_DEADLINE;
+		fail(c);
+		return;
+	}
+	g->retries++;
+	log_debug("gce: %s %s: %s; retry %d in %" PRId64 " ms", c->method, c->path,
+	    cloud_errc_name(c->err.code), c->attempts, wait);
+	uv_timer_start(&c->timer, on_timer, clock_timer_ms(g->clock, wait), 0);
+}
+
+static void on_http(const struct http_response *, void *);
+
+static void
+send_request(struct call *c, const char *token)
+{
+	struct gce *g = c->g;
+	char auth[4096], *url;
+	const char *headers[3] = {auth, NULL, NULL};
+	struct http_request req = {0};
+	int64_t left = c->deadline_ms - now_ms(g);
+	int64_t cap = c->kind == K_WAIT ? WAIT_TIMEOUT_MS : g->opts.request_timeout_ms;
+	int error;
+
+	/* Kept to recognise a 401 for this token; auth registered it with the logger. */
+	free(c->token);
+	c->token = xstrdup(token);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+	if (c->body != NULL)
+		headers[1] = "Content-Type: application/json";
+	if (c->page_token != NULL)
+		url = xasprintf("%s%s%cpageToken=%s", g->endpoint, c->path,
+		    strchr(c->path, '?') ? '&' : '?', c->page_token);
+	else
+		url = xasprintf("%s%s", g->endpoint, c->path);
+	req.method = c->method;
+	req.url = url;
+	req.headers = headers;
+	req.body = c->body;
+	req.len = c->body != NULL ? strlen(c->body) : 0;
+	/* A wall-clock bound for curl, from what is left in the call's (virtual) deadline. */
+	req.timeout_ms = (long)(left < cap ? (int64_t)clock_timer_ms(g->clock, left) : cap);
+	if (req.timeout_ms < 1)
+		req.timeout_ms = 1;
+	req.max_response = g->opts.max_response;
+	g->requests++;
+	c->attempts++;
+	error = http_send(g->http, &req, on_http, c, &c->http);
+	explicit_bzero(auth, sizeof auth);
+	free(url);
+	if (error != 0) {
+		c->http = NULL;
+		set_error(c, CLOUD_INVALID,
+		    "cannot send a request to %s (http:// is for loopback "
+		    "addresses only)",
+		    g->endpoint);
+		fail(c);
+	}
+}
+
+/* "Quota 'CPUS' exceeded.  Limit: 24.0 in region us-west1." */
+static void
+parse_quota(struct call *c, const char *message)
+{
+	const char *q = message != NULL ? strstr(message, "Quota '") : NULL;
+	const char *lim = message != NULL ? strstr(message, "Limit: ") : NULL;
+
+	if (q != NULL) {
+		const char *end = strchr(q + 7, '\'');
+
+		if (end != NULL)
+			c->err_metric = xstrndup(q + 7, (size_t)(end - q - 7));
+	}
+	if (lim != NULL)
+		c->err.quota_limit = strtod(lim + 7, NULL);
+	c->err.quota_metric = c->err_metric;
+}
+
+/* A Google error envelope, or whatever came instead. */
+static void
+http_error(struct call *c, const struct http_response *r)
+{
+	json_t *v = NULL;
+	const char *reason = NULL, *message = NULL;
+
+	clear_error(c);
+	if (jx_parse(r->body, r->len, &v, NULL) == 0) {
+		reason = jx_str(v, "error.errors.0.reason");
+		message = jx_str(v, "error.message");
+		if (reason == NULL)
+			reason = jx_str(v, "error.status");
+	}
+	c->err_json = v;
+	c->err.http_status = (int)r->status;
+	c->err.code = cloud_classify_http(r->status, reason);
+	c->err.reason = reason;
+	if (message == NULL) {
+		c->err_text = xasprintf("HTTP %ld without a Google error body", r->status);
+		message = c->err_text;
+	}
+	c->err.message = message;
+	if (c->err.code == CLOUD_QUOTA)
+		parse_quota(c, message);
+}
+
+/* A DONE operation that carries an error: the matching typed error. */
+static bool
+op_failed(struct call *c, json_t *op)
+{
+	json_t *e = jx_get(op, "error.errors.0");
+	const char *code;
+	int64_t http = 0;
+
+	if (e == NULL)
+		return false;
+	jx_int64(json_object_get(op, "httpErrorStatusCode"), &http);
+	code = jx_str(e, "code");
+	clear_error(c);
+	c->err_json = json_incref(op);
+	c->err.code = cloud_classify_op(code, (int)http);
+	c->err.http_status = (int)http;
+	c->err.reason = code;
+	c->err.message = jx_str(e, "message") != NULL ? jx_str(e, "message") : code;
+	if (c->err.code == CLOUD_STOCKOUT) {
+		c->err_zone = xstrdup(last_segment(jx_str(op, "zone")));
+		c->err.zone = c->err_zone;
+	}
+	if (c->err.code == CLOUD_QUOTA) {
+		json_t *qi = jx_get(e, "errorDetails.0.quotaInfo");
+
+		parse_quota(c, c->err.message);
+		if (qi != NULL && json_is_number(json_object_get(qi, "limit")))
+			c->err.quota_limit = json_number_value(json_object_get(qi, "limit"));
+	}
+	return true;
+}
+
+/* --- turning JSON into results --- */
+
+static void
+op_from_json(json_t *v, struct cloud_op *op)
+{
+	int64_t ms = 0;
+
+	memset(op, 0, sizeof *op);
+	op->name = jx_str(v, "name");
+	op->zone = last_segment(jx_str(v, "zone"));
+	op->type = jx_str(v, "operationType");
+	op->target = last_segment(jx_str(v, "targetLink"));
+	op->done = jx_str(v, "status") != NULL && strcmp(jx_str(v, "status"), "DONE") == 0;
+	if (jx_str(v, "insertTime") != NULL &&
+	    time_parse_rfc3339(jx_str(v, "insertTime"), &ms) == 0)
+		op->inserted_ms = ms;
+}
+
+static struct cloud_kv *
+kv_from(json_t *obj, size_t *n)
+{
+	struct cloud_kv *kv = xcalloc(json_object_size(obj) + 1, sizeof *kv);
+	const char *k;
+	json_t *v;
+
+	*n = 0;
+	json_object_foreach (obj, k, v) {
+		if (!json_is_string(v))
+			continue;
+		kv[*n].key = k;
+		kv[(*n)++].value = json_string_value(v);
+	}
+	return kv;
+}
+
+static struct cloud_kv *
+kv_from_items(json_t *items, size_t *n)
+{
+	struct cloud_kv *kv = xcalloc(json_array_size(items) + 1, sizeof *kv);
+	json_t *it;
+	size_t i;
+
+	*n = 0;
+	json_array_foreach (items, i, it) {
+		if (jx_str(it, "key") == NULL)
+			continue;
+		kv[*n].key = jx_str(it, "key");
+		kv[(*n)++].value = jx_str(it, "value") != NULL ? jx_str(it, "value") : "";
+	}
+	return kv;
+}
+
+/* Fill from JSON; the strings stay in v. Returns -EINVAL for what is no instance. */
+static int
+instance_from_json(json_t *v, struct cloud_instance *in)
+{
+	const char *t;
+	int64_t ms;
+
+	memset(in, 0, sizeof *in);
+	in->name = jx_str(v, "name");
+	in->status = jx_str(v, "status");
+	if (in->name == NULL || in->status == NULL)
+		return -EINVAL;
+	in->zone = last_segment(jx_str(v, "zone"));
+	in->id = jx_str(v, "id");
+	in->machine_type = last_segment(jx_str(v, "machineType"));
+	in->nat_ip = jx_str(v, "networkInterfaces.0.accessConfigs.0.natIP");
+	in->internal_ip = jx_str(v, "networkInterfaces.0.networkIP");
+	if ((t = jx_str(v, "creationTimestamp")) != NULL && time_parse_rfc3339(t, &ms) == 0)
+		in->created_ms = ms;
+	if ((t = jx_str(v, "lastStartTimestamp")) != NULL && time_parse_rfc3339(t, &ms) == 0)
+		in->started_ms = ms;
+	t = jx_str(v, "scheduling.provisioningModel");
+	in->spot = (t != NULL && strcmp(t, "SPOT") == 0) ||
+	    json_is_true(jx_get(v, "scheduling.preemptible"));
+	jx_int64(jx_get(v, "scheduling.maxRunDuration.seconds"), &in->max_run_s);
+	in->labels = kv_from(json_object_get(v, "labels"), &in->nlabels);
+	in->metadata = kv_from_items(jx_get(v, "metadata.items"), &in->nmetadata);
+	return 0;
+}
+
+static void
+instances_free(struct cloud_instance *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((void *)list[i].labels);
+		free((void *)list[i].metadata);
+	}
+	free(list);
+}
+
+/* --- answers --- */
+
+static void
+deliver_op(struct call *c, json_t *v)
+{
+	struct cloud_op op;
+
+	op_from_json(v, &op);
+	if (op.name == NULL) {
+		set_error(c, CLOUD_NETWORK, "the answer is not an operation");
+		fail(c);
+		return;
+	}
+	c->cb.op(&c->err, &op, c->arg);
+	call_free(c);
+}
+
+static void
+deliver_list(struct call *c)
+{
+	size_t n = json_array_size(c->items), k = 0;
+	struct cloud_instance *list = xcalloc(n + 1, sizeof *list);
+	json_t *it;
+	size_t i;
+
+	json_array_foreach (c->items, i, it)
+		if (instance_from_json(it, &list[k]) == 0)
+			k++;
+	c->cb.list(&c->err, list, k, c->arg);
+	instances_free(list, k);
+	call_free(c);
+}
+
+static void
+deliver_preemptions(struct call *c)
+{
+	size_t n = json_array_size(c->items), k = 0;
+	struct cloud_op *ops = xcalloc(n + 1, sizeof *ops);
+	json_t *it;
+	size_t i;
+
+	json_array_foreach (c->items, i, it) {
+		op_from_json(it, &ops[k]);
+		if (ops[k].name != NULL && ops[k].inserted_ms >= c->since_ms)
+			k++;
+	}
+	c->cb.ops(&c->err, ops, k, c->arg);
+	free(ops);
+	call_free(c);
+}
+
+static int
+compare_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void
+deliver_zones(struct call *c)
+{
+	size_t n = json_array_size(c->items), k = 0;
+	const char **names = xcalloc(n + 1, sizeof *names);
+	json_t *it;
+	size_t i;
+
+	json_array_foreach (c->items, i, it) {
+		const char *name = jx_str(it, "name"), *region = last_segment(jx_str(it, "region"));
+		const char *status = jx_str(it, "status");
+
+		if (name != NULL && region != NULL && strcmp(region, c->region) == 0 &&
+		    (status == NULL || strcmp(status, "UP") == 0))
+			names[k++] = name;
+	}
+	qsort(names, k, sizeof *names, compare_names);
+	c->cb.zones(&c->err, names, k, c->arg);
+	free(names);
+	call_free(c);
+}
+
+/* The next page, or the next zone, or the end of a listing. */
+static void
+next_page(struct call *c, json_t *v)
+{
+	json_t *items = json_object_get(v, "items");
+	const char *next = jx_str(v, "nextPageToken");
+
+	if (json_is_array(items))
+		json_array_extend(c->items, items);
+	free(c->page_token);
+	c->page_token = NULL;
+	c->attempts = 0;
+	if (next != NULL && *next != '\0') {
+		c->page_token = url_encode(next);
+		call_start(c);
+		return;
+	}
+	if (c->zones != NULL && c->zones[++c->zone] != NULL) {
+		free(c->path);
+		c->path = xasprintf("projects/%s/zones/%s/%s?maxResults=%d&filter=%s",
+		    c->g->project, c->zones[c->zone],
+		    c->kind == K_LIST ? "instances" : "operations", PAGE_SIZE, c->filter);
+		call_start(c);
+		return;
+	}
+	switch (c->kind) {
+	case K_LIST:
+		deliver_list(c);
+		break;
+	case K_PREEMPT:
+		deliver_preemptions(c);
+		break;
+	default:
+		deliver_zones(c);
+		break;
+	}
+}
+
+static void
+answered(struct call *c, json_t *v)
+{
+	c->err.attempts = c->attempts;
+	switch (c->kind) {
+	case K_CREATE:
+	case K_DELETE:
+		if (op_failed(c, v))
+			fail(c);
+		else
+			deliver_op(c, v);
+		break;
+	case K_WAIT:
+		if (jx_str(v, "status") == NULL || strcmp(jx_str(v, "status"), "DONE") != 0) {
+			/* Google's wait may return early: wait again (not a failure). */
+			c->attempts = 0;
+			call_start(c);
+		} else if (op_failed(c, v)) {
+			fail(c);
+		} else {
+			deliver_op(c, v);
+		}
+		break;
+	case K_GET: {
+		struct cloud_instance in;
+
+		if (instance_from_json(v, &in) != 0) {
+			set_error(c, CLOUD_NETWORK, "the answer is not an instance");
+			fail(c);
+			break;
+		}
+		c->cb.instance(&c->err, &in, c->arg);
+		free((void *)in.labels);
+		free((void *)in.metadata);
+		call_free(c);
+		break;
+	}
+	case K_MACHINE: {
+		struct cloud_machine_type mt = {jx_str(v, "name"),
+		    (int)json_integer_value(json_object_get(v, "guestCpus")),
+		    (int)json_integer_value(json_object_get(v, "memoryMb")),
+		    json_is_true(json_object_get(v, "isSharedCpu"))};
+
+		if (mt.name == NULL || mt.vcpus <= 0 || mt.memory_mb <= 0) {
+			set_error(c, CLOUD_NETWORK, "the answer is not a machine type");
+			fail(c);
+			break;
+		}
+		c->cb.machine(&c->err, &mt, c->arg);
+		call_free(c);
+		break;
+	}
+	case K_LIST:
+	case K_PREEMPT:
+	case K_ZONES:
+		next_page(c, v);
+		break;
+	}
+}
+
+static void
+on_http(const struct http_response *r, void *arg)
+{
+	struct call *c = arg;
+	struct gce *g = c->g;
+	json_t *v = NULL;
+
+	c->http = NULL;
+	if (r->error != 0) {
+		set_error(c, CLOUD_NETWORK, "%s %s%s: %s", c->method, g->endpoint, c->path,
+		    r->error_text);
+		/* An answer past the bound would be as large next time. */
+		if (r->error == -E2BIG)
+			fail(c);
+		else
+			retry(c);
+		return;
+	}
+	if (r->status == 401 && !c->refreshed) {
+		/* The token expired under us: refresh once, then send once more. */
+		c->refreshed = true;
+		auth_invalidate(g->auth, c->token);
+		call_start(c);
+		return;
+	}
+	if (r->status < 200 || r->status >= 300) {
+		http_error(c, r);
+		if (c->kind == K_DELETE && r->status == 404) {
+			/* Already gone: what a delete wanted. */
+			struct cloud_op op = {NULL, c->target_zone, "delete", NULL, true, 0};
+
+			clear_error(c);
+			c->err.attempts = c->attempts;
+			c->cb.op(&c->err, &op, c->arg);
+			call_free(c);
+		} else if (cloud_errc_retryable(c->err.code)) {
+			retry(c);
+		} else {
+			fail(c);
+		}
+		return;
+	}
+	if (jx_parse(r->body, r->len, &v, NULL) != 0 || !json_is_object(v)) {
+		set_error(c, CLOUD_NETWORK, "the answer to %s %s%s is not a JSON object", c->method,
+		    g->endpoint, c->path);
+		json_decref(v);
+		fail(c);
+		return;
+	}
+	clear_error(c);
+	answered(c, v);
+	json_decref(v);
+}
+
+/* --- the interface --- */
+
+static bool
+valid_name(const char *s)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	if (n == 0 || n > 63 || s[0] < 'a' || s[0] > 'z' || s[n - 1] == '-')
+		return false;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+			return false;
+	return true;
+}
+
+static json_t *
+kv_object(const struct cloud_kv *kv, size_t n)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(o, kv[i].key, json_string(kv[i].value));
+	return o;
+}
+
+/* The Instance to insert, exactly as the discovery document spells it. */
+static json_t *
+instance_body(const struct cloud_instance_spec *s)
+{
+	char *mt = xasprintf("zones/%s/machineTypes/%s", s->zone, s->machine_type);
+	json_t *init = jx_pack("{s:s, s:o}", "sourceImage", s->image, "diskSizeGb",
+	    jx_int64_string(s->disk_gb > 0 ? s->disk_gb : 20));
+	json_t *nic = jx_pack("{s:s}", "network", "global/networks/default");
+	json_t *sched = json_object(), *items = json_array(), *v;
+
+	if (s->disk_type != NULL) {
+		char *dt = xasprintf("zones/%s/diskTypes/%s", s->zone, s->disk_type);
+
+		json_object_set_new(init, "diskType", json_string(dt));
+		free(dt);
+	}
+	if (s->external_ip)
+		json_object_set_new(nic, "accessConfigs",
+		    jx_pack("[{s:s, s:s}]", "type", "ONE_TO_ONE_NAT", "name", "External NAT"));
+	json_object_set_new(sched, "provisioningModel", json_string(s->spot ? "SPOT" : "STANDARD"));
+	if (s->spot) {
+		json_object_set_new(sched, "onHostMaintenance", json_string("TERMINATE"));
+		json_object_set_new(sched, "automaticRestart", json_false());
+	}
+	if (s->termination_action != NULL)
+		json_object_set_new(
+		    sched, "instanceTerminationAction", json_string(s->termination_action));
+	if (s->max_run_s > 0)
+		json_object_set_new(sched, "maxRunDuration",
+		    jx_pack("{s:o}", "seconds", jx_int64_string(s->max_run_s)));
+	for (size_t i = 0; i < s->nmetadata; i++)
+		json_array_append_new(items,
+		    jx_pack(
+		        "{s:s, s:s}", "key", s->metadata[i].key, "value", s->metadata[i].value));
+	v = jx_pack("{s:s, s:s, s:o, s:[{s:b, s:b, s:o}], s:[o], s:{s:o}, s:o}", "name", s->name,
+	    "machineType", mt, "labels", kv_object(s->labels, s->nlabels), "disks", "boot", true,
+	    "autoDelete", true, "initializeParams", init, "networkInterfaces", nic, "metadata",
+	    "items", items, "scheduling", sched);
+	if (s->tags != NULL && s->tags[0] != NULL) {
+		json_t *t = json_array();
+
+		for (const char *const *tag = s->tags; *tag != NULL; tag++)
+			json_array_append_new(t, json_string(*tag));
+		json_object_set_new(v, "tags", jx_pack("{s:o}", "items", t));
+	}
+	if (s->service_account != NULL) {
+		json_t *scopes = json_array();
+
+		for (const char *const *sc = s->scopes; sc != NULL && *sc != NULL; sc++)
+			json_array_append_new(scopes, json_string(*sc));
+		json_object_set_new(v, "serviceAccounts",
+		    jx_pack("[{s:s, s:o}]", "email", s->service_account, "scopes", scopes));
+	}
+	free(mt);
+	return v;
+}
+
+static int
+gce_create(struct cloud *cl, const struct cloud_instance_spec *s, const char *request_id,
+    int64_t deadline_ms, cloud_op_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+	json_t *body;
+
+	if (!valid_name(s->name) || !valid_name(s->zone) || !valid_name(s->machine_type) ||
+	    s->image == NULL || request_id == NULL || !uuid_valid(request_id))
+		return -EINVAL;
+	c = call_new(g, K_CREATE, (union callback){.op = cb}, arg, deadline_ms);
+	body = instance_body(s);
+	c->method = "POST";
+	c->body = jx_dumps(body);
+	c->path = xasprintf(
+	    "projects/%s/zones/%s/instances?requestId=%s", g->project, s->zone, request_id);
+	c->target_zone = xstrdup(s->zone);
+	json_decref(body);
+	call_start(c);
+	return 0;
+}
+
+static int
+gce_get(struct cloud *cl, const char *zone, const char *name, int64_t deadline_ms,
+    cloud_instance_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+
+	if (!valid_name(zone) || !valid_name(name))
+		return -EINVAL;
+	c = call_new(g, K_GET, (union callback){.instance = cb}, arg, deadline_ms);
+	c->path = xasprintf("projects/%s/zones/%s/instances/%s", g->project, zone, name);
+	call_start(c);
+	return 0;
+}
+
+/* A listing over zones, all pages each; the first zone's path is set here. */
+static int
+start_listing(struct gce *g, enum kind kind, const char *const *zones, const char *filter,
+    int64_t deadline_ms, union callback cb, void *arg, struct call **out)
+{
+	struct call *c;
+	size_t n = 0;
+
+	for (; zones != NULL && zones[n] != NULL; n++)
+		if (!valid_name(zones[n]))
+			return -EINVAL;
+	if (n == 0)
+		return -EINVAL;
+	c = call_new(g, kind, cb, arg, deadline_ms);
+	c->zones = xcalloc(n + 1, sizeof *c->zones);
+	for (size_t i = 0; i < n; i++)
+		c->zones[i] = xstrdup(zones[i]);
+	c->filter = url_encode(filter);
+	c->items = json_array();
+	c->path = xasprintf("projects/%s/zones/%s/%s?maxResults=%d&filter=%s", g->project,
+	    c->zones[0], kind == K_LIST ? "instances" : "operations", PAGE_SIZE, c->filter);
+	*out = c;
+	return 0;
+}
+
+static int
+gce_list(struct cloud *cl, const char *const *zones, const char *key, const char *value,
+    int64_t deadline_ms, cloud_list_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+	char *filter;
+	int error;
+
+	if (key == NULL || value == NULL || strpbrk(key, " \"()") != NULL || strchr(value, '"'))
+		return -EINVAL;
+	filter = xasprintf("labels.%s = \"%s\"", key, value);
+	error = start_listing(
+	    g, K_LIST, zones, filter, deadline_ms, (union callback){.list = cb}, arg, &c);
+	free(filter);
+	if (error == 0)
+		call_start(c);
+	return error;
+}
+
+static int
+gce_destroy(struct cloud *cl, const char *zone, const char *name, const char *request_id,
+    int64_t deadline_ms, cloud_op_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+
+	if (!valid_name(zone) || !valid_name(name) || request_id == NULL || !uuid_valid(request_id))
+		return -EINVAL;
+	c = call_new(g, K_DELETE, (union callback){.op = cb}, arg, deadline_ms);
+	c->method = "DELETE";
+	c->path = xasprintf(
+	    "projects/%s/zones/%s/instances/%s?requestId=%s", g->project, zone, name, request_id);
+	c->target_zone = xstrdup(zone);
+	call_start(c);
+	return 0;
+}
+
+static int
+gce_wait(struct cloud *cl, const char *zone, const char *op, int64_t deadline_ms, cloud_op_cb *cb,
+    void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+
+	if (!valid_name(zone) || !valid_name(op))
+		return -EINVAL;
+	c = call_new(g, K_WAIT, (union callback){.op = cb}, arg, deadline_ms);
+	c->method = "POST";
+	c->path = xasprintf("projects/%s/zones/%s/operations/%s/wait", g->project, zone, op);
+	c->target_zone = xstrdup(zone);
+	call_start(c);
+	return 0;
+}
+
+static int
+gce_preemptions(struct cloud *cl, const char *const *zones, int64_t since_ms, int64_t deadline_ms,
+    cloud_ops_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+	int error =
+	    start_listing(g, K_PREEMPT, zones, "operationType = \"compute.instances.preempted\"",
+	        deadline_ms, (union callback){.ops = cb}, arg, &c);
+
+	if (error == 0) {
+		c->since_ms = since_ms;
+		call_start(c);
+	}
+	return error;
+}
+
+static int
+gce_machine_type(struct cloud *cl, const char *zone, const char *type, int64_t deadline_ms,
+    cloud_machine_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+
+	if (!valid_name(zone) || !valid_name(type))
+		return -EINVAL;
+	c = call_new(g, K_MACHINE, (union callback){.machine = cb}, arg, deadline_ms);
+	c->path = xasprintf("projects/%s/zones/%s/machineTypes/%s", g->project, zone, type);
+	call_start(c);
+	return 0;
+}
+
+static int
+gce_zones(struct cloud *cl, const char *region, int64_t deadline_ms, cloud_zones_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+
+	if (!valid_name(region))
+		return -EINVAL;
+	c = call_new(g, K_ZONES, (union callback){.zones = cb}, arg, deadline_ms);
+	c->region = xstrdup(region);
+	c->items = json_array();
+	c->path = xasprintf("projects/%s/zones?maxResults=%d", g->project, PAGE_SIZE);
+	call_start(c);
+	return 0;
+}
+
+static void
+gce_free(struct cloud *cl)
+{
+	struct gce *g = (struct gce *)cl;
+
+	while (g->calls != NULL)
+		call_free(g->calls);
+	free(g->endpoint);
+	free(g->project);
+	free(g);
+}
+
+static const struct cloud_ops gce_ops = {
+    .name = "gce",
+    .create = gce_create,
+    .get = gce_get,
+    .list = gce_list,
+    .destroy = gce_destroy,
+    .wait = gce_wait,
+    .preemptions = gce_preemptions,
+    .machine_type = gce_machine_type,
+    .zones = gce_zones,
+    .free = gce_free,
+};
+
+int
+gce_new(uv_loop_t *loop, const struct clock *clock, struct http_client *http, struct auth *auth,
+    const struct gce_opts *o, struct cloud **out, char **cause)
+{
+	struct gce *g;
+	const char *project =
+	    o->project != NULL && *o->project != '\0' ? o->project : auth_project(auth);
+
+	if (!str_prefix(o->endpoint, "https://") && !http_url_is_loopback(o->endpoint)) {
+		*cause = xasprintf("endpoint '%s' must be https:// (plain http only to a loopback "
+		                   "address)",
+		    o->endpoint);
+		return -EINVAL;
+	}
+	if (project == NULL || *project == '\0') {
+		*cause =
+		    xasprintf("no project: the credentials (%s) name none; set GCP_PROJECT_ID, "
+		              "or run 'gcloud config set project PROJECT'",
+		        auth_source(auth));
+		return -EINVAL;
+	}
+	g = xcalloc(1, sizeof *g);
+	g->base.ops = &gce_ops;
+	g->loop = loop;
+	g->clock = clock;
+	g->http = http;
+	g->auth = auth;
+	g->opts = *o;
+	g->project = xstrdup(project);
+	g->endpoint =
+	    str_suffix(o->endpoint, "/") ? xstrdup(o->endpoint) : xasprintf("%s/", o->endpoint);
+	g->rng = o->seed;
+	if (g->rng == 0)
+		random_bytes(&g->rng, sizeof g->rng);
+	*out = &g->base;
+	return 0;
+}
+
+void
+gce_stats(const struct cloud *cl, long *requests, long *retries)
+{
+	const struct gce *g = (const struct gce *)cl;
+
+	*requests = g->requests;
+	*retries = g->retries;
+}

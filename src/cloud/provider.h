@@ -1,0 +1,175 @@
+/*
+ * The cloud, as the lifecycle manager sees it: an asynchronous interface with
+ * typed results and typed errors, whichever cloud is behind it (gce.c today).
+ *
+ * Every call takes an absolute deadline (ms on the provider's clock) and a
+ * callback. A call that cannot start returns -errno and never calls back; one
+ * that starts returns 0 and calls back exactly once, on the loop, unless the
+ * provider is freed first. Results passed to a callback belong to the
+ * provider and live until the callback returns: copy what you keep.
+ *
+ * Retries (rate limits, server errors, lost connections, timeouts) happen
+ * inside a call, within its deadline; what reaches the callback is final.
+ */
+#ifndef SPILLWAY_PROVIDER_H
+#define SPILLWAY_PROVIDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum cloud_errc {
+	CLOUD_OK,
+	CLOUD_RATE_LIMITED, /* 429, 403 rateLimitExceeded: retried until the deadline */
+	CLOUD_SERVER,       /* 5xx: retried until the deadline */
+	CLOUD_AUTH,         /* 401 after one refresh, 403 forbidden, no usable credentials */
+	CLOUD_QUOTA,        /* quotaExceeded, QUOTA_EXCEEDED: back off minutes */
+	CLOUD_STOCKOUT,     /* ZONE_RESOURCE_POOL_EXHAUSTED: try another zone */
+	CLOUD_EXISTS,       /* 409 alreadyExists */
+	CLOUD_NOT_FOUND,    /* 404 */
+	CLOUD_INVALID,      /* 400: a bug or bad configuration */
+	CLOUD_NETWORK,      /* no answer: refused, reset, TLS, too large, malformed */
+	CLOUD_DEADLINE,     /* the call's deadline passed (the last error is in message) */
+};
+
+struct cloud_error {
+	enum cloud_errc code;
+	int http_status; /* 0 when there was no HTTP answer */
+	const char
+	    *reason; /* Google's reason or error code: "rateLimitExceeded", "QUOTA_EXCEEDED" */
+	const char *message;      /* Google's words (or ours for network errors), for the user */
+	const char *zone;         /* CLOUD_STOCKOUT: the zone that has no capacity */
+	const char *quota_metric; /* CLOUD_QUOTA: "CPUS" */
+	double quota_limit;       /* CLOUD_QUOTA: the limit, when Google said it */
+	int attempts;             /* HTTP requests the call made */
+};
+
+struct cloud_kv {
+	const char *key;
+	const char *value;
+};
+
+/* What to create. Strings are borrowed for the duration of the create call. */
+struct cloud_instance_spec {
+	const char *name;
+	const char *zone;
+	const char *machine_type; /* "e2-highmem-4" */
+	bool spot;
+	const char *image; /* "projects/debian-cloud/global/images/family/debian-12" */
+	int disk_gb;
+	const char *disk_type; /* "pd-balanced", or NULL for the default */
+	const struct cloud_kv *labels;
+	size_t nlabels;
+	const char *const *tags;         /* network tags, NULL-terminated, may be NULL */
+	const struct cloud_kv *metadata; /* startup-script and the rest */
+	size_t nmetadata;
+	const char *service_account;    /* e-mail or "default"; NULL: none */
+	const char *const *scopes;      /* NULL-terminated */
+	int64_t max_run_s;              /* 0: none */
+	const char *termination_action; /* "DELETE" or "STOP"; NULL: Google's default */
+	bool external_ip;               /* an ephemeral external address (ONE_TO_ONE_NAT) */
+};
+
+struct cloud_instance {
+	const char *name;
+	const char *zone;
+	const char *id;
+	const char *status;       /* PROVISIONING, STAGING, RUNNING, STOPPING, TERMINATED, ... */
+	const char *machine_type; /* short name */
+	const char *nat_ip;       /* NULL when none */
+	const char *internal_ip;
+	int64_t created_ms;
+	int64_t started_ms; /* lastStartTimestamp; 0 when never started */
+	bool spot;
+	int64_t max_run_s;
+	const struct cloud_kv *labels;
+	size_t nlabels;
+	const struct cloud_kv *metadata;
+	size_t nmetadata;
+};
+
+struct cloud_op {
+	const char *name; /* NULL for a delete of something already gone */
+	const char *zone;
+	const char *type;   /* "insert", "delete", "compute.instances.preempted" */
+	const char *target; /* the instance's name */
+	bool done;
+	int64_t inserted_ms;
+};
+
+struct cloud_machine_type {
+	const char *name;
+	int vcpus;
+	int memory_mb;
+	bool shared_core;
+};
+
+struct cloud;
+
+typedef void cloud_op_cb(const struct cloud_error *, const struct cloud_op *, void *arg);
+typedef void cloud_instance_cb(
+    const struct cloud_error *, const struct cloud_instance *, void *arg);
+typedef void cloud_list_cb(
+    const struct cloud_error *, const struct cloud_instance *, size_t n, void *arg);
+typedef void cloud_ops_cb(const struct cloud_error *, const struct cloud_op *, size_t n, void *arg);
+typedef void cloud_machine_cb(
+    const struct cloud_error *, const struct cloud_machine_type *, void *arg);
+typedef void cloud_zones_cb(
+    const struct cloud_error *, const char *const *zones, size_t n, void *arg);
+
+struct cloud_ops {
+	const char *name;
+	/* Start an insert; the callback gets the operation (not DONE yet, usually). */
+	int (*create)(struct cloud *, const struct cloud_instance_spec *, const char *request_id,
+	    int64_t deadline_ms, cloud_op_cb *, void *);
+	int (*get)(struct cloud *, const char *zone, const char *name, int64_t deadline_ms,
+	    cloud_instance_cb *, void *);
+	/* Every instance with label key=value in these zones, all pages; any zone failing fails it.
+	 */
+	int (*list)(struct cloud *, const char *const *zones, const char *label_key,
+	    const char *label_value, int64_t deadline_ms, cloud_list_cb *, void *);
+	/* Start a delete; an instance already gone is success with op->name NULL. */
+	int (*destroy)(struct cloud *, const char *zone, const char *name, const char *request_id,
+	    int64_t deadline_ms, cloud_op_cb *, void *);
+	/* Until the operation is DONE; a DONE operation that failed is the matching error. */
+	int (*wait)(struct cloud *, const char *zone, const char *op, int64_t deadline_ms,
+	    cloud_op_cb *, void *);
+	/* Preemptions (compute.instances.preempted operations) since a time, in these zones. */
+	int (*preemptions)(struct cloud *, const char *const *zones, int64_t since_ms,
+	    int64_t deadline_ms, cloud_ops_cb *, void *);
+	int (*machine_type)(struct cloud *, const char *zone, const char *type, int64_t deadline_ms,
+	    cloud_machine_cb *, void *);
+	/* The zones of a region that are UP, sorted. */
+	int (*zones)(
+	    struct cloud *, const char *region, int64_t deadline_ms, cloud_zones_cb *, void *);
+	/* Cancel what is in flight (no callbacks) and free. */
+	void (*free)(struct cloud *);
+};
+
+struct cloud {
+	const struct cloud_ops *ops;
+};
+
+const char *cloud_errc_name(enum cloud_errc);
+/* Worth retrying within the same call? */
+bool cloud_errc_retryable(enum cloud_errc);
+/* An error's one-line description for people: "quota: Quota 'CPUS' exceeded ..." */
+char *cloud_error_text(const struct cloud_error *);
+const char *cloud_kv_get(const struct cloud_kv *, size_t n, const char *key);
+
+/* Map an HTTP answer to an error class: status and Google's errors[0].reason. */
+enum cloud_errc cloud_classify_http(long status, const char *reason);
+/* Map a DONE operation's error code (QUOTA_EXCEEDED, ...) to an error class. */
+enum cloud_errc cloud_classify_op(const char *code, int http_status);
+
+/* Retries with exponential backoff and full jitter, as Google's clients do. */
+struct retry_policy {
+	int64_t base_ms;
+	int64_t cap_ms;
+	int attempts; /* the most HTTP requests one call makes */
+};
+
+/* The wait before retry number `attempt` (1 = after the first failure); u in [0, 1). */
+int64_t retry_backoff_ms(const struct retry_policy *, int attempt, double u);
+
+#endif
