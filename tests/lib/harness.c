@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -102,6 +103,8 @@ emu_start(struct emu *e, const char *const *extra)
 	e->pid = fork();
 	assert_true(e->pid >= 0);
 	if (e->pid == 0) {
+		/* A test that crashes must not leave its emulator behind (holding meson's pipe). */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(out[1], STDOUT_FILENO);
 		close(out[0]);
 		close(out[1]);
