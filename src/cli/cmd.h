@@ -64,5 +64,6 @@ extern const struct cmd_entry cmd_cloud_entry;
 extern const struct cmd_entry cmd_config_entry;
 extern const struct cmd_entry cmd_demo_entry;
 extern const struct cmd_entry cmd_emulator_entry;
+extern const struct cmd_entry cmd_pressure_entry;
 
 #endif

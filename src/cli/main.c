@@ -20,6 +20,7 @@ static const struct cmd_entry *const commands[] = {
     &cmd_config_entry,
     &cmd_demo_entry,
     &cmd_emulator_entry,
+    &cmd_pressure_entry,
 };
 
 static void

@@ -1,6 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <regex.h>
+#include <strings.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static const char *check_machine_type(const char *);
 static const char *check_endpoint(const char *);
 static const char *check_path(const char *);
 static const char *check_token_uri(const char *);
+static const char *check_cgroup(const char *);
 static const char *check_log_level(const char *);
 
 #define OFF(f) offsetof(struct config, f)
@@ -91,6 +93,42 @@ static const struct key keys[] = {
         NULL, "milliseconds, from 1 to 600000", "longest backoff between retries"},
     {"spillway.retry_attempts", "SPILLWAY_RETRY_ATTEMPTS", T_INT, OFF(retry_attempts), "8", 1, 100,
         NULL, "a whole number from 1 to 100", "most HTTP requests of one cloud call"},
+    {"pressure.cgroup", "SPILLWAY_PRESSURE_CGROUP", T_STRING, OFF(pressure_cgroup), "", 0, 0,
+        check_cgroup, "a cgroup v2 directory (absolute path), or empty",
+        "watch this cgroup's memory.pressure (empty: the whole system)"},
+    {"pressure.elevated_pct", "SPILLWAY_PRESSURE_ELEVATED_PCT", T_DOUBLE, OFF(elevated_pct), "2",
+        0.1, 100, NULL, "percent of time stalled, from 0.1 to 100",
+        "stall ('some') that makes the level ELEVATED"},
+    {"pressure.high_pct", "SPILLWAY_PRESSURE_HIGH_PCT", T_DOUBLE, OFF(high_pct), "10", 0.1, 100,
+        NULL, "percent of time stalled, from 0.1 to 100", "stall that makes the level HIGH"},
+    {"pressure.critical_pct", "SPILLWAY_PRESSURE_CRITICAL_PCT", T_DOUBLE, OFF(critical_pct), "40",
+        0.1, 100, NULL, "percent of time stalled, from 0.1 to 100",
+        "stall that makes the level CRITICAL"},
+    {"pressure.critical_full_pct", "SPILLWAY_PRESSURE_CRITICAL_FULL_PCT", T_DOUBLE,
+        OFF(critical_full_pct), "20", 0.1, 100, NULL, "percent of time stalled, from 0.1 to 100",
+        "'full' stall (every task waiting) that makes the level CRITICAL"},
+    {"pressure.disarm_ratio", "SPILLWAY_PRESSURE_DISARM_RATIO", T_DOUBLE, OFF(disarm_ratio), "0.5",
+        0.05, 1, NULL, "a fraction from 0.05 to 1",
+        "a level holds until the stall is below this fraction of its threshold"},
+    {"pressure.elevated_sustain_s", "SPILLWAY_PRESSURE_ELEVATED_SUSTAIN_S", T_DOUBLE,
+        OFF(elevated_sustain_s), "2", 0, 600, NULL, "seconds, from 0 to 600",
+        "how long a stall must last to reach ELEVATED"},
+    {"pressure.high_sustain_s", "SPILLWAY_PRESSURE_HIGH_SUSTAIN_S", T_DOUBLE, OFF(high_sustain_s),
+        "6", 0, 600, NULL, "seconds, from 0 to 600", "how long a stall must last to reach HIGH"},
+    {"pressure.critical_sustain_s", "SPILLWAY_PRESSURE_CRITICAL_SUSTAIN_S", T_DOUBLE,
+        OFF(critical_sustain_s), "2", 0, 600, NULL, "seconds, from 0 to 600",
+        "how long a stall must last to reach CRITICAL"},
+    {"pressure.dwell_s", "SPILLWAY_PRESSURE_DWELL_S", T_DOUBLE, OFF(dwell_s), "30", 0, 3600, NULL,
+        "seconds, from 0 to 3600", "how long calm must last before the level falls"},
+    {"pressure.window_s", "SPILLWAY_PRESSURE_WINDOW_S", T_INT, OFF(window_s), "2", 1, 10, NULL,
+        "whole seconds from 1 to 10 (even without CAP_SYS_RESOURCE)",
+        "PSI trigger window, and the window stall is measured over"},
+    {"pressure.sample_ms", "SPILLWAY_PRESSURE_SAMPLE_MS", T_INT, OFF(sample_ms), "1000", 100, 60000,
+        NULL, "milliseconds, from 100 to 60000",
+        "sampling period while pressure lasts, or always when triggers are refused"},
+    {"pressure.low_available_pct", "SPILLWAY_PRESSURE_LOW_AVAILABLE_PCT", T_DOUBLE,
+        OFF(low_available_pct), "5", 0, 100, NULL, "percent of MemTotal, from 0 to 100",
+        "MemAvailable below this makes the level at least ELEVATED"},
     {"spillway.state_dir", "SPILLWAY_STATE_DIR", T_STRING, OFF(state_dir),
         "${XDG_STATE_HOME:-${HOME}/.local/state}/spillway", 0, 0, check_path, "an absolute path",
         "ledger and state"},
@@ -171,6 +209,12 @@ static const char *
 check_token_uri(const char *s)
 {
 	return *s == '\0' ? NULL : check_endpoint(s);
+}
+
+static const char *
+check_cgroup(const char *s)
+{
+	return *s == '\0' || s[0] == '/' ? NULL : "not an absolute path";
 }
 
 static const char *
@@ -397,6 +441,101 @@ suggest(const char *name)
 	return xstrdup("; 'spillway config' lists every key");
 }
 
+/* --- components --- */
+
+/* The original system's presets: the smallest set first, the heaviest last. */
+static const struct {
+	const char *name;
+	int64_t size_mb, priority;
+	const char *match;
+} presets[] = {
+    {"vision", 2048, 1, "vision|yolo|opencv|detectron|clip"},
+    {"chatbots", 1536, 2, "chatbot|rasa|botpress|dialogflow"},
+    {"ml_models", 4096, 3, "torch|tensorflow|onnx|sklearn|transformers"},
+    {"local_llm", 8192, 4, "llama|ollama|vllm|gpt4all|koboldcpp|text-generation"},
+};
+
+static struct component_def *
+component_add(struct config *cfg, const char *name)
+{
+	struct component_def *c;
+
+	cfg->components = xreallocarray(cfg->components, cfg->ncomponents + 1, sizeof *c);
+	c = &cfg->components[cfg->ncomponents++];
+	memset(c, 0, sizeof *c);
+	c->name = xstrdup(name);
+	c->size_mb = 1024;
+	c->priority = 100;
+	c->match = xstrdup("");
+	return c;
+}
+
+const struct component_def *
+config_component(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->ncomponents; i++)
+		if (strcasecmp(cfg->components[i].name, name) == 0)
+			return &cfg->components[i];
+	return NULL;
+}
+
+static int
+component_key(struct config *cfg, const char *name, const char *key, const char *value,
+    const char *where, char **cause)
+{
+	struct component_def *c = (struct component_def *)config_component(cfg, name);
+	int64_t n;
+
+	if (!matches(name, "^[a-z][a-z0-9_-]{0,31}$")) {
+		*cause = xasprintf("%s: component name '%s' is not allowed: 1 to 32 lowercase "
+		                   "letters, digits, '_' and '-', starting with a letter",
+		    where, name);
+		return -EINVAL;
+	}
+	if (c == NULL)
+		c = component_add(cfg, name);
+	if (strcmp(key, "size_mb") == 0 || strcmp(key, "priority") == 0) {
+		bool size = key[0] == 's';
+
+		if (parse_int64(value, size ? 1 : 0, size ? 1048576 : 1000, &n) != 0) {
+			*cause = xasprintf("invalid value '%s' for %s of component '%s' (in %s); "
+			                   "allowed: %s",
+			    value, key, name, where,
+			    size ? "megabytes, from 1 to 1048576"
+			         : "a whole number from 0 to 1000");
+			return -EINVAL;
+		}
+		if (size)
+			c->size_mb = n;
+		else
+			c->priority = n;
+	} else if (strcmp(key, "match") == 0) {
+		regex_t re;
+
+		if (*value == '\0' ||
+		    regcomp(&re, value, REG_EXTENDED | REG_ICASE | REG_NOSUB) != 0) {
+			*cause =
+			    xasprintf("invalid value '%s' for match of component '%s' (in %s); "
+			              "allowed: an extended regular expression, such as "
+			              "'llama|ollama'",
+			        value, name, where);
+			return -EINVAL;
+		}
+		regfree(&re);
+		free(c->match);
+		c->match = xstrdup(value);
+	} else {
+		*cause = xasprintf("%s: unknown key '%s' in [component \"%s\"]; known: size_mb, "
+		                   "priority, match",
+		    where, key, name);
+		return -EINVAL;
+	}
+	free(c->origin.where);
+	c->origin.source = CONFIG_FILE;
+	c->origin.where = xstrdup(where);
+	return 0;
+}
+
 /* --- the file --- */
 
 static int
@@ -409,6 +548,13 @@ file_key(const char *section, const char *sub, const char *key, const char *valu
 	int error;
 
 	ld->callback_said = true;
+	if (sub != NULL && strcmp(section, "component") == 0) {
+		where = xasprintf("%s:%d", ld->where, line);
+		error = component_key(ld->cfg, sub, key, value, where, cause);
+		free(where);
+		free(name);
+		return error;
+	}
 	if (i < 0) {
 		char *hint = suggest(name);
 
@@ -607,6 +753,14 @@ check_placement(struct config *cfg, char **cause)
 static int
 load_defaults(struct config *cfg, char *const *env, char **cause)
 {
+	for (size_t i = 0; i < nitems(presets); i++) {
+		struct component_def *c = component_add(cfg, presets[i].name);
+
+		c->size_mb = presets[i].size_mb;
+		c->priority = presets[i].priority;
+		free(c->match);
+		c->match = xstrdup(presets[i].match);
+	}
 	for (size_t i = 0; i < NKEYS; i++) {
 		struct buf b = BUF_INIT(4096);
 		int error;
@@ -685,6 +839,24 @@ config_load(struct config *cfg, const struct config_args *args, char *const *env
 	}
 	if ((error = check_placement(cfg, cause)) != 0)
 		goto out;
+	for (size_t i = 0; i < cfg->ncomponents; i++) {
+		if (*cfg->components[i].match == '\0') {
+			*cause = xasprintf(
+			    "component '%s' (%s) has no 'match': give the pattern of its "
+			    "processes, such as match = llama|ollama",
+			    cfg->components[i].name,
+			    cfg->components[i].origin.where ? cfg->components[i].origin.where : "");
+			error = -EINVAL;
+			goto out;
+		}
+	}
+	if (!(cfg->elevated_pct < cfg->high_pct && cfg->high_pct < cfg->critical_pct)) {
+		*cause = xasprintf("pressure thresholds must rise: pressure.elevated_pct (%g) < "
+		                   "pressure.high_pct (%g) < pressure.critical_pct (%g)",
+		    cfg->elevated_pct, cfg->high_pct, cfg->critical_pct);
+		error = -EINVAL;
+		goto out;
+	}
 	if (cfg->retry_cap_ms < cfg->retry_base_ms) {
 		*cause = xasprintf("spillway.retry_cap_ms (%lld) is below spillway.retry_base_ms "
 		                   "(%lld); the longest backoff cannot be shorter than the first",
@@ -708,6 +880,12 @@ config_free(struct config *cfg)
 			free(*(char **)((char *)cfg + keys[i].offset));
 		free(cfg->origins[i].where);
 	}
+	for (size_t i = 0; i < cfg->ncomponents; i++) {
+		free(cfg->components[i].name);
+		free(cfg->components[i].match);
+		free(cfg->components[i].origin.where);
+	}
+	free(cfg->components);
 	free(cfg->origins);
 	free(cfg->file);
 	memset(cfg, 0, sizeof *cfg);
@@ -787,8 +965,20 @@ config_to_json(const struct config *cfg)
 		        "origin", o->where != NULL ? json_string(o->where) : json_null(), "help",
 		        keys[i].help));
 	}
-	return jx_pack("{s:i, s:o, s:o}", "schema_version", 1, "file",
-	    cfg->file != NULL ? json_string(cfg->file) : json_null(), "values", values);
+	json_t *comps = json_array();
+
+	for (size_t i = 0; i < cfg->ncomponents; i++) {
+		const struct component_def *c = &cfg->components[i];
+
+		json_array_append_new(comps,
+		    jx_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "name", c->name, "size_mb",
+		        (json_int_t)c->size_mb, "priority", (json_int_t)c->priority, "match",
+		        c->match, "source", source_label(c->origin.source), "origin",
+		        c->origin.where ? json_string(c->origin.where) : json_null()));
+	}
+	return jx_pack("{s:i, s:o, s:o, s:o}", "schema_version", 1, "file",
+	    cfg->file != NULL ? json_string(cfg->file) : json_null(), "values", values,
+	    "components", comps);
 }
 
 void
@@ -818,4 +1008,14 @@ config_print(const struct config *cfg, FILE *f)
 		free(vals[i]);
 	}
 	free(vals);
+	fprintf(f, "\n%-12s %8s  %8s  %-48s %s\n", "COMPONENT", "SIZE MB", "PRIORITY", "MATCH",
+	    "SOURCE");
+	for (size_t i = 0; i < cfg->ncomponents; i++) {
+		const struct component_def *c = &cfg->components[i];
+
+		fprintf(f, "%-12s %8lld  %8lld  %-48s %s%s%s%s\n", c->name, (long long)c->size_mb,
+		    (long long)c->priority, c->match, source_label(c->origin.source),
+		    c->origin.where ? " (" : "", c->origin.where ? c->origin.where : "",
+		    c->origin.where ? ")" : "");
+	}
 }

@@ -35,6 +35,19 @@ struct config_origin {
 	char *where; /* "path:line", "GCP_VM_DAILY_BUDGET", "--zone"; NULL for defaults */
 };
 
+/*
+ * A heavy component of the user's application: what runs on the VM when it is
+ * offloaded. Built-in presets (vision, chatbots, ml_models, local_llm) can be
+ * changed and others added with [component "NAME"] sections.
+ */
+struct component_def {
+	char *name;
+	int64_t size_mb;  /* estimated memory, used when none can be measured */
+	int64_t priority; /* lower goes first */
+	char *match;      /* extended regex, case-insensitive, against comm and cmdline */
+	struct config_origin origin;
+};
+
 /* Every setting, typed. Strings are never NULL (empty means unset). */
 struct config {
 	bool enabled;
@@ -60,6 +73,23 @@ struct config {
 	char *state_dir;
 	char *socket_path;
 	char *log_level;
+	/* pressure */
+	char *pressure_cgroup;
+	double elevated_pct;
+	double high_pct;
+	double critical_pct;
+	double critical_full_pct;
+	double disarm_ratio;
+	double elevated_sustain_s;
+	double high_sustain_s;
+	double critical_sustain_s;
+	double dwell_s;
+	int64_t window_s;
+	int64_t sample_ms;
+	double low_available_pct;
+
+	struct component_def *components;
+	size_t ncomponents;
 
 	char *file;                    /* the config file read, or NULL */
 	struct config_origin *origins; /* one per key, in table order */
@@ -86,6 +116,7 @@ const char *config_key_help(size_t);
 char *config_value_text(const struct config *, size_t);
 const char *config_source_name(enum config_source);
 
+const struct component_def *config_component(const struct config *, const char *name);
 json_t *config_to_json(const struct config *);
 void config_print(const struct config *, FILE *);
 

@@ -22,83 +22,7 @@
 #include "util/jx.h"
 #include "util/xmalloc.h"
 
-struct run {
-	int status;
-	char *out;
-	char *err;
-};
-
 static char home[64];
-
-/* Run spillway with args and extra environment ("K=V", NULL-terminated). */
-static void
-run(struct run *r, const char *const *args, const char *const *env)
-{
-	int out[2], err[2];
-	struct buf bo = BUF_INIT(1 << 22), be = BUF_INIT(1 << 22);
-	pid_t pid;
-	int status;
-
-	assert_int_equal(pipe(out), 0);
-	assert_int_equal(pipe(err), 0);
-	pid = fork();
-	if (pid == 0) {
-		const char *argv[32];
-		int n = 0;
-
-		dup2(out[1], 1);
-		dup2(err[1], 2);
-		close(out[0]);
-		close(err[0]);
-		setenv("HOME", home, 1);
-		setenv("XDG_CONFIG_HOME", home, 1);
-		unsetenv("XDG_STATE_HOME");
-		unsetenv("CLOUDSDK_CONFIG");
-		for (; env != NULL && *env != NULL; env++)
-			putenv((char *)*env);
-		argv[n++] = "spillway";
-		for (; *args != NULL; args++)
-			argv[n++] = *args;
-		argv[n] = NULL;
-		execv(getenv("SPILLWAY_BIN"), (char **)argv);
-		_exit(127);
-	}
-	close(out[1]);
-	close(err[1]);
-	{
-		/* poll() skips negative fds: a closed pipe drops out of the set. */
-		struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-		struct buf *into[2] = {&bo, &be};
-
-		while (p[0].fd >= 0 || p[1].fd >= 0) {
-			assert_true(poll(p, 2, 120000) > 0);
-			for (int i = 0; i < 2; i++) {
-				char chunk[4096];
-				ssize_t n;
-
-				if (p[i].fd < 0 || p[i].revents == 0)
-					continue;
-				if ((n = read(p[i].fd, chunk, sizeof chunk)) <= 0) {
-					close(p[i].fd);
-					p[i].fd = -1;
-				} else {
-					buf_add(into[i], chunk, (size_t)n);
-				}
-			}
-		}
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	r->out = buf_detach(&bo, NULL);
-	r->err = buf_detach(&be, NULL);
-}
-
-static void
-run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
 
 static void
 expect_in(const char *text, const char *part)
@@ -130,12 +54,12 @@ test_config_json(void **state)
 {
 	const char *args[] = {"--zone", "europe-west4-c", "config", "--json", NULL};
 	const char *env[] = {"GCP_VM_DAILY_BUDGET=3.5", NULL};
-	struct run r;
+	struct cmd_run r;
 	json_t *v, *e;
 	size_t i;
 	int found = 0;
 
-	run(&r, args, env);
+	run_spillway(&r, home, args, env);
 	assert_int_equal(r.status, 0);
 	assert_int_equal(jx_parse(r.out, strlen(r.out), &v, NULL), 0);
 	assert_int_equal(json_integer_value(json_object_get(v, "schema_version")), 1);
@@ -158,14 +82,14 @@ test_config_json(void **state)
 	}
 	assert_int_equal(found, 3);
 	json_decref(v);
-	run_free(&r);
+	cmd_run_free(&r);
 }
 
 static void
 test_config_table(void **state)
 {
 	const char *args[] = {"config", NULL};
-	struct run r;
+	struct cmd_run r;
 	FILE *f;
 	char *path = xasprintf("%s/spillway/spillway.conf", home),
 	     *dir = xasprintf("%s/spillway", home);
@@ -174,13 +98,13 @@ test_config_table(void **state)
 	assert_non_null(f = fopen(path, "w"));
 	fputs("[gcp]\nmax_concurrent = 3\n", f);
 	fclose(f);
-	run(&r, args, NULL);
+	run_spillway(&r, home, args, NULL);
 	assert_int_equal(r.status, 0);
 	expect_in(r.out, "KEY");
 	expect_in(r.out, "GCP_VM_MAX_CONCURRENT");
 	expect_in(r.out, "gcp.max_concurrent");
 	expect_in(r.out, "spillway.conf:2");
-	run_free(&r);
+	cmd_run_free(&r);
 	unlink(path);
 	rmdir(dir);
 	free(path);
@@ -197,25 +121,25 @@ test_bad_config_exits_2(void **state)
 		const char *args[] = {"config", NULL};
 		char *kv = xasprintf("GCP_VM_DAILY_BUDGET=%s", values[i]);
 		const char *env[] = {kv, NULL};
-		struct run r;
+		struct cmd_run r;
 
-		run(&r, args, env);
+		run_spillway(&r, home, args, env);
 		assert_int_equal(r.status, 2);
 		assert_string_equal(r.out, "");
 		expect_in(r.err, "GCP_VM_DAILY_BUDGET");
 		expect_in(r.err, values[i]);
 		expect_in(r.err, "allowed: US dollars per day, from 0 to 100000");
-		run_free(&r);
+		cmd_run_free(&r);
 		free(kv);
 	}
 	{
 		const char *args[] = {"--config", "/nonexistent.conf", "config", NULL};
-		struct run r;
+		struct cmd_run r;
 
-		run(&r, args, NULL);
+		run_spillway(&r, home, args, NULL);
 		assert_int_equal(r.status, 2);
 		expect_in(r.err, "cannot read config file '/nonexistent.conf'");
-		run_free(&r);
+		cmd_run_free(&r);
 	}
 }
 
@@ -240,12 +164,12 @@ test_usage_errors(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		struct run r;
+		struct cmd_run r;
 
-		run(&r, cases[i].args, NULL);
+		run_spillway(&r, home, cases[i].args, NULL);
 		if (r.status != 2 || strstr(r.err, cases[i].message) == NULL)
 			fail_msg("%s: exit %d, stderr: %s", cases[i].args[0], r.status, r.err);
-		run_free(&r);
+		cmd_run_free(&r);
 	}
 }
 
@@ -254,31 +178,31 @@ test_help_and_version(void **state)
 {
 	const char *help[] = {"help", NULL}, *version[] = {"--version", NULL};
 	const char *cmd_help[] = {"emulator", "--help", NULL};
-	struct run r;
+	struct cmd_run r;
 
-	run(&r, help, NULL);
+	run_spillway(&r, home, help, NULL);
 	assert_int_equal(r.status, 0);
 	expect_in(r.out, "emulator");
 	expect_in(r.out, "config");
 	expect_in(r.out, "demo");
-	run_free(&r);
-	run(&r, version, NULL);
+	cmd_run_free(&r);
+	run_spillway(&r, home, version, NULL);
 	assert_int_equal(r.status, 0);
 	expect_in(r.out, "spillway ");
-	run_free(&r);
-	run(&r, cmd_help, NULL);
+	cmd_run_free(&r);
+	run_spillway(&r, home, cmd_help, NULL);
 	assert_int_equal(r.status, 0);
 	expect_in(r.out, "--write-credentials");
-	run_free(&r);
+	cmd_run_free(&r);
 }
 
 static void
 test_demo(void **state)
 {
 	const char *args[] = {"demo", NULL};
-	struct run r;
+	struct cmd_run r;
 
-	run(&r, args, NULL);
+	run_spillway(&r, home, args, NULL);
 	if (r.status != 0)
 		fail_msg("demo exit %d:\n%s\n%s", r.status, r.out, r.err);
 	expect_in(r.out, "is PROVISIONING");
@@ -290,7 +214,7 @@ test_demo(void **state)
 	/* The bearer token never reaches the output. */
 	assert_null(strstr(r.out, "ya29."));
 	assert_null(strstr(r.err, "ya29."));
-	run_free(&r);
+	cmd_run_free(&r);
 }
 
 /* spillway cloud against the emulator: create, list, delete a Spot VM. */
@@ -299,7 +223,7 @@ test_cloud_commands(void **state)
 {
 	const char *emu_args[] = {"--boot-ms", "200", "--guest-boot-ms", "0", NULL};
 	struct emu e;
-	struct run r;
+	struct cmd_run r;
 	char *creds, *endpoint;
 	json_t *v;
 
@@ -315,54 +239,54 @@ test_cloud_commands(void **state)
 		const char *get[] = {"cloud", "get", "cli-vm", NULL};
 		const char *bad[] = {"cloud", "get", "Not_A_Name", NULL};
 
-		run(&r, no_yes, env);
+		run_spillway(&r, home, no_yes, env);
 		assert_int_equal(r.status, 2);
 		expect_in(r.err, "pass --yes");
-		run_free(&r);
-		run(&r, create, env);
+		cmd_run_free(&r);
+		run_spillway(&r, home, create, env);
 		if (r.status != 0)
 			fail_msg("create: %s", r.err);
 		expect_in(r.out, "created cli-vm in us-central1-a");
 		expect_in(r.out, "status       RUNNING");
 		expect_in(r.out, "max run      5400 s");
 		expect_in(r.out, "machine      e2-highmem-4 (Spot)");
-		run_free(&r);
-		run(&r, list, env);
+		cmd_run_free(&r);
+		run_spillway(&r, home, list, env);
 		assert_int_equal(r.status, 0);
 		assert_int_equal(jx_parse(r.out, strlen(r.out), &v, NULL), 0);
 		assert_int_equal(json_array_size(json_object_get(v, "instances")), 1);
 		assert_string_equal(jx_str(v, "instances.0.name"), "cli-vm");
 		assert_string_equal(jx_str(v, "instances.0.labels.managed-by"), "spillway");
 		json_decref(v);
-		run_free(&r);
-		run(&r, del, env);
+		cmd_run_free(&r);
+		run_spillway(&r, home, del, env);
 		assert_int_equal(r.status, 0);
 		expect_in(r.out, "deleted cli-vm");
-		run_free(&r);
-		run(&r, get, env);
+		cmd_run_free(&r);
+		run_spillway(&r, home, get, env);
 		assert_int_equal(r.status, 1);
 		expect_in(r.err, "not-found (HTTP 404, notFound)");
-		run_free(&r);
-		run(&r, bad, env);
+		cmd_run_free(&r);
+		run_spillway(&r, home, bad, env);
 		assert_int_equal(r.status, 2);
 		expect_in(r.err, "invalid name");
-		run_free(&r);
-		run(&r, list, env);
+		cmd_run_free(&r);
+		run_spillway(&r, home, list, env);
 		assert_int_equal(jx_parse(r.out, strlen(r.out), &v, NULL), 0);
 		assert_int_equal(json_array_size(json_object_get(v, "instances")), 0);
 		json_decref(v);
-		run_free(&r);
+		cmd_run_free(&r);
 	}
 	/* Credentials that cannot be used: exit 2, the file named, nothing done. */
 	{
-		const char *env[] = {"GOOGLE_APPLICATION_CREDENTIALS=/nonexistent/key.json", endpoint,
-		    NULL};
+		const char *env[] = {
+		    "GOOGLE_APPLICATION_CREDENTIALS=/nonexistent/key.json", endpoint, NULL};
 		const char *list[] = {"cloud", "list", NULL};
 
-		run(&r, list, env);
+		run_spillway(&r, home, list, env);
 		assert_int_equal(r.status, 2);
 		expect_in(r.err, "cannot read credentials '/nonexistent/key.json'");
-		run_free(&r);
+		cmd_run_free(&r);
 	}
 	free(creds);
 	free(endpoint);

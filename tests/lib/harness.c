@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "util/jschema.h"
+#include "util/buf.h"
 #include "util/jwt.h"
 #include "util/jx.h"
 #include "util/str.h"
@@ -409,4 +410,74 @@ instance_body(const char *zone, const char *name, const char *machine, bool spot
 		json_object_set_new(v, "labels", jx_pack("{s:s}", lk, lv));
 	free(mt);
 	return v;
+}
+
+void
+run_spillway(struct cmd_run *r, const char *home, const char *const *args, const char *const *env)
+{
+	int out[2], err[2];
+	struct buf bo = BUF_INIT(1 << 24), be = BUF_INIT(1 << 22);
+	pid_t pid;
+	int status;
+
+	assert_int_equal(pipe(out), 0);
+	assert_int_equal(pipe(err), 0);
+	pid = fork();
+	if (pid == 0) {
+		const char *argv[40];
+		int n = 0;
+
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		close(out[0]);
+		close(err[0]);
+		setenv("HOME", home, 1);
+		setenv("XDG_CONFIG_HOME", home, 1);
+		unsetenv("XDG_STATE_HOME");
+		unsetenv("CLOUDSDK_CONFIG");
+		for (; env != NULL && *env != NULL; env++)
+			putenv((char *)*env);
+		argv[n++] = "spillway";
+		for (; *args != NULL && n < 38; args++)
+			argv[n++] = *args;
+		argv[n] = NULL;
+		execv(bin(), (char **)argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	{
+		/* poll() skips negative fds: a closed pipe drops out of the set. */
+		struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+		struct buf *into[2] = {&bo, &be};
+
+		while (p[0].fd >= 0 || p[1].fd >= 0) {
+			if (poll(p, 2, 300000) <= 0)
+				fail_msg("spillway %s: no output for five minutes", args[0]);
+			for (int i = 0; i < 2; i++) {
+				char chunk[4096];
+				ssize_t n;
+
+				if (p[i].fd < 0 || p[i].revents == 0)
+					continue;
+				if ((n = read(p[i].fd, chunk, sizeof chunk)) <= 0) {
+					close(p[i].fd);
+					p[i].fd = -1;
+				} else {
+					buf_add(into[i], chunk, (size_t)n);
+				}
+			}
+		}
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	r->out = buf_detach(&bo, NULL);
+	r->err = buf_detach(&be, NULL);
+}
+
+void
+cmd_run_free(struct cmd_run *r)
+{
+	free(r->out);
+	free(r->err);
 }

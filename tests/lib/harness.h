@@ -64,6 +64,21 @@ long wait_for_status(struct emu *, const char *url, long status, int timeout_ms)
 /* An instance body for zone: Spot (action DELETE) or standard, one label key=value. */
 json_t *instance_body(const char *zone, const char *name, const char *machine, bool spot,
     const char *label_key, const char *label_value);
+/* The spillway binary run as a user would: its exit status and what it printed. */
+struct cmd_run {
+	int status;
+	char *out;
+	char *err;
+};
+
+/*
+ * Run spillway with args, HOME and XDG_CONFIG_HOME set to home, and the extra
+ * environment ("K=V", NULL-terminated, may be NULL).
+ */
+void run_spillway(
+    struct cmd_run *, const char *home, const char *const *args, const char *const *env);
+void cmd_run_free(struct cmd_run *);
+
 char *read_text(const char *path);
 int64_t now_ms(void);
 void sleep_ms(int);

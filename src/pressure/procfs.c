@@ -1,0 +1,241 @@
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pressure/procfs.h"
+#include "util/xmalloc.h"
+
+/* "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" */
+static int
+psi_line_parse(const char *line, struct psi_line *out)
+{
+	if (sscanf(line, "%*s avg10=%lf avg60=%lf avg300=%lf total=%" SCNu64, &out->avg10,
+	        &out->avg60, &out->avg300, &out->total_us) != 4)
+		return -EINVAL;
+	return 0;
+}
+
+int
+psi_parse(const char *text, struct psi *out)
+{
+	const char *full = strstr(text, "\nfull ");
+
+	memset(out, 0, sizeof *out);
+	if (strncmp(text, "some ", 5) != 0 || psi_line_parse(text, &out->some) != 0)
+		return -EINVAL;
+	if (full != NULL) {
+		if (psi_line_parse(full + 1, &out->full) != 0)
+			return -EINVAL;
+		out->has_full = true;
+	}
+	return 0;
+}
+
+/* The value after "Name:" on its own line, in kB; -1 when absent. */
+static int64_t
+field_kb(const char *text, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, name, n) == 0 && p[n] == ':')
+			return strtoll(p + n + 1, NULL, 10);
+	}
+	return -1;
+}
+
+int
+meminfo_parse(const char *text, struct meminfo *out)
+{
+	memset(out, 0, sizeof *out);
+	if ((out->total_kb = field_kb(text, "MemTotal")) <= 0 ||
+	    (out->free_kb = field_kb(text, "MemFree")) < 0)
+		return -EINVAL;
+	out->available_kb = field_kb(text, "MemAvailable");
+	out->has_available = out->available_kb >= 0;
+	if (!out->has_available) {
+		/* Before 3.14: free plus what can be dropped from the cache, roughly. */
+		int64_t cached = field_kb(text, "Cached"), buffers = field_kb(text, "Buffers");
+
+		out->available_kb =
+		    out->free_kb + (cached > 0 ? cached : 0) + (buffers > 0 ? buffers : 0);
+	}
+	out->swap_total_kb = field_kb(text, "SwapTotal");
+	out->swap_free_kb = field_kb(text, "SwapFree");
+	if (out->swap_total_kb < 0)
+		out->swap_total_kb = out->swap_free_kb = 0;
+	return 0;
+}
+
+int
+vmstat_parse(const char *text, struct vmstat *out)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} fields[] = {
+	    {"pswpin", offsetof(struct vmstat, pswpin)},
+	    {"pswpout", offsetof(struct vmstat, pswpout)},
+	    {"pgmajfault", offsetof(struct vmstat, pgmajfault)},
+	    {"workingset_refault_file", offsetof(struct vmstat, refault_file)},
+	    {"workingset_refault_anon", offsetof(struct vmstat, refault_anon)},
+	    {"workingset_refault", offsetof(struct vmstat, refault_file)}, /* before 5.9 */
+	};
+	int seen = 0;
+
+	memset(out, 0, sizeof *out);
+	for (const char *p = text; *p != '\0';) {
+		const char *sp = strchr(p, ' '), *nl = strchr(p, '\n');
+
+		if (sp != NULL && (nl == NULL || sp < nl)) {
+			for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+				size_t n = strlen(fields[i].name);
+
+				if ((size_t)(sp - p) == n && strncmp(p, fields[i].name, n) == 0) {
+					*(uint64_t *)((char *)out + fields[i].off) =
+					    strtoull(sp + 1, NULL, 10);
+					seen++;
+				}
+			}
+		}
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	return seen > 0 ? 0 : -EINVAL;
+}
+
+int
+proc_pread(int fd, char *buf, size_t size)
+{
+	ssize_t n;
+
+	do
+		n = pread(fd, buf, size - 1, 0);
+	while (n == -1 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+/* --- processes --- */
+
+static int
+read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), n;
+
+	if (fd == -1)
+		return -errno;
+	n = proc_pread(fd, buf, size);
+	close(fd);
+	return n;
+}
+
+struct compiled {
+	regex_t re;
+	bool ok;
+};
+
+int
+procfs_processes(const char *procdir, const struct component_def *defs, size_t ndefs,
+    struct pressure_snapshot *snap)
+{
+	struct compiled *re = xcalloc(ndefs + 1, sizeof *re);
+	DIR *d = opendir(procdir);
+	struct dirent *de;
+	size_t nc = ndefs < PRESSURE_COMPONENTS ? ndefs : PRESSURE_COMPONENTS;
+
+	if (d == NULL) {
+		free(re);
+		return -errno;
+	}
+	snap->ntop = 0;
+	snap->ncomponents = (int)nc;
+	for (size_t i = 0; i < nc; i++) {
+		snap->components[i].name = defs[i].name;
+		snap->components[i].rss_kb = 0;
+		snap->components[i].processes = 0;
+		re[i].ok =
+		    regcomp(&re[i].re, defs[i].match, REG_EXTENDED | REG_ICASE | REG_NOSUB) == 0;
+	}
+	while ((de = readdir(d)) != NULL) {
+		char path[512], status[4096], cmd[4096], *name;
+		const char *component = NULL;
+		int64_t rss;
+		int n, pos;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		snprintf(path, sizeof path, "%s/%s/status", procdir, de->d_name);
+		if (read_small(path, status, sizeof status) <= 0 ||
+		    (rss = field_kb(status, "VmRSS")) <= 0)
+			continue; /* gone, or a kernel thread */
+		snprintf(path, sizeof path, "%s/%s/cmdline", procdir, de->d_name);
+		name = strstr(status, "Name:");
+		pos = snprintf(cmd, sizeof cmd, "%.*s ", name ? (int)strcspn(name + 5, "\n") : 0,
+		    name ? name + 5 : "");
+		if ((n = read_small(path, cmd + pos, sizeof cmd - (size_t)pos)) > 0)
+			for (int i = pos; i < pos + n; i++)
+				if (cmd[i] == '\0')
+					cmd[i] = ' ';
+		for (size_t i = 0; i < nc; i++) {
+			if (re[i].ok && regexec(&re[i].re, cmd, 0, NULL, 0) == 0) {
+				component = defs[i].name;
+				snap->components[i].rss_kb += rss;
+				snap->components[i].processes++;
+				break;
+			}
+		}
+		/* Keep the top by RSS, largest first. */
+		if (snap->ntop < PRESSURE_TOP || rss > snap->top[snap->ntop - 1].rss_kb) {
+			int at = snap->ntop < PRESSURE_TOP ? snap->ntop++ : PRESSURE_TOP - 1;
+			struct process_info *p;
+
+			while (at > 0 && snap->top[at - 1].rss_kb < rss) {
+				snap->top[at] = snap->top[at - 1];
+				at--;
+			}
+			p = &snap->top[at];
+			memset(p, 0, sizeof *p);
+			p->pid = (int)strtol(de->d_name, NULL, 10);
+			p->rss_kb = rss;
+			p->component = component;
+			if (name != NULL) {
+				char *start = name + 5;
+
+				while (*start == ' ' || *start == '\t')
+					start++;
+				snprintf(p->comm, sizeof p->comm, "%.*s", (int)strcspn(start, "\n"),
+				    start);
+			}
+		}
+	}
+	closedir(d);
+	/* PSS is fairer to shared pages, and costly: the top only. */
+	for (int i = 0; i < snap->ntop; i++) {
+		char path[512], text[4096];
+		int64_t pss;
+
+		snprintf(path, sizeof path, "%s/%d/smaps_rollup", procdir, snap->top[i].pid);
+		snap->top[i].pss_kb =
+		    read_small(path, text, sizeof text) > 0 && (pss = field_kb(text, "Pss")) >= 0
+		    ? pss
+		    : -1;
+	}
+	for (size_t i = 0; i < nc; i++)
+		if (re[i].ok)
+			regfree(&re[i].re);
+	free(re);
+	return 0;
+}

@@ -1,0 +1,200 @@
+/*
+ * Real memory pressure on this machine: a memory cgroup limited to 24 MiB,
+ * two processes inside it re-reading a 256 MiB file, and `spillway pressure
+ * --watch` on that cgroup's memory.pressure through PSI triggers. It must
+ * reach HIGH (or beyond) while the load runs and return to NORMAL after it
+ * stops.
+ *
+ * Where the machine cannot do this (no PSI, no writable memory cgroup), it
+ * says why and exits 77: skipped, never passed. The cgroups, the processes and
+ * the file are removed on every way out.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "memload.h"
+
+#define LIMIT   "24M"
+#define FILE_MB 256
+#define READERS 2
+#define SKIP    77
+
+static struct memload load;
+static pid_t monitor;
+static char pressure[300];
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+cleanup(void)
+{
+	if (monitor > 0) {
+		kill(monitor, SIGKILL);
+		waitpid(monitor, NULL, 0);
+		monitor = 0;
+	}
+	memload_cleanup(&load);
+}
+
+static void
+on_signal(int sig)
+{
+	cleanup();
+	_exit(128 + sig);
+}
+
+static void __attribute__((noreturn, format(printf, 2, 3))) finish(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	cleanup();
+	exit(status);
+}
+
+static int
+start_monitor(int *out_fd)
+{
+	int out[2];
+
+	if (pipe(out) != 0)
+		return -1;
+	if ((monitor = fork()) == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(out[1], 1);
+		close(out[0]);
+		setenv("SPILLWAY_PRESSURE_DWELL_S", "4", 1);
+		setenv("HOME", "/nonexistent", 1);
+		execl(getenv("SPILLWAY_BIN"), "spillway", "pressure", "--watch", "--json",
+		    "--cgroup", load.v2, (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	*out_fd = out[0];
+	return 0;
+}
+
+/* Read the monitor's lines until one says a level at least `want` (or exactly NORMAL). */
+static bool
+wait_level(int fd, const char *want, double timeout_s, char *line, size_t size)
+{
+	static char pending[1 << 16];
+	static size_t used;
+	double deadline = now_s() + timeout_s;
+
+	for (;;) {
+		char *nl;
+
+		while ((nl = memchr(pending, '\n', used)) != NULL) {
+			json_t *v;
+			const char *level;
+			size_t len = (size_t)(nl - pending);
+			bool hit;
+
+			snprintf(line, size, "%.*s", (int)len, pending);
+			memmove(pending, nl + 1, used - len - 1);
+			used -= len + 1;
+			if ((v = json_loads(line, 0, NULL)) == NULL)
+				finish(1,
+				    "FAIL: the monitor printed something that is not JSON: %s",
+				    line);
+			level = json_string_value(json_object_get(v, "level"));
+			hit = strcmp(want, "NORMAL") == 0
+			    ? strcmp(level, "NORMAL") == 0
+			    : strcmp(level, "HIGH") == 0 || strcmp(level, "CRITICAL") == 0;
+			printf("  monitor: %s (some %.1f%%, full %.1f%%)\n", level,
+			    json_real_value(json_object_get(v, "some_pct")),
+			    json_real_value(json_object_get(v, "full_pct")));
+			json_decref(v);
+			if (hit)
+				return true;
+		}
+		{
+			struct pollfd p = {fd, POLLIN, 0};
+			int left = (int)((deadline - now_s()) * 1000);
+			ssize_t n;
+
+			if (left <= 0 || poll(&p, 1, left) <= 0)
+				return false;
+			if ((n = read(fd, pending + used, sizeof pending - used - 1)) <= 0)
+				return false;
+			used += (size_t)n;
+		}
+	}
+}
+
+int
+main(void)
+{
+	char line[8192];
+	double load_start, high_at, calm_at;
+	int fd;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("SPILLWAY_BIN") == NULL)
+		finish(1, "FAIL: SPILLWAY_BIN is not set: run the tests with meson test");
+	atexit(cleanup);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	{
+		const char *why;
+
+		if (memload_setup(&load, LIMIT, FILE_MB, &why) != 0)
+			finish(SKIP, "skipped: %s", why);
+	}
+	printf("cgroups %s %s, limit %s, file %d MiB, %d readers; watching %s\n", load.v1, load.v2,
+	    LIMIT, FILE_MB, READERS, memload_pressure(&load, pressure, sizeof pressure));
+	if (start_monitor(&fd) != 0)
+		finish(1, "FAIL: cannot start the monitor");
+	/* Give the monitor a moment to arm its trigger; the load must come after. */
+	usleep(500 * 1000);
+	load_start = now_s();
+	memload_start(&load, READERS);
+	if (!wait_level(fd, "HIGH", 90, line, sizeof line))
+		finish(1, "FAIL: the level did not reach HIGH within 90 s of real memory stalls");
+	high_at = now_s();
+	printf(
+	    "HIGH %.2f s after the load started (sustain for HIGH: 6 s)\n", high_at - load_start);
+	memload_stop(&load);
+	if (!wait_level(fd, "NORMAL", 90, line, sizeof line))
+		finish(1,
+		    "FAIL: the level did not return to NORMAL within 90 s after the load stopped");
+	calm_at = now_s();
+	printf("NORMAL %.2f s after the load stopped (dwell: 4 s)\n", calm_at - high_at);
+	kill(monitor, SIGTERM);
+	{
+		int status;
+
+		waitpid(monitor, &status, 0);
+		monitor = 0;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			finish(
+			    1, "FAIL: the monitor did not exit cleanly on SIGTERM (0x%x)", status);
+	}
+	finish(0, "ok: HIGH under real pressure, NORMAL after it");
+}
