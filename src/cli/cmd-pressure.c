@@ -247,9 +247,11 @@ exec_pressure(struct cmd_ctx *ctx, const struct args *a)
 			goto out;
 		}
 		if (args_has(a, 'w')) {
-			if (!r.json)
+			if (!r.json) {
 				printf("watching %s: %s\n", monitor_snapshot(r.m)->source,
 				    monitor_mode_reason(r.m));
+				fflush(stdout);
+			}
 			if (r.all)
 				monitor_on_sample(r.m, on_change, &r);
 			else

@@ -36,6 +36,7 @@
 static struct memload load;
 static pid_t monitor;
 static char pressure[300];
+static char gone[300]; /* the cgroup removed under the monitor, until it is */
 
 static double
 now_s(void)
@@ -54,6 +55,8 @@ cleanup(void)
 		waitpid(monitor, NULL, 0);
 		monitor = 0;
 	}
+	if (gone[0] != '\0')
+		rmdir(gone);
 	memload_cleanup(&load);
 }
 
@@ -148,6 +151,66 @@ wait_level(int fd, const char *want, double timeout_s, char *line, size_t size)
 	}
 }
 
+/* A watched cgroup removed under the monitor (POLLERR): a clear message, and it goes on. */
+static void
+vanishing_cgroup(void)
+{
+	char *dir = gone, buf[4096];
+	int err[2], out[2];
+	size_t used = 0;
+	double deadline;
+	pid_t pid;
+	int status;
+
+	snprintf(gone, sizeof gone, "%s-gone", load.v2);
+	if (mkdir(dir, 0755) != 0)
+		finish(1, "FAIL: cannot create %s", dir);
+	if (pipe(err) != 0 || pipe(out) != 0)
+		finish(1, "FAIL: pipe");
+	if ((pid = fork()) == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		setenv("HOME", "/nonexistent", 1);
+		execl(getenv("SPILLWAY_BIN"), "spillway", "pressure", "--watch", "--cgroup", dir,
+		    (char *)NULL);
+		_exit(127);
+	}
+	monitor = pid;
+	close(err[1]);
+	close(out[1]);
+	/* It says it watches with a trigger before the cgroup goes. */
+	if (read(out[0], buf, sizeof buf - 1) <= 0 || strstr(buf, "PSI trigger") == NULL)
+		finish(1, "FAIL: the monitor did not arm a trigger on %s", dir);
+	if (rmdir(dir) != 0)
+		finish(1, "FAIL: cannot remove %s (%s)", dir, strerror(errno));
+	printf("removed %s under the monitor\n", dir);
+	deadline = now_s() + 20;
+	for (;;) {
+		struct pollfd p = {err[0], POLLIN, 0};
+		ssize_t n;
+
+		buf[used] = '\0';
+		/* POLLERR or a failed read, whichever the kernel gives first: both must say it. */
+		if (strstr(buf, dir) != NULL && strstr(buf, "whole system") != NULL)
+			break;
+		if (now_s() > deadline || poll(&p, 1, 1000) < 0 ||
+		    (p.revents && (n = read(err[0], buf + used, sizeof buf - 1 - used)) <= 0))
+			finish(1, "FAIL: no fallback message after %s went away; stderr: %s", dir, buf);
+		if (p.revents)
+			used += (size_t)n;
+	}
+	printf("the monitor said: %s", strstr(buf, "spillway"));
+	gone[0] = '\0';
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	monitor = 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		finish(1, "FAIL: the monitor did not survive its cgroup (status 0x%x)", status);
+	close(err[0]);
+	close(out[0]);
+}
+
 int
 main(void)
 {
@@ -196,5 +259,6 @@ main(void)
 			finish(
 			    1, "FAIL: the monitor did not exit cleanly on SIGTERM (0x%x)", status);
 	}
-	finish(0, "ok: HIGH under real pressure, NORMAL after it");
+	vanishing_cgroup();
+	finish(0, "ok: HIGH under real pressure, NORMAL after it; a vanished cgroup falls back");
 }
