@@ -54,19 +54,7 @@ struct stats {
 static double
 mono_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+	return (double)monotonic_ns() / 1e9;
 }
 
 static double
@@ -106,7 +94,7 @@ on_sample(const struct pressure_snapshot *s, enum pressure_level prev, void *arg
 	if (st->first_event_s == 0)
 		st->first_event_s = mono_s();
 	if (st->nsample < MAX_EVENTS)
-		st->sample_us[st->nsample++] = (double)(mono_ns() - s->woke_ns) / 1e3;
+		st->sample_us[st->nsample++] = (double)(monotonic_ns() - s->woke_ns) / 1e3;
 }
 
 static void
@@ -118,7 +106,7 @@ on_level(const struct pressure_snapshot *s, enum pressure_level prev, void *arg)
 	if (s->level >= PRESSURE_HIGH && st->high_s == 0)
 		st->high_s = mono_s();
 	if (s->woke_ns != 0 && s->level > prev && st->nlevel < MAX_EVENTS)
-		st->level_us[st->nlevel++] = (double)(mono_ns() - s->woke_ns) / 1e3;
+		st->level_us[st->nlevel++] = (double)(monotonic_ns() - s->woke_ns) / 1e3;
 }
 
 static void

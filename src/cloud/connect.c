@@ -5,31 +5,18 @@
 #include "cloud/gce.h"
 #include "util/xmalloc.h"
 
-static const char *
-env_get(char *const *env, const char *name)
-{
-	size_t n = strlen(name);
-
-	if (env == NULL)
-		return getenv(name);
-	for (; *env != NULL; env++)
-		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
-			return *env + n + 1;
-	return NULL;
-}
-
 int
 cloud_connect(uv_loop_t *loop, const struct clock *clock, const struct config *cfg,
     char *const *env, struct cloud_conn *conn, char **cause)
 {
-	const char *sdk = env_get(env, "CLOUDSDK_CONFIG"), *home = env_get(env, "HOME");
+	const char *sdk = config_getenv(env, "CLOUDSDK_CONFIG"), *home = config_getenv(env, "HOME");
 	char *gcloud = sdk != NULL && *sdk != '\0'
 	    ? xstrdup(sdk)
 	    : xasprintf("%s/.config/gcloud", home != NULL ? home : "");
 	struct auth_sources src = {
-	    .credentials_file = env_get(env, "GOOGLE_APPLICATION_CREDENTIALS"),
+	    .credentials_file = config_getenv(env, "GOOGLE_APPLICATION_CREDENTIALS"),
 	    .gcloud_dir = gcloud,
-	    .metadata_host = env_get(env, "GCE_METADATA_HOST"),
+	    .metadata_host = config_getenv(env, "GCE_METADATA_HOST"),
 	    .user_token_uri = *cfg->token_uri != '\0' ? cfg->token_uri : NULL,
 	};
 	struct gce_opts o;

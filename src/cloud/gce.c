@@ -107,12 +107,7 @@ gce_opts_default(struct gce_opts *o)
 static double
 jitter(struct gce *g)
 {
-	uint64_t z = (g->rng += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	z ^= z >> 31;
-	return (double)(z >> 11) / (double)(UINT64_C(1) << 53);
+	return prng_next(&g->rng);
 }
 
 static int64_t

@@ -240,8 +240,8 @@ struct loader {
 	bool callback_said; /* the error message came whole from a callback */
 };
 
-static const char *
-env_get(char *const *env, const char *name)
+const char *
+config_getenv(char *const *env, const char *name)
 {
 	size_t n = strlen(name);
 
@@ -256,7 +256,7 @@ env_get(char *const *env, const char *name)
 static const char *
 home_dir(char *const *env)
 {
-	const char *home = env_get(env, "HOME");
+	const char *home = config_getenv(env, "HOME");
 
 	return home != NULL ? home : "";
 }
@@ -269,7 +269,7 @@ var_get(char *const *env, const char *name, char uid[24])
 		snprintf(uid, 24, "%u", (unsigned)getuid());
 		return uid;
 	}
-	return env_get(env, name);
+	return config_getenv(env, name);
 }
 
 /* Expand ${VAR} and ${VAR:-fallback} (nested) in a default. */
@@ -640,13 +640,13 @@ gcloud_key(const char *section, const char *sub, const char *key, const char *va
 static int
 load_gcloud(struct loader *ld, char **cause)
 {
-	const char *dir = env_get(ld->env, "CLOUDSDK_CONFIG"), *name;
+	const char *dir = config_getenv(ld->env, "CLOUDSDK_CONFIG"), *name;
 	char *base, *active = NULL, *path, *text = NULL, *why = NULL;
 	int error = 0, line;
 
 	base =
 	    dir != NULL && *dir ? xstrdup(dir) : xasprintf("%s/.config/gcloud", home_dir(ld->env));
-	name = env_get(ld->env, "CLOUDSDK_ACTIVE_CONFIG_NAME");
+	name = config_getenv(ld->env, "CLOUDSDK_ACTIVE_CONFIG_NAME");
 	if (name == NULL || *name == '\0') {
 		char *p = xasprintf("%s/active_config", base);
 
@@ -683,7 +683,7 @@ load_gcloud(struct loader *ld, char **cause)
 	    {"CLOUDSDK_COMPUTE_ZONE", "gcp.zone"},
 	};
 	for (size_t i = 0; error == 0 && i < nitems(envs); i++) {
-		const char *v = env_get(ld->env, envs[i].env);
+		const char *v = config_getenv(ld->env, envs[i].env);
 
 		if (v != NULL && *v != '\0')
 			error = set_value(ld->cfg, (size_t)find_key(envs[i].ours), v, CONFIG_GCLOUD,
@@ -791,7 +791,7 @@ config_load(struct config *cfg, const struct config_args *args, char *const *env
 	if ((error = load_defaults(cfg, env, cause)) != 0)
 		goto out;
 
-	if (file == NULL && (file = env_get(env, "SPILLWAY_CONFIG")) != NULL && *file != '\0')
+	if (file == NULL && (file = config_getenv(env, "SPILLWAY_CONFIG")) != NULL && *file != '\0')
 		must_exist = true;
 	if (file == NULL || *file == '\0') {
 		struct buf b = BUF_INIT(4096);
@@ -805,7 +805,7 @@ config_load(struct config *cfg, const struct config_args *args, char *const *env
 	if ((error = load_gcloud(&ld, cause)) != 0)
 		goto out;
 	for (size_t i = 0; i < NKEYS; i++) {
-		const char *v = env_get(env, keys[i].env);
+		const char *v = config_getenv(env, keys[i].env);
 
 		if (v != NULL &&
 		    (error = set_value(cfg, i, v, CONFIG_ENV, keys[i].env, cause)) != 0)

@@ -108,6 +108,9 @@ struct config_args {
 int config_load(struct config *, const struct config_args *, char *const *env, char **cause);
 void config_free(struct config *);
 
+/* A variable of env (NULL: the process's environment), or NULL. */
+const char *config_getenv(char *const *env, const char *name);
+
 size_t config_nkeys(void);
 const char *config_key_name(size_t);
 const char *config_key_env(size_t);

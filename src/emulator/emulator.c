@@ -42,13 +42,8 @@ emulator_opts_default(struct emulator_opts *o)
 double
 emu_rand(struct emulator *emu)
 {
-	/* splitmix64: repeatable with --seed, which is all the dice need. */
-	uint64_t z = (emu->rng += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	z ^= z >> 31;
-	return (double)(z >> 11) / (double)(UINT64_C(1) << 53);
+	/* Repeatable with --seed, which is all the dice need. */
+	return prng_next(&emu->rng);
 }
 
 int64_t

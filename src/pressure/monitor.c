@@ -306,15 +306,6 @@ on_timer(uv_timer_t *t)
 	}
 }
 
-static int64_t
-monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
 static void
 on_poll(uv_poll_t *p, int status, int events)
 {

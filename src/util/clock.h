@@ -25,6 +25,8 @@ struct clock {
 #define NS_PER_S  INT64_C(1000000000)
 
 int64_t realtime_ns(void);
+/* CLOCK_MONOTONIC, for measuring intervals (never for timestamps). */
+int64_t monotonic_ns(void);
 void clock_real(struct clock *);
 void clock_scaled(struct clock *, double scale, int64_t epoch_ns);
 void clock_manual(struct clock *, int64_t start_ns);

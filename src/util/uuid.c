@@ -48,3 +48,14 @@ uuid_valid(const char *s)
 	}
 	return !zero;
 }
+
+double
+prng_next(uint64_t *state)
+{
+	uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	z ^= z >> 31;
+	return (double)(z >> 11) / (double)(UINT64_C(1) << 53);
+}

@@ -7,12 +7,18 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define UUID_LEN 37 /* 36 characters and the NUL */
 
 /* Fill with cryptographically strong random bytes; aborts if none can be had. */
 void random_bytes(void *, size_t);
 void uuid_v4(char out[UUID_LEN]);
+/*
+ * A repeatable generator (splitmix64) for dice that need no secrecy: jitter,
+ * injected faults. Returns a uniform double in [0, 1) and advances *state.
+ */
+double prng_next(uint64_t *state);
 /* A canonical 8-4-4-4-12 hex UUID other than the zero UUID. */
 bool uuid_valid(const char *);
 
