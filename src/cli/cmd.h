@@ -65,5 +65,6 @@ extern const struct cmd_entry cmd_config_entry;
 extern const struct cmd_entry cmd_demo_entry;
 extern const struct cmd_entry cmd_emulator_entry;
 extern const struct cmd_entry cmd_pressure_entry;
+extern const struct cmd_entry cmd_run_entry;
 
 #endif

@@ -21,6 +21,7 @@ static const struct cmd_entry *const commands[] = {
     &cmd_demo_entry,
     &cmd_emulator_entry,
     &cmd_pressure_entry,
+    &cmd_run_entry,
 };
 
 static void

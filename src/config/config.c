@@ -41,7 +41,13 @@ static const char *check_machine_type(const char *);
 static const char *check_endpoint(const char *);
 static const char *check_path(const char *);
 static const char *check_token_uri(const char *);
-static const char *check_cgroup(const char *);
+static const char *check_path_or_empty(const char *);
+static const char *check_label_value(const char *);
+static const char *check_orphan_policy(const char *);
+static const char *check_image(const char *);
+static const char *check_disk_type(const char *);
+static const char *check_tags(const char *);
+static const char *check_command(const char *);
 static const char *check_log_level(const char *);
 
 #define OFF(f) offsetof(struct config, f)
@@ -93,8 +99,77 @@ static const struct key keys[] = {
         NULL, "milliseconds, from 1 to 600000", "longest backoff between retries"},
     {"spillway.retry_attempts", "SPILLWAY_RETRY_ATTEMPTS", T_INT, OFF(retry_attempts), "8", 1, 100,
         NULL, "a whole number from 1 to 100", "most HTTP requests of one cloud call"},
+    {"daemon.owner", "SPILLWAY_OWNER", T_STRING, OFF(owner), "", 0, 0, check_label_value,
+	"1 to 63 lowercase letters, digits, '_' and '-', or empty",
+	"the spillway-owner label of this host's VMs (empty: from the host and state directory)"},
+    {"daemon.min_confidence", "SPILLWAY_MIN_CONFIDENCE", T_DOUBLE, OFF(min_confidence), "0.6", 0,
+	1, NULL, "a number from 0 to 1", "no VM is created with less confidence than this"},
+    {"daemon.cooldown_minutes", "SPILLWAY_COOLDOWN_MINUTES", T_DOUBLE, OFF(cooldown_minutes), "2",
+	0, 1440, NULL, "minutes, from 0 to 1440",
+	"after a VM turns READY or ends, wait this long before another"},
+    {"daemon.min_run_minutes", "SPILLWAY_MIN_RUN_MINUTES", T_DOUBLE, OFF(min_run_minutes), "15",
+	1, 1440, NULL, "minutes, from 1 to 1440",
+	"a VM the budget can keep for less than this is not created"},
+    {"daemon.boot_timeout_minutes", "SPILLWAY_BOOT_TIMEOUT_MINUTES", T_DOUBLE,
+	OFF(boot_timeout_minutes), "10", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
+	"a VM not healthy this long after it runs is deleted"},
+    {"daemon.unhealthy_minutes", "SPILLWAY_UNHEALTHY_MINUTES", T_DOUBLE, OFF(unhealthy_minutes),
+	"3", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
+	"a VM unhealthy this long is replaced"},
+    {"daemon.health_failures", "SPILLWAY_HEALTH_FAILURES", T_INT, OFF(health_failures), "3", 1,
+	100, NULL, "a whole number from 1 to 100",
+	"failed health checks in a row that make a VM UNHEALTHY"},
+    {"daemon.health_timeout_s", "SPILLWAY_HEALTH_TIMEOUT_S", T_DOUBLE, OFF(health_timeout_s),
+	"5", 0.1, 60, NULL, "seconds, from 0.1 to 60", "how long a health check may take"},
+    {"daemon.orphan_policy", "SPILLWAY_ORPHAN_POLICY", T_STRING, OFF(orphan_policy), "delete", 0,
+	0, check_orphan_policy, "delete, adopt or report",
+	"what to do with a VM carrying our label that the ledger does not know"},
+    {"daemon.orphan_grace_minutes", "SPILLWAY_ORPHAN_GRACE_MINUTES", T_DOUBLE,
+	OFF(orphan_grace_minutes), "10", 0, 1440, NULL, "minutes, from 0 to 1440",
+	"how long an orphan lives before it is deleted"},
+    {"daemon.create_deadline_minutes", "SPILLWAY_CREATE_DEADLINE_MINUTES", T_DOUBLE,
+	OFF(create_deadline_minutes), "10", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
+	"how long an insert is retried (same requestId) before it counts as failed"},
+    {"daemon.shutdown_timeout_s", "SPILLWAY_SHUTDOWN_TIMEOUT_S", T_DOUBLE,
+	OFF(shutdown_timeout_s), "120", 1, 3600, NULL, "seconds, from 1 to 3600",
+	"how long shutdown waits for the deletes"},
+    {"daemon.target_available_pct", "SPILLWAY_TARGET_AVAILABLE_PCT", T_DOUBLE,
+	OFF(target_available_pct), "20", 0, 100, NULL, "percent of MemTotal, from 0 to 100",
+	"offload components until MemAvailable would be back at this"},
+    {"daemon.stockout_skip_minutes", "SPILLWAY_STOCKOUT_SKIP_MINUTES", T_DOUBLE,
+	OFF(stockout_skip_minutes), "5", 0, 1440, NULL, "minutes, from 0 to 1440",
+	"a zone out of capacity is skipped this long"},
+    {"daemon.image", "SPILLWAY_IMAGE", T_STRING, OFF(image),
+	"projects/debian-cloud/global/images/family/debian-12", 0, 0, check_image,
+	"an image or image family path, such as projects/debian-cloud/global/images/family/debian-12",
+	"boot image of the VMs"},
+    {"daemon.disk_gb", "SPILLWAY_DISK_GB", T_INT, OFF(disk_gb), "20", 10, 65536, NULL,
+	"gigabytes, from 10 to 65536", "boot disk size"},
+    {"daemon.disk_type", "SPILLWAY_DISK_TYPE", T_STRING, OFF(disk_type), "pd-balanced", 0, 0,
+	check_disk_type, "pd-balanced or pd-standard", "boot disk type"},
+    {"daemon.network_tags", "SPILLWAY_NETWORK_TAGS", T_STRING, OFF(network_tags),
+	"spillway-backend", 0, 0, check_tags, "comma-separated names of lowercase letters, digits and '-'",
+	"network tags of the VMs (for the firewall rule of the backend port)"},
+    {"daemon.log_file", "SPILLWAY_LOG_FILE", T_STRING, OFF(log_file), "", 0, 0, check_path_or_empty,
+	"an absolute path, or empty", "also log to this file"},
+    {"hooks.on_ready", "SPILLWAY_HOOK_ON_READY", T_STRING, OFF(hook_on_ready), "", 0, 0, check_command,
+	"a command and its arguments (run without a shell)", "run when a VM is READY"},
+    {"hooks.on_gone", "SPILLWAY_HOOK_ON_GONE", T_STRING, OFF(hook_on_gone), "", 0, 0, check_command,
+	"a command and its arguments (run without a shell)",
+	"run when a VM leaves: its components are local again"},
+    {"hooks.on_pressure", "SPILLWAY_HOOK_ON_PRESSURE", T_STRING, OFF(hook_on_pressure), "", 0, 0,
+	check_command, "a command and its arguments (run without a shell)",
+	"run when the pressure level changes"},
+    {"hooks.timeout_s", "SPILLWAY_HOOK_TIMEOUT_S", T_DOUBLE, OFF(hook_timeout_s), "30", 0.1, 3600,
+	NULL, "seconds, from 0.1 to 3600", "a hook running longer is killed"},
+    {"pricing.catalog", "SPILLWAY_PRICE_CATALOG", T_STRING, OFF(price_catalog), "", 0, 0,
+	check_path_or_empty, "an absolute path, or empty",
+	"a price catalog file (Cloud Billing SKU list); empty: the last refreshed, else the shipped one"},
+    {"pricing.billing_endpoint", "SPILLWAY_BILLING_ENDPOINT", T_STRING, OFF(billing_endpoint),
+	"https://cloudbilling.googleapis.com/v1/", 0, 0, check_endpoint,
+	"an https:// URL, or http:// to a loopback address", "Cloud Billing Catalog API base URL"},
     {"pressure.cgroup", "SPILLWAY_PRESSURE_CGROUP", T_STRING, OFF(pressure_cgroup), "", 0, 0,
-        check_cgroup, "a cgroup v2 directory (absolute path), or empty",
+        check_path_or_empty, "a cgroup v2 directory (absolute path), or empty",
         "watch this cgroup's memory.pressure (empty: the whole system)"},
     {"pressure.elevated_pct", "SPILLWAY_PRESSURE_ELEVATED_PCT", T_DOUBLE, OFF(elevated_pct), "2",
         0.1, 100, NULL, "percent of time stalled, from 0.1 to 100",
@@ -212,9 +287,64 @@ check_token_uri(const char *s)
 }
 
 static const char *
-check_cgroup(const char *s)
+check_label_value(const char *s)
+{
+	return *s == '\0' || matches(s, "^[a-z0-9_-]{1,63}$") ? NULL : "not a label value";
+}
+
+static const char *
+check_orphan_policy(const char *s)
+{
+	return strcmp(s, "delete") == 0 || strcmp(s, "adopt") == 0 || strcmp(s, "report") == 0
+	           ? NULL
+	           : "not a policy";
+}
+
+static const char *
+check_image(const char *s)
+{
+	return matches(s, "^(projects/[a-z][-a-z0-9.:]*/)?global/images/(family/)?[a-z][-a-z0-9]*$")
+	           ? NULL
+	           : "not an image path";
+}
+
+static const char *
+check_disk_type(const char *s)
+{
+	return strcmp(s, "pd-balanced") == 0 || strcmp(s, "pd-standard") == 0 ? NULL
+	                                                                     : "not a disk type";
+}
+
+static const char *
+check_tags(const char *s)
+{
+	return *s == '\0' || matches(s, "^[a-z][-a-z0-9]{0,62}(,[a-z][-a-z0-9]{0,62})*$")
+	           ? NULL
+	           : "not a list of network tags";
+}
+
+static const char *
+check_path_or_empty(const char *s)
 {
 	return *s == '\0' || s[0] == '/' ? NULL : "not an absolute path";
+}
+
+/* A hook must split into arguments now, not fail when it first runs. */
+static const char *
+check_command(const char *s)
+{
+	char **argv = NULL, *cause = NULL;
+	static char why[160];
+
+	if (*s == '\0')
+		return NULL;
+	if (str_argv(s, &argv, &cause) != 0) {
+		snprintf(why, sizeof why, "%s", cause);
+		free(cause);
+		return why;
+	}
+	str_list_free(argv);
+	return NULL;
 }
 
 static const char *

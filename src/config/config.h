@@ -87,6 +87,32 @@ struct config {
 	int64_t window_s;
 	int64_t sample_ms;
 	double low_available_pct;
+	/* the daemon */
+	char *owner;
+	double min_confidence;
+	double cooldown_minutes;
+	double min_run_minutes;
+	double boot_timeout_minutes;
+	double unhealthy_minutes;
+	int64_t health_failures;
+	double health_timeout_s;
+	char *orphan_policy;
+	double orphan_grace_minutes;
+	double create_deadline_minutes;
+	double shutdown_timeout_s;
+	double target_available_pct;
+	double stockout_skip_minutes;
+	char *image;
+	int64_t disk_gb;
+	char *disk_type;
+	char *network_tags;
+	char *log_file;
+	char *hook_on_ready;
+	char *hook_on_gone;
+	char *hook_on_pressure;
+	double hook_timeout_s;
+	char *price_catalog;
+	char *billing_endpoint;
 
 	struct component_def *components;
 	size_t ncomponents;

@@ -1,6 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,4 +251,61 @@ url_encode(const char *s)
 	}
 	*w = '\0';
 	return out;
+}
+
+int
+str_argv(const char *s, char ***out, char **cause)
+{
+	char **argv = xcalloc(1, sizeof *argv);
+	size_t n = 0;
+	struct buf arg = BUF_INIT(SIZE_MAX);
+	bool in_arg = false;
+	char quote = 0;
+
+	for (const char *p = s;; p++) {
+		if (*p == '\0' || (!quote && isspace((unsigned char)*p))) {
+			if (quote) {
+				*cause = xasprintf("unbalanced %c in '%s'", quote, s);
+				buf_release(&arg);
+				str_list_free(argv);
+				return -EINVAL;
+			}
+			if (in_arg) {
+				argv = xreallocarray(argv, n + 2, sizeof *argv);
+				argv[n++] = buf_detach(&arg, NULL);
+				argv[n] = NULL;
+				in_arg = false;
+			}
+			if (*p == '\0')
+				break;
+			continue;
+		}
+		in_arg = true;
+		if (quote != 0 && *p == quote) {
+			quote = 0;
+		} else if (quote == 0 && (*p == '\'' || *p == '"')) {
+			quote = *p;
+		} else if (*p == '\\' && quote != '\'' && p[1] != '\0') {
+			buf_addch(&arg, *++p);
+		} else {
+			buf_addch(&arg, *p);
+		}
+	}
+	buf_release(&arg);
+	*out = argv;
+	return 0;
+}
+
+static int
+remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : -errno;
+}
+
+int
+remove_tree(const char *path)
+{
+	return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }

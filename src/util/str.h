@@ -32,11 +32,19 @@ void str_list_free(char **);
 size_t str_list_len(char *const *);
 /* Levenshtein distance, for "did you mean" hints. */
 size_t str_distance(const char *, const char *);
+/*
+ * Split a command line into arguments, without a shell: white space separates,
+ * '...' and "..." quote, a backslash escapes the next character. No variables,
+ * globs or redirections are interpreted. 0, or -EINVAL with a cause.
+ */
+int str_argv(const char *, char ***argv, char **cause);
 /* Percent-encode all but RFC 3986's unreserved characters (form values, query values). */
 char *url_encode(const char *);
 /* Read a whole file of at most max bytes. 0 or -errno (-E2BIG when larger). */
 int read_file(const char *path, size_t max, char **out, size_t *len);
 /* Write a file atomically (temporary + rename) with the given mode. */
 int write_file_atomic(const char *path, const void *, size_t, unsigned mode);
+/* Remove a directory and everything under it (not following links). 0 or -errno. */
+int remove_tree(const char *path);
 
 #endif

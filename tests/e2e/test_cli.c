@@ -3,6 +3,7 @@
  * command's output in both forms, and the demo.
  */
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -196,21 +197,44 @@ test_help_and_version(void **state)
 	cmd_run_free(&r);
 }
 
+/* What the demo tells comes in the order things happen, and its arithmetic holds. */
 static void
 test_demo(void **state)
 {
 	const char *args[] = {"demo", NULL};
+	const char *story[] = {"pressure NORMAL -> ", "decision: create a Spot VM",
+	    "components to move: vision,chatbots", ": REQUESTED in us-central1-a", "-> CREATING",
+	    "-> PROVISIONING", "-> BOOTING", "-> READY", "is READY at http://127.",
+	    "hook on_ready says: spillway-", "READY -> TERMINATING: idle",
+	    "is leaving", "hook on_gone says: gone", "TERMINATING -> TERMINATED", " cost $",
+	    "$ spillway status", "1 created, 0 failed, 1 terminated", "active VMs: none",
+	    "$ spillway costs", "TERMINATED", NULL};
 	struct cmd_run r;
+	const char *at, *line;
+	double cost, minutes, per_hour;
 
 	run_spillway(&r, home, args, NULL);
-	if (r.status != 0)
-		fail_msg("demo exit %d:\n%s\n%s", r.status, r.out, r.err);
-	expect_in(r.out, "is PROVISIONING");
-	expect_in(r.out, "is STAGING");
-	expect_in(r.out, "is RUNNING");
-	expect_in(r.out, "running [\"vision\",\"chatbots\"]");
-	expect_in(r.out, "delete is DONE");
-	expect_in(r.out, "is gone");
+	if (r.status != 0) {
+		fprintf(stderr, "%s\n%s\n", r.out, r.err); /* cmocka's message would cut it */
+		fail_msg("demo exit %d", r.status);
+	}
+	at = r.out;
+	for (const char **s = story; *s != NULL; s++) {
+		const char *next = strstr(at, *s);
+
+		if (next == NULL)
+			fail_msg("expected '%s' after the text before it in:\n%s", *s, r.out);
+		at = next + strlen(*s);
+	}
+	expect_in(r.out, "CRITICAL -> NORMAL"); /* before or after READY: boot time decides */
+	/* "NAME cost $C (e2-highmem-4, M min billed at $P/h)": C = P x M / 60. */
+	line = strstr(r.out, " cost $");
+	assert_int_equal(sscanf(line, " cost $%lf (e2-highmem-4, %lf min billed at $%lf/h)", &cost,
+	                     &minutes, &per_hour),
+	    3);
+	assert_true(per_hour > 0.05 && per_hour < 0.07);
+	assert_true(minutes >= 1);
+	assert_true(fabs(cost - per_hour * minutes / 60) < 0.0001);
 	/* The bearer token never reaches the output. */
 	assert_null(strstr(r.out, "ya29."));
 	assert_null(strstr(r.err, "ya29."));

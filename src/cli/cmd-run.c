@@ -1,0 +1,279 @@
+/*
+ * spillway run [--provider gce|emulator] [--keep] [--foreground]
+ *              [--replay TRACE [--speed X]] [--time-scale X [--clock-epoch SECONDS]]
+ *
+ * The daemon. SIGTERM or SIGINT: delete the VMs (unless --keep) and exit;
+ * a second one exits at once, leaving them for the next start. SIGHUP:
+ * reload the configuration. One daemon per state directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "cli/cmd.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+#include "vm/daemon.h"
+
+enum { OPT_PROVIDER = 256, OPT_KEEP, OPT_FOREGROUND, OPT_REPLAY, OPT_SPEED, OPT_SCALE, OPT_EPOCH };
+
+struct run {
+	uv_loop_t loop;
+	struct clock clock;
+	struct daemon *d;
+	struct cmd_ctx *ctx;
+	struct config
+	    reloaded[2]; /* the live one and the one before (the daemon may still read it) */
+	int nreload;
+	uv_signal_t sig[4];
+	int signals;
+	int status;
+};
+
+static void
+close_signals(struct run *r)
+{
+	for (int i = 0; i < 4; i++)
+		if (!uv_is_closing((uv_handle_t *)&r->sig[i]))
+			uv_close((uv_handle_t *)&r->sig[i], NULL);
+}
+
+static void
+on_stopped(void *arg)
+{
+	struct run *r = arg;
+
+	log_info("stopped");
+	close_signals(r);
+	daemon_free(r->d);
+	r->d = NULL;
+}
+
+static void
+reload(struct run *r)
+{
+	struct config *next = &r->reloaded[r->nreload % 2];
+	char *cause = NULL;
+
+	if (r->nreload >= 2)
+		config_free(next);
+	if (config_load(next, r->ctx->config_args, NULL, &cause) != 0) {
+		log_warnx("the new configuration is refused, keeping the old one: %s", cause);
+		free(cause);
+		memset(next, 0, sizeof *next);
+		return;
+	}
+	r->nreload++;
+	daemon_reload(r->d, next);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	struct run *r = h->data;
+
+	if (signum == SIGHUP) {
+		reload(r);
+		return;
+	}
+	if (++r->signals > 1) {
+		log_warnx("%s again: exiting now; the next start finds the VMs", strsignal(signum));
+		exit(EXIT_FAIL);
+	}
+	log_info("%s: shutting down", strsignal(signum));
+	daemon_stop(r->d, on_stopped, r);
+}
+
+static void
+on_started(void *arg, int error, const char *cause)
+{
+	struct run *r = arg;
+
+	if (error != 0) {
+		log_warnx("cannot start: %s", cause);
+		r->status = EXIT_FAIL;
+		r->signals = 1;
+		daemon_stop(r->d, on_stopped, r);
+	}
+}
+
+/* One daemon per state directory: a lock held for the daemon's life. */
+static int
+lock_state(const struct config *cfg, char **cause)
+{
+	char *path = xasprintf("%s/daemon.lock", cfg->state_dir), pid[32];
+	int fd;
+
+	mkdir(cfg->state_dir, 0700);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		*cause = xasprintf("cannot open %s: %s", path, strerror(errno));
+		free(path);
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		char other[32] = "";
+
+		if (read(fd, other, sizeof other - 1) < 0)
+			other[0] = '\0';
+		*cause =
+		    xasprintf("another spillway daemon runs with the state directory %s (PID %s)",
+		        cfg->state_dir, str_trim(other));
+		close(fd);
+		free(path);
+		return -EBUSY;
+	}
+	snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
+		log_warnx("cannot write %s", path);
+	free(path);
+	return fd; /* kept open: the lock lives as long as the process */
+}
+
+static int
+daemonize(const struct config *cfg)
+{
+	char *log = *cfg->log_file != '\0' ? xstrdup(cfg->log_file)
+	                                   : xasprintf("%s/spillway.log", cfg->state_dir);
+	pid_t pid;
+	int fd;
+
+	mkdir(cfg->state_dir, 0700);
+	if ((pid = fork()) < 0) {
+		fprintf(stderr, "spillway: cannot fork: %s\n", strerror(errno));
+		free(log);
+		return -1;
+	}
+	if (pid > 0) {
+		printf("spillway: running as PID %d; log: %s\n", (int)pid, log);
+		free(log);
+		exit(EXIT_OK);
+	}
+	setsid();
+	if ((fd = open("/dev/null", O_RDWR)) >= 0)
+		dup2(fd, STDIN_FILENO);
+	if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	free(log);
+	return 0;
+}
+
+static int
+exec_run(struct cmd_ctx *ctx, const struct args *a)
+{
+	const struct cmd_entry *e = &cmd_run_entry;
+	const char *provider = args_get(a, OPT_PROVIDER) ? args_get(a, OPT_PROVIDER) : "gce";
+	struct daemon_opts o = {0};
+	struct run r = {0};
+	FILE *logf = NULL;
+	char *cause = NULL;
+	double scale = 1, speed = 0;
+	long long epoch = 0;
+	int lock;
+	const int sigs[4] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE};
+
+	if (strcmp(provider, "gce") != 0 && strcmp(provider, "emulator") != 0)
+		return cmd_usage_error(e, "--provider '%s': expected gce or emulator", provider);
+	if (args_has(a, OPT_SCALE) &&
+	    parse_double(args_get(a, OPT_SCALE), 0.001, 100000, &scale) != 0)
+		return cmd_usage_error(e,
+		    "invalid value '%s' for --time-scale: expected a number from "
+		    "0.001 to 100000",
+		    args_get(a, OPT_SCALE));
+	if (args_has(a, OPT_EPOCH) &&
+	    cmd_int_arg(e, "--clock-epoch", args_get(a, OPT_EPOCH), 0, INT32_MAX, &epoch) != 0)
+		return EXIT_USAGE;
+	if (args_has(a, OPT_SPEED) && parse_double(args_get(a, OPT_SPEED), 0.001, 1e6, &speed) != 0)
+		return cmd_usage_error(e, "invalid value '%s' for --speed", args_get(a, OPT_SPEED));
+	if (args_has(a, OPT_SPEED) && !args_has(a, OPT_REPLAY))
+		return cmd_usage_error(e, "--speed goes with --replay");
+	if ((lock = lock_state(&ctx->cfg, &cause)) < 0) {
+		fprintf(stderr, "spillway: %s\n", cause);
+		free(cause);
+		return EXIT_USAGE;
+	}
+	if (!args_has(a, OPT_FOREGROUND) && daemonize(&ctx->cfg) != 0)
+		return EXIT_FAIL;
+	log_set_timestamps(1);
+	if (*ctx->cfg.log_file != '\0' && args_has(a, OPT_FOREGROUND)) {
+		if ((logf = fopen(ctx->cfg.log_file, "a")) == NULL) {
+			fprintf(stderr, "spillway: cannot write the log file '%s': %s\n",
+			    ctx->cfg.log_file, strerror(errno));
+			return EXIT_USAGE;
+		}
+		log_set_file(logf);
+	}
+	if (scale != 1 || args_has(a, OPT_EPOCH))
+		clock_scaled(
+		    &r.clock, scale, args_has(a, OPT_EPOCH) ? epoch * NS_PER_S : realtime_ns());
+	else
+		clock_real(&r.clock);
+	uv_loop_init(&r.loop);
+	r.ctx = ctx;
+	r.status = EXIT_OK;
+	o.cfg = &ctx->cfg;
+	o.clock = &r.clock;
+	o.emulator = strcmp(provider, "emulator") == 0;
+	o.keep = args_has(a, OPT_KEEP);
+	o.replay = args_get(a, OPT_REPLAY);
+	o.replay_speed = speed;
+	o.event_arg = &r;
+	o.on_started = on_started;
+	if (daemon_new(&r.loop, &o, &r.d, &cause) != 0) {
+		fprintf(stderr, "spillway: %s\n", cause);
+		free(cause);
+		r.status = EXIT_USAGE;
+		goto out;
+	}
+	for (int i = 0; i < 4; i++) {
+		uv_signal_init(&r.loop, &r.sig[i]);
+		r.sig[i].data = &r;
+		if (sigs[i] != SIGPIPE)
+			uv_signal_start(&r.sig[i], on_signal, sigs[i]);
+	}
+	log_info("spillway %s: running (provider %s, state %s)", SPILLWAY_VERSION, provider,
+	    ctx->cfg.state_dir);
+	uv_run(&r.loop, UV_RUN_DEFAULT);
+out:
+	uv_run(&r.loop, UV_RUN_DEFAULT);
+	uv_loop_close(&r.loop);
+	for (int i = 0; i < 2 && i < r.nreload; i++)
+		config_free(&r.reloaded[i]);
+	if (logf != NULL)
+		fclose(logf);
+	close(lock);
+	return r.status;
+}
+
+static const struct option options[] = {
+    {"provider", required_argument, NULL, OPT_PROVIDER},
+    {"keep", no_argument, NULL, OPT_KEEP},
+    {"foreground", no_argument, NULL, OPT_FOREGROUND},
+    {"replay", required_argument, NULL, OPT_REPLAY},
+    {"speed", required_argument, NULL, OPT_SPEED},
+    {"time-scale", required_argument, NULL, OPT_SCALE},
+    {"clock-epoch", required_argument, NULL, OPT_EPOCH},
+    {0},
+};
+
+const struct cmd_entry cmd_run_entry = {
+    .name = "run",
+    .usage = "[--provider gce|emulator] [--keep] [--foreground]\n"
+             "        [--replay TRACE [--speed X]] [--time-scale X [--clock-epoch SECONDS]]",
+    .summary = "the daemon: watch pressure, create and delete VMs, keep the ledger",
+    .options = options,
+    .min_args = 0,
+    .max_args = 0,
+    .flags = CMD_CONFIG,
+    .exec = exec_run,
+};

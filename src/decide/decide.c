@@ -1,0 +1,157 @@
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "decide/decide.h"
+#include "ledger/cost.h"
+#include "util/xmalloc.h"
+
+#define BASE_HIGH        0.6
+#define BASE_CRITICAL    0.8
+#define DURATION_BONUS   0.15
+#define DURATION_FULL_MS 60000
+#define AGREEMENT_BONUS  0.05
+
+double
+decide_confidence(const struct decide_input *in)
+{
+	const struct pressure_snapshot *s = in->snap;
+	double c;
+	int64_t held = in->now - in->level_since;
+
+	if (in->level < PRESSURE_HIGH)
+		return 0;
+	c = in->level == PRESSURE_CRITICAL ? BASE_CRITICAL : BASE_HIGH;
+	if (held > 0)
+		c += DURATION_BONUS *
+		    (held >= DURATION_FULL_MS ? 1.0 : (double)held / DURATION_FULL_MS);
+	if (s != NULL) {
+		if (s->full_pct >= in->high_pct / 2)
+			c += AGREEMENT_BONUS;
+		if (s->available_pct >= 0 && s->available_pct < 20)
+			c += AGREEMENT_BONUS;
+		if (s->refault_rate > 1000 || s->swapin_rate > 100)
+			c += AGREEMENT_BONUS;
+	}
+	return c > 1 ? 1 : c;
+}
+
+static int64_t
+measured_kb(const struct decide_input *in, const char *name)
+{
+	if (in->snap == NULL)
+		return 0;
+	for (int i = 0; i < in->snap->ncomponents; i++)
+		if (strcmp(in->snap->components[i].name, name) == 0)
+			return in->snap->components[i].rss_kb;
+	return 0;
+}
+
+int64_t
+decide_components(const struct decide_input *in, char *out, size_t size)
+{
+	const struct component_def **order = xcalloc(in->ncomponents + 1, sizeof *order);
+	int64_t need = 0, got = 0;
+	size_t n = in->ncomponents, used = 0, chosen = 0;
+
+	out[0] = '\0';
+	/* By priority, lower first; the configuration's order breaks ties. */
+	for (size_t i = 0; i < n; i++) {
+		size_t at = i;
+
+		while (at > 0 && order[at - 1]->priority > in->components[i].priority) {
+			order[at] = order[at - 1];
+			at--;
+		}
+		order[at] = &in->components[i];
+	}
+	if (in->snap != NULL && in->snap->mem_total_kb > 0)
+		need =
+		    (int64_t)(in->target_available_pct / 100.0 * (double)in->snap->mem_total_kb) -
+		    in->snap->mem_available_kb;
+	for (size_t i = 0; i < n; i++) {
+		int64_t kb = measured_kb(in, order[i]->name);
+
+		if (kb <= 0)
+			kb = order[i]->size_mb * 1024;
+		if (need > 0 ? got >= need : chosen >= 2)
+			break;
+		used += (size_t)snprintf(out + used, used < size ? size - used : 0, "%s%s",
+		    chosen ? "," : "", order[i]->name);
+		got += kb;
+		chosen++;
+	}
+	free(order);
+	return got;
+}
+
+void
+decide(const struct decide_input *in, struct decision *d)
+{
+	const struct pressure_snapshot *s = in->snap;
+	struct budget_ask ask = {
+	    in->budget, in->spent, in->committed, in->per_hour, in->max_run_s, in->min_run_s};
+	struct budget_plan plan;
+	char seen[256];
+	int64_t kb;
+
+	memset(d, 0, sizeof *d);
+	snprintf(seen, sizeof seen,
+	    "pressure %s for %" PRId64 " s (some %.1f%%, full %.1f%%, "
+	    "MemAvailable %.1f%%)",
+	    pressure_level_name(in->level), (in->now - in->level_since) / 1000,
+	    s != NULL ? s->some_pct : 0, s != NULL ? s->full_pct : 0,
+	    s != NULL ? s->available_pct : -1);
+	d->confidence = decide_confidence(in);
+#define REFUSE(r, ...)                                                                             \
+	do {                                                                                       \
+		snprintf(d->rule, sizeof d->rule, "%s", r);                                        \
+		snprintf(d->reason, sizeof d->reason, __VA_ARGS__);                                \
+		return;                                                                            \
+	} while (0)
+	if (!in->enabled)
+		REFUSE("disabled", "disabled: GCP_VM_ENABLED is false (%s)", seen);
+	if (in->level < PRESSURE_HIGH)
+		REFUSE("level", "level: %s; a VM is created at HIGH or above", seen);
+	if (d->confidence < in->min_confidence)
+		REFUSE("confidence", "confidence: %.2f is below the minimum %.2f (%s)",
+		    d->confidence, in->min_confidence, seen);
+	if (in->in_flight > 0)
+		REFUSE("in-flight",
+		    "in flight: %d VM%s already being created or booting; it should "
+		    "relieve the pressure first",
+		    in->in_flight, in->in_flight > 1 ? "s are" : " is");
+	if (in->alive >= in->max_concurrent)
+		REFUSE("concurrency", "concurrency: max concurrent %d reached (%d alive)",
+		    in->max_concurrent, in->alive);
+	if (in->now < in->backoff_until)
+		REFUSE("backoff", "backoff: %s; no VM before %" PRId64 " s from now",
+		    in->backoff_why != NULL ? in->backoff_why : "recent failures",
+		    (in->backoff_until - in->now + 999) / 1000);
+	if (in->zones_available == 0)
+		REFUSE("stockout", "stockout: every zone of %s lacks capacity for now",
+		    in->region != NULL ? in->region : "the region");
+	if (in->now < in->cooldown_until)
+		REFUSE("cooldown", "cooldown: %s; next VM in %" PRId64 " s",
+		    in->cooldown_why != NULL ? in->cooldown_why : "a VM changed just now",
+		    (in->cooldown_until - in->now + 999) / 1000);
+	if (in->per_hour > in->max_price)
+		REFUSE("price", "price: $%.4f/h is above GCP_VM_MAX_PRICE $%.4f/h", in->per_hour,
+		    in->max_price);
+	budget_plan(&ask, &plan);
+	if (!plan.ok)
+		REFUSE("budget", "%s", plan.why);
+#undef REFUSE
+	kb = decide_components(in, d->components, sizeof d->components);
+	d->create = true;
+	d->run_s = plan.run_s;
+	d->cost = plan.cost;
+	d->left = plan.left - plan.cost;
+	snprintf(d->reason, sizeof d->reason,
+	    "%s; confidence %.2f; offloading %s (%.1f GiB); $%.4f/h for %.2f h = $%.2f, $%.2f left "
+	    "today",
+	    seen, d->confidence, d->components, (double)kb / 1048576.0, in->per_hour,
+	    (double)plan.run_s / 3600.0, plan.cost, d->left);
+}

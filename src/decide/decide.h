@@ -1,0 +1,67 @@
+/*
+ * The decision (the original system's "intelligent optimizer"), pure: from
+ * the pressure, the VMs alive and in flight, the money and the rules, whether
+ * to create a VM now, why or why not in one line, how confident, and which
+ * components to move. Every refusal names its rule and its numbers.
+ *
+ * Confidence: 0.6 at HIGH, 0.8 at CRITICAL; up to +0.15 as the level lasts
+ * (full after a minute); +0.05 for each signal that agrees: full stall at
+ * least half the HIGH threshold, MemAvailable under 20 %, refaults over
+ * 1,000/s or swap-ins over 100/s. At most 1.
+ *
+ * Components: the smallest set, by priority, whose memory (measured, else
+ * configured) would bring MemAvailable back to the target; when memory is
+ * not short (stalls in a cgroup, say), the two first by priority (the
+ * original default: vision and chatbots).
+ */
+#ifndef SPILLWAY_DECIDE_H
+#define SPILLWAY_DECIDE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "pressure/pressure.h"
+
+struct decide_input {
+	int64_t now;
+	bool enabled;
+	enum pressure_level level;
+	int64_t level_since;
+	const struct pressure_snapshot *snap; /* may be NULL */
+	double high_pct;                      /* pressure.high_pct, for the agreement test */
+	int alive, in_flight, max_concurrent;
+	double per_hour, max_price;
+	double budget, spent, committed;
+	int64_t max_run_s, min_run_s;
+	int64_t cooldown_until;
+	const char *cooldown_why;
+	int64_t backoff_until;
+	const char *backoff_why;
+	int zones_available;
+	const char *region;
+	double min_confidence;
+	double target_available_pct;
+	const struct component_def *components;
+	size_t ncomponents;
+};
+
+struct decision {
+	bool create;
+	double confidence;
+	char rule[16]; /* the rule that refused: "disabled", "level", "confidence", "in-flight",
+	                  "concurrency", "backoff", "stockout", "cooldown", "price", "budget" */
+	char reason[768];
+	char components[256];
+	int64_t run_s;
+	double cost;
+	double left; /* budget left after this VM */
+};
+
+double decide_confidence(const struct decide_input *);
+/* Fills out with comma-separated names; returns how much memory they stand for, in kB. */
+int64_t decide_components(const struct decide_input *, char *out, size_t size);
+void decide(const struct decide_input *, struct decision *);
+
+#endif

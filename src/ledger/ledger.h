@@ -1,0 +1,127 @@
+/*
+ * The ledger: every VM spillway means to create or has created, every state
+ * it went through, and every cent it cost, in SQLite (WAL, synchronous FULL)
+ * under the state directory. A crash at any point loses no committed fact, and
+ * the daemon and a CLI can use it at once: the budget check and the
+ * reservation of a VM's planned cost are one transaction, so two processes
+ * cannot both spend the last dollar. The SQL stays portable (a PostgreSQL
+ * backend is planned for hosts sharing one budget). See docs/ledger.md.
+ */
+#ifndef SPILLWAY_LEDGER_H
+#define SPILLWAY_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ledger/cost.h"
+
+enum vm_state {
+	VM_REQUESTED,    /* the intent is written; nothing sent yet */
+	VM_CREATING,     /* the insert is sent (its requestId is in the ledger) */
+	VM_PROVISIONING, /* Compute Engine accepted it; the operation runs */
+	VM_BOOTING,      /* it runs; the backend is not healthy yet */
+	VM_READY,        /* healthy: components offloaded */
+	VM_UNHEALTHY,    /* health checks fail */
+	VM_TERMINATING,  /* the delete is sent (its requestId is in the ledger) */
+	VM_TERMINATED,   /* gone, cost closed */
+	VM_FAILED,       /* never ran (quota, stockout, refused, timed out) */
+	VM_PREEMPTED,    /* Google took it back; cost closed */
+	VM_ORPHANED,     /* ours by label, unknown to the ledger: to adopt or delete */
+};
+
+#define VM_STATES 11
+
+struct vm_record {
+	char name[64];
+	char zone[64];
+	char request_id[40];        /* the insert's */
+	char delete_request_id[40]; /* the delete's, once decided */
+	enum vm_state state;
+	char machine_type[64];
+	bool spot;
+	double per_hour;
+	int64_t planned_run_s; /* also the VM's maxRunDuration */
+	double reserved;       /* the planned run's cost, held against the budget */
+	char components[256];  /* comma-separated */
+	char reason[512];      /* why it was created */
+	double confidence;
+	char op[128]; /* the operation in flight, if any */
+	char nat_ip[64];
+	int64_t requested_ms, started_ms, ready_ms, ended_ms, state_ms;
+	int64_t last_activity_ms;
+	int health_failures;
+	int64_t unhealthy_ms;
+	double cost; /* closed: what it was billed */
+	char end_reason[128];
+	int zones_tried;
+};
+
+struct vm_stats {
+	long created, failed, terminated, preempted, orphaned, alive;
+	double total_cost;
+};
+
+struct ledger;
+
+const char *vm_state_name(enum vm_state);
+int vm_state_parse(const char *, enum vm_state *);
+/* Not terminal: counts against max_concurrent and the budget's commitments. */
+bool vm_state_alive(enum vm_state);
+
+/* Open (creating the directory 0700 and the file 0600) and migrate. */
+int ledger_open(const char *dir, struct ledger **, char **cause);
+void ledger_close(struct ledger *);
+const char *ledger_path(const struct ledger *);
+
+struct reserve_rules {
+	double budget;
+	int max_concurrent;
+	int64_t max_run_s;
+	int64_t min_run_s;
+};
+
+/*
+ * In one transaction: count what is alive, work out today's spend and what
+ * alive VMs can still cost, plan the run, and if the rules allow, write the
+ * intent (state REQUESTED, planned_run_s and reserved set). 0 and the plan;
+ * -EAGAIN with *why (the rule and its numbers) when refused; -EIO on a
+ * database error.
+ */
+int ledger_reserve(struct ledger *, struct vm_record *intent, const struct reserve_rules *,
+    int64_t now, struct budget_plan *, char *why, size_t whylen);
+
+/* Write a record (insert or update); an event when its state changed from `from`. */
+int ledger_save(
+    struct ledger *, const struct vm_record *, int from_state, const char *reason, int64_t now);
+int ledger_event(
+    struct ledger *, const char *vm, const char *kind, const char *detail, int64_t now);
+int ledger_get(struct ledger *, const char *name, struct vm_record *);
+/* The VMs in these states (NULL: the alive ones), oldest first. Caller frees *list. */
+int ledger_list(struct ledger *, const enum vm_state *states, size_t nstates,
+    struct vm_record **list, size_t *n);
+/* Close a run: its cost, split over days, once (a second close changes nothing). */
+int ledger_close_cost(struct ledger *, const char *vm, double per_hour, int64_t start_ms,
+    int64_t end_ms, bool spot, bool preempted, double *total);
+/* Billed on a day: closed runs, plus what running VMs have accrued on it by now. */
+double ledger_spent(struct ledger *, int64_t now);
+/* What alive VMs can still cost until their hard stop (in flight: their whole reservation). */
+double ledger_committed(struct ledger *, int64_t now);
+int ledger_stats(struct ledger *, struct vm_stats *);
+int ledger_price(struct ledger *, const char *machine_type, const char *region, bool spot,
+    double per_hour, const char *effective, const char *source, int64_t now);
+
+/* Per-day totals of the last n days up to today, newest first. Caller frees *days. */
+int ledger_days(struct ledger *, int64_t now, int n, struct day_cost **days, int *count);
+
+/* Recent events, newest first, as "time vm kind detail" for people. Caller frees. */
+struct ledger_event {
+	int64_t t_ms;
+	char vm[64];
+	char kind[32];
+	char detail[512];
+};
+int ledger_events(
+    struct ledger *, const char *vm, int limit, struct ledger_event **list, size_t *n);
+
+#endif

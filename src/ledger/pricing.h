@@ -1,0 +1,43 @@
+/*
+ * What a VM costs: Google's Cloud Billing Catalog (the SKU list of Compute
+ * Engine), as shipped in data/gce-prices.json and as refreshed from the
+ * billing API, turned into an hourly price for a machine type in a region.
+ *
+ *	price/h = vCPUs x core + GiB x RAM            (Spot or on-demand SKUs of the family)
+ *	        + disk GB x disk per GiB-month / 730  (balanced or standard persistent disk)
+ *	        + one in-use external IPv4 address    (the Spot or the standard VM rate)
+ *
+ * Pure: JSON in, numbers out.
+ */
+#ifndef SPILLWAY_PRICING_H
+#define SPILLWAY_PRICING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct price_query {
+	const char
+	    *machine_type;  /* "e2-highmem-4": the family is what comes before the first '-' */
+	const char *region; /* "us-central1" */
+	bool spot;
+	int vcpus;
+	int memory_mb;
+	int disk_gb;
+	const char *disk_type; /* "pd-balanced" or "pd-standard" */
+	bool external_ip;
+};
+
+struct price {
+	double per_hour; /* all of it */
+	double core_per_hour, ram_per_gib_hour, disk_per_hour, ip_per_hour;
+	char effective[32]; /* when the catalog's prices took effect */
+};
+
+/* 0, or -ENOENT with a cause naming the SKU that is missing for this family and region. */
+int price_lookup(const json_t *skus, const struct price_query *, struct price *, char **cause);
+/* The SKU list must be an array of SKUs with pricing; -EINVAL with a cause otherwise. */
+int price_catalog_check(const json_t *catalog, char **cause);
+
+#endif

@@ -1,0 +1,546 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "api/hooks.h"
+#include "cloud/connect.h"
+#include "ledger/ledger.h"
+#include "ledger/pricing.h"
+#include "pressure/monitor.h"
+#include "util/jx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+#include "vm/daemon.h"
+
+#define CATALOG_MAX        (32 << 20)
+#define CATALOG_TIMEOUT_MS 15000
+#define COMPUTE_SERVICE    "6F81-5844-456A"
+
+extern char **environ;
+extern const char gce_prices_json[];
+extern const size_t gce_prices_json_len;
+
+struct daemon {
+	uv_loop_t *loop;
+	struct daemon_opts o;
+	const struct config *cfg;
+	struct config emu_cfg; /* the configuration, pointed at the in-process emulator */
+	struct ledger *ledger;
+	struct emulator *emu;
+	char *emu_creds;
+	char **env;
+	struct cloud_conn conn;
+	json_t *catalog;
+	char *catalog_source;
+	char **zones;
+	char owner[64];
+	struct monitor *monitor;
+	struct trace trace;
+	struct manager *manager;
+	struct hooks *hooks;
+	bool started;
+	void (*done)(void *);
+	void *done_arg;
+};
+
+void
+daemon_owner_label(const char *state_dir, char out[64])
+{
+	char host[256] = "", *text;
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	gethostname(host, sizeof host - 1);
+	/* The same host and state directory give the same owner, run after run. */
+	text = xasprintf("%s:%s", host, state_dir);
+	SHA256((const unsigned char *)text, strlen(text), md);
+	snprintf(out, 64, "h%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2], md[3], md[4], md[5]);
+	free(text);
+}
+
+/* --- events: hooks and the log --- */
+
+static void
+on_event(const struct manager_event *e, void *arg)
+{
+	struct daemon *d = arg;
+	const struct config *cfg = d->cfg;
+	struct hook_env env = {0};
+	char endpoint[128] = "", *cause = NULL;
+	const char *name = NULL, *command = NULL;
+
+	if (e->vm != NULL) {
+		env.vm_name = e->vm->name;
+		env.vm_ip = e->vm->nat_ip;
+		env.components = e->vm->components;
+		if (e->vm->nat_ip[0] != '\0')
+			snprintf(endpoint, sizeof endpoint, "http://%s:%lld", e->vm->nat_ip,
+			    (long long)cfg->backend_port);
+		env.endpoint = endpoint;
+	}
+	env.reason = e->reason;
+	switch (e->kind) {
+	case MEV_READY:
+		name = env.event = "ready";
+		command = cfg->hook_on_ready;
+		break;
+	case MEV_GONE:
+		name = env.event = "gone";
+		command = cfg->hook_on_gone;
+		break;
+	case MEV_PRESSURE:
+		name = env.event = "pressure";
+		env.level = pressure_level_name(e->snap->level);
+		command = cfg->hook_on_pressure;
+		break;
+	default:
+		break;
+	}
+	if (command != NULL && hook_run(d->hooks, name, command, &env, &cause) != 0) {
+		log_warnx("%s", cause);
+		free(cause);
+	}
+	if (d->o.on_event != NULL)
+		d->o.on_event(e, d->o.event_arg);
+}
+
+static void
+on_pressure(const struct pressure_snapshot *s, enum pressure_level prev, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->manager != NULL)
+		manager_pressure(d->manager, s, prev);
+}
+
+/* --- start-up, in steps: catalog, zones, manager, monitor --- */
+
+static void
+started(struct daemon *d, int error, const char *cause)
+{
+	if (d->o.on_started != NULL)
+		d->o.on_started(d->o.event_arg, error, cause);
+}
+
+static int
+start_monitor(struct daemon *d, char **cause)
+{
+	struct monitor_opts o;
+	char *psi = NULL;
+	int error;
+
+	monitor_opts_from_config(&o, d->cfg);
+	o.clock = d->o.clock;
+	if (d->o.replay == NULL) {
+		if (*d->cfg->pressure_cgroup != '\0')
+			psi = xasprintf("%s/memory.pressure", d->cfg->pressure_cgroup);
+		else if (access("/proc/pressure/memory", F_OK) == 0)
+			psi = xstrdup("/proc/pressure/memory");
+		o.psi_path = psi;
+	}
+	error = monitor_new(d->loop, &o, &d->monitor, cause);
+	free(psi);
+	if (error != 0)
+		return error;
+	monitor_on_sample(d->monitor, on_pressure, d);
+	if (d->o.replay != NULL) {
+		double speed = d->o.replay_speed > 0 ? d->o.replay_speed : d->o.clock->scale;
+		int64_t shift = clock_now_ms(d->o.clock) - d->trace.samples[0].t_ms;
+
+		/* The trace happens from now on, on this clock. */
+		for (size_t i = 0; i < d->trace.n; i++)
+			d->trace.samples[i].t_ms += shift;
+		monitor_replay(d->monitor, &d->trace, speed, NULL, NULL);
+		return 0;
+	}
+	return monitor_start(d->monitor, cause);
+}
+
+static void
+start_manager(struct daemon *d)
+{
+	struct manager_opts o = {
+	    .cfg = d->cfg,
+	    .clock = d->o.clock,
+	    .cloud = d->conn.cloud,
+	    .ledger = d->ledger,
+	    .http = d->conn.http,
+	    .catalog = json_object_get(d->catalog, "skus"),
+	    .catalog_source = d->catalog_source,
+	    .owner = d->owner,
+	    .zones = (const char *const *)d->zones,
+	    .keep = d->o.keep,
+	};
+	char *cause = NULL;
+
+	if (manager_new(d->loop, &o, &d->manager, &cause) != 0 || start_monitor(d, &cause) != 0) {
+		log_warnx("%s", cause);
+		started(d, -EINVAL, cause);
+		free(cause);
+		return;
+	}
+	manager_on_event(d->manager, on_event, d);
+	d->started = true;
+	log_info("owner %s, zones %s%s%s, %s", d->owner, d->zones[0], d->zones[1] ? " then " : "",
+	    d->zones[1] ? d->zones[1] : "", d->catalog_source);
+	manager_start(d->manager);
+	started(d, 0, NULL);
+}
+
+static void
+on_zones(const struct cloud_error *e, const char *const *zones, size_t n, void *arg)
+{
+	struct daemon *d = arg;
+	size_t k = 1;
+
+	if (e->code != CLOUD_OK) {
+		char *t = cloud_error_text(e);
+
+		log_warnx("cannot list the zones of %s (%s); using %s alone", d->cfg->region, t,
+		    d->cfg->zone);
+		free(t);
+		n = 0;
+	}
+	str_list_free(d->zones);
+	d->zones = xcalloc(n + 2, sizeof *d->zones);
+	d->zones[0] = xstrdup(d->cfg->zone);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(zones[i], d->cfg->zone) != 0)
+			d->zones[k++] = xstrdup(zones[i]);
+	start_manager(d);
+}
+
+static void
+resolve_zones(struct daemon *d)
+{
+	if (*d->cfg->fallback_zones != '\0') {
+		char *all = xasprintf("%s,%s", d->cfg->zone, d->cfg->fallback_zones);
+
+		d->zones = str_split(all, ',', NULL);
+		free(all);
+		for (char **z = d->zones; *z != NULL; z++) {
+			char *t = xstrdup(str_trim(*z));
+
+			free(*z);
+			*z = t;
+		}
+		start_manager(d);
+		return;
+	}
+	if (d->conn.cloud->ops->zones(
+	        d->conn.cloud, d->cfg->region, clock_now_ms(d->o.clock) + 60000, on_zones, d) != 0)
+		on_zones(
+		    &(struct cloud_error){CLOUD_INVALID, 0, NULL, "not a region", NULL, NULL, 0, 0},
+		    NULL, 0, d);
+}
+
+static int
+catalog_take(struct daemon *d, json_t *doc, const char *source, char **cause)
+{
+	if (price_catalog_check(json_object_get(doc, "skus"), cause) != 0) {
+		json_decref(doc);
+		return -EINVAL;
+	}
+	json_decref(d->catalog);
+	d->catalog = doc;
+	free(d->catalog_source);
+	d->catalog_source = xstrdup(source);
+	return 0;
+}
+
+/* The catalog the configuration names, else the last refreshed, else the one we ship. */
+static int
+catalog_load(struct daemon *d, char **cause)
+{
+	const char *file = d->cfg->price_catalog;
+	char *path = *file != '\0' ? xstrdup(file) : xasprintf("%s/prices.json", d->cfg->state_dir);
+	char *text = NULL, *why = NULL, *source;
+	json_t *doc;
+	int error = read_file(path, CATALOG_MAX, &text, NULL);
+
+	if (error == 0 && jx_parse(text, strlen(text), &doc, &why) == 0) {
+		source = xasprintf("prices from %s", path);
+		error = catalog_take(d, doc, source, &why);
+		free(source);
+	} else if (error == 0) {
+		error = -EINVAL;
+	}
+	if (error != 0 && *file != '\0') {
+		*cause = xasprintf("pricing.catalog '%s' cannot be used: %s", path,
+		    why != NULL ? why : strerror(-error));
+		free(why);
+		free(text);
+		free(path);
+		return -EINVAL;
+	}
+	free(why);
+	why = NULL;
+	if (error != 0) {
+		if (jx_parse(gce_prices_json, gce_prices_json_len, &doc, &why) != 0 ||
+		    catalog_take(d, doc, "the shipped prices", &why) != 0)
+			fatalx("the shipped price catalog is broken: %s", why);
+	}
+	free(text);
+	free(path);
+	return 0;
+}
+
+static void
+on_catalog(const struct http_response *r, void *arg)
+{
+	struct daemon *d = arg;
+	json_t *doc = NULL;
+	char *cause = NULL, *path = xasprintf("%s/prices.json", d->cfg->state_dir);
+
+	if (r->error == 0 && r->status == 200 && jx_parse(r->body, r->len, &doc, &cause) == 0 &&
+	    jx_str(doc, "nextPageToken") != NULL && *jx_str(doc, "nextPageToken") != '\0') {
+		cause = xstrdup("the catalog has more than one page of 5,000 SKUs");
+		json_decref(doc);
+		doc = NULL;
+	}
+	if (doc != NULL &&
+	    catalog_take(d, json_incref(doc), "prices from the Cloud Billing API", &cause) == 0) {
+		char *text = json_dumps(doc, JSON_INDENT(1));
+
+		if (write_file_atomic(path, text, strlen(text), 0644) != 0)
+			log_warnx("cannot keep the prices in %s", path);
+		log_info("prices refreshed from the Cloud Billing API (%zu SKUs)",
+		    json_array_size(json_object_get(doc, "skus")));
+		free(text);
+	} else {
+		log_warnx("cannot refresh prices from the Cloud Billing API (%s); using %s",
+		    r->error    ? r->error_text
+		        : cause ? cause
+		                : "a bad answer",
+		    d->catalog_source);
+	}
+	json_decref(doc);
+	free(cause);
+	free(path);
+	resolve_zones(d);
+}
+
+static void
+on_catalog_token(int error, const char *token, const char *cause, void *arg)
+{
+	struct daemon *d = arg;
+	char *url, auth[4096];
+	const char *headers[] = {auth, NULL};
+	struct http_request req = {
+	    "GET", NULL, headers, NULL, 0, CATALOG_TIMEOUT_MS, CATALOG_MAX, NULL};
+
+	if (error != 0) {
+		log_warnx(
+		    "no token to refresh the prices (%s); using %s", cause, d->catalog_source);
+		resolve_zones(d);
+		return;
+	}
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+	url = xasprintf(
+	    "%sservices/%s/skus?pageSize=5000", d->cfg->billing_endpoint, COMPUTE_SERVICE);
+	req.url = url;
+	if (http_send(d->conn.http, &req, on_catalog, d, NULL) != 0)
+		resolve_zones(d);
+	explicit_bzero(auth, sizeof auth);
+	free(url);
+}
+
+static void
+refresh_catalog(struct daemon *d)
+{
+	const char *token;
+
+	if (*d->cfg->price_catalog != '\0') {
+		resolve_zones(d);
+		return;
+	}
+	if ((token = auth_cached(d->conn.auth)) != NULL)
+		on_catalog_token(0, token, NULL, d);
+	else
+		auth_refresh(d->conn.auth, clock_now_ms(d->o.clock) + CATALOG_TIMEOUT_MS,
+		    on_catalog_token, d);
+}
+
+/* --- the in-process emulator --- */
+
+static int
+start_emulator(struct daemon *d, char **cause)
+{
+	struct emulator_opts o;
+	char *sa, *env0;
+	size_t n = 0;
+	char *const *src = d->o.env != NULL ? d->o.env : environ;
+	int error;
+
+	if (d->o.emulator_opts != NULL)
+		o = *d->o.emulator_opts;
+	else
+		emulator_opts_default(&o);
+	o.clock = d->o.clock;
+	o.guest_port = (int)d->cfg->backend_port;
+	if ((error = emulator_new(d->loop, &o, &d->emu, cause)) != 0)
+		return error;
+	/* Its key, for the client to authenticate exactly as against Google. */
+	d->emu_creds = xasprintf("%s/emulator-credentials.json", d->cfg->state_dir);
+	sa = emulator_service_account_json(d->emu);
+	error = write_file_atomic(d->emu_creds, sa, strlen(sa), 0600);
+	explicit_bzero(sa, strlen(sa));
+	free(sa);
+	if (error != 0) {
+		*cause = xasprintf("cannot write %s: %s", d->emu_creds, strerror(-error));
+		return error;
+	}
+	/* The environment, but with the emulator's key. */
+	for (; src[n] != NULL; n++)
+		;
+	d->env = xcalloc(n + 2, sizeof *d->env);
+	n = 0;
+	for (char *const *p = src; *p != NULL; p++)
+		if (strncmp(*p, "GOOGLE_APPLICATION_CREDENTIALS=", 31) != 0)
+			d->env[n++] = xstrdup(*p);
+	env0 = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s", d->emu_creds);
+	d->env[n] = env0;
+	/* The configuration, pointed at it. */
+	d->emu_cfg = *d->cfg;
+	d->emu_cfg.compute_endpoint = xasprintf("%s/compute/v1/", emulator_url(d->emu));
+	d->emu_cfg.billing_endpoint = xasprintf("%s/v1/", emulator_url(d->emu));
+	d->emu_cfg.project = xstrdup(o.project);
+	d->cfg = &d->emu_cfg;
+	return 0;
+}
+
+/* --- life --- */
+
+int
+daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, char **cause)
+{
+	struct daemon *d = xcalloc(1, sizeof *d);
+	int error;
+
+	d->loop = loop;
+	d->o = *o;
+	d->cfg = o->cfg;
+	if ((error = ledger_open(d->cfg->state_dir, &d->ledger, cause)) != 0)
+		goto fail;
+	if (*d->cfg->owner != '\0')
+		snprintf(d->owner, sizeof d->owner, "%s", d->cfg->owner);
+	else
+		daemon_owner_label(d->cfg->state_dir, d->owner);
+	if (o->replay != NULL && (error = trace_load(o->replay, &d->trace, cause)) != 0)
+		goto fail;
+	if ((error = catalog_load(d, cause)) != 0)
+		goto fail;
+	if (o->emulator && (error = start_emulator(d, cause)) != 0)
+		goto fail;
+	if ((error = cloud_connect(
+	         loop, o->clock, d->cfg, d->env != NULL ? d->env : o->env, &d->conn, cause)) != 0)
+		goto fail;
+	d->hooks = hooks_new(loop, (int64_t)(d->cfg->hook_timeout_s * 1000));
+	if (o->hook_output != NULL)
+		hooks_on_output(d->hooks, o->hook_output, o->event_arg);
+	refresh_catalog(d);
+	*out = d;
+	return 0;
+fail:
+	daemon_free(d);
+	return error;
+}
+
+static void
+on_stopped(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->done != NULL)
+		d->done(d->done_arg);
+}
+
+void
+daemon_stop(struct daemon *d, void (*done)(void *), void *arg)
+{
+	d->done = done;
+	d->done_arg = arg;
+	if (d->monitor != NULL) {
+		monitor_free(d->monitor);
+		d->monitor = NULL;
+	}
+	if (d->manager != NULL)
+		manager_shutdown(d->manager, on_stopped, d);
+	else
+		on_stopped(d);
+}
+
+void
+daemon_reload(struct daemon *d, const struct config *cfg)
+{
+	if (d->emu != NULL) {
+		/* The emulator stays where it is: keep the endpoints pointed at it. */
+		char *ep = d->emu_cfg.compute_endpoint, *bill = d->emu_cfg.billing_endpoint;
+		char *project = d->emu_cfg.project;
+
+		d->emu_cfg = *cfg;
+		d->emu_cfg.compute_endpoint = ep;
+		d->emu_cfg.billing_endpoint = bill;
+		d->emu_cfg.project = project;
+		cfg = &d->emu_cfg;
+	}
+	d->cfg = cfg;
+	if (d->manager != NULL)
+		manager_set_config(d->manager, cfg);
+	log_info("configuration reloaded");
+}
+
+void
+daemon_free(struct daemon *d)
+{
+	if (d == NULL)
+		return;
+	monitor_free(d->monitor);
+	/* The provider first: its calls in flight are cancelled, so the manager hears none. */
+	cloud_disconnect(&d->conn);
+	manager_free(d->manager);
+	hooks_free(d->hooks);
+	emulator_free(d->emu);
+	ledger_close(d->ledger);
+	trace_free(&d->trace);
+	json_decref(d->catalog);
+	free(d->catalog_source);
+	str_list_free(d->zones);
+	str_list_free(d->env);
+	if (d->emu_creds != NULL) {
+		unlink(d->emu_creds);
+		free(d->emu_creds);
+		free(d->emu_cfg.compute_endpoint);
+		free(d->emu_cfg.billing_endpoint);
+		free(d->emu_cfg.project);
+	}
+	free(d);
+}
+
+struct manager *
+daemon_manager(struct daemon *d)
+{
+	return d->manager;
+}
+
+struct ledger *
+daemon_ledger(struct daemon *d)
+{
+	return d->ledger;
+}
+
+struct emulator *
+daemon_emulator(struct daemon *d)
+{
+	return d->emu;
+}
+
+const char *
+daemon_owner(const struct daemon *d)
+{
+	return d->owner;
+}

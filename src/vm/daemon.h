@@ -1,0 +1,53 @@
+/*
+ * The daemon, as one object that `spillway run` and `spillway demo` share:
+ * the ledger, the cloud (Compute Engine, or an emulator in this process), the
+ * price catalog (the shipped one, refreshed from the billing API), the
+ * pressure monitor (live, or a trace replayed on the clock), the lifecycle
+ * manager, and the hooks. Start-up talks to the cloud, so it is asynchronous:
+ * on_event hears everything from the first decision on.
+ */
+#ifndef SPILLWAY_DAEMON_H
+#define SPILLWAY_DAEMON_H
+
+#include <stdbool.h>
+
+#include <uv.h>
+
+#include "config/config.h"
+#include "emulator/emulator.h"
+#include "util/clock.h"
+#include "vm/manager.h"
+
+struct daemon_opts {
+	const struct config *cfg;
+	const struct clock *clock;
+	bool emulator; /* a Compute Engine emulator inside this process */
+	const struct emulator_opts *emulator_opts; /* its options (NULL: defaults) */
+	bool keep;                                 /* leave the VMs at shutdown */
+	const char *replay;  /* a pressure trace instead of the live monitor */
+	double replay_speed; /* 0: the clock's own pace */
+	char *const *env;    /* where credentials are looked up (NULL: the process's) */
+	manager_event_cb *on_event;
+	void (*hook_output)(const char *hook, const char *line, void *arg);
+	void *event_arg; /* for on_event, hook_output and on_started */
+	void (*on_started)(
+	    void *arg, int error, const char *cause); /* the first pass is under way */
+};
+
+struct daemon;
+
+/* The synchronous part (ledger, configuration checks): 0, or -errno and a cause (exit 2). */
+int daemon_new(uv_loop_t *, const struct daemon_opts *, struct daemon **, char **cause);
+/* Shut down (VMs deleted unless keep), then done(arg). */
+void daemon_stop(struct daemon *, void (*done)(void *), void *arg);
+void daemon_free(struct daemon *);
+/* Take a new configuration (SIGHUP): what the manager and the hooks read. */
+void daemon_reload(struct daemon *, const struct config *);
+struct manager *daemon_manager(struct daemon *);
+struct ledger *daemon_ledger(struct daemon *);
+struct emulator *daemon_emulator(struct daemon *);
+const char *daemon_owner(const struct daemon *);
+/* The stable owner label of this host and state directory. */
+void daemon_owner_label(const char *state_dir, char out[64]);
+
+#endif

@@ -1,0 +1,1373 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ledger/pricing.h"
+#include "util/jx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/uuid.h"
+#include "util/xmalloc.h"
+#include "vm/manager.h"
+
+#define CALL_DEADLINE_MS       120000
+#define HEALTH_ANSWER_MAX      65536
+#define MAX_SKIPS              32
+#define QUOTA_BACKOFF_FIRST_MS (5 * 60000)
+#define QUOTA_BACKOFF_MAX_MS   (30 * 60000)
+#define QUOTA_BACKOFF_RESET_MS (3 * 3600000)
+#define FAILURE_BACKOFF_MS     (5 * 60000)
+#define SHUTDOWN_POLL_MS       100
+
+struct mvm {
+	struct manager *m;
+	struct vm_record rec;
+	bool busy;             /* a cloud call about it is in flight */
+	char *terminate_after; /* terminate once the call in flight is done, for this reason */
+	bool gone_said;        /* MEV_GONE was sent */
+	bool preempted;
+	int64_t preempted_ms;
+	enum vm_state end_state; /* what TERMINATING ends in */
+	struct http_call *health;
+	struct mvm *next;
+};
+
+struct consumer {
+	manager_event_cb *cb;
+	void *arg;
+};
+
+struct skip {
+	char zone[64];
+	int64_t until;
+};
+
+struct manager {
+	uv_loop_t *loop;
+	struct manager_opts o;
+	const struct config *cfg;
+	struct mvm *vms;
+	uv_timer_t timer;
+	bool passing;
+	int health_pending;
+	int64_t pass_started_ns;
+	int64_t preempt_since;
+	json_t *listed;      /* the pass's instances, while it runs */
+	json_t *preemptions; /* the pass's preemption operations */
+	/* pressure */
+	struct pressure_snapshot snap;
+	enum pressure_level level;
+	int64_t level_since;
+	int64_t normal_since;
+	/* rules' state */
+	int64_t cooldown_until;
+	char cooldown_why[160];
+	int64_t backoff_until;
+	int64_t backoff_step;
+	int64_t last_failure;
+	char backoff_why[512];
+	struct skip skips[MAX_SKIPS];
+	int nskips;
+	/* the price of a VM of the configured type */
+	bool price_known;
+	bool price_asked;
+	double per_hour;
+	int vcpus, memory_mb;
+	char price_why[256];
+	char last_rule[16];
+	struct consumer *consumers;
+	size_t nconsumers;
+	/* shutdown */
+	bool stopping;
+	int64_t stop_deadline_ns;
+	void (*done)(void *);
+	void *done_arg;
+	struct manager_counts counts;
+};
+
+static int64_t
+now_ms(const struct manager *m)
+{
+	return clock_now_ms(m->o.clock);
+}
+
+static int64_t
+minutes(double m)
+{
+	return (int64_t)(m * 60000.0);
+}
+
+static void
+emit(struct manager *m, const struct manager_event *e)
+{
+	for (size_t i = 0; i < m->nconsumers; i++)
+		m->consumers[i].cb(e, m->consumers[i].arg);
+}
+
+void
+manager_on_event(struct manager *m, manager_event_cb *cb, void *arg)
+{
+	m->consumers = xreallocarray(m->consumers, m->nconsumers + 1, sizeof *m->consumers);
+	m->consumers[m->nconsumers++] = (struct consumer){cb, arg};
+}
+
+/* --- states --- */
+
+static bool
+offloaded(enum vm_state s)
+{
+	return s == VM_BOOTING || s == VM_READY || s == VM_UNHEALTHY;
+}
+
+static void
+set_state(struct mvm *v, enum vm_state to, const char *reason)
+{
+	struct manager *m = v->m;
+	enum vm_state from = v->rec.state;
+	struct manager_event e = {MEV_STATE, now_ms(m), &v->rec, (int)from, reason, NULL, NULL, 0};
+
+	if (from == to)
+		return;
+	v->rec.state = to;
+	v->rec.state_ms = e.t_ms;
+	if (to == VM_READY && v->rec.ready_ms == 0)
+		v->rec.ready_ms = e.t_ms;
+	if (to == VM_READY)
+		v->gone_said = false; /* its components move there: their return is to be said */
+	if (!vm_state_alive(to) && reason != NULL)
+		snprintf(v->rec.end_reason, sizeof v->rec.end_reason, "%s", reason);
+	if (ledger_save(m->o.ledger, &v->rec, (int)from, reason, e.t_ms) != 0)
+		log_warnx("manager: %s: the ledger did not take %s -> %s", v->rec.name,
+		    vm_state_name(from), vm_state_name(to));
+	log_info("%s: %s -> %s%s%s", v->rec.name, vm_state_name(from), vm_state_name(to),
+	    reason ? ": " : "", reason ? reason : "");
+	emit(m, &e);
+	if (to == VM_READY && from == VM_BOOTING) {
+		e.kind = MEV_READY;
+		emit(m, &e);
+	}
+	/* Components go back home as soon as the VM starts to leave. */
+	if (!v->gone_said && (offloaded(from) || from == VM_TERMINATING) && !offloaded(to) &&
+	    (to == VM_TERMINATING || !vm_state_alive(to))) {
+		v->gone_said = true;
+		if (v->rec.ready_ms > 0) {
+			e.kind = MEV_GONE;
+			emit(m, &e);
+		}
+	}
+}
+
+static struct mvm *
+find_vm(struct manager *m, const char *name)
+{
+	for (struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (strcmp(v->rec.name, name) == 0)
+			return v;
+	return NULL;
+}
+
+static struct mvm *
+add_vm(struct manager *m, const struct vm_record *rec)
+{
+	struct mvm *v = xcalloc(1, sizeof *v), **tail = &m->vms;
+
+	v->m = m;
+	v->rec = *rec;
+	v->end_state = VM_TERMINATED;
+	v->gone_said = !offloaded(rec->state) && rec->state != VM_TERMINATING;
+	while (*tail != NULL)
+		tail = &(*tail)->next;
+	*tail = v;
+	return v;
+}
+
+/* Forget what is over and idle in memory; the ledger keeps it. */
+static void
+prune(struct manager *m)
+{
+	struct mvm **p = &m->vms;
+
+	while (*p != NULL) {
+		struct mvm *v = *p;
+
+		if (!vm_state_alive(v->rec.state) && !v->busy && v->health == NULL) {
+			*p = v->next;
+			free(v->terminate_after);
+			free(v);
+		} else {
+			p = &v->next;
+		}
+	}
+}
+
+/* --- zones and backoff --- */
+
+static bool
+zone_skipped(struct manager *m, const char *zone)
+{
+	int64_t now = now_ms(m);
+
+	for (int i = 0; i < m->nskips; i++)
+		if (strcmp(m->skips[i].zone, zone) == 0 && m->skips[i].until > now)
+			return true;
+	return false;
+}
+
+static void
+skip_zone(struct manager *m, const char *zone, const char *why)
+{
+	int64_t until = now_ms(m) + minutes(m->cfg->stockout_skip_minutes);
+	int i;
+
+	for (i = 0; i < m->nskips && strcmp(m->skips[i].zone, zone) != 0; i++)
+		;
+	if (i == m->nskips && m->nskips < MAX_SKIPS)
+		m->nskips++;
+	if (i < MAX_SKIPS) {
+		snprintf(m->skips[i].zone, sizeof m->skips[i].zone, "%s", zone);
+		m->skips[i].until = until;
+	}
+	log_info(
+	    "manager: skipping zone %s for %.0f min: %s", zone, m->cfg->stockout_skip_minutes, why);
+}
+
+static const char *
+next_zone(struct manager *m, const char *after)
+{
+	bool passed = after == NULL;
+
+	for (const char *const *z = m->o.zones; *z != NULL; z++) {
+		if (!passed) {
+			passed = strcmp(*z, after) == 0;
+			continue;
+		}
+		if (!zone_skipped(m, *z))
+			return *z;
+	}
+	/* Wrap around: an earlier zone may have come back. */
+	for (const char *const *z = m->o.zones; *z != NULL; z++)
+		if ((after == NULL || strcmp(*z, after) != 0) && !zone_skipped(m, *z))
+			return *z;
+	return NULL;
+}
+
+static int
+zones_available(struct manager *m)
+{
+	int n = 0;
+
+	for (const char *const *z = m->o.zones; *z != NULL; z++)
+		n += !zone_skipped(m, *z);
+	return n;
+}
+
+static void
+back_off(struct manager *m, const struct cloud_error *e, const char *name)
+{
+	int64_t now = now_ms(m);
+	char *text = cloud_error_text(e);
+
+	if (e->code == CLOUD_QUOTA) {
+		/* 5 min, doubling to 30; forgotten after 3 h without a failure. */
+		if (m->backoff_step == 0 || now - m->last_failure > QUOTA_BACKOFF_RESET_MS)
+			m->backoff_step = QUOTA_BACKOFF_FIRST_MS;
+		else if (m->backoff_step < QUOTA_BACKOFF_MAX_MS)
+			m->backoff_step *= 2;
+		if (m->backoff_step > QUOTA_BACKOFF_MAX_MS)
+			m->backoff_step = QUOTA_BACKOFF_MAX_MS;
+		m->backoff_until = now + m->backoff_step;
+	} else {
+		m->backoff_until = now + FAILURE_BACKOFF_MS;
+	}
+	m->last_failure = now;
+	snprintf(m->backoff_why, sizeof m->backoff_why, "%s failed: %s", name, text);
+	ledger_event(m->o.ledger, name, "backoff", m->backoff_why, now);
+	free(text);
+}
+
+static void
+cool_down(struct manager *m, const char *why)
+{
+	m->cooldown_until = now_ms(m) + minutes(m->cfg->cooldown_minutes);
+	snprintf(m->cooldown_why, sizeof m->cooldown_why, "%s", why);
+}
+
+/* --- termination --- */
+
+static void finish_termination(struct mvm *);
+static void terminate(struct mvm *, const char *reason, enum vm_state end);
+
+static void
+on_delete_done(const struct cloud_error *e, const struct cloud_op *op, void *arg)
+{
+	struct mvm *v = arg;
+
+	v->busy = false;
+	if (e->code == CLOUD_OK || e->code == CLOUD_NOT_FOUND) {
+		finish_termination(v);
+		return;
+	}
+	/* Still TERMINATING: the next pass sends the same delete again. */
+	{
+		char *t = cloud_error_text(e);
+
+		log_warnx("%s: the delete did not finish: %s; trying again at the next pass",
+		    v->rec.name, t);
+		free(t);
+	}
+}
+
+static void
+on_deleted(const struct cloud_error *e, const struct cloud_op *op, void *arg)
+{
+	struct mvm *v = arg;
+	struct manager *m = v->m;
+
+	v->busy = false;
+	if (e->code != CLOUD_OK) {
+		on_delete_done(e, op, arg);
+		return;
+	}
+	if (op->name == NULL || op->done) {
+		finish_termination(v);
+		return;
+	}
+	v->busy = true;
+	if (m->o.cloud->ops->wait(m->o.cloud, op->zone, op->name, now_ms(m) + CALL_DEADLINE_MS,
+	        on_delete_done, v) != 0)
+		v->busy = false;
+}
+
+static void
+send_delete(struct mvm *v)
+{
+	struct manager *m = v->m;
+
+	v->busy = true;
+	m->counts.api_calls++;
+	if (m->o.cloud->ops->destroy(m->o.cloud, v->rec.zone, v->rec.name, v->rec.delete_request_id,
+	        now_ms(m) + CALL_DEADLINE_MS, on_deleted, v) != 0) {
+		v->busy = false;
+		log_warnx("%s: cannot send the delete", v->rec.name);
+	}
+}
+
+static void
+terminate(struct mvm *v, const char *reason, enum vm_state end)
+{
+	if (!vm_state_alive(v->rec.state))
+		return;
+	if (v->busy) {
+		/* After the call in flight: an insert may still land, and must go too. */
+		free(v->terminate_after);
+		v->terminate_after = xstrdup(reason);
+		v->end_state = end;
+		return;
+	}
+	v->end_state = end;
+	/* The delete's requestId is in the ledger before the delete is sent. */
+	if (v->rec.delete_request_id[0] == '\0')
+		uuid_v4(v->rec.delete_request_id);
+	if (v->rec.state != VM_TERMINATING)
+		set_state(v, VM_TERMINATING, reason);
+	send_delete(v);
+}
+
+static void
+close_cost(struct mvm *v, int64_t end, bool preempted)
+{
+	double total = 0;
+
+	if (v->rec.started_ms > 0 && end < v->rec.started_ms)
+		end = v->rec.started_ms;
+	if (ledger_close_cost(v->m->o.ledger, v->rec.name, v->rec.per_hour, v->rec.started_ms, end,
+	        v->rec.spot, preempted, &total) == 0)
+		v->rec.cost = total;
+	v->rec.ended_ms = end;
+	v->rec.reserved = 0;
+}
+
+static void
+finish_termination(struct mvm *v)
+{
+	struct manager *m = v->m;
+	int64_t end = v->preempted ? v->preempted_ms : now_ms(m);
+	int64_t stop = v->rec.started_ms + v->rec.planned_run_s * 1000;
+
+	/* Google's own stop (maxRunDuration) bounds what it could have cost. */
+	if (v->rec.started_ms > 0 && v->rec.planned_run_s > 0 && end > stop)
+		end = stop;
+	close_cost(v, end, v->preempted);
+	set_state(v, v->preempted ? VM_PREEMPTED : v->end_state,
+	    v->rec.end_reason[0] ? v->rec.end_reason : "deleted");
+	cool_down(m, "a VM ended just now");
+}
+
+/* --- creation --- */
+
+static void on_inserted(const struct cloud_error *, const struct cloud_op *, void *);
+static void send_insert(struct mvm *);
+
+static void
+after_call(struct mvm *v)
+{
+	if (v->terminate_after != NULL && !v->busy) {
+		char *why = v->terminate_after;
+
+		v->terminate_after = NULL;
+		terminate(v, why, v->end_state);
+		free(why);
+	}
+}
+
+static void
+on_got(const struct cloud_error *e, const struct cloud_instance *in, void *arg)
+{
+	struct mvm *v = arg;
+
+	v->busy = false;
+	if (e->code == CLOUD_OK) {
+		if (in->nat_ip != NULL)
+			snprintf(v->rec.nat_ip, sizeof v->rec.nat_ip, "%s", in->nat_ip);
+		if (in->started_ms > 0)
+			v->rec.started_ms = in->started_ms;
+		ledger_save(v->m->o.ledger, &v->rec, (int)v->rec.state, NULL, now_ms(v->m));
+	}
+	after_call(v);
+}
+
+/* A create that failed for good: another zone, or FAILED with a backoff. */
+static void
+create_failed(struct mvm *v, const struct cloud_error *e)
+{
+	struct manager *m = v->m;
+	char *text = cloud_error_text(e);
+
+	if (e->code == CLOUD_STOCKOUT) {
+		const char *zone;
+
+		skip_zone(m, e->zone != NULL ? e->zone : v->rec.zone, text);
+		if ((zone = next_zone(m, v->rec.zone)) != NULL && v->terminate_after == NULL) {
+			char *why =
+			    xasprintf("zone %s has no capacity; trying %s", v->rec.zone, zone);
+
+			log_info("%s: %s", v->rec.name, why);
+			ledger_event(m->o.ledger, v->rec.name, "stockout", why, now_ms(m));
+			/* A new zone is a new insert: a new requestId, in the ledger first. */
+			snprintf(v->rec.zone, sizeof v->rec.zone, "%s", zone);
+			uuid_v4(v->rec.request_id);
+			v->rec.zones_tried++;
+			v->rec.op[0] = '\0';
+			ledger_save(m->o.ledger, &v->rec, (int)v->rec.state, NULL, now_ms(m));
+			send_insert(v);
+			free(why);
+			free(text);
+			return;
+		}
+	}
+	back_off(m, e, v->rec.name);
+	set_state(v, VM_FAILED, text);
+	close_cost(v, v->rec.started_ms, false);
+	free(text);
+}
+
+static bool
+transient(enum cloud_errc c)
+{
+	return c == CLOUD_NETWORK || c == CLOUD_DEADLINE || c == CLOUD_SERVER ||
+	    c == CLOUD_RATE_LIMITED;
+}
+
+static void
+on_created(const struct cloud_error *e, const struct cloud_op *op, void *arg)
+{
+	struct mvm *v = arg;
+	struct manager *m = v->m;
+
+	v->busy = false;
+	if (e->code == CLOUD_OK) {
+		set_state(v, VM_BOOTING, "the insert is DONE");
+		v->busy = true;
+		m->counts.api_calls++;
+		if (m->o.cloud->ops->get(m->o.cloud, v->rec.zone, v->rec.name,
+		        now_ms(m) + CALL_DEADLINE_MS, on_got, v) != 0)
+			v->busy = false;
+	} else if (!transient(e->code)) {
+		create_failed(v, e);
+	}
+	/* Transient: still PROVISIONING; the next pass finds out how it went. */
+	after_call(v);
+}
+
+static void
+on_inserted(const struct cloud_error *e, const struct cloud_op *op, void *arg)
+{
+	struct mvm *v = arg;
+	struct manager *m = v->m;
+
+	v->busy = false;
+	if (e->code == CLOUD_OK) {
+		snprintf(v->rec.op, sizeof v->rec.op, "%s", op->name);
+		set_state(v, VM_PROVISIONING, "Compute Engine accepted the insert");
+		if (v->terminate_after == NULL) {
+			v->busy = true;
+			m->counts.api_calls++;
+			if (m->o.cloud->ops->wait(m->o.cloud, v->rec.zone, op->name,
+			        v->rec.requested_ms + minutes(m->cfg->create_deadline_minutes),
+			        on_created, v) != 0)
+				v->busy = false;
+		}
+	} else if (!transient(e->code)) {
+		create_failed(v, e);
+	} else {
+		char *t = cloud_error_text(e);
+
+		/* Unanswered: the same requestId goes again at the next pass. */
+		log_warnx("%s: the insert is unanswered (%s); sending it again at the next pass",
+		    v->rec.name, t);
+		free(t);
+	}
+	after_call(v);
+}
+
+static void
+send_insert(struct mvm *v)
+{
+	struct manager *m = v->m;
+	const struct config *cfg = m->cfg;
+	const struct cloud_kv labels[] = {
+	    {"managed-by", "spillway"}, {"spillway-owner", m->o.owner}};
+	const struct cloud_kv metadata[] = {
+	    {"spillway-components", v->rec.components}, {"spillway-vm", v->rec.name}};
+	static const char *scopes[] = {"https://www.googleapis.com/auth/cloud-platform", NULL};
+	char **tags = str_split(cfg->network_tags, ',', NULL);
+	struct cloud_instance_spec s = {
+	    .name = v->rec.name,
+	    .zone = v->rec.zone,
+	    .machine_type = v->rec.machine_type,
+	    .spot = v->rec.spot,
+	    .image = cfg->image,
+	    .disk_gb = (int)cfg->disk_gb,
+	    .disk_type = cfg->disk_type,
+	    .labels = labels,
+	    .nlabels = 2,
+	    .tags = (const char *const *)tags,
+	    .metadata = metadata,
+	    .nmetadata = 2,
+	    .service_account = "default",
+	    .scopes = scopes,
+	    .max_run_s = v->rec.planned_run_s,
+	    .termination_action = "DELETE",
+	    .external_ip = true,
+	};
+
+	if (v->rec.state == VM_REQUESTED)
+		set_state(v, VM_CREATING, "sending the insert");
+	v->busy = true;
+	m->counts.api_calls++;
+	if (m->o.cloud->ops->create(m->o.cloud, &s, v->rec.request_id, now_ms(m) + CALL_DEADLINE_MS,
+	        on_inserted, v) != 0) {
+		struct cloud_error e = {
+		    CLOUD_INVALID, 0, NULL, "the insert could not be sent", NULL, NULL, 0, 0};
+
+		v->busy = false;
+		create_failed(v, &e);
+	}
+	str_list_free(tags);
+}
+
+static void
+vm_name(struct manager *m, char *out, size_t size)
+{
+	time_t t = (time_t)(now_ms(m) / 1000);
+	unsigned char r[2];
+	struct tm tm;
+
+	random_bytes(r, sizeof r);
+	gmtime_r(&t, &tm);
+	snprintf(out, size, "spillway-%04d%02d%02d-%02d%02d%02d-%02x%02x", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, r[0], r[1]);
+}
+
+/* Reserve in the ledger, then insert. 0, or -EAGAIN with why (a rule refused). */
+static int
+create_vm(struct manager *m, const char *components, const char *reason, double confidence,
+    char *name, size_t namelen, char *why, size_t whylen)
+{
+	const struct config *cfg = m->cfg;
+	struct reserve_rules rules = {cfg->daily_budget, (int)cfg->max_concurrent,
+	    (int64_t)(cfg->max_lifetime_hours * 3600), (int64_t)(cfg->min_run_minutes * 60)};
+	struct vm_record rec;
+	struct budget_plan plan;
+	const char *zone = next_zone(m, NULL);
+	struct mvm *v;
+	int error;
+
+	if (zone == NULL) {
+		snprintf(
+		    why, whylen, "stockout: every zone of %s lacks capacity for now", cfg->region);
+		return -EAGAIN;
+	}
+	if (!m->price_known) {
+		snprintf(
+		    why, whylen, "price: %s", m->price_why[0] ? m->price_why : "not known yet");
+		return -EAGAIN;
+	}
+	memset(&rec, 0, sizeof rec);
+	vm_name(m, rec.name, sizeof rec.name);
+	snprintf(rec.zone, sizeof rec.zone, "%s", zone);
+	uuid_v4(rec.request_id);
+	snprintf(rec.machine_type, sizeof rec.machine_type, "%s", cfg->machine_type);
+	rec.spot = cfg->use_spot;
+	rec.per_hour = m->per_hour;
+	snprintf(rec.components, sizeof rec.components, "%s", components);
+	snprintf(rec.reason, sizeof rec.reason, "%s", reason);
+	rec.confidence = confidence;
+	rec.zones_tried = 1;
+	/* The budget check and the reservation: one transaction. */
+	if ((error = ledger_reserve(m->o.ledger, &rec, &rules, now_ms(m), &plan, why, whylen)) != 0)
+		return error == -EAGAIN ? -EAGAIN : -EIO;
+	ledger_price(m->o.ledger, rec.machine_type, cfg->region, rec.spot, rec.per_hour,
+	    m->o.catalog_source, m->o.catalog_source, now_ms(m));
+	snprintf(name, namelen, "%s", rec.name);
+	v = add_vm(m, &rec);
+	{
+		struct manager_event e = {MEV_STATE, now_ms(m), &v->rec, -1, reason, NULL, NULL, 0};
+
+		emit(m, &e);
+	}
+	send_insert(v);
+	return 0;
+}
+
+/* --- decisions --- */
+
+static void
+decide_input(struct manager *m, struct decide_input *in)
+{
+	const struct config *cfg = m->cfg;
+	int64_t now = now_ms(m);
+
+	memset(in, 0, sizeof *in);
+	in->now = now;
+	in->enabled = cfg->enabled && !m->stopping;
+	in->level = m->level;
+	in->level_since = m->level_since;
+	in->snap = m->snap.t_ms > 0 ? &m->snap : NULL;
+	in->high_pct = cfg->high_pct;
+	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
+		if (!vm_state_alive(v->rec.state) || v->rec.state == VM_ORPHANED)
+			continue;
+		in->alive++;
+		if (v->rec.state <= VM_BOOTING)
+			in->in_flight++;
+	}
+	in->max_concurrent = (int)cfg->max_concurrent;
+	in->per_hour = m->per_hour;
+	in->max_price = cfg->max_price;
+	in->budget = cfg->daily_budget;
+	in->spent = ledger_spent(m->o.ledger, now);
+	in->committed = ledger_committed(m->o.ledger, now);
+	in->max_run_s = (int64_t)(cfg->max_lifetime_hours * 3600);
+	in->min_run_s = (int64_t)(cfg->min_run_minutes * 60);
+	in->cooldown_until = m->cooldown_until;
+	in->cooldown_why = m->cooldown_why;
+	in->backoff_until = m->backoff_until;
+	in->backoff_why = m->backoff_why;
+	in->zones_available = zones_available(m);
+	in->region = cfg->region;
+	in->min_confidence = cfg->min_confidence;
+	in->target_available_pct = cfg->target_available_pct;
+	in->components = cfg->components;
+	in->ncomponents = cfg->ncomponents;
+}
+
+void
+manager_decide(struct manager *m, struct decision *d)
+{
+	struct decide_input in;
+
+	decide_input(m, &in);
+	decide(&in, d);
+	if (!m->price_known && d->create) {
+		d->create = false;
+		snprintf(d->rule, sizeof d->rule, "price");
+		snprintf(d->reason, sizeof d->reason, "price: %s",
+		    m->price_why[0] ? m->price_why : "not known yet");
+	}
+}
+
+/* Under pressure: decide, say so, and act. */
+static void
+consider(struct manager *m)
+{
+	struct decision d;
+	struct manager_event e = {MEV_DECISION, now_ms(m), NULL, 0, NULL, &d, NULL, 0};
+	char name[64], why[512];
+
+	if (m->stopping || m->level < PRESSURE_HIGH)
+		return;
+	manager_decide(m, &d);
+	e.reason = d.reason;
+	/* A refusal is said once per rule, not once a second. */
+	if (d.create || strcmp(d.rule, m->last_rule) != 0) {
+		emit(m, &e);
+		ledger_event(m->o.ledger, "-", d.create ? "decision" : "refusal", d.reason, e.t_ms);
+		log_info("decision: %s%s", d.create ? "create: " : "no: ", d.reason);
+	}
+	snprintf(m->last_rule, sizeof m->last_rule, "%s", d.create ? "" : d.rule);
+	if (!d.create)
+		return;
+	if (create_vm(
+	        m, d.components, d.reason, d.confidence, name, sizeof name, why, sizeof why) != 0) {
+		log_info("decision: the ledger refused: %s", why);
+		ledger_event(m->o.ledger, "-", "refusal", why, now_ms(m));
+	}
+}
+
+int
+manager_create(struct manager *m, const char *components, const char *reason, char *name,
+    size_t namelen, char *why, size_t whylen)
+{
+	struct decision d;
+	enum pressure_level level = m->level;
+	int64_t since = m->level_since;
+
+	/* The rules of the daemon, but a person asked: pressure and confidence do not apply. */
+	m->level = PRESSURE_CRITICAL;
+	m->level_since = now_ms(m) - 3600000;
+	manager_decide(m, &d);
+	m->level = level;
+	m->level_since = since;
+	if (!d.create && strcmp(d.rule, "confidence") != 0 && strcmp(d.rule, "cooldown") != 0) {
+		snprintf(why, whylen, "%s", d.reason);
+		return -EAGAIN;
+	}
+	return create_vm(m, components != NULL && *components ? components : d.components,
+	    reason != NULL ? reason : "requested by hand", 1.0, name, namelen, why, whylen);
+}
+
+int
+manager_terminate(struct manager *m, const char *name, const char *reason)
+{
+	struct mvm *v = find_vm(m, name);
+
+	if (v == NULL || !vm_state_alive(v->rec.state))
+		return -ENOENT;
+	terminate(v, reason, VM_TERMINATED);
+	return 0;
+}
+
+/* --- the pass --- */
+
+static void pass_done(struct manager *);
+static void on_timer(uv_timer_t *);
+
+static void
+schedule(struct manager *m)
+{
+	int64_t every = m->cfg->health_check_interval * 1000;
+
+	if (!m->stopping && m->cfg->enable_monitoring)
+		uv_timer_start(&m->timer, on_timer, clock_timer_ms(m->o.clock, every), 0);
+}
+
+static json_t *
+find_listed(const json_t *list, const char *name)
+{
+	size_t i;
+	json_t *it;
+
+	json_array_foreach (list, i, it)
+		if (strcmp(jx_str(it, "name"), name) == 0)
+			return it;
+	return NULL;
+}
+
+static bool
+was_preempted(struct manager *m, const char *name, int64_t *when)
+{
+	size_t i;
+	json_t *it;
+
+	json_array_foreach (m->preemptions, i, it) {
+		if (strcmp(jx_str(it, "target"), name) == 0) {
+			*when = json_integer_value(json_object_get(it, "t"));
+			return true;
+		}
+	}
+	return false;
+}
+
+/* What the cloud says of a VM that the ledger has alive. */
+static void
+reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
+{
+	int64_t now = now_ms(m), when = 0;
+	const char *status = inst != NULL ? jx_str(inst, "status") : NULL;
+	bool preempted = was_preempted(m, v->rec.name, &when);
+
+	if (v->busy)
+		return;
+	if (preempted && !v->preempted && vm_state_alive(v->rec.state)) {
+		v->preempted = true;
+		v->preempted_ms = when > 0 ? when : now;
+		ledger_event(
+		    m->o.ledger, v->rec.name, "preempted", "Compute Engine preempted it", now);
+	}
+	if (inst != NULL) {
+		int64_t started = json_integer_value(json_object_get(inst, "started"));
+		const char *ip = jx_str(inst, "nat_ip");
+
+		if (started > 0)
+			v->rec.started_ms = started;
+		if (ip != NULL)
+			snprintf(v->rec.nat_ip, sizeof v->rec.nat_ip, "%s", ip);
+		switch (v->rec.state) {
+		case VM_REQUESTED:
+		case VM_CREATING:
+		case VM_PROVISIONING:
+			if (strcmp(status, "RUNNING") == 0)
+				set_state(v, VM_BOOTING, "it runs");
+			else if (v->rec.state != VM_PROVISIONING)
+				set_state(v, VM_PROVISIONING, "the insert took effect");
+			break;
+		case VM_BOOTING:
+		case VM_READY:
+		case VM_UNHEALTHY:
+			if (v->preempted)
+				terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
+			else if (strcmp(status, "TERMINATED") == 0 ||
+			    strcmp(status, "STOPPING") == 0)
+				terminate(v, "stopped by Compute Engine", VM_TERMINATED);
+			break;
+		case VM_TERMINATING:
+			send_delete(v); /* the same requestId: never a second delete */
+			break;
+		default:
+			break;
+		}
+		return;
+	}
+	/* Not in the cloud. */
+	switch (v->rec.state) {
+	case VM_REQUESTED:
+	case VM_CREATING:
+	case VM_PROVISIONING:
+		if (now - v->rec.requested_ms < minutes(m->cfg->create_deadline_minutes)) {
+			send_insert(v); /* the same requestId: never a second VM */
+		} else {
+			struct cloud_error e = {CLOUD_DEADLINE, 0, NULL,
+			    "the insert did not take effect before the create deadline", NULL, NULL,
+			    0, 0};
+
+			back_off(m, &e, v->rec.name);
+			set_state(v, VM_FAILED, e.message);
+			close_cost(v, 0, false);
+		}
+		break;
+	case VM_BOOTING:
+	case VM_READY:
+	case VM_UNHEALTHY:
+	case VM_TERMINATING: {
+		int64_t stop = v->rec.started_ms + v->rec.planned_run_s * 1000;
+		const char *why = v->rec.state == VM_TERMINATING ? "deleted"
+		    : v->preempted                               ? "preempted by Compute Engine"
+		    : v->rec.started_ms > 0 && now >= stop - 1000
+		    ? "maxRunDuration reached: Compute Engine deleted it"
+		    : "gone: deleted outside spillway";
+
+		if (v->rec.state != VM_TERMINATING) {
+			snprintf(v->rec.end_reason, sizeof v->rec.end_reason, "%s", why);
+			v->end_state = VM_TERMINATED;
+		}
+		finish_termination(v);
+		if (v->preempted && m->level >= PRESSURE_HIGH) {
+			skip_zone(m, v->rec.zone, "a VM was preempted there");
+			m->cooldown_until = 0; /* replace it now */
+		}
+		break;
+	}
+	case VM_ORPHANED:
+		set_state(v, VM_TERMINATED, "the orphan went away");
+		break;
+	default:
+		break;
+	}
+}
+
+/* Instances with our label that the ledger does not have alive. */
+static void
+find_orphans(struct manager *m)
+{
+	size_t i;
+	json_t *it;
+
+	json_array_foreach (m->listed, i, it) {
+		const char *name = jx_str(it, "name");
+		struct mvm *v = find_vm(m, name);
+		struct vm_record rec;
+		int64_t now = now_ms(m);
+
+		if (v != NULL && vm_state_alive(v->rec.state))
+			continue;
+		/* Preempted: it goes away by itself (its termination action is DELETE). */
+		if ((v != NULL && v->rec.state == VM_PREEMPTED) ||
+		    (v == NULL && ledger_get(m->o.ledger, name, &rec) == 0 &&
+		        rec.state == VM_PREEMPTED))
+			continue;
+		if (v == NULL) {
+			if (ledger_get(m->o.ledger, name, &rec) != 0) {
+				memset(&rec, 0, sizeof rec);
+				snprintf(rec.name, sizeof rec.name, "%s", name);
+				rec.requested_ms = now;
+			}
+			snprintf(rec.zone, sizeof rec.zone, "%s", jx_str(it, "zone"));
+			snprintf(rec.machine_type, sizeof rec.machine_type, "%s",
+			    jx_str(it, "machine_type"));
+			rec.spot = json_is_true(json_object_get(it, "spot"));
+			rec.planned_run_s = json_integer_value(json_object_get(it, "max_run"));
+			rec.started_ms = json_integer_value(json_object_get(it, "started"));
+			if (strcmp(rec.machine_type, m->cfg->machine_type) == 0 &&
+			    rec.spot == m->cfg->use_spot)
+				rec.per_hour = m->per_hour;
+			rec.delete_request_id[0] = '\0';
+			v = add_vm(m, &rec);
+		}
+		v->gone_said = true;
+		if (strcmp(m->cfg->orphan_policy, "adopt") == 0) {
+			v->gone_said = false;
+			set_state(v,
+			    strcmp(jx_str(it, "status"), "RUNNING") == 0 ? VM_BOOTING
+			                                                 : VM_PROVISIONING,
+			    "adopted: it carries our owner label");
+		} else {
+			set_state(v, VM_ORPHANED,
+			    "it carries our owner label but the ledger did not know it");
+		}
+	}
+}
+
+static void
+reconcile(struct manager *m)
+{
+	for (struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (vm_state_alive(v->rec.state))
+			reconcile_one(m, v, find_listed(m->listed, v->rec.name));
+	find_orphans(m);
+}
+
+static void
+on_health(const struct http_response *r, void *arg)
+{
+	struct mvm *v = arg;
+	struct manager *m = v->m;
+	int64_t now = now_ms(m);
+	json_t *body = NULL;
+	bool ok = false;
+
+	v->health = NULL;
+	if (r->error == 0 && r->status == 200 && jx_parse(r->body, r->len, &body, NULL) == 0)
+		ok = jx_str(body, "status") != NULL && strcmp(jx_str(body, "status"), "ok") == 0;
+	if (ok) {
+		json_t *idle = json_object_get(body, "idle_seconds");
+
+		v->rec.health_failures = 0;
+		v->rec.last_activity_ms =
+		    json_is_integer(idle) ? now - json_integer_value(idle) * 1000 : now;
+		if (v->rec.state == VM_BOOTING) {
+			cool_down(m, "a VM turned READY just now");
+			set_state(v, VM_READY, "the backend answers its health check");
+		} else if (v->rec.state == VM_UNHEALTHY) {
+			set_state(v, VM_READY, "healthy again");
+		}
+	} else if (v->rec.state != VM_BOOTING &&
+	    ++v->rec.health_failures >= m->cfg->health_failures && v->rec.state == VM_READY) {
+		v->rec.unhealthy_ms = now;
+		set_state(v, VM_UNHEALTHY, r->error ? r->error_text : "the health check failed");
+	}
+	json_decref(body);
+	if (--m->health_pending == 0)
+		pass_done(m);
+}
+
+static void
+check_health(struct manager *m)
+{
+	char *url;
+
+	m->health_pending = 1; /* held until all are sent */
+	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
+		struct http_request req = {"GET", NULL, NULL, NULL, 0,
+		    (long)(m->cfg->health_timeout_s * 1000), HEALTH_ANSWER_MAX, NULL};
+
+		if (!offloaded(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL)
+			continue;
+		url = xasprintf(
+		    "http://%s:%lld/health", v->rec.nat_ip, (long long)m->cfg->backend_port);
+		req.url = url;
+		m->counts.health_checks++;
+		if (http_send(m->o.http, &req, on_health, v, &v->health) == 0)
+			m->health_pending++;
+		free(url);
+	}
+	if (--m->health_pending == 0)
+		pass_done(m);
+}
+
+/* The rules, once the pass knows what runs and what is healthy. */
+static void
+enforce(struct manager *m)
+{
+	const struct config *cfg = m->cfg;
+	int64_t now = now_ms(m), idle = minutes(cfg->idle_timeout_minutes);
+	int64_t every = cfg->health_check_interval * 1000;
+
+	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
+		char why[256];
+
+		if (v->busy || !vm_state_alive(v->rec.state))
+			continue;
+		switch (v->rec.state) {
+		case VM_BOOTING:
+			if (v->rec.started_ms > 0 &&
+			    now - v->rec.started_ms > minutes(cfg->boot_timeout_minutes)) {
+				snprintf(why, sizeof why,
+				    "boot timeout: not healthy %.0f min after it started",
+				    cfg->boot_timeout_minutes);
+				terminate(v, why, VM_FAILED);
+			}
+			break;
+		case VM_UNHEALTHY:
+			if (now - v->rec.unhealthy_ms > minutes(cfg->unhealthy_minutes)) {
+				snprintf(why, sizeof why, "unhealthy for %.1f min: replacing it",
+				    cfg->unhealthy_minutes);
+				terminate(v, why, VM_TERMINATED);
+				m->cooldown_until = 0;
+				break;
+			}
+			/* fall through */
+		case VM_READY:
+			if (v->rec.started_ms > 0 &&
+			    v->rec.started_ms + v->rec.planned_run_s * 1000 - now <= every) {
+				snprintf(why, sizeof why,
+				    "lifetime: its planned run of %.2f h is over",
+				    (double)v->rec.planned_run_s / 3600.0);
+				terminate(v, why, VM_TERMINATED);
+			} else if (v->rec.state == VM_READY &&
+			    ((v->rec.last_activity_ms > 0 &&
+			         now - v->rec.last_activity_ms >= idle) ||
+			        (m->level == PRESSURE_NORMAL && now - m->normal_since >= idle))) {
+				snprintf(why, sizeof why, "idle: %s for %.0f min",
+				    v->rec.last_activity_ms > 0 &&
+				            now - v->rec.last_activity_ms >= idle
+				        ? "no backend activity"
+				        : "pressure NORMAL",
+				    cfg->idle_timeout_minutes);
+				terminate(v, why, VM_TERMINATED);
+			}
+			break;
+		case VM_ORPHANED:
+			if (strcmp(cfg->orphan_policy, "delete") == 0 &&
+			    now - v->rec.state_ms >= minutes(cfg->orphan_grace_minutes))
+				terminate(v,
+				    "orphan: carries our owner label, unknown to the ledger; grace "
+				    "period over",
+				    VM_TERMINATED);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void
+pass_done(struct manager *m)
+{
+	enforce(m);
+	prune(m);
+	consider(m);
+	json_decref(m->listed);
+	json_decref(m->preemptions);
+	m->listed = m->preemptions = NULL;
+	m->passing = false;
+	m->counts.passes++;
+	m->counts.last_pass_ms = (monotonic_ns() - m->pass_started_ns) / 1000000;
+	schedule(m);
+}
+
+static void
+on_preemptions(const struct cloud_error *e, const struct cloud_op *ops, size_t n, void *arg)
+{
+	struct manager *m = arg;
+
+	m->preemptions = json_array();
+	if (e->code == CLOUD_OK) {
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(m->preemptions,
+			    jx_pack("{s:s, s:I}", "target", ops[i].target, "t",
+			        (json_int_t)ops[i].inserted_ms));
+	} else {
+		char *t = cloud_error_text(e);
+
+		log_warnx("manager: cannot list preemptions: %s", t);
+		free(t);
+	}
+	reconcile(m);
+	check_health(m);
+}
+
+static void
+on_listed(const struct cloud_error *e, const struct cloud_instance *list, size_t n, void *arg)
+{
+	struct manager *m = arg;
+
+	if (e->code != CLOUD_OK) {
+		char *t = cloud_error_text(e);
+
+		/* A partial list would look like deleted VMs: reconcile nothing this time. */
+		log_warnx("manager: cannot list the VMs (%s); trying again at the next pass", t);
+		free(t);
+		m->passing = false;
+		schedule(m);
+		return;
+	}
+	m->listed = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(m->listed,
+		    jx_pack("{s:s, s:s, s:s, s:s?, s:s?, s:I, s:b, s:I}", "name", list[i].name,
+		        "zone", list[i].zone, "status", list[i].status, "machine_type",
+		        list[i].machine_type, "nat_ip", list[i].nat_ip, "started",
+		        (json_int_t)list[i].started_ms, "spot", list[i].spot, "max_run",
+		        (json_int_t)list[i].max_run_s));
+	m->counts.api_calls += (long)str_list_len((char *const *)m->o.zones);
+	if (m->o.cloud->ops->preemptions(m->o.cloud, m->o.zones, m->preempt_since,
+	        now_ms(m) + CALL_DEADLINE_MS, on_preemptions, m) != 0)
+		on_preemptions(
+		    &(struct cloud_error){CLOUD_INVALID, 0, NULL, "not sent", NULL, NULL, 0, 0},
+		    NULL, 0, m);
+}
+
+static void
+on_machine_type(const struct cloud_error *e, const struct cloud_machine_type *mt, void *arg)
+{
+	struct manager *m = arg;
+	const struct config *cfg = m->cfg;
+	char *cause = NULL;
+
+	m->price_asked = false;
+	if (e->code != CLOUD_OK) {
+		char *t = cloud_error_text(e);
+
+		snprintf(m->price_why, sizeof m->price_why, "cannot get machine type %s: %s",
+		    cfg->machine_type, t);
+		log_warnx("manager: %s", m->price_why);
+		free(t);
+		return;
+	}
+	{
+		struct price_query q = {cfg->machine_type, cfg->region, cfg->use_spot, mt->vcpus,
+		    mt->memory_mb, (int)cfg->disk_gb, cfg->disk_type, true};
+		struct price p;
+
+		if (price_lookup(m->o.catalog, &q, &p, &cause) != 0) {
+			snprintf(m->price_why, sizeof m->price_why, "%s", cause);
+			log_warnx("manager: %s", cause);
+			free(cause);
+			return;
+		}
+		m->per_hour = p.per_hour;
+		m->vcpus = mt->vcpus;
+		m->memory_mb = mt->memory_mb;
+		m->price_known = true;
+		log_info("manager: %s (%d vCPUs, %d MiB, %s) costs $%.4f/h in %s (prices of %s)",
+		    cfg->machine_type, mt->vcpus, mt->memory_mb,
+		    cfg->use_spot ? "Spot" : "standard", p.per_hour, cfg->region, p.effective);
+	}
+}
+
+static void
+pass(struct manager *m)
+{
+	if (m->passing || m->stopping)
+		return;
+	m->passing = true;
+	m->pass_started_ns = monotonic_ns();
+	if (!m->price_known && !m->price_asked) {
+		m->price_asked = true;
+		m->counts.api_calls++;
+		if (m->o.cloud->ops->machine_type(m->o.cloud, m->o.zones[0], m->cfg->machine_type,
+		        now_ms(m) + CALL_DEADLINE_MS, on_machine_type, m) != 0)
+			m->price_asked = false;
+	}
+	m->counts.api_calls += (long)str_list_len((char *const *)m->o.zones);
+	if (m->o.cloud->ops->list(m->o.cloud, m->o.zones, "spillway-owner", m->o.owner,
+	        now_ms(m) + CALL_DEADLINE_MS, on_listed, m) != 0) {
+		log_warnx("manager: cannot list: the owner label or a zone is not valid");
+		m->passing = false;
+		schedule(m);
+	}
+	m->preempt_since = now_ms(m) - 2 * m->cfg->health_check_interval * 1000 - 300000;
+}
+
+static void
+on_timer(uv_timer_t *t)
+{
+	pass(t->data);
+}
+
+void
+manager_set_config(struct manager *m, const struct config *cfg)
+{
+	m->cfg = cfg;
+	m->o.cfg = cfg;
+	/* The machine type or the region may have changed: ask for the price again. */
+	m->price_known = false;
+}
+
+void
+manager_pass_now(struct manager *m)
+{
+	uv_timer_stop(&m->timer);
+	pass(m);
+}
+
+void
+manager_pressure(struct manager *m, const struct pressure_snapshot *s, enum pressure_level prev)
+{
+	int64_t now = now_ms(m);
+
+	m->snap = *s;
+	if (s->level != m->level) {
+		struct manager_event e = {MEV_PRESSURE, now, NULL, 0, NULL, NULL, &m->snap, prev};
+
+		m->level = s->level;
+		m->level_since = s->since_ms > 0 ? s->since_ms : now;
+		if (s->level == PRESSURE_NORMAL)
+			m->normal_since = m->level_since;
+		m->last_rule[0] = '\0';
+		emit(m, &e);
+		ledger_event(m->o.ledger, "-", "pressure", pressure_level_name(s->level), now);
+		consider(m);
+	}
+}
+
+/* --- life --- */
+
+int
+manager_new(uv_loop_t *loop, const struct manager_opts *o, struct manager **out, char **cause)
+{
+	struct manager *m = xcalloc(1, sizeof *m);
+	struct vm_record *list;
+	size_t n;
+
+	m->loop = loop;
+	m->o = *o;
+	m->cfg = o->cfg;
+	m->level = PRESSURE_NORMAL;
+	m->level_since = m->normal_since = now_ms(m);
+	if (ledger_list(o->ledger, NULL, 0, &list, &n) != 0) {
+		*cause = xasprintf("cannot read the ledger '%s'", ledger_path(o->ledger));
+		free(m);
+		return -EIO;
+	}
+	/* What the ledger has alive is ours to look after from the first pass. */
+	for (size_t i = 0; i < n; i++)
+		add_vm(m, &list[i]);
+	free(list);
+	uv_timer_init(loop, &m->timer);
+	m->timer.data = m;
+	*out = m;
+	return 0;
+}
+
+void
+manager_start(struct manager *m)
+{
+	pass(m);
+}
+
+static bool
+all_ended(struct manager *m)
+{
+	for (struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (vm_state_alive(v->rec.state) || v->busy)
+			return false;
+	return true;
+}
+
+static void
+on_shutdown_tick(uv_timer_t *t)
+{
+	struct manager *m = t->data;
+
+	if (all_ended(m) || monotonic_ns() > m->stop_deadline_ns) {
+		if (!all_ended(m))
+			log_warnx(
+			    "manager: shutdown timed out with VMs still alive; the next start will "
+			    "find them");
+		uv_timer_stop(&m->timer);
+		if (m->done != NULL)
+			m->done(m->done_arg);
+		return;
+	}
+	uv_timer_start(&m->timer, on_shutdown_tick, SHUTDOWN_POLL_MS, 0);
+}
+
+void
+manager_shutdown(struct manager *m, void (*done)(void *), void *arg)
+{
+	m->stopping = true;
+	m->done = done;
+	m->done_arg = arg;
+	uv_timer_stop(&m->timer);
+	if (!m->o.keep)
+		for (struct mvm *v = m->vms; v != NULL; v = v->next)
+			if (vm_state_alive(v->rec.state))
+				terminate(v, "shutdown: spillway is stopping", VM_TERMINATED);
+	m->stop_deadline_ns = monotonic_ns() + (int64_t)(m->cfg->shutdown_timeout_s * 1e9);
+	if (m->o.keep)
+		m->stop_deadline_ns = monotonic_ns();
+	uv_timer_start(&m->timer, on_shutdown_tick, 0, 0);
+}
+
+void
+manager_counts(const struct manager *m, struct manager_counts *c)
+{
+	*c = m->counts;
+}
+
+static void
+manager_release(uv_handle_t *h)
+{
+	struct manager *m = h->data;
+
+	while (m->vms != NULL) {
+		struct mvm *v = m->vms;
+
+		m->vms = v->next;
+		free(v->terminate_after);
+		free(v);
+	}
+	json_decref(m->listed);
+	json_decref(m->preemptions);
+	free(m->consumers);
+	free(m);
+}
+
+void
+manager_free(struct manager *m)
+{
+	if (m == NULL)
+		return;
+	for (struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (v->health != NULL) {
+			http_cancel(v->health);
+			v->health = NULL;
+		}
+	uv_timer_stop(&m->timer);
+	uv_close((uv_handle_t *)&m->timer, manager_release);
+}

@@ -1,0 +1,100 @@
+/*
+ * The lifecycle manager: the daemon's VMs from the decision to create one to
+ * the closing of its cost.
+ *
+ *	REQUESTED -> CREATING -> PROVISIONING -> BOOTING -> READY <-> UNHEALTHY
+ *	    -> TERMINATING -> TERMINATED          (and FAILED, PREEMPTED, ORPHANED)
+ *
+ * Every intent is in the ledger before the call that acts on it (the insert's
+ * and the delete's requestIds included), so a crash at any point leaves what
+ * the next start needs: reconciling the ledger with what the cloud lists under
+ * our owner label re-issues an unfinished insert or delete with the same
+ * requestId, closes what is gone, and adopts or deletes what nobody knows.
+ *
+ * A monitoring pass every health-check interval: one filtered, paginated list
+ * per zone, the preemption operations, health checks of every VM in parallel,
+ * then the rules: boot timeout, unhealthy too long, idle, lifetime. Pressure
+ * reaches it through manager_pressure(); what happens leaves through events
+ * (hooks, the control API, the library).
+ */
+#ifndef SPILLWAY_MANAGER_H
+#define SPILLWAY_MANAGER_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "cloud/provider.h"
+#include "config/config.h"
+#include "decide/decide.h"
+#include "ledger/ledger.h"
+#include "net/http.h"
+#include "pressure/pressure.h"
+#include "util/clock.h"
+
+struct manager_opts {
+	const struct config *cfg;
+	const struct clock *clock;
+	struct cloud *cloud;
+	struct ledger *ledger;
+	struct http_client *http; /* health checks */
+	const json_t *catalog;    /* the price catalog's SKUs */
+	const char *catalog_source;
+	const char *owner;        /* the spillway-owner label */
+	const char *const *zones; /* the zone first, then the fallbacks */
+	bool keep;                /* leave VMs running at shutdown */
+};
+
+enum manager_event_kind {
+	MEV_PRESSURE, /* the level changed */
+	MEV_DECISION, /* a decision was made (create or not) */
+	MEV_STATE,    /* a VM changed state */
+	MEV_READY,    /* a VM is READY: offload its components there */
+	MEV_GONE,     /* a VM is leaving: its components are local again */
+};
+
+struct manager_event {
+	enum manager_event_kind kind;
+	int64_t t_ms;
+	const struct vm_record *vm; /* MEV_STATE, MEV_READY, MEV_GONE */
+	int from;                   /* MEV_STATE: the state before */
+	const char *reason;
+	const struct decision *decision;      /* MEV_DECISION */
+	const struct pressure_snapshot *snap; /* MEV_PRESSURE */
+	enum pressure_level previous;         /* MEV_PRESSURE */
+};
+
+typedef void manager_event_cb(const struct manager_event *, void *arg);
+
+struct manager;
+
+int manager_new(uv_loop_t *, const struct manager_opts *, struct manager **, char **cause);
+/* Reconcile with the cloud now, then every health-check interval. */
+void manager_start(struct manager *);
+/* The monitor's level changes (and samples, for idleness). */
+void manager_pressure(struct manager *, const struct pressure_snapshot *, enum pressure_level prev);
+void manager_on_event(struct manager *, manager_event_cb *, void *arg);
+/* A reloaded configuration; the caller keeps it alive while the manager runs. */
+void manager_set_config(struct manager *, const struct config *);
+/* A pass now (tests, SIGUSR1). */
+void manager_pass_now(struct manager *);
+/* A VM by hand: the same rules as the daemon's, except the pressure level. 0, or -EAGAIN and why.
+ */
+int manager_create(struct manager *, const char *components, const char *reason, char *name,
+    size_t namelen, char *why, size_t whylen);
+int manager_terminate(struct manager *, const char *name, const char *reason);
+/* The decision as things stand, without acting on it. */
+void manager_decide(struct manager *, struct decision *);
+/* Stop; delete every VM unless keep, bounded by the shutdown timeout; then done(arg). */
+void manager_shutdown(struct manager *, void (*done)(void *), void *arg);
+void manager_free(struct manager *);
+
+/* Counters, for the benchmark and status. */
+struct manager_counts {
+	long passes, api_calls, health_checks;
+	int64_t last_pass_ms; /* wall time the last pass took, ms */
+};
+void manager_counts(const struct manager *, struct manager_counts *);
+
+#endif

@@ -1,0 +1,214 @@
+/* The decision, pure: every rule refuses with its name and numbers; confidence; components. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "decide/decide.h"
+
+#define NOW 1800000000000LL
+
+static struct component_def presets[] = {
+    {"chatbots", 1536, 2, "chatbot", {0, NULL}},
+    {"vision", 2048, 1, "vision", {0, NULL}},
+    {"local_llm", 8192, 4, "llama", {0, NULL}},
+    {"ml_models", 4096, 3, "torch", {0, NULL}},
+};
+
+static struct pressure_snapshot snap;
+
+/* HIGH for 90 s, nothing alive, money enough: a VM. */
+static struct decide_input
+base(void)
+{
+	struct decide_input in = {0};
+
+	memset(&snap, 0, sizeof snap);
+	snap.t_ms = NOW;
+	snap.some_pct = 25;
+	snap.full_pct = 2;
+	snap.mem_total_kb = 32 << 20;
+	snap.mem_available_kb = 8 << 20; /* 25 %: above the 20 % target */
+	snap.available_pct = 25;
+	in.now = NOW;
+	in.enabled = true;
+	in.level = PRESSURE_HIGH;
+	in.level_since = NOW - 90000;
+	in.snap = &snap;
+	in.high_pct = 10;
+	in.max_concurrent = 2;
+	in.per_hour = 0.0595;
+	in.max_price = 0.10;
+	in.budget = 5;
+	in.max_run_s = 3 * 3600;
+	in.min_run_s = 15 * 60;
+	in.zones_available = 3;
+	in.region = "us-central1";
+	in.min_confidence = 0.6;
+	in.target_available_pct = 20;
+	in.components = presets;
+	in.ncomponents = 4;
+	return in;
+}
+
+static void
+refused(const struct decide_input *in, const char *rule, const char *text)
+{
+	struct decision d;
+
+	decide(in, &d);
+	assert_false(d.create);
+	assert_string_equal(d.rule, rule);
+	if (strstr(d.reason, text) == NULL)
+		fail_msg("reason '%s' lacks '%s'", d.reason, text);
+}
+
+static void
+test_create(void **state)
+{
+	struct decide_input in = base();
+	struct decision d;
+
+	decide(&in, &d);
+	assert_true(d.create);
+	assert_int_equal(d.run_s, 3 * 3600);
+	assert_true(fabs(d.cost - 0.1785) < 1e-9);
+	assert_true(fabs(d.left - (5 - 0.1785)) < 1e-9);
+	/* Memory is not short (25 % > 20 %): the original default pair, by priority. */
+	assert_string_equal(d.components, "vision,chatbots");
+	assert_non_null(strstr(d.reason, "pressure HIGH for 90 s"));
+	assert_non_null(strstr(d.reason, "$4.82 left today"));
+}
+
+static void
+test_each_rule(void **state)
+{
+	struct decide_input in;
+
+	in = base();
+	in.enabled = false;
+	refused(&in, "disabled", "GCP_VM_ENABLED is false");
+	in = base();
+	in.level = PRESSURE_ELEVATED;
+	refused(&in, "level", "level: pressure ELEVATED");
+	in = base();
+	in.min_confidence = 0.9;
+	in.level_since = NOW;
+	refused(&in, "confidence", "0.60 is below the minimum 0.90");
+	in = base();
+	in.alive = in.in_flight = 1;
+	refused(&in, "in-flight", "1 VM is already being created or booting");
+	in = base();
+	in.alive = 2;
+	refused(&in, "concurrency", "max concurrent 2 reached (2 alive)");
+	in = base();
+	in.backoff_until = NOW + 299500;
+	in.backoff_why = "quota CPUS exceeded in us-central1";
+	refused(&in, "backoff", "quota CPUS exceeded in us-central1; no VM before 300 s from now");
+	in = base();
+	in.zones_available = 0;
+	refused(&in, "stockout", "every zone of us-central1 lacks capacity");
+	in = base();
+	in.cooldown_until = NOW + 60000;
+	in.cooldown_why = "a VM ended just now";
+	refused(&in, "cooldown", "a VM ended just now; next VM in 60 s");
+	in = base();
+	in.per_hour = 0.181;
+	refused(&in, "price", "$0.1810/h is above GCP_VM_MAX_PRICE $0.1000/h");
+	in = base();
+	in.spent = 4.99;
+	refused(&in, "budget", "budget: $0.01 left of $5.00 today (spent $4.99, committed $0.00)");
+	in = base();
+	in.spent = 4.0;
+	in.committed = 0.99;
+	refused(&in, "budget", "committed $0.99");
+}
+
+static void
+test_budget_shortens_the_run(void **state)
+{
+	struct decide_input in = base();
+	struct decision d;
+
+	in.spent = 4.9;
+	decide(&in, &d);
+	assert_true(d.create);
+	/* $0.10 buys 6050 s at $0.0595/h. */
+	assert_int_equal(d.run_s, 6050);
+	assert_true(d.cost <= 0.1 + 1e-12);
+	assert_true(d.left >= 0);
+}
+
+static void
+test_confidence(void **state)
+{
+	struct decide_input in = base();
+
+	/* HIGH just now, no agreeing signal. */
+	in.level_since = NOW;
+	assert_true(fabs(decide_confidence(&in) - 0.6) < 1e-9);
+	/* Half a minute: half the duration bonus. */
+	in.level_since = NOW - 30000;
+	assert_true(fabs(decide_confidence(&in) - 0.675) < 1e-9);
+	/* CRITICAL, a minute, all three signals agree: capped at 1. */
+	in.level = PRESSURE_CRITICAL;
+	in.level_since = NOW - 120000;
+	snap.full_pct = 6;
+	snap.available_pct = 10;
+	snap.refault_rate = 5000;
+	assert_true(fabs(decide_confidence(&in) - 1.0) < 1e-9);
+	snap.refault_rate = 0;
+	assert_true(fabs(decide_confidence(&in) - 1.0) < 1e-9);
+	snap.full_pct = 0;
+	assert_true(fabs(decide_confidence(&in) - 1.0) < 1e-9);
+	snap.available_pct = 50;
+	assert_true(fabs(decide_confidence(&in) - 0.95) < 1e-9);
+	in.level = PRESSURE_NORMAL;
+	assert_true(decide_confidence(&in) == 0);
+}
+
+static void
+test_components(void **state)
+{
+	struct decide_input in = base();
+	char out[128];
+	int64_t kb;
+
+	/* 2 GiB short of the target (20 % of 32 GiB = 6.4 GiB; 4.4 available): vision alone. */
+	snap.mem_available_kb = (int64_t)(4.4 * 1048576);
+	kb = decide_components(&in, out, sizeof out);
+	assert_string_equal(out, "vision");
+	assert_int_equal(kb, 2048 * 1024);
+	/* 5 GiB short: vision, chatbots, ml_models (by priority), not the LLM. */
+	snap.mem_available_kb = (int64_t)(1.4 * 1048576);
+	decide_components(&in, out, sizeof out);
+	assert_string_equal(out, "vision,chatbots,ml_models");
+	/* Measured memory beats the configured size: a 6 GiB vision process is enough. */
+	snap.components[0] = (struct component_usage){.name = "vision", .rss_kb = 6 << 20};
+	snap.ncomponents = 1;
+	decide_components(&in, out, sizeof out);
+	assert_string_equal(out, "vision");
+	/* No snapshot: the default pair. */
+	in.snap = NULL;
+	decide_components(&in, out, sizeof out);
+	assert_string_equal(out, "vision,chatbots");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_create),
+	    cmocka_unit_test(test_each_rule),
+	    cmocka_unit_test(test_budget_shortens_the_run),
+	    cmocka_unit_test(test_confidence),
+	    cmocka_unit_test(test_components),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
