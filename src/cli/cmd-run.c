@@ -34,7 +34,7 @@ struct run {
 	struct config
 	    reloaded[2]; /* the live one and the one before (the daemon may still read it) */
 	int nreload;
-	uv_signal_t sig[4];
+	uv_signal_t sig[3];
 	int signals;
 	int status;
 };
@@ -42,7 +42,7 @@ struct run {
 static void
 close_signals(struct run *r)
 {
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 3; i++)
 		if (!uv_is_closing((uv_handle_t *)&r->sig[i]))
 			uv_close((uv_handle_t *)&r->sig[i], NULL);
 }
@@ -180,7 +180,7 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 	double scale = 1, speed = 0;
 	long long epoch = 0;
 	int lock;
-	const int sigs[4] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE};
+	const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
 
 	if (strcmp(provider, "gce") != 0 && strcmp(provider, "emulator") != 0)
 		return cmd_usage_error(e, "--provider '%s': expected gce or emulator", provider);
@@ -229,17 +229,19 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 	o.replay_speed = speed;
 	o.event_arg = &r;
 	o.on_started = on_started;
+	/* First: a signal during start-up waits for the loop, and the daemon, to take it. */
+	signal(SIGPIPE, SIG_IGN); /* a hook or a peer gone: an error, not death */
+	for (int i = 0; i < 3; i++) {
+		uv_signal_init(&r.loop, &r.sig[i]);
+		r.sig[i].data = &r;
+		uv_signal_start(&r.sig[i], on_signal, sigs[i]);
+	}
 	if (daemon_new(&r.loop, &o, &r.d, &cause) != 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
 		free(cause);
+		close_signals(&r);
 		r.status = EXIT_USAGE;
 		goto out;
-	}
-	for (int i = 0; i < 4; i++) {
-		uv_signal_init(&r.loop, &r.sig[i]);
-		r.sig[i].data = &r;
-		if (sigs[i] != SIGPIPE)
-			uv_signal_start(&r.sig[i], on_signal, sigs[i]);
 	}
 	log_info("spillway %s: running (provider %s, state %s)", SPILLWAY_VERSION, provider,
 	    ctx->cfg.state_dir);

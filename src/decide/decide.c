@@ -101,7 +101,8 @@ decide(const struct decide_input *in, struct decision *d)
 	snprintf(seen, sizeof seen,
 	    "pressure %s for %" PRId64 " s (some %.1f%%, full %.1f%%, "
 	    "MemAvailable %.1f%%)",
-	    pressure_level_name(in->level), (in->now - in->level_since) / 1000,
+	    pressure_level_name(in->level),
+	    in->now > in->level_since ? (in->now - in->level_since) / 1000 : 0,
 	    s != NULL ? s->some_pct : 0, s != NULL ? s->full_pct : 0,
 	    s != NULL ? s->available_pct : -1);
 	d->confidence = decide_confidence(in);

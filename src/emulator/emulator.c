@@ -502,6 +502,19 @@ admin_route(struct rq *rq, char **parts, size_t n)
 
 		oauth_expire_all(emu);
 		emu_reply_json(rq, 200, jx_pack("{s:i}", "expired", (int)count));
+	} else if (strcmp(what, "instances") == 0 && n == 3 && strcmp(method, "GET") == 0) {
+		json_t *out = json_array();
+
+		/* Every zone at once, free of faults and tokens: what a test checks against. */
+		for (size_t i = 0; i < emu->nzones; i++)
+			for (size_t j = 0; j < emu->zones[i].ninsts; j++) {
+				const struct inst *in = emu->zones[i].insts[j];
+
+				json_array_append_new(out,
+				    jx_pack("{s:s, s:s, s:s}", "name", in->name, "zone",
+				        emu->zones[i].name, "status", jx_str(in->res, "status")));
+			}
+		emu_reply_json(rq, 200, jx_pack("{s:o}", "instances", out));
 	} else if (strcmp(what, "stats") == 0 && strcmp(method, "GET") == 0) {
 		size_t insts = 0, ops = 0, guests = 0;
 

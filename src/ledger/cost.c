@@ -85,6 +85,8 @@ void
 budget_plan(const struct budget_ask *a, struct budget_plan *p)
 {
 	double affordable_s;
+	/* A lifetime shorter than the minimum run is the user's choice: it is the minimum then. */
+	int64_t min_run_s = a->min_run_s < a->max_run_s ? a->min_run_s : a->max_run_s;
 
 	memset(p, 0, sizeof *p);
 	p->left = a->budget - a->spent - a->committed;
@@ -96,13 +98,13 @@ budget_plan(const struct budget_ask *a, struct budget_plan *p)
 	affordable_s = p->left > 0 ? p->left / a->per_hour * 3600.0 : 0;
 	p->run_s = (int64_t)affordable_s < a->max_run_s ? (int64_t)affordable_s : a->max_run_s;
 	p->cost = cost_run(a->per_hour, 0, p->run_s * 1000, false, false);
-	if (p->run_s < a->min_run_s || p->cost > p->left + 1e-9) {
+	if (p->run_s < min_run_s || p->cost > p->left + 1e-9) {
 		snprintf(p->why, sizeof p->why,
 		    "budget: $%.2f left of $%.2f today (spent $%.2f, committed $%.2f); a VM at $%.4f/h "
 		    "needs $%.2f for its minimum run of %lld min",
 		    p->left > 0 ? p->left : 0, a->budget, a->spent, a->committed, a->per_hour,
-		    cost_run(a->per_hour, 0, a->min_run_s * 1000, false, false),
-		    (long long)(a->min_run_s / 60));
+		    cost_run(a->per_hour, 0, min_run_s * 1000, false, false),
+		    (long long)(min_run_s / 60));
 		p->ok = false;
 		return;
 	}

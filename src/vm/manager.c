@@ -137,7 +137,9 @@ set_state(struct mvm *v, enum vm_state to, const char *reason)
 		v->rec.ready_ms = e.t_ms;
 	if (to == VM_READY)
 		v->gone_said = false; /* its components move there: their return is to be said */
-	if (!vm_state_alive(to) && reason != NULL)
+	/* Why it ends is said when it starts to end (terminate), or here. */
+	if ((to == VM_TERMINATING || !vm_state_alive(to)) && reason != NULL &&
+	    v->rec.end_reason[0] == '\0')
 		snprintf(v->rec.end_reason, sizeof v->rec.end_reason, "%s", reason);
 	if (ledger_save(m->o.ledger, &v->rec, (int)from, reason, e.t_ms) != 0)
 		log_warnx("manager: %s: the ledger did not take %s -> %s", v->rec.name,
@@ -402,8 +404,9 @@ finish_termination(struct mvm *v)
 		end = stop;
 	close_cost(v, end, v->preempted);
 	set_state(v, v->preempted ? VM_PREEMPTED : v->end_state,
-	    v->rec.end_reason[0] ? v->rec.end_reason : "deleted");
-	cool_down(m, "a VM ended just now");
+	    v->preempted ? "preempted by Compute Engine" : "deleted");
+	if (!v->preempted) /* a preempted VM is replaced at once, elsewhere */
+		cool_down(m, "a VM ended just now");
 }
 
 /* --- creation --- */
@@ -817,6 +820,9 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 		v->preempted_ms = when > 0 ? when : now;
 		ledger_event(
 		    m->o.ledger, v->rec.name, "preempted", "Compute Engine preempted it", now);
+		/* Spot capacity is short there: a replacement goes elsewhere, now. */
+		skip_zone(m, v->rec.zone, "a VM was preempted there");
+		m->cooldown_until = 0;
 	}
 	if (inst != NULL) {
 		int64_t started = json_integer_value(json_object_get(inst, "started"));
@@ -885,10 +891,6 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 			v->end_state = VM_TERMINATED;
 		}
 		finish_termination(v);
-		if (v->preempted && m->level >= PRESSURE_HIGH) {
-			skip_zone(m, v->rec.zone, "a VM was preempted there");
-			m->cooldown_until = 0; /* replace it now */
-		}
 		break;
 	}
 	case VM_ORPHANED:

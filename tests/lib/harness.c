@@ -481,3 +481,94 @@ cmd_run_free(struct cmd_run *r)
 	free(r->out);
 	free(r->err);
 }
+
+/* --- the daemon --- */
+
+void
+dmn_init(struct dmn *d)
+{
+	memset(d, 0, sizeof *d);
+	snprintf(d->state, sizeof d->state, "/tmp/spillway-daemon-XXXXXX");
+	assert_non_null(mkdtemp(d->state));
+	snprintf(d->log, sizeof d->log, "%s/daemon.log", d->state);
+}
+
+void
+dmn_start(struct dmn *d, const struct emu *e, const char *const *args, const char *const *env)
+{
+	const char *wrapper = getenv("SPILLWAY_WRAPPER");
+	char **wrap = str_split(wrapper != NULL ? wrapper : "", ' ', NULL);
+	char *vars[8];
+	const char *argv[64];
+	int n = 0, fd;
+
+	vars[0] = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s", e->creds);
+	vars[1] = xasprintf("SPILLWAY_COMPUTE_ENDPOINT=%s/compute/v1/", e->url);
+	vars[2] = xasprintf("SPILLWAY_BILLING_ENDPOINT=%s/v1/", e->url);
+	vars[3] = xasprintf("SPILLWAY_STATE_DIR=%s", d->state);
+	vars[4] = xasprintf("SPILLWAY_SOCKET=%s/control.sock", d->state);
+	vars[5] = xasprintf("HOME=%s", d->state);
+	vars[6] = xasprintf("XDG_CONFIG_HOME=%s", d->state);
+	vars[7] = NULL;
+	for (char **p = wrap; *p != NULL && n < 16; p++)
+		argv[n++] = *p;
+	argv[n++] = bin();
+	argv[n++] = "run";
+	argv[n++] = "--foreground";
+	for (; args != NULL && *args != NULL && n < 62; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	d->pid = fork();
+	assert_true(d->pid >= 0);
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, STDERR_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		unsetenv("XDG_STATE_HOME");
+		unsetenv("CLOUDSDK_CONFIG");
+		setenv("GCP_PROJECT_ID", "spillway-emulator", 1);
+		for (int i = 0; vars[i] != NULL; i++)
+			putenv(vars[i]);
+		for (; env != NULL && *env != NULL; env++)
+			putenv((char *)*env);
+		execvp(argv[0], (char **)argv);
+		_exit(127);
+	}
+	close(fd);
+	for (int i = 0; vars[i] != NULL; i++)
+		free(vars[i]);
+	str_list_free(wrap);
+}
+
+int
+dmn_stop(struct dmn *d, int sig)
+{
+	int status;
+
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, sig);
+	if (waitpid(d->pid, &status, 0) != d->pid)
+		fail_msg("waitpid: %s", strerror(errno));
+	d->pid = 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void
+dmn_dump(const struct dmn *d)
+{
+	char *text = read_text(d->log);
+
+	fprintf(stderr, "--- %s ---\n%s--- end ---\n", d->log, text != NULL ? text : "(none)\n");
+	free(text);
+}
+
+void
+dmn_cleanup(struct dmn *d)
+{
+	if (d->pid > 0)
+		dmn_stop(d, SIGKILL);
+	remove_tree(d->state);
+}

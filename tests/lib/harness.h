@@ -79,6 +79,26 @@ void run_spillway(
     struct cmd_run *, const char *home, const char *const *args, const char *const *env);
 void cmd_run_free(struct cmd_run *);
 
+/*
+ * `spillway run --foreground` against an emulator: its credentials and
+ * endpoints, a state directory of its own (kept across restarts of the same
+ * struct), standard error in STATE/daemon.log. args and env are extra
+ * (NULL-terminated, may be NULL); env comes after the emulator's.
+ */
+struct dmn {
+	pid_t pid;
+	char state[256];
+	char log[300];
+};
+
+void dmn_init(struct dmn *);
+void dmn_start(struct dmn *, const struct emu *, const char *const *args, const char *const *env);
+/* Signal it and wait; returns its exit status (128 + signal if killed). */
+int dmn_stop(struct dmn *, int sig);
+/* Print its log to stderr (for a failing test) and remove its directory. */
+void dmn_dump(const struct dmn *);
+void dmn_cleanup(struct dmn *);
+
 char *read_text(const char *path);
 int64_t now_ms(void);
 void sleep_ms(int);

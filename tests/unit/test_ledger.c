@@ -127,6 +127,12 @@ test_budget_plan(void **state)
 	assert_false(p.ok);
 	assert_non_null(strstr(p.why, "budget: $0.01 left of $5.00"));
 	assert_non_null(strstr(p.why, "15 min"));
+	/* A lifetime shorter than the minimum run: the lifetime is the minimum. */
+	a = (struct budget_ask){5.0, 0, 0, 0.0595, 360, 15 * 60};
+	budget_plan(&a, &p);
+	assert_true(p.ok);
+	assert_int_equal(p.run_s, 360);
+	a.spent = 4.5;
 	/* Over budget already. */
 	a.spent = 6;
 	budget_plan(&a, &p);

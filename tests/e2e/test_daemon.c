@@ -1,0 +1,995 @@
+/*
+ * The daemon end to end: `spillway run` against `spillway emulator`, two
+ * processes sharing one fast clock (--time-scale, --clock-epoch), pressure
+ * from recorded or written traces. What is asserted is read from the two
+ * sources of truth the daemon does not control: the emulator (its instances
+ * and its request log) and the ledger file (opened by this process).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "ledger/ledger.h"
+#include "util/clock.h"
+#include "util/jx.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define SCALE   60
+#define WAIT_MS 90000 /* real time: generous, for sanitizers and valgrind */
+#define OWNER   "test-owner"
+#define ZONE_A  "us-central1-a"
+#define ZONE_B  "us-central1-b"
+
+struct world {
+	struct emu e;
+	struct dmn d;
+	struct clock clock;
+	char scale[16], epoch[32], trace[300];
+	struct ledger *ledger;
+};
+
+/* --- traces --- */
+
+/* high_s seconds of heavy stall (CRITICAL), then calm_s of none, a sample a second. */
+static void
+write_trace(const char *path, int high_s, int calm_s)
+{
+	FILE *f = fopen(path, "w");
+	int64_t t = 1700000000000, some = 0, full = 0;
+
+	assert_non_null(f);
+	fprintf(f, "# spillway pressure trace 1\n");
+	for (int i = 0; i <= high_s + calm_s; i++, t += 1000) {
+		bool high = i > 0 && i <= high_s;
+
+		some += high ? 600000 : 0;
+		full += high ? 400000 : 0;
+		fprintf(f,
+		    "t=%lld ev=%d some=%lld full=%lld sa10=%.2f sa60=%.2f fa10=%.2f fa60=%.2f "
+		    "mt=16000000 ma=8000000 st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
+		    (long long)t, i == 1, (long long)some, (long long)full, high ? 60.0 : 0,
+		    high ? 60.0 : 0, high ? 40.0 : 0, high ? 40.0 : 0);
+	}
+	fclose(f);
+}
+
+static void
+recorded_trace(struct world *w, const char *name)
+{
+	snprintf(w->trace, sizeof w->trace, "%s/tests/data/%s", getenv("SPILLWAY_SOURCE"), name);
+}
+
+/* --- the world: an emulator, a daemon, the ledger --- */
+
+static void
+world_emulator(struct world *w, const char *const *extra)
+{
+	const char *args[32] = {"--time-scale", w->scale, "--clock-epoch", w->epoch, "--boot-ms",
+	    "20000", "--guest-boot-ms", "20000"};
+	int n = 8;
+
+	for (; extra != NULL && *extra != NULL; extra++)
+		args[n++] = *extra;
+	args[n] = NULL;
+	emu_start(&w->e, args);
+}
+
+static void
+world_init(struct world *w, int scale, const char *const *emu_args)
+{
+	char *cause = NULL;
+
+	memset(w, 0, sizeof *w);
+	snprintf(w->scale, sizeof w->scale, "%d", scale);
+	snprintf(w->epoch, sizeof w->epoch, "%lld", (long long)(realtime_ns() / NS_PER_S));
+	clock_scaled(&w->clock, scale, (int64_t)atoll(w->epoch) * NS_PER_S);
+	world_emulator(w, emu_args);
+	dmn_init(&w->d);
+	snprintf(w->trace, sizeof w->trace, "%s/pressure.trace", w->d.state);
+	if (ledger_open(w->d.state, &w->ledger, &cause) != 0)
+		fail_msg("%s", cause);
+}
+
+static const char *base_env[] = {"SPILLWAY_OWNER=" OWNER, "GCP_VM_IDLE_TIMEOUT_MINUTES=5",
+    "SPILLWAY_FALLBACK_ZONES=" ZONE_B ",us-central1-c", NULL};
+
+/* Start (or restart) the daemon with the base environment, then env, then args. */
+static void
+world_run(struct world *w, const char *const *args, const char *const *env)
+{
+	const char *all_args[16] = {
+	    "--time-scale", w->scale, "--clock-epoch", w->epoch, "--replay", w->trace};
+	const char *all_env[32];
+	int n = 6, k = 0;
+
+	for (; args != NULL && *args != NULL; args++)
+		all_args[n++] = *args;
+	all_args[n] = NULL;
+	for (const char *const *p = base_env; *p != NULL; p++)
+		all_env[k++] = *p;
+	for (; env != NULL && *env != NULL; env++)
+		all_env[k++] = *env;
+	all_env[k] = NULL;
+	dmn_start(&w->d, &w->e, all_args, all_env);
+}
+
+static void
+world_end(struct world *w)
+{
+	if (w->d.pid > 0)
+		assert_int_equal(dmn_stop(&w->d, SIGTERM), 0);
+	ledger_close(w->ledger);
+	dmn_cleanup(&w->d);
+	emu_stop(&w->e);
+}
+
+static int64_t
+vnow(const struct world *w)
+{
+	return clock_now_ms(&w->clock);
+}
+
+/* --- what the ledger says --- */
+
+static size_t
+vms(struct world *w, struct vm_record **list)
+{
+	static const enum vm_state all[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
+	    VM_READY, VM_UNHEALTHY, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED,
+	    VM_ORPHANED};
+	size_t n = 0;
+
+	assert_int_equal(ledger_list(w->ledger, all, VM_STATES, list, &n), 0);
+	return n;
+}
+
+/* Wait until the ledger has a VM in this state (the index-th such, oldest first). */
+static struct vm_record
+wait_state(struct world *w, enum vm_state state, int index)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		struct vm_record *list, found;
+		size_t n = vms(w, &list);
+		int seen = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (list[i].state == state && seen++ == index) {
+				found = list[i];
+				free(list);
+				return found;
+			}
+		}
+		free(list);
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("no VM reached %s in %d s", vm_state_name(state), WAIT_MS / 1000);
+		}
+		sleep_ms(20);
+	}
+}
+
+/* Wait for a VM by name to be in this state. */
+static struct vm_record
+wait_vm(struct world *w, const char *name, enum vm_state state)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	struct vm_record v;
+
+	for (;;) {
+		if (ledger_get(w->ledger, name, &v) == 0 && v.state == state)
+			return v;
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("%s did not reach %s (it is %s)", name, vm_state_name(state),
+			    vm_state_name(v.state));
+		}
+		sleep_ms(20);
+	}
+}
+
+/* Wait for an event whose detail contains text; returns it. */
+static struct ledger_event
+wait_event(struct world *w, const char *kind, const char *text)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		struct ledger_event *ev, found;
+		size_t n;
+
+		assert_int_equal(ledger_events(w->ledger, NULL, 1000, &ev, &n), 0);
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(ev[i].kind, kind) == 0 && strstr(ev[i].detail, text) != NULL) {
+				found = ev[i];
+				free(ev);
+				return found;
+			}
+		}
+		free(ev);
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("no '%s' event with '%s' in %d s", kind, text, WAIT_MS / 1000);
+		}
+		sleep_ms(20);
+	}
+}
+
+/* --- what the emulator says --- */
+
+/* Instances of every zone, from the admin API (free of faults and tokens). */
+static json_t *
+instances(struct world *w)
+{
+	char *url = xasprintf("%s/emulator/v1/instances", w->e.url);
+	struct resp r;
+	json_t *all;
+
+	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	all = json_incref(json_object_get(r.json, "instances"));
+	resp_free(&r);
+	free(url);
+	return all;
+}
+
+static json_t *
+instance(struct world *w, const struct vm_record *v)
+{
+	char *tail = xasprintf("instances/%s", v->name), *url = compute_url(&w->e, v->zone, tail);
+	json_t *j = api(&w->e, "GET", url, NULL, 200);
+
+	free(tail);
+	free(url);
+	return j;
+}
+
+/* The emulator's request log: inserts (POST .../instances) and their requestIds. */
+struct insert {
+	char name[64];
+	char request_id[64];
+	long status;
+};
+
+static size_t
+inserts(struct world *w, struct insert *out, size_t max)
+{
+	char *text = read_text(w->e.log), *line, *next;
+	size_t n = 0;
+
+	for (line = text; line != NULL && *line != '\0' && n < max; line = next) {
+		json_t *j, *body;
+		const char *q, *path;
+
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((j = json_loads(line, 0, NULL)) == NULL)
+			continue;
+		path = jx_str(j, "path");
+		q = jx_str(j, "query");
+		if (strcmp(jx_str(j, "method"), "POST") == 0 && path != NULL && strlen(path) > 10 &&
+		    strcmp(path + strlen(path) - 10, "/instances") == 0) {
+			body = json_loads(jx_str(j, "body"), 0, NULL);
+			snprintf(out[n].name, sizeof out[n].name, "%s", jx_str(body, "name"));
+			q = q != NULL ? strstr(q, "requestId=") : NULL;
+			snprintf(
+			    out[n].request_id, sizeof out[n].request_id, "%s", q ? q + 10 : "");
+			out[n].status = (long)json_integer_value(json_object_get(j, "status"));
+			n++;
+			json_decref(body);
+		}
+		json_decref(j);
+	}
+	free(text);
+	return n;
+}
+
+/* When the emulator was asked to delete name (virtual ms), or 0. */
+static int64_t
+deleted_at(struct world *w, const char *name)
+{
+	char *text = read_text(w->e.log), *line, *next, *suffix = xasprintf("/instances/%s", name);
+	int64_t at = 0;
+
+	for (line = text; line != NULL && *line != '\0' && at == 0; line = next) {
+		json_t *j;
+		const char *path;
+
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((j = json_loads(line, 0, NULL)) == NULL)
+			continue;
+		path = jx_str(j, "path");
+		if (strcmp(jx_str(j, "method"), "DELETE") == 0 && path != NULL &&
+		    strlen(path) >= strlen(suffix) &&
+		    strcmp(path + strlen(path) - strlen(suffix), suffix) == 0)
+			time_parse_rfc3339(jx_str(j, "time"), &at);
+		json_decref(j);
+	}
+	free(suffix);
+	free(text);
+	return at;
+}
+
+/* Requests in the emulator's log from this server with this method and path ending. */
+static size_t
+log_count(struct world *w, const char *server, const char *method, const char *suffix)
+{
+	char *text = read_text(w->e.log), *line, *next;
+	size_t n = 0, sl = strlen(suffix);
+
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		json_t *j;
+		const char *path;
+
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((j = json_loads(line, 0, NULL)) == NULL)
+			continue;
+		path = jx_str(j, "path");
+		n += strcmp(jx_str(j, "server"), server) == 0 &&
+		    strcmp(jx_str(j, "method"), method) == 0 && path != NULL &&
+		    strlen(path) >= sl && strcmp(path + strlen(path) - sl, suffix) == 0;
+		json_decref(j);
+	}
+	free(text);
+	return n;
+}
+
+static const char *
+label(const json_t *inst, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(inst, "labels"), key));
+}
+
+static const char *
+metadata(const json_t *inst, const char *key)
+{
+	size_t i;
+	json_t *it;
+
+	json_array_foreach (jx_get(inst, "metadata.items"), i, it)
+		if (strcmp(jx_str(it, "key"), key) == 0)
+			return jx_str(it, "value");
+	return NULL;
+}
+
+/* --- the tests --- */
+
+/*
+ * A recorded sustained episode: exactly one VM, as described; idle after the
+ * pressure falls, deleted, billed to the cent for the seconds it ran.
+ */
+static void
+test_sustained_one_vm(void **state)
+{
+	struct world w;
+	struct vm_record v, *list;
+	struct insert ins[16];
+	json_t *inst, *all;
+	int64_t started, deleted;
+	double expect;
+
+	world_init(&w, SCALE, NULL);
+	recorded_trace(&w, "pressure-sustained.trace");
+	world_run(&w, NULL, NULL);
+	v = wait_state(&w, VM_READY, 0);
+	inst = instance(&w, &v);
+	expect_schema("Instance", inst);
+	assert_string_equal(label(inst, "managed-by"), "spillway");
+	assert_string_equal(label(inst, "spillway-owner"), OWNER);
+	assert_string_equal(jx_str(inst, "scheduling.provisioningModel"), "SPOT");
+	assert_string_equal(jx_str(inst, "scheduling.instanceTerminationAction"), "DELETE");
+	assert_string_equal(jx_str(inst, "scheduling.maxRunDuration.seconds"), "10800");
+	assert_int_equal(v.planned_run_s, 10800);
+	assert_string_equal(metadata(inst, "spillway-components"), "vision,chatbots");
+	assert_string_equal(metadata(inst, "spillway-vm"), v.name);
+	assert_non_null(strstr(jx_str(inst, "machineType"), "/machineTypes/e2-highmem-4"));
+	assert_true(fabs(v.per_hour - 0.0595) < 0.0005);
+	assert_non_null(strstr(v.reason, "pressure CRITICAL"));
+	assert_true(v.confidence >= 0.6);
+	time_parse_rfc3339(jx_str(inst, "lastStartTimestamp"), &started);
+	json_decref(inst);
+	/* Idle: the pressure fell, the backend saw nothing for 5 min. */
+	v = wait_vm(&w, v.name, VM_TERMINATED);
+	assert_non_null(strstr(v.end_reason, "idle"));
+	/* Billed: the emulator's start to the delete request, per second, to the cent. */
+	deleted = deleted_at(&w, v.name);
+	assert_true(deleted > started);
+	expect = v.per_hour * (double)(deleted - started) / 3600000.0;
+	if (fabs(v.cost - expect) >= 0.005)
+		fail_msg("cost $%.6f, expected $%.6f", v.cost, expect);
+	/* Exactly one VM, one insert. */
+	assert_int_equal(vms(&w, &list), 1);
+	free(list);
+	assert_int_equal(inserts(&w, ins, 16), 1);
+	assert_string_equal(ins[0].request_id, v.request_id);
+	all = instances(&w);
+	assert_int_equal(json_array_size(all), 0);
+	json_decref(all);
+	world_end(&w);
+}
+
+/* A recorded 3 s spike: the level never reaches HIGH; no VM, no insert. */
+static void
+test_spike_no_vm(void **state)
+{
+	const char *env[] = {"SPILLWAY_PRESSURE_DWELL_S=5", NULL};
+	struct world w;
+	struct vm_record *list;
+	struct insert ins[4];
+
+	world_init(&w, SCALE, NULL);
+	recorded_trace(&w, "pressure-spike.trace");
+	world_run(&w, NULL, env); /* calm for 5 s is NORMAL again, inside the trace */
+	wait_event(&w, "pressure", "ELEVATED");
+	wait_event(&w, "pressure", "NORMAL");
+	assert_int_equal(vms(&w, &list), 0);
+	free(list);
+	assert_int_equal(inserts(&w, ins, 4), 0);
+	world_end(&w);
+}
+
+/* A closed run of cost today, as if an earlier VM had spent it. */
+static void
+spend(struct world *w, double amount)
+{
+	struct reserve_rules rules = {1000, 100, 3600, 60};
+	struct vm_record v;
+	struct budget_plan plan;
+	char why[256];
+	double total;
+	int64_t now = vnow(w),
+	        start = now - 3600000 > cost_day_start(now) ? now - 3600000 : cost_day_start(now);
+
+	memset(&v, 0, sizeof v);
+	snprintf(v.name, sizeof v.name, "spillway-earlier");
+	snprintf(v.zone, sizeof v.zone, ZONE_A);
+	snprintf(v.request_id, sizeof v.request_id, "11111111-1111-4111-8111-111111111111");
+	snprintf(v.machine_type, sizeof v.machine_type, "e2-highmem-4");
+	v.spot = true;
+	v.per_hour = amount * 3600000.0 / (double)(now - start);
+	assert_int_equal(ledger_reserve(w->ledger, &v, &rules, start, &plan, why, sizeof why), 0);
+	assert_int_equal(
+	    ledger_close_cost(w->ledger, v.name, v.per_hour, start, now, true, false, &total), 0);
+	v.state = VM_TERMINATED;
+	v.started_ms = start;
+	v.ended_ms = now;
+	assert_int_equal(ledger_save(w->ledger, &v, VM_REQUESTED, "earlier", now), 0);
+	assert_true(fabs(ledger_spent(w->ledger, now) - amount) < 1e-6);
+}
+
+/* $0.05 of $5 left: a VM whose maxRunDuration is what $0.05 buys. */
+static void
+test_budget_shortens_run(void **state)
+{
+	struct world w;
+	struct vm_record v;
+	json_t *inst;
+	int64_t run;
+	char want[32];
+
+	world_init(&w, SCALE, NULL);
+	spend(&w, 4.95);
+	recorded_trace(&w, "pressure-sustained.trace");
+	world_run(&w, NULL, NULL);
+	v = wait_state(&w, VM_BOOTING, 0);
+	run = (int64_t)(0.05 / v.per_hour * 3600);
+	assert_true(llabs(v.planned_run_s - run) <= 1);
+	assert_true(v.planned_run_s < 3600);
+	inst = instance(&w, &v);
+	snprintf(want, sizeof want, "%lld", (long long)v.planned_run_s);
+	assert_string_equal(jx_str(inst, "scheduling.maxRunDuration.seconds"), want);
+	json_decref(inst);
+	world_end(&w);
+}
+
+/* $0.01 left: less than the minimum useful run; refused with the numbers, nothing sent. */
+static void
+test_budget_refused(void **state)
+{
+	struct world w;
+	struct ledger_event e;
+	struct insert ins[4];
+
+	world_init(&w, SCALE, NULL);
+	spend(&w, 4.99);
+	recorded_trace(&w, "pressure-sustained.trace");
+	world_run(&w, NULL, NULL);
+	e = wait_event(&w, "refusal", "budget: $0.01 left of $5.00 today (spent $4.99");
+	assert_non_null(strstr(e.detail, "minimum run of 15 min"));
+	wait_event(&w, "pressure", "NORMAL");
+	assert_int_equal(inserts(&w, ins, 4), 0);
+	world_end(&w);
+}
+
+/*
+ * An intent left in flight by an earlier run (the ledger says CREATING, the
+ * insert never arrived) and GCP_VM_MAX_CONCURRENT=1: the daemon re-sends that
+ * insert with its requestId and creates nothing else while it is in flight or
+ * alive.
+ */
+static void
+test_concurrency_counts_in_flight(void **state)
+{
+	const char *boot[] = {"--boot-ms", "240000", NULL}; /* 4 min in flight */
+	const char *env[] = {"GCP_VM_MAX_CONCURRENT=1", "SPILLWAY_COOLDOWN_MINUTES=0", NULL};
+	struct reserve_rules rules = {5, 1, 3600, 60};
+	struct world w;
+	struct vm_record v, got;
+	struct budget_plan plan;
+	struct insert ins[16];
+	char why[256];
+	size_t n;
+
+	world_init(&w, SCALE, boot);
+	memset(&v, 0, sizeof v);
+	snprintf(v.name, sizeof v.name, "spillway-left-in-flight");
+	snprintf(v.zone, sizeof v.zone, ZONE_A);
+	snprintf(v.request_id, sizeof v.request_id, "22222222-2222-4222-8222-222222222222");
+	snprintf(v.machine_type, sizeof v.machine_type, "e2-highmem-4");
+	snprintf(v.components, sizeof v.components, "vision");
+	v.spot = true;
+	v.per_hour = 0.0595;
+	assert_int_equal(ledger_reserve(w.ledger, &v, &rules, vnow(&w), &plan, why, sizeof why), 0);
+	v.state = VM_CREATING;
+	assert_int_equal(
+	    ledger_save(w.ledger, &v, VM_REQUESTED, "sending the insert", vnow(&w)), 0);
+	write_trace(w.trace, 1200, 0);
+	world_run(&w, NULL, env);
+	wait_event(&w, "refusal", "in flight: 1 VM is already being created or booting");
+	got = wait_vm(&w, v.name, VM_READY);
+	assert_string_equal(got.request_id, v.request_id);
+	wait_event(&w, "refusal", "concurrency: max concurrent 1 reached (1 alive)");
+	n = inserts(&w, ins, 16);
+	assert_true(n >= 1);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(ins[i].name, v.name);
+		assert_string_equal(ins[i].request_id, v.request_id);
+	}
+	world_end(&w);
+}
+
+/* No capacity in the first zone: the VM is created in the second. */
+static void
+test_stockout_next_zone(void **state)
+{
+	const char *faults[] = {"--faults", "stockout=" ZONE_A, NULL};
+	struct world w;
+	struct vm_record v;
+
+	world_init(&w, SCALE, faults);
+	recorded_trace(&w, "pressure-sustained.trace");
+	world_run(&w, NULL, NULL);
+	v = wait_state(&w, VM_READY, 0);
+	assert_string_equal(v.zone, ZONE_B);
+	assert_int_equal(v.zones_tried, 2);
+	wait_event(&w, "stockout", "zone " ZONE_A " has no capacity; trying " ZONE_B);
+	world_end(&w);
+}
+
+/* Quota: FAILED with Google's message, and a backoff. */
+static void
+test_quota_fails_and_backs_off(void **state)
+{
+	const char *faults[] = {"--faults", "quota-cpus=2", NULL};
+	struct world w;
+	struct vm_record v, *list;
+	struct ledger_event e;
+
+	world_init(&w, SCALE, faults);
+	write_trace(w.trace, 1200, 0);
+	world_run(&w, NULL, NULL);
+	v = wait_state(&w, VM_FAILED, 0);
+	assert_non_null(strstr(v.end_reason, "QUOTA_EXCEEDED"));
+	e = wait_event(&w, "backoff", "QUOTA_EXCEEDED");
+	assert_string_equal(e.vm, v.name);
+	/* Under pressure still: refused by the backoff, 5 min (at most) from the failure. */
+	e = wait_event(&w, "refusal", "backoff:");
+	assert_non_null(strstr(e.detail, v.name));
+	assert_int_equal(vms(&w, &list), 1);
+	free(list);
+	world_end(&w);
+}
+
+/* Preempted within its first minute: nothing billed, a replacement in another zone. */
+static void
+test_preemption_replaced(void **state)
+{
+	const char *env[] = {"SPILLWAY_COOLDOWN_MINUTES=0", NULL};
+	struct world w;
+	struct vm_record v, gone, next;
+	char *tail, *url;
+	json_t *r;
+
+	world_init(&w, 10, NULL); /* a slower clock: the preemption lands inside the minute */
+	write_trace(w.trace, 1200, 0);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_BOOTING, 0);
+	tail = xasprintf(
+	    "emulator/v1/projects/spillway-emulator/zones/%s/instances/%s/preempt", v.zone, v.name);
+	url = xasprintf("%s/%s", w.e.url, tail);
+	r = api(&w.e, "POST", url, "{}", 200);
+	json_decref(r);
+	free(url);
+	free(tail);
+	gone = wait_vm(&w, v.name, VM_PREEMPTED);
+	if (gone.ended_ms - gone.started_ms < 60000)
+		assert_true(gone.cost == 0);
+	else
+		assert_true(fabs(gone.cost -
+		                gone.per_hour * (double)(gone.ended_ms - gone.started_ms) /
+		                    3600000.0) < 1e-9);
+	next = wait_state(&w, VM_BOOTING, 0);
+	assert_string_not_equal(next.name, v.name);
+	assert_string_not_equal(next.zone, v.zone);
+	world_end(&w);
+}
+
+/* The planned run is over: deleted, though busy and under pressure. */
+static void
+test_lifetime(void **state)
+{
+	const char *env[] = {
+	    "GCP_VM_MAX_LIFETIME_HOURS=0.1", "GCP_VM_IDLE_TIMEOUT_MINUTES=600", NULL};
+	struct world w;
+	struct vm_record v;
+	json_t *inst;
+
+	world_init(&w, SCALE, NULL);
+	write_trace(w.trace, 1800, 0);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_READY, 0);
+	assert_int_equal(v.planned_run_s, 360);
+	inst = instance(&w, &v);
+	assert_string_equal(jx_str(inst, "scheduling.maxRunDuration.seconds"), "360");
+	json_decref(inst);
+	v = wait_vm(&w, v.name, VM_TERMINATED);
+	assert_non_null(strstr(v.end_reason, "lifetime"));
+	world_end(&w);
+}
+
+/* The backend dies: UNHEALTHY, then replaced while the pressure holds. */
+static void
+test_unhealthy_replaced(void **state)
+{
+	const char *faults[] = {"--faults", "guest-die=1@30", NULL};
+	const char *env[] = {"SPILLWAY_UNHEALTHY_MINUTES=1", "SPILLWAY_COOLDOWN_MINUTES=0",
+	    "GCP_VM_IDLE_TIMEOUT_MINUTES=600", NULL};
+	struct world w;
+	struct vm_record v, next;
+
+	world_init(&w, SCALE, faults);
+	write_trace(w.trace, 1800, 0);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_READY, 0);
+	wait_vm(&w, v.name, VM_UNHEALTHY);
+	v = wait_vm(&w, v.name, VM_TERMINATED);
+	assert_non_null(strstr(v.end_reason, "unhealthy"));
+	next = wait_state(&w, VM_BOOTING, 0);
+	assert_string_not_equal(next.name, v.name);
+	world_end(&w);
+}
+
+/* SIGTERM: every VM deleted before the daemon exits 0. */
+static void
+test_sigterm_deletes_all(void **state)
+{
+	const char *env[] = {"GCP_VM_IDLE_TIMEOUT_MINUTES=600", NULL};
+	struct world w;
+	struct vm_record v;
+	json_t *all;
+
+	world_init(&w, SCALE, NULL);
+	write_trace(w.trace, 1800, 0);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_READY, 0);
+	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
+	assert_int_equal(ledger_get(w.ledger, v.name, &v), 0);
+	assert_int_equal(v.state, VM_TERMINATED);
+	assert_non_null(strstr(v.end_reason, "shutdown"));
+	all = instances(&w);
+	assert_int_equal(json_array_size(all), 0);
+	json_decref(all);
+	world_end(&w);
+}
+
+/* --keep leaves the VM; the next start takes it over, READY, without a new insert. */
+static void
+test_keep_then_adopt(void **state)
+{
+	const char *keep[] = {"--keep", NULL};
+	const char *env[] = {"GCP_VM_IDLE_TIMEOUT_MINUTES=600", NULL};
+	struct world w;
+	struct vm_record v, after;
+	struct insert ins[8];
+	json_t *inst, *all;
+
+	world_init(&w, SCALE, NULL);
+	recorded_trace(&w, "pressure-sustained.trace");
+	world_run(&w, keep, env);
+	v = wait_state(&w, VM_READY, 0);
+	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
+	inst = instance(&w, &v);
+	assert_string_equal(jx_str(inst, "status"), "RUNNING");
+	json_decref(inst);
+	snprintf(w.trace, sizeof w.trace, "%s/calm.trace", w.d.state);
+	write_trace(w.trace, 0, 60);
+	world_run(&w, NULL, env);
+	/* The new daemon's first pass checks the VM's health: a new /health on its guest. */
+	{
+		int64_t deadline = now_ms() + WAIT_MS;
+		size_t before = log_count(&w, "guest", "GET", "/health");
+
+		while (log_count(&w, "guest", "GET", "/health") == before) {
+			if (now_ms() > deadline) {
+				dmn_dump(&w.d);
+				fail_msg("the restarted daemon never checked %s", v.name);
+			}
+			sleep_ms(20);
+		}
+		assert_int_equal(ledger_get(w.ledger, v.name, &after), 0);
+	}
+	assert_int_equal(after.state, VM_READY);
+	assert_int_equal(inserts(&w, ins, 8), 1);
+	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
+	all = instances(&w);
+	assert_int_equal(json_array_size(all), 0);
+	json_decref(all);
+	world_end(&w);
+}
+
+/* Our label, unknown to the ledger: ORPHANED, deleted after the grace; others' left alone. */
+static void
+test_orphan_deleted(void **state)
+{
+	const char *env[] = {"SPILLWAY_ORPHAN_GRACE_MINUTES=2", NULL};
+	struct world w;
+	struct vm_record v;
+	json_t *body, *r, *all;
+	char *url;
+
+	world_init(&w, SCALE, NULL);
+	url = compute_url(&w.e, ZONE_A, "instances");
+	for (int i = 0; i < 2; i++) {
+		char *text;
+
+		body = instance_body(ZONE_A, i == 0 ? "spillway-stray" : "someone-elses",
+		    "e2-highmem-4", true, "spillway-owner", i == 0 ? OWNER : "other");
+		text = json_dumps(body, 0);
+		r = api(&w.e, "POST", url, text, 200);
+		json_decref(r);
+		json_decref(body);
+		free(text);
+	}
+	free(url);
+	write_trace(w.trace, 0, 60);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_ORPHANED, 0);
+	assert_string_equal(v.name, "spillway-stray");
+	v = wait_vm(&w, "spillway-stray", VM_TERMINATED);
+	assert_non_null(strstr(v.end_reason, "orphan"));
+	assert_true(v.state_ms - v.requested_ms >= 2 * 60000);
+	all = instances(&w);
+	assert_int_equal(json_array_size(all), 1);
+	assert_string_equal(jx_str(json_array_get(all, 0), "name"), "someone-elses");
+	json_decref(all);
+	world_end(&w);
+}
+
+/* --- kill -9 --- */
+
+/* The ledger's VMs are settled: nothing in flight or being deleted. */
+static bool
+settled(struct world *w, char *alive, size_t size)
+{
+	struct vm_record *list;
+	size_t n = vms(w, &list), used = 0;
+	bool ok = true;
+
+	alive[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		enum vm_state s = list[i].state;
+
+		if (s == VM_REQUESTED || s == VM_CREATING || s == VM_PROVISIONING ||
+		    s == VM_TERMINATING)
+			ok = false;
+		if (vm_state_alive(s))
+			used += (size_t)snprintf(alive + used, size - used, "%s ", list[i].name);
+	}
+	free(list);
+	return ok;
+}
+
+/* The emulator's instances as "name name ...", in the order the ledger lists them. */
+static void
+cloud_names(struct world *w, const char *ledger_order, char *out, size_t size)
+{
+	json_t *all = instances(w);
+	char *copy = xstrdup(ledger_order), *save = NULL, *name;
+	size_t used = 0, found = 0;
+
+	out[0] = '\0';
+	for (name = strtok_r(copy, " ", &save); name != NULL; name = strtok_r(NULL, " ", &save)) {
+		size_t i;
+		json_t *it;
+
+		json_array_foreach (all, i, it) {
+			if (strcmp(jx_str(it, "name"), name) == 0) {
+				used += (size_t)snprintf(out + used, size - used, "%s ", name);
+				found++;
+			}
+		}
+	}
+	if (found != json_array_size(all)) { /* an instance the ledger does not have alive */
+		size_t i;
+		json_t *it;
+
+		json_array_foreach (all, i, it)
+			if (strstr(ledger_order, jx_str(it, "name")) == NULL)
+				used += (size_t)snprintf(
+				    out + used, size - used, "+%s ", jx_str(it, "name"));
+	}
+	json_decref(all);
+	free(copy);
+}
+
+/* Wait until the daemon's log says it started for the n-th time. */
+static void
+wait_started(struct world *w, int n)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		char *log = read_text(w->d.log);
+		int seen = 0;
+
+		for (const char *p = log; p != NULL && (p = strstr(p, "owner " OWNER)) != NULL; p++)
+			seen++;
+		free(log);
+		if (seen >= n)
+			return;
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("the daemon did not start a %d-th time", n);
+		}
+		sleep_ms(5);
+	}
+}
+
+/* After a restart: the emulator's instances are the ledger's alive VMs, once it settles. */
+static void
+expect_consistent(struct world *w, int run)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	char alive[8192], again[8192], cloud[8192];
+
+	for (;;) {
+		if (settled(w, alive, sizeof alive)) {
+			cloud_names(w, alive, cloud, sizeof cloud);
+			if (settled(w, again, sizeof again) && strcmp(alive, again) == 0 &&
+			    strcmp(alive, cloud) == 0)
+				return;
+		}
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("run %d: the ledger has alive '%s', the emulator '%s'", run, alive,
+			    cloud);
+		}
+		sleep_ms(10);
+	}
+}
+
+/*
+ * The daemon killed with SIGKILL at random points while it creates and deletes
+ * VMs as fast as the rules allow, RUNS times (SPILLWAY_CRASH_RUNS, 50 by
+ * default), with a restart after each kill. After each restart the emulator's
+ * instances are the ledger's alive VMs; every insert the emulator ever saw
+ * named a VM of the ledger and carried that VM's one requestId (so none was
+ * created twice); at the end SIGTERM leaves nothing running.
+ */
+static void
+test_kill9_loop(void **state)
+{
+	const char *emu_args[] = {"--faults", "error503=0.05,latency=0-15", NULL};
+	const char *busy[] = {"GCP_VM_MAX_CONCURRENT=2", "SPILLWAY_COOLDOWN_MINUTES=0",
+	    "GCP_VM_IDLE_TIMEOUT_MINUTES=1", "GCP_VM_MAX_LIFETIME_HOURS=0.2",
+	    "SPILLWAY_MIN_RUN_MINUTES=1", "SPILLWAY_RETRY_BASE_MS=5", "SPILLWAY_RETRY_CAP_MS=50",
+	    NULL};
+	const char *quiet[] = {"GCP_VM_ENABLED=false", "GCP_VM_MAX_CONCURRENT=2",
+	    "GCP_VM_IDLE_TIMEOUT_MINUTES=600", "SPILLWAY_RETRY_BASE_MS=5",
+	    "SPILLWAY_RETRY_CAP_MS=50", NULL};
+	const char *env_runs = getenv("SPILLWAY_CRASH_RUNS");
+	int runs = env_runs != NULL ? atoi(env_runs) : 50;
+	unsigned seed = (unsigned)(realtime_ns() / 1000);
+	struct world w;
+	struct vm_record *list;
+	struct insert *ins = xcalloc(4096, sizeof *ins);
+	char calm[300];
+	size_t n, nvm;
+	json_t *all;
+
+	printf("kill -9 loop: %d runs, seed %u\n", runs, seed);
+	srand(seed);
+	world_init(&w, 600, emu_args);
+	write_trace(w.trace, 36000, 0);
+	snprintf(calm, sizeof calm, "%s/calm.trace", w.d.state);
+	write_trace(calm, 0, 600);
+	for (int run = 0; run < (runs > 0 ? runs : 50); run++) {
+		const char *calm_args[] = {"--replay", calm, NULL};
+
+		world_run(&w, NULL, busy);
+		/* Killed once it runs (start-up is slow under sanitizers), at a random moment. */
+		wait_started(&w, 2 * run + 1);
+		sleep_ms(rand() % 500);
+		assert_int_equal(dmn_stop(&w.d, SIGKILL), 128 + SIGKILL);
+		/* Restarted: it must finish or undo what the killed one left. */
+		world_run(&w, calm_args, quiet);
+		wait_started(&w, 2 * run + 2);
+		expect_consistent(&w, run);
+		assert_int_equal(dmn_stop(&w.d, SIGKILL), 128 + SIGKILL);
+	}
+	/* Every insert named a VM of the ledger, with that VM's one requestId. */
+	n = inserts(&w, ins, 4096);
+	nvm = vms(&w, &list);
+	assert_true(n > 0);
+	for (size_t i = 0; i < n; i++) {
+		struct vm_record v;
+
+		if (ledger_get(w.ledger, ins[i].name, &v) != 0)
+			fail_msg("insert of %s, unknown to the ledger", ins[i].name);
+		if (strcmp(ins[i].request_id, v.request_id) != 0)
+			fail_msg("%s inserted with requestId %s, the ledger has %s", v.name,
+			    ins[i].request_id, v.request_id);
+	}
+	printf("kill -9 loop: %zu inserts for %zu VMs\n", n, nvm);
+	free(list);
+	free(ins);
+	/* The last start, then SIGTERM: nothing left running. */
+	world_run(&w, NULL, busy);
+	wait_state(&w, VM_READY, 0);
+	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
+	all = instances(&w);
+	assert_int_equal(json_array_size(all), 0);
+	json_decref(all);
+	world_end(&w);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_sustained_one_vm),
+	    cmocka_unit_test(test_spike_no_vm),
+	    cmocka_unit_test(test_budget_shortens_run),
+	    cmocka_unit_test(test_budget_refused),
+	    cmocka_unit_test(test_concurrency_counts_in_flight),
+	    cmocka_unit_test(test_stockout_next_zone),
+	    cmocka_unit_test(test_quota_fails_and_backs_off),
+	    cmocka_unit_test(test_preemption_replaced),
+	    cmocka_unit_test(test_lifetime),
+	    cmocka_unit_test(test_unhealthy_replaced),
+	    cmocka_unit_test(test_sigterm_deletes_all),
+	    cmocka_unit_test(test_keep_then_adopt),
+	    cmocka_unit_test(test_orphan_deleted),
+	    cmocka_unit_test(test_kill9_loop),
+	};
+
+	jx_init();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
