@@ -59,6 +59,14 @@ struct decision {
 	double left; /* budget left after this VM */
 };
 
+/* A rule holding creation back for a while, as status shows it. */
+struct backoff {
+	char rule[16]; /* "quota", "failure", "stockout", "cooldown" */
+	char zone[64]; /* stockout: the zone skipped */
+	int64_t until_ms;
+	char why[512];
+};
+
 double decide_confidence(const struct decide_input *);
 /* Fills out with comma-separated names; returns how much memory they stand for, in kB. */
 int64_t decide_components(const struct decide_input *, char *out, size_t size);

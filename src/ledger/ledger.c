@@ -525,7 +525,7 @@ ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules
 		snprintf(why, whylen,
 		    "max concurrent %d reached (%zu alive, %zu of them in flight)",
 		    r->max_concurrent, n, flight);
-		error = -EAGAIN;
+		error = -EBUSY;
 		goto fail;
 	}
 	ask.budget = r->budget;

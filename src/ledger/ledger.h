@@ -85,8 +85,8 @@ struct reserve_rules {
  * In one transaction: count what is alive, work out today's spend and what
  * alive VMs can still cost, plan the run, and if the rules allow, write the
  * intent (state REQUESTED, planned_run_s and reserved set). 0 and the plan;
- * -EAGAIN with *why (the rule and its numbers) when refused; -EIO on a
- * database error.
+ * when refused, *why (the rule and its numbers) and -EBUSY (max concurrent)
+ * or -EAGAIN (the budget); -EIO on a database error.
  */
 int ledger_reserve(struct ledger *, struct vm_record *intent, const struct reserve_rules *,
     int64_t now, struct budget_plan *, char *why, size_t whylen);

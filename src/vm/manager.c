@@ -21,6 +21,8 @@
 #define QUOTA_BACKOFF_RESET_MS (3 * 3600000)
 #define FAILURE_BACKOFF_MS     (5 * 60000)
 #define SHUTDOWN_POLL_MS       100
+#define ORPHAN_WHY             "it carries our owner label but the ledger did not know it"
+#define BOOT_PROBE_MS          1000 /* a booting VM is READY within this of its backend */
 
 struct mvm {
 	struct manager *m;
@@ -32,6 +34,7 @@ struct mvm {
 	int64_t preempted_ms;
 	enum vm_state end_state; /* what TERMINATING ends in */
 	struct http_call *health;
+	bool probe; /* the health call in flight is a boot probe, not the pass's */
 	struct mvm *next;
 };
 
@@ -51,6 +54,8 @@ struct manager {
 	const struct config *cfg;
 	struct mvm *vms;
 	uv_timer_t timer;
+	uv_timer_t probe; /* health of BOOTING VMs, more often than the passes */
+	int handles;      /* open timers, for the release */
 	bool passing;
 	int health_pending;
 	int64_t pass_started_ns;
@@ -67,6 +72,7 @@ struct manager {
 	char cooldown_why[160];
 	int64_t backoff_until;
 	int64_t backoff_step;
+	bool backoff_quota; /* the backoff is the quota's, else a failure's */
 	int64_t last_failure;
 	char backoff_why[512];
 	struct skip skips[MAX_SKIPS];
@@ -116,6 +122,8 @@ manager_on_event(struct manager *m, manager_event_cb *cb, void *arg)
 
 /* --- states --- */
 
+static void probe_soon(struct manager *);
+
 static bool
 offloaded(enum vm_state s)
 {
@@ -151,6 +159,8 @@ set_state(struct mvm *v, enum vm_state to, const char *reason)
 		e.kind = MEV_READY;
 		emit(m, &e);
 	}
+	if (to == VM_BOOTING)
+		probe_soon(m);
 	/* Components go back home as soon as the VM starts to leave. */
 	if (!v->gone_said && (offloaded(from) || from == VM_TERMINATING) && !offloaded(to) &&
 	    (to == VM_TERMINATING || !vm_state_alive(to))) {
@@ -284,6 +294,7 @@ back_off(struct manager *m, const struct cloud_error *e, const char *name)
 	} else {
 		m->backoff_until = now + FAILURE_BACKOFF_MS;
 	}
+	m->backoff_quota = e->code == CLOUD_QUOTA;
 	m->last_failure = now;
 	snprintf(m->backoff_why, sizeof m->backoff_why, "%s failed: %s", name, text);
 	ledger_event(m->o.ledger, name, "backoff", m->backoff_why, now);
@@ -595,11 +606,13 @@ vm_name(struct manager *m, char *out, size_t size)
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, r[0], r[1]);
 }
 
-/* Reserve in the ledger, then insert. 0, or -EAGAIN with why (a rule refused). */
+/* Reserve in the ledger, then insert. 0, or -EAGAIN with the rule and why in *no. */
 static int
 create_vm(struct manager *m, const char *components, const char *reason, double confidence,
-    char *name, size_t namelen, char *why, size_t whylen)
+    char *name, size_t namelen, struct decision *no)
 {
+	char *why = no->reason;
+	size_t whylen = sizeof no->reason;
 	const struct config *cfg = m->cfg;
 	struct reserve_rules rules = {cfg->daily_budget, (int)cfg->max_concurrent,
 	    (int64_t)(cfg->max_lifetime_hours * 3600), (int64_t)(cfg->min_run_minutes * 60)};
@@ -610,11 +623,13 @@ create_vm(struct manager *m, const char *components, const char *reason, double 
 	int error;
 
 	if (zone == NULL) {
+		snprintf(no->rule, sizeof no->rule, "stockout");
 		snprintf(
 		    why, whylen, "stockout: every zone of %s lacks capacity for now", cfg->region);
 		return -EAGAIN;
 	}
 	if (!m->price_known) {
+		snprintf(no->rule, sizeof no->rule, "price");
 		snprintf(
 		    why, whylen, "price: %s", m->price_why[0] ? m->price_why : "not known yet");
 		return -EAGAIN;
@@ -631,8 +646,10 @@ create_vm(struct manager *m, const char *components, const char *reason, double 
 	rec.confidence = confidence;
 	rec.zones_tried = 1;
 	/* The budget check and the reservation: one transaction. */
-	if ((error = ledger_reserve(m->o.ledger, &rec, &rules, now_ms(m), &plan, why, whylen)) != 0)
-		return error == -EAGAIN ? -EAGAIN : -EIO;
+	if ((error = ledger_reserve(m->o.ledger, &rec, &rules, now_ms(m), &plan, why, whylen)) != 0) {
+		snprintf(no->rule, sizeof no->rule, "%s", error == -EBUSY ? "concurrency" : "budget");
+		return error == -EAGAIN || error == -EBUSY ? -EAGAIN : -EIO;
+	}
 	ledger_price(m->o.ledger, rec.machine_type, cfg->region, rec.spot, rec.per_hour,
 	    m->o.catalog_source, m->o.catalog_source, now_ms(m));
 	snprintf(name, namelen, "%s", rec.name);
@@ -709,7 +726,7 @@ consider(struct manager *m)
 {
 	struct decision d;
 	struct manager_event e = {MEV_DECISION, now_ms(m), NULL, 0, NULL, &d, NULL, 0};
-	char name[64], why[512];
+	char name[64];
 
 	if (m->stopping || m->level < PRESSURE_HIGH)
 		return;
@@ -724,33 +741,40 @@ consider(struct manager *m)
 	snprintf(m->last_rule, sizeof m->last_rule, "%s", d.create ? "" : d.rule);
 	if (!d.create)
 		return;
-	if (create_vm(
-	        m, d.components, d.reason, d.confidence, name, sizeof name, why, sizeof why) != 0) {
-		log_info("decision: the ledger refused: %s", why);
-		ledger_event(m->o.ledger, "-", "refusal", why, now_ms(m));
+	if (create_vm(m, d.components, d.reason, d.confidence, name, sizeof name, &d) != 0) {
+		log_info("decision: the ledger refused: %s", d.reason);
+		ledger_event(m->o.ledger, "-", "refusal", d.reason, now_ms(m));
 	}
 }
 
 int
 manager_create(struct manager *m, const char *components, const char *reason, char *name,
-    size_t namelen, char *why, size_t whylen)
+    size_t namelen, struct decision *d)
 {
-	struct decision d;
 	enum pressure_level level = m->level;
 	int64_t since = m->level_since;
 
-	/* The rules of the daemon, but a person asked: pressure and confidence do not apply. */
+	/*
+	 * The rules of the daemon, but a person asked: the pressure, the confidence,
+	 * the cooldown and one-at-a-time do not apply; money, limits and backoffs do.
+	 */
 	m->level = PRESSURE_CRITICAL;
 	m->level_since = now_ms(m) - 3600000;
-	manager_decide(m, &d);
+	manager_decide(m, d);
 	m->level = level;
 	m->level_since = since;
-	if (!d.create && strcmp(d.rule, "confidence") != 0 && strcmp(d.rule, "cooldown") != 0) {
-		snprintf(why, whylen, "%s", d.reason);
+	if (!d->create && strcmp(d->rule, "confidence") != 0 && strcmp(d->rule, "cooldown") != 0 &&
+	    strcmp(d->rule, "in-flight") != 0)
 		return -EAGAIN;
+	if (components == NULL || *components == '\0') {
+		struct decide_input in;
+
+		decide_input(m, &in);
+		decide_components(&in, d->components, sizeof d->components);
+		components = d->components;
 	}
-	return create_vm(m, components != NULL && *components ? components : d.components,
-	    reason != NULL ? reason : "requested by hand", 1.0, name, namelen, why, whylen);
+	return create_vm(m, components,
+	    reason != NULL && *reason ? reason : "requested by hand", 1.0, name, namelen, d);
 }
 
 int
@@ -922,10 +946,13 @@ find_orphans(struct manager *m)
 		        rec.state == VM_PREEMPTED))
 			continue;
 		if (v == NULL) {
-			if (ledger_get(m->o.ledger, name, &rec) != 0) {
+			bool known = ledger_get(m->o.ledger, name, &rec) == 0;
+
+			if (!known) {
 				memset(&rec, 0, sizeof rec);
 				snprintf(rec.name, sizeof rec.name, "%s", name);
-				rec.requested_ms = now;
+				rec.requested_ms = rec.state_ms = now;
+				rec.state = VM_ORPHANED;
 			}
 			snprintf(rec.zone, sizeof rec.zone, "%s", jx_str(it, "zone"));
 			snprintf(rec.machine_type, sizeof rec.machine_type, "%s",
@@ -933,10 +960,14 @@ find_orphans(struct manager *m)
 			rec.spot = json_is_true(json_object_get(it, "spot"));
 			rec.planned_run_s = json_integer_value(json_object_get(it, "max_run"));
 			rec.started_ms = json_integer_value(json_object_get(it, "started"));
+			snprintf(rec.nat_ip, sizeof rec.nat_ip, "%s",
+			    jx_str(it, "nat_ip") != NULL ? jx_str(it, "nat_ip") : "");
 			if (strcmp(rec.machine_type, m->cfg->machine_type) == 0 &&
 			    rec.spot == m->cfg->use_spot)
 				rec.per_hour = m->per_hour;
 			rec.delete_request_id[0] = '\0';
+			if (!known)
+				ledger_save(m->o.ledger, &rec, -1, ORPHAN_WHY, now);
 			v = add_vm(m, &rec);
 		}
 		v->gone_said = true;
@@ -947,8 +978,7 @@ find_orphans(struct manager *m)
 			                                                 : VM_PROVISIONING,
 			    "adopted: it carries our owner label");
 		} else {
-			set_state(v, VM_ORPHANED,
-			    "it carries our owner label but the ledger did not know it");
+			set_state(v, VM_ORPHANED, ORPHAN_WHY);
 		}
 	}
 }
@@ -969,9 +999,10 @@ on_health(const struct http_response *r, void *arg)
 	struct manager *m = v->m;
 	int64_t now = now_ms(m);
 	json_t *body = NULL;
-	bool ok = false;
+	bool ok = false, probe = v->probe;
 
 	v->health = NULL;
+	v->probe = false;
 	if (r->error == 0 && r->status == 200 && jx_parse(r->body, r->len, &body, NULL) == 0)
 		ok = jx_str(body, "status") != NULL && strcmp(jx_str(body, "status"), "ok") == 0;
 	if (ok) {
@@ -992,8 +1023,49 @@ on_health(const struct http_response *r, void *arg)
 		set_state(v, VM_UNHEALTHY, r->error ? r->error_text : "the health check failed");
 	}
 	json_decref(body);
-	if (--m->health_pending == 0)
+	if (!probe && --m->health_pending == 0)
 		pass_done(m);
+}
+
+static char *
+health_url(const struct manager *m, const struct mvm *v)
+{
+	return xasprintf("http://%s:%lld/health", v->rec.nat_ip, (long long)m->cfg->backend_port);
+}
+
+/* Between passes, a booting VM's backend is asked often: READY is noticed in seconds. */
+static void
+on_probe(uv_timer_t *t)
+{
+	struct manager *m = t->data;
+	bool booting = false;
+
+	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
+		struct http_request req = {.method = "GET",
+		    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
+		    .max_response = HEALTH_ANSWER_MAX};
+		char *url;
+
+		if (v->rec.state != VM_BOOTING)
+			continue;
+		booting = true;
+		if (v->rec.nat_ip[0] == '\0' || v->health != NULL || m->stopping)
+			continue;
+		req.url = url = health_url(m, v);
+		m->counts.health_checks++;
+		if (http_send(m->o.http, &req, on_health, v, &v->health) == 0)
+			v->probe = true;
+		free(url);
+	}
+	if (booting && !m->stopping)
+		uv_timer_start(&m->probe, on_probe, clock_timer_ms(m->o.clock, BOOT_PROBE_MS), 0);
+}
+
+static void
+probe_soon(struct manager *m)
+{
+	if (!uv_is_active((uv_handle_t *)&m->probe))
+		uv_timer_start(&m->probe, on_probe, 0, 0);
 }
 
 static void
@@ -1003,14 +1075,13 @@ check_health(struct manager *m)
 
 	m->health_pending = 1; /* held until all are sent */
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
-		struct http_request req = {"GET", NULL, NULL, NULL, 0,
-		    (long)(m->cfg->health_timeout_s * 1000), HEALTH_ANSWER_MAX, NULL};
+		struct http_request req = {.method = "GET",
+		    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
+		    .max_response = HEALTH_ANSWER_MAX};
 
 		if (!offloaded(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL)
 			continue;
-		url = xasprintf(
-		    "http://%s:%lld/health", v->rec.nat_ip, (long long)m->cfg->backend_port);
-		req.url = url;
+		req.url = url = health_url(m, v);
 		m->counts.health_checks++;
 		if (http_send(m->o.http, &req, on_health, v, &v->health) == 0)
 			m->health_pending++;
@@ -1281,7 +1352,9 @@ manager_new(uv_loop_t *loop, const struct manager_opts *o, struct manager **out,
 		add_vm(m, &list[i]);
 	free(list);
 	uv_timer_init(loop, &m->timer);
-	m->timer.data = m;
+	uv_timer_init(loop, &m->probe);
+	m->timer.data = m->probe.data = m;
+	m->handles = 2;
 	*out = m;
 	return 0;
 }
@@ -1336,6 +1409,31 @@ manager_shutdown(struct manager *m, void (*done)(void *), void *arg)
 	uv_timer_start(&m->timer, on_shutdown_tick, 0, 0);
 }
 
+size_t
+manager_backoffs(struct manager *m, struct backoff *out, size_t max)
+{
+	int64_t now = now_ms(m);
+	size_t n = 0;
+
+	if (m->backoff_until > now && n < max) {
+		out[n] = (struct backoff){.until_ms = m->backoff_until};
+		snprintf(out[n].rule, sizeof out[n].rule, "%s", m->backoff_quota ? "quota" : "failure");
+		snprintf(out[n++].why, sizeof out->why, "%s", m->backoff_why);
+	}
+	if (m->cooldown_until > now && n < max) {
+		out[n] = (struct backoff){.rule = "cooldown", .until_ms = m->cooldown_until};
+		snprintf(out[n++].why, sizeof out->why, "%s", m->cooldown_why);
+	}
+	for (int i = 0; i < m->nskips && n < max; i++) {
+		if (m->skips[i].until <= now)
+			continue;
+		out[n] = (struct backoff){.rule = "stockout", .until_ms = m->skips[i].until};
+		snprintf(out[n].zone, sizeof out->zone, "%s", m->skips[i].zone);
+		snprintf(out[n++].why, sizeof out->why, "no capacity in %s lately", m->skips[i].zone);
+	}
+	return n;
+}
+
 void
 manager_counts(const struct manager *m, struct manager_counts *c)
 {
@@ -1347,6 +1445,8 @@ manager_release(uv_handle_t *h)
 {
 	struct manager *m = h->data;
 
+	if (--m->handles > 0)
+		return;
 	while (m->vms != NULL) {
 		struct mvm *v = m->vms;
 
@@ -1372,4 +1472,5 @@ manager_free(struct manager *m)
 		}
 	uv_timer_stop(&m->timer);
 	uv_close((uv_handle_t *)&m->timer, manager_release);
+	uv_close((uv_handle_t *)&m->probe, manager_release);
 }

@@ -79,16 +79,21 @@ void manager_on_event(struct manager *, manager_event_cb *, void *arg);
 void manager_set_config(struct manager *, const struct config *);
 /* A pass now (tests, SIGUSR1). */
 void manager_pass_now(struct manager *);
-/* A VM by hand: the same rules as the daemon's, except the pressure level. 0, or -EAGAIN and why.
+/*
+ * A VM by hand: the daemon's rules of money and limits, not those of pressure.
+ * 0 and its name; -EAGAIN with the rule and why in *d; -EIO.
  */
 int manager_create(struct manager *, const char *components, const char *reason, char *name,
-    size_t namelen, char *why, size_t whylen);
+    size_t namelen, struct decision *d);
 int manager_terminate(struct manager *, const char *name, const char *reason);
 /* The decision as things stand, without acting on it. */
 void manager_decide(struct manager *, struct decision *);
 /* Stop; delete every VM unless keep, bounded by the shutdown timeout; then done(arg). */
 void manager_shutdown(struct manager *, void (*done)(void *), void *arg);
 void manager_free(struct manager *);
+
+/* The backoffs in force now (at most max). */
+size_t manager_backoffs(struct manager *, struct backoff *, size_t max);
 
 /* Counters, for the benchmark and status. */
 struct manager_counts {

@@ -271,7 +271,7 @@ test_ledger_reserve_and_close(void **state)
 	assert_true(fabs(ledger_committed(l, t0) - 0.18) < 1e-9);
 	assert_int_equal(ledger_reserve(l, &b, &rules, t0, &plan, why, sizeof why), 0);
 	/* The third: max concurrent counts VMs still in flight. */
-	assert_int_equal(ledger_reserve(l, &c, &rules, t0, &plan, why, sizeof why), -EAGAIN);
+	assert_int_equal(ledger_reserve(l, &c, &rules, t0, &plan, why, sizeof why), -EBUSY);
 	assert_non_null(strstr(why, "max concurrent 2 reached (2 alive, 2 of them in flight)"));
 	/* a runs from t0 + 1 min; at t0 + 31 min it has accrued 30 min, and may cost 2.5 h more. */
 	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);

@@ -1,0 +1,357 @@
+/*
+ * bench/daemon: the daemon (in this process, so its CPU and memory are this
+ * process's) against `spillway emulator` (another process), real time.
+ *
+ *  1. decision to insert sent: from the decision to the insert handed to the
+ *     HTTP client (the ledger's reservation committed first), and to
+ *     Compute Engine's answer; create to READY beyond the emulator's own
+ *     boot delays (1 s to RUNNING, 1.3 s more for the backend).
+ *  2. a monitoring pass over 1,000 instances in 3 zones, all READY: API calls,
+ *     CPU ms, wall ms, health checks (in parallel).
+ *  3. RSS idle (no VM), and with the 1,000 VMs.
+ *
+ *	usage: daemon [SPILLWAY_BINARY] [VMS]
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "cloud/connect.h"
+#include "util/jx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/uuid.h"
+#include "util/xmalloc.h"
+#include "vm/daemon.h"
+
+#define SAMPLES  5
+#define BOOT_MS  1000
+#define GUEST_MS 1300
+
+static uv_loop_t loop;
+static struct clock clk;
+static struct daemon *dmn;
+static int64_t t_decision, t_sent, t_accepted, t_ready;
+static int ready, ended, created;
+
+static double
+ms(int64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+static double
+cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+static long
+rss_kb(void)
+{
+	char *text = NULL, *p;
+	long kb = -1;
+
+	if (read_file("/proc/self/status", 1 << 16, &text, NULL) == 0 &&
+	    (p = strstr(text, "VmRSS:")) != NULL)
+		kb = strtol(p + 6, NULL, 10);
+	free(text);
+	return kb;
+}
+
+static void
+on_event(const struct manager_event *e, void *arg)
+{
+	int64_t now = monotonic_ns();
+
+	if (e->kind == MEV_DECISION && e->decision->create && t_decision == 0)
+		t_decision = now;
+	if (e->kind != MEV_STATE)
+		return;
+	if (e->vm->state == VM_CREATING && t_sent == 0)
+		t_sent = now;
+	if (e->vm->state == VM_PROVISIONING && t_accepted == 0)
+		t_accepted = now;
+	if (e->vm->state == VM_READY) {
+		if (t_ready == 0)
+			t_ready = now;
+		ready++;
+	}
+	if (e->vm->state == VM_BOOTING || e->vm->state == VM_PROVISIONING)
+		return;
+	if (e->vm->state == VM_TERMINATED)
+		ended++;
+}
+
+/* Run the loop until cond() or a deadline (seconds). */
+static bool
+run_until(bool (*cond)(void), int seconds)
+{
+	int64_t deadline = monotonic_ns() + (int64_t)seconds * 1000000000;
+
+	while (!cond() && monotonic_ns() < deadline)
+		uv_run(&loop, UV_RUN_ONCE);
+	return cond();
+}
+
+static bool
+is_ready(void)
+{
+	return t_ready != 0;
+}
+static bool
+is_ended(void)
+{
+	return ended > 0;
+}
+
+static int want;
+static bool
+all_created(void)
+{
+	return created >= want;
+}
+static bool
+all_ready(void)
+{
+	return ready >= want;
+}
+
+static void
+on_inserted(const struct cloud_error *e, const struct cloud_op *op, void *arg)
+{
+	created += e->code == CLOUD_OK;
+}
+
+static long passes_seen;
+static bool
+pass_over(void)
+{
+	struct manager_counts c;
+
+	manager_counts(daemon_manager(dmn), &c);
+	return c.passes > passes_seen;
+}
+
+static void
+started(void *arg, int error, const char *cause)
+{
+	if (error != 0) {
+		fprintf(stderr, "bench/daemon: %s\n", cause);
+		exit(1);
+	}
+}
+
+static int
+cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *bin = argc > 1 ? argv[1] : "build/spillway";
+	int vms = argc > 2 ? atoi(argv[2]) : 1000;
+	char dir[] = "/tmp/spillway-bench-XXXXXX", line[256], creds[300], trace[300], *cause = NULL;
+	char *sets[16], bms[16], gms[16];
+	const char *zones[] = {"us-central1-a", "us-central1-b", "us-central1-c"};
+	double to_sent[SAMPLES], to_answer[SAMPLES], overhead[SAMPLES];
+	struct config cfg;
+	struct config_args args = {NULL, (const char *const *)sets};
+	struct daemon_opts o = {0};
+	struct cloud_conn conn;
+	struct manager_counts before, after;
+	struct rlimit rl;
+	int out[2], port, status, n = 0;
+	double cpu0;
+	long rss_idle;
+	pid_t pid;
+	FILE *f;
+
+	jx_init();
+	log_set_level(LOG_LEVEL_WARN);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (mkdtemp(dir) == NULL || pipe(out) != 0)
+		return 1;
+	snprintf(creds, sizeof creds, "%s/sa.json", dir);
+	snprintf(bms, sizeof bms, "%d", BOOT_MS);
+	snprintf(gms, sizeof gms, "%d", GUEST_MS);
+	if ((pid = fork()) == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* no emulator left behind, whatever happens */
+		dup2(out[1], 1);
+		execl(bin, "spillway", "emulator", "--boot-ms", bms, "--guest-boot-ms", gms,
+		    "--write-credentials", creds, (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	if (read(out[0], line, sizeof line - 1) <= 0 || strrchr(line, ':') == NULL)
+		return 1;
+	port = (int)strtol(strrchr(line, ':') + 1, NULL, 10);
+	/* Pressure that holds: a VM is wanted all along. */
+	snprintf(trace, sizeof trace, "%s/high.trace", dir);
+	f = fopen(trace, "w");
+	fprintf(f, "# spillway pressure trace 1\n");
+	for (int i = 0; i < 7200; i++)
+		fprintf(f,
+		    "t=%lld ev=%d some=%lld full=%lld sa10=60 sa60=60 fa10=40 fa60=40 mt=16000000 "
+		    "ma=8000000 st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
+		    1700000000000LL + i * 1000LL, i == 1, i * 600000LL, i * 400000LL);
+	fclose(f);
+	sets[n++] = xasprintf("spillway.compute_endpoint=http://127.0.0.1:%d/compute/v1/", port);
+	sets[n++] = xasprintf("pricing.billing_endpoint=http://127.0.0.1:%d/v1/", port);
+	sets[n++] = xasprintf("spillway.state_dir=%s/state", dir);
+	sets[n++] = xstrdup("gcp.project=spillway-emulator");
+	sets[n++] = xstrdup("gcp.fallback_zones=us-central1-b,us-central1-c");
+	sets[n++] = xstrdup("gcp.health_check_interval=3600"); /* passes when asked */
+	sets[n++] = xstrdup("gcp.max_concurrent=1");
+	sets[n++] = xstrdup("daemon.cooldown_minutes=0");
+	sets[n++] = xstrdup("daemon.owner=bench");
+	sets[n++] = xstrdup("daemon.orphan_policy=adopt");
+	sets[n++] = xstrdup("gcp.idle_timeout_minutes=600");
+	sets[n] = NULL;
+	{
+		char *env_creds = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s", creds);
+		char *const env[] = {env_creds, NULL};
+
+		if (config_load(&cfg, &args, env, &cause) != 0) {
+			fprintf(stderr, "bench/daemon: %s\n", cause);
+			return 1;
+		}
+		uv_loop_init(&loop);
+		clock_real(&clk);
+		o.cfg = &cfg;
+		o.clock = &clk;
+		o.replay = trace;
+		o.env = env;
+		o.on_event = on_event;
+		o.on_started = started;
+		rss_idle = rss_kb();
+		if (daemon_new(&loop, &o, &dmn, &cause) != 0 ||
+		    cloud_connect(&loop, &clk, &cfg, env, &conn, &cause) != 0) {
+			fprintf(stderr, "bench/daemon: %s\n", cause);
+			return 1;
+		}
+		free(env_creds);
+	}
+
+	printf("bench/daemon: the daemon in this process against spillway emulator (real time, "
+	       "boot %d ms + backend %d ms)\n",
+	    BOOT_MS, GUEST_MS);
+	/* 1. decision -> insert, and create -> READY, SAMPLES times. */
+	for (int i = 0; i < SAMPLES; i++) {
+		t_decision = t_sent = t_accepted = t_ready = 0;
+		ended = 0;
+		if (i > 0)
+			manager_pass_now(daemon_manager(dmn)); /* decide again */
+		if (!run_until(is_ready, 30)) {
+			fprintf(stderr, "bench/daemon: no VM became READY\n");
+			return 1;
+		}
+		to_sent[i] = ms(t_sent - t_decision);
+		to_answer[i] = ms(t_accepted - t_decision);
+		overhead[i] = ms(t_ready - t_sent) - BOOT_MS - GUEST_MS;
+		{
+			struct vm_record *list;
+			size_t nvm;
+
+			ledger_list(daemon_ledger(dmn), NULL, 0, &list, &nvm);
+			manager_terminate(daemon_manager(dmn), list[0].name, "bench");
+			free(list);
+		}
+		run_until(is_ended, 30);
+	}
+	qsort(to_sent, SAMPLES, sizeof *to_sent, cmp);
+	qsort(to_answer, SAMPLES, sizeof *to_answer, cmp);
+	qsort(overhead, SAMPLES, sizeof *overhead, cmp);
+	printf("  decision -> insert sent:        median %.2f ms, max %.2f ms (the ledger's "
+	       "reservation, fsync included)\n",
+	    to_sent[SAMPLES / 2], to_sent[SAMPLES - 1]);
+	printf("  decision -> insert answered:    median %.2f ms, max %.2f ms\n",
+	    to_answer[SAMPLES / 2], to_answer[SAMPLES - 1]);
+	printf("  create -> READY beyond the emulator's %d ms: median %.0f ms, max %.0f ms "
+	       "(boot probes every second)\n",
+	    BOOT_MS + GUEST_MS, overhead[SAMPLES / 2], overhead[SAMPLES - 1]);
+	printf("  RSS idle (no VM):               %.1f MB\n", (double)rss_kb() / 1024);
+	(void)rss_idle;
+
+	/* 2. vms instances with our owner label, adopted, READY. */
+	{
+		const struct cloud_kv labels[] = {{"managed-by", "spillway"}, {"spillway-owner", "bench"}};
+
+		want = vms;
+		created = 0;
+		for (int i = 0; i < vms; i++) {
+			char name[64], rid[40];
+			struct cloud_instance_spec s = {.name = name, .zone = zones[i % 3],
+			    .machine_type = "e2-highmem-4", .spot = true,
+			    .image = "projects/debian-cloud/global/images/family/debian-12",
+			    .disk_gb = 20, .labels = labels, .nlabels = 2, .max_run_s = 10800,
+			    .termination_action = "DELETE", .external_ip = true};
+
+			snprintf(name, sizeof name, "bench-%04d", i);
+			uuid_v4(rid);
+			conn.cloud->ops->create(conn.cloud, &s, rid, clock_now_ms(&clk) + 120000,
+			    on_inserted, NULL);
+		}
+		if (!run_until(all_created, 120)) {
+			fprintf(stderr, "bench/daemon: %d of %d inserts\n", created, vms);
+			return 1;
+		}
+		/* RUNNING (the emulator boots them in BOOT_MS), then one pass adopts them. */
+		{
+			int64_t until = monotonic_ns() + (BOOT_MS + 500) * 1000000LL;
+
+			while (monotonic_ns() < until)
+				uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+		}
+		ready = 0;
+		manager_counts(daemon_manager(dmn), &before);
+		passes_seen = before.passes;
+		manager_pass_now(daemon_manager(dmn)); /* adopts them all */
+		run_until(pass_over, 60);
+		if (!run_until(all_ready, 120)) {
+			fprintf(stderr, "bench/daemon: %d of %d READY\n", ready, vms);
+			return 1;
+		}
+	}
+	manager_counts(daemon_manager(dmn), &before);
+	passes_seen = before.passes;
+	cpu0 = cpu_ms();
+	manager_pass_now(daemon_manager(dmn));
+	run_until(pass_over, 60);
+	manager_counts(daemon_manager(dmn), &after);
+	printf("  a pass over %d READY VMs in 3 zones: %ld API calls, %ld health checks, "
+	       "%.0f ms CPU, %lld ms wall\n",
+	    vms, after.api_calls - before.api_calls, after.health_checks - before.health_checks,
+	    cpu_ms() - cpu0, (long long)after.last_pass_ms);
+	printf("  RSS with %d VMs:               %.1f MB\n", vms, (double)rss_kb() / 1024);
+
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	cloud_disconnect(&conn);
+	daemon_free(dmn);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	config_free(&cfg);
+	for (int i = 0; i < n; i++)
+		free(sets[i]);
+	remove_tree(dir);
+	return 0;
+}
