@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "cli/cmd.h"
+#include "api/view.h"
 #include "cli/report.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -67,13 +68,20 @@ static void
 on_stopped(void *arg)
 {
 	struct demo *m = arg;
-	int64_t now = clock_now_ms(&m->clock);
+	struct view_src s = {.cfg = &m->cfg,
+	    .ledger = daemon_ledger(m->d),
+	    .now = clock_now_ms(&m->clock),
+	    .owner = daemon_owner(m->d),
+	    .snap = daemon_snapshot(m->d)};
+	json_t *doc;
 
 	uv_close((uv_handle_t *)&m->deadline, NULL);
 	printf("\n$ spillway status\n");
-	report_status(stdout, &m->cfg, daemon_ledger(m->d), now);
-	printf("\n$ spillway costs\n");
-	report_costs(stdout, &m->cfg, daemon_ledger(m->d), now, 1);
+	report_status(stdout, doc = view_status(&s), false);
+	json_decref(doc);
+	printf("\n$ spillway costs --days 1\n");
+	report_costs(stdout, doc = view_costs(&s, 1));
+	json_decref(doc);
 	daemon_free(m->d);
 	m->d = NULL;
 }

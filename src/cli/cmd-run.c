@@ -18,6 +18,7 @@
 
 #include <uv.h>
 
+#include "api/control.h"
 #include "cli/cmd.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -30,6 +31,7 @@ struct run {
 	uv_loop_t loop;
 	struct clock clock;
 	struct daemon *d;
+	struct control *ctl;
 	struct cmd_ctx *ctx;
 	struct config
 	    reloaded[2]; /* the live one and the one before (the daemon may still read it) */
@@ -54,6 +56,8 @@ on_stopped(void *arg)
 
 	log_info("stopped");
 	close_signals(r);
+	control_free(r->ctl); /* after the daemon: its last events reach the streams */
+	r->ctl = NULL;
 	daemon_free(r->d);
 	r->d = NULL;
 }
@@ -104,38 +108,6 @@ on_started(void *arg, int error, const char *cause)
 		r->signals = 1;
 		daemon_stop(r->d, on_stopped, r);
 	}
-}
-
-/* One daemon per state directory: a lock held for the daemon's life. */
-static int
-lock_state(const struct config *cfg, char **cause)
-{
-	char *path = xasprintf("%s/daemon.lock", cfg->state_dir), pid[32];
-	int fd;
-
-	mkdir(cfg->state_dir, 0700);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
-		*cause = xasprintf("cannot open %s: %s", path, strerror(errno));
-		free(path);
-		return -errno;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		char other[32] = "";
-
-		if (read(fd, other, sizeof other - 1) < 0)
-			other[0] = '\0';
-		*cause =
-		    xasprintf("another spillway daemon runs with the state directory %s (PID %s)",
-		        cfg->state_dir, str_trim(other));
-		close(fd);
-		free(path);
-		return -EBUSY;
-	}
-	snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
-		log_warnx("cannot write %s", path);
-	free(path);
-	return fd; /* kept open: the lock lives as long as the process */
 }
 
 static int
@@ -197,7 +169,7 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 		return cmd_usage_error(e, "invalid value '%s' for --speed", args_get(a, OPT_SPEED));
 	if (args_has(a, OPT_SPEED) && !args_has(a, OPT_REPLAY))
 		return cmd_usage_error(e, "--speed goes with --replay");
-	if ((lock = lock_state(&ctx->cfg, &cause)) < 0) {
+	if ((lock = daemon_lock(&ctx->cfg, &cause)) < 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
 		free(cause);
 		return EXIT_USAGE;
@@ -243,8 +215,15 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 		r.status = EXIT_USAGE;
 		goto out;
 	}
-	log_info("spillway %s: running (provider %s, state %s)", SPILLWAY_VERSION, provider,
-	    ctx->cfg.state_dir);
+	if (control_new(&r.loop, r.d, ctx->cfg.socket_path, &r.ctl, &cause) != 0) {
+		log_warnx("the control socket: %s", cause);
+		free(cause);
+		r.status = EXIT_FAIL;
+		r.signals = 1;
+		daemon_stop(r.d, on_stopped, &r);
+	}
+	log_info("spillway %s: running (provider %s, state %s, socket %s)", SPILLWAY_VERSION,
+	    provider, ctx->cfg.state_dir, ctx->cfg.socket_path);
 	uv_run(&r.loop, UV_RUN_DEFAULT);
 out:
 	uv_run(&r.loop, UV_RUN_DEFAULT);

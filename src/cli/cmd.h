@@ -62,9 +62,13 @@ int cmd_int_arg(const struct cmd_entry *, const char *option, const char *value,
 
 extern const struct cmd_entry cmd_cloud_entry;
 extern const struct cmd_entry cmd_config_entry;
+extern const struct cmd_entry cmd_costs_entry;
+extern const struct cmd_entry cmd_create_entry;
 extern const struct cmd_entry cmd_demo_entry;
 extern const struct cmd_entry cmd_emulator_entry;
 extern const struct cmd_entry cmd_pressure_entry;
 extern const struct cmd_entry cmd_run_entry;
+extern const struct cmd_entry cmd_status_entry;
+extern const struct cmd_entry cmd_terminate_entry;
 
 #endif

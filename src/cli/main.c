@@ -18,10 +18,14 @@
 static const struct cmd_entry *const commands[] = {
     &cmd_cloud_entry,
     &cmd_config_entry,
+    &cmd_costs_entry,
+    &cmd_create_entry,
     &cmd_demo_entry,
     &cmd_emulator_entry,
     &cmd_pressure_entry,
     &cmd_run_entry,
+    &cmd_status_entry,
+    &cmd_terminate_entry,
 };
 
 static void
@@ -184,7 +188,19 @@ parse_args(const struct cmd_entry *e, int argc, char **argv, struct args *a)
 	return 0;
 }
 
-enum { OPT_CONFIG = 256, OPT_SET, OPT_PROJECT, OPT_REGION, OPT_ZONE, OPT_LOG_LEVEL, OPT_VERSION };
+enum {
+	OPT_CONFIG = 256,
+	OPT_SET,
+	OPT_PROJECT,
+	OPT_REGION,
+	OPT_ZONE,
+	OPT_LOG_LEVEL,
+	OPT_VERSION,
+	OPT_SEED_VERBOSE,
+	OPT_SEED_CREATE,
+	OPT_SEED_TERMINATE,
+	OPT_SEED_COSTS,
+};
 
 int
 main(int argc, char **argv)
@@ -197,6 +213,11 @@ main(int argc, char **argv)
 	    {"zone", required_argument, NULL, OPT_ZONE},
 	    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	    {"version", no_argument, NULL, OPT_VERSION},
+	    /* The original status tool's flags: each is a command. */
+	    {"verbose", no_argument, NULL, OPT_SEED_VERBOSE},
+	    {"create", no_argument, NULL, OPT_SEED_CREATE},
+	    {"terminate", no_argument, NULL, OPT_SEED_TERMINATE},
+	    {"costs", no_argument, NULL, OPT_SEED_COSTS},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -208,6 +229,7 @@ main(int argc, char **argv)
 	struct args a;
 	enum log_level level = LOG_LEVEL_INFO;
 	bool level_given = false;
+	const char *seed = NULL, **seed_argv = NULL;
 	char *cause = NULL;
 	int c, status = EXIT_USAGE;
 
@@ -251,6 +273,18 @@ main(int argc, char **argv)
 			printf("spillway %s\n", SPILLWAY_VERSION);
 			status = EXIT_OK;
 			goto out;
+		case OPT_SEED_VERBOSE:
+			seed = "status";
+			break;
+		case OPT_SEED_CREATE:
+			seed = "create";
+			break;
+		case OPT_SEED_TERMINATE:
+			seed = "terminate";
+			break;
+		case OPT_SEED_COSTS:
+			seed = "costs";
+			break;
 		case 'h':
 			usage(stdout);
 			status = EXIT_OK;
@@ -266,8 +300,24 @@ main(int argc, char **argv)
 			sets[nsets++] = set;
 			sets[nsets] = NULL;
 		}
+		if (seed != NULL)
+			break; /* what follows is the command's */
 	}
 	cargs.sets = sets;
+	if (seed != NULL) {
+		/* "spillway --create ARGS" is "spillway create ARGS"; --verbose is "status -v". */
+		int n = 0;
+
+		seed_argv = xcalloc((size_t)(argc - optind) + 4, sizeof *seed_argv);
+		seed_argv[n++] = seed;
+		if (strcmp(seed, "status") == 0)
+			seed_argv[n++] = "-v";
+		for (int i = optind; i < argc; i++)
+			seed_argv[n++] = argv[i];
+		argc = n;
+		argv = (char **)seed_argv;
+		optind = 0;
+	}
 	if (optind >= argc) {
 		usage(stderr);
 		goto out;
@@ -306,6 +356,7 @@ out:
 	for (size_t i = 0; i < nsets; i++)
 		free((char *)sets[i]);
 	free(sets);
+	free(seed_argv);
 	free(cause);
 	log_close();
 	return status;

@@ -1,113 +1,223 @@
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/report.h"
-#include "ledger/cost.h"
+#include "util/jx.h"
 
-static void
-duration(int64_t ms, char *out, size_t size)
+#define BOLD  "\033[1m"
+#define RED   "\033[31m"
+#define GREEN "\033[32m"
+#define AMBER "\033[33m"
+#define RESET "\033[0m"
+
+bool
+report_color(FILE *f)
 {
-	int64_t s = ms / 1000;
+	const char *no = getenv("NO_COLOR");
 
+	return (no == NULL || *no == '\0') && isatty(fileno(f));
+}
+
+void
+report_duration(long long s, char *out, size_t size)
+{
+	if (s < 0)
+		s = 0;
 	if (s >= 3600)
-		snprintf(out, size, "%" PRId64 "h%02" PRId64 "m", s / 3600, s / 60 % 60);
+		snprintf(out, size, "%lldh%02lldm", s / 3600, s / 60 % 60);
 	else
-		snprintf(out, size, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
+		snprintf(out, size, "%lldm%02llds", s / 60, s % 60);
 }
 
-/* What a record has cost by now: closed, or accrued since it started. */
+void
+report_json(FILE *f, const json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+
+	fprintf(f, "%s\n", text);
+	free(text);
+}
+
+static const char *
+str(const json_t *o, const char *key)
+{
+	const char *s = jx_str(o, key);
+
+	return s != NULL ? s : "-";
+}
+
 static double
-cost_so_far(const struct vm_record *v, int64_t now)
+num(const json_t *o, const char *key)
 {
-	if (!vm_state_alive(v->state) || v->started_ms <= 0)
-		return v->cost;
-	return cost_run(v->per_hour, v->started_ms, now, v->spot, false);
+	return json_number_value(json_object_get(o, key));
+}
+
+/* The colour of a state or level: green is well, amber on its way, red wrong. */
+static const char *
+tint(bool color, const char *word)
+{
+	if (!color)
+		return "";
+	if (strcmp(word, "READY") == 0 || strcmp(word, "NORMAL") == 0)
+		return GREEN;
+	if (strcmp(word, "FAILED") == 0 || strcmp(word, "UNHEALTHY") == 0 ||
+	    strcmp(word, "CRITICAL") == 0 || strcmp(word, "HIGH") == 0 ||
+	    strcmp(word, "PREEMPTED") == 0 || strcmp(word, "ORPHANED") == 0)
+		return RED;
+	return AMBER;
 }
 
 static void
-today(FILE *f, const struct config *cfg, struct ledger *l, int64_t now)
+components(const json_t *vm, char *out, size_t size)
 {
-	double spent = ledger_spent(l, now), committed = ledger_committed(l, now);
+	size_t i, used = 0;
+	json_t *c;
 
-	fprintf(f,
-	    "today:      $%.4f spent, $%.4f committed to running VMs, $%.2f budget, $%.4f left\n",
-	    spent, committed, cfg->daily_budget, cfg->daily_budget - spent - committed);
-}
-
-static void
-vm_table(FILE *f, const struct vm_record *vms, size_t n, int64_t now)
-{
-	fprintf(f, "  %-32s %-14s %-12s %-9s %-10s %s\n", "NAME", "ZONE", "STATE", "RUNTIME",
-	    "COST", "COMPONENTS");
-	for (size_t i = 0; i < n; i++) {
-		const struct vm_record *v = &vms[i];
-		int64_t end = vm_state_alive(v->state) ? now : v->ended_ms;
-		char run[32] = "-";
-
-		if (v->started_ms > 0 && end >= v->started_ms)
-			duration(end - v->started_ms, run, sizeof run);
-		fprintf(f, "  %-32s %-14s %-12s %-9s $%-9.4f %s\n", v->name, v->zone,
-		    vm_state_name(v->state), run, cost_so_far(v, now), v->components);
-	}
+	out[0] = '\0';
+	json_array_foreach (json_object_get(vm, "components"), i, c)
+		used += (size_t)snprintf(out + used, used < size ? size - used : 0, "%s%s",
+		    i ? "," : "", json_string_value(c));
+	if (used == 0)
+		snprintf(out, size, "-");
 }
 
 void
-report_status(FILE *f, const struct config *cfg, struct ledger *l, int64_t now)
+report_vms(FILE *f, const json_t *vms, bool verbose)
 {
-	struct vm_record *vms = NULL;
-	struct vm_stats s;
-	size_t n = 0;
+	bool color = report_color(f);
+	size_t i, w = 4;
+	json_t *vm;
 
-	fprintf(f, "cloud:      project %s, zone %s, %s%s, at most %lld at once for %.4g h each\n",
-	    *cfg->project ? cfg->project : "(unset)", cfg->zone, cfg->machine_type,
-	    cfg->use_spot ? " Spot" : "", (long long)cfg->max_concurrent, cfg->max_lifetime_hours);
-	today(f, cfg, l, now);
-	if (ledger_stats(l, &s) == 0)
-		fprintf(f,
-		    "statistics: %ld created, %ld failed, %ld terminated, %ld preempted, "
-		    "%ld orphaned; $%.4f in all\n",
-		    s.created, s.failed, s.terminated, s.preempted, s.orphaned, s.total_cost);
-	if (ledger_list(l, NULL, 0, &vms, &n) != 0 || n == 0) {
-		fprintf(f, "active VMs: none\n");
+	json_array_foreach (vms, i, vm)
+		if (strlen(str(vm, "name")) > w)
+			w = strlen(str(vm, "name"));
+	fprintf(f, "  %-*s  %-14s  %-12s  %-26s  %-8s  %-10s  %-9s  %s\n", (int)w, "NAME", "ZONE",
+	    "STATE", "ENDPOINT", "UPTIME", "COST", "STOPS IN", "COMPONENTS");
+	json_array_foreach (vms, i, vm) {
+		char up[32], left[32] = "-", comps[256];
+		json_t *stops = json_object_get(vm, "stops_in_s");
+		const char *state = str(vm, "state");
+
+		report_duration((long long)num(vm, "uptime_s"), up, sizeof up);
+		if (json_is_integer(stops))
+			report_duration(json_integer_value(stops), left, sizeof left);
+		components(vm, comps, sizeof comps);
+		fprintf(f, "  %-*s  %-14s  %s%-12s%s  %-26s  %-8s  $%-9.4f  %-9s  %s\n", (int)w,
+		    str(vm, "name"), str(vm, "zone"), tint(color, state), state, color ? RESET : "",
+		    str(vm, "endpoint"), up, num(vm, "cost"), left, comps);
+		if (verbose) {
+			json_t *labels = json_object_get(vm, "labels");
+			const char *k;
+			json_t *v;
+
+			fprintf(f, "  %*s  requestId %s, reason: %s\n", (int)w, "", str(vm, "request_id"),
+			    str(vm, "reason"));
+			fprintf(f, "  %*s  labels", (int)w, "");
+			json_object_foreach (labels, k, v)
+				fprintf(f, " %s=%s", k, json_string_value(v));
+			fprintf(f, "\n");
+			if (jx_str(vm, "end_reason") != NULL)
+				fprintf(f, "  %*s  ended: %s\n", (int)w, "", str(vm, "end_reason"));
+		}
+	}
+}
+
+static void
+today(FILE *f, const json_t *t)
+{
+	double budget = num(t, "budget"), left = num(t, "left");
+	bool color = report_color(f);
+
+	fprintf(f, "today      %s: $%.4f spent, $%.4f committed to running VMs, %s$%.4f left%s of "
+	           "$%.2f\n",
+	    str(t, "date"), num(t, "spent"), num(t, "committed"),
+	    color ? (left < budget * 0.1 ? RED : GREEN) : "", left, color ? RESET : "", budget);
+}
+
+void
+report_status(FILE *f, const json_t *s, bool verbose)
+{
+	const json_t *c = json_object_get(s, "config"), *p = json_object_get(s, "pressure");
+	const json_t *st = json_object_get(s, "statistics"), *d = json_object_get(s, "daemon");
+	const json_t *vms = json_object_get(s, "vms"), *b = json_object_get(s, "backoffs");
+	bool color = report_color(f);
+	size_t i;
+	json_t *it;
+
+	if (json_is_true(json_object_get(d, "running")))
+		fprintf(f, "daemon     running, PID %lld\n",
+		    (long long)json_integer_value(json_object_get(d, "pid")));
+	else
+		fprintf(f, "daemon     not running (spillway run starts it); figures from the ledger\n");
+	fprintf(f, "cloud      project %s, zone %s, %s%s, at most %lld at once, %.4g h each, "
+	           "$%.2f a day%s\n",
+	    *str(c, "project") ? str(c, "project") : "(unset)", str(c, "zone"),
+	    str(c, "machine_type"), json_is_true(json_object_get(c, "spot")) ? " Spot" : "",
+	    (long long)num(c, "max_concurrent"), num(c, "max_lifetime_hours"),
+	    num(c, "daily_budget"),
+	    json_is_true(json_object_get(c, "enabled")) ? "" : " (automatic creation off)");
+	if (json_is_object(p)) {
+		const char *level = str(p, "level");
+
+		fprintf(f, "pressure   %s%s%s since %s: stall some %.1f%% full %.1f%% (avg10), "
+		           "%.1f%% of memory available, swap used %lld MiB\n",
+		    tint(color, level), level, color ? RESET : "", str(p, "since"),
+		    num(p, "some_avg10"), num(p, "full_avg10"), num(p, "available_pct"),
+		    (long long)num(p, "swap_used_kb") / 1024);
 	} else {
-		fprintf(f, "active VMs: %zu\n", n);
-		vm_table(f, vms, n, now);
+		fprintf(f, "pressure   not known yet\n");
 	}
-	free(vms);
+	today(f, json_object_get(s, "today"));
+	fprintf(f, "statistics %lld created, %lld failed, %lld terminated, %lld preempted, "
+	           "%lld orphaned; $%.4f in all\n",
+	    (long long)num(st, "created"), (long long)num(st, "failed"),
+	    (long long)num(st, "terminated"), (long long)num(st, "preempted"),
+	    (long long)num(st, "orphaned"), num(st, "total_cost"));
+	if (json_array_size(b) == 0)
+		fprintf(f, "backoffs   none\n");
+	json_array_foreach (b, i, it)
+		fprintf(f, "backoff    %s%s%s until %s: %s\n", str(it, "rule"),
+		    jx_str(it, "zone") ? " " : "", jx_str(it, "zone") ? str(it, "zone") : "",
+		    str(it, "until"), str(it, "why"));
+	if (json_array_size(vms) == 0) {
+		fprintf(f, "VMs        none active\n");
+	} else {
+		fprintf(f, "VMs        %zu active\n", json_array_size(vms));
+		report_vms(f, vms, verbose);
+	}
+	if (verbose) {
+		fprintf(f, "events     the last %zu\n", json_array_size(json_object_get(s, "events")));
+		json_array_foreach (json_object_get(s, "events"), i, it)
+			fprintf(f, "  %s  %-30s %-12s %s\n", str(it, "time"), str(it, "vm"),
+			    str(it, "kind"), str(it, "detail"));
+	}
 }
 
 void
-report_costs(FILE *f, const struct config *cfg, struct ledger *l, int64_t now, int ndays)
+report_costs(FILE *f, const json_t *c)
 {
-	static const enum vm_state all[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
-	    VM_READY, VM_UNHEALTHY, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED,
-	    VM_ORPHANED};
-	struct vm_record *vms = NULL, *shown;
-	struct day_cost *days = NULL;
-	size_t n = 0, m = 0;
-	int count = 0;
-	int64_t since;
+	const json_t *active = json_object_get(c, "active"), *vms = json_object_get(c, "vms");
+	long long ndays = (long long)num(c, "days_shown");
+	size_t i;
+	json_t *it;
 
-	today(f, cfg, l, now);
-	if (ledger_days(l, now, ndays, &days, &count) != 0)
-		return;
-	since = cost_day_start(now);
-	for (int i = 1; i < count; i++)
-		since = cost_day_start(since - 1);
-	if (ledger_list(l, all, sizeof all / sizeof all[0], &vms, &n) == 0) {
-		shown = vms;
-		for (size_t i = 0; i < n; i++)
-			if (vms[i].requested_ms >= since && vms[i].state != VM_FAILED)
-				shown[m++] = vms[i];
-		fprintf(f, "VMs of the last %d day%s: %s\n", ndays, ndays == 1 ? "" : "s",
-		    m == 0 ? "none" : "");
-		if (m > 0)
-			vm_table(f, shown, m, now);
+	today(f, json_object_get(c, "today"));
+	fprintf(f, "month      $%.4f so far\n", num(c, "month_to_date"));
+	if (json_array_size(active) == 0)
+		fprintf(f, "active     none\n");
+	json_array_foreach (active, i, it) {
+		char up[32];
+
+		report_duration((long long)num(it, "uptime_s"), up, sizeof up);
+		fprintf(f, "active     %s: %s, $%.4f so far at $%.4f/h\n", str(it, "name"), up,
+		    num(it, "cost"), num(it, "per_hour"));
 	}
+	fprintf(f, "VMs of the last %lld day%s: %s\n", ndays, ndays == 1 ? "" : "s",
+	    json_array_size(vms) == 0 ? "none" : "");
+	if (json_array_size(vms) > 0)
+		report_vms(f, vms, false);
 	fprintf(f, "  %-10s  %s\n", "DAY", "COST");
-	for (int i = 0; i < count; i++)
-		fprintf(f, "  %-10s  $%.4f\n", days[i].day, days[i].amount);
-	free(vms);
-	free(days);
+	json_array_foreach (json_object_get(c, "days"), i, it)
+		fprintf(f, "  %-10s  $%.4f\n", str(it, "day"), num(it, "cost"));
 }

@@ -1,19 +1,25 @@
 /*
- * The ledger for people: what `status` and `costs` print, shared by those
- * commands and by the demo, which ends with both.
+ * The documents of api/view.h for people: aligned tables, colour only on a
+ * terminal and never with NO_COLOR. status, costs, create, terminate and the
+ * demo print through here, from a daemon's answer or one built locally.
  */
 #ifndef SPILLWAY_REPORT_H
 #define SPILLWAY_REPORT_H
 
-#include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 
-#include "config/config.h"
-#include "ledger/ledger.h"
+#include <jansson.h>
 
-/* The settings that matter, the VMs alive, the statistics, today's money. */
-void report_status(FILE *, const struct config *, struct ledger *, int64_t now);
-/* Today against the budget, each VM of the last days with its cost, a table of days. */
-void report_costs(FILE *, const struct config *, struct ledger *, int64_t now, int days);
+/* Whether f gets colour: a terminal, and NO_COLOR unset. */
+bool report_color(FILE *f);
+void report_status(FILE *, const json_t *status, bool verbose);
+void report_costs(FILE *, const json_t *costs);
+/* A table of VM documents; verbose adds labels, requestId and reason under each. */
+void report_vms(FILE *, const json_t *vms, bool verbose);
+/* A document as the --json output: indented, one trailing newline. */
+void report_json(FILE *, const json_t *);
+/* "1h02m" or "3m05s". */
+void report_duration(long long seconds, char *out, size_t size);
 
 #endif

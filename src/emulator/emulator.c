@@ -699,7 +699,7 @@ int
 emulator_new(uv_loop_t *loop, const struct emulator_opts *o, struct emulator **out, char **cause)
 {
 	struct emulator *emu = xcalloc(1, sizeof *emu);
-	struct httpd_opts ho = {MAX_BODY, 60, 4096};
+	struct httpd_opts ho = {.max_body = MAX_BODY, .conn_timeout_s = 60, .conn_limit = 4096};
 	uint64_t seed = o->seed;
 	int error;
 

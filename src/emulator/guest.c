@@ -130,7 +130,7 @@ guest_start(struct inst *inst)
 {
 	struct emulator *emu = inst->emu;
 	struct guest *g = inst->guest;
-	struct httpd_opts ho = {64 * 1024, 30, 256};
+	struct httpd_opts ho = {.max_body = 64 * 1024, .conn_timeout_s = 30, .conn_limit = 256};
 	char *cause = NULL;
 	int fd;
 

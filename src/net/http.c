@@ -309,7 +309,8 @@ http_send(struct http_client *c, const struct http_request *req, http_cb *cb, vo
 	struct http_call *call;
 	CURL *e;
 
-	if (!str_prefix(req->url, "https://") && !http_url_is_loopback(req->url))
+	if (!str_prefix(req->url, "https://") && !http_url_is_loopback(req->url) &&
+	    req->unix_socket == NULL)
 		return -EPROTONOSUPPORT;
 	if (c->nidle > 0)
 		e = c->idle[--c->nidle];
@@ -358,8 +359,9 @@ http_send(struct http_client *c, const struct http_request *req, http_cb *cb, vo
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "spillway/" SPILLWAY_VERSION);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (req->source_ip != NULL)
-		curl_easy_setopt(e, CURLOPT_INTERFACE, req->source_ip);
+	/* Set even when NULL: a reused handle keeps what its last call set. */
+	curl_easy_setopt(e, CURLOPT_INTERFACE, req->source_ip);
+	curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
 
 	call->next = c->calls;
 	if (c->calls != NULL)

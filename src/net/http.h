@@ -26,6 +26,7 @@ struct http_request {
 	long timeout_ms;       /* the whole call, connect included */
 	size_t max_response;   /* larger answers fail with -E2BIG */
 	const char *source_ip; /* bind the connection to this local address, or NULL */
+	const char *unix_socket; /* connect to this Unix socket (the URL's host is then a name) */
 };
 
 struct http_response {
@@ -50,7 +51,10 @@ void http_cancel(struct http_call *);
 /* Connections opened and calls completed so far: reuse shows as connects << calls. */
 long http_client_connects(const struct http_client *);
 long http_client_calls(const struct http_client *);
-/* True for http://127.x.y.z, http://localhost and http://[::1]: plain http is for these only. */
+/*
+ * True for http://127.x.y.z, http://localhost and http://[::1]: plain http is
+ * for these (and Unix sockets) only.
+ */
 int http_url_is_loopback(const char *url);
 
 #endif

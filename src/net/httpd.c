@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,7 +40,23 @@ struct httpd_req {
 	char **hdrs;
 	size_t nhdrs;
 	char peer[INET6_ADDRSTRLEN];
+	long uid; /* the peer's, on a Unix socket; -1 elsewhere */
+	struct httpd_stream *stream;
 	struct httpd_req *prev, *next; /* the server's list of suspended requests */
+};
+
+/*
+ * A streamed body: MHD reads it through stream_read; while nothing is queued
+ * the connection is suspended (MHD would otherwise poll the reader in a busy
+ * loop). The request and the stream point at each other until one ends.
+ */
+struct httpd_stream {
+	struct httpd_req *r; /* NULL once the request is over */
+	struct buf out;
+	size_t sent; /* what of out MHD has taken */
+	bool closing, failed, ended;
+	void (*closed)(void *);
+	void *arg;
 };
 
 struct httpd {
@@ -51,6 +69,8 @@ struct httpd {
 	httpd_handler *handler;
 	void *arg;
 	struct httpd_req *suspended;
+	bool unix_socket;
+	int same_user;
 	int handles; /* libuv handles not yet closed */
 };
 
@@ -76,6 +96,33 @@ unlink_suspended(struct httpd_req *r)
 	r->prev = r->next = NULL;
 }
 
+static void on_timer(uv_timer_t *);
+
+static void
+suspend(struct httpd_req *r)
+{
+	struct httpd *h = r->srv;
+
+	MHD_suspend_connection(r->conn);
+	r->suspended = true;
+	r->next = h->suspended;
+	if (h->suspended != NULL)
+		h->suspended->prev = r;
+	h->suspended = r;
+}
+
+static void
+resume(struct httpd_req *r)
+{
+	if (!r->suspended)
+		return;
+	unlink_suspended(r);
+	r->suspended = false;
+	MHD_resume_connection(r->conn);
+	/* MHD picks a resumed connection up on its next run: make that soon. */
+	uv_timer_start(&r->srv->timer, on_timer, 0, 0);
+}
+
 static enum MHD_Result
 queue(struct httpd_req *r)
 {
@@ -97,13 +144,35 @@ dispatch(struct httpd_req *r)
 	h->handler(r, h->arg);
 	if (r->state == REQ_ANSWERED)
 		return queue(r);
-	MHD_suspend_connection(r->conn);
-	r->suspended = true;
-	r->next = h->suspended;
-	if (h->suspended != NULL)
-		h->suspended->prev = r;
-	h->suspended = r;
+	suspend(r);
 	return MHD_YES;
+}
+
+/* Who is on the other end of a Unix socket. */
+static long
+peer_uid(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+
+	if (ci == NULL || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return -1;
+	return (long)cred.uid;
+}
+
+/* Refused before anything is read: the connection ends with this answer. */
+static enum MHD_Result
+refuse(struct httpd_req *r, unsigned status, const char *text)
+{
+	r->resp = MHD_create_response_from_buffer(
+	    strlen(text), (void *)(uintptr_t)text, MHD_RESPMEM_MUST_COPY);
+	if (r->resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	r->status = status;
+	return queue(r);
 }
 
 static enum MHD_Result
@@ -136,6 +205,11 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 				    r->peer, sizeof r->peer);
 		}
 		*con_cls = r;
+		r->uid = h->unix_socket ? peer_uid(conn) : -1;
+		if (h->unix_socket && h->same_user && r->uid != (long)geteuid())
+			return refuse(r, 403,
+			    "{\"error\": {\"code\": 403, \"message\": \"this socket serves only the "
+			    "user who runs the daemon\"}}\n");
 		return MHD_YES;
 	}
 	if (*upload_size != 0) {
@@ -157,11 +231,23 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 	switch (r->state) {
 	case REQ_READING:
 		return dispatch(r);
+	case REQ_QUEUED:
+		return MHD_YES;
 	case REQ_ANSWERED:
 		return queue(r);
 	default:
 		return MHD_YES;
 	}
+}
+
+static void
+end_stream(struct httpd_stream *st)
+{
+	if (st->ended)
+		return;
+	st->ended = true;
+	if (st->closed != NULL)
+		st->closed(st->arg);
 }
 
 static void
@@ -173,6 +259,10 @@ on_completed(
 	if (r == NULL)
 		return;
 	unlink_suspended(r);
+	if (r->stream != NULL) {
+		r->stream->r = NULL;
+		end_stream(r->stream);
+	}
 	if (r->resp != NULL)
 		MHD_destroy_response(r->resp);
 	for (size_t i = 0; i < r->nhdrs; i++)
@@ -184,8 +274,6 @@ on_completed(
 	free(r);
 	*con_cls = NULL;
 }
-
-static void on_timer(uv_timer_t *);
 
 /* Let MHD do its work, then wake up again when it says it must. */
 static void
@@ -256,6 +344,49 @@ bad_host:
 }
 
 int
+httpd_bind_unix(const char *path, char **cause)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat st;
+	mode_t old;
+	int fd, error;
+
+	if (strlen(path) >= sizeof sun.sun_path) {
+		*cause = xasprintf("the socket path %s is too long (at most %zu bytes)", path,
+		    sizeof sun.sun_path - 1);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+		*cause = xasprintf("cannot create a socket: %s", strerror(errno));
+		return -errno;
+	}
+	/* A socket file left by a daemon that died is replaced; a live daemon's is not. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0 || errno == EAGAIN) {
+			*cause = xasprintf("%s: another daemon answers there", path);
+			close(fd);
+			return -EADDRINUSE;
+		}
+		close(fd);
+		unlink(path);
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+			*cause = xasprintf("cannot create a socket: %s", strerror(errno));
+			return -errno;
+		}
+	}
+	old = umask(0177); /* created 0600: no window where others could connect */
+	error = bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0 ? 0 : errno;
+	umask(old);
+	if (error != 0) {
+		*cause = xasprintf("cannot listen on %s: %s", path, strerror(error));
+		close(fd);
+		return -error;
+	}
+	return fd;
+}
+
+int
 httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler *handler, void *arg,
     struct httpd **out, char **cause)
 {
@@ -280,6 +411,8 @@ httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler 
 	    : ss.ss_family == AF_INET      ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
 	                                   : 0;
 	h->max_body = o->max_body;
+	h->unix_socket = ss.ss_family == AF_UNIX;
+	h->same_user = o->same_user;
 	h->handler = handler;
 	h->arg = arg;
 	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_LISTEN_SOCKET, fd,
@@ -334,8 +467,16 @@ httpd_free(struct httpd *h)
 {
 	if (h == NULL)
 		return;
-	while (h->suspended != NULL)
-		httpd_respond(h->suspended, 503, "text/plain", "shutting down\n", 14);
+	while (h->suspended != NULL) {
+		struct httpd_req *r = h->suspended;
+
+		if (r->stream != NULL) {
+			r->stream->closing = true;
+			resume(r);
+		} else {
+			httpd_respond(r, 503, "text/plain", "shutting down\n", 14);
+		}
+	}
 	MHD_run(h->mhd);
 	/* libuv must stop watching the epoll fd before MHD closes it. */
 	uv_poll_stop(&h->poll);
@@ -432,11 +573,91 @@ httpd_respond(struct httpd_req *r, unsigned status, const char *ctype, const cha
 		MHD_add_response_header(r->resp, r->hdrs[i], r->hdrs[i + 1]);
 	r->status = status;
 	r->state = REQ_ANSWERED;
-	if (r->suspended) {
-		unlink_suspended(r);
-		r->suspended = false;
-		MHD_resume_connection(r->conn);
-		/* MHD picks a resumed connection up on its next run: make that soon. */
-		uv_timer_start(&r->srv->timer, on_timer, 0, 0);
+	resume(r);
+}
+
+static ssize_t
+stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct httpd_stream *st = cls;
+	size_t n;
+
+	if (st->r == NULL || st->failed)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (st->sent == st->out.len) {
+		if (st->closing)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		buf_reset(&st->out);
+		st->sent = 0;
+		suspend(st->r); /* until there is more: see httpd_stream_write */
+		return 0;
 	}
+	n = st->out.len - st->sent < max ? st->out.len - st->sent : max;
+	memcpy(out, st->out.data + st->sent, n);
+	st->sent += n;
+	return (ssize_t)n;
+}
+
+/* MHD is done with the response: the connection is over. */
+static void
+stream_free(void *cls)
+{
+	struct httpd_stream *st = cls;
+
+	if (st->r != NULL)
+		st->r->stream = NULL;
+	end_stream(st);
+	buf_release(&st->out);
+	free(st);
+}
+
+struct httpd_stream *
+httpd_stream_open(struct httpd_req *r, unsigned status, const char *ctype, size_t max_buffered,
+    void (*closed)(void *), void *arg)
+{
+	struct httpd_stream *st;
+
+	if (r->state != REQ_WAITING)
+		fatalx("httpd: a request was answered twice or before it was read");
+	st = xcalloc(1, sizeof *st);
+	st->r = r;
+	buf_init(&st->out, max_buffered);
+	st->closed = closed;
+	st->arg = arg;
+	r->resp = MHD_create_response_from_callback(
+	    MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
+	if (r->resp == NULL)
+		fatalx("httpd: cannot create a response");
+	if (ctype != NULL)
+		MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	for (size_t i = 0; i + 1 < r->nhdrs; i += 2)
+		MHD_add_response_header(r->resp, r->hdrs[i], r->hdrs[i + 1]);
+	r->stream = st;
+	r->status = status;
+	r->state = REQ_ANSWERED;
+	resume(r);
+	return st;
+}
+
+int
+httpd_stream_write(struct httpd_stream *st, const char *data, size_t len)
+{
+	if (st->r == NULL || st->closing || st->failed)
+		return -EPIPE;
+	if (buf_add(&st->out, data, len) != 0) {
+		/* A peer that does not read is not waited for: it is dropped. */
+		st->failed = true;
+		resume(st->r);
+		return -ENOBUFS;
+	}
+	resume(st->r);
+	return 0;
+}
+
+void
+httpd_stream_close(struct httpd_stream *st)
+{
+	st->closing = true;
+	if (st->r != NULL)
+		resume(st->r);
 }

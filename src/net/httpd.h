@@ -26,6 +26,7 @@ struct httpd_opts {
 	size_t max_body;         /* larger bodies are not kept (see httpd_req_body) */
 	unsigned conn_timeout_s; /* idle connections are closed after this */
 	unsigned conn_limit;     /* concurrent connections */
+	int same_user; /* Unix sockets: a peer of another uid gets 403 before the handler */
 };
 
 /* Listen on host:port (port 0: any). 0, or -errno and a cause. */
@@ -33,6 +34,11 @@ int httpd_new(uv_loop_t *, const char *host, int port, const struct httpd_opts *
     void *arg, struct httpd **out, char **cause);
 /* A bound, not yet listening, non-blocking TCP socket: the fd, or -errno and a cause. */
 int httpd_bind(const char *host, int port, char **cause);
+/*
+ * The same on a Unix socket at path, created 0600 (a stale socket file that
+ * nobody answers on is replaced; a live one is -EADDRINUSE).
+ */
+int httpd_bind_unix(const char *path, char **cause);
 /* Serve on a socket the caller bound (it is put to listen, and owned from now on). */
 int httpd_new_fd(uv_loop_t *, int fd, const struct httpd_opts *, httpd_handler *, void *arg,
     struct httpd **out, char **cause);
@@ -55,6 +61,8 @@ char *httpd_req_query_string(const struct httpd_req *);
 const char *httpd_req_body(const struct httpd_req *, size_t *len, int *too_large);
 /* The peer's address as text ("127.0.0.1"), or "" when unknown. */
 const char *httpd_req_peer(const struct httpd_req *);
+/* The peer's user id on a Unix socket (SO_PEERCRED), or -1. */
+long httpd_req_peer_uid(const struct httpd_req *);
 struct httpd *httpd_req_server(const struct httpd_req *);
 
 /* Add a header to the response to come. */
@@ -62,5 +70,20 @@ void httpd_set_header(struct httpd_req *, const char *name, const char *value);
 /* Answer; the body is copied. Exactly once per request. */
 void httpd_respond(
     struct httpd_req *, unsigned status, const char *content_type, const char *body, size_t len);
+
+/*
+ * A response written over time (Server-Sent Events): opened instead of
+ * httpd_respond(), then written to from any loop callback. The connection is
+ * suspended while there is nothing to send. closed(arg) is called once, when
+ * the stream ends for any reason (the peer left, httpd_stream_close, the
+ * server freed); the stream must not be used after it.
+ */
+struct httpd_stream;
+struct httpd_stream *httpd_stream_open(struct httpd_req *, unsigned status, const char *content_type,
+    size_t max_buffered, void (*closed)(void *arg), void *arg);
+/* Queue data. -ENOBUFS when a slow peer has max_buffered unsent: the stream ends. */
+int httpd_stream_write(struct httpd_stream *, const char *data, size_t len);
+/* End the stream once what is queued is sent. */
+void httpd_stream_close(struct httpd_stream *);
 
 #endif

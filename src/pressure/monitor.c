@@ -638,3 +638,44 @@ pressure_snapshot_json(const struct pressure_snapshot *s, const char *reason)
 	    s->processes_ms > 0 ? ptime : NULL, "top", top, "components", comps);
 	return v;
 }
+
+int
+pressure_glance(const struct config *cfg, struct pressure_snapshot *s)
+{
+	struct monitor_opts o;
+	struct psi psi = {0};
+	struct meminfo mi = {0};
+	char *text = NULL, *path;
+	int error;
+
+	memset(s, 0, sizeof *s);
+	s->t_ms = s->since_ms = realtime_ns() / 1000000;
+	s->mode = MODE_POLL;
+	s->source = "a glance at /proc (no daemon)";
+	if (read_file("/proc/meminfo", 1 << 16, &text, NULL) == 0 && meminfo_parse(text, &mi) == 0) {
+		s->mem_total_kb = mi.total_kb;
+		s->mem_available_kb = mi.has_available ? mi.available_kb : mi.free_kb;
+		s->available_pct =
+		    mi.total_kb > 0 ? 100.0 * (double)s->mem_available_kb / (double)mi.total_kb : -1;
+		s->swap_used_kb = mi.swap_total_kb - mi.swap_free_kb;
+	}
+	free(text);
+	text = NULL;
+	path = *cfg->pressure_cgroup != '\0'
+	    ? xasprintf("%s/memory.pressure", cfg->pressure_cgroup)
+	    : xstrdup("/proc/pressure/memory");
+	if ((error = read_file(path, 1 << 12, &text, NULL)) == 0 &&
+	    (error = psi_parse(text, &psi)) == 0) {
+		struct level_input in = {psi.some.avg10, psi.full.avg10, s->available_pct};
+
+		s->some_pct = s->some_avg10 = psi.some.avg10;
+		s->full_pct = s->full_avg10 = psi.full.avg10;
+		s->some_avg60 = psi.some.avg60;
+		s->full_avg60 = psi.full.avg60;
+		monitor_opts_from_config(&o, cfg);
+		s->level = level_target(&o.level, &in, false);
+	}
+	free(text);
+	free(path);
+	return error;
+}

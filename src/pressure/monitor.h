@@ -71,6 +71,13 @@ const char *monitor_mode_reason(const struct monitor *);
 void monitor_counts(const struct monitor *, long *samples, long *events);
 /* The snapshot as JSON (schema_version 1; see docs/pressure.md). */
 json_t *pressure_snapshot_json(const struct pressure_snapshot *, const char *mode_reason);
+/*
+ * Pressure at a glance, without a monitor (status with no daemon): PSI's
+ * avg10 stands for the window and the level is the one those averages reach,
+ * without sustain or dwell. 0, or -errno (no PSI file: the snapshot still has
+ * the memory figures).
+ */
+int pressure_glance(const struct config *, struct pressure_snapshot *);
 /* Stop and free once the loop lets go of the handles. */
 void monitor_free(struct monitor *);
 

@@ -1,7 +1,10 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
@@ -43,6 +46,11 @@ struct daemon {
 	struct trace trace;
 	struct manager *manager;
 	struct hooks *hooks;
+	struct consumer {
+		manager_event_cb *cb;
+		void *arg;
+	} consumers[4]; /* besides o.on_event: the control API's */
+	int nconsumers;
 	bool started;
 	void (*done)(void *);
 	void *done_arg;
@@ -60,6 +68,38 @@ daemon_owner_label(const char *state_dir, char out[64])
 	SHA256((const unsigned char *)text, strlen(text), md);
 	snprintf(out, 64, "h%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2], md[3], md[4], md[5]);
 	free(text);
+}
+
+/* One daemon per state directory: a lock held for the daemon's life. */
+int
+daemon_lock(const struct config *cfg, char **cause)
+{
+	char *path = xasprintf("%s/daemon.lock", cfg->state_dir), pid[32];
+	int fd;
+
+	mkdir(cfg->state_dir, 0700);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		*cause = xasprintf("cannot open %s: %s", path, strerror(errno));
+		free(path);
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		char other[32] = "";
+
+		if (read(fd, other, sizeof other - 1) < 0)
+			other[0] = '\0';
+		*cause =
+		    xasprintf("another spillway daemon runs with the state directory %s (PID %s)",
+		        cfg->state_dir, str_trim(other));
+		close(fd);
+		free(path);
+		return -EBUSY;
+	}
+	snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
+		log_warnx("cannot write %s", path);
+	free(path);
+	return fd; /* kept open: the lock lives as long as the process */
 }
 
 /* --- events: hooks and the log --- */
@@ -106,6 +146,34 @@ on_event(const struct manager_event *e, void *arg)
 	}
 	if (d->o.on_event != NULL)
 		d->o.on_event(e, d->o.event_arg);
+	for (int i = 0; i < d->nconsumers; i++)
+		d->consumers[i].cb(e, d->consumers[i].arg);
+}
+
+void
+daemon_on_event(struct daemon *d, manager_event_cb *cb, void *arg)
+{
+	if (d->nconsumers == (int)(sizeof d->consumers / sizeof d->consumers[0]))
+		fatalx("daemon: too many event consumers");
+	d->consumers[d->nconsumers++] = (struct consumer){cb, arg};
+}
+
+const struct pressure_snapshot *
+daemon_snapshot(const struct daemon *d)
+{
+	return d->monitor != NULL ? monitor_snapshot(d->monitor) : NULL;
+}
+
+const struct config *
+daemon_config(const struct daemon *d)
+{
+	return d->cfg;
+}
+
+const struct clock *
+daemon_clock(const struct daemon *d)
+{
+	return d->o.clock;
 }
 
 static void
@@ -173,7 +241,8 @@ start_manager(struct daemon *d)
 	    .catalog_source = d->catalog_source,
 	    .owner = d->owner,
 	    .zones = (const char *const *)d->zones,
-	    .keep = d->o.keep,
+	    .keep = d->o.keep || d->o.passive,
+	    .passive = d->o.passive,
 	};
 	char *cause = NULL;
 
@@ -330,8 +399,8 @@ on_catalog_token(int error, const char *token, const char *cause, void *arg)
 	struct daemon *d = arg;
 	char *url, auth[4096];
 	const char *headers[] = {auth, NULL};
-	struct http_request req = {
-	    "GET", NULL, headers, NULL, 0, CATALOG_TIMEOUT_MS, CATALOG_MAX, NULL};
+	struct http_request req = {.method = "GET", .headers = headers,
+	    .timeout_ms = CATALOG_TIMEOUT_MS, .max_response = CATALOG_MAX};
 
 	if (error != 0) {
 		log_warnx(

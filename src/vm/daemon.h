@@ -24,6 +24,7 @@ struct daemon_opts {
 	bool emulator; /* a Compute Engine emulator inside this process */
 	const struct emulator_opts *emulator_opts; /* its options (NULL: defaults) */
 	bool keep;                                 /* leave the VMs at shutdown */
+	bool passive; /* no decisions or rules: only what is asked (manager_opts.passive) */
 	const char *replay;  /* a pressure trace instead of the live monitor */
 	double replay_speed; /* 0: the clock's own pace */
 	char *const *env;    /* where credentials are looked up (NULL: the process's) */
@@ -43,10 +44,22 @@ void daemon_stop(struct daemon *, void (*done)(void *), void *arg);
 void daemon_free(struct daemon *);
 /* Take a new configuration (SIGHUP): what the manager and the hooks read. */
 void daemon_reload(struct daemon *, const struct config *);
+/* Every event, after the hooks and o.on_event (the control API listens here). */
+void daemon_on_event(struct daemon *, manager_event_cb *, void *arg);
+/* The live pressure snapshot; NULL before the monitor runs. */
+const struct pressure_snapshot *daemon_snapshot(const struct daemon *);
+const struct config *daemon_config(const struct daemon *);
+const struct clock *daemon_clock(const struct daemon *);
+/* NULL until started (the first pass is under way). */
 struct manager *daemon_manager(struct daemon *);
 struct ledger *daemon_ledger(struct daemon *);
 struct emulator *daemon_emulator(struct daemon *);
 const char *daemon_owner(const struct daemon *);
+/*
+ * One daemon per state directory: an exclusive lock on its daemon.lock (with
+ * the PID in it), held while the returned fd is open. -EBUSY names the PID.
+ */
+int daemon_lock(const struct config *, char **cause);
 /* The stable owner label of this host and state directory. */
 void daemon_owner_label(const char *state_dir, char out[64]);
 

@@ -728,7 +728,7 @@ consider(struct manager *m)
 	struct manager_event e = {MEV_DECISION, now_ms(m), NULL, 0, NULL, &d, NULL, 0};
 	char name[64];
 
-	if (m->stopping || m->level < PRESSURE_HIGH)
+	if (m->stopping || m->o.passive || m->level < PRESSURE_HIGH)
 		return;
 	manager_decide(m, &d);
 	e.reason = d.reason;
@@ -1099,6 +1099,8 @@ enforce(struct manager *m)
 	int64_t now = now_ms(m), idle = minutes(cfg->idle_timeout_minutes);
 	int64_t every = cfg->health_check_interval * 1000;
 
+	if (m->o.passive)
+		return;
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
 		char why[256];
 
@@ -1380,7 +1382,7 @@ on_shutdown_tick(uv_timer_t *t)
 	struct manager *m = t->data;
 
 	if (all_ended(m) || monotonic_ns() > m->stop_deadline_ns) {
-		if (!all_ended(m))
+		if (!all_ended(m) && !m->o.keep)
 			log_warnx(
 			    "manager: shutdown timed out with VMs still alive; the next start will "
 			    "find them");
@@ -1407,6 +1409,13 @@ manager_shutdown(struct manager *m, void (*done)(void *), void *arg)
 	if (m->o.keep)
 		m->stop_deadline_ns = monotonic_ns();
 	uv_timer_start(&m->timer, on_shutdown_tick, 0, 0);
+}
+
+bool
+manager_settled(const struct manager *m)
+{
+	return m->counts.passes > 0 && !m->passing && !m->price_asked &&
+	    (m->price_known || m->price_why[0] != '\0');
 }
 
 size_t

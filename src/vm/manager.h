@@ -44,6 +44,7 @@ struct manager_opts {
 	const char *owner;        /* the spillway-owner label */
 	const char *const *zones; /* the zone first, then the fallbacks */
 	bool keep;                /* leave VMs running at shutdown */
+	bool passive; /* acts only when asked: no decisions, no rules (the CLI without a daemon) */
 };
 
 enum manager_event_kind {
@@ -92,6 +93,8 @@ void manager_decide(struct manager *, struct decision *);
 void manager_shutdown(struct manager *, void (*done)(void *), void *arg);
 void manager_free(struct manager *);
 
+/* A first pass is over and the price is known (or why not is): what is asked can be judged. */
+bool manager_settled(const struct manager *);
 /* The backoffs in force now (at most max). */
 size_t manager_backoffs(struct manager *, struct backoff *, size_t max);
 

@@ -207,7 +207,7 @@ test_demo(void **state)
 	    "-> PROVISIONING", "-> BOOTING", "-> READY", "is READY at http://127.",
 	    "hook on_ready says: spillway-", "READY -> TERMINATING: idle",
 	    "is leaving", "hook on_gone says: gone", "TERMINATING -> TERMINATED", " cost $",
-	    "$ spillway status", "1 created, 0 failed, 1 terminated", "active VMs: none",
+	    "$ spillway status", "1 created, 0 failed, 1 terminated", "VMs        none active",
 	    "$ spillway costs", "TERMINATED", NULL};
 	struct cmd_run r;
 	const char *at, *line;

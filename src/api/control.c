@@ -1,0 +1,441 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/control.h"
+#include "api/view.h"
+#include "net/httpd.h"
+#include "util/jx.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define STREAM_MAX_BUFFERED (1 << 20) /* a subscriber this far behind is dropped */
+#define KEEPALIVE_MS        15000     /* a comment on idle streams: dead peers show */
+#define MAX_BACKOFFS        16
+
+struct subscriber {
+	struct control *ctl;
+	struct httpd_stream *stream;
+	struct subscriber *prev, *next;
+};
+
+struct control {
+	struct daemon *d;
+	struct httpd *httpd;
+	char *path;
+	uv_timer_t keepalive;
+	struct subscriber *subs;
+};
+
+/* --- answers --- */
+
+static void
+answer(struct httpd_req *r, unsigned status, json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+	size_t len = strlen(text);
+
+	text = xrealloc(text, len + 2);
+	text[len++] = '\n';
+	text[len] = '\0';
+	httpd_respond(r, status, "application/json", text, len);
+	free(text);
+	json_decref(doc);
+}
+
+static void
+fail(struct httpd_req *r, unsigned status, const char *rule, const char *fmt, ...)
+    PRINTFLIKE(4, 5);
+
+static void
+fail(struct httpd_req *r, unsigned status, const char *rule, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		fatalx("out of memory");
+	va_end(ap);
+	answer(r, status, view_error((int)status, rule, msg));
+	free(msg);
+}
+
+static void
+source(struct control *c, struct view_src *s, struct backoff *b)
+{
+	struct manager *m = daemon_manager(c->d);
+
+	memset(s, 0, sizeof *s);
+	s->cfg = daemon_config(c->d);
+	s->ledger = daemon_ledger(c->d);
+	s->now = clock_now_ms(daemon_clock(c->d));
+	s->owner = daemon_owner(c->d);
+	s->snap = daemon_snapshot(c->d);
+	s->daemon_pid = (long)getpid();
+	if (m != NULL) {
+		s->backoffs = b;
+		s->nbackoffs = manager_backoffs(m, b, MAX_BACKOFFS);
+	}
+}
+
+/* --- POST /v1/vms --- */
+
+/* The components asked for: an array or "A,B", each one configured. */
+static int
+components_arg(const struct config *cfg, json_t *v, char *out, size_t size, char **bad)
+{
+	json_t *list = json_is_string(v) ? NULL : v, *it;
+	char **names = NULL;
+	size_t i, used = 0;
+	int error = 0;
+
+	out[0] = '\0';
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (json_is_string(v)) {
+		names = str_split(json_string_value(v), ',', NULL);
+		list = json_array();
+		for (char **p = names; *p != NULL; p++)
+			json_array_append_new(list, json_string(str_trim(*p)));
+		str_list_free(names);
+	} else if (!json_is_array(v)) {
+		*bad = xstrdup("'components' must be an array of names or a string \"A,B\"");
+		return -EINVAL;
+	}
+	json_array_foreach (list, i, it) {
+		const char *name = json_string_value(it);
+		bool known = false;
+
+		for (size_t k = 0; name != NULL && k < cfg->ncomponents; k++)
+			known |= strcasecmp(cfg->components[k].name, name) == 0;
+		if (!known) {
+			struct buf all = BUF_INIT(1024);
+
+			for (size_t k = 0; k < cfg->ncomponents; k++)
+				buf_printf(&all, "%s%s", k ? ", " : "", cfg->components[k].name);
+			*bad = xasprintf("'%s' is not a configured component (configured: %s)",
+			    name != NULL ? name : "(not a string)", buf_str(&all));
+			buf_release(&all);
+			error = -EINVAL;
+			break;
+		}
+		used += (size_t)snprintf(out + used, used < size ? size - used : 0, "%s%s",
+		    used ? "," : "", name);
+	}
+	if (list != v)
+		json_decref(list);
+	return error;
+}
+
+static void
+create(struct control *c, struct httpd_req *r)
+{
+	struct manager *m = daemon_manager(c->d);
+	const struct config *cfg = daemon_config(c->d);
+	size_t len;
+	int too_large;
+	const char *body = httpd_req_body(r, &len, &too_large);
+	json_t *doc = NULL, *reason;
+	char *why = NULL, components[256], name[64];
+	struct decision d;
+	struct vm_record rec;
+	struct view_src s;
+	struct backoff b[MAX_BACKOFFS];
+
+	if (too_large) {
+		fail(r, 413, NULL, "the request body is over %d bytes", CONTROL_MAX_BODY);
+		return;
+	}
+	if (len > 0 && jx_parse(body, len, &doc, &why) != 0) {
+		fail(r, 400, NULL, "the body is not JSON: %s", why);
+		free(why);
+		return;
+	}
+	if (doc != NULL && !json_is_object(doc)) {
+		json_decref(doc);
+		fail(r, 400, NULL, "the body must be an object: {\"components\": [...], \"reason\": \"...\"}");
+		return;
+	}
+	reason = json_object_get(doc, "reason");
+	if (reason != NULL && !json_is_string(reason) && !json_is_null(reason)) {
+		json_decref(doc);
+		fail(r, 400, NULL, "'reason' must be a string");
+		return;
+	}
+	if (components_arg(cfg, json_object_get(doc, "components"), components, sizeof components,
+	        &why) != 0) {
+		json_decref(doc);
+		fail(r, 400, NULL, "%s", why);
+		free(why);
+		return;
+	}
+	if (m == NULL) {
+		json_decref(doc);
+		fail(r, 503, NULL, "the daemon is starting; try again in a moment");
+		return;
+	}
+	switch (manager_create(m, components, json_string_value(reason), name, sizeof name, &d)) {
+	case 0:
+		source(c, &s, b);
+		ledger_get(s.ledger, name, &rec);
+		answer(r, 201,
+		    json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm",
+		        view_vm(&s, &rec)));
+		break;
+	case -EAGAIN:
+		fail(r, 409, d.rule, "%s", d.reason);
+		break;
+	default:
+		fail(r, 500, NULL, "the ledger could not record the VM: %s", d.reason);
+		break;
+	}
+	json_decref(doc);
+}
+
+/* --- the event stream --- */
+
+static void
+unsubscribe(void *arg)
+{
+	struct subscriber *sub = arg;
+	struct control *c = sub->ctl;
+
+	if (sub->prev != NULL)
+		sub->prev->next = sub->next;
+	else
+		c->subs = sub->next;
+	if (sub->next != NULL)
+		sub->next->prev = sub->prev;
+	free(sub);
+}
+
+static void
+broadcast(struct control *c, const char *text, size_t len)
+{
+	for (struct subscriber *s = c->subs, *next; s != NULL; s = next) {
+		next = s->next;
+		/* A failed write ends the stream: unsubscribe runs from the server. */
+		httpd_stream_write(s->stream, text, len);
+	}
+}
+
+static json_t *
+event_vm(const struct vm_record *v)
+{
+	return json_pack("{s:s, s:s, s:s, s:o, s:s}", "name", v->name, "state",
+	    vm_state_name(v->state), "zone", v->zone, "ip",
+	    v->nat_ip[0] ? json_string(v->nat_ip) : json_null(), "components", v->components);
+}
+
+static void
+on_event(const struct manager_event *e, void *arg)
+{
+	struct control *c = arg;
+	static const char *const kinds[] = {[MEV_PRESSURE] = "pressure", [MEV_DECISION] = "decision",
+	    [MEV_STATE] = "state", [MEV_READY] = "offload", [MEV_GONE] = "return"};
+	char t[RFC3339_LEN], *data, *text;
+	json_t *o;
+
+	if (c->subs == NULL)
+		return;
+	time_rfc3339(e->t_ms, 0, t);
+	o = json_pack("{s:s, s:s, s:s?}", "type", kinds[e->kind], "time", t, "reason", e->reason);
+	if (e->vm != NULL)
+		json_object_set_new(o, "vm", event_vm(e->vm));
+	if (e->kind == MEV_STATE)
+		json_object_set_new(o, "from",
+		    e->from >= 0 ? json_string(vm_state_name((enum vm_state)e->from)) : json_null());
+	if (e->kind == MEV_PRESSURE) {
+		json_object_set_new(o, "pressure", view_pressure(e->snap));
+		json_object_set_new(o, "previous", json_string(pressure_level_name(e->previous)));
+	}
+	if (e->decision != NULL)
+		json_object_set_new(o, "decision",
+		    json_pack("{s:b, s:f, s:s, s:s, s:s}", "create", e->decision->create,
+		        "confidence", e->decision->confidence, "rule", e->decision->rule, "reason",
+		        e->decision->reason, "components", e->decision->components));
+	data = json_dumps(o, JSON_COMPACT);
+	text = xasprintf("event: %s\ndata: %s\n\n", kinds[e->kind], data);
+	broadcast(c, text, strlen(text));
+	free(text);
+	free(data);
+	json_decref(o);
+}
+
+static void
+on_keepalive(uv_timer_t *t)
+{
+	struct control *c = t->data;
+
+	broadcast(c, ": keepalive\n\n", 13);
+}
+
+static void
+subscribe(struct control *c, struct httpd_req *r)
+{
+	struct subscriber *sub = xcalloc(1, sizeof *sub);
+
+	sub->ctl = c;
+	httpd_set_header(r, "Cache-Control", "no-cache");
+	sub->stream = httpd_stream_open(
+	    r, 200, "text/event-stream", STREAM_MAX_BUFFERED, unsubscribe, sub);
+	sub->next = c->subs;
+	if (c->subs != NULL)
+		c->subs->prev = sub;
+	c->subs = sub;
+	httpd_stream_write(sub->stream, ": spillway events\n\n", 19);
+}
+
+/* --- routes --- */
+
+static void
+handle(struct httpd_req *r, void *arg)
+{
+	struct control *c = arg;
+	const char *method = httpd_req_method(r), *path = httpd_req_path(r);
+	bool get = strcmp(method, "GET") == 0;
+	struct view_src s;
+	struct backoff b[MAX_BACKOFFS];
+
+	source(c, &s, b);
+	if (strcmp(path, "/v1/status") == 0 && get) {
+		answer(r, 200, view_status(&s));
+	} else if (strcmp(path, "/v1/vms") == 0 && get) {
+		answer(r, 200, view_vms(&s));
+	} else if (strcmp(path, "/v1/vms") == 0 && strcmp(method, "POST") == 0) {
+		create(c, r);
+	} else if (str_prefix(path, "/v1/vms/") && path[8] != '\0' && strchr(path + 8, '/') == NULL &&
+	    (get || strcmp(method, "DELETE") == 0)) {
+		const char *name = path + 8;
+		struct manager *m = daemon_manager(c->d);
+		struct vm_record rec;
+		json_t *doc;
+
+		if (get && (doc = view_vm_detail(&s, name)) != NULL)
+			answer(r, 200, doc);
+		else if (get || ledger_get(s.ledger, name, &rec) != 0)
+			fail(r, 404, NULL, "no VM named '%s' (GET /v1/vms lists them)", name);
+		else if (m == NULL)
+			fail(r, 503, NULL, "the daemon is starting; try again in a moment");
+		else if (manager_terminate(m, name, "terminated by request") != 0)
+			fail(r, 409, NULL, "%s is %s: it is not running", name,
+			    vm_state_name(rec.state));
+		else if (ledger_get(s.ledger, name, &rec) == 0)
+			answer(r, 202,
+			    json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm",
+			        view_vm(&s, &rec)));
+	} else if (strcmp(path, "/v1/costs") == 0 && get) {
+		const char *days = httpd_req_query(r, "days");
+		int64_t n = 7;
+
+		if (days != NULL && parse_int64(days, 1, 366, &n) != 0)
+			fail(r, 400, NULL, "days=%s: expected a whole number from 1 to 366", days);
+		else
+			answer(r, 200, view_costs(&s, (int)n));
+	} else if (strcmp(path, "/v1/pressure") == 0 && get) {
+		answer(r, 200,
+		    json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "pressure",
+		        view_pressure(s.snap)));
+	} else if (strcmp(path, "/v1/events") == 0 && get) {
+		subscribe(c, r);
+	} else if (str_prefix(path, "/v1/")) {
+		fail(r, strcmp(path, "/v1/status") == 0 || strcmp(path, "/v1/vms") == 0 ||
+		            str_prefix(path, "/v1/vms/") || strcmp(path, "/v1/costs") == 0 ||
+		            strcmp(path, "/v1/pressure") == 0 || strcmp(path, "/v1/events") == 0
+		        ? 405
+		        : 404,
+		    NULL, "%s %s is not part of the API (see docs/api.md)", method, path);
+	} else {
+		fail(r, 404, NULL, "%s is not part of the API: its paths begin with /v1/", path);
+	}
+}
+
+/* --- life --- */
+
+/* The socket's directory: ours, 0700, or we refuse to serve there. */
+static int
+private_dir(const char *path, char **cause)
+{
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	struct stat st;
+	int error = 0;
+
+	if (slash == NULL || slash == dir) {
+		*cause = xasprintf("spillway.socket '%s' must be in a directory of its own", path);
+		free(dir);
+		return -EINVAL;
+	}
+	*slash = '\0';
+	for (char *p = strchr(dir + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		mkdir(dir, 0700);
+		*p = '/';
+	}
+	mkdir(dir, 0700);
+	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+		*cause = xasprintf("the socket's directory %s is not a directory of this user", dir);
+		error = -EPERM;
+	} else if ((st.st_mode & 077) != 0 && chmod(dir, 0700) != 0) {
+		*cause = xasprintf("cannot make %s private: %s", dir, strerror(errno));
+		error = -errno;
+	}
+	free(dir);
+	return error;
+}
+
+int
+control_new(
+    uv_loop_t *loop, struct daemon *d, const char *path, struct control **out, char **cause)
+{
+	struct httpd_opts o = {.max_body = CONTROL_MAX_BODY,
+	    .conn_timeout_s = 30, /* a slow-loris client is closed after this */
+	    .conn_limit = 64,
+	    .same_user = 1};
+	struct control *c;
+	int fd, error;
+
+	if ((error = private_dir(path, cause)) != 0)
+		return error;
+	if ((fd = httpd_bind_unix(path, cause)) < 0)
+		return fd;
+	c = xcalloc(1, sizeof *c);
+	c->d = d;
+	c->path = xstrdup(path);
+	if ((error = httpd_new_fd(loop, fd, &o, handle, c, &c->httpd, cause)) != 0) {
+		unlink(path);
+		free(c->path);
+		free(c);
+		return error;
+	}
+	uv_timer_init(loop, &c->keepalive);
+	c->keepalive.data = c;
+	uv_timer_start(&c->keepalive, on_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
+	daemon_on_event(d, on_event, c);
+	*out = c;
+	return 0;
+}
+
+static void
+on_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void
+control_free(struct control *c)
+{
+	if (c == NULL)
+		return;
+	for (struct subscriber *s = c->subs; s != NULL; s = s->next)
+		httpd_stream_close(s->stream);
+	httpd_free(c->httpd); /* the streams end: unsubscribe empties c->subs */
+	unlink(c->path);
+	free(c->path);
+	uv_timer_stop(&c->keepalive);
+	uv_close((uv_handle_t *)&c->keepalive, on_closed);
+}

@@ -1,0 +1,26 @@
+/*
+ * The control API: HTTP/1.1 + JSON on the daemon's Unix socket (directory
+ * 0700, socket 0600, and peers of another user refused by SO_PEERCRED). The
+ * routes and the documents are in docs/api.md; the documents are view.h's.
+ *
+ *	GET /v1/status  /v1/vms  /v1/vms/{name}  /v1/costs?days=N  /v1/pressure
+ *	POST /v1/vms  DELETE /v1/vms/{name}
+ *	GET /v1/events  (Server-Sent Events)
+ */
+#ifndef SPILLWAY_CONTROL_H
+#define SPILLWAY_CONTROL_H
+
+#include <uv.h>
+
+#include "vm/daemon.h"
+
+#define CONTROL_MAX_BODY (64 * 1024)
+
+struct control;
+
+/* Listen at path (its directory is created 0700). 0, or -errno and a cause. */
+int control_new(uv_loop_t *, struct daemon *, const char *path, struct control **, char **cause);
+/* Ends the event streams, closes the socket and removes its file. */
+void control_free(struct control *);
+
+#endif

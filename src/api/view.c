@@ -1,0 +1,226 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/view.h"
+#include "ledger/cost.h"
+#include "util/clock.h"
+#include "util/xmalloc.h"
+
+static const enum vm_state every_state[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING,
+    VM_BOOTING, VM_READY, VM_UNHEALTHY, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED,
+    VM_ORPHANED};
+
+static json_t *
+when(int64_t ms)
+{
+	char t[RFC3339_LEN];
+
+	if (ms <= 0)
+		return json_null();
+	time_rfc3339(ms, 0, t);
+	return json_string(t);
+}
+
+static json_t *
+list_of(const char *csv)
+{
+	json_t *a = json_array();
+	char *copy = xstrdup(csv), *save = NULL;
+
+	for (char *p = strtok_r(copy, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save))
+		if (*p != '\0')
+			json_array_append_new(a, json_string(p));
+	free(copy);
+	return a;
+}
+
+/* What a record has cost by now: closed, or accrued since it started. */
+static double
+cost_so_far(const struct vm_record *v, int64_t now)
+{
+	if (!vm_state_alive(v->state) || v->started_ms <= 0)
+		return v->cost;
+	return cost_run(v->per_hour, v->started_ms, now, v->spot, false);
+}
+
+json_t *
+view_vm(const struct view_src *s, const struct vm_record *v)
+{
+	bool alive = vm_state_alive(v->state);
+	int64_t end = alive ? s->now : v->ended_ms;
+	json_t *o, *endpoint = json_null(), *stops = json_null();
+
+	if (v->nat_ip[0] != '\0') {
+		char *url = xasprintf("http://%s:%lld", v->nat_ip, (long long)s->cfg->backend_port);
+
+		endpoint = json_string(url);
+		free(url);
+	}
+	/* The hard stop: maxRunDuration from its start (the budget planned it). */
+	if (alive && v->started_ms > 0 && v->planned_run_s > 0)
+		stops = json_integer(
+		    (json_int_t)((v->started_ms + v->planned_run_s * 1000 - s->now) / 1000));
+	o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:f, s:f, "
+	              "s:I, s:o, s:s, s:f, s:s, s:o, s:{s:s, s:s}}",
+	    "name", v->name, "zone", v->zone, "state", vm_state_name(v->state), "machine_type",
+	    v->machine_type, "spot", v->spot, "ip", v->nat_ip[0] ? json_string(v->nat_ip) : json_null(),
+	    "endpoint", endpoint, "components", list_of(v->components), "requested_at",
+	    when(v->requested_ms), "started_at", when(v->started_ms), "ready_at", when(v->ready_ms),
+	    "ended_at", when(v->ended_ms), "uptime_s",
+	    (json_int_t)(v->started_ms > 0 && end > v->started_ms ? (end - v->started_ms) / 1000 : 0),
+	    "cost", cost_so_far(v, s->now), "per_hour", v->per_hour, "planned_run_s",
+	    (json_int_t)v->planned_run_s, "stops_in_s", stops, "reason", v->reason, "confidence",
+	    v->confidence, "request_id", v->request_id, "end_reason",
+	    v->end_reason[0] ? json_string(v->end_reason) : json_null(), "labels", "managed-by",
+	    "spillway", "spillway-owner", s->owner != NULL ? s->owner : "");
+	if (o == NULL)
+		abort();
+	return o;
+}
+
+static json_t *
+vm_array(const struct view_src *s, const enum vm_state *states, size_t n, int64_t since)
+{
+	struct vm_record *list = NULL;
+	size_t count = 0;
+	json_t *a = json_array();
+
+	if (ledger_list(s->ledger, states, n, &list, &count) == 0)
+		for (size_t i = 0; i < count; i++)
+			if (list[i].requested_ms >= since)
+				json_array_append_new(a, view_vm(s, &list[i]));
+	free(list);
+	return a;
+}
+
+json_t *
+view_vms(const struct view_src *s)
+{
+	return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vms",
+	    vm_array(s, NULL, 0, 0));
+}
+
+static json_t *
+events(const struct view_src *s, const char *vm, int limit)
+{
+	struct ledger_event *list = NULL;
+	size_t n = 0;
+	json_t *a = json_array();
+
+	if (ledger_events(s->ledger, vm, limit, &list, &n) == 0)
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a,
+			    json_pack("{s:o, s:s, s:s, s:s}", "time", when(list[i].t_ms), "vm",
+			        list[i].vm, "kind", list[i].kind, "detail", list[i].detail));
+	free(list);
+	return a;
+}
+
+json_t *
+view_vm_detail(const struct view_src *s, const char *name)
+{
+	struct vm_record v;
+
+	if (ledger_get(s->ledger, name, &v) != 0)
+		return NULL;
+	return json_pack("{s:i, s:o, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm",
+	    view_vm(s, &v), "events", events(s, name, 100));
+}
+
+static json_t *
+today(const struct view_src *s)
+{
+	double spent = ledger_spent(s->ledger, s->now), committed = ledger_committed(s->ledger, s->now);
+	char day[DAY_LEN];
+
+	cost_day(s->now, day);
+	return json_pack("{s:s, s:f, s:f, s:f, s:f}", "date", day, "spent", spent, "committed",
+	    committed, "budget", s->cfg->daily_budget, "left",
+	    s->cfg->daily_budget - spent - committed);
+}
+
+json_t *
+view_pressure(const struct pressure_snapshot *p)
+{
+	if (p == NULL || p->t_ms <= 0)
+		return json_null();
+	return json_pack("{s:s, s:o, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:f, "
+	                 "s:f, s:s, s:s}",
+	    "level", pressure_level_name(p->level), "since", when(p->since_ms), "time", when(p->t_ms),
+	    "some_pct", p->some_pct, "full_pct", p->full_pct, "some_avg10", p->some_avg10,
+	    "full_avg10", p->full_avg10, "some_avg60", p->some_avg60, "full_avg60", p->full_avg60,
+	    "mem_total_kb", (json_int_t)p->mem_total_kb, "mem_available_kb",
+	    (json_int_t)p->mem_available_kb, "available_pct", p->available_pct, "swap_used_kb",
+	    (json_int_t)p->swap_used_kb, "refault_rate", p->refault_rate, "swapin_rate",
+	    p->swapin_rate, "source", p->source != NULL ? p->source : "", "mode",
+	    pressure_mode_name(p->mode));
+}
+
+json_t *
+view_status(const struct view_src *s)
+{
+	const struct config *c = s->cfg;
+	struct vm_stats st = {0};
+	json_t *backoffs = json_array();
+
+	ledger_stats(s->ledger, &st);
+	for (size_t i = 0; i < s->nbackoffs; i++) {
+		const struct backoff *b = &s->backoffs[i];
+
+		json_array_append_new(backoffs,
+		    json_pack("{s:s, s:o, s:o, s:s}", "rule", b->rule, "zone",
+		        b->zone[0] ? json_string(b->zone) : json_null(), "until", when(b->until_ms),
+		        "why", b->why));
+	}
+	return json_pack("{s:i, s:{s:b, s:o}, s:{s:s, s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:f, s:f, "
+	                 "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o}",
+	    "schema_version", VIEW_SCHEMA_VERSION, "daemon", "running", s->daemon_pid > 0, "pid",
+	    s->daemon_pid > 0 ? json_integer(s->daemon_pid) : json_null(), "config", "project",
+	    c->project, "region", c->region, "zone", c->zone, "machine_type", c->machine_type,
+	    "spot", c->use_spot, "max_concurrent", (json_int_t)c->max_concurrent,
+	    "max_lifetime_hours", c->max_lifetime_hours, "daily_budget", c->daily_budget,
+	    "max_price", c->max_price, "idle_timeout_minutes", c->idle_timeout_minutes, "enabled",
+	    c->enabled, "pressure", view_pressure(s->snap), "vms", vm_array(s, NULL, 0, 0),
+	    "statistics", "created", (int)st.created, "failed", (int)st.failed, "terminated",
+	    (int)st.terminated, "preempted", (int)st.preempted, "orphaned", (int)st.orphaned,
+	    "active", (int)st.alive, "total_cost", st.total_cost, "today", today(s), "backoffs",
+	    backoffs, "events", events(s, NULL, VIEW_EVENTS));
+}
+
+json_t *
+view_costs(const struct view_src *s, int ndays)
+{
+	struct day_cost *days = NULL;
+	int count = 0, mday;
+	int64_t since = cost_day_start(s->now);
+	double month = 0;
+	json_t *daylist = json_array();
+	char today_s[DAY_LEN];
+
+	ledger_days(s->ledger, s->now, ndays, &days, &count);
+	for (int i = 0; i < count; i++)
+		json_array_append_new(
+		    daylist, json_pack("{s:s, s:f}", "day", days[i].day, "cost", days[i].amount));
+	for (int i = 1; i < ndays; i++)
+		since = cost_day_start(since - 1);
+	free(days);
+	/* Month to date: the days of this month, today included. */
+	cost_day(s->now, today_s);
+	mday = (int)strtol(today_s + 8, NULL, 10);
+	days = NULL;
+	if (ledger_days(s->ledger, s->now, mday, &days, &count) == 0)
+		for (int i = 0; i < count; i++)
+			month += days[i].amount;
+	free(days);
+	return json_pack("{s:i, s:o, s:o, s:i, s:o, s:o, s:f}", "schema_version",
+	    VIEW_SCHEMA_VERSION, "today", today(s), "active", vm_array(s, NULL, 0, 0), "days_shown",
+	    ndays, "vms", vm_array(s, every_state, sizeof every_state / sizeof every_state[0], since),
+	    "days", daylist, "month_to_date", month);
+}
+
+json_t *
+view_error(int code, const char *rule, const char *message)
+{
+	return json_pack("{s:{s:i, s:o, s:s}}", "error", "code", code, "rule",
+	    rule != NULL ? json_string(rule) : json_null(), "message", message);
+}

@@ -1,0 +1,46 @@
+/*
+ * What spillway shows, as JSON documents: the control API answers them, and
+ * the CLI prints them (as they are with --json, as tables otherwise) whether
+ * they came from a running daemon or were built here from the ledger. One
+ * builder, so both ways give the same output. Their shapes are documented in
+ * docs/api.md; schema_version changes when a field changes meaning or goes.
+ */
+#ifndef SPILLWAY_VIEW_H
+#define SPILLWAY_VIEW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "config/config.h"
+#include "decide/decide.h"
+#include "ledger/ledger.h"
+#include "pressure/pressure.h"
+
+#define VIEW_SCHEMA_VERSION 1
+#define VIEW_EVENTS         20 /* recent events in a status */
+
+/* Where a document's facts come from. */
+struct view_src {
+	const struct config *cfg;
+	struct ledger *ledger;
+	int64_t now;
+	const char *owner;                    /* the owner label */
+	const struct pressure_snapshot *snap; /* NULL: not known */
+	const struct backoff *backoffs;
+	size_t nbackoffs;
+	long daemon_pid; /* 0: no daemon; these facts are the ledger's */
+};
+
+json_t *view_vm(const struct view_src *, const struct vm_record *);
+json_t *view_status(const struct view_src *);
+json_t *view_vms(const struct view_src *);
+/* One VM and its events; NULL when the ledger has no such VM. */
+json_t *view_vm_detail(const struct view_src *, const char *name);
+json_t *view_costs(const struct view_src *, int days);
+json_t *view_pressure(const struct pressure_snapshot *);
+/* An error document: {"error": {"code", "rule", "message"}}. */
+json_t *view_error(int code, const char *rule, const char *message);
+
+#endif

@@ -1,0 +1,369 @@
+/*
+ * spillway create [--components A,B] [--reason TEXT] [--yes] [--no-wait]
+ * [--json]: a VM by hand, under the daemon's rules of money and limits. On a
+ * terminal without --components, the original menu of four choices; then
+ * live progress until READY or failure. Without a terminal it never asks.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/view.h"
+#include "cli/link.h"
+#include "cli/report.h"
+#include "util/clock.h"
+#include "util/jx.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define POLL_MS 250
+
+enum { OPT_NO_WAIT = 256 };
+
+struct create {
+	struct cmd_ctx *ctx;
+	char components[256];
+	const char *reason;
+	bool json, wait;
+	int64_t t0_ns;
+	char name[64];
+	char last[64]; /* the last progress line's state and zone */
+	struct link_local *l; /* without a daemon: ours */
+	struct daemon *d;
+};
+
+/* The configured components by priority, lower first (the menu's order). */
+static size_t
+by_priority(const struct config *cfg, const struct component_def **out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->ncomponents; i++) {
+		size_t at = n++;
+
+		for (; at > 0 && out[at - 1]->priority > cfg->components[i].priority; at--)
+			out[at] = out[at - 1];
+		out[at] = &cfg->components[i];
+	}
+	return n;
+}
+
+static void
+join(const struct component_def **list, size_t n, char *out, size_t size)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		used += (size_t)snprintf(
+		    out + used, used < size ? size - used : 0, "%s%s", i ? "," : "", list[i]->name);
+}
+
+/* Each name configured; the list normalised. 0, or a usage error printed. */
+static int
+check_components(const struct config *cfg, const char *csv, char *out, size_t size)
+{
+	char **names = str_split(csv, ',', NULL), all[256];
+	const struct component_def *sorted[64];
+	size_t used = 0, n = by_priority(cfg, sorted);
+	int error = 0;
+
+	join(sorted, n, all, sizeof all);
+	out[0] = '\0';
+	for (char **p = names; *p != NULL; p++) {
+		const char *name = str_trim(*p);
+		bool known = false;
+
+		for (size_t i = 0; i < n && !known; i++)
+			known = strcasecmp(sorted[i]->name, name) == 0;
+		if (!known || *name == '\0') {
+			error = cmd_usage_error(&cmd_create_entry,
+			    "'%s' is not a configured component; configured: %s", name, all);
+			break;
+		}
+		used += (size_t)snprintf(
+		    out + used, used < size ? size - used : 0, "%s%s", used ? "," : "", name);
+	}
+	str_list_free(names);
+	return error;
+}
+
+static bool
+ask(const char *question, char *answer, size_t size)
+{
+	printf("%s", question);
+	fflush(stdout);
+	if (fgets(answer, (int)size, stdin) == NULL)
+		return false;
+	answer[strcspn(answer, "\n")] = '\0';
+	return true;
+}
+
+/* The original system's four choices. 0, or an exit status. */
+static int
+menu(struct create *c)
+{
+	const struct config *cfg = &c->ctx->cfg;
+	const struct component_def *sorted[64];
+	size_t n = by_priority(cfg, sorted);
+	char answer[256], names[3][256], custom[256];
+
+	for (int i = 0; i < 3; i++) {
+		size_t k = i == 0 ? 2 : i == 1 ? 3 : n;
+
+		join(sorted, k < n ? k : n, names[i], sizeof names[i]);
+		for (char *p = names[i]; *p; p++)
+			*p = *p == ',' ? '+' : (char)toupper((unsigned char)*p);
+	}
+	printf("Which components should run on the VM?\n"
+	       "  1) %s (recommended)\n  2) %s\n  3) all heavy components: %s\n"
+	       "  4) a custom selection\n",
+	    names[0], names[1], names[2]);
+	for (;;) {
+		if (!ask("choice [1]: ", answer, sizeof answer))
+			return EXIT_FAIL;
+		if (*answer == '\0' || strcmp(answer, "1") == 0 || strcmp(answer, "2") == 0 ||
+		    strcmp(answer, "3") == 0) {
+			int k = *answer ? *answer - '1' : 0;
+
+			join(sorted, k == 0 ? 2 : k == 1 ? 3 : n, c->components, sizeof c->components);
+			return 0;
+		}
+		if (strcmp(answer, "4") == 0)
+			break;
+		printf("please answer 1, 2, 3 or 4\n");
+	}
+	join(sorted, n, custom, sizeof custom);
+	for (;;) {
+		char *q = xasprintf("components, comma-separated (from %s): ", custom);
+		bool got = ask(q, answer, sizeof answer);
+
+		free(q);
+		if (!got)
+			return EXIT_FAIL;
+		if (*answer != '\0' &&
+		    check_components(cfg, answer, c->components, sizeof c->components) == 0)
+			return 0;
+	}
+}
+
+static int
+confirm(struct create *c)
+{
+	const struct config *cfg = &c->ctx->cfg;
+	char q[512], answer[16];
+
+	snprintf(q, sizeof q,
+	    "create a %s%s VM in %s for %s, for at most %.4g h within today's $%.2f? [y/N] ",
+	    cfg->machine_type, cfg->use_spot ? " Spot" : "", cfg->zone, c->components,
+	    cfg->max_lifetime_hours, cfg->daily_budget);
+	if (!ask(q, answer, sizeof answer) || (strcasecmp(answer, "y") != 0 &&
+	                                          strcasecmp(answer, "yes") != 0)) {
+		printf("nothing created\n");
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+static double
+elapsed(const struct create *c)
+{
+	return (double)(monotonic_ns() - c->t0_ns) / 1e9;
+}
+
+/* One line per change of state or zone: what a person watches. */
+static void
+progress(struct create *c, const char *state, const char *zone, const char *detail)
+{
+	char now[64];
+
+	snprintf(now, sizeof now, "%s %s", state, zone);
+	if (c->json || strcmp(now, c->last) == 0)
+		return;
+	snprintf(c->last, sizeof c->last, "%s", now);
+	printf("[%6.1fs] %-12s %s%s%s\n", elapsed(c), state, zone, detail ? ": " : "",
+	    detail ? detail : "");
+	fflush(stdout);
+}
+
+static int
+finish(struct create *c, const json_t *vm)
+{
+	const char *state = jx_str(vm, "state");
+
+	if (c->json) {
+		json_t *doc = json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "vm", vm);
+
+		report_json(stdout, doc);
+		json_decref(doc);
+	} else if (strcmp(state, "READY") == 0) {
+		printf("%s is READY at %s after %.1f s; it stops in %lld min at the latest\n",
+		    c->name, jx_str(vm, "endpoint") ? jx_str(vm, "endpoint") : "-", elapsed(c),
+		    (long long)json_integer_value(json_object_get(vm, "stops_in_s")) / 60);
+	} else if (!c->wait) {
+		printf("%s is %s in %s; spillway status follows it\n", c->name, state,
+		    jx_str(vm, "zone"));
+	} else {
+		printf("%s: %s%s%s\n", c->name, state, jx_str(vm, "end_reason") ? ": " : "",
+		    jx_str(vm, "end_reason") ? jx_str(vm, "end_reason") : "");
+	}
+	return strcmp(state, "READY") == 0 || !c->wait ? EXIT_OK : EXIT_FAIL;
+}
+
+/* --- with the daemon --- */
+
+static int
+via_daemon(struct create *c, json_t *vm)
+{
+	char path[128];
+
+	snprintf(c->name, sizeof c->name, "%s", jx_str(vm, "name"));
+	snprintf(path, sizeof path, "/v1/vms/%s", c->name);
+	for (;;) {
+		const char *state = jx_str(vm, "state");
+		json_t *doc = NULL;
+		long status;
+		char *cause = NULL;
+		int error;
+
+		progress(c, state, jx_str(vm, "zone"), NULL);
+		if (!c->wait || strcmp(state, "READY") == 0 || strcmp(state, "FAILED") == 0 ||
+		    strcmp(state, "TERMINATED") == 0 || strcmp(state, "PREEMPTED") == 0) {
+			error = finish(c, vm);
+			json_decref(vm);
+			return error;
+		}
+		nanosleep(&(struct timespec){0, POLL_MS * 1000000L}, NULL);
+		if ((error = link_call(c->ctx, "GET", path, NULL, &status, &doc, &cause)) != 0) {
+			fprintf(stderr, "spillway create: %s; %s may still come up\n", cause, c->name);
+			free(cause);
+			json_decref(vm);
+			return EXIT_FAIL;
+		}
+		if (status != 200) {
+			error = link_error("create", status, doc);
+			json_decref(doc);
+			json_decref(vm);
+			return error;
+		}
+		json_decref(vm);
+		vm = json_incref(json_object_get(doc, "vm"));
+		json_decref(doc);
+	}
+}
+
+/* --- without: a daemon of our own --- */
+
+static void
+local_event(const struct manager_event *e, void *arg)
+{
+	struct create *c = arg;
+	const struct vm_record *v = e->vm;
+
+	if (e->kind != MEV_STATE || v == NULL || strcmp(v->name, c->name) != 0)
+		return;
+	progress(c, vm_state_name(v->state), v->zone, NULL);
+	if (v->state == VM_READY || !vm_state_alive(v->state) ||
+	    (!c->wait && v->state >= VM_PROVISIONING)) {
+		struct view_src s = {.cfg = daemon_config(c->d),
+		    .ledger = daemon_ledger(c->d),
+		    .now = clock_now_ms(daemon_clock(c->d)),
+		    .owner = daemon_owner(c->d)};
+		json_t *vm = view_vm(&s, v);
+
+		link_local_done(c->l, finish(c, vm));
+		json_decref(vm);
+	}
+}
+
+static void
+local_ready(struct link_local *l, struct daemon *d, void *arg)
+{
+	struct create *c = arg;
+	struct decision no;
+
+	c->l = l;
+	c->d = d;
+	switch (manager_create(daemon_manager(d), c->components, c->reason, c->name, sizeof c->name,
+	    &no)) {
+	case 0: /* its states come as events */
+		break;
+	case -EAGAIN:
+		fprintf(stderr, "spillway create: refused by the %s rule: %s\n", no.rule, no.reason);
+		link_local_done(l, EXIT_REFUSED);
+		break;
+	default:
+		fprintf(stderr, "spillway create: the ledger could not record the VM: %s\n",
+		    no.reason);
+		link_local_done(l, EXIT_FAIL);
+		break;
+	}
+}
+
+static int
+exec_create(struct cmd_ctx *ctx, const struct args *a)
+{
+	struct create c = {.ctx = ctx, .reason = args_get(a, 'r'), .wait = !args_has(a, OPT_NO_WAIT)};
+	bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+	json_t *body, *doc = NULL;
+	long status;
+	char *cause = NULL;
+	int error;
+
+	c.json = args_has(a, 'j');
+	c.t0_ns = monotonic_ns();
+	if (args_has(a, 'c')) {
+		if (check_components(&ctx->cfg, args_get(a, 'c'), c.components, sizeof c.components))
+			return EXIT_USAGE;
+	} else if (tty && !c.json) {
+		if ((error = menu(&c)) != 0)
+			return error;
+	}
+	if (tty && !c.json && !args_has(a, 'y') && (error = confirm(&c)) != 0)
+		return error;
+	body = json_pack("{s:s?, s:s?}", "components", *c.components ? c.components : NULL,
+	    "reason", c.reason);
+	error = link_call(ctx, "POST", "/v1/vms", body, &status, &doc, &cause);
+	json_decref(body);
+	if (error == -ENOENT) {
+		free(cause);
+		return link_local(ctx, local_ready, local_event, &c);
+	}
+	if (error != 0) {
+		fprintf(stderr, "spillway create: %s\n", cause);
+		free(cause);
+		return EXIT_FAIL;
+	}
+	if (status != 201) {
+		error = link_error("create", status, doc);
+		json_decref(doc);
+		return error;
+	}
+	error = via_daemon(&c, json_incref(json_object_get(doc, "vm")));
+	json_decref(doc);
+	return error;
+}
+
+static const struct option options[] = {
+    {"components", required_argument, NULL, 'c'},
+    {"reason", required_argument, NULL, 'r'},
+    {"yes", no_argument, NULL, 'y'},
+    {"no-wait", no_argument, NULL, OPT_NO_WAIT},
+    {"json", no_argument, NULL, 'j'},
+    {0},
+};
+
+const struct cmd_entry cmd_create_entry = {
+    .name = "create",
+    .usage = "[--components A,B] [--reason TEXT] [--yes] [--no-wait] [--json]",
+    .summary = "create a VM now, under the budget and limits, and follow it to READY",
+    .options = options,
+    .min_args = 0,
+    .max_args = 0,
+    .flags = CMD_CONFIG,
+    .exec = exec_create,
+};

@@ -1,0 +1,263 @@
+/*
+ * spillway terminate [NAME... | --all] [--yes] [--json]: delete VMs. Lists
+ * what will be deleted with its cost so far, asks on a terminal (elsewhere
+ * --yes is needed), waits for each to be gone and prints its final cost.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/view.h"
+#include "cli/link.h"
+#include "cli/report.h"
+#include "util/jx.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define POLL_MS 250
+
+static bool
+alive(const char *state)
+{
+	enum vm_state s;
+
+	return state != NULL && vm_state_parse(state, &s) == 0 && vm_state_alive(s);
+}
+
+struct terminate {
+	struct cmd_ctx *ctx;
+	json_t *chosen; /* the VM documents to delete */
+	json_t *done;   /* their documents once gone */
+	bool json;
+	struct link_local *l;
+	struct daemon *d;
+};
+
+/* The active VMs named (or all): 0, or a usage error printed. */
+static int
+choose(struct terminate *t, const json_t *vms, const struct args *a)
+{
+	size_t i;
+	json_t *vm;
+
+	t->chosen = json_array();
+	if (args_has(a, 'a')) {
+		json_array_foreach (vms, i, vm)
+			json_array_append(t->chosen, vm);
+		return 0;
+	}
+	for (int k = 0; k < a->npos; k++) {
+		bool found = false;
+
+		json_array_foreach (vms, i, vm)
+			if (strcmp(jx_str(vm, "name"), a->pos[k]) == 0) {
+				json_array_append(t->chosen, vm);
+				found = true;
+			}
+		if (!found)
+			return cmd_usage_error(&cmd_terminate_entry,
+			    "no active VM named '%s' (spillway status lists them)", a->pos[k]);
+	}
+	return 0;
+}
+
+static void
+said(struct terminate *t, const json_t *vm)
+{
+	json_array_append(t->done, (json_t *)vm);
+	if (!t->json)
+		printf("%s: %s after %lld s, $%.4f in all\n", jx_str(vm, "name"), jx_str(vm, "state"),
+		    (long long)json_integer_value(json_object_get(vm, "uptime_s")),
+		    json_real_value(json_object_get(vm, "cost")));
+}
+
+static int
+report(struct terminate *t)
+{
+	if (t->json) {
+		json_t *doc = json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "vms", t->done);
+
+		report_json(stdout, doc);
+		json_decref(doc);
+	}
+	return json_array_size(t->done) == json_array_size(t->chosen) ? EXIT_OK : EXIT_FAIL;
+}
+
+/* --- with the daemon: DELETE each, then follow each to its end --- */
+
+static int
+via_daemon(struct terminate *t)
+{
+	size_t i;
+	json_t *vm, *doc;
+	long status;
+	char *cause = NULL, path[128];
+
+	json_array_foreach (t->chosen, i, vm) {
+		snprintf(path, sizeof path, "/v1/vms/%s", jx_str(vm, "name"));
+		if (link_call(t->ctx, "DELETE", path, NULL, &status, &doc, &cause) != 0) {
+			fprintf(stderr, "spillway terminate: %s\n", cause);
+			free(cause);
+			return EXIT_FAIL;
+		}
+		if (status != 202)
+			link_error("terminate", status, doc);
+		json_decref(doc);
+	}
+	json_array_foreach (t->chosen, i, vm) {
+		snprintf(path, sizeof path, "/v1/vms/%s", jx_str(vm, "name"));
+		for (;;) {
+			json_t *now;
+
+			if (link_call(t->ctx, "GET", path, NULL, &status, &doc, &cause) != 0) {
+				fprintf(stderr, "spillway terminate: %s\n", cause);
+				free(cause);
+				return EXIT_FAIL;
+			}
+			now = json_object_get(doc, "vm");
+			if (status != 200 || !alive(jx_str(now, "state"))) {
+				if (status == 200)
+					said(t, now);
+				json_decref(doc);
+				break;
+			}
+			json_decref(doc);
+			nanosleep(&(struct timespec){0, POLL_MS * 1000000L}, NULL);
+		}
+	}
+	return report(t);
+}
+
+/* --- without: a daemon of our own deletes them --- */
+
+static void
+local_event(const struct manager_event *e, void *arg)
+{
+	struct terminate *t = arg;
+	struct view_src s;
+	json_t *vm;
+
+	if (e->kind != MEV_STATE || e->vm == NULL || vm_state_alive(e->vm->state))
+		return;
+	s = (struct view_src){.cfg = daemon_config(t->d),
+	    .ledger = daemon_ledger(t->d),
+	    .now = clock_now_ms(daemon_clock(t->d)),
+	    .owner = daemon_owner(t->d)};
+	said(t, vm = view_vm(&s, e->vm));
+	json_decref(vm);
+	if (json_array_size(t->done) == json_array_size(t->chosen))
+		link_local_done(t->l, report(t));
+}
+
+static void
+local_ready(struct link_local *l, struct daemon *d, void *arg)
+{
+	struct terminate *t = arg;
+	size_t i;
+	json_t *vm;
+
+	t->l = l;
+	t->d = d;
+	json_array_foreach (t->chosen, i, vm)
+		if (manager_terminate(daemon_manager(d), jx_str(vm, "name"), "terminated by hand") != 0)
+			fprintf(stderr, "spillway terminate: %s is no longer running\n",
+			    jx_str(vm, "name"));
+	if (json_array_size(t->chosen) == 0)
+		link_local_done(l, EXIT_OK);
+}
+
+static int
+exec_terminate(struct cmd_ctx *ctx, const struct args *a)
+{
+	const struct cmd_entry *e = &cmd_terminate_entry;
+	struct terminate t = {.ctx = ctx, .json = args_has(a, 'j'), .done = json_array()};
+	bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+	json_t *list = NULL, *ping = NULL;
+	long status;
+	char answer[16], *cause = NULL;
+	int error;
+
+	if (args_has(a, 'a') == (a->npos > 0)) {
+		json_decref(t.done);
+		return cmd_usage_error(e, "name the VMs to delete, or --all");
+	}
+	if (!tty && !args_has(a, 'y')) {
+		json_decref(t.done);
+		return cmd_usage_error(e, "not on a terminal, so nobody can confirm: add --yes");
+	}
+	if ((error = link_get(ctx, "/v1/vms", &status, &list)) != 0)
+		goto out;
+	{
+		/* Only what is alive can be deleted. */
+		json_t *active = json_array(), *vm;
+		size_t i;
+
+		json_array_foreach (json_object_get(list, "vms"), i, vm)
+			if (alive(jx_str(vm, "state")))
+				json_array_append(active, vm);
+		json_decref(list);
+		list = active;
+	}
+	if ((error = choose(&t, list, a)) != 0)
+		goto out;
+	if (json_array_size(t.chosen) == 0) {
+		if (!t.json)
+			printf("no active VM: nothing to delete\n");
+		error = report(&t);
+		goto out;
+	}
+	if (!t.json || !args_has(a, 'y')) {
+		printf("to delete:\n");
+		report_vms(stdout, t.chosen, false);
+	}
+	if (!args_has(a, 'y')) {
+		printf("delete %zu VM%s? [y/N] ", json_array_size(t.chosen),
+		    json_array_size(t.chosen) == 1 ? "" : "s");
+		fflush(stdout);
+		if (fgets(answer, sizeof answer, stdin) == NULL ||
+		    (strcasecmp(str_trim(answer), "y") != 0 &&
+		        strcasecmp(str_trim(answer), "yes") != 0)) {
+			printf("nothing deleted\n");
+			error = EXIT_FAIL;
+			goto out;
+		}
+	}
+	/* The daemon, if one runs, deletes them; else a daemon of ours. */
+	error = link_call(ctx, "GET", "/v1/vms", NULL, &status, &ping, &cause);
+	json_decref(ping);
+	if (error == 0) {
+		error = via_daemon(&t);
+	} else if (error == -ENOENT) {
+		error = link_local(ctx, local_ready, local_event, &t);
+	} else {
+		fprintf(stderr, "spillway terminate: %s\n", cause);
+		error = EXIT_FAIL;
+	}
+	free(cause);
+out:
+	json_decref(list);
+	json_decref(t.chosen);
+	json_decref(t.done);
+	return error;
+}
+
+static const struct option options[] = {
+    {"all", no_argument, NULL, 'a'},
+    {"yes", no_argument, NULL, 'y'},
+    {"json", no_argument, NULL, 'j'},
+    {0},
+};
+
+const struct cmd_entry cmd_terminate_entry = {
+    .name = "terminate",
+    .usage = "[NAME... | --all] [--yes] [--json]",
+    .summary = "delete VMs (after asking, on a terminal) and record their final cost",
+    .options = options,
+    .min_args = 0,
+    .max_args = 64,
+    .flags = CMD_CONFIG,
+    .exec = exec_terminate,
+};
