@@ -1,0 +1,797 @@
+/*
+ * The CLI and the control API end to end, against `spillway emulator` and
+ * `spillway run` processes in real time: every command with a daemon and
+ * without one, as tables and as JSON; the interactive create and terminate
+ * on a pseudo-terminal; refusals and their exit codes; the event stream of a
+ * whole VM life; bad requests; another user at the socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "harness.h"
+#include "util/buf.h"
+#include "util/jx.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define OWNER "test-api"
+
+struct world {
+	struct emu e;
+	struct dmn d;
+	char sock[300], calm[300];
+	char *env[12];
+	bool daemon;
+};
+
+static void
+world_init(struct world *w, bool daemon, const char *const *extra_env)
+{
+	const char *emu_args[] = {"--boot-ms", "300", "--guest-boot-ms", "300", NULL};
+	const char *const *extra = extra_env;
+	int n = 0;
+	FILE *f;
+
+	memset(w, 0, sizeof *w);
+	emu_start(&w->e, emu_args);
+	dmn_init(&w->d);
+	snprintf(w->sock, sizeof w->sock, "%s/control.sock", w->d.state);
+	snprintf(w->calm, sizeof w->calm, "%s/calm.trace", w->d.state);
+	/* A calm trace: the daemon creates nothing by itself, whatever the machine does. */
+	assert_non_null(f = fopen(w->calm, "w"));
+	fprintf(f, "# spillway pressure trace 1\n");
+	for (int i = 0; i < 4000; i++)
+		fprintf(f,
+		    "t=%lld ev=0 some=0 full=0 sa10=0 sa60=0 fa10=0 fa60=0 mt=16000000 ma=12000000 "
+		    "st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
+		    1700000000000LL + i * 1000LL);
+	fclose(f);
+	w->env[n++] = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s", w->e.creds);
+	w->env[n++] = xasprintf("SPILLWAY_COMPUTE_ENDPOINT=%s/compute/v1/", w->e.url);
+	w->env[n++] = xasprintf("SPILLWAY_BILLING_ENDPOINT=%s/v1/", w->e.url);
+	w->env[n++] = xasprintf("SPILLWAY_STATE_DIR=%s", w->d.state);
+	w->env[n++] = xasprintf("SPILLWAY_SOCKET=%s", w->sock);
+	w->env[n++] = xstrdup("GCP_PROJECT_ID=spillway-emulator");
+	w->env[n++] = xstrdup("SPILLWAY_OWNER=" OWNER);
+	w->env[n++] = xstrdup("SPILLWAY_FALLBACK_ZONES=us-central1-b");
+	for (; extra != NULL && *extra != NULL && n < 11; extra++)
+		w->env[n++] = xstrdup(*extra);
+	w->env[n] = NULL;
+	w->daemon = daemon;
+	if (daemon) {
+		const char *args[] = {"--replay", w->calm, NULL};
+		const char *env[8] = {"SPILLWAY_OWNER=" OWNER, "SPILLWAY_FALLBACK_ZONES=us-central1-b"};
+		int64_t deadline = now_ms() + 60000;
+		struct stat st;
+		int k = 2;
+
+		for (; extra_env != NULL && *extra_env != NULL && k < 7; extra_env++)
+			env[k++] = *extra_env;
+		env[k] = NULL;
+		dmn_start(&w->d, &w->e, args, env);
+		/* Ready for requests once it has its socket and has started its manager. */
+		for (;;) {
+			char *log = read_text(w->d.log);
+			bool up = log != NULL && strstr(log, "owner " OWNER) != NULL;
+
+			free(log);
+			if (up && stat(w->sock, &st) == 0)
+				break;
+			if (now_ms() > deadline) {
+				dmn_dump(&w->d);
+				fail_msg("the daemon did not open its socket");
+			}
+			sleep_ms(10);
+		}
+	}
+}
+
+static void
+world_end(struct world *w)
+{
+	if (w->d.pid > 0)
+		assert_int_equal(dmn_stop(&w->d, SIGTERM), 0);
+	dmn_cleanup(&w->d);
+	emu_stop(&w->e);
+	for (int i = 0; w->env[i] != NULL; i++)
+		free(w->env[i]);
+}
+
+static void
+cli(struct world *w, struct cmd_run *r, const char *const *args)
+{
+	run_spillway(r, w->d.state, args, (const char *const *)w->env);
+}
+
+static json_t *
+cli_json(struct world *w, const char *const *args, int expect_status)
+{
+	struct cmd_run r;
+	json_t *doc = NULL;
+	char *why = NULL;
+
+	cli(w, &r, args);
+	if (r.status != expect_status)
+		fail_msg("spillway %s: exit %d, expected %d\nout: %s\nerr: %s", args[0], r.status,
+		    expect_status, r.out, r.err);
+	if (jx_parse(r.out, strlen(r.out), &doc, &why) != 0)
+		fail_msg("spillway %s --json: not JSON (%s):\n%s", args[0], why, r.out);
+	cmd_run_free(&r);
+	return doc;
+}
+
+/* The emulator's instances, by name, space-separated. */
+static char *
+cloud_names(struct world *w)
+{
+	char *url = xasprintf("%s/emulator/v1/instances", w->e.url);
+	struct resp r;
+	struct buf b = BUF_INIT(1 << 20);
+	size_t i;
+	json_t *it;
+
+	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	json_array_foreach (json_object_get(r.json, "instances"), i, it)
+		buf_printf(&b, "%s ", jx_str(it, "name"));
+	resp_free(&r);
+	free(url);
+	buf_addch(&b, '\0');
+	return buf_detach(&b, NULL);
+}
+
+/* --- the control socket, spoken to directly --- */
+
+struct answer {
+	long status;
+	json_t *doc;
+	char *text;
+};
+
+static size_t
+collect(char *p, size_t size, size_t n, void *arg)
+{
+	buf_add(arg, p, size * n);
+	return size * n;
+}
+
+static void
+sock_call(struct world *w, struct answer *a, const char *method, const char *path,
+    const char *body, size_t len)
+{
+	CURL *c = curl_easy_init();
+	struct buf b = BUF_INIT(1 << 24);
+	char *url = xasprintf("http://spillway%s", path);
+
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, w->sock);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+	if (body != NULL) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	}
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	a->status = 0;
+	a->doc = NULL;
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
+	buf_addch(&b, '\0');
+	a->text = buf_detach(&b, NULL);
+	jx_parse(a->text, strlen(a->text), &a->doc, NULL);
+	curl_easy_cleanup(c);
+	free(url);
+}
+
+static void
+answer_free(struct answer *a)
+{
+	json_decref(a->doc);
+	free(a->text);
+}
+
+static int
+sock_connect(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		int error = errno;
+
+		close(fd);
+		return -error;
+	}
+	return fd;
+}
+
+/* --- every command, with a daemon and without --- */
+
+static void
+expect_keys(const json_t *doc, const char *const *keys)
+{
+	for (; *keys != NULL; keys++)
+		if (json_object_get(doc, *keys) == NULL)
+			fail_msg("the document has no '%s'", *keys);
+}
+
+static void
+every_command(bool daemon)
+{
+	static const char *const status_keys[] = {"schema_version", "daemon", "config", "pressure",
+	    "vms", "statistics", "today", "backoffs", "events", NULL};
+	static const char *const vm_keys[] = {"name", "zone", "state", "machine_type", "spot",
+	    "ip", "endpoint", "components", "requested_at", "started_at", "uptime_s", "cost",
+	    "per_hour", "planned_run_s", "stops_in_s", "reason", "request_id", "labels", NULL};
+	static const char *const costs_keys[] = {"schema_version", "today", "active", "days",
+	    "month_to_date", "vms", NULL};
+	const char *status_json[] = {"status", "--json", NULL};
+	const char *create[] = {"create", "--components", "vision,chatbots", "--reason", "a test",
+	    "--yes", "--json", NULL};
+	const char *costs[] = {"costs", "--days", "3", "--json", NULL};
+	struct world w;
+	struct cmd_run r;
+	json_t *doc, *vm;
+	char name[64], *names;
+
+	world_init(&w, daemon, NULL);
+	doc = cli_json(&w, status_json, 0);
+	expect_keys(doc, status_keys);
+	assert_int_equal(json_integer_value(json_object_get(doc, "schema_version")), 1);
+	assert_int_equal(json_is_true(jx_get(doc, "daemon.running")), daemon);
+	assert_int_equal(json_array_size(json_object_get(doc, "vms")), 0);
+	json_decref(doc);
+
+	/* create: READY, with what was asked. */
+	doc = cli_json(&w, create, 0);
+	vm = json_object_get(doc, "vm");
+	expect_keys(vm, vm_keys);
+	assert_string_equal(jx_str(vm, "state"), "READY");
+	assert_string_equal(jx_str(vm, "reason"), "a test");
+	assert_int_equal(json_array_size(json_object_get(vm, "components")), 2);
+	assert_string_equal(jx_str(jx_get(vm, "labels"), "spillway-owner"), OWNER);
+	assert_true(json_integer_value(json_object_get(vm, "stops_in_s")) > 3 * 3600 - 60);
+	snprintf(name, sizeof name, "%s", jx_str(vm, "name"));
+	json_decref(doc);
+	names = cloud_names(&w);
+	assert_non_null(strstr(names, name));
+	free(names);
+
+	/* status as a table and as JSON say the same. */
+	{
+		const char *args[] = {"status", NULL}, *verbose[] = {"status", "-v", NULL};
+
+		cli(&w, &r, args);
+		assert_int_equal(r.status, 0);
+		assert_non_null(strstr(r.out, name));
+		assert_non_null(strstr(r.out, "READY"));
+		assert_non_null(strstr(r.out, "vision,chatbots"));
+		assert_null(strstr(r.out, "requestId")); /* -v only */
+		assert_null(strstr(r.out, "\033[")); /* not a terminal: no colour */
+		cmd_run_free(&r);
+		cli(&w, &r, verbose);
+		assert_int_equal(r.status, 0);
+		assert_non_null(strstr(r.out, "requestId"));
+		assert_non_null(strstr(r.out, "spillway-owner=" OWNER));
+		assert_non_null(strstr(r.out, "reason: a test"));
+		assert_non_null(strstr(r.out, "BOOTING -> READY"));
+		cmd_run_free(&r);
+	}
+	doc = cli_json(&w, status_json, 0);
+	assert_int_equal(json_array_size(json_object_get(doc, "vms")), 1);
+	assert_int_equal(json_integer_value(jx_get(doc, "statistics.created")), 1);
+	json_decref(doc);
+
+	/* costs: the VM, three days, month to date. */
+	doc = cli_json(&w, costs, 0);
+	expect_keys(doc, costs_keys);
+	assert_int_equal(json_array_size(json_object_get(doc, "days")), 3);
+	assert_int_equal(json_array_size(json_object_get(doc, "active")), 1);
+	assert_true(json_number_value(json_object_get(doc, "month_to_date")) >= 0);
+	json_decref(doc);
+
+	/* terminate: gone from the cloud, its cost closed. */
+	{
+		const char *term[] = {"terminate", name, "--yes", "--json", NULL};
+
+		doc = cli_json(&w, term, 0);
+		vm = json_array_get(json_object_get(doc, "vms"), 0);
+		assert_string_equal(jx_str(vm, "state"), "TERMINATED");
+		assert_true(json_number_value(json_object_get(vm, "cost")) > 0);
+		json_decref(doc);
+	}
+	names = cloud_names(&w);
+	assert_null(strstr(names, name));
+	free(names);
+	doc = cli_json(&w, status_json, 0);
+	assert_int_equal(json_array_size(json_object_get(doc, "vms")), 0);
+	assert_int_equal(json_integer_value(jx_get(doc, "statistics.terminated")), 1);
+	json_decref(doc);
+	world_end(&w);
+}
+
+static void
+test_commands_with_daemon(void **state)
+{
+	every_command(true);
+}
+
+static void
+test_commands_without_daemon(void **state)
+{
+	every_command(false);
+}
+
+/* --- refusals --- */
+
+static void
+refusals(bool daemon)
+{
+	const char *env[] = {"GCP_VM_MAX_CONCURRENT=1", NULL};
+	const char *create[] = {"create", "--components", "vision", "--yes", NULL};
+	struct world w;
+	struct cmd_run r;
+
+	world_init(&w, daemon, env);
+	cli(&w, &r, create);
+	assert_int_equal(r.status, 0);
+	cmd_run_free(&r);
+	/* The second: max concurrent 1, exit 3, the rule and its numbers. */
+	cli(&w, &r, create);
+	assert_int_equal(r.status, 3);
+	assert_non_null(strstr(r.err, "concurrency"));
+	assert_non_null(strstr(r.err, "max concurrent 1 reached"));
+	cmd_run_free(&r);
+	if (daemon) {
+		struct answer a;
+
+		sock_call(&w, &a, "POST", "/v1/vms", "{\"components\": [\"vision\"]}", 26);
+		assert_int_equal(a.status, 409);
+		assert_string_equal(jx_str(jx_get(a.doc, "error"), "rule"), "concurrency");
+		answer_free(&a);
+	}
+	{
+		const char *term[] = {"terminate", "--all", "--yes", NULL};
+
+		cli(&w, &r, term);
+		assert_int_equal(r.status, 0);
+		assert_non_null(strstr(r.out, "TERMINATED"));
+		cmd_run_free(&r);
+	}
+	world_end(&w);
+	/* A budget that buys less than the minimum run. */
+	{
+		const char *poor[] = {"GCP_VM_DAILY_BUDGET=0.001", NULL};
+
+		world_init(&w, daemon, poor);
+		cli(&w, &r, create);
+		assert_int_equal(r.status, 3);
+		assert_non_null(strstr(r.err, "budget"));
+		assert_non_null(strstr(r.err, "$0.00"));
+		cmd_run_free(&r);
+		world_end(&w);
+	}
+}
+
+static void
+test_refusals(void **state)
+{
+	refusals(true);
+	refusals(false);
+}
+
+/* --- bad input --- */
+
+static void
+test_bad_input(void **state)
+{
+	struct world w;
+	struct cmd_run r;
+	struct answer a;
+	char *big = xcalloc(1, 10 << 20);
+	const struct {
+		const char *args[6];
+		const char *says;
+	} usage[] = {
+	    {{"costs", "--days", "-1", NULL}, "--days"},
+	    {{"costs", "--days", "abc", NULL}, "--days"},
+	    {{"create", "--components", "vision,nope", "--yes", NULL}, "'nope' is not a configured"},
+	    {{"terminate", NULL}, "name the VMs to delete, or --all"},
+	    {{"terminate", "no-such-vm", "--yes", NULL}, "no active VM named 'no-such-vm'"},
+	    {{"status", "--bogus", NULL}, "--bogus"},
+	};
+	int fd;
+
+	world_init(&w, true, NULL);
+	for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
+		cli(&w, &r, usage[i].args);
+		if (r.status != 2 || strstr(r.err, usage[i].says) == NULL)
+			fail_msg("spillway %s: exit %d, stderr: %s", usage[i].args[0], r.status, r.err);
+		cmd_run_free(&r);
+	}
+	sock_call(&w, &a, "GET", "/v1/nothing", NULL, 0);
+	assert_int_equal(a.status, 404);
+	answer_free(&a);
+	sock_call(&w, &a, "PUT", "/v1/status", NULL, 0);
+	assert_int_equal(a.status, 405);
+	answer_free(&a);
+	sock_call(&w, &a, "POST", "/v1/vms", "{\"components\": ", 15);
+	assert_int_equal(a.status, 400);
+	assert_non_null(strstr(jx_str(jx_get(a.doc, "error"), "message"), "not JSON"));
+	answer_free(&a);
+	sock_call(&w, &a, "POST", "/v1/vms", "[1, 2]", 6);
+	assert_int_equal(a.status, 400);
+	answer_free(&a);
+	sock_call(&w, &a, "GET", "/v1/costs?days=-1", NULL, 0);
+	assert_int_equal(a.status, 400);
+	answer_free(&a);
+	sock_call(&w, &a, "GET", "/v1/vms/nope", NULL, 0);
+	assert_int_equal(a.status, 404);
+	answer_free(&a);
+	sock_call(&w, &a, "DELETE", "/v1/vms/nope", NULL, 0);
+	assert_int_equal(a.status, 404);
+	answer_free(&a);
+	/* 10 MB of body: refused, not kept. */
+	memset(big, 'x', (10 << 20) - 1);
+	sock_call(&w, &a, "POST", "/v1/vms", big, (10 << 20) - 1);
+	assert_true(a.status == 413 || a.status == 0); /* 0: closed while curl still sent */
+	answer_free(&a);
+	free(big);
+	/* A slow client holding a connection with half a request does not stall others. */
+	assert_true((fd = sock_connect(w.sock)) >= 0);
+	assert_int_equal(write(fd, "GET /v1/sta", 11), 11);
+	sock_call(&w, &a, "GET", "/v1/status", NULL, 0);
+	assert_int_equal(a.status, 200);
+	answer_free(&a);
+	close(fd);
+	/* A daemon that stops answering: the CLI says so and gives up (after 10 s). */
+	kill(w.d.pid, SIGSTOP);
+	{
+		const char *status[] = {"status", NULL};
+
+		cli(&w, &r, status);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, w.sock));
+		cmd_run_free(&r);
+	}
+	kill(w.d.pid, SIGCONT);
+	sock_call(&w, &a, "GET", "/v1/status", NULL, 0);
+	assert_int_equal(a.status, 200);
+	answer_free(&a);
+	world_end(&w);
+}
+
+/* --- the event stream of a whole life --- */
+
+static void
+test_events(void **state)
+{
+	struct world w;
+	struct answer a;
+	struct buf got = BUF_INIT(1 << 20);
+	const char *order[] = {"event: state", "\"state\":\"REQUESTED\"", "\"state\":\"CREATING\"",
+	    "\"state\":\"PROVISIONING\"", "\"state\":\"BOOTING\"", "\"state\":\"READY\"",
+	    "event: offload", "\"state\":\"TERMINATING\"", "event: return",
+	    "\"state\":\"TERMINATED\"", NULL};
+	const char *req = "GET /v1/events HTTP/1.1\r\nHost: spillway\r\n\r\n";
+	char name[64], chunk[4096];
+	int fd;
+	int64_t deadline;
+	bool deleted = false;
+
+	world_init(&w, true, NULL);
+	assert_true((fd = sock_connect(w.sock)) >= 0);
+	assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	/* The stream is open once its first comment arrives. */
+	while (strstr(buf_str(&got), ": spillway events") == NULL) {
+		ssize_t n = read(fd, chunk, sizeof chunk);
+
+		assert_true(n > 0);
+		buf_add(&got, chunk, (size_t)n);
+	}
+	assert_non_null(strstr(buf_str(&got), "text/event-stream"));
+	sock_call(&w, &a, "POST", "/v1/vms", "{\"components\": \"vision\"}", 24);
+	assert_int_equal(a.status, 201);
+	snprintf(name, sizeof name, "%s", jx_str(jx_get(a.doc, "vm"), "name"));
+	answer_free(&a);
+	deadline = now_ms() + 60000;
+	while (strstr(buf_str(&got), "\"state\":\"TERMINATED\"") == NULL) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t n;
+
+		if (now_ms() > deadline)
+			fail_msg("the stream so far:\n%s", buf_str(&got));
+		if (!deleted && strstr(buf_str(&got), "event: offload") != NULL) {
+			char *path = xasprintf("/v1/vms/%s", name);
+
+			sock_call(&w, &a, "DELETE", path, NULL, 0);
+			assert_int_equal(a.status, 202);
+			answer_free(&a);
+			free(path);
+			deleted = true;
+		}
+		if (poll(&p, 1, 1000) <= 0)
+			continue;
+		n = read(fd, chunk, sizeof chunk);
+		assert_true(n > 0);
+		buf_add(&got, chunk, (size_t)n);
+	}
+	/* In the order they happened. */
+	{
+		const char *at = buf_str(&got);
+
+		for (const char **s = order; *s != NULL; s++) {
+			const char *next = strstr(at, *s);
+
+			if (next == NULL)
+				fail_msg("'%s' missing or out of order in:\n%s", *s, buf_str(&got));
+			at = next + strlen(*s);
+		}
+	}
+	close(fd);
+	buf_release(&got);
+	world_end(&w);
+}
+
+/* --- another user --- */
+
+static void
+test_other_user_refused(void **state)
+{
+	struct passwd *nobody = getpwnam("nobody");
+	struct world w;
+	pid_t pid;
+	int status;
+	char dir[300];
+
+	if (geteuid() != 0 || nobody == NULL) {
+		printf("skipped: needs root and the user nobody, to be someone else\n");
+		skip();
+	}
+	world_init(&w, true, NULL);
+	/* The directory is 0700: another user cannot even reach the socket. */
+	pid = fork();
+	if (pid == 0) {
+		if (setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0)
+			_exit(10);
+		_exit(sock_connect(w.sock) == -EACCES ? 0 : 11);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Opened up by mistake: SO_PEERCRED still refuses, with 403, before anything is read. */
+	snprintf(dir, sizeof dir, "%s", w.d.state);
+	assert_int_equal(chmod(dir, 0755), 0);
+	assert_int_equal(chmod(w.sock, 0666), 0);
+	pid = fork();
+	if (pid == 0) {
+		const char *req = "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n";
+		char answer[4096] = "";
+		int fd;
+		ssize_t n, got = 0;
+
+		if (setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0)
+			_exit(10);
+		if ((fd = sock_connect(w.sock)) < 0)
+			_exit(12);
+		if (write(fd, req, strlen(req)) < 0)
+			_exit(13);
+		while ((n = read(fd, answer + got, sizeof answer - 1 - (size_t)got)) > 0)
+			got += n;
+		answer[got] = '\0';
+		_exit(strstr(answer, " 403 ") != NULL && strstr(answer, "only the user") != NULL ? 0
+		                                                                                 : 14);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	chmod(dir, 0700);
+	/* The daemon's own user is still served. */
+	{
+		struct answer a;
+
+		sock_call(&w, &a, "GET", "/v1/status", NULL, 0);
+		assert_int_equal(a.status, 200);
+		answer_free(&a);
+	}
+	world_end(&w);
+}
+
+/* --- the interactive create and terminate, on a pseudo-terminal --- */
+
+struct pty {
+	pid_t pid;
+	int fd;
+	struct buf out;
+};
+
+static void
+pty_start(struct pty *p, struct world *w, const char *const *args)
+{
+	const char *argv[16] = {"spillway"};
+	int n = 1;
+
+	for (; *args != NULL; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	buf_init(&p->out, 1 << 20);
+	p->pid = forkpty(&p->fd, NULL, NULL, NULL);
+	assert_true(p->pid >= 0);
+	if (p->pid == 0) {
+		for (int i = 0; w->env[i] != NULL; i++)
+			putenv(w->env[i]);
+		setenv("HOME", w->d.state, 1);
+		setenv("XDG_CONFIG_HOME", w->d.state, 1);
+		unsetenv("NO_COLOR");
+		execv(getenv("SPILLWAY_BIN"), (char **)argv);
+		_exit(127);
+	}
+}
+
+/* Read until text appears (after what was already matched), then answer. */
+static void
+pty_expect(struct pty *p, const char *text, const char *reply)
+{
+	int64_t deadline = now_ms() + 60000;
+	char chunk[4096];
+
+	while (strstr(buf_str(&p->out), text) == NULL) {
+		struct pollfd pf = {p->fd, POLLIN, 0};
+		ssize_t n = 0;
+
+		if (now_ms() < deadline && poll(&pf, 1, 500) <= 0)
+			continue;
+		if (now_ms() > deadline || (n = read(p->fd, chunk, sizeof chunk)) <= 0)
+			fail_msg("waited for '%s'; the terminal shows:\n%s", text, buf_str(&p->out));
+		buf_add(&p->out, chunk, (size_t)n);
+	}
+	if (reply != NULL)
+		assert_int_equal(write(p->fd, reply, strlen(reply)), (ssize_t)strlen(reply));
+}
+
+static int
+pty_end(struct pty *p)
+{
+	char chunk[4096];
+	int status;
+	ssize_t n;
+
+	while ((n = read(p->fd, chunk, sizeof chunk)) > 0)
+		buf_add(&p->out, chunk, (size_t)n);
+	assert_int_equal(waitpid(p->pid, &status, 0), p->pid);
+	close(p->fd);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void
+interactive(bool daemon)
+{
+	const char *create[] = {"create", NULL}, *terminate[] = {"terminate", "--all", NULL};
+	const char *status_json[] = {"status", "--json", NULL};
+	struct world w;
+	struct pty p;
+	json_t *doc;
+
+	world_init(&w, daemon, NULL);
+	/* The menu; choice 2 is VISION + CHATBOTS + ML_MODELS; a "no" creates nothing. */
+	pty_start(&p, &w, create);
+	pty_expect(&p, "1) VISION+CHATBOTS (recommended)", NULL);
+	pty_expect(&p, "3) all heavy components: VISION+CHATBOTS+ML_MODELS+LOCAL_LLM", NULL);
+	pty_expect(&p, "choice [1]: ", "7\n");
+	pty_expect(&p, "please answer 1, 2, 3 or 4", NULL);
+	pty_expect(&p, "choice [1]: ", "2\n");
+	pty_expect(&p, "[y/N] ", "n\n");
+	pty_expect(&p, "nothing created", NULL);
+	assert_int_equal(pty_end(&p), 1);
+	buf_release(&p.out);
+	/* Again, and yes: live progress to READY. */
+	pty_start(&p, &w, create);
+	pty_expect(&p, "choice [1]: ", "4\n");
+	pty_expect(&p, "components, comma-separated", "vision,nope\n");
+	pty_expect(&p, "'nope' is not a configured component", NULL);
+	pty_expect(&p, "components, comma-separated", "ml_models,local_llm\n");
+	pty_expect(&p, "[y/N] ", "y\n");
+	pty_expect(&p, "PROVISIONING", NULL);
+	pty_expect(&p, "is READY at http://127.", NULL);
+	assert_int_equal(pty_end(&p), 0);
+	buf_release(&p.out);
+	doc = cli_json(&w, status_json, 0);
+	assert_string_equal(json_string_value(json_array_get(
+	                        jx_get(json_array_get(json_object_get(doc, "vms"), 0), "components"),
+	                        1)),
+	    "local_llm");
+	json_decref(doc);
+	/* terminate: the list with its cost, a "no", then a "yes". */
+	pty_start(&p, &w, terminate);
+	pty_expect(&p, "to delete:", NULL);
+	pty_expect(&p, "ml_models,local_llm", NULL);
+	pty_expect(&p, "delete 1 VM? [y/N] ", "\n");
+	pty_expect(&p, "nothing deleted", NULL);
+	assert_int_equal(pty_end(&p), 1);
+	buf_release(&p.out);
+	pty_start(&p, &w, terminate);
+	pty_expect(&p, "delete 1 VM? [y/N] ", "y\n");
+	pty_expect(&p, "TERMINATED after", NULL);
+	assert_int_equal(pty_end(&p), 0);
+	buf_release(&p.out);
+	doc = cli_json(&w, status_json, 0);
+	assert_int_equal(json_array_size(json_object_get(doc, "vms")), 0);
+	json_decref(doc);
+	world_end(&w);
+}
+
+static void
+test_interactive(void **state)
+{
+	interactive(true);
+	interactive(false);
+}
+
+/* --- the original system's flags --- */
+
+static void
+test_seed_flags(void **state)
+{
+	const char *create[] = {"--create", "--components", "vision", "--yes", "--json", NULL};
+	const char *costs[] = {"--costs", "--days", "2", "--json", NULL};
+	const char *verbose[] = {"--verbose", NULL};
+	const char *terminate[] = {"--terminate", "--all", "--yes", NULL};
+	struct world w;
+	struct cmd_run r;
+	json_t *doc;
+
+	world_init(&w, true, NULL);
+	doc = cli_json(&w, create, 0);
+	assert_string_equal(jx_str(jx_get(doc, "vm"), "state"), "READY");
+	json_decref(doc);
+	doc = cli_json(&w, costs, 0);
+	assert_int_equal(json_array_size(json_object_get(doc, "days")), 2);
+	json_decref(doc);
+	cli(&w, &r, verbose);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "requestId"));
+	assert_non_null(strstr(r.out, "events"));
+	cmd_run_free(&r);
+	cli(&w, &r, terminate);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "TERMINATED"));
+	cmd_run_free(&r);
+	world_end(&w);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_commands_with_daemon),
+	    cmocka_unit_test(test_commands_without_daemon),
+	    cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_events),
+	    cmocka_unit_test(test_other_user_refused),
+	    cmocka_unit_test(test_interactive),
+	    cmocka_unit_test(test_seed_flags),
+	};
+
+	jx_init();
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
