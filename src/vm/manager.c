@@ -751,25 +751,24 @@ int
 manager_create(struct manager *m, const char *components, const char *reason, char *name,
     size_t namelen, struct decision *d)
 {
-	enum pressure_level level = m->level;
-	int64_t since = m->level_since;
+	struct decide_input in;
 
 	/*
 	 * The rules of the daemon, but a person asked: the pressure, the confidence,
-	 * the cooldown and one-at-a-time do not apply; money, limits and backoffs do.
+	 * the cooldown, one-at-a-time and GCP_VM_ENABLED (automatic creation) do not
+	 * apply; money, limits and backoffs do.
 	 */
-	m->level = PRESSURE_CRITICAL;
-	m->level_since = now_ms(m) - 3600000;
-	manager_decide(m, d);
-	m->level = level;
-	m->level_since = since;
-	if (!d->create && strcmp(d->rule, "confidence") != 0 && strcmp(d->rule, "cooldown") != 0 &&
-	    strcmp(d->rule, "in-flight") != 0)
+	decide_input(m, &in);
+	in.enabled = !m->stopping;
+	in.level = PRESSURE_CRITICAL;
+	in.level_since = in.now - 3600000;
+	in.in_flight = 0;
+	in.cooldown_until = 0;
+	in.min_confidence = 0;
+	decide(&in, d);
+	if (!d->create)
 		return -EAGAIN;
 	if (components == NULL || *components == '\0') {
-		struct decide_input in;
-
-		decide_input(m, &in);
 		decide_components(&in, d->components, sizeof d->components);
 		components = d->components;
 	}

@@ -754,11 +754,12 @@ test_seed_flags(void **state)
 	const char *costs[] = {"--costs", "--days", "2", "--json", NULL};
 	const char *verbose[] = {"--verbose", NULL};
 	const char *terminate[] = {"--terminate", "--all", "--yes", NULL};
+	const char *off[] = {"GCP_VM_ENABLED=false", NULL}; /* automatic creation only */
 	struct world w;
 	struct cmd_run r;
 	json_t *doc;
 
-	world_init(&w, true, NULL);
+	world_init(&w, true, off);
 	doc = cli_json(&w, create, 0);
 	assert_string_equal(jx_str(jx_get(doc, "vm"), "state"), "READY");
 	json_decref(doc);
