@@ -32,6 +32,8 @@ enum {
 	OPT_SEED,
 	OPT_TIME_SCALE,
 	OPT_CLOCK_EPOCH,
+	OPT_FIREWALL_SOURCE,
+	OPT_DENY,
 };
 
 static const struct option options[] = {
@@ -52,6 +54,8 @@ static const struct option options[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"time-scale", required_argument, NULL, OPT_TIME_SCALE},
     {"clock-epoch", required_argument, NULL, OPT_CLOCK_EPOCH},
+    {"firewall-source", required_argument, NULL, OPT_FIREWALL_SOURCE},
+    {"deny-permissions", required_argument, NULL, OPT_DENY},
     {0},
 };
 
@@ -177,6 +181,8 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 			return EXIT_USAGE;
 		o.guest_port = (int)n;
 	}
+	o.firewall_source = args_get(a, OPT_FIREWALL_SOURCE);
+	o.denied = args_get(a, OPT_DENY);
 	if ((v = args_get(a, OPT_SEED)) != NULL) {
 		if (cmd_int_arg(e, "--seed", v, 1, INT64_MAX, &n) != 0)
 			return EXIT_USAGE;
@@ -246,7 +252,8 @@ const struct cmd_entry cmd_emulator_entry = {
              "        [--wait-ms N] [--preempt-notice-ms N] [--faults SPEC] "
              "[--request-log F]\n"
              "        [--write-credentials F] [--write-user-credentials F] [--seed N]\n"
-             "        [--time-scale X [--clock-epoch UNIX-SECONDS]]",
+             "        [--time-scale X [--clock-epoch UNIX-SECONDS]]\n"
+             "        [--firewall-source CIDR] [--deny-permissions P1,P2]",
     .summary = "run a local Compute Engine (API, OAuth, metadata server, guests)",
     .options = options,
     .min_args = 0,

@@ -21,6 +21,7 @@ static const struct cmd_entry *const commands[] = {
     &cmd_costs_entry,
     &cmd_create_entry,
     &cmd_demo_entry,
+    &cmd_doctor_entry,
     &cmd_emulator_entry,
     &cmd_pressure_entry,
     &cmd_run_entry,

@@ -1418,6 +1418,35 @@ region_get(struct rq *rq, const char *name)
 	emu_reply_json(rq, 200, v);
 }
 
+/*
+ * The project's firewall rules: SSH from anywhere (as a new project has it),
+ * and with --firewall-source a rule opening the guest port to that range for
+ * instances tagged spillway-backend (spillway.network_tags by default).
+ */
+static void
+firewall_list(struct rq *rq)
+{
+	struct emulator *emu = rq->emu;
+	json_t *items = json_array();
+	char port[16];
+
+	json_array_append_new(items,
+	    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:[s]}], s:[s], s:i, s:b}", "kind",
+	        "compute#firewall", "name", "default-allow-ssh", "direction", "INGRESS", "allowed",
+	        "IPProtocol", "tcp", "ports", "22", "sourceRanges", "0.0.0.0/0", "priority", 65534,
+	        "disabled", 0));
+	snprintf(port, sizeof port, "%d", emu->opts.guest_port);
+	if (emu->opts.firewall_source != NULL)
+		json_array_append_new(items,
+		    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:[s]}], s:[s], s:[s], s:i, s:b}", "kind",
+		        "compute#firewall", "name", "spillway-backend", "direction", "INGRESS",
+		        "allowed", "IPProtocol", "tcp", "ports", port, "sourceRanges",
+		        emu->opts.firewall_source, "targetTags", "spillway-backend", "priority", 1000,
+		        "disabled", 0));
+	emu_reply_json(rq, 200, jx_pack("{s:s, s:s, s:o}", "kind", "compute#firewallList", "id",
+	                            "firewalls", "items", items));
+}
+
 /* --- routing --- */
 
 static bool
@@ -1439,6 +1468,11 @@ compute_route(struct rq *rq, char **parts, size_t n)
 	if (strcmp(parts[3], emu->project) != 0) {
 		emu_error(
 		    rq, 404, "notFound", "The resource 'projects/%s' was not found", parts[3]);
+		return;
+	}
+	if (n == 6 && strcmp(parts[4], "global") == 0 && strcmp(parts[5], "firewalls") == 0 &&
+	    method_is(rq, "GET")) {
+		firewall_list(rq);
 		return;
 	}
 	if (n == 6 && strcmp(parts[4], "regions") == 0 && method_is(rq, "GET")) {

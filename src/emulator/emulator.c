@@ -573,6 +573,44 @@ admin_route(struct rq *rq, char **parts, size_t n)
 
 /* --- routing --- */
 
+/*
+ * Resource Manager's projects.testIamPermissions: the permissions asked for
+ * that the caller has, which here is all of them but --deny-permissions.
+ */
+static void
+test_permissions(struct rq *rq, const char *target)
+{
+	struct emulator *emu = rq->emu;
+	size_t len, i, plen = strlen(emu->project);
+	const char *body = httpd_req_body(rq->req, &len, NULL);
+	json_t *doc = NULL, *granted, *p;
+	char **denied;
+
+	if (strncmp(target, emu->project, plen) != 0 || target[plen] != ':') {
+		emu_error(rq, 403, "forbidden", "The caller does not have permission");
+		return;
+	}
+	if (jx_parse(body, len, &doc, NULL) != 0 ||
+	    !json_is_array(json_object_get(doc, "permissions"))) {
+		json_decref(doc);
+		emu_error(rq, 400, "invalid", "Invalid JSON payload received: expected permissions.");
+		return;
+	}
+	denied = str_split(emu->opts.denied != NULL ? emu->opts.denied : "", ',', NULL);
+	granted = json_array();
+	json_array_foreach (json_object_get(doc, "permissions"), i, p) {
+		bool deny = false;
+
+		for (char **d = denied; *d != NULL && json_is_string(p); d++)
+			deny |= strcmp(*d, json_string_value(p)) == 0;
+		if (json_is_string(p) && !deny)
+			json_array_append(granted, p);
+	}
+	str_list_free(denied);
+	json_decref(doc);
+	emu_reply_json(rq, 200, jx_pack("{s:o}", "permissions", granted));
+}
+
 static void
 on_request(struct httpd_req *req, void *arg)
 {
@@ -610,6 +648,10 @@ on_request(struct httpd_req *req, void *arg)
 	} else if (n >= 2 && strcmp(parts[0], "v1") == 0 && strcmp(parts[1], "services") == 0) {
 		if (oauth_check(rq) == 0 && !inject_faults(rq, false))
 			catalog_route(rq, parts, n);
+	} else if (n == 3 && strcmp(parts[0], "v1") == 0 && strcmp(parts[1], "projects") == 0 &&
+	    str_suffix(parts[2], ":testIamPermissions")) {
+		if (oauth_check(rq) == 0 && !inject_faults(rq, false))
+			test_permissions(rq, parts[2]);
 	} else if (n >= 2 && strcmp(parts[0], "emulator") == 0 && strcmp(parts[1], "v1") == 0) {
 		admin_route(rq, parts, n);
 	} else {

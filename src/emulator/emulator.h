@@ -32,6 +32,8 @@ struct emulator_opts {
 	int guest_port;            /* the backend port of every guest */
 	const char *faults;        /* fault spec (see faults.h), or NULL */
 	const char *request_log;   /* append every request as a JSON line, or NULL */
+	const char *firewall_source; /* a rule opens the guest port to this range; NULL: none */
+	const char *denied;          /* permissions testIamPermissions leaves out (comma-separated) */
 	uint64_t seed;             /* 0: random */
 	const struct clock *clock; /* NULL: real time */
 };

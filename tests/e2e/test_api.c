@@ -43,14 +43,17 @@ struct world {
 };
 
 static void
-world_init(struct world *w, bool daemon, const char *const *extra_env)
+world_init_emu(
+    struct world *w, bool daemon, const char *const *extra_env, const char *const *emu_extra)
 {
-	const char *emu_args[] = {"--boot-ms", "300", "--guest-boot-ms", "300", NULL};
+	const char *emu_args[12] = {"--boot-ms", "300", "--guest-boot-ms", "300"};
 	const char *const *extra = extra_env;
 	int n = 0;
 	FILE *f;
 
 	memset(w, 0, sizeof *w);
+	for (int k = 4; emu_extra != NULL && *emu_extra != NULL && k < 11; emu_extra++)
+		emu_args[k++] = *emu_extra;
 	emu_start(&w->e, emu_args);
 	dmn_init(&w->d);
 	snprintf(w->sock, sizeof w->sock, "%s/control.sock", w->d.state);
@@ -102,6 +105,12 @@ world_init(struct world *w, bool daemon, const char *const *extra_env)
 			sleep_ms(10);
 		}
 	}
+}
+
+static void
+world_init(struct world *w, bool daemon, const char *const *extra_env)
+{
+	world_init_emu(w, daemon, extra_env, NULL);
 }
 
 static void
@@ -778,6 +787,74 @@ test_seed_flags(void **state)
 	world_end(&w);
 }
 
+/* --- doctor --- */
+
+static const json_t *
+check(const json_t *doc, const char *name)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach (json_object_get(doc, "checks"), i, c)
+		if (strcmp(jx_str(c, "check"), name) == 0)
+			return c;
+	fail_msg("doctor has no '%s' check", name);
+	return NULL;
+}
+
+static void
+test_doctor(void **state)
+{
+	const char *bad[] = {"--firewall-source", "0.0.0.0/0", "--deny-permissions",
+	    "compute.instances.delete,compute.zones.get", NULL};
+	const char *good[] = {"--firewall-source", "203.0.113.7/32", NULL};
+	const char *doctor[] = {"doctor", "--json", NULL}, *table[] = {"doctor", NULL};
+	struct world w;
+	struct cmd_run r;
+	json_t *doc;
+
+	/* Two permissions missing and the backend open to the world. */
+	world_init_emu(&w, false, NULL, bad);
+	doc = cli_json(&w, doctor, 1);
+	assert_int_equal(json_integer_value(json_object_get(doc, "fails")), 1);
+	assert_string_equal(jx_str(check(doc, "permissions"), "verdict"), "fail");
+	assert_non_null(strstr(jx_str(check(doc, "permissions"), "detail"),
+	    "missing compute.instances.delete, compute.zones.get"));
+	assert_string_equal(jx_str(check(doc, "firewall"), "verdict"), "warn");
+	assert_non_null(strstr(jx_str(check(doc, "firewall"), "detail"), "0.0.0.0/0"));
+	assert_string_equal(jx_str(check(doc, "token"), "verdict"), "ok");
+	assert_string_equal(jx_str(check(doc, "quota"), "verdict"), "ok");
+	assert_string_equal(jx_str(check(doc, "state"), "verdict"), "ok");
+	json_decref(doc);
+	world_end(&w);
+	/* All well; the table says so line by line. */
+	world_init_emu(&w, true, NULL, good);
+	doc = cli_json(&w, doctor, 0);
+	assert_int_equal(json_integer_value(json_object_get(doc, "fails")), 0);
+	assert_string_equal(jx_str(check(doc, "firewall"), "verdict"), "ok");
+	assert_non_null(strstr(jx_str(check(doc, "socket"), "detail"), "the daemon answers"));
+	json_decref(doc);
+	cli(&w, &r, table);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "ok    permissions"));
+	assert_non_null(strstr(r.out, "0 failed"));
+	cmd_run_free(&r);
+	world_end(&w);
+	/* No credentials: it says so and what to do, and skips what needs a token. */
+	{
+		const char *none[] = {"GOOGLE_APPLICATION_CREDENTIALS=/nonexistent/key.json", NULL};
+
+		world_init(&w, false, none);
+		cli(&w, &r, table);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.out, "fail  credentials"));
+		assert_non_null(strstr(r.out, "/nonexistent/key.json"));
+		assert_non_null(strstr(r.out, "skip  cloud"));
+		cmd_run_free(&r);
+		world_end(&w);
+	}
+}
+
 int
 main(void)
 {
@@ -790,6 +867,7 @@ main(void)
 	    cmocka_unit_test(test_other_user_refused),
 	    cmocka_unit_test(test_interactive),
 	    cmocka_unit_test(test_seed_flags),
+	    cmocka_unit_test(test_doctor),
 	};
 
 	jx_init();
