@@ -371,12 +371,7 @@ private_dir(const char *path, char **cause)
 		return -EINVAL;
 	}
 	*slash = '\0';
-	for (char *p = strchr(dir + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
-		*p = '\0';
-		mkdir(dir, 0700);
-		*p = '/';
-	}
-	mkdir(dir, 0700);
+	make_dirs(dir, 0700);
 	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
 		*cause = xasprintf("the socket's directory %s is not a directory of this user", dir);
 		error = -EPERM;

@@ -451,7 +451,7 @@ local(struct doctor *d)
 	json_t *doc = NULL;
 	long status;
 
-	mkdir(cfg->state_dir, 0700);
+	make_dirs(cfg->state_dir, 0700);
 	if (access(cfg->state_dir, W_OK) != 0)
 		say(d, "fail", "state", "%s is not writable (%s): fix its owner or set SPILLWAY_STATE_DIR",
 		    cfg->state_dir, strerror(errno));

@@ -11,6 +11,7 @@
 
 #include "ledger/ledger.h"
 #include "util/log.h"
+#include "util/str.h"
 #include "util/xmalloc.h"
 
 #define SCHEMA_VERSION 1
@@ -129,11 +130,11 @@ ledger_open(const char *dir, struct ledger **out, char **cause)
 	struct ledger *l = xcalloc(1, sizeof *l);
 	int fd, error;
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+	if ((error = make_dirs(dir, 0700)) != 0) {
 		*cause =
-		    xasprintf("cannot create the state directory '%s': %s", dir, strerror(errno));
+		    xasprintf("cannot create the state directory '%s': %s", dir, strerror(-error));
 		free(l);
-		return -errno;
+		return error;
 	}
 	l->path = xasprintf("%s/ledger.db", dir);
 	/* Created 0600 by us, not by SQLite under whatever umask. */

@@ -309,3 +309,23 @@ remove_tree(const char *path)
 {
 	return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+int
+make_dirs(const char *path, unsigned mode)
+{
+	char *p = xstrdup(path);
+	int error = 0;
+
+	for (char *slash = strchr(p + 1, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST)
+			error = -errno;
+		*slash = '/';
+		if (error != 0)
+			break;
+	}
+	if (error == 0 && mkdir(p, (mode_t)mode) != 0 && errno != EEXIST)
+		error = -errno;
+	free(p);
+	return error;
+}

@@ -77,7 +77,7 @@ daemon_lock(const struct config *cfg, char **cause)
 	char *path = xasprintf("%s/daemon.lock", cfg->state_dir), pid[32];
 	int fd;
 
-	mkdir(cfg->state_dir, 0700);
+	make_dirs(cfg->state_dir, 0700);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
 		*cause = xasprintf("cannot open %s: %s", path, strerror(errno));
 		free(path);

@@ -438,6 +438,29 @@ test_files(void **state)
 	rmdir(dir);
 }
 
+/* mkdir -p: every missing level, private, again without complaint; a file in the way is said. */
+static void
+test_make_dirs(void **state)
+{
+	char root[] = "/tmp/spillway-dirs-XXXXXX", deep[128], file[128];
+	struct stat st;
+	FILE *f;
+
+	assert_non_null(mkdtemp(root));
+	snprintf(deep, sizeof deep, "%s/a/b/c", root);
+	assert_int_equal(make_dirs(deep, 0700), 0);
+	assert_int_equal(stat(deep, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(make_dirs(deep, 0700), 0);
+	snprintf(file, sizeof file, "%s/f", root);
+	assert_non_null(f = fopen(file, "w"));
+	fclose(f);
+	snprintf(deep, sizeof deep, "%s/f/x", root);
+	assert_int_equal(make_dirs(deep, 0700), -ENOTDIR);
+	assert_int_equal(remove_tree(root), 0);
+}
+
 int
 main(void)
 {
@@ -445,6 +468,7 @@ main(void)
 	    cmocka_unit_test(test_buf_bounded),
 	    cmocka_unit_test(test_parse_numbers),
 	    cmocka_unit_test(test_strings),
+	    cmocka_unit_test(test_make_dirs),
 	    cmocka_unit_test(test_b64url),
 	    cmocka_unit_test(test_uuid),
 	    cmocka_unit_test(test_time),
