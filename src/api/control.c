@@ -16,6 +16,8 @@
 #define STREAM_MAX_BUFFERED (1 << 20) /* a subscriber this far behind is dropped */
 #define KEEPALIVE_MS        15000     /* a comment on idle streams: dead peers show */
 #define MAX_BACKOFFS        16
+#define SETTLE_POLL_MS      20
+#define SETTLE_MAX_MS       30000 /* a create held this long for the first look at the cloud */
 
 struct subscriber {
 	struct control *ctl;
@@ -23,12 +25,22 @@ struct subscriber {
 	struct subscriber *prev, *next;
 };
 
+/* A create that came before the daemon could judge it (the price, the first pass). */
+struct held {
+	struct httpd_req *r;
+	int64_t since_ns;
+	struct held *next;
+};
+
 struct control {
 	struct daemon *d;
 	struct httpd *httpd;
 	char *path;
 	uv_timer_t keepalive;
+	uv_timer_t settle;
+	struct held *held;
 	struct subscriber *subs;
+	int handles; /* timers not yet closed */
 };
 
 /* --- answers --- */
@@ -132,6 +144,50 @@ components_arg(const struct config *cfg, json_t *v, char *out, size_t size, char
 	return error;
 }
 
+static void create(struct control *, struct httpd_req *);
+
+/* Held creates are judged once the daemon has looked at the cloud and knows the price. */
+static void
+on_settle(uv_timer_t *t)
+{
+	struct control *c = t->data;
+	struct manager *m = daemon_manager(c->d);
+	bool settled = m != NULL && manager_settled(m);
+	struct held *list = c->held;
+
+	c->held = NULL;
+	while (list != NULL) {
+		struct held *h = list;
+
+		list = h->next;
+		if (settled)
+			create(c, h->r);
+		else if (monotonic_ns() - h->since_ns > (int64_t)SETTLE_MAX_MS * 1000000)
+			fail(h->r, 503, NULL, "the daemon has not reached the cloud yet; see its log");
+		else {
+			h->next = c->held;
+			c->held = h;
+			continue;
+		}
+		free(h);
+	}
+	if (c->held == NULL)
+		uv_timer_stop(t);
+}
+
+static void
+hold(struct control *c, struct httpd_req *r)
+{
+	struct held *h = xcalloc(1, sizeof *h);
+
+	h->r = r;
+	h->since_ns = monotonic_ns();
+	h->next = c->held;
+	c->held = h;
+	if (!uv_is_active((uv_handle_t *)&c->settle))
+		uv_timer_start(&c->settle, on_settle, SETTLE_POLL_MS, SETTLE_POLL_MS);
+}
+
 static void
 create(struct control *c, struct httpd_req *r)
 {
@@ -141,9 +197,9 @@ create(struct control *c, struct httpd_req *r)
 	int too_large;
 	const char *body = httpd_req_body(r, &len, &too_large);
 	json_t *doc = NULL, *reason;
-	char *why = NULL, components[256], name[64];
-	struct decision d;
+	char *why = NULL, components[256], name[64], metadata[sizeof ((struct vm_record *)0)->metadata], bad[256];
 	struct vm_record rec;
+	struct decision d;
 	struct view_src s;
 	struct backoff b[MAX_BACKOFFS];
 
@@ -174,12 +230,19 @@ create(struct control *c, struct httpd_req *r)
 		free(why);
 		return;
 	}
-	if (m == NULL) {
+	if (vm_metadata_check(json_object_get(doc, "metadata"), metadata, sizeof metadata, bad,
+	        sizeof bad) != 0) {
 		json_decref(doc);
-		fail(r, 503, NULL, "the daemon is starting; try again in a moment");
+		fail(r, 400, NULL, "%s", bad);
 		return;
 	}
-	switch (manager_create(m, components, json_string_value(reason), name, sizeof name, &d)) {
+	if (m == NULL || !manager_settled(m)) {
+		json_decref(doc);
+		hold(c, r);
+		return;
+	}
+	switch (manager_create(
+	    m, components, json_string_value(reason), metadata, name, sizeof name, &d)) {
 	case 0:
 		source(c, &s, b);
 		ledger_get(s.ledger, name, &rec);
@@ -408,7 +471,9 @@ control_new(
 		return error;
 	}
 	uv_timer_init(loop, &c->keepalive);
-	c->keepalive.data = c;
+	uv_timer_init(loop, &c->settle);
+	c->keepalive.data = c->settle.data = c;
+	c->handles = 2;
 	uv_timer_start(&c->keepalive, on_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
 	daemon_on_event(d, on_event, c);
 	*out = c;
@@ -418,7 +483,10 @@ control_new(
 static void
 on_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct control *c = h->data;
+
+	if (--c->handles == 0)
+		free(c);
 }
 
 void
@@ -428,9 +496,17 @@ control_free(struct control *c)
 		return;
 	for (struct subscriber *s = c->subs; s != NULL; s = s->next)
 		httpd_stream_close(s->stream);
+	while (c->held != NULL) { /* httpd_free answers them 503 */
+		struct held *h = c->held;
+
+		c->held = h->next;
+		free(h);
+	}
 	httpd_free(c->httpd); /* the streams end: unsubscribe empties c->subs */
 	unlink(c->path);
 	free(c->path);
 	uv_timer_stop(&c->keepalive);
+	uv_timer_stop(&c->settle);
 	uv_close((uv_handle_t *)&c->keepalive, on_closed);
+	uv_close((uv_handle_t *)&c->settle, on_closed);
 }

@@ -75,6 +75,13 @@ view_vm(const struct view_src *s, const struct vm_record *v)
 	    "spillway", "spillway-owner", s->owner != NULL ? s->owner : "");
 	if (o == NULL)
 		abort();
+	{
+		json_t *md = json_loads(v->metadata[0] ? v->metadata : "{}", 0, NULL);
+
+		json_object_set_new(o, "metadata", json_is_object(md) ? md : json_object());
+		if (md != NULL && !json_is_object(md))
+			json_decref(md);
+	}
 	return o;
 }
 

@@ -27,6 +27,7 @@ enum { OPT_NO_WAIT = 256 };
 struct create {
 	struct cmd_ctx *ctx;
 	char components[256];
+	char metadata[sizeof ((struct vm_record *)0)->metadata];
 	const char *reason;
 	bool json, wait;
 	int64_t t0_ns;
@@ -288,8 +289,8 @@ local_ready(struct link_local *l, struct daemon *d, void *arg)
 
 	c->l = l;
 	c->d = d;
-	switch (manager_create(daemon_manager(d), c->components, c->reason, c->name, sizeof c->name,
-	    &no)) {
+	switch (manager_create(daemon_manager(d), c->components, c->reason, c->metadata, c->name,
+	    sizeof c->name, &no)) {
 	case 0: /* its states come as events */
 		break;
 	case -EAGAIN:
@@ -316,6 +317,30 @@ exec_create(struct cmd_ctx *ctx, const struct args *a)
 
 	c.json = args_has(a, 'j');
 	c.t0_ns = monotonic_ns();
+	{
+		/* --metadata KEY=VALUE, repeated: checked as the daemon checks it. */
+		json_t *md = json_object();
+		char why[256];
+
+		for (const char *const *kv = args_all(a, 'm'); *kv != NULL; kv++) {
+			const char *eq = strchr(*kv, '=');
+			char *key;
+
+			if (eq == NULL) {
+				json_decref(md);
+				return cmd_usage_error(&cmd_create_entry,
+				    "--metadata '%s': expected KEY=VALUE", *kv);
+			}
+			key = xstrndup(*kv, (size_t)(eq - *kv));
+			json_object_set_new(md, key, json_string(eq + 1));
+			free(key);
+		}
+		error = vm_metadata_check(
+		    json_object_size(md) ? md : NULL, c.metadata, sizeof c.metadata, why, sizeof why);
+		json_decref(md);
+		if (error != 0)
+			return cmd_usage_error(&cmd_create_entry, "--metadata: %s", why);
+	}
 	if (args_has(a, 'c')) {
 		if (check_components(&ctx->cfg, args_get(a, 'c'), c.components, sizeof c.components))
 			return EXIT_USAGE;
@@ -327,6 +352,8 @@ exec_create(struct cmd_ctx *ctx, const struct args *a)
 		return error;
 	body = json_pack("{s:s?, s:s?}", "components", *c.components ? c.components : NULL,
 	    "reason", c.reason);
+	if (*c.metadata)
+		json_object_set_new(body, "metadata", json_loads(c.metadata, 0, NULL));
 	error = link_call(ctx, "POST", "/v1/vms", body, &status, &doc, &cause);
 	json_decref(body);
 	if (error == -ENOENT) {
@@ -351,6 +378,7 @@ exec_create(struct cmd_ctx *ctx, const struct args *a)
 static const struct option options[] = {
     {"components", required_argument, NULL, 'c'},
     {"reason", required_argument, NULL, 'r'},
+    {"metadata", required_argument, NULL, 'm'},
     {"yes", no_argument, NULL, 'y'},
     {"no-wait", no_argument, NULL, OPT_NO_WAIT},
     {"json", no_argument, NULL, 'j'},
@@ -359,7 +387,8 @@ static const struct option options[] = {
 
 const struct cmd_entry cmd_create_entry = {
     .name = "create",
-    .usage = "[--components A,B] [--reason TEXT] [--yes] [--no-wait] [--json]",
+    .usage = "[--components A,B] [--reason TEXT] [--metadata KEY=VALUE]... [--yes] [--no-wait]\n"
+             "        [--json]",
     .summary = "create a VM now, under the budget and limits, and follow it to READY",
     .options = options,
     .min_args = 0,

@@ -511,8 +511,9 @@ admin_route(struct rq *rq, char **parts, size_t n)
 				const struct inst *in = emu->zones[i].insts[j];
 
 				json_array_append_new(out,
-				    jx_pack("{s:s, s:s, s:s}", "name", in->name, "zone",
-				        emu->zones[i].name, "status", jx_str(in->res, "status")));
+				    jx_pack("{s:s, s:s, s:s, s:O}", "name", in->name, "zone",
+				        emu->zones[i].name, "status", jx_str(in->res, "status"),
+				        "metadata", json_object_get(in->res, "metadata")));
 			}
 		emu_reply_json(rq, 200, jx_pack("{s:o}", "instances", out));
 	} else if (strcmp(what, "stats") == 0 && strcmp(method, "GET") == 0) {

@@ -14,7 +14,7 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BUSY_MS        10000
 #define MAX_DAYS       64
 
@@ -76,6 +76,8 @@ static const char *migrations[] = {
     " region TEXT NOT NULL, spot INTEGER NOT NULL, per_hour REAL NOT NULL,"
     " effective TEXT NOT NULL, source TEXT NOT NULL);"
     "CREATE TABLE budget_days (day TEXT PRIMARY KEY, budget REAL NOT NULL);",
+    /* 2: the instance metadata a program asked for (a JSON object) */
+    "ALTER TABLE vms ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';",
 };
 
 static int
@@ -188,7 +190,7 @@ ledger_path(const struct ledger *l)
 	"name, zone, request_id, delete_request_id, state, machine_type, spot, per_hour, "         \
 	"planned_run_s, reserved, components, reason, confidence, op, nat_ip, requested_ms, "      \
 	"started_ms, ready_ms, ended_ms, state_ms, last_activity_ms, health_failures, "            \
-	"unhealthy_ms, cost, end_reason, zones_tried"
+	"unhealthy_ms, cost, end_reason, zones_tried, metadata"
 
 static void
 bind_vm(sqlite3_stmt *st, const struct vm_record *v)
@@ -221,6 +223,7 @@ bind_vm(sqlite3_stmt *st, const struct vm_record *v)
 	sqlite3_bind_double(st, i++, v->cost);
 	sqlite3_bind_text(st, i++, v->end_reason, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(st, i++, v->zones_tried);
+	sqlite3_bind_text(st, i++, v->metadata[0] ? v->metadata : "{}", -1, SQLITE_TRANSIENT);
 }
 
 static void
@@ -265,6 +268,7 @@ read_vm(sqlite3_stmt *st, struct vm_record *v)
 	v->cost = sqlite3_column_double(st, i++);
 	copy_text(v->end_reason, sizeof v->end_reason, st, i++);
 	v->zones_tried = sqlite3_column_int(st, i++);
+	copy_text(v->metadata, sizeof v->metadata, st, i++);
 }
 
 static int
@@ -312,7 +316,7 @@ upsert(struct ledger *l, const struct vm_record *v)
 	if (prepare(l,
 	        "INSERT INTO vms (" VM_COLUMNS
 	        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+	        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
 	        "zone = excluded.zone, request_id = excluded.request_id, "
 	        "delete_request_id = excluded.delete_request_id, state = excluded.state, "
 	        "machine_type = excluded.machine_type, spot = excluded.spot, "
@@ -324,7 +328,8 @@ upsert(struct ledger *l, const struct vm_record *v)
 	        "ended_ms = excluded.ended_ms, state_ms = excluded.state_ms, "
 	        "last_activity_ms = excluded.last_activity_ms, "
 	        "health_failures = excluded.health_failures, unhealthy_ms = excluded.unhealthy_ms, "
-	        "end_reason = excluded.end_reason, zones_tried = excluded.zones_tried",
+	        "end_reason = excluded.end_reason, zones_tried = excluded.zones_tried, "
+	        "metadata = excluded.metadata",
 	        &st) != 0)
 		return -EIO;
 	bind_vm(st, v);

@@ -55,6 +55,7 @@ struct vm_record {
 	double cost; /* closed: what it was billed */
 	char end_reason[128];
 	int zones_tried;
+	char metadata[2048]; /* instance metadata asked for with the VM: a JSON object, or "" */
 };
 
 struct vm_stats {

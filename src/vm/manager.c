@@ -554,8 +554,11 @@ send_insert(struct mvm *v)
 	const struct config *cfg = m->cfg;
 	const struct cloud_kv labels[] = {
 	    {"managed-by", "spillway"}, {"spillway-owner", m->o.owner}};
-	const struct cloud_kv metadata[] = {
+	struct cloud_kv metadata[2 + VM_METADATA_MAX] = {
 	    {"spillway-components", v->rec.components}, {"spillway-vm", v->rec.name}};
+	json_t *asked = NULL, *value;
+	const char *key;
+	size_t nmetadata = 2;
 	static const char *scopes[] = {"https://www.googleapis.com/auth/cloud-platform", NULL};
 	char **tags = str_split(cfg->network_tags, ',', NULL);
 	struct cloud_instance_spec s = {
@@ -570,7 +573,6 @@ send_insert(struct mvm *v)
 	    .nlabels = 2,
 	    .tags = (const char *const *)tags,
 	    .metadata = metadata,
-	    .nmetadata = 2,
 	    .service_account = "default",
 	    .scopes = scopes,
 	    .max_run_s = v->rec.planned_run_s,
@@ -578,6 +580,12 @@ send_insert(struct mvm *v)
 	    .external_ip = true,
 	};
 
+	/* What the program asked for, checked when it asked (vm_metadata_check). */
+	if (jx_parse(v->rec.metadata, strlen(v->rec.metadata), &asked, NULL) == 0)
+		json_object_foreach (asked, key, value)
+			if (nmetadata < 2 + VM_METADATA_MAX && json_is_string(value))
+				metadata[nmetadata++] = (struct cloud_kv){key, json_string_value(value)};
+	s.nmetadata = nmetadata;
 	if (v->rec.state == VM_REQUESTED)
 		set_state(v, VM_CREATING, "sending the insert");
 	v->busy = true;
@@ -591,6 +599,7 @@ send_insert(struct mvm *v)
 		create_failed(v, &e);
 	}
 	str_list_free(tags);
+	json_decref(asked);
 }
 
 static void
@@ -608,8 +617,8 @@ vm_name(struct manager *m, char *out, size_t size)
 
 /* Reserve in the ledger, then insert. 0, or -EAGAIN with the rule and why in *no. */
 static int
-create_vm(struct manager *m, const char *components, const char *reason, double confidence,
-    char *name, size_t namelen, struct decision *no)
+create_vm(struct manager *m, const char *components, const char *reason, const char *metadata,
+    double confidence, char *name, size_t namelen, struct decision *no)
 {
 	char *why = no->reason;
 	size_t whylen = sizeof no->reason;
@@ -643,6 +652,7 @@ create_vm(struct manager *m, const char *components, const char *reason, double 
 	rec.per_hour = m->per_hour;
 	snprintf(rec.components, sizeof rec.components, "%s", components);
 	snprintf(rec.reason, sizeof rec.reason, "%s", reason);
+	snprintf(rec.metadata, sizeof rec.metadata, "%s", metadata != NULL ? metadata : "");
 	rec.confidence = confidence;
 	rec.zones_tried = 1;
 	/* The budget check and the reservation: one transaction. */
@@ -741,15 +751,62 @@ consider(struct manager *m)
 	snprintf(m->last_rule, sizeof m->last_rule, "%s", d.create ? "" : d.rule);
 	if (!d.create)
 		return;
-	if (create_vm(m, d.components, d.reason, d.confidence, name, sizeof name, &d) != 0) {
+	if (create_vm(m, d.components, d.reason, NULL, d.confidence, name, sizeof name, &d) != 0) {
 		log_info("decision: the ledger refused: %s", d.reason);
 		ledger_event(m->o.ledger, "-", "refusal", d.reason, now_ms(m));
 	}
 }
 
 int
-manager_create(struct manager *m, const char *components, const char *reason, char *name,
-    size_t namelen, struct decision *d)
+vm_metadata_check(const json_t *asked, char *out, size_t size, char *why, size_t whylen)
+{
+	const char *key;
+	json_t *value;
+	char *text;
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (asked == NULL || json_is_null(asked))
+		return 0;
+	if (!json_is_object(asked)) {
+		snprintf(why, whylen, "metadata must be an object of strings: {\"key\": \"value\"}");
+		return -EINVAL;
+	}
+	json_object_foreach ((json_t *)asked, key, value) {
+		size_t len = strlen(key);
+
+		if (++n > VM_METADATA_MAX || len == 0 || len > 128 ||
+		    strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+		        len) {
+			snprintf(why, whylen,
+			    "metadata key '%s': at most %d keys, each 1 to 128 letters, digits, - or _",
+			    key, VM_METADATA_MAX);
+			return -EINVAL;
+		}
+		if (str_prefix(key, "spillway-") || strcmp(key, "startup-script") == 0 ||
+		    strcmp(key, "shutdown-script") == 0 || strcmp(key, "ssh-keys") == 0) {
+			snprintf(why, whylen, "metadata key '%s' is spillway's or the guest's own", key);
+			return -EINVAL;
+		}
+		if (!json_is_string(value)) {
+			snprintf(why, whylen, "metadata '%s': the value must be a string", key);
+			return -EINVAL;
+		}
+	}
+	text = json_dumps(asked, JSON_COMPACT | JSON_SORT_KEYS);
+	if (strlen(text) >= size) {
+		snprintf(why, whylen, "metadata of %zu bytes: at most %zu", strlen(text), size - 1);
+		free(text);
+		return -EINVAL;
+	}
+	snprintf(out, size, "%s", text);
+	free(text);
+	return 0;
+}
+
+int
+manager_create(struct manager *m, const char *components, const char *reason,
+    const char *metadata, char *name, size_t namelen, struct decision *d)
 {
 	struct decide_input in;
 
@@ -772,8 +829,8 @@ manager_create(struct manager *m, const char *components, const char *reason, ch
 		decide_components(&in, d->components, sizeof d->components);
 		components = d->components;
 	}
-	return create_vm(m, components,
-	    reason != NULL && *reason ? reason : "requested by hand", 1.0, name, namelen, d);
+	return create_vm(m, components, reason != NULL && *reason ? reason : "requested by hand",
+	    metadata, 1.0, name, namelen, d);
 }
 
 int

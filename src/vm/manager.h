@@ -82,10 +82,19 @@ void manager_set_config(struct manager *, const struct config *);
 void manager_pass_now(struct manager *);
 /*
  * A VM by hand: the daemon's rules of money and limits, not those of pressure.
+ * metadata: instance metadata to add (vm_metadata_check's output), or NULL.
  * 0 and its name; -EAGAIN with the rule and why in *d; -EIO.
  */
-int manager_create(struct manager *, const char *components, const char *reason, char *name,
-    size_t namelen, struct decision *d);
+int manager_create(struct manager *, const char *components, const char *reason,
+    const char *metadata, char *name, size_t namelen, struct decision *d);
+/*
+ * Metadata a program asks to add to its VM: an object of at most
+ * VM_METADATA_MAX string values, keys of letters, digits, - and _, none of
+ * spillway's (spillway-*) or the guest's own (startup-script...). 0 and the
+ * object as compact JSON in out; -EINVAL and why.
+ */
+#define VM_METADATA_MAX 16
+int vm_metadata_check(const json_t *, char *out, size_t size, char *why, size_t whylen);
 int manager_terminate(struct manager *, const char *name, const char *reason);
 /* The decision as things stand, without acting on it. */
 void manager_decide(struct manager *, struct decision *);

@@ -167,6 +167,28 @@ cloud_names(struct world *w)
 	return buf_detach(&b, NULL);
 }
 
+/* An instance's metadata items as "k=v k=v". */
+static char *
+instance_metadata(struct world *w, const char *name)
+{
+	char *url = xasprintf("%s/emulator/v1/instances", w->e.url);
+	struct resp r;
+	struct buf b = BUF_INIT(1 << 20);
+	size_t i, k;
+	json_t *it, *item;
+
+	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	json_array_foreach (json_object_get(r.json, "instances"), i, it)
+		if (strcmp(jx_str(it, "name"), name) == 0)
+			json_array_foreach (jx_get(it, "metadata.items"), k, item)
+				buf_printf(&b, "%s=%s ", jx_str(item, "key"), jx_str(item, "value"));
+	resp_free(&r);
+	free(url);
+	buf_addch(&b, '\0');
+	return buf_detach(&b, NULL);
+}
+
 /* --- the control socket, spoken to directly --- */
 
 struct answer {
@@ -256,7 +278,7 @@ every_command(bool daemon)
 	    "month_to_date", "vms", NULL};
 	const char *status_json[] = {"status", "--json", NULL};
 	const char *create[] = {"create", "--components", "vision,chatbots", "--reason", "a test",
-	    "--yes", "--json", NULL};
+	    "--metadata", "team=vision", "--metadata", "build=42", "--yes", "--json", NULL};
 	const char *costs[] = {"costs", "--days", "3", "--json", NULL};
 	struct world w;
 	struct cmd_run r;
@@ -285,6 +307,15 @@ every_command(bool daemon)
 	names = cloud_names(&w);
 	assert_non_null(strstr(names, name));
 	free(names);
+	/* The metadata asked for is on the instance, beside spillway's own. */
+	{
+		char *items = instance_metadata(&w, name);
+
+		assert_non_null(strstr(items, "team=vision"));
+		assert_non_null(strstr(items, "build=42"));
+		assert_non_null(strstr(items, "spillway-components=vision,chatbots"));
+		free(items);
+	}
 
 	/* status as a table and as JSON say the same. */
 	{
@@ -425,6 +456,8 @@ test_bad_input(void **state)
 	    {{"costs", "--days", "-1", NULL}, "--days"},
 	    {{"costs", "--days", "abc", NULL}, "--days"},
 	    {{"create", "--components", "vision,nope", "--yes", NULL}, "'nope' is not a configured"},
+	    {{"create", "--metadata", "startup-script=rm", "--yes", NULL}, "spillway's or the guest's"},
+	    {{"create", "--metadata", "novalue", "--yes", NULL}, "expected KEY=VALUE"},
 	    {{"terminate", NULL}, "name the VMs to delete, or --all"},
 	    {{"terminate", "no-such-vm", "--yes", NULL}, "no active VM named 'no-such-vm'"},
 	    {{"status", "--bogus", NULL}, "--bogus"},
@@ -520,7 +553,8 @@ test_events(void **state)
 	}
 	assert_non_null(strstr(buf_str(&got), "text/event-stream"));
 	sock_call(&w, &a, "POST", "/v1/vms", "{\"components\": \"vision\"}", 24);
-	assert_int_equal(a.status, 201);
+	if (a.status != 201)
+		fail_msg("POST /v1/vms: %ld %s", a.status, a.text);
 	snprintf(name, sizeof name, "%s", jx_str(jx_get(a.doc, "vm"), "name"));
 	answer_free(&a);
 	deadline = now_ms() + 60000;
