@@ -59,35 +59,38 @@ answer(struct httpd_req *r, unsigned status, json_t *doc)
 	json_decref(doc);
 }
 
-static void
-fail(struct httpd_req *r, unsigned status, const char *rule, const char *fmt, ...)
+static json_t *error_doc(unsigned *status, unsigned code, const char *rule, const char *fmt, ...)
     PRINTFLIKE(4, 5);
 
-static void
-fail(struct httpd_req *r, unsigned status, const char *rule, const char *fmt, ...)
+/* An error document, its status set. */
+static json_t *
+error_doc(unsigned *status, unsigned code, const char *rule, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg;
+	json_t *doc;
 
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) == -1)
 		fatalx("out of memory");
 	va_end(ap);
-	answer(r, status, view_error((int)status, rule, msg));
+	*status = code;
+	doc = view_error((int)code, rule, msg);
 	free(msg);
+	return doc;
 }
 
 static void
-source(struct control *c, struct view_src *s, struct backoff *b)
+source(struct daemon *d, struct view_src *s, struct backoff *b)
 {
-	struct manager *m = daemon_manager(c->d);
+	struct manager *m = daemon_manager(d);
 
 	memset(s, 0, sizeof *s);
-	s->cfg = daemon_config(c->d);
-	s->ledger = daemon_ledger(c->d);
-	s->now = clock_now_ms(daemon_clock(c->d));
-	s->owner = daemon_owner(c->d);
-	s->snap = daemon_snapshot(c->d);
+	s->cfg = daemon_config(d);
+	s->ledger = daemon_ledger(d);
+	s->now = clock_now_ms(daemon_clock(d));
+	s->owner = daemon_owner(d);
+	s->snap = daemon_snapshot(d);
 	s->daemon_pid = (long)getpid();
 	if (m != NULL) {
 		s->backoffs = b;
@@ -144,7 +147,7 @@ components_arg(const struct config *cfg, json_t *v, char *out, size_t size, char
 	return error;
 }
 
-static void create(struct control *, struct httpd_req *);
+static void handle(struct httpd_req *, void *);
 
 /* Held creates are judged once the daemon has looked at the cloud and knows the price. */
 static void
@@ -160,10 +163,14 @@ on_settle(uv_timer_t *t)
 		struct held *h = list;
 
 		list = h->next;
+		unsigned status;
+
 		if (settled)
-			create(c, h->r);
+			handle(h->r, c);
 		else if (monotonic_ns() - h->since_ns > (int64_t)SETTLE_MAX_MS * 1000000)
-			fail(h->r, 503, NULL, "the daemon has not reached the cloud yet; see its log");
+			answer(h->r, 503,
+			    error_doc(&status, 503, NULL,
+			        "the daemon has not reached the cloud yet; see its log"));
 		else {
 			h->next = c->held;
 			c->held = h;
@@ -188,76 +195,68 @@ hold(struct control *c, struct httpd_req *r)
 		uv_timer_start(&c->settle, on_settle, SETTLE_POLL_MS, SETTLE_POLL_MS);
 }
 
-static void
-create(struct control *c, struct httpd_req *r)
+static json_t *
+create(struct daemon *dm, const char *body, size_t len, unsigned *status)
 {
-	struct manager *m = daemon_manager(c->d);
-	const struct config *cfg = daemon_config(c->d);
-	size_t len;
-	int too_large;
-	const char *body = httpd_req_body(r, &len, &too_large);
-	json_t *doc = NULL, *reason;
-	char *why = NULL, components[256], name[64], metadata[sizeof ((struct vm_record *)0)->metadata], bad[256];
+	struct manager *m = daemon_manager(dm);
+	const struct config *cfg = daemon_config(dm);
+	json_t *doc = NULL, *reason, *out;
+	char *why = NULL, components[256], name[64], bad[256];
+	char metadata[sizeof ((struct vm_record *)0)->metadata];
 	struct vm_record rec;
 	struct decision d;
 	struct view_src s;
 	struct backoff b[MAX_BACKOFFS];
 
-	if (too_large) {
-		fail(r, 413, NULL, "the request body is over %d bytes", CONTROL_MAX_BODY);
-		return;
-	}
 	if (len > 0 && jx_parse(body, len, &doc, &why) != 0) {
-		fail(r, 400, NULL, "the body is not JSON: %s", why);
+		out = error_doc(status, 400, NULL, "the body is not JSON: %s", why);
 		free(why);
-		return;
+		return out;
 	}
 	if (doc != NULL && !json_is_object(doc)) {
-		json_decref(doc);
-		fail(r, 400, NULL, "the body must be an object: {\"components\": [...], \"reason\": \"...\"}");
-		return;
+		out = error_doc(status, 400, NULL,
+		    "the body must be an object: {\"components\": [...], \"reason\": \"...\"}");
+		goto out;
 	}
 	reason = json_object_get(doc, "reason");
 	if (reason != NULL && !json_is_string(reason) && !json_is_null(reason)) {
-		json_decref(doc);
-		fail(r, 400, NULL, "'reason' must be a string");
-		return;
+		out = error_doc(status, 400, NULL, "'reason' must be a string");
+		goto out;
 	}
 	if (components_arg(cfg, json_object_get(doc, "components"), components, sizeof components,
 	        &why) != 0) {
-		json_decref(doc);
-		fail(r, 400, NULL, "%s", why);
+		out = error_doc(status, 400, NULL, "%s", why);
 		free(why);
-		return;
+		goto out;
 	}
-	if (vm_metadata_check(json_object_get(doc, "metadata"), metadata, sizeof metadata, bad,
-	        sizeof bad) != 0) {
-		json_decref(doc);
-		fail(r, 400, NULL, "%s", bad);
-		return;
+	if (vm_metadata_check(
+	        json_object_get(doc, "metadata"), metadata, sizeof metadata, bad, sizeof bad) != 0) {
+		out = error_doc(status, 400, NULL, "%s", bad);
+		goto out;
 	}
 	if (m == NULL || !manager_settled(m)) {
-		json_decref(doc);
-		hold(c, r);
-		return;
+		out = error_doc(status, 503, NULL, "the daemon has not reached the cloud yet");
+		goto out;
 	}
 	switch (manager_create(
 	    m, components, json_string_value(reason), metadata, name, sizeof name, &d)) {
 	case 0:
-		source(c, &s, b);
+		source(dm, &s, b);
 		ledger_get(s.ledger, name, &rec);
-		answer(r, 201,
-		    json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm",
-		        view_vm(&s, &rec)));
+		*status = 201;
+		out = json_pack(
+		    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm", view_vm(&s, &rec));
 		break;
 	case -EAGAIN:
-		fail(r, 409, d.rule, "%s", d.reason);
+		out = error_doc(status, 409, d.rule, "%s", d.reason);
 		break;
 	default:
-		fail(r, 500, NULL, "the ledger could not record the VM: %s", d.reason);
+		out = error_doc(status, 500, NULL, "the ledger could not record the VM: %s", d.reason);
 		break;
 	}
+out:
 	json_decref(doc);
+	return out;
 }
 
 /* --- the event stream --- */
@@ -295,17 +294,15 @@ event_vm(const struct vm_record *v)
 	    v->nat_ip[0] ? json_string(v->nat_ip) : json_null(), "components", v->components);
 }
 
-static void
-on_event(const struct manager_event *e, void *arg)
+static const char *const kinds[] = {[MEV_PRESSURE] = "pressure", [MEV_DECISION] = "decision",
+    [MEV_STATE] = "state", [MEV_READY] = "offload", [MEV_GONE] = "return"};
+
+json_t *
+control_event(const struct manager_event *e)
 {
-	struct control *c = arg;
-	static const char *const kinds[] = {[MEV_PRESSURE] = "pressure", [MEV_DECISION] = "decision",
-	    [MEV_STATE] = "state", [MEV_READY] = "offload", [MEV_GONE] = "return"};
-	char t[RFC3339_LEN], *data, *text;
+	char t[RFC3339_LEN];
 	json_t *o;
 
-	if (c->subs == NULL)
-		return;
 	time_rfc3339(e->t_ms, 0, t);
 	o = json_pack("{s:s, s:s, s:s?}", "type", kinds[e->kind], "time", t, "reason", e->reason);
 	if (e->vm != NULL)
@@ -318,10 +315,20 @@ on_event(const struct manager_event *e, void *arg)
 		json_object_set_new(o, "previous", json_string(pressure_level_name(e->previous)));
 	}
 	if (e->decision != NULL)
-		json_object_set_new(o, "decision",
-		    json_pack("{s:b, s:f, s:s, s:s, s:s}", "create", e->decision->create,
-		        "confidence", e->decision->confidence, "rule", e->decision->rule, "reason",
-		        e->decision->reason, "components", e->decision->components));
+		json_object_set_new(o, "decision", view_decision(e->decision));
+	return o;
+}
+
+static void
+on_event(const struct manager_event *e, void *arg)
+{
+	struct control *c = arg;
+	char *data, *text;
+	json_t *o;
+
+	if (c->subs == NULL)
+		return;
+	o = control_event(e);
 	data = json_dumps(o, JSON_COMPACT);
 	text = xasprintf("event: %s\ndata: %s\n\n", kinds[e->kind], data);
 	broadcast(c, text, strlen(text));
@@ -356,66 +363,107 @@ subscribe(struct control *c, struct httpd_req *r)
 
 /* --- routes --- */
 
-static void
-handle(struct httpd_req *r, void *arg)
+json_t *
+control_answer(struct daemon *d, const char *method, const char *path, const char *days,
+    const char *body, size_t len, unsigned *status)
 {
-	struct control *c = arg;
-	const char *method = httpd_req_method(r), *path = httpd_req_path(r);
 	bool get = strcmp(method, "GET") == 0;
 	struct view_src s;
 	struct backoff b[MAX_BACKOFFS];
 
-	source(c, &s, b);
-	if (strcmp(path, "/v1/status") == 0 && get) {
-		answer(r, 200, view_status(&s));
-	} else if (strcmp(path, "/v1/vms") == 0 && get) {
-		answer(r, 200, view_vms(&s));
-	} else if (strcmp(path, "/v1/vms") == 0 && strcmp(method, "POST") == 0) {
-		create(c, r);
-	} else if (str_prefix(path, "/v1/vms/") && path[8] != '\0' && strchr(path + 8, '/') == NULL &&
+	source(d, &s, b);
+	*status = 200;
+	if (strcmp(path, "/v1/status") == 0 && get)
+		return view_status(&s);
+	if (strcmp(path, "/v1/vms") == 0 && get)
+		return view_vms(&s);
+	if (strcmp(path, "/v1/vms") == 0 && strcmp(method, "POST") == 0)
+		return create(d, body, len, status);
+	if (str_prefix(path, "/v1/vms/") && path[8] != '\0' && strchr(path + 8, '/') == NULL &&
 	    (get || strcmp(method, "DELETE") == 0)) {
 		const char *name = path + 8;
-		struct manager *m = daemon_manager(c->d);
+		struct manager *m = daemon_manager(d);
 		struct vm_record rec;
 		json_t *doc;
 
 		if (get && (doc = view_vm_detail(&s, name)) != NULL)
-			answer(r, 200, doc);
-		else if (get || ledger_get(s.ledger, name, &rec) != 0)
-			fail(r, 404, NULL, "no VM named '%s' (GET /v1/vms lists them)", name);
-		else if (m == NULL)
-			fail(r, 503, NULL, "the daemon is starting; try again in a moment");
-		else if (manager_terminate(m, name, "terminated by request") != 0)
-			fail(r, 409, NULL, "%s is %s: it is not running", name,
+			return doc;
+		if (get || ledger_get(s.ledger, name, &rec) != 0)
+			return error_doc(
+			    status, 404, NULL, "no VM named '%s' (GET /v1/vms lists them)", name);
+		if (m == NULL)
+			return error_doc(status, 503, NULL, "the daemon is starting; try again");
+		if (manager_terminate(m, name, "terminated by request") != 0)
+			return error_doc(status, 409, NULL, "%s is %s: it is not running", name,
 			    vm_state_name(rec.state));
-		else if (ledger_get(s.ledger, name, &rec) == 0)
-			answer(r, 202,
-			    json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm",
-			        view_vm(&s, &rec)));
-	} else if (strcmp(path, "/v1/costs") == 0 && get) {
-		const char *days = httpd_req_query(r, "days");
+		ledger_get(s.ledger, name, &rec);
+		*status = 202;
+		return json_pack(
+		    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm", view_vm(&s, &rec));
+	}
+	if (strcmp(path, "/v1/costs") == 0 && get) {
 		int64_t n = 7;
 
 		if (days != NULL && parse_int64(days, 1, 366, &n) != 0)
-			fail(r, 400, NULL, "days=%s: expected a whole number from 1 to 366", days);
-		else
-			answer(r, 200, view_costs(&s, (int)n));
-	} else if (strcmp(path, "/v1/pressure") == 0 && get) {
-		answer(r, 200,
-		    json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "pressure",
-		        view_pressure(s.snap)));
-	} else if (strcmp(path, "/v1/events") == 0 && get) {
-		subscribe(c, r);
-	} else if (str_prefix(path, "/v1/")) {
-		fail(r, strcmp(path, "/v1/status") == 0 || strcmp(path, "/v1/vms") == 0 ||
-		            str_prefix(path, "/v1/vms/") || strcmp(path, "/v1/costs") == 0 ||
-		            strcmp(path, "/v1/pressure") == 0 || strcmp(path, "/v1/events") == 0
-		        ? 405
-		        : 404,
-		    NULL, "%s %s is not part of the API (see docs/api.md)", method, path);
-	} else {
-		fail(r, 404, NULL, "%s is not part of the API: its paths begin with /v1/", path);
+			return error_doc(
+			    status, 400, NULL, "days=%s: expected a whole number from 1 to 366", days);
+		return view_costs(&s, (int)n);
 	}
+	if (strcmp(path, "/v1/pressure") == 0 && get)
+		return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "pressure",
+		    view_pressure(s.snap));
+	if (strcmp(path, "/v1/decision") == 0 && get) {
+		struct decision dec;
+
+		if (daemon_manager(d) == NULL)
+			return error_doc(status, 503, NULL, "the daemon is starting; try again");
+		manager_decide(daemon_manager(d), &dec);
+		return json_pack(
+		    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "decision", view_decision(&dec));
+	}
+	if (!str_prefix(path, "/v1/"))
+		return error_doc(
+		    status, 404, NULL, "%s is not part of the API: its paths begin with /v1/", path);
+	return error_doc(status,
+	    strcmp(path, "/v1/status") == 0 || strcmp(path, "/v1/vms") == 0 ||
+	            str_prefix(path, "/v1/vms/") || strcmp(path, "/v1/costs") == 0 ||
+	            strcmp(path, "/v1/pressure") == 0 || strcmp(path, "/v1/events") == 0 ||
+	            strcmp(path, "/v1/decision") == 0
+	        ? 405
+	        : 404,
+	    NULL, "%s %s is not part of the API (see docs/api.md)", method, path);
+}
+
+static void
+handle(struct httpd_req *r, void *arg)
+{
+	struct control *c = arg;
+	const char *method = httpd_req_method(r), *path = httpd_req_path(r), *body;
+	struct manager *m = daemon_manager(c->d);
+	unsigned status;
+	size_t len;
+	int too_large;
+	json_t *doc;
+
+	body = httpd_req_body(r, &len, &too_large);
+	if (strcmp(path, "/v1/events") == 0 && strcmp(method, "GET") == 0) {
+		subscribe(c, r);
+		return;
+	}
+	if (too_large) {
+		answer(r, 413,
+		    error_doc(&status, 413, NULL, "the request body is over %d bytes",
+		        CONTROL_MAX_BODY));
+		return;
+	}
+	/* A create before the first pass and the price waits for them (see on_settle). */
+	if (strcmp(path, "/v1/vms") == 0 && strcmp(method, "POST") == 0 &&
+	    (m == NULL || !manager_settled(m))) {
+		hold(c, r);
+		return;
+	}
+	doc = control_answer(c->d, method, path, httpd_req_query(r, "days"), body, len, &status);
+	answer(r, status, doc);
 }
 
 /* --- life --- */

@@ -23,4 +23,13 @@ int control_new(uv_loop_t *, struct daemon *, const char *path, struct control *
 /* Ends the event streams, closes the socket and removes its file. */
 void control_free(struct control *);
 
+/*
+ * One request, without the socket (the library in a program uses this): the
+ * document and its HTTP status. days is the costs query's value, or NULL.
+ */
+json_t *control_answer(struct daemon *, const char *method, const char *path, const char *days,
+    const char *body, size_t len, unsigned *status);
+/* An event as the stream carries it (its "type" is the SSE event name). */
+json_t *control_event(const struct manager_event *);
+
 #endif

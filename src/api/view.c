@@ -231,3 +231,10 @@ view_error(int code, const char *rule, const char *message)
 	return json_pack("{s:{s:i, s:o, s:s}}", "error", "code", code, "rule",
 	    rule != NULL ? json_string(rule) : json_null(), "message", message);
 }
+
+json_t *
+view_decision(const struct decision *d)
+{
+	return json_pack("{s:b, s:f, s:s, s:s, s:s}", "create", d->create, "confidence",
+	    d->confidence, "rule", d->rule, "reason", d->reason, "components", d->components);
+}

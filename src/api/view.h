@@ -40,6 +40,7 @@ json_t *view_vms(const struct view_src *);
 json_t *view_vm_detail(const struct view_src *, const char *name);
 json_t *view_costs(const struct view_src *, int days);
 json_t *view_pressure(const struct pressure_snapshot *);
+json_t *view_decision(const struct decision *);
 /* An error document: {"error": {"code", "rule", "message"}}. */
 json_t *view_error(int code, const char *rule, const char *message);
 
