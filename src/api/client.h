@@ -16,4 +16,17 @@
 int client_call(const char *socket, const char *method, const char *path, const json_t *body,
     long timeout_ms, long *status, json_t **doc, char **cause);
 
+/*
+ * The event stream (GET /v1/events), read from the caller's own poll loop:
+ * client_events_read takes what has arrived without blocking, decodes HTTP
+ * chunks and Server-Sent Events, and calls cb for each whole event.
+ */
+struct client_events;
+typedef void client_event_cb(const char *event, const json_t *data, void *arg);
+int client_events_open(const char *socket, struct client_events **, char **cause);
+int client_events_fd(const struct client_events *);
+/* 0; -EPIPE once the daemon ended the stream; -EPROTO for what is not a stream. */
+int client_events_read(struct client_events *, client_event_cb *, void *arg);
+void client_events_close(struct client_events *);
+
 #endif

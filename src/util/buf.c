@@ -30,6 +30,17 @@ buf_reset(struct buf *b)
 		b->data[0] = '\0';
 }
 
+void
+buf_consume(struct buf *b, size_t n)
+{
+	if (n >= b->len) {
+		buf_reset(b);
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n + 1); /* with the NUL */
+	b->len -= n;
+}
+
 /* Make room for n more bytes plus the terminating NUL. */
 static int
 buf_grow(struct buf *b, size_t n)

@@ -28,6 +28,8 @@ struct buf {
 void buf_init(struct buf *, size_t max);
 void buf_release(struct buf *);
 void buf_reset(struct buf *);
+/* Drop the first n bytes (all, if fewer). */
+void buf_consume(struct buf *, size_t n);
 int buf_add(struct buf *, const void *, size_t);
 int buf_addstr(struct buf *, const char *);
 int buf_addch(struct buf *, char);

@@ -151,6 +151,14 @@ on_event(const struct manager_event *e, void *arg)
 }
 
 void
+daemon_set_keep(struct daemon *d, bool keep)
+{
+	d->o.keep = keep;
+	if (d->manager != NULL)
+		manager_set_keep(d->manager, keep);
+}
+
+void
 daemon_on_event(struct daemon *d, manager_event_cb *cb, void *arg)
 {
 	if (d->nconsumers == (int)(sizeof d->consumers / sizeof d->consumers[0]))

@@ -42,6 +42,8 @@ int daemon_new(uv_loop_t *, const struct daemon_opts *, struct daemon **, char *
 /* Shut down (VMs deleted unless keep), then done(arg). */
 void daemon_stop(struct daemon *, void (*done)(void *), void *arg);
 void daemon_free(struct daemon *);
+/* Whether daemon_stop leaves the VMs running (--keep), decided late. */
+void daemon_set_keep(struct daemon *, bool keep);
 /* Take a new configuration (SIGHUP): what the manager and the hooks read. */
 void daemon_reload(struct daemon *, const struct config *);
 /* Every event, after the hooks and o.on_event (the control API listens here). */

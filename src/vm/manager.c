@@ -1360,6 +1360,12 @@ manager_set_config(struct manager *m, const struct config *cfg)
 }
 
 void
+manager_set_keep(struct manager *m, bool keep)
+{
+	m->o.keep = keep || m->o.passive;
+}
+
+void
 manager_pass_now(struct manager *m)
 {
 	uv_timer_stop(&m->timer);

@@ -78,6 +78,8 @@ void manager_pressure(struct manager *, const struct pressure_snapshot *, enum p
 void manager_on_event(struct manager *, manager_event_cb *, void *arg);
 /* A reloaded configuration; the caller keeps it alive while the manager runs. */
 void manager_set_config(struct manager *, const struct config *);
+/* Whether shutdown leaves the VMs running (the library decides when it closes). */
+void manager_set_keep(struct manager *, bool keep);
 /* A pass now (tests, SIGUSR1). */
 void manager_pass_now(struct manager *);
 /*

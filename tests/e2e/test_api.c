@@ -889,6 +889,130 @@ test_doctor(void **state)
 	}
 }
 
+/* --- the library, through its examples --- */
+
+struct prog {
+	pid_t pid;
+	int out;
+	struct buf text;
+};
+
+static void
+prog_start(struct prog *p, struct world *w, const char *name, const char *const *args)
+{
+	char *path = xasprintf("%s/%s", getenv("SPILLWAY_EXAMPLES"), name);
+	const char *argv[8] = {name};
+	int fds[2], n = 1;
+
+	for (; *args != NULL && n < 7; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	assert_int_equal(pipe(fds), 0);
+	buf_init(&p->text, 1 << 20);
+	p->pid = fork();
+	if (p->pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		for (int i = 0; w->env[i] != NULL; i++)
+			putenv(w->env[i]);
+		setenv("HOME", w->d.state, 1);
+		setenv("XDG_CONFIG_HOME", w->d.state, 1);
+		execv(path, (char **)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	p->out = fds[0];
+	free(path);
+}
+
+static int
+prog_end(struct prog *p)
+{
+	char chunk[4096];
+	ssize_t n;
+	int status;
+
+	while ((n = read(p->out, chunk, sizeof chunk)) > 0)
+		buf_add(&p->text, chunk, (size_t)n);
+	close(p->out);
+	assert_int_equal(waitpid(p->pid, &status, 0), p->pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void
+expect_order(const char *text, const char *const *order)
+{
+	const char *at = text;
+
+	for (; *order != NULL; order++) {
+		const char *next = strstr(at, *order);
+
+		if (next == NULL)
+			fail_msg("'%s' missing or out of order in:\n%s", *order, text);
+		at = next + strlen(*order);
+	}
+}
+
+static void
+test_library(void **state)
+{
+	const char *trigger_args[] = {"vision", "60", NULL}, *monitor_args[] = {"15", NULL};
+	const char *alone[] = {"spillway: in this process", "advice: wait", "created: spillway-",
+	    "event: READY", "ready: spillway-", " at http://127.", "event: TERMINATED",
+	    "stats: 1 created, 0 active, 1 terminated", NULL};
+	const char *watched[] = {"watching for 15 s (the daemon's events)", "state ", "REQUESTED",
+	    "CREATING -> PROVISIONING", "BOOTING -> READY", "offload ", "return ",
+	    "TERMINATING -> TERMINATED", "stats: 1 created, 0 active", NULL};
+	struct world w;
+	struct prog trig, mon;
+	char *names;
+
+	/* No daemon: spillway runs inside the program, and cleans up after it. */
+	world_init(&w, false, NULL);
+	prog_start(&trig, &w, "manual_trigger", trigger_args);
+	assert_int_equal(prog_end(&trig), 0);
+	expect_order(buf_str(&trig.text), alone);
+	names = cloud_names(&w);
+	assert_string_equal(names, "");
+	free(names);
+	buf_release(&trig.text);
+	world_end(&w);
+
+	/* A daemon: the program asks it, and another program watches the events. */
+	world_init(&w, true, NULL);
+	prog_start(&mon, &w, "monitor", monitor_args);
+	{
+		/* The monitor is subscribed once it says so. */
+		char chunk[4096];
+		ssize_t n;
+
+		while (strstr(buf_str(&mon.text), "watching") == NULL &&
+		    (n = read(mon.out, chunk, sizeof chunk)) > 0)
+			buf_add(&mon.text, chunk, (size_t)n);
+	}
+	prog_start(&trig, &w, "manual_trigger", trigger_args);
+	assert_int_equal(prog_end(&trig), 0);
+	assert_non_null(strstr(buf_str(&trig.text), "spillway: the daemon"));
+	assert_non_null(strstr(buf_str(&trig.text), "ready: spillway-"));
+	assert_int_equal(prog_end(&mon), 0);
+	expect_order(buf_str(&mon.text), watched);
+	buf_release(&trig.text);
+	buf_release(&mon.text);
+	world_end(&w);
+
+	/* A rule's refusal reaches the program. */
+	{
+		const char *poor[] = {"GCP_VM_DAILY_BUDGET=0.001", NULL};
+
+		world_init(&w, true, poor);
+		prog_start(&trig, &w, "manual_trigger", trigger_args);
+		assert_int_equal(prog_end(&trig), 3);
+		assert_non_null(strstr(buf_str(&trig.text), "refused: budget"));
+		buf_release(&trig.text);
+		world_end(&w);
+	}
+}
+
 int
 main(void)
 {
@@ -902,6 +1026,7 @@ main(void)
 	    cmocka_unit_test(test_interactive),
 	    cmocka_unit_test(test_seed_flags),
 	    cmocka_unit_test(test_doctor),
+	    cmocka_unit_test(test_library),
 	};
 
 	jx_init();
