@@ -647,6 +647,19 @@ test_other_user_refused(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(WEXITSTATUS(status), 0);
 	chmod(dir, 0700);
+	/* A socket that belongs to someone else: the CLI will not talk to it, and says why. */
+	{
+		const char *args[] = {"status", NULL};
+		struct cmd_run r;
+
+		assert_int_equal(chown(w.sock, nobody->pw_uid, nobody->pw_gid), 0);
+		cli(&w, &r, args);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, "belongs to user"));
+		assert_non_null(strstr(r.err, "not to you"));
+		cmd_run_free(&r);
+		assert_int_equal(chown(w.sock, 0, 0), 0);
+	}
 	/* The daemon's own user is still served. */
 	{
 		struct answer a;
