@@ -68,7 +68,7 @@ static void
 on_stopped(void *arg)
 {
 	struct demo *m = arg;
-	struct view_src s = {.cfg = &m->cfg,
+	struct view_src s = {.cfg = daemon_config(m->d), /* pointed at the emulator */
 	    .ledger = daemon_ledger(m->d),
 	    .now = clock_now_ms(&m->clock),
 	    .owner = daemon_owner(m->d),
