@@ -477,7 +477,9 @@ httpd_free(struct httpd *h)
 			httpd_respond(r, 503, "text/plain", "shutting down\n", 14);
 		}
 	}
-	MHD_run(h->mhd);
+	/* Resumed, then written: a few turns so the answers and the streams' last chunks go out. */
+	for (int i = 0; i < 3; i++)
+		MHD_run(h->mhd);
 	/* libuv must stop watching the epoll fd before MHD closes it. */
 	uv_poll_stop(&h->poll);
 	uv_timer_stop(&h->timer);

@@ -591,6 +591,11 @@ test_events(void **state)
 			at = next + strlen(*s);
 		}
 	}
+	/* The daemon's shutdown ends the stream properly: the last chunk, then EOF. */
+	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
+	for (ssize_t n; (n = read(fd, chunk, sizeof chunk)) > 0;)
+		buf_add(&got, chunk, (size_t)n);
+	assert_true(str_suffix(buf_str(&got), "\r\n0\r\n\r\n"));
 	close(fd);
 	buf_release(&got);
 	world_end(&w);
