@@ -46,7 +46,10 @@ usage(FILE *f)
 static void
 cmd_help(FILE *f, const struct cmd_entry *e)
 {
-	fprintf(f, "usage: spillway %s %s\n%s\n", e->name, e->usage, e->summary);
+	fprintf(f,
+	    "usage: spillway %s %s\n%s\nexit status: 0 done, 1 failed, 2 bad usage or "
+	    "configuration, 3 refused by a rule; see spillway(1)\n",
+	    e->name, e->usage, e->summary);
 }
 
 int
