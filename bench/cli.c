@@ -36,7 +36,9 @@
 static const char *bin;
 static char dir[] = "/tmp/spillway-bench-XXXXXX";
 
-static void PRINTFLIKE(2, 3)
+static void setenvf(const char *name, const char *fmt, ...) PRINTFLIKE(2, 3);
+
+static void
 setenvf(const char *name, const char *fmt, ...)
 {
 	char value[512];
@@ -139,7 +141,8 @@ requests_per_second(const char *sock)
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
 	while (monotonic_ns() < end) {
 		if (curl_easy_perform(c) != CURLE_OK ||
-		    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK || code != 200) {
+		    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK ||
+		    code != 200) {
 			fprintf(stderr, "bench/cli: GET /v1/status failed\n");
 			exit(1);
 		}
@@ -187,7 +190,8 @@ main(int argc, char **argv)
 	setenvf("SPILLWAY_STATE_DIR", "%s/state", dir);
 	setenv("SPILLWAY_SOCKET", sock, 1);
 	setenv("GCP_PROJECT_ID", "spillway-emulator", 1);
-	setenv("GCP_VM_ENABLE_MONITORING", "false", 1); /* no passes: the socket alone is measured */
+	setenv(
+	    "GCP_VM_ENABLE_MONITORING", "false", 1); /* no passes: the socket alone is measured */
 	setenv("HOME", dir, 1);
 	setenv("XDG_CONFIG_HOME", dir, 1);
 

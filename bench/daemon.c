@@ -294,22 +294,29 @@ main(int argc, char **argv)
 
 	/* 2. vms instances with our owner label, adopted, READY. */
 	{
-		const struct cloud_kv labels[] = {{"managed-by", "spillway"}, {"spillway-owner", "bench"}};
+		const struct cloud_kv labels[] = {
+		    {"managed-by", "spillway"}, {"spillway-owner", "bench"}};
 
 		want = vms;
 		created = 0;
 		for (int i = 0; i < vms; i++) {
 			char name[64], rid[40];
-			struct cloud_instance_spec s = {.name = name, .zone = zones[i % 3],
-			    .machine_type = "e2-highmem-4", .spot = true,
+			struct cloud_instance_spec s = {.name = name,
+			    .zone = zones[i % 3],
+			    .machine_type = "e2-highmem-4",
+			    .spot = true,
 			    .image = "projects/debian-cloud/global/images/family/debian-12",
-			    .disk_gb = 20, .labels = labels, .nlabels = 2, .max_run_s = 10800,
-			    .termination_action = "DELETE", .external_ip = true};
+			    .disk_gb = 20,
+			    .labels = labels,
+			    .nlabels = 2,
+			    .max_run_s = 10800,
+			    .termination_action = "DELETE",
+			    .external_ip = true};
 
 			snprintf(name, sizeof name, "bench-%04d", i);
 			uuid_v4(rid);
-			conn.cloud->ops->create(conn.cloud, &s, rid, clock_now_ms(&clk) + 120000,
-			    on_inserted, NULL);
+			conn.cloud->ops->create(
+			    conn.cloud, &s, rid, clock_now_ms(&clk) + 120000, on_inserted, NULL);
 		}
 		if (!run_until(all_created, 120)) {
 			fprintf(stderr, "bench/daemon: %d of %d inserts\n", created, vms);

@@ -57,16 +57,16 @@ main(int argc, char **argv)
 	}
 	printf("spillway: %s\n", spillway_in_process(sp) ? "in this process" : "the daemon");
 	if (spillway_pressure(sp, &p) == 0)
-		printf("pressure: %s, %.1f%% of memory available\n", p.level[0] ? p.level : "unknown",
-		    p.available_pct);
+		printf("pressure: %s, %.1f%% of memory available\n",
+		    p.level[0] ? p.level : "unknown", p.available_pct);
 	if (spillway_should_create(sp, &a) == 0)
 		printf("advice: %s (confidence %.2f): %s\n", a.create ? "create" : "wait",
 		    a.confidence, a.reason);
 	/* The application has decided: it asks anyway, under spillway's money rules. */
 	w.name = name;
 	spillway_on_event(sp, on_event, &w);
-	error = spillway_create(sp, components, "the application asked", metadata, 1, name, err,
-	    sizeof err);
+	error = spillway_create(
+	    sp, components, "the application asked", metadata, 1, name, err, sizeof err);
 	if (error == -EAGAIN) {
 		printf("refused: %s\n", err);
 		spillway_close(sp, false);

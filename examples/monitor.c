@@ -21,8 +21,8 @@ on_event(const struct spillway_event *e, void *arg)
 	if (e->type == SPILLWAY_EVENT_PRESSURE)
 		printf(" %s", e->level);
 	if (e->vm != NULL)
-		printf(" %s %s%s%s", e->vm->name, e->from[0] ? e->from : "", e->from[0] ? " -> " : "",
-		    e->vm->state);
+		printf(" %s %s%s%s", e->vm->name, e->from[0] ? e->from : "",
+		    e->from[0] ? " -> " : "", e->vm->state);
 	printf(": %s\n", e->reason);
 	fflush(stdout);
 }

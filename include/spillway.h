@@ -38,8 +38,8 @@ enum spillway_mode {
  * config_file: NULL for the usual places (see spillway(1)). In this process,
  * open returns once spillway has looked at the cloud and knows the price.
  */
-int spillway_open(spillway **, enum spillway_mode, const char *config_file, char *err,
-    size_t errlen);
+int spillway_open(
+    spillway **, enum spillway_mode, const char *config_file, char *err, size_t errlen);
 /*
  * In this process: delete the VMs it manages (as the daemon does at SIGTERM),
  * or leave them (keep) for the next start to adopt. With a daemon: nothing.
@@ -56,9 +56,9 @@ int spillway_pressure(spillway *, struct spillway_pressure *);
 
 struct spillway_advice {
 	bool create;
-	double confidence;   /* 0 to 1 */
-	char rule[16];       /* the rule that said no, or "" */
-	char reason[768];    /* one line: what was seen and why yes or no */
+	double confidence;    /* 0 to 1 */
+	char rule[16];        /* the rule that said no, or "" */
+	char reason[768];     /* one line: what was seen and why yes or no */
 	char components[256]; /* comma-separated */
 };
 /* What spillway would decide now, without acting on it. */
@@ -75,8 +75,7 @@ struct spillway_kv {
  * -EINVAL: bad components or metadata.
  */
 int spillway_create(spillway *, const char *components, const char *reason,
-    const struct spillway_kv *metadata, size_t nmetadata, char name[64], char *err,
-    size_t errlen);
+    const struct spillway_kv *metadata, size_t nmetadata, char name[64], char *err, size_t errlen);
 /* Delete a VM; its final cost is recorded once it is gone. -ENOENT: no such VM running. */
 int spillway_terminate(spillway *, const char *name, char *err, size_t errlen);
 
@@ -114,12 +113,12 @@ enum spillway_event_type {
 
 struct spillway_event {
 	enum spillway_event_type type;
-	const char *time;   /* RFC 3339 */
-	const char *reason; /* may be "" */
-	const char *level;  /* PRESSURE */
-	const char *from;   /* STATE: the state before, or "" for a new VM */
+	const char *time;             /* RFC 3339 */
+	const char *reason;           /* may be "" */
+	const char *level;            /* PRESSURE */
+	const char *from;             /* STATE: the state before, or "" for a new VM */
 	const struct spillway_vm *vm; /* STATE, OFFLOAD, RETURN; else NULL */
-	const char *json;   /* the whole event, as the control API streams it */
+	const char *json;             /* the whole event, as the control API streams it */
 };
 
 typedef void spillway_event_fn(const struct spillway_event *, void *arg);

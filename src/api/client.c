@@ -37,15 +37,16 @@ on_answer(const struct http_response *r, void *arg)
 	c->status = r->status;
 	if (r->error == -ECONNREFUSED) {
 		c->error = -ENOENT;
-		c->cause = xasprintf("no daemon answers on %s (a socket left by one that died)",
-		    c->socket);
+		c->cause = xasprintf(
+		    "no daemon answers on %s (a socket left by one that died)", c->socket);
 	} else if (r->error != 0) {
 		c->error = r->error;
 		c->cause = xasprintf("the daemon on %s: %s", c->socket, r->error_text);
 	} else if (jx_parse(r->body, r->len, &c->doc, &why) != 0) {
 		c->error = -EPROTO;
-		c->cause = xasprintf("the daemon on %s answered %ld with something that is not JSON: %s",
-		    c->socket, r->status, why);
+		c->cause =
+		    xasprintf("the daemon on %s answered %ld with something that is not JSON: %s",
+		        c->socket, r->status, why);
 		free(why);
 	}
 }
@@ -76,9 +77,10 @@ client_call(const char *socket, const char *method, const char *path, const json
 	}
 	if (st.st_uid != geteuid()) {
 		free(text);
-		*cause = xasprintf("the socket %s belongs to user %ld, not to you (%ld): it is another "
-		                   "user's daemon",
-		    socket, (long)st.st_uid, (long)geteuid());
+		*cause =
+		    xasprintf("the socket %s belongs to user %ld, not to you (%ld): it is another "
+		              "user's daemon",
+		        socket, (long)st.st_uid, (long)geteuid());
 		return -EACCES;
 	}
 	url = xasprintf("http://spillway%s", path);
@@ -167,7 +169,8 @@ deliver(struct client_events *ev, client_event_cb *cb, void *arg)
 		char name[32] = "message", *save = NULL;
 		struct buf data = BUF_INIT(STREAM_MAX);
 
-		for (char *l = strtok_r(block, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+		for (char *l = strtok_r(block, "\n", &save); l != NULL;
+		     l = strtok_r(NULL, "\n", &save)) {
 			if (str_prefix(l, "event: "))
 				snprintf(name, sizeof name, "%s", l + 7);
 			else if (str_prefix(l, "data: "))

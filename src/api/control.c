@@ -139,8 +139,8 @@ components_arg(const struct config *cfg, json_t *v, char *out, size_t size, char
 			error = -EINVAL;
 			break;
 		}
-		used += (size_t)snprintf(out + used, used < size ? size - used : 0, "%s%s",
-		    used ? "," : "", name);
+		used += (size_t)snprintf(
+		    out + used, used < size ? size - used : 0, "%s%s", used ? "," : "", name);
 	}
 	if (list != v)
 		json_decref(list);
@@ -202,7 +202,7 @@ create(struct daemon *dm, const char *body, size_t len, unsigned *status)
 	const struct config *cfg = daemon_config(dm);
 	json_t *doc = NULL, *reason, *out;
 	char *why = NULL, components[256], name[64], bad[256];
-	char metadata[sizeof ((struct vm_record *)0)->metadata];
+	char metadata[sizeof((struct vm_record *)0)->metadata];
 	struct vm_record rec;
 	struct decision d;
 	struct view_src s;
@@ -229,8 +229,8 @@ create(struct daemon *dm, const char *body, size_t len, unsigned *status)
 		free(why);
 		goto out;
 	}
-	if (vm_metadata_check(
-	        json_object_get(doc, "metadata"), metadata, sizeof metadata, bad, sizeof bad) != 0) {
+	if (vm_metadata_check(json_object_get(doc, "metadata"), metadata, sizeof metadata, bad,
+	        sizeof bad) != 0) {
 		out = error_doc(status, 400, NULL, "%s", bad);
 		goto out;
 	}
@@ -251,7 +251,8 @@ create(struct daemon *dm, const char *body, size_t len, unsigned *status)
 		out = error_doc(status, 409, d.rule, "%s", d.reason);
 		break;
 	default:
-		out = error_doc(status, 500, NULL, "the ledger could not record the VM: %s", d.reason);
+		out = error_doc(
+		    status, 500, NULL, "the ledger could not record the VM: %s", d.reason);
 		break;
 	}
 out:
@@ -294,8 +295,11 @@ event_vm(const struct vm_record *v)
 	    v->nat_ip[0] ? json_string(v->nat_ip) : json_null(), "components", v->components);
 }
 
-static const char *const kinds[] = {[MEV_PRESSURE] = "pressure", [MEV_DECISION] = "decision",
-    [MEV_STATE] = "state", [MEV_READY] = "offload", [MEV_GONE] = "return"};
+static const char *const kinds[] = {[MEV_PRESSURE] = "pressure",
+    [MEV_DECISION] = "decision",
+    [MEV_STATE] = "state",
+    [MEV_READY] = "offload",
+    [MEV_GONE] = "return"};
 
 json_t *
 control_event(const struct manager_event *e)
@@ -309,7 +313,8 @@ control_event(const struct manager_event *e)
 		json_object_set_new(o, "vm", event_vm(e->vm));
 	if (e->kind == MEV_STATE)
 		json_object_set_new(o, "from",
-		    e->from >= 0 ? json_string(vm_state_name((enum vm_state)e->from)) : json_null());
+		    e->from >= 0 ? json_string(vm_state_name((enum vm_state)e->from))
+		                 : json_null());
 	if (e->kind == MEV_PRESSURE) {
 		json_object_set_new(o, "pressure", view_pressure(e->snap));
 		json_object_set_new(o, "previous", json_string(pressure_level_name(e->previous)));
@@ -352,8 +357,8 @@ subscribe(struct control *c, struct httpd_req *r)
 
 	sub->ctl = c;
 	httpd_set_header(r, "Cache-Control", "no-cache");
-	sub->stream = httpd_stream_open(
-	    r, 200, "text/event-stream", STREAM_MAX_BUFFERED, unsubscribe, sub);
+	sub->stream =
+	    httpd_stream_open(r, 200, "text/event-stream", STREAM_MAX_BUFFERED, unsubscribe, sub);
 	sub->next = c->subs;
 	if (c->subs != NULL)
 		c->subs->prev = sub;
@@ -405,8 +410,8 @@ control_answer(struct daemon *d, const char *method, const char *path, const cha
 		int64_t n = 7;
 
 		if (days != NULL && parse_int64(days, 1, 366, &n) != 0)
-			return error_doc(
-			    status, 400, NULL, "days=%s: expected a whole number from 1 to 366", days);
+			return error_doc(status, 400, NULL,
+			    "days=%s: expected a whole number from 1 to 366", days);
 		return view_costs(&s, (int)n);
 	}
 	if (strcmp(path, "/v1/pressure") == 0 && get)
@@ -418,12 +423,12 @@ control_answer(struct daemon *d, const char *method, const char *path, const cha
 		if (daemon_manager(d) == NULL)
 			return error_doc(status, 503, NULL, "the daemon is starting; try again");
 		manager_decide(daemon_manager(d), &dec);
-		return json_pack(
-		    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "decision", view_decision(&dec));
+		return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "decision",
+		    view_decision(&dec));
 	}
 	if (!str_prefix(path, "/v1/"))
-		return error_doc(
-		    status, 404, NULL, "%s is not part of the API: its paths begin with /v1/", path);
+		return error_doc(status, 404, NULL,
+		    "%s is not part of the API: its paths begin with /v1/", path);
 	return error_doc(status,
 	    strcmp(path, "/v1/status") == 0 || strcmp(path, "/v1/vms") == 0 ||
 	            str_prefix(path, "/v1/vms/") || strcmp(path, "/v1/costs") == 0 ||
@@ -452,8 +457,8 @@ handle(struct httpd_req *r, void *arg)
 	}
 	if (too_large) {
 		answer(r, 413,
-		    error_doc(&status, 413, NULL, "the request body is over %d bytes",
-		        CONTROL_MAX_BODY));
+		    error_doc(
+		        &status, 413, NULL, "the request body is over %d bytes", CONTROL_MAX_BODY));
 		return;
 	}
 	/* A create before the first pass and the price waits for them (see on_settle). */
@@ -484,7 +489,8 @@ private_dir(const char *path, char **cause)
 	*slash = '\0';
 	make_dirs(dir, 0700);
 	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
-		*cause = xasprintf("the socket's directory %s is not a directory of this user", dir);
+		*cause =
+		    xasprintf("the socket's directory %s is not a directory of this user", dir);
 		error = -EPERM;
 	} else if ((st.st_mode & 077) != 0 && chmod(dir, 0700) != 0) {
 		*cause = xasprintf("cannot make %s private: %s", dir, strerror(errno));
@@ -495,8 +501,7 @@ private_dir(const char *path, char **cause)
 }
 
 int
-control_new(
-    uv_loop_t *loop, struct daemon *d, const char *path, struct control **out, char **cause)
+control_new(uv_loop_t *loop, struct daemon *d, const char *path, struct control **out, char **cause)
 {
 	struct httpd_opts o = {.max_body = CONTROL_MAX_BODY,
 	    .conn_timeout_s = 30, /* a slow-loris client is closed after this */

@@ -6,9 +6,8 @@
 #include "util/clock.h"
 #include "util/xmalloc.h"
 
-static const enum vm_state every_state[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING,
-    VM_BOOTING, VM_READY, VM_UNHEALTHY, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED,
-    VM_ORPHANED};
+static const enum vm_state every_state[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
+    VM_READY, VM_UNHEALTHY, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED, VM_ORPHANED};
 
 static json_t *
 when(int64_t ms)
@@ -63,11 +62,13 @@ view_vm(const struct view_src *s, const struct vm_record *v)
 	o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:f, s:f, "
 	              "s:I, s:o, s:s, s:f, s:s, s:o, s:{s:s, s:s}}",
 	    "name", v->name, "zone", v->zone, "state", vm_state_name(v->state), "machine_type",
-	    v->machine_type, "spot", v->spot, "ip", v->nat_ip[0] ? json_string(v->nat_ip) : json_null(),
-	    "endpoint", endpoint, "components", list_of(v->components), "requested_at",
-	    when(v->requested_ms), "started_at", when(v->started_ms), "ready_at", when(v->ready_ms),
-	    "ended_at", when(v->ended_ms), "uptime_s",
-	    (json_int_t)(v->started_ms > 0 && end > v->started_ms ? (end - v->started_ms) / 1000 : 0),
+	    v->machine_type, "spot", v->spot, "ip",
+	    v->nat_ip[0] ? json_string(v->nat_ip) : json_null(), "endpoint", endpoint, "components",
+	    list_of(v->components), "requested_at", when(v->requested_ms), "started_at",
+	    when(v->started_ms), "ready_at", when(v->ready_ms), "ended_at", when(v->ended_ms),
+	    "uptime_s",
+	    (json_int_t)(v->started_ms > 0 && end > v->started_ms ? (end - v->started_ms) / 1000
+	                                                          : 0),
 	    "cost", cost_so_far(v, s->now), "per_hour", v->per_hour, "planned_run_s",
 	    (json_int_t)v->planned_run_s, "stops_in_s", stops, "reason", v->reason, "confidence",
 	    v->confidence, "request_id", v->request_id, "end_reason",
@@ -103,8 +104,8 @@ vm_array(const struct view_src *s, const enum vm_state *states, size_t n, int64_
 json_t *
 view_vms(const struct view_src *s)
 {
-	return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vms",
-	    vm_array(s, NULL, 0, 0));
+	return json_pack(
+	    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vms", vm_array(s, NULL, 0, 0));
 }
 
 static json_t *
@@ -137,7 +138,8 @@ view_vm_detail(const struct view_src *s, const char *name)
 static json_t *
 today(const struct view_src *s)
 {
-	double spent = ledger_spent(s->ledger, s->now), committed = ledger_committed(s->ledger, s->now);
+	double spent = ledger_spent(s->ledger, s->now),
+	       committed = ledger_committed(s->ledger, s->now);
 	char day[DAY_LEN];
 
 	cost_day(s->now, day);
@@ -153,10 +155,10 @@ view_pressure(const struct pressure_snapshot *p)
 		return json_null();
 	return json_pack("{s:s, s:o, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:f, "
 	                 "s:f, s:s, s:s}",
-	    "level", pressure_level_name(p->level), "since", when(p->since_ms), "time", when(p->t_ms),
-	    "some_pct", p->some_pct, "full_pct", p->full_pct, "some_avg10", p->some_avg10,
-	    "full_avg10", p->full_avg10, "some_avg60", p->some_avg60, "full_avg60", p->full_avg60,
-	    "mem_total_kb", (json_int_t)p->mem_total_kb, "mem_available_kb",
+	    "level", pressure_level_name(p->level), "since", when(p->since_ms), "time",
+	    when(p->t_ms), "some_pct", p->some_pct, "full_pct", p->full_pct, "some_avg10",
+	    p->some_avg10, "full_avg10", p->full_avg10, "some_avg60", p->some_avg60, "full_avg60",
+	    p->full_avg60, "mem_total_kb", (json_int_t)p->mem_total_kb, "mem_available_kb",
 	    (json_int_t)p->mem_available_kb, "available_pct", p->available_pct, "swap_used_kb",
 	    (json_int_t)p->swap_used_kb, "refault_rate", p->refault_rate, "swapin_rate",
 	    p->swapin_rate, "source", p->source != NULL ? p->source : "", "mode",
@@ -221,8 +223,9 @@ view_costs(const struct view_src *s, int ndays)
 	free(days);
 	return json_pack("{s:i, s:o, s:o, s:i, s:o, s:o, s:f}", "schema_version",
 	    VIEW_SCHEMA_VERSION, "today", today(s), "active", vm_array(s, NULL, 0, 0), "days_shown",
-	    ndays, "vms", vm_array(s, every_state, sizeof every_state / sizeof every_state[0], since),
-	    "days", daylist, "month_to_date", month);
+	    ndays, "vms",
+	    vm_array(s, every_state, sizeof every_state / sizeof every_state[0], since), "days",
+	    daylist, "month_to_date", month);
 }
 
 json_t *

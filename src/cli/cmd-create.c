@@ -27,12 +27,12 @@ enum { OPT_NO_WAIT = 256 };
 struct create {
 	struct cmd_ctx *ctx;
 	char components[256];
-	char metadata[sizeof ((struct vm_record *)0)->metadata];
+	char metadata[sizeof((struct vm_record *)0)->metadata];
 	const char *reason;
 	bool json, wait;
 	int64_t t0_ns;
 	char name[64];
-	char last[64]; /* the last progress line's state and zone */
+	char last[64];        /* the last progress line's state and zone */
 	struct link_local *l; /* without a daemon: ours */
 	struct daemon *d;
 };
@@ -131,7 +131,11 @@ menu(struct create *c)
 		    strcmp(answer, "3") == 0) {
 			int k = *answer ? *answer - '1' : 0;
 
-			join(sorted, k == 0 ? 2 : k == 1 ? 3 : n, c->components, sizeof c->components);
+			join(sorted,
+			    k == 0       ? 2
+			        : k == 1 ? 3
+			                 : n,
+			    c->components, sizeof c->components);
 			return 0;
 		}
 		if (strcmp(answer, "4") == 0)
@@ -162,8 +166,8 @@ confirm(struct create *c)
 	    "create a %s%s VM in %s for %s, for at most %.4g h within today's $%.2f? [y/N] ",
 	    cfg->machine_type, cfg->use_spot ? " Spot" : "", cfg->zone, c->components,
 	    cfg->max_lifetime_hours, cfg->daily_budget);
-	if (!ask(q, answer, sizeof answer) || (strcasecmp(answer, "y") != 0 &&
-	                                          strcasecmp(answer, "yes") != 0)) {
+	if (!ask(q, answer, sizeof answer) ||
+	    (strcasecmp(answer, "y") != 0 && strcasecmp(answer, "yes") != 0)) {
 		printf("nothing created\n");
 		return EXIT_FAIL;
 	}
@@ -197,7 +201,8 @@ finish(struct create *c, const json_t *vm)
 	const char *state = jx_str(vm, "state");
 
 	if (c->json) {
-		json_t *doc = json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "vm", vm);
+		json_t *doc =
+		    json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "vm", vm);
 
 		report_json(stdout, doc);
 		json_decref(doc);
@@ -240,7 +245,8 @@ via_daemon(struct create *c, json_t *vm)
 		}
 		nanosleep(&(struct timespec){0, POLL_MS * 1000000L}, NULL);
 		if ((error = link_call(c->ctx, "GET", path, NULL, &status, &doc, &cause)) != 0) {
-			fprintf(stderr, "spillway create: %s; %s may still come up\n", cause, c->name);
+			fprintf(
+			    stderr, "spillway create: %s; %s may still come up\n", cause, c->name);
 			free(cause);
 			json_decref(vm);
 			return EXIT_FAIL;
@@ -294,12 +300,13 @@ local_ready(struct link_local *l, struct daemon *d, void *arg)
 	case 0: /* its states come as events */
 		break;
 	case -EAGAIN:
-		fprintf(stderr, "spillway create: refused by the %s rule: %s\n", no.rule, no.reason);
+		fprintf(
+		    stderr, "spillway create: refused by the %s rule: %s\n", no.rule, no.reason);
 		link_local_done(l, EXIT_REFUSED);
 		break;
 	default:
-		fprintf(stderr, "spillway create: the ledger could not record the VM: %s\n",
-		    no.reason);
+		fprintf(
+		    stderr, "spillway create: the ledger could not record the VM: %s\n", no.reason);
 		link_local_done(l, EXIT_FAIL);
 		break;
 	}
@@ -308,7 +315,8 @@ local_ready(struct link_local *l, struct daemon *d, void *arg)
 static int
 exec_create(struct cmd_ctx *ctx, const struct args *a)
 {
-	struct create c = {.ctx = ctx, .reason = args_get(a, 'r'), .wait = !args_has(a, OPT_NO_WAIT)};
+	struct create c = {
+	    .ctx = ctx, .reason = args_get(a, 'r'), .wait = !args_has(a, OPT_NO_WAIT)};
 	bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 	json_t *body, *doc = NULL;
 	long status;
@@ -328,21 +336,22 @@ exec_create(struct cmd_ctx *ctx, const struct args *a)
 
 			if (eq == NULL) {
 				json_decref(md);
-				return cmd_usage_error(&cmd_create_entry,
-				    "--metadata '%s': expected KEY=VALUE", *kv);
+				return cmd_usage_error(
+				    &cmd_create_entry, "--metadata '%s': expected KEY=VALUE", *kv);
 			}
 			key = xstrndup(*kv, (size_t)(eq - *kv));
 			json_object_set_new(md, key, json_string(eq + 1));
 			free(key);
 		}
-		error = vm_metadata_check(
-		    json_object_size(md) ? md : NULL, c.metadata, sizeof c.metadata, why, sizeof why);
+		error = vm_metadata_check(json_object_size(md) ? md : NULL, c.metadata,
+		    sizeof c.metadata, why, sizeof why);
 		json_decref(md);
 		if (error != 0)
 			return cmd_usage_error(&cmd_create_entry, "--metadata: %s", why);
 	}
 	if (args_has(a, 'c')) {
-		if (check_components(&ctx->cfg, args_get(a, 'c'), c.components, sizeof c.components))
+		if (check_components(
+		        &ctx->cfg, args_get(a, 'c'), c.components, sizeof c.components))
 			return EXIT_USAGE;
 	} else if (tty && !c.json) {
 		if ((error = menu(&c)) != 0)
@@ -350,8 +359,8 @@ exec_create(struct cmd_ctx *ctx, const struct args *a)
 	}
 	if (tty && !c.json && !args_has(a, 'y') && (error = confirm(&c)) != 0)
 		return error;
-	body = json_pack("{s:s?, s:s?}", "components", *c.components ? c.components : NULL,
-	    "reason", c.reason);
+	body = json_pack(
+	    "{s:s?, s:s?}", "components", *c.components ? c.components : NULL, "reason", c.reason);
 	if (*c.metadata)
 		json_object_set_new(body, "metadata", json_loads(c.metadata, 0, NULL));
 	error = link_call(ctx, "POST", "/v1/vms", body, &status, &doc, &cause);

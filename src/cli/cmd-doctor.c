@@ -22,10 +22,10 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define CALL_MS      15000
-#define GOOGLE_CRM   "https://cloudresourcemanager.googleapis.com/v1/"
-#define GOOGLE_GCE   "https://compute.googleapis.com/compute/v1/"
-#define ANSWER_MAX   (4 << 20)
+#define CALL_MS    15000
+#define GOOGLE_CRM "https://cloudresourcemanager.googleapis.com/v1/"
+#define GOOGLE_GCE "https://compute.googleapis.com/compute/v1/"
+#define ANSWER_MAX (4 << 20)
 
 static const char *const permissions[] = {"compute.instances.create", "compute.instances.delete",
     "compute.instances.get", "compute.instances.list", "compute.zones.get",
@@ -51,7 +51,10 @@ struct doctor {
 	char **zones;
 };
 
-static void PRINTFLIKE(4, 5)
+static void say(struct doctor *, const char *verdict, const char *check, const char *fmt, ...)
+    PRINTFLIKE(4, 5);
+
+static void
 say(struct doctor *d, const char *verdict, const char *check, const char *fmt, ...)
 {
 	static const struct {
@@ -72,9 +75,11 @@ say(struct doctor *d, const char *verdict, const char *check, const char *fmt, .
 			color = colors[i].color;
 	if (d->json)
 		json_array_append_new(d->checks,
-		    json_pack("{s:s, s:s, s:s}", "check", check, "verdict", verdict, "detail", text));
+		    json_pack(
+		        "{s:s, s:s, s:s}", "check", check, "verdict", verdict, "detail", text));
 	else
-		printf("%s%-4s%s  %-12s %s\n", color, verdict, *color ? "\033[0m" : "", check, text);
+		printf(
+		    "%s%-4s%s  %-12s %s\n", color, verdict, *color ? "\033[0m" : "", check, text);
 	free(text);
 }
 
@@ -183,8 +188,9 @@ credentials(struct doctor *d)
 	char *cause = NULL;
 
 	if (cloud_connect(&d->loop, &d->clock, cfg, NULL, &d->conn, &cause) != 0) {
-		say(d, "fail", "credentials", "%s; run 'gcloud auth application-default login', or set "
-		                              "GOOGLE_APPLICATION_CREDENTIALS to a service account key",
+		say(d, "fail", "credentials",
+		    "%s; run 'gcloud auth application-default login', or set "
+		    "GOOGLE_APPLICATION_CREDENTIALS to a service account key",
 		    cause);
 		free(cause);
 		return false;
@@ -195,8 +201,9 @@ credentials(struct doctor *d)
 	auth_refresh(d->conn.auth, clock_now_ms(&d->clock) + CALL_MS, on_token, d);
 	wait_done(d);
 	if (d->error != 0) {
-		say(d, "fail", "token", "%s; check the credentials above (a revoked key, an expired "
-		                        "login: run 'gcloud auth application-default login' again)",
+		say(d, "fail", "token",
+		    "%s; check the credentials above (a revoked key, an expired "
+		    "login: run 'gcloud auth application-default login' again)",
 		    d->cause);
 		return false;
 	}
@@ -211,25 +218,28 @@ project_and_zone(struct doctor *d)
 	bool found = false;
 
 	if (*cfg->project == '\0') {
-		say(d, "fail", "project", "no project: set GCP_PROJECT_ID or gcloud config set project");
+		say(d, "fail", "project",
+		    "no project: set GCP_PROJECT_ID or gcloud config set project");
 		return;
 	}
-	if (d->conn.cloud->ops->zones(d->conn.cloud, cfg->region, clock_now_ms(&d->clock) + CALL_MS,
-	        on_zones, d) != 0) {
+	if (d->conn.cloud->ops->zones(
+	        d->conn.cloud, cfg->region, clock_now_ms(&d->clock) + CALL_MS, on_zones, d) != 0) {
 		say(d, "fail", "project", "gcp.region '%s' cannot be asked for", cfg->region);
 		return;
 	}
 	wait_done(d);
 	if (d->error != 0) {
-		say(d, "fail", "project", "project %s, region %s: %s; check GCP_PROJECT_ID and GCP_REGION",
-		    cfg->project, cfg->region, d->cause);
+		say(d, "fail", "project",
+		    "project %s, region %s: %s; check GCP_PROJECT_ID and GCP_REGION", cfg->project,
+		    cfg->region, d->cause);
 		return;
 	}
 	for (char **z = d->zones; *z != NULL; z++)
 		found |= strcmp(*z, cfg->zone) == 0;
 	if (!found)
-		say(d, "fail", "zone", "%s is not a zone of %s that is UP; set GCP_ZONE to one of them",
-		    cfg->zone, cfg->region);
+		say(d, "fail", "zone",
+		    "%s is not a zone of %s that is UP; set GCP_ZONE to one of them", cfg->zone,
+		    cfg->region);
 	else
 		say(d, "ok", "project", "project %s, zone %s (%zu zones UP in %s)", cfg->project,
 		    cfg->zone, str_list_len(d->zones), cfg->region);
@@ -264,8 +274,9 @@ grants(struct doctor *d)
 	json_decref(req);
 	url = xasprintf("%sprojects/%s:testIamPermissions", base, cfg->project);
 	if (call(d, "POST", url, body) != 0) {
-		say(d, "fail", "permissions", "cannot test them: %s (enable the Cloud Resource Manager "
-		                              "API, or grant resourcemanager.projects.get)",
+		say(d, "fail", "permissions",
+		    "cannot test them: %s (enable the Cloud Resource Manager "
+		    "API, or grant resourcemanager.projects.get)",
 		    d->cause);
 		goto out;
 	}
@@ -281,8 +292,9 @@ grants(struct doctor *d)
 			buf_printf(&missing, "%s%s", missing.len ? ", " : "", permissions[i]);
 	}
 	if (missing.len > 0)
-		say(d, "fail", "permissions", "missing %s; grant roles/compute.instanceAdmin.v1 to %s",
-		    buf_str(&missing), auth_account(d->conn.auth));
+		say(d, "fail", "permissions",
+		    "missing %s; grant roles/compute.instanceAdmin.v1 to %s", buf_str(&missing),
+		    auth_account(d->conn.auth));
 	else
 		say(d, "ok", "permissions", "all %zu that spillway needs are granted",
 		    nitems(permissions));
@@ -308,11 +320,13 @@ quota(struct doctor *d)
 	}
 	wait_done(d);
 	if (d->error != 0) {
-		say(d, "fail", "machine", "%s in %s: %s; set GCP_VM_MACHINE_TYPE to one the zone has",
-		    cfg->machine_type, cfg->zone, d->cause);
+		say(d, "fail", "machine",
+		    "%s in %s: %s; set GCP_VM_MACHINE_TYPE to one the zone has", cfg->machine_type,
+		    cfg->zone, d->cause);
 		return;
 	}
-	url = xasprintf("%sprojects/%s/regions/%s", cfg->compute_endpoint, cfg->project, cfg->region);
+	url =
+	    xasprintf("%sprojects/%s/regions/%s", cfg->compute_endpoint, cfg->project, cfg->region);
 	if (call(d, "GET", url, NULL) != 0) {
 		say(d, "warn", "quota", "cannot read the quotas of %s: %s", cfg->region, d->cause);
 		free(url);
@@ -339,17 +353,20 @@ quota(struct doctor *d)
 		double need = (double)d->vcpus * (double)cfg->max_concurrent;
 
 		if (limit - usage < d->vcpus)
-			say(d, "fail", "quota", "%s in %s: %.0f of %.0f used, a %s needs %d; ask for more "
-			                        "quota or pick a smaller machine type",
+			say(d, "fail", "quota",
+			    "%s in %s: %.0f of %.0f used, a %s needs %d; ask for more "
+			    "quota or pick a smaller machine type",
 			    jx_str(cpus, "metric"), cfg->region, usage, limit, cfg->machine_type,
 			    d->vcpus);
 		else if (limit - usage < need)
-			say(d, "warn", "quota", "%s in %s: %.0f of %.0f used; room for %d of the %lld VMs "
-			                        "GCP_VM_MAX_CONCURRENT allows",
+			say(d, "warn", "quota",
+			    "%s in %s: %.0f of %.0f used; room for %d of the %lld VMs "
+			    "GCP_VM_MAX_CONCURRENT allows",
 			    jx_str(cpus, "metric"), cfg->region, usage, limit,
 			    (int)((limit - usage) / d->vcpus), (long long)cfg->max_concurrent);
 		else
-			say(d, "ok", "quota", "%s in %s: %.0f of %.0f used; %lld %s (%d vCPUs each) fit",
+			say(d, "ok", "quota",
+			    "%s in %s: %.0f of %.0f used; %lld %s (%d vCPUs each) fit",
 			    jx_str(cpus, "metric"), cfg->region, usage, limit,
 			    (long long)cfg->max_concurrent, cfg->machine_type, d->vcpus);
 	}
@@ -402,7 +419,8 @@ static void
 firewall(struct doctor *d)
 {
 	const struct config *cfg = &d->ctx->cfg;
-	char *url = xasprintf("%sprojects/%s/global/firewalls", cfg->compute_endpoint, cfg->project);
+	char *url =
+	    xasprintf("%sprojects/%s/global/firewalls", cfg->compute_endpoint, cfg->project);
 	const json_t *open = NULL, *world = NULL;
 	size_t i, k;
 	json_t *rule, *src;
@@ -427,14 +445,16 @@ firewall(struct doctor *d)
 				world = rule;
 	}
 	if (open == NULL)
-		say(d, "fail", "firewall", "no rule lets this machine reach tcp:%lld on VMs tagged %s: "
-		                           "gcloud compute firewall-rules create spillway-backend "
-		                           "--allow tcp:%lld --target-tags %s --source-ranges YOUR_IP/32",
+		say(d, "fail", "firewall",
+		    "no rule lets this machine reach tcp:%lld on VMs tagged %s: "
+		    "gcloud compute firewall-rules create spillway-backend "
+		    "--allow tcp:%lld --target-tags %s --source-ranges YOUR_IP/32",
 		    (long long)cfg->backend_port, cfg->network_tags, (long long)cfg->backend_port,
 		    cfg->network_tags);
 	else if (world != NULL)
-		say(d, "warn", "firewall", "rule %s opens tcp:%lld to 0.0.0.0/0: anyone can reach the "
-		                           "backend; narrow its --source-ranges to your address",
+		say(d, "warn", "firewall",
+		    "rule %s opens tcp:%lld to 0.0.0.0/0: anyone can reach the "
+		    "backend; narrow its --source-ranges to your address",
 		    jx_str(world, "name"), (long long)cfg->backend_port);
 	else
 		say(d, "ok", "firewall", "rule %s opens tcp:%lld to VMs tagged %s, not to everyone",
@@ -453,7 +473,8 @@ local(struct doctor *d)
 
 	make_dirs(cfg->state_dir, 0700);
 	if (access(cfg->state_dir, W_OK) != 0)
-		say(d, "fail", "state", "%s is not writable (%s): fix its owner or set SPILLWAY_STATE_DIR",
+		say(d, "fail", "state",
+		    "%s is not writable (%s): fix its owner or set SPILLWAY_STATE_DIR",
 		    cfg->state_dir, strerror(errno));
 	else
 		say(d, "ok", "state", "%s is writable", cfg->state_dir);
@@ -463,7 +484,8 @@ local(struct doctor *d)
 	    0)
 		say(d, "ok", "socket", "%s: the daemon answers", cfg->socket_path);
 	else if (access(dir, W_OK) == 0 || (access(dir, F_OK) != 0 && errno == ENOENT))
-		say(d, "ok", "socket", "%s can be created (no daemon runs: spillway run starts one)",
+		say(d, "ok", "socket",
+		    "%s can be created (no daemon runs: spillway run starts one)",
 		    cfg->socket_path);
 	else
 		say(d, "fail", "socket", "%s: %s; set SPILLWAY_SOCKET to a path of yours",
@@ -501,14 +523,16 @@ exec_doctor(struct cmd_ctx *ctx, const struct args *a)
 	uv_loop_init(&d.loop);
 	clock_real(&d.clock);
 	say(&d, "ok", "config", "%s",
-	    ctx->cfg.file != NULL ? ctx->cfg.file : "no config file: defaults, gcloud, environment");
+	    ctx->cfg.file != NULL ? ctx->cfg.file
+	                          : "no config file: defaults, gcloud, environment");
 	if (credentials(&d)) {
 		project_and_zone(&d);
 		grants(&d);
 		quota(&d);
 		firewall(&d);
 	} else {
-		say(&d, "skip", "cloud", "project, zone, permissions, quota and firewall need a token");
+		say(&d, "skip", "cloud",
+		    "project, zone, permissions, quota and firewall need a token");
 	}
 	local(&d);
 	if (d.connected)

@@ -12,7 +12,8 @@
 static int
 exec_status(struct cmd_ctx *ctx, const struct args *a)
 {
-	return link_show(ctx, "status", "/v1/status", args_has(a, 'j'), report_status, args_has(a, 'v'));
+	return link_show(
+	    ctx, "status", "/v1/status", args_has(a, 'j'), report_status, args_has(a, 'v'));
 }
 
 static const struct option status_options[] = {

@@ -69,7 +69,8 @@ said(struct terminate *t, const json_t *vm)
 {
 	json_array_append(t->done, (json_t *)vm);
 	if (!t->json)
-		printf("%s: %s after %lld s, $%.4f in all\n", jx_str(vm, "name"), jx_str(vm, "state"),
+		printf("%s: %s after %lld s, $%.4f in all\n", jx_str(vm, "name"),
+		    jx_str(vm, "state"),
 		    (long long)json_integer_value(json_object_get(vm, "uptime_s")),
 		    json_real_value(json_object_get(vm, "cost")));
 }
@@ -78,7 +79,8 @@ static int
 report(struct terminate *t)
 {
 	if (t->json) {
-		json_t *doc = json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "vms", t->done);
+		json_t *doc =
+		    json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "vms", t->done);
 
 		report_json(stdout, doc);
 		json_decref(doc);
@@ -162,7 +164,8 @@ local_ready(struct link_local *l, struct daemon *d, void *arg)
 	t->l = l;
 	t->d = d;
 	json_array_foreach (t->chosen, i, vm)
-		if (manager_terminate(daemon_manager(d), jx_str(vm, "name"), "terminated by hand") != 0)
+		if (manager_terminate(
+		        daemon_manager(d), jx_str(vm, "name"), "terminated by hand") != 0)
 			fprintf(stderr, "spillway terminate: %s is no longer running\n",
 			    jx_str(vm, "name"));
 	if (json_array_size(t->chosen) == 0)

@@ -69,7 +69,8 @@ build(struct cmd_ctx *ctx, const char *path, long *status, json_t **doc)
 		*doc = view_vms(&s);
 	} else if (str_prefix(path, "/v1/vms/")) {
 		if ((*doc = view_vm_detail(&s, path + 8)) == NULL) {
-			char *msg = xasprintf("no VM named '%s' (spillway status lists them)", path + 8);
+			char *msg =
+			    xasprintf("no VM named '%s' (spillway status lists them)", path + 8);
 
 			*status = 404;
 			*doc = view_error(404, NULL, msg);
@@ -103,8 +104,8 @@ link_get(struct cmd_ctx *ctx, const char *path, long *status, json_t **doc)
 }
 
 int
-link_show(struct cmd_ctx *ctx, const char *command, const char *path, bool json,
-    link_print *print, bool verbose)
+link_show(struct cmd_ctx *ctx, const char *command, const char *path, bool json, link_print *print,
+    bool verbose)
 {
 	json_t *doc = NULL;
 	long status;
@@ -211,7 +212,8 @@ int
 link_local(struct cmd_ctx *ctx, void (*ready)(struct link_local *, struct daemon *, void *),
     manager_event_cb *cmd_event, void *arg)
 {
-	struct link_local l = {.ready = ready, .on_event = cmd_event, .arg = arg, .status = EXIT_OK};
+	struct link_local l = {
+	    .ready = ready, .on_event = cmd_event, .arg = arg, .status = EXIT_OK};
 	struct daemon_opts o = {0};
 	char *cause = NULL;
 	int lock, sigs[2] = {SIGINT, SIGTERM};

@@ -128,7 +128,8 @@ short_options(const struct option *opts)
 {
 	char *s = xcalloc(1, 2 + 3 * 64), *p = s;
 
-	/* Options may follow the arguments ("cloud get vm-1 --json"); ':' reports a missing value. */
+	/* Options may follow the arguments ("cloud get vm-1 --json"); ':' reports a missing value.
+	 */
 	*p++ = ':';
 	for (const struct option *o = opts; o != NULL && o->name != NULL; o++) {
 		if (o->val > ' ' && o->val < 127) {

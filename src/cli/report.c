@@ -111,8 +111,8 @@ report_vms(FILE *f, const json_t *vms, bool verbose)
 			const char *k;
 			json_t *v;
 
-			fprintf(f, "  %*s  requestId %s, reason: %s\n", (int)w, "", str(vm, "request_id"),
-			    str(vm, "reason"));
+			fprintf(f, "  %*s  requestId %s, reason: %s\n", (int)w, "",
+			    str(vm, "request_id"), str(vm, "reason"));
 			fprintf(f, "  %*s  labels", (int)w, "");
 			json_object_foreach (labels, k, v)
 				fprintf(f, " %s=%s", k, json_string_value(v));
@@ -129,8 +129,9 @@ today(FILE *f, const json_t *t)
 	double budget = num(t, "budget"), left = num(t, "left");
 	bool color = report_color(f);
 
-	fprintf(f, "today      %s: $%.4f spent, $%.4f committed to running VMs, %s$%.4f left%s of "
-	           "$%.2f\n",
+	fprintf(f,
+	    "today      %s: $%.4f spent, $%.4f committed to running VMs, %s$%.4f left%s of "
+	    "$%.2f\n",
 	    str(t, "date"), num(t, "spent"), num(t, "committed"),
 	    color ? (left < budget * 0.1 ? RED : GREEN) : "", left, color ? RESET : "", budget);
 }
@@ -149,9 +150,11 @@ report_status(FILE *f, const json_t *s, bool verbose)
 		fprintf(f, "daemon     running, PID %lld\n",
 		    (long long)json_integer_value(json_object_get(d, "pid")));
 	else
-		fprintf(f, "daemon     not running (spillway run starts it); figures from the ledger\n");
-	fprintf(f, "cloud      project %s, zone %s, %s%s, at most %lld at once, %.4g h each, "
-	           "$%.2f a day%s\n",
+		fprintf(f,
+		    "daemon     not running (spillway run starts it); figures from the ledger\n");
+	fprintf(f,
+	    "cloud      project %s, zone %s, %s%s, at most %lld at once, %.4g h each, "
+	    "$%.2f a day%s\n",
 	    *str(c, "project") ? str(c, "project") : "(unset)", str(c, "zone"),
 	    str(c, "machine_type"), json_is_true(json_object_get(c, "spot")) ? " Spot" : "",
 	    (long long)num(c, "max_concurrent"), num(c, "max_lifetime_hours"),
@@ -160,8 +163,9 @@ report_status(FILE *f, const json_t *s, bool verbose)
 	if (json_is_object(p)) {
 		const char *level = str(p, "level");
 
-		fprintf(f, "pressure   %s%s%s since %s: stall some %.1f%% full %.1f%% (avg10), "
-		           "%.1f%% of memory available, swap used %lld MiB\n",
+		fprintf(f,
+		    "pressure   %s%s%s since %s: stall some %.1f%% full %.1f%% (avg10), "
+		    "%.1f%% of memory available, swap used %lld MiB\n",
 		    tint(color, level), level, color ? RESET : "", str(p, "since"),
 		    num(p, "some_avg10"), num(p, "full_avg10"), num(p, "available_pct"),
 		    (long long)num(p, "swap_used_kb") / 1024);
@@ -169,8 +173,9 @@ report_status(FILE *f, const json_t *s, bool verbose)
 		fprintf(f, "pressure   not known yet\n");
 	}
 	today(f, json_object_get(s, "today"));
-	fprintf(f, "statistics %lld created, %lld failed, %lld terminated, %lld preempted, "
-	           "%lld orphaned; $%.4f in all\n",
+	fprintf(f,
+	    "statistics %lld created, %lld failed, %lld terminated, %lld preempted, "
+	    "%lld orphaned; $%.4f in all\n",
 	    (long long)num(st, "created"), (long long)num(st, "failed"),
 	    (long long)num(st, "terminated"), (long long)num(st, "preempted"),
 	    (long long)num(st, "orphaned"), num(st, "total_cost"));
@@ -187,7 +192,8 @@ report_status(FILE *f, const json_t *s, bool verbose)
 		report_vms(f, vms, verbose);
 	}
 	if (verbose) {
-		fprintf(f, "events     the last %zu\n", json_array_size(json_object_get(s, "events")));
+		fprintf(
+		    f, "events     the last %zu\n", json_array_size(json_object_get(s, "events")));
 		json_array_foreach (json_object_get(s, "events"), i, it)
 			fprintf(f, "  %s  %-30s %-12s %s\n", str(it, "time"), str(it, "vm"),
 			    str(it, "kind"), str(it, "detail"));

@@ -45,7 +45,9 @@ struct spillway {
 	void *cb_arg;
 };
 
-static void PRINTFLIKE(3, 4)
+static void say(char *err, size_t errlen, const char *fmt, ...) PRINTFLIKE(3, 4);
+
+static void
 say(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -74,7 +76,8 @@ ask(spillway *sp, const char *method, const char *path, const char *days, const 
 
 	if (sp->in_process) {
 		text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-		*doc = control_answer(sp->d, method, path, days, text, text ? strlen(text) : 0, &st);
+		*doc =
+		    control_answer(sp->d, method, path, days, text, text ? strlen(text) : 0, &st);
 		*status = (long)st;
 		free(text);
 		return 0;
@@ -82,10 +85,12 @@ ask(spillway *sp, const char *method, const char *path, const char *days, const 
 	if (days != NULL) {
 		char *full = xasprintf("%s?days=%s", path, days);
 
-		error = client_call(sp->cfg.socket_path, method, full, body, CALL_MS, status, doc, &cause);
+		error = client_call(
+		    sp->cfg.socket_path, method, full, body, CALL_MS, status, doc, &cause);
 		free(full);
 	} else {
-		error = client_call(sp->cfg.socket_path, method, path, body, CALL_MS, status, doc, &cause);
+		error = client_call(
+		    sp->cfg.socket_path, method, path, body, CALL_MS, status, doc, &cause);
 	}
 	if (error != 0) {
 		say(err, errlen, "%s", cause);
@@ -291,8 +296,8 @@ start_here(spillway *sp, char *err, size_t errlen)
 }
 
 int
-spillway_open(spillway **out, enum spillway_mode mode, const char *config_file, char *err,
-    size_t errlen)
+spillway_open(
+    spillway **out, enum spillway_mode mode, const char *config_file, char *err, size_t errlen)
 {
 	spillway *sp = xcalloc(1, sizeof *sp);
 	const char *no_sets[] = {NULL};
@@ -395,7 +400,8 @@ spillway_pressure(spillway *sp, struct spillway_pressure *p)
 	p->full_avg10 = json_number_value(json_object_get(pr, "full_avg10"));
 	p->available_pct = json_number_value(json_object_get(pr, "available_pct"));
 	p->mem_total_kb = (long long)json_integer_value(json_object_get(pr, "mem_total_kb"));
-	p->mem_available_kb = (long long)json_integer_value(json_object_get(pr, "mem_available_kb"));
+	p->mem_available_kb =
+	    (long long)json_integer_value(json_object_get(pr, "mem_available_kb"));
 	p->swap_used_kb = (long long)json_integer_value(json_object_get(pr, "swap_used_kb"));
 	json_decref(doc);
 	return 0;
@@ -505,7 +511,8 @@ spillway_vms(spillway *sp, bool all, struct spillway_vm *out, size_t max)
 	json_array_foreach (json_object_get(doc, "vms"), i, vm) {
 		enum vm_state state;
 
-		if (!all && (vm_state_parse(jx_str(vm, "state"), &state) != 0 || !vm_state_alive(state)))
+		if (!all &&
+		    (vm_state_parse(jx_str(vm, "state"), &state) != 0 || !vm_state_alive(state)))
 			continue;
 		if (n < max)
 			vm_from(sp, vm, &out[n]);

@@ -584,7 +584,8 @@ send_insert(struct mvm *v)
 	if (jx_parse(v->rec.metadata, strlen(v->rec.metadata), &asked, NULL) == 0)
 		json_object_foreach (asked, key, value)
 			if (nmetadata < 2 + VM_METADATA_MAX && json_is_string(value))
-				metadata[nmetadata++] = (struct cloud_kv){key, json_string_value(value)};
+				metadata[nmetadata++] =
+				    (struct cloud_kv){key, json_string_value(value)};
 	s.nmetadata = nmetadata;
 	if (v->rec.state == VM_REQUESTED)
 		set_state(v, VM_CREATING, "sending the insert");
@@ -656,8 +657,10 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 	rec.confidence = confidence;
 	rec.zones_tried = 1;
 	/* The budget check and the reservation: one transaction. */
-	if ((error = ledger_reserve(m->o.ledger, &rec, &rules, now_ms(m), &plan, why, whylen)) != 0) {
-		snprintf(no->rule, sizeof no->rule, "%s", error == -EBUSY ? "concurrency" : "budget");
+	if ((error = ledger_reserve(m->o.ledger, &rec, &rules, now_ms(m), &plan, why, whylen)) !=
+	    0) {
+		snprintf(
+		    no->rule, sizeof no->rule, "%s", error == -EBUSY ? "concurrency" : "budget");
 		return error == -EAGAIN || error == -EBUSY ? -EAGAIN : -EIO;
 	}
 	ledger_price(m->o.ledger, rec.machine_type, cfg->region, rec.spot, rec.per_hour,
@@ -769,14 +772,16 @@ vm_metadata_check(const json_t *asked, char *out, size_t size, char *why, size_t
 	if (asked == NULL || json_is_null(asked))
 		return 0;
 	if (!json_is_object(asked)) {
-		snprintf(why, whylen, "metadata must be an object of strings: {\"key\": \"value\"}");
+		snprintf(
+		    why, whylen, "metadata must be an object of strings: {\"key\": \"value\"}");
 		return -EINVAL;
 	}
 	json_object_foreach ((json_t *)asked, key, value) {
 		size_t len = strlen(key);
 
 		if (++n > VM_METADATA_MAX || len == 0 || len > 128 ||
-		    strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+		    strspn(
+		        key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
 		        len) {
 			snprintf(why, whylen,
 			    "metadata key '%s': at most %d keys, each 1 to 128 letters, digits, - or _",
@@ -785,7 +790,8 @@ vm_metadata_check(const json_t *asked, char *out, size_t size, char *why, size_t
 		}
 		if (str_prefix(key, "spillway-") || strcmp(key, "startup-script") == 0 ||
 		    strcmp(key, "shutdown-script") == 0 || strcmp(key, "ssh-keys") == 0) {
-			snprintf(why, whylen, "metadata key '%s' is spillway's or the guest's own", key);
+			snprintf(
+			    why, whylen, "metadata key '%s' is spillway's or the guest's own", key);
 			return -EINVAL;
 		}
 		if (!json_is_string(value)) {
@@ -805,8 +811,8 @@ vm_metadata_check(const json_t *asked, char *out, size_t size, char *why, size_t
 }
 
 int
-manager_create(struct manager *m, const char *components, const char *reason,
-    const char *metadata, char *name, size_t namelen, struct decision *d)
+manager_create(struct manager *m, const char *components, const char *reason, const char *metadata,
+    char *name, size_t namelen, struct decision *d)
 {
 	struct decide_input in;
 
@@ -1488,7 +1494,8 @@ manager_backoffs(struct manager *m, struct backoff *out, size_t max)
 
 	if (m->backoff_until > now && n < max) {
 		out[n] = (struct backoff){.until_ms = m->backoff_until};
-		snprintf(out[n].rule, sizeof out[n].rule, "%s", m->backoff_quota ? "quota" : "failure");
+		snprintf(
+		    out[n].rule, sizeof out[n].rule, "%s", m->backoff_quota ? "quota" : "failure");
 		snprintf(out[n++].why, sizeof out->why, "%s", m->backoff_why);
 	}
 	if (m->cooldown_until > now && n < max) {
@@ -1500,7 +1507,8 @@ manager_backoffs(struct manager *m, struct backoff *out, size_t max)
 			continue;
 		out[n] = (struct backoff){.rule = "stockout", .until_ms = m->skips[i].until};
 		snprintf(out[n].zone, sizeof out->zone, "%s", m->skips[i].zone);
-		snprintf(out[n++].why, sizeof out->why, "no capacity in %s lately", m->skips[i].zone);
+		snprintf(
+		    out[n++].why, sizeof out->why, "no capacity in %s lately", m->skips[i].zone);
 	}
 	return n;
 }

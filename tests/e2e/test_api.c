@@ -81,7 +81,8 @@ world_init_emu(
 	w->daemon = daemon;
 	if (daemon) {
 		const char *args[] = {"--replay", w->calm, NULL};
-		const char *env[8] = {"SPILLWAY_OWNER=" OWNER, "SPILLWAY_FALLBACK_ZONES=us-central1-b"};
+		const char *env[8] = {
+		    "SPILLWAY_OWNER=" OWNER, "SPILLWAY_FALLBACK_ZONES=us-central1-b"};
 		int64_t deadline = now_ms() + 60000;
 		struct stat st;
 		int k = 2;
@@ -182,7 +183,8 @@ instance_metadata(struct world *w, const char *name)
 	json_array_foreach (json_object_get(r.json, "instances"), i, it)
 		if (strcmp(jx_str(it, "name"), name) == 0)
 			json_array_foreach (jx_get(it, "metadata.items"), k, item)
-				buf_printf(&b, "%s=%s ", jx_str(item, "key"), jx_str(item, "value"));
+				buf_printf(
+				    &b, "%s=%s ", jx_str(item, "key"), jx_str(item, "value"));
 	resp_free(&r);
 	free(url);
 	buf_addch(&b, '\0');
@@ -205,8 +207,8 @@ collect(char *p, size_t size, size_t n, void *arg)
 }
 
 static void
-sock_call(struct world *w, struct answer *a, const char *method, const char *path,
-    const char *body, size_t len)
+sock_call(struct world *w, struct answer *a, const char *method, const char *path, const char *body,
+    size_t len)
 {
 	CURL *c = curl_easy_init();
 	struct buf b = BUF_INIT(1 << 24);
@@ -271,11 +273,11 @@ every_command(bool daemon)
 {
 	static const char *const status_keys[] = {"schema_version", "daemon", "config", "pressure",
 	    "vms", "statistics", "today", "backoffs", "events", NULL};
-	static const char *const vm_keys[] = {"name", "zone", "state", "machine_type", "spot",
-	    "ip", "endpoint", "components", "requested_at", "started_at", "uptime_s", "cost",
-	    "per_hour", "planned_run_s", "stops_in_s", "reason", "request_id", "labels", NULL};
-	static const char *const costs_keys[] = {"schema_version", "today", "active", "days",
-	    "month_to_date", "vms", NULL};
+	static const char *const vm_keys[] = {"name", "zone", "state", "machine_type", "spot", "ip",
+	    "endpoint", "components", "requested_at", "started_at", "uptime_s", "cost", "per_hour",
+	    "planned_run_s", "stops_in_s", "reason", "request_id", "labels", NULL};
+	static const char *const costs_keys[] = {
+	    "schema_version", "today", "active", "days", "month_to_date", "vms", NULL};
 	const char *status_json[] = {"status", "--json", NULL};
 	const char *create[] = {"create", "--components", "vision,chatbots", "--reason", "a test",
 	    "--metadata", "team=vision", "--metadata", "build=42", "--yes", "--json", NULL};
@@ -327,7 +329,7 @@ every_command(bool daemon)
 		assert_non_null(strstr(r.out, "READY"));
 		assert_non_null(strstr(r.out, "vision,chatbots"));
 		assert_null(strstr(r.out, "requestId")); /* -v only */
-		assert_null(strstr(r.out, "\033[")); /* not a terminal: no colour */
+		assert_null(strstr(r.out, "\033["));     /* not a terminal: no colour */
 		cmd_run_free(&r);
 		cli(&w, &r, verbose);
 		assert_int_equal(r.status, 0);
@@ -455,8 +457,10 @@ test_bad_input(void **state)
 	} usage[] = {
 	    {{"costs", "--days", "-1", NULL}, "--days"},
 	    {{"costs", "--days", "abc", NULL}, "--days"},
-	    {{"create", "--components", "vision,nope", "--yes", NULL}, "'nope' is not a configured"},
-	    {{"create", "--metadata", "startup-script=rm", "--yes", NULL}, "spillway's or the guest's"},
+	    {{"create", "--components", "vision,nope", "--yes", NULL},
+	        "'nope' is not a configured"},
+	    {{"create", "--metadata", "startup-script=rm", "--yes", NULL},
+	        "spillway's or the guest's"},
 	    {{"create", "--metadata", "novalue", "--yes", NULL}, "expected KEY=VALUE"},
 	    {{"terminate", NULL}, "name the VMs to delete, or --all"},
 	    {{"terminate", "no-such-vm", "--yes", NULL}, "no active VM named 'no-such-vm'"},
@@ -468,7 +472,8 @@ test_bad_input(void **state)
 	for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
 		cli(&w, &r, usage[i].args);
 		if (r.status != 2 || strstr(r.err, usage[i].says) == NULL)
-			fail_msg("spillway %s: exit %d, stderr: %s", usage[i].args[0], r.status, r.err);
+			fail_msg(
+			    "spillway %s: exit %d, stderr: %s", usage[i].args[0], r.status, r.err);
 		cmd_run_free(&r);
 	}
 	sock_call(&w, &a, "GET", "/v1/nothing", NULL, 0);
@@ -646,8 +651,9 @@ test_other_user_refused(void **state)
 		while ((n = read(fd, answer + got, sizeof answer - 1 - (size_t)got)) > 0)
 			got += n;
 		answer[got] = '\0';
-		_exit(strstr(answer, " 403 ") != NULL && strstr(answer, "only the user") != NULL ? 0
-		                                                                                 : 14);
+		_exit(strstr(answer, " 403 ") != NULL && strstr(answer, "only the user") != NULL
+		        ? 0
+		        : 14);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(WEXITSTATUS(status), 0);
@@ -721,7 +727,8 @@ pty_expect(struct pty *p, const char *text, const char *reply)
 		if (now_ms() < deadline && poll(&pf, 1, 500) <= 0)
 			continue;
 		if (now_ms() > deadline || (n = read(p->fd, chunk, sizeof chunk)) <= 0)
-			fail_msg("waited for '%s'; the terminal shows:\n%s", text, buf_str(&p->out));
+			fail_msg(
+			    "waited for '%s'; the terminal shows:\n%s", text, buf_str(&p->out));
 		buf_add(&p->out, chunk, (size_t)n);
 	}
 	if (reply != NULL)
@@ -775,9 +782,9 @@ interactive(bool daemon)
 	assert_int_equal(pty_end(&p), 0);
 	buf_release(&p.out);
 	doc = cli_json(&w, status_json, 0);
-	assert_string_equal(json_string_value(json_array_get(
-	                        jx_get(json_array_get(json_object_get(doc, "vms"), 0), "components"),
-	                        1)),
+	assert_string_equal(
+	    json_string_value(json_array_get(
+	        jx_get(json_array_get(json_object_get(doc, "vms"), 0), "components"), 1)),
 	    "local_llm");
 	json_decref(doc);
 	/* terminate: the list with its cost, a "no", then a "yes". */
