@@ -938,6 +938,7 @@ prog_start(struct prog *p, struct world *w, const char *name, const char *const 
 	if (p->pid == 0) {
 		dup2(fds[1], 1);
 		close(fds[0]);
+		close(fds[1]);
 		for (int i = 0; w->env[i] != NULL; i++)
 			putenv(w->env[i]);
 		setenv("HOME", w->d.state, 1);

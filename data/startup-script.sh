@@ -1,0 +1,211 @@
+#!/bin/bash
+# spillway's startup script: it makes a fresh Spot VM run the user's backend.
+#
+# Every setting is an instance metadata attribute, read here from the metadata
+# server; none is pasted into this text, so no value (a URL, a component name)
+# can run as code. Commands the user configured (install, start) are run as the
+# commands they are, never spliced into other text.
+#
+#   spillway-backend-git, spillway-backend-ref   where the backend comes from
+#   spillway-backend-dir                          a pre-baked copy: fetch and install skipped
+#   spillway-install, spillway-start              commands, run in the backend's directory
+#   spillway-port, spillway-health-path           where its health answers
+#   spillway-components                           comma-separated, given to the backend
+#   spillway-env                                  KEY=VALUE lines for the backend
+#   spillway-cloudsql                             a Cloud SQL instance connection name, or ""
+#   spillway-log-dir                              /var/log/spillway by default
+#
+# Each step logs with a timestamp to the log directory and to standard error
+# (the serial console), and leaves a mark when done: a second run (a reboot)
+# skips what is finished. SPILLWAY_ROOT and SPILLWAY_METADATA_URL exist for the
+# tests, which run this in a temporary root against spillway's emulator.
+set -euo pipefail
+
+root=${SPILLWAY_ROOT:-}
+md=${SPILLWAY_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
+state=$root/var/lib/spillway
+backend=$root/opt/spillway/backend
+etc=$root/etc/spillway
+
+# An attribute's value, or the default ($2) when it is not set.
+attr() {
+	local v
+	if v=$(curl -sf -H 'Metadata-Flavor: Google' "$md/instance/attributes/$1"); then
+		printf '%s' "$v"
+	else
+		printf '%s' "${2:-}"
+	fi
+}
+
+log_dir=$root$(attr spillway-log-dir /var/log/spillway)
+mkdir -p "$state/done" "$log_dir" "$etc"
+log_file=$log_dir/startup.log
+
+# To standard error (the serial console), never standard output: a step may be writing a file there.
+log() {
+	printf '%s spillway-startup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | tee -a "$log_file" >&2
+}
+
+# step NAME COMMAND...: run once; its mark says it is done.
+step() {
+	local name=$1
+	shift
+	if [ -e "$state/done/$name" ]; then
+		log "$name: done before, skipped"
+		return 0
+	fi
+	log "$name: start"
+	"$@"
+	touch "$state/done/$name"
+	log "$name: done"
+}
+
+# A value that ends up in a systemd environment file must be one line.
+one_line() {
+	case $2 in
+	*$'\n'* | *$'\r'*)
+		log "$1: a value with a line break is refused"
+		exit 1
+		;;
+	esac
+}
+
+packages() {
+	local missing=()
+	for tool in git curl python3; do
+		command -v "$tool" >/dev/null || missing+=("$tool")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing ${missing[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get update -q
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+	fi
+}
+
+fetch() {
+	local url ref
+	url=$(attr spillway-backend-git)
+	ref=$(attr spillway-backend-ref main)
+	if [ -z "$url" ]; then
+		log "no spillway-backend-git and no spillway-backend-dir: nothing to run"
+		exit 1
+	fi
+	if [ -d "$backend/.git" ]; then
+		git -C "$backend" fetch --depth 1 -- origin "$ref"
+		git -C "$backend" checkout -q FETCH_HEAD
+	else
+		mkdir -p "$(dirname "$backend")"
+		git clone -q --depth 1 --branch "$ref" -- "$url" "$backend"
+	fi
+}
+
+dependencies() {
+	local install
+	install=$(attr spillway-install)
+	if [ -n "$install" ]; then
+		(cd "$backend" && bash -c "$install")
+	fi
+}
+
+cloudsql() {
+	local conn
+	conn=$(attr spillway-cloudsql)
+	[ -n "$conn" ] || return 0
+	one_line spillway-cloudsql "$conn"
+	printf 'SPILLWAY_CLOUDSQL=%s\n' "$conn" >"$etc/cloudsql.env"
+	cat >"$root/etc/systemd/system/spillway-cloudsql.service" <<'UNIT'
+[Unit]
+Description=Cloud SQL Auth Proxy for spillway's backend
+After=network-online.target
+
+[Service]
+EnvironmentFile=/etc/spillway/cloudsql.env
+ExecStart=/bin/sh -c 'exec cloud-sql-proxy "$SPILLWAY_CLOUDSQL"'
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+	systemctl daemon-reload
+	systemctl enable --now spillway-cloudsql.service
+}
+
+service() {
+	local components start port
+	components=$(attr spillway-components)
+	start=$(attr spillway-start)
+	port=$(attr spillway-port 8010)
+	one_line spillway-components "$components"
+	one_line spillway-port "$port"
+	if [ -z "$start" ]; then
+		log "no spillway-start: the backend cannot be started"
+		exit 1
+	fi
+	# The command and the environment are files the unit reads: data, not unit text.
+	printf '%s\n' "$start" >"$etc/start"
+	{
+		printf 'SPILLWAY_COMPONENTS=%s\n' "$components"
+		printf 'PORT=%s\n' "$port"
+		{
+			attr spillway-env
+			echo
+		} | while IFS= read -r line; do
+			case $line in
+			[A-Za-z_]*=*) printf '%s\n' "$line" ;;
+			'') ;;
+			*) log "spillway-env: '$line' is not KEY=VALUE, left out" ;;
+			esac
+		done
+	} >"$etc/backend.env"
+	mkdir -p "$root/etc/systemd/system"
+	cat >"$root/etc/systemd/system/spillway-backend.service" <<'UNIT'
+[Unit]
+Description=The backend spillway runs here
+After=network-online.target
+
+[Service]
+WorkingDirectory=/opt/spillway/backend
+EnvironmentFile=/etc/spillway/backend.env
+ExecStart=/bin/bash /etc/spillway/start
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+	systemctl daemon-reload
+	systemctl enable --now spillway-backend.service
+}
+
+# Not a step: a reboot waits for the backend again.
+healthy() {
+	local port path url
+	port=$(attr spillway-port 8010)
+	path=$(attr spillway-health-path /health)
+	url="http://127.0.0.1:$port$path"
+	for _ in $(seq 1 "${SPILLWAY_HEALTH_TRIES:-300}"); do
+		if curl -sf -o /dev/null -- "$url"; then
+			log "the backend answers on $url"
+			return 0
+		fi
+		sleep 1
+	done
+	log "the backend did not answer on $url"
+	exit 1
+}
+
+log "starting (components: $(attr spillway-components))"
+step packages packages
+if [ -n "$(attr spillway-backend-dir)" ] && [ -d "$root$(attr spillway-backend-dir)" ]; then
+	baked=$root$(attr spillway-backend-dir)
+	mkdir -p "$(dirname "$backend")"
+	[ "$baked" = "$backend" ] || ln -sfn "$baked" "$backend" # the unit runs there
+	log "using the pre-baked backend in $baked: fetch and install skipped"
+else
+	step fetch fetch
+	step dependencies dependencies
+fi
+step cloudsql cloudsql
+step service service
+healthy
+log "ready"
