@@ -107,13 +107,21 @@ dependencies() {
 	fi
 }
 
+# unit NAME: install the unit text on standard input as NAME.service and start it.
+unit() {
+	mkdir -p "$root/etc/systemd/system"
+	cat >"$root/etc/systemd/system/$1.service"
+	systemctl daemon-reload
+	systemctl enable --now "$1.service"
+}
+
 cloudsql() {
 	local conn
 	conn=$(attr spillway-cloudsql)
 	[ -n "$conn" ] || return 0
 	one_line spillway-cloudsql "$conn"
 	printf 'SPILLWAY_CLOUDSQL=%s\n' "$conn" >"$etc/cloudsql.env"
-	cat >"$root/etc/systemd/system/spillway-cloudsql.service" <<'UNIT'
+	unit spillway-cloudsql <<'UNIT'
 [Unit]
 Description=Cloud SQL Auth Proxy for spillway's backend
 After=network-online.target
@@ -126,8 +134,6 @@ Restart=on-failure
 [Install]
 WantedBy=multi-user.target
 UNIT
-	systemctl daemon-reload
-	systemctl enable --now spillway-cloudsql.service
 }
 
 service() {
@@ -157,8 +163,7 @@ service() {
 			esac
 		done
 	} >"$etc/backend.env"
-	mkdir -p "$root/etc/systemd/system"
-	cat >"$root/etc/systemd/system/spillway-backend.service" <<'UNIT'
+	unit spillway-backend <<'UNIT'
 [Unit]
 Description=The backend spillway runs here
 After=network-online.target
@@ -173,8 +178,6 @@ RestartSec=2
 [Install]
 WantedBy=multi-user.target
 UNIT
-	systemctl daemon-reload
-	systemctl enable --now spillway-backend.service
 }
 
 # Not a step: a reboot waits for the backend again.
