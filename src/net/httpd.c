@@ -560,14 +560,18 @@ httpd_set_header(struct httpd_req *r, const char *name, const char *value)
 	r->hdrs[r->nhdrs++] = xstrdup(value);
 }
 
-void
-httpd_respond(struct httpd_req *r, unsigned status, const char *ctype, const char *body, size_t len)
+static void
+check_waiting(const struct httpd_req *r)
 {
 	if (r->state != REQ_WAITING)
 		fatalx("httpd: a request was answered twice or before it was read");
-	r->resp =
-	    MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
-	if (r->resp == NULL)
+}
+
+/* The response becomes the request's answer, with its headers; MHD queues it next. */
+static void
+answer_with(struct httpd_req *r, unsigned status, const char *ctype, struct MHD_Response *resp)
+{
+	if ((r->resp = resp) == NULL)
 		fatalx("httpd: cannot create a response");
 	if (ctype != NULL)
 		MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
@@ -576,6 +580,14 @@ httpd_respond(struct httpd_req *r, unsigned status, const char *ctype, const cha
 	r->status = status;
 	r->state = REQ_ANSWERED;
 	resume(r);
+}
+
+void
+httpd_respond(struct httpd_req *r, unsigned status, const char *ctype, const char *body, size_t len)
+{
+	check_waiting(r);
+	answer_with(r, status, ctype,
+	    MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY));
 }
 
 static ssize_t
@@ -619,25 +631,16 @@ httpd_stream_open(struct httpd_req *r, unsigned status, const char *ctype, size_
 {
 	struct httpd_stream *st;
 
-	if (r->state != REQ_WAITING)
-		fatalx("httpd: a request was answered twice or before it was read");
+	check_waiting(r);
 	st = xcalloc(1, sizeof *st);
 	st->r = r;
 	buf_init(&st->out, max_buffered);
 	st->closed = closed;
 	st->arg = arg;
-	r->resp = MHD_create_response_from_callback(
-	    MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
-	if (r->resp == NULL)
-		fatalx("httpd: cannot create a response");
-	if (ctype != NULL)
-		MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	for (size_t i = 0; i + 1 < r->nhdrs; i += 2)
-		MHD_add_response_header(r->resp, r->hdrs[i], r->hdrs[i + 1]);
 	r->stream = st;
-	r->status = status;
-	r->state = REQ_ANSWERED;
-	resume(r);
+	answer_with(r, status, ctype,
+	    MHD_create_response_from_callback(
+	        MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free));
 	return st;
 }
 
