@@ -80,17 +80,24 @@ error_doc(unsigned *status, unsigned code, const char *rule, const char *fmt, ..
 	return doc;
 }
 
-static void
-source(struct daemon *d, struct view_src *s, struct backoff *b)
+void
+control_view(struct daemon *d, struct view_src *s)
 {
-	struct manager *m = daemon_manager(d);
-
 	memset(s, 0, sizeof *s);
 	s->cfg = daemon_config(d);
 	s->ledger = daemon_ledger(d);
 	s->now = clock_now_ms(daemon_clock(d));
 	s->owner = daemon_owner(d);
 	s->snap = daemon_snapshot(d);
+}
+
+/* What the daemon answers from: control_view, and that it runs and what holds it back. */
+static void
+source(struct daemon *d, struct view_src *s, struct backoff *b)
+{
+	struct manager *m = daemon_manager(d);
+
+	control_view(d, s);
 	s->daemon_pid = (long)getpid();
 	if (m != NULL) {
 		s->backoffs = b;
@@ -100,50 +107,34 @@ source(struct daemon *d, struct view_src *s, struct backoff *b)
 
 /* --- POST /v1/vms --- */
 
-/* The components asked for: an array or "A,B", each one configured. */
+/* The components asked for: an array or "A,B", each one configured (config_components). */
 static int
 components_arg(const struct config *cfg, json_t *v, char *out, size_t size, char **bad)
 {
-	json_t *list = json_is_string(v) ? NULL : v, *it;
-	char **names = NULL;
-	size_t i, used = 0;
+	struct buf csv = BUF_INIT(4096);
+	char why[512];
+	size_t i;
+	json_t *it;
 	int error = 0;
 
 	out[0] = '\0';
-	if (v == NULL || json_is_null(v))
-		return 0;
-	if (json_is_string(v)) {
-		names = str_split(json_string_value(v), ',', NULL);
-		list = json_array();
-		for (char **p = names; *p != NULL; p++)
-			json_array_append_new(list, json_string(str_trim(*p)));
-		str_list_free(names);
-	} else if (!json_is_array(v)) {
-		*bad = xstrdup("'components' must be an array of names or a string \"A,B\"");
-		return -EINVAL;
-	}
-	json_array_foreach (list, i, it) {
-		const char *name = json_string_value(it);
-		bool known = false;
-
-		for (size_t k = 0; name != NULL && k < cfg->ncomponents; k++)
-			known |= strcasecmp(cfg->components[k].name, name) == 0;
-		if (!known) {
-			struct buf all = BUF_INIT(1024);
-
-			for (size_t k = 0; k < cfg->ncomponents; k++)
-				buf_printf(&all, "%s%s", k ? ", " : "", cfg->components[k].name);
-			*bad = xasprintf("'%s' is not a configured component (configured: %s)",
-			    name != NULL ? name : "(not a string)", buf_str(&all));
-			buf_release(&all);
+	if (v == NULL || json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0))
+		return 0; /* spillway's choice */
+	if (json_is_string(v))
+		buf_addstr(&csv, json_string_value(v));
+	else if (!json_is_array(v))
+		error = -EINVAL;
+	json_array_foreach (v, i, it) {
+		if (!json_is_string(it))
 			error = -EINVAL;
-			break;
-		}
-		used += (size_t)snprintf(
-		    out + used, used < size ? size - used : 0, "%s%s", used ? "," : "", name);
+		else
+			buf_printf(&csv, "%s%s", i ? "," : "", json_string_value(it));
 	}
-	if (list != v)
-		json_decref(list);
+	if (error != 0)
+		*bad = xstrdup("'components' must be an array of names or a string \"A,B\"");
+	else if ((error = config_components(cfg, buf_str(&csv), out, size, why, sizeof why)) != 0)
+		*bad = xstrdup(why);
+	buf_release(&csv);
 	return error;
 }
 

@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include "api/view.h"
 #include "vm/daemon.h"
 
 #define CONTROL_MAX_BODY (64 * 1024)
@@ -29,6 +30,8 @@ void control_free(struct control *);
  */
 json_t *control_answer(struct daemon *, const char *method, const char *path, const char *days,
     const char *body, size_t len, unsigned *status);
+/* A daemon's facts for api/view's documents (no PID, no backoffs: see control_answer). */
+void control_view(struct daemon *, struct view_src *);
 /* An event as the stream carries it (its "type" is the SSE event name). */
 json_t *control_event(const struct manager_event *);
 

@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/control.h"
 #include "api/view.h"
+#include "decide/decide.h"
 #include "cli/link.h"
 #include "cli/report.h"
 #include "util/clock.h"
@@ -37,22 +39,6 @@ struct create {
 	struct daemon *d;
 };
 
-/* The configured components by priority, lower first (the menu's order). */
-static size_t
-by_priority(const struct config *cfg, const struct component_def **out)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < cfg->ncomponents; i++) {
-		size_t at = n++;
-
-		for (; at > 0 && out[at - 1]->priority > cfg->components[i].priority; at--)
-			out[at] = out[at - 1];
-		out[at] = &cfg->components[i];
-	}
-	return n;
-}
-
 static void
 join(const struct component_def **list, size_t n, char *out, size_t size)
 {
@@ -68,29 +54,11 @@ join(const struct component_def **list, size_t n, char *out, size_t size)
 static int
 check_components(const struct config *cfg, const char *csv, char *out, size_t size)
 {
-	char **names = str_split(csv, ',', NULL), all[256];
-	const struct component_def *sorted[64];
-	size_t used = 0, n = by_priority(cfg, sorted);
-	int error = 0;
+	char why[512];
 
-	join(sorted, n, all, sizeof all);
-	out[0] = '\0';
-	for (char **p = names; *p != NULL; p++) {
-		const char *name = str_trim(*p);
-		bool known = false;
-
-		for (size_t i = 0; i < n && !known; i++)
-			known = strcasecmp(sorted[i]->name, name) == 0;
-		if (!known || *name == '\0') {
-			error = cmd_usage_error(&cmd_create_entry,
-			    "'%s' is not a configured component; configured: %s", name, all);
-			break;
-		}
-		used += (size_t)snprintf(
-		    out + used, used < size ? size - used : 0, "%s%s", used ? "," : "", name);
-	}
-	str_list_free(names);
-	return error;
+	if (config_components(cfg, csv, out, size, why, sizeof why) != 0)
+		return cmd_usage_error(&cmd_create_entry, "%s", why);
+	return 0;
 }
 
 static bool
@@ -109,14 +77,16 @@ static int
 menu(struct create *c)
 {
 	const struct config *cfg = &c->ctx->cfg;
-	const struct component_def *sorted[64];
-	size_t n = by_priority(cfg, sorted);
+	size_t n = cfg->ncomponents;
+	const struct component_def **sorted = xcalloc(n + 1, sizeof *sorted);
+	/* 1: the two first by priority (VISION + CHATBOTS), 2: + the third, 3: all. */
+	const size_t take[3] = {n < 2 ? n : 2, n < 3 ? n : 3, n};
 	char answer[256], names[3][256], custom[256];
+	int status = EXIT_FAIL;
 
+	decide_by_priority(cfg->components, n, sorted);
 	for (int i = 0; i < 3; i++) {
-		size_t k = i == 0 ? 2 : i == 1 ? 3 : n;
-
-		join(sorted, k < n ? k : n, names[i], sizeof names[i]);
+		join(sorted, take[i], names[i], sizeof names[i]);
 		for (char *p = names[i]; *p; p++)
 			*p = *p == ',' ? '+' : (char)toupper((unsigned char)*p);
 	}
@@ -126,17 +96,13 @@ menu(struct create *c)
 	    names[0], names[1], names[2]);
 	for (;;) {
 		if (!ask("choice [1]: ", answer, sizeof answer))
-			return EXIT_FAIL;
+			goto out;
 		if (*answer == '\0' || strcmp(answer, "1") == 0 || strcmp(answer, "2") == 0 ||
 		    strcmp(answer, "3") == 0) {
-			int k = *answer ? *answer - '1' : 0;
-
-			join(sorted,
-			    k == 0       ? 2
-			        : k == 1 ? 3
-			                 : n,
-			    c->components, sizeof c->components);
-			return 0;
+			join(sorted, take[*answer ? *answer - '1' : 0], c->components,
+			    sizeof c->components);
+			status = 0;
+			goto out;
 		}
 		if (strcmp(answer, "4") == 0)
 			break;
@@ -149,11 +115,16 @@ menu(struct create *c)
 
 		free(q);
 		if (!got)
-			return EXIT_FAIL;
+			goto out;
 		if (*answer != '\0' &&
-		    check_components(cfg, answer, c->components, sizeof c->components) == 0)
-			return 0;
+		    check_components(cfg, answer, c->components, sizeof c->components) == 0) {
+			status = 0;
+			goto out;
+		}
 	}
+out:
+	free(sorted);
+	return status;
 }
 
 static int
@@ -276,12 +247,11 @@ local_event(const struct manager_event *e, void *arg)
 	progress(c, vm_state_name(v->state), v->zone, NULL);
 	if (v->state == VM_READY || !vm_state_alive(v->state) ||
 	    (!c->wait && v->state >= VM_PROVISIONING)) {
-		struct view_src s = {.cfg = daemon_config(c->d),
-		    .ledger = daemon_ledger(c->d),
-		    .now = clock_now_ms(daemon_clock(c->d)),
-		    .owner = daemon_owner(c->d)};
-		json_t *vm = view_vm(&s, v);
+		struct view_src s;
+		json_t *vm;
 
+		control_view(c->d, &s);
+		vm = view_vm(&s, v);
 		link_local_done(c->l, finish(c, vm));
 		json_decref(vm);
 	}

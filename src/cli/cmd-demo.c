@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "cli/cmd.h"
+#include "api/control.h"
 #include "api/view.h"
 #include "cli/report.h"
 #include "util/log.h"
@@ -68,13 +69,10 @@ static void
 on_stopped(void *arg)
 {
 	struct demo *m = arg;
-	struct view_src s = {.cfg = daemon_config(m->d), /* pointed at the emulator */
-	    .ledger = daemon_ledger(m->d),
-	    .now = clock_now_ms(&m->clock),
-	    .owner = daemon_owner(m->d),
-	    .snap = daemon_snapshot(m->d)};
+	struct view_src s;
 	json_t *doc;
 
+	control_view(m->d, &s); /* its configuration is pointed at the emulator */
 	uv_close((uv_handle_t *)&m->deadline, NULL);
 	printf("\n$ spillway status\n");
 	report_status(stdout, doc = view_status(&s), false);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/control.h"
 #include "api/view.h"
 #include "cli/link.h"
 #include "cli/report.h"
@@ -144,10 +145,7 @@ local_event(const struct manager_event *e, void *arg)
 
 	if (e->kind != MEV_STATE || e->vm == NULL || vm_state_alive(e->vm->state))
 		return;
-	s = (struct view_src){.cfg = daemon_config(t->d),
-	    .ledger = daemon_ledger(t->d),
-	    .now = clock_now_ms(daemon_clock(t->d)),
-	    .owner = daemon_owner(t->d)};
+	control_view(t->d, &s);
 	said(t, vm = view_vm(&s, e->vm));
 	json_decref(vm);
 	if (json_array_size(t->done) == json_array_size(t->chosen))

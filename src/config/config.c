@@ -1149,3 +1149,35 @@ config_print(const struct config *cfg, FILE *f)
 		    c->origin.where ? ")" : "");
 	}
 }
+
+int
+config_components(
+    const struct config *cfg, const char *csv, char *out, size_t size, char *why, size_t whylen)
+{
+	char **names = str_split(csv, ',', NULL);
+	size_t used = 0;
+	int error = 0;
+
+	out[0] = '\0';
+	for (char **p = names; *p != NULL && error == 0; p++) {
+		const char *name = str_trim(*p);
+		bool known = false;
+
+		for (size_t k = 0; k < cfg->ncomponents && !known; k++)
+			known = strcasecmp(cfg->components[k].name, name) == 0;
+		if (!known) {
+			struct buf all = BUF_INIT(1024);
+
+			for (size_t k = 0; k < cfg->ncomponents; k++)
+				buf_printf(&all, "%s%s", k ? ", " : "", cfg->components[k].name);
+			snprintf(why, whylen, "'%s' is not a configured component (configured: %s)",
+			    name, buf_str(&all));
+			buf_release(&all);
+			error = -EINVAL;
+		}
+		used += (size_t)snprintf(
+		    out + used, used < size ? size - used : 0, "%s%s", used ? "," : "", name);
+	}
+	str_list_free(names);
+	return error;
+}

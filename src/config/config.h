@@ -133,6 +133,13 @@ struct config_args {
  */
 int config_load(struct config *, const struct config_args *, char *const *env, char **cause);
 void config_free(struct config *);
+/*
+ * "a,b": each a configured component (any case). 0 and the list with the
+ * names as typed, spaces trimmed; -EINVAL and why, naming the configured
+ * ones. What create asks for, from the CLI or the control API.
+ */
+int config_components(
+    const struct config *, const char *csv, char *out, size_t size, char *why, size_t whylen);
 
 /* A variable of env (NULL: the process's environment), or NULL. */
 const char *config_getenv(char *const *env, const char *name);

@@ -49,6 +49,18 @@ measured_kb(const struct decide_input *in, const char *name)
 	return 0;
 }
 
+void
+decide_by_priority(const struct component_def *list, size_t n, const struct component_def **out)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t at = i;
+
+		for (; at > 0 && out[at - 1]->priority > list[i].priority; at--)
+			out[at] = out[at - 1];
+		out[at] = &list[i];
+	}
+}
+
 int64_t
 decide_components(const struct decide_input *in, char *out, size_t size)
 {
@@ -57,16 +69,7 @@ decide_components(const struct decide_input *in, char *out, size_t size)
 	size_t n = in->ncomponents, used = 0, chosen = 0;
 
 	out[0] = '\0';
-	/* By priority, lower first; the configuration's order breaks ties. */
-	for (size_t i = 0; i < n; i++) {
-		size_t at = i;
-
-		while (at > 0 && order[at - 1]->priority > in->components[i].priority) {
-			order[at] = order[at - 1];
-			at--;
-		}
-		order[at] = &in->components[i];
-	}
+	decide_by_priority(in->components, n, order);
 	if (in->snap != NULL && in->snap->mem_total_kb > 0)
 		need =
 		    (int64_t)(in->target_available_pct / 100.0 * (double)in->snap->mem_total_kb) -

@@ -67,6 +67,8 @@ struct backoff {
 	char why[512];
 };
 
+/* The components by priority, lower first; the configuration's order breaks ties. */
+void decide_by_priority(const struct component_def *, size_t n, const struct component_def **out);
 double decide_confidence(const struct decide_input *);
 /* Fills out with comma-separated names; returns how much memory they stand for, in kB. */
 int64_t decide_components(const struct decide_input *, char *out, size_t size);
