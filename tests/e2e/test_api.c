@@ -152,18 +152,13 @@ cli_json(struct world *w, const char *const *args, int expect_status)
 static char *
 cloud_names(struct world *w)
 {
-	char *url = xasprintf("%s/emulator/v1/instances", w->e.url);
-	struct resp r;
+	json_t *all = emu_instances(&w->e), *it;
 	struct buf b = BUF_INIT(1 << 20);
 	size_t i;
-	json_t *it;
 
-	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
-	assert_int_equal(r.status, 200);
-	json_array_foreach (json_object_get(r.json, "instances"), i, it)
+	json_array_foreach (all, i, it)
 		buf_printf(&b, "%s ", jx_str(it, "name"));
-	resp_free(&r);
-	free(url);
+	json_decref(all);
 	buf_addch(&b, '\0');
 	return buf_detach(&b, NULL);
 }
@@ -172,21 +167,16 @@ cloud_names(struct world *w)
 static char *
 instance_metadata(struct world *w, const char *name)
 {
-	char *url = xasprintf("%s/emulator/v1/instances", w->e.url);
-	struct resp r;
+	json_t *all = emu_instances(&w->e), *it, *item;
 	struct buf b = BUF_INIT(1 << 20);
 	size_t i, k;
-	json_t *it, *item;
 
-	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
-	assert_int_equal(r.status, 200);
-	json_array_foreach (json_object_get(r.json, "instances"), i, it)
+	json_array_foreach (all, i, it)
 		if (strcmp(jx_str(it, "name"), name) == 0)
 			json_array_foreach (jx_get(it, "metadata.items"), k, item)
 				buf_printf(
 				    &b, "%s=%s ", jx_str(item, "key"), jx_str(item, "value"));
-	resp_free(&r);
-	free(url);
+	json_decref(all);
 	buf_addch(&b, '\0');
 	return buf_detach(&b, NULL);
 }
@@ -584,18 +574,7 @@ test_events(void **state)
 		assert_true(n > 0);
 		buf_add(&got, chunk, (size_t)n);
 	}
-	/* In the order they happened. */
-	{
-		const char *at = buf_str(&got);
-
-		for (const char **s = order; *s != NULL; s++) {
-			const char *next = strstr(at, *s);
-
-			if (next == NULL)
-				fail_msg("'%s' missing or out of order in:\n%s", *s, buf_str(&got));
-			at = next + strlen(*s);
-		}
-	}
+	expect_in_order(buf_str(&got), order); /* in the order they happened */
 	/* The daemon's shutdown ends the stream properly: the last chunk, then EOF. */
 	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
 	for (ssize_t n; (n = read(fd, chunk, sizeof chunk)) > 0;)
@@ -966,20 +945,6 @@ prog_end(struct prog *p)
 }
 
 static void
-expect_order(const char *text, const char *const *order)
-{
-	const char *at = text;
-
-	for (; *order != NULL; order++) {
-		const char *next = strstr(at, *order);
-
-		if (next == NULL)
-			fail_msg("'%s' missing or out of order in:\n%s", *order, text);
-		at = next + strlen(*order);
-	}
-}
-
-static void
 test_library(void **state)
 {
 	const char *trigger_args[] = {"vision", "60", NULL}, *monitor_args[] = {"15", NULL};
@@ -997,7 +962,7 @@ test_library(void **state)
 	world_init(&w, false, NULL);
 	prog_start(&trig, &w, "manual_trigger", trigger_args);
 	assert_int_equal(prog_end(&trig), 0);
-	expect_order(buf_str(&trig.text), alone);
+	expect_in_order(buf_str(&trig.text), alone);
 	names = cloud_names(&w);
 	assert_string_equal(names, "");
 	free(names);
@@ -1021,7 +986,7 @@ test_library(void **state)
 	assert_non_null(strstr(buf_str(&trig.text), "spillway: the daemon"));
 	assert_non_null(strstr(buf_str(&trig.text), "ready: spillway-"));
 	assert_int_equal(prog_end(&mon), 0);
-	expect_order(buf_str(&mon.text), watched);
+	expect_in_order(buf_str(&mon.text), watched);
 	buf_release(&trig.text);
 	buf_release(&mon.text);
 	world_end(&w);

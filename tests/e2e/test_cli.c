@@ -205,12 +205,12 @@ test_demo(void **state)
 	const char *story[] = {"pressure NORMAL -> ", "decision: create a Spot VM",
 	    "components to move: vision,chatbots", ": REQUESTED in us-central1-a", "-> CREATING",
 	    "-> PROVISIONING", "-> BOOTING", "-> READY", "is READY at http://127.",
-	    "hook on_ready says: spillway-", "READY -> TERMINATING: idle",
-	    "is leaving", "hook on_gone says: gone", "TERMINATING -> TERMINATED", " cost $",
-	    "$ spillway status", "1 created, 0 failed, 1 terminated", "VMs        none active",
-	    "$ spillway costs", "TERMINATED", NULL};
+	    "hook on_ready says: spillway-", "READY -> TERMINATING: idle", "is leaving",
+	    "hook on_gone says: gone", "TERMINATING -> TERMINATED", " cost $", "$ spillway status",
+	    "1 created, 0 failed, 1 terminated", "VMs        none active", "$ spillway costs",
+	    "TERMINATED", NULL};
 	struct cmd_run r;
-	const char *at, *line;
+	const char *line;
 	double cost, minutes, per_hour;
 
 	run_spillway(&r, home, args, NULL);
@@ -218,14 +218,7 @@ test_demo(void **state)
 		fprintf(stderr, "%s\n%s\n", r.out, r.err); /* cmocka's message would cut it */
 		fail_msg("demo exit %d", r.status);
 	}
-	at = r.out;
-	for (const char **s = story; *s != NULL; s++) {
-		const char *next = strstr(at, *s);
-
-		if (next == NULL)
-			fail_msg("expected '%s' after the text before it in:\n%s", *s, r.out);
-		at = next + strlen(*s);
-	}
+	expect_in_order(r.out, story);
 	expect_in(r.out, "CRITICAL -> NORMAL"); /* before or after READY: boot time decides */
 	/* "NAME cost $C (e2-highmem-4, M min billed at $P/h)": C = P x M / 60. */
 	line = strstr(r.out, " cost $");

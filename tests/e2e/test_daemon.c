@@ -232,22 +232,6 @@ wait_event(struct world *w, const char *kind, const char *text)
 
 /* --- what the emulator says --- */
 
-/* Instances of every zone, from the admin API (free of faults and tokens). */
-static json_t *
-instances(struct world *w)
-{
-	char *url = xasprintf("%s/emulator/v1/instances", w->e.url);
-	struct resp r;
-	json_t *all;
-
-	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
-	assert_int_equal(r.status, 200);
-	all = json_incref(json_object_get(r.json, "instances"));
-	resp_free(&r);
-	free(url);
-	return all;
-}
-
 static json_t *
 instance(struct world *w, const struct vm_record *v)
 {
@@ -419,7 +403,7 @@ test_sustained_one_vm(void **state)
 	free(list);
 	assert_int_equal(inserts(&w, ins, 16), 1);
 	assert_string_equal(ins[0].request_id, v.request_id);
-	all = instances(&w);
+	all = emu_instances(&w.e);
 	assert_int_equal(json_array_size(all), 0);
 	json_decref(all);
 	world_end(&w);
@@ -703,7 +687,7 @@ test_sigterm_deletes_all(void **state)
 	assert_int_equal(ledger_get(w.ledger, v.name, &v), 0);
 	assert_int_equal(v.state, VM_TERMINATED);
 	assert_non_null(strstr(v.end_reason, "shutdown"));
-	all = instances(&w);
+	all = emu_instances(&w.e);
 	assert_int_equal(json_array_size(all), 0);
 	json_decref(all);
 	world_end(&w);
@@ -748,7 +732,7 @@ test_keep_then_adopt(void **state)
 	assert_int_equal(after.state, VM_READY);
 	assert_int_equal(inserts(&w, ins, 8), 1);
 	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
-	all = instances(&w);
+	all = emu_instances(&w.e);
 	assert_int_equal(json_array_size(all), 0);
 	json_decref(all);
 	world_end(&w);
@@ -785,7 +769,7 @@ test_orphan_deleted(void **state)
 	v = wait_vm(&w, "spillway-stray", VM_TERMINATED);
 	assert_non_null(strstr(v.end_reason, "orphan"));
 	assert_true(v.state_ms - v.requested_ms >= 2 * 60000);
-	all = instances(&w);
+	all = emu_instances(&w.e);
 	assert_int_equal(json_array_size(all), 1);
 	assert_string_equal(jx_str(json_array_get(all, 0), "name"), "someone-elses");
 	json_decref(all);
@@ -820,7 +804,7 @@ settled(struct world *w, char *alive, size_t size)
 static void
 cloud_names(struct world *w, const char *ledger_order, char *out, size_t size)
 {
-	json_t *all = instances(w);
+	json_t *all = emu_instances(&w->e);
 	char *copy = xstrdup(ledger_order), *save = NULL, *name;
 	size_t used = 0, found = 0;
 
@@ -966,7 +950,7 @@ test_kill9_loop(void **state)
 	wait_started(&w, 2 * runs + 1);
 	wait_state(&w, VM_READY, 0);
 	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
-	all = instances(&w);
+	all = emu_instances(&w.e);
 	assert_int_equal(json_array_size(all), 0);
 	json_decref(all);
 	world_end(&w);

@@ -48,9 +48,9 @@ write_stub(const char *dir, const char *name, const char *text)
 static void
 make_stubs(const char *root, const char *stubs)
 {
-	char *curl = xasprintf("#!/bin/sh\n# The metadata server is asked as the instance " NAME ".\n"
-	                       "exec /usr/bin/curl -H 'X-Emulator-Instance: " ZONE "/" NAME
-	                       "' \"$@\"\n");
+	char *curl =
+	    xasprintf("#!/bin/sh\n# The metadata server is asked as the instance " NAME ".\n"
+	              "exec /usr/bin/curl -H 'X-Emulator-Instance: " ZONE "/" NAME "' \"$@\"\n");
 
 	mkdir(stubs, 0755);
 	write_stub(stubs, "curl", curl);
@@ -117,20 +117,6 @@ run_script(const char *root, const char *stubs, struct emu *e, char **out)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void
-expect_order(const char *text, const char *const *order)
-{
-	const char *at = text;
-
-	for (; *order != NULL; order++) {
-		const char *next = strstr(at, *order);
-
-		if (next == NULL)
-			fail_msg("'%s' missing or out of order in:\n%s", *order, text);
-		at = next + strlen(*order);
-	}
-}
-
 static char *
 file(const char *root, const char *name)
 {
@@ -175,10 +161,11 @@ test_startup_script(void **state)
 	    items, jx_pack("{s:s, s:s}", "key", "spillway-backend-ref", "value", "release-1"));
 	json_array_append_new(items,
 	    jx_pack("{s:s, s:s}", "key", "spillway-install", "value", "echo installed >installed"));
-	json_array_append_new(items, jx_pack("{s:s, s:s}", "key", "spillway-start", "value", start));
-	json_array_append_new(items, jx_pack("{s:s, s:s}", "key", "spillway-port", "value", port));
 	json_array_append_new(
-	    items, jx_pack("{s:s, s:s}", "key", "spillway-env", "value", "A=1\nnot a pair\nB=two words"));
+	    items, jx_pack("{s:s, s:s}", "key", "spillway-start", "value", start));
+	json_array_append_new(items, jx_pack("{s:s, s:s}", "key", "spillway-port", "value", port));
+	json_array_append_new(items,
+	    jx_pack("{s:s, s:s}", "key", "spillway-env", "value", "A=1\nnot a pair\nB=two words"));
 	url = compute_url(&e, ZONE, "instances");
 	text = jx_dumps(body);
 	op = api(&e, "POST", url, text, 200);
@@ -190,18 +177,20 @@ test_startup_script(void **state)
 	/* The first boot: every step, in order, and the backend answers. */
 	if (run_script(root, stubs, &e, &out) != 0)
 		fail_msg("the script failed:\n%s", out);
-	expect_order(out, first);
+	expect_in_order(out, first);
 	free(out);
 	text = file(root, "git.args");
 	assert_non_null(strstr(text, "clone\n"));
 	assert_non_null(strstr(text, "\n--branch\nrelease-1\n--\n"));
-	assert_non_null(strstr(text, "\nhttps://example.invalid/app.git; touch PWNED3\n")); /* one argument */
+	assert_non_null(
+	    strstr(text, "\nhttps://example.invalid/app.git; touch PWNED3\n")); /* one argument */
 	free(text);
 	text = file(root, "opt/spillway/backend/installed");
 	assert_string_equal(text, "installed\n");
 	free(text);
 	text = file(root, "etc/spillway/backend.env");
-	assert_non_null(strstr(text, "SPILLWAY_COMPONENTS=vision,$(touch PWNED);chatbots`touch PWNED2`\n"));
+	assert_non_null(
+	    strstr(text, "SPILLWAY_COMPONENTS=vision,$(touch PWNED);chatbots`touch PWNED2`\n"));
 	assert_non_null(strstr(text, "A=1\nB=two words\n"));
 	assert_null(strstr(text, "not a pair"));
 	free(text);
@@ -221,8 +210,8 @@ test_startup_script(void **state)
 		assert_int_equal(read_file(path, 1 << 20, &env, &len), 0);
 		for (size_t i = 0; i < len; i++)
 			env[i] = env[i] == '\0' ? '\n' : env[i];
-		assert_non_null(
-		    strstr(env, "\nSPILLWAY_COMPONENTS=vision,$(touch PWNED);chatbots`touch PWNED2`\n"));
+		assert_non_null(strstr(
+		    env, "\nSPILLWAY_COMPONENTS=vision,$(touch PWNED);chatbots`touch PWNED2`\n"));
 		assert_non_null(strstr(env, "\nB=two words\n"));
 		free(env);
 		free(path);
@@ -233,7 +222,7 @@ test_startup_script(void **state)
 	before = file(root, "systemctl.args");
 	if (run_script(root, stubs, &e, &out) != 0)
 		fail_msg("the second run failed:\n%s", out);
-	expect_order(out, second);
+	expect_in_order(out, second);
 	free(out);
 	text = file(root, "systemctl.args");
 	assert_string_equal(text, before);

@@ -572,3 +572,32 @@ dmn_cleanup(struct dmn *d)
 		dmn_stop(d, SIGKILL);
 	remove_tree(d->state);
 }
+
+void
+expect_in_order(const char *text, const char *const *order)
+{
+	const char *at = text;
+
+	for (; *order != NULL; order++) {
+		const char *next = strstr(at, *order);
+
+		if (next == NULL)
+			fail_msg("'%s' missing or out of order in:\n%s", *order, text);
+		at = next + strlen(*order);
+	}
+}
+
+json_t *
+emu_instances(struct emu *e)
+{
+	char *url = xasprintf("%s/emulator/v1/instances", e->url);
+	struct resp r;
+	json_t *all;
+
+	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	all = json_incref(json_object_get(r.json, "instances"));
+	resp_free(&r);
+	free(url);
+	return all;
+}

@@ -100,6 +100,10 @@ void dmn_dump(const struct dmn *);
 void dmn_cleanup(struct dmn *);
 
 char *read_text(const char *path);
+/* Each of the NULL-terminated texts appears in text, after the one before it. */
+void expect_in_order(const char *text, const char *const *order);
+/* The emulator's instances of every zone, from its admin API: [{name, zone, status, metadata}]. */
+json_t *emu_instances(struct emu *);
 int64_t now_ms(void);
 void sleep_ms(int);
 
