@@ -57,6 +57,7 @@ struct manager {
 	uv_timer_t probe; /* health of BOOTING VMs, more often than the passes */
 	int handles;      /* open timers, for the release */
 	bool passing;
+	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
 	int health_pending;
 	int64_t pass_started_ns;
 	int64_t preempt_since;
@@ -1268,6 +1269,7 @@ on_listed(const struct cloud_error *e, const struct cloud_instance *list, size_t
 		/* A partial list would look like deleted VMs: reconcile nothing this time. */
 		log_warnx("manager: cannot list the VMs (%s); trying again at the next pass", t);
 		free(t);
+		m->list_failed = true;
 		m->passing = false;
 		schedule(m);
 		return;
@@ -1482,7 +1484,7 @@ manager_shutdown(struct manager *m, void (*done)(void *), void *arg)
 bool
 manager_settled(const struct manager *m)
 {
-	return m->counts.passes > 0 && !m->passing && !m->price_asked &&
+	return (m->counts.passes > 0 || m->list_failed) && !m->passing && !m->price_asked &&
 	    (m->price_known || m->price_why[0] != '\0');
 }
 

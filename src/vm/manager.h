@@ -104,7 +104,10 @@ void manager_decide(struct manager *, struct decision *);
 void manager_shutdown(struct manager *, void (*done)(void *), void *arg);
 void manager_free(struct manager *);
 
-/* A first pass is over and the price is known (or why not is): what is asked can be judged. */
+/*
+ * A first pass is over (or could not list the cloud) and the price is known
+ * (or why not is): what is asked can be judged, if only to be refused.
+ */
 bool manager_settled(const struct manager *);
 /* The backoffs in force now (at most max). */
 size_t manager_backoffs(struct manager *, struct backoff *, size_t max);

@@ -411,6 +411,19 @@ refusals(bool daemon)
 		cmd_run_free(&r);
 	}
 	world_end(&w);
+	/* No cloud to reach: said at once, not waited for. */
+	if (!daemon) {
+		const char *none[] = {"GOOGLE_APPLICATION_CREDENTIALS=", "GCE_METADATA_HOST=127.0.0.1:9",
+		    NULL};
+
+		world_init(&w, false, none);
+		cli(&w, &r, create);
+		assert_int_equal(r.status, 3);
+		assert_non_null(strstr(r.err, "refused by the price rule"));
+		assert_non_null(strstr(r.err, "no credentials found"));
+		cmd_run_free(&r);
+		world_end(&w);
+	}
 	/* A budget that buys less than the minimum run. */
 	{
 		const char *poor[] = {"GCP_VM_DAILY_BUDGET=0.001", NULL};
