@@ -60,6 +60,7 @@ struct manager {
 	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
 	int health_pending;
 	int64_t pass_started_ns;
+	int64_t list_sent_ms; /* when the pass's list was asked: what ended since is newer */
 	int64_t preempt_since;
 	json_t *listed;      /* the pass's instances, while it runs */
 	json_t *preemptions; /* the pass's preemption operations */
@@ -995,6 +996,9 @@ find_orphans(struct manager *m)
 	size_t i;
 	json_t *it;
 
+	/* Stopping: an orphan now would hold the shutdown; the next start finds it. */
+	if (m->stopping)
+		return;
 	json_array_foreach (m->listed, i, it) {
 		const char *name = jx_str(it, "name");
 		struct mvm *v = find_vm(m, name);
@@ -1002,6 +1006,9 @@ find_orphans(struct manager *m)
 		int64_t now = now_ms(m);
 
 		if (v != NULL && vm_state_alive(v->rec.state))
+			continue;
+		/* It ended after the list was asked (its delete is done): the list is stale. */
+		if (v != NULL && v->rec.state_ms >= m->list_sent_ms)
 			continue;
 		/* Preempted: it goes away by itself (its termination action is DELETE). */
 		if ((v != NULL && v->rec.state == VM_PREEMPTED) ||
@@ -1343,6 +1350,7 @@ pass(struct manager *m)
 			m->price_asked = false;
 	}
 	m->counts.api_calls += (long)str_list_len((char *const *)m->o.zones);
+	m->list_sent_ms = now_ms(m);
 	if (m->o.cloud->ops->list(m->o.cloud, m->o.zones, "spillway-owner", m->o.owner,
 	        now_ms(m) + CALL_DEADLINE_MS, on_listed, m) != 0) {
 		log_warnx("manager: cannot list: the owner label or a zone is not valid");
