@@ -10,7 +10,7 @@ ASAN_BUILD ?= build-asan
 WERROR     ?= 0
 DEPS = gcc make meson ninja-build pkg-config python3 curl \
 	libcurl4-openssl-dev libjansson-dev libssl-dev libuv1-dev \
-	libmicrohttpd-dev libsqlite3-dev libcmocka-dev valgrind shellcheck
+	libmicrohttpd-dev libsqlite3-dev libcmocka-dev valgrind shellcheck pyflakes3
 
 werror = $(if $(filter 1,$(WERROR)),true,false)
 

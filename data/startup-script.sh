@@ -14,6 +14,12 @@
 #   spillway-env                                  KEY=VALUE lines for the backend
 #   spillway-cloudsql                             a Cloud SQL instance connection name, or ""
 #   spillway-log-dir                              /var/log/spillway by default
+#   spillway-agent                                the watchdog agent's program (Python)
+#   spillway-agent-port, spillway-agent-secret,   what the agent reads itself
+#   spillway-lease-seconds
+#
+# Without spillway-backend-git and spillway-backend-dir, the image is taken to
+# run the backend itself: only its health is awaited.
 #
 # Each step logs with a timestamp to the log directory and to standard error
 # (the serial console), and leaves a mark when done: a second run (a reboot)
@@ -86,10 +92,6 @@ fetch() {
 	local url ref
 	url=$(attr spillway-backend-git)
 	ref=$(attr spillway-backend-ref main)
-	if [ -z "$url" ]; then
-		log "no spillway-backend-git and no spillway-backend-dir: nothing to run"
-		exit 1
-	fi
 	if [ -d "$backend/.git" ]; then
 		git -C "$backend" fetch --depth 1 -- origin "$ref"
 		git -C "$backend" checkout -q FETCH_HEAD
@@ -174,13 +176,15 @@ EnvironmentFile=/etc/spillway/backend.env
 ExecStart=/bin/bash /etc/spillway/start
 Restart=on-failure
 RestartSec=2
+# A preemption leaves 30 s: the agent's stop must end well within them.
+TimeoutStopSec=20
 
 [Install]
 WantedBy=multi-user.target
 UNIT
 }
 
-# Not a step: a reboot waits for the backend again.
+# Not a step: a reboot waits for the backend again. 1 when it never answered.
 healthy() {
 	local port path url
 	port=$(attr spillway-port 8010)
@@ -194,21 +198,51 @@ healthy() {
 		sleep 1
 	done
 	log "the backend did not answer on $url"
-	exit 1
+	return 1
+}
+
+# The watchdog: a VM whose workstation is gone deletes itself (docs/startup.md).
+agent() {
+	mkdir -p "$(dirname "$backend")"
+	attr spillway-agent >"$root/opt/spillway/agent.py"
+	if [ ! -s "$root/opt/spillway/agent.py" ]; then
+		log "no spillway-agent: this VM has no watchdog, only its maxRunDuration"
+		return 0
+	fi
+	unit spillway-agent <<'UNIT'
+[Unit]
+Description=spillway's watchdog: lease, status, preemption
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/python3 /opt/spillway/agent.py
+Restart=on-failure
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+UNIT
 }
 
 log "starting (components: $(attr spillway-components))"
 step packages packages
-if [ -n "$(attr spillway-backend-dir)" ] && [ -d "$root$(attr spillway-backend-dir)" ]; then
-	baked=$root$(attr spillway-backend-dir)
+baked=$(attr spillway-backend-dir)
+own=true # the backend is ours to start, else the image runs it
+if [ -n "$baked" ] && [ -d "$root$baked" ]; then
 	mkdir -p "$(dirname "$backend")"
-	[ "$baked" = "$backend" ] || ln -sfn "$baked" "$backend" # the unit runs there
+	[ "$root$baked" = "$backend" ] || ln -sfn "$root$baked" "$backend" # the unit runs there
 	log "using the pre-baked backend in $baked: fetch and install skipped"
-else
+elif [ -n "$(attr spillway-backend-git)" ]; then
 	step fetch fetch
 	step dependencies dependencies
+else
+	log "no spillway-backend-git or spillway-backend-dir: the image runs the backend"
+	own=false
 fi
 step cloudsql cloudsql
-step service service
-healthy
-log "ready"
+if $own; then step service service; fi
+# Even a backend that never answered gets the watchdog: it ends an idle VM.
+ok=true
+healthy || ok=false
+step agent agent
+if $ok; then log "ready"; else false; fi

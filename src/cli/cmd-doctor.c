@@ -415,13 +415,17 @@ rule_targets_us(const json_t *rule, const char *tags)
 	return hit;
 }
 
+/* The backend's port and the agent's must both be open to us, and to us alone. */
 static void
 firewall(struct doctor *d)
 {
 	const struct config *cfg = &d->ctx->cfg;
+	const long long ports[] = {cfg->backend_port, cfg->agent_port};
+	const char *what[] = {"the backend", "the watchdog agent"};
 	char *url =
 	    xasprintf("%sprojects/%s/global/firewalls", cfg->compute_endpoint, cfg->project);
-	const json_t *open = NULL, *world = NULL;
+	const json_t *open[2] = {NULL, NULL}, *world = NULL;
+	long long world_port = 0;
 	size_t i, k;
 	json_t *rule, *src;
 
@@ -431,34 +435,42 @@ firewall(struct doctor *d)
 		return;
 	}
 	free(url);
-	json_array_foreach (json_object_get(d->answer, "items"), i, rule) {
-		const char *dir = jx_str(rule, "direction");
+	for (size_t p = 0; p < nitems(ports); p++) {
+		json_array_foreach (json_object_get(d->answer, "items"), i, rule) {
+			const char *dir = jx_str(rule, "direction");
 
-		if ((dir != NULL && strcmp(dir, "INGRESS") != 0) ||
-		    json_is_true(json_object_get(rule, "disabled")) ||
-		    !rule_opens_port(rule, cfg->backend_port) ||
-		    !rule_targets_us(rule, cfg->network_tags))
-			continue;
-		open = rule;
-		json_array_foreach (json_object_get(rule, "sourceRanges"), k, src)
-			if (strcmp(json_string_value(src), "0.0.0.0/0") == 0)
-				world = rule;
+			if ((dir != NULL && strcmp(dir, "INGRESS") != 0) ||
+			    json_is_true(json_object_get(rule, "disabled")) ||
+			    !rule_opens_port(rule, ports[p]) ||
+			    !rule_targets_us(rule, cfg->network_tags))
+				continue;
+			open[p] = rule;
+			json_array_foreach (json_object_get(rule, "sourceRanges"), k, src)
+				if (strcmp(json_string_value(src), "0.0.0.0/0") == 0) {
+					world = rule;
+					world_port = ports[p];
+				}
+		}
 	}
-	if (open == NULL)
-		say(d, "fail", "firewall",
-		    "no rule lets this machine reach tcp:%lld on VMs tagged %s: "
-		    "gcloud compute firewall-rules create spillway-backend "
-		    "--allow tcp:%lld --target-tags %s --source-ranges YOUR_IP/32",
-		    (long long)cfg->backend_port, cfg->network_tags, (long long)cfg->backend_port,
-		    cfg->network_tags);
-	else if (world != NULL)
+	for (size_t p = 0; p < nitems(ports); p++)
+		if (open[p] == NULL) {
+			say(d, "fail", "firewall",
+			    "no rule lets this machine reach tcp:%lld (%s) on VMs tagged %s: "
+			    "gcloud compute firewall-rules create spillway-backend "
+			    "--allow tcp:%lld,tcp:%lld --target-tags %s --source-ranges YOUR_IP/32",
+			    ports[p], what[p], cfg->network_tags, ports[0], ports[1],
+			    cfg->network_tags);
+			return;
+		}
+	if (world != NULL)
 		say(d, "warn", "firewall",
-		    "rule %s opens tcp:%lld to 0.0.0.0/0: anyone can reach the "
-		    "backend; narrow its --source-ranges to your address",
-		    jx_str(world, "name"), (long long)cfg->backend_port);
+		    "rule %s opens tcp:%lld to 0.0.0.0/0: anyone can reach it; narrow its "
+		    "--source-ranges to your address",
+		    jx_str(world, "name"), world_port);
 	else
-		say(d, "ok", "firewall", "rule %s opens tcp:%lld to VMs tagged %s, not to everyone",
-		    jx_str(open, "name"), (long long)cfg->backend_port, cfg->network_tags);
+		say(d, "ok", "firewall",
+		    "tcp:%lld and tcp:%lld are open to VMs tagged %s, not to everyone", ports[0],
+		    ports[1], cfg->network_tags);
 }
 
 static void

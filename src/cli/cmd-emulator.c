@@ -23,6 +23,7 @@ enum {
 	OPT_STOP_MS,
 	OPT_GUEST_BOOT_MS,
 	OPT_GUEST_PORT,
+	OPT_AGENT_PORT,
 	OPT_WAIT_MS,
 	OPT_NOTICE_MS,
 	OPT_FAULTS,
@@ -45,6 +46,7 @@ static const struct option options[] = {
     {"stop-ms", required_argument, NULL, OPT_STOP_MS},
     {"guest-boot-ms", required_argument, NULL, OPT_GUEST_BOOT_MS},
     {"guest-port", required_argument, NULL, OPT_GUEST_PORT},
+    {"agent-port", required_argument, NULL, OPT_AGENT_PORT},
     {"wait-ms", required_argument, NULL, OPT_WAIT_MS},
     {"preempt-notice-ms", required_argument, NULL, OPT_NOTICE_MS},
     {"faults", required_argument, NULL, OPT_FAULTS},
@@ -181,6 +183,11 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 			return EXIT_USAGE;
 		o.guest_port = (int)n;
 	}
+	if ((v = args_get(a, OPT_AGENT_PORT)) != NULL) {
+		if (cmd_int_arg(e, "--agent-port", v, 1, 65535, &n) != 0)
+			return EXIT_USAGE;
+		o.agent_port = (int)n;
+	}
 	o.firewall_source = args_get(a, OPT_FIREWALL_SOURCE);
 	o.denied = args_get(a, OPT_DENY);
 	if ((v = args_get(a, OPT_SEED)) != NULL) {
@@ -247,13 +254,14 @@ out:
 
 const struct cmd_entry cmd_emulator_entry = {
     .name = "emulator",
-    .usage = "[--listen HOST:PORT] [--port-file F] [--project P] [--zones Z1,Z2]\n"
-             "        [--boot-ms N] [--stop-ms N] [--guest-boot-ms N] [--guest-port N]\n"
-             "        [--wait-ms N] [--preempt-notice-ms N] [--faults SPEC] "
-             "[--request-log F]\n"
-             "        [--write-credentials F] [--write-user-credentials F] [--seed N]\n"
-             "        [--time-scale X [--clock-epoch UNIX-SECONDS]]\n"
-             "        [--firewall-source CIDR] [--deny-permissions P1,P2]",
+    .usage =
+        "[--listen HOST:PORT] [--port-file F] [--project P] [--zones Z1,Z2]\n"
+        "        [--boot-ms N] [--stop-ms N] [--guest-boot-ms N] [--guest-port N] [--agent-port N]\n"
+        "        [--wait-ms N] [--preempt-notice-ms N] [--faults SPEC] "
+        "[--request-log F]\n"
+        "        [--write-credentials F] [--write-user-credentials F] [--seed N]\n"
+        "        [--time-scale X [--clock-epoch UNIX-SECONDS]]\n"
+        "        [--firewall-source CIDR] [--deny-permissions P1,P2]",
     .summary = "run a local Compute Engine (API, OAuth, metadata server, guests)",
     .options = options,
     .min_args = 0,

@@ -76,8 +76,14 @@ reload(struct run *r)
 		memset(next, 0, sizeof *next);
 		return;
 	}
+	if (daemon_reload(r->d, next, &cause) != 0) {
+		log_warnx("the new configuration is refused, keeping the old one: %s", cause);
+		free(cause);
+		config_free(next);
+		memset(next, 0, sizeof *next);
+		return;
+	}
 	r->nreload++;
-	daemon_reload(r->d, next);
 }
 
 static void

@@ -49,6 +49,14 @@ static const char *check_disk_type(const char *);
 static const char *check_tags(const char *);
 static const char *check_command(const char *);
 static const char *check_log_level(const char *);
+static const char *check_git_url(const char *);
+static const char *check_git_ref(const char *);
+static const char *check_vm_path(const char *);
+static const char *check_vm_path_or_empty(const char *);
+static const char *check_shell_text(const char *);
+static const char *check_url_path(const char *);
+static const char *check_env_list(const char *);
+static const char *check_cloudsql(const char *);
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -87,6 +95,36 @@ static const struct key keys[] = {
         0, NULL, "true or false", "background monitoring of VMs"},
     {"spillway.backend_port", "SPILLWAY_BACKEND_PORT", T_INT, OFF(backend_port), "8010", 1, 65535,
         NULL, "a TCP port from 1 to 65535", "port of the backend on the VM"},
+    {"backend.git", "SPILLWAY_BACKEND_GIT", T_STRING, OFF(backend_git), "", 0, 0, check_git_url,
+	"an https:// or ssh:// URL, user@host:path, file:///path, or empty",
+	"git repository of the backend the VM runs (empty: the image runs it)"},
+    {"backend.ref", "SPILLWAY_BACKEND_REF", T_STRING, OFF(backend_ref), "main", 0, 0, check_git_ref,
+	"a branch or tag name", "branch or tag of backend.git"},
+    {"backend.dir", "SPILLWAY_BACKEND_DIR", T_STRING, OFF(backend_dir), "", 0, 0,
+	check_vm_path_or_empty, "an absolute path of letters, digits, '.', '_', '-' and '/', or empty",
+	"a backend already in the image: fetch and install are skipped"},
+    {"backend.install", "SPILLWAY_BACKEND_INSTALL", T_STRING, OFF(backend_install), "", 0, 0,
+	check_shell_text, "a shell command, or empty",
+	"run once in the backend's directory, such as pip3 install -r requirements.txt"},
+    {"backend.start", "SPILLWAY_BACKEND_START", T_STRING, OFF(backend_start), "", 0, 0,
+	check_shell_text, "a shell command, or empty",
+	"starts the backend (as a systemd unit), such as python3 -m app"},
+    {"backend.health_path", "SPILLWAY_HEALTH_PATH", T_STRING, OFF(health_path), "/health", 0, 0,
+	check_url_path, "a URL path such as /health", "the backend's health check"},
+    {"backend.env", "SPILLWAY_BACKEND_ENV", T_STRING, OFF(backend_env), "", 0, 0, check_env_list,
+	"KEY=VALUE words, quoted like a shell's: A=1 \"B=two words\"",
+	"environment of the backend (instance metadata: no secrets)"},
+    {"backend.cloudsql", "SPILLWAY_CLOUDSQL_INSTANCE", T_STRING, OFF(cloudsql), "", 0, 0,
+	check_cloudsql, "PROJECT:REGION:INSTANCE, or empty",
+	"a Cloud SQL instance the VM reaches through the Cloud SQL Auth Proxy"},
+    {"backend.log_dir", "SPILLWAY_VM_LOG_DIR", T_STRING, OFF(vm_log_dir), "/var/log/spillway", 0,
+	0, check_vm_path, "an absolute path of letters, digits, '.', '_', '-' and '/'",
+	"where the VM's startup script and agent log"},
+    {"agent.port", "SPILLWAY_AGENT_PORT", T_INT, OFF(agent_port), "8011", 1, 65535, NULL,
+	"a TCP port from 1 to 65535, not the backend's", "port of the watchdog agent on the VM"},
+    {"agent.lease_minutes", "SPILLWAY_LEASE_MINUTES", T_DOUBLE, OFF(lease_minutes), "0", 0, 10080,
+	NULL, "minutes, from 1 to 10080, or 0",
+	"a VM not renewed and idle this long deletes itself (0: two idle timeouts)"},
     {"spillway.compute_endpoint", "SPILLWAY_COMPUTE_ENDPOINT", T_STRING, OFF(compute_endpoint),
         "https://compute.googleapis.com/compute/v1/", 0, 0, check_endpoint,
         "an https:// URL, or http:// to a loopback address", "Compute Engine API base URL"},
@@ -351,6 +389,93 @@ static const char *
 check_path(const char *s)
 {
 	return s[0] == '/' ? NULL : "not an absolute path";
+}
+
+/* Values the VM reads (docs/startup.md): data there, but refused here when malformed. */
+static const char *
+check_git_url(const char *s)
+{
+	return *s == '\0' ||
+	        matches(s, "^(https://|ssh://|file:///|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)"
+	                   "[A-Za-z0-9._~:/?#@!&+=%,-]*$")
+	    ? NULL
+	    : "not a git URL";
+}
+
+static const char *
+check_git_ref(const char *s)
+{
+	if (!matches(s, "^[A-Za-z0-9_][A-Za-z0-9._/-]*$") || strstr(s, "..") != NULL ||
+	    strstr(s, "//") != NULL || str_suffix(s, "/") || str_suffix(s, ".lock"))
+		return "not a branch or tag name";
+	return NULL;
+}
+
+static const char *
+check_vm_path(const char *s)
+{
+	return matches(s, "^(/[A-Za-z0-9._-]+)+/?$") && strstr(s, "/..") == NULL
+	    ? NULL
+	    : "not a plain absolute path";
+}
+
+static const char *
+check_vm_path_or_empty(const char *s)
+{
+	return *s == '\0' ? NULL : check_vm_path(s);
+}
+
+/* A command the VM's shell runs: any text, but no control characters but tabs. */
+static const char *
+check_shell_text(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (iscntrl((unsigned char)*s) && *s != '\t')
+			return "it holds a control character";
+	return NULL;
+}
+
+static const char *
+check_url_path(const char *s)
+{
+	return matches(s, "^/[A-Za-z0-9._~/?&=%-]*$") ? NULL : "not a URL path";
+}
+
+static const char *
+check_env_list(const char *s)
+{
+	char **argv = NULL, *cause = NULL;
+	static char why[200];
+	const char *bad = NULL;
+
+	if (str_argv(s, &argv, &cause) != 0) {
+		snprintf(why, sizeof why, "%s", cause);
+		free(cause);
+		return why;
+	}
+	for (char **a = argv; *a != NULL && bad == NULL; a++) {
+		const char *eq = strchr(*a, '=');
+
+		if (eq == NULL || !matches(*a, "^[A-Za-z_][A-Za-z0-9_]*=") ||
+		    check_shell_text(eq + 1) != NULL) {
+			snprintf(why, sizeof why,
+			    "'%.80s' is not KEY=VALUE (a name of letters, digits and '_', "
+			    "a value without control characters)",
+			    *a);
+			bad = why;
+		}
+	}
+	str_list_free(argv);
+	return bad;
+}
+
+static const char *
+check_cloudsql(const char *s)
+{
+	return *s == '\0' ||
+	        matches(s, "^([a-z0-9.-]+:)?[a-z][-a-z0-9]*:[a-z]+-[a-z]+[0-9]+:[a-z][-a-z0-9]*$")
+	    ? NULL
+	    : "not an instance connection name";
 }
 
 static const char *
@@ -878,6 +1003,32 @@ check_placement(struct config *cfg, char **cause)
 	return error;
 }
 
+/* The VM's backend: a source needs a start command, and the agent its own port. */
+static int
+check_backend(const struct config *cfg, char **cause)
+{
+	if ((*cfg->backend_git != '\0' || *cfg->backend_dir != '\0') &&
+	    *cfg->backend_start == '\0') {
+		*cause = xasprintf("backend.start (SPILLWAY_BACKEND_START) is empty, but %s is set: "
+		                   "give the command that starts the backend, such as "
+		                   "python3 -m app",
+		    *cfg->backend_git != '\0' ? "backend.git" : "backend.dir");
+		return -EINVAL;
+	}
+	if (cfg->agent_port == cfg->backend_port) {
+		*cause = xasprintf("agent.port (SPILLWAY_AGENT_PORT) and spillway.backend_port are "
+		                   "both %lld: the agent needs a port of its own",
+		    (long long)cfg->agent_port);
+		return -EINVAL;
+	}
+	if (cfg->lease_minutes > 0 && cfg->lease_minutes < 1) {
+		*cause = xasprintf("agent.lease_minutes is %g: at least 1, or 0 for two idle timeouts",
+		    cfg->lease_minutes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* --- load --- */
 
 static int
@@ -987,6 +1138,8 @@ config_load(struct config *cfg, const struct config_args *args, char *const *env
 		error = -EINVAL;
 		goto out;
 	}
+	if ((error = check_backend(cfg, cause)) != 0)
+		goto out;
 	if (cfg->retry_cap_ms < cfg->retry_base_ms) {
 		*cause = xasprintf("spillway.retry_cap_ms (%lld) is below spillway.retry_base_ms "
 		                   "(%lld); the longest backoff cannot be shorter than the first",

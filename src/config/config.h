@@ -65,6 +65,18 @@ struct config {
 	int64_t health_check_interval;
 	bool enable_monitoring;
 	int64_t backend_port;
+	/* what the VM runs (data/startup-script.sh) */
+	char *backend_git;
+	char *backend_ref;
+	char *backend_dir;
+	char *backend_install;
+	char *backend_start;
+	char *health_path;
+	char *backend_env; /* KEY=VALUE words, quoted as str_argv() splits them */
+	char *cloudsql;
+	char *vm_log_dir;
+	int64_t agent_port;
+	double lease_minutes; /* 0: two idle timeouts */
 	char *compute_endpoint;
 	char *token_uri;
 	int64_t retry_base_ms;

@@ -1428,7 +1428,7 @@ firewall_list(struct rq *rq)
 {
 	struct emulator *emu = rq->emu;
 	json_t *items = json_array();
-	char port[16];
+	char port[16], agent[16];
 
 	json_array_append_new(items,
 	    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:[s]}], s:[s], s:i, s:b}", "kind",
@@ -1436,11 +1436,12 @@ firewall_list(struct rq *rq)
 	        "IPProtocol", "tcp", "ports", "22", "sourceRanges", "0.0.0.0/0", "priority", 65534,
 	        "disabled", 0));
 	snprintf(port, sizeof port, "%d", emu->opts.guest_port);
+	snprintf(agent, sizeof agent, "%d", emu->opts.agent_port);
 	if (emu->opts.firewall_source != NULL)
 		json_array_append_new(items,
-		    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:[s]}], s:[s], s:[s], s:i, s:b}", "kind",
+		    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:[s, s]}], s:[s], s:[s], s:i, s:b}", "kind",
 		        "compute#firewall", "name", "spillway-backend", "direction", "INGRESS",
-		        "allowed", "IPProtocol", "tcp", "ports", port, "sourceRanges",
+		        "allowed", "IPProtocol", "tcp", "ports", port, agent, "sourceRanges",
 		        emu->opts.firewall_source, "targetTags", "spillway-backend", "priority", 1000,
 		        "disabled", 0));
 	emu_reply_json(rq, 200, jx_pack("{s:s, s:s, s:o}", "kind", "compute#firewallList", "id",

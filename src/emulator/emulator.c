@@ -35,6 +35,7 @@ emulator_opts_default(struct emulator_opts *o)
 	o->wait_ms = 120000;
 	o->preempt_notice_ms = 30000;
 	o->guest_port = 8010;
+	o->agent_port = 8011;
 }
 
 /* --- small services for the other files --- */
@@ -511,9 +512,10 @@ admin_route(struct rq *rq, char **parts, size_t n)
 				const struct inst *in = emu->zones[i].insts[j];
 
 				json_array_append_new(out,
-				    jx_pack("{s:s, s:s, s:s, s:O}", "name", in->name, "zone",
+				    jx_pack("{s:s, s:s, s:s, s:O, s:o}", "name", in->name, "zone",
 				        emu->zones[i].name, "status", jx_str(in->res, "status"),
-				        "metadata", json_object_get(in->res, "metadata")));
+				        "metadata", json_object_get(in->res, "metadata"), "lease",
+				        guest_lease(in)));
 			}
 		emu_reply_json(rq, 200, jx_pack("{s:o}", "instances", out));
 	} else if (strcmp(what, "stats") == 0 && strcmp(method, "GET") == 0) {

@@ -30,6 +30,7 @@ struct emulator_opts {
 	int64_t wait_ms;           /* the longest zoneOperations.wait holds (Google: 2 min) */
 	int64_t preempt_notice_ms; /* preemption notice before the stop (Google: 30 s) */
 	int guest_port;            /* the backend port of every guest */
+	int agent_port;            /* the watchdog agent's port of every guest */
 	const char *faults;        /* fault spec (see faults.h), or NULL */
 	const char *request_log;   /* append every request as a JSON line, or NULL */
 	const char *firewall_source; /* a rule opens the guest port to this range; NULL: none */

@@ -6,12 +6,25 @@
  * RUNNING, GET /health answers 503 "starting" for guest_boot_ms, then 200 with
  * the components from the instance's "spillway-components" metadata and the
  * time of its last activity (any other request counts as activity).
+ *
+ * Beside it, on the agent port, the watchdog agent the startup script would
+ * start (data/spillway-agent.py): GET /spillway/status, and POST
+ * /spillway/lease signed with the secret in the instance's
+ * "spillway-agent-secret" metadata (docs/startup.md), checked here by its own
+ * HMAC. Renewals are counted for the admin API; the self-deletion of a VM
+ * whose lease ran out is the real agent's, tested with it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "emulator/internal.h"
 #include "util/jx.h"
@@ -20,12 +33,16 @@
 #include "util/xmalloc.h"
 
 #define ADDRESS_TRIES 512
+#define LEASE_SKEW_S  300
 
 struct guest {
 	struct inst *inst;
-	int fd;             /* reserved, not yet serving */
-	struct httpd *http; /* serving */
-	char host[32];      /* "127.a.b.c:port", for the request log */
+	int fd, agent_fd;              /* reserved, not yet serving */
+	struct httpd *http, *agent;    /* serving */
+	char host[32], agent_host[32]; /* "127.a.b.c:port", for the request log */
+	long renewals;
+	int64_t renewed_ms;
+	int64_t lease_time; /* the last renewal's signed time: never earlier */
 	int64_t running_ms;
 	int64_t healthy_ms;
 	int64_t dies_ms; /* 0: never */
@@ -39,7 +56,7 @@ guest_reserve(struct inst *inst)
 	struct emulator *emu = inst->emu;
 	struct guest *g;
 	char ip[16], *cause = NULL;
-	int fd = -EADDRINUSE;
+	int fd = -EADDRINUSE, afd = -1;
 
 	for (int tries = 0; tries < ADDRESS_TRIES && fd == -EADDRINUSE; tries++) {
 		unsigned n = emu->next_ip++;
@@ -52,7 +69,15 @@ guest_reserve(struct inst *inst)
 		snprintf(ip, sizeof ip, "127.%u.%u.%u", emu->ip_net, (n >> 8) & 255, n & 255);
 		free(cause);
 		cause = NULL;
-		fd = httpd_bind(ip, emu->opts.guest_port, &cause);
+		if ((fd = httpd_bind(ip, emu->opts.guest_port, &cause)) < 0)
+			continue;
+		/* The agent's port on the same address, or the next address. */
+		free(cause);
+		cause = NULL;
+		if ((afd = httpd_bind(ip, emu->opts.agent_port, &cause)) < 0) {
+			close(fd);
+			fd = afd;
+		}
 	}
 	if (fd < 0) {
 		log_warnx("emulator: no address for the guest of %s: %s", inst->name,
@@ -60,32 +85,59 @@ guest_reserve(struct inst *inst)
 		free(cause);
 		return fd;
 	}
+	free(cause);
 	g = xcalloc(1, sizeof *g);
 	g->inst = inst;
 	g->fd = fd;
+	g->agent_fd = afd;
 	g->forced = -1;
 	snprintf(g->host, sizeof g->host, "%s:%d", ip, emu->opts.guest_port);
+	snprintf(g->agent_host, sizeof g->agent_host, "%s:%d", ip, emu->opts.agent_port);
 	snprintf(inst->nat_ip, sizeof inst->nat_ip, "%s", ip);
 	inst->guest = g;
 	return 0;
 }
 
+/* An attribute of the instance's metadata, or NULL. */
+static const char *
+attribute(const struct inst *inst, const char *key)
+{
+	json_t *items = jx_get(inst->res, "metadata.items"), *it;
+	size_t i;
+
+	json_array_foreach (items, i, it)
+		if (strcmp(or_default(jx_str(it, "key"), ""), key) == 0)
+			return or_default(jx_str(it, "value"), "");
+	return NULL;
+}
+
 static json_t *
 components(const struct inst *inst)
 {
-	json_t *items = jx_get(inst->res, "metadata.items"), *it, *list = json_array();
-	size_t i;
+	char **names = str_split(or_default(attribute(inst, "spillway-components"), ""), ',', NULL);
+	json_t *list = json_array();
 
-	json_array_foreach (items, i, it) {
-		if (strcmp(jx_str(it, "key"), "spillway-components") == 0) {
-			char **names = str_split(or_default(jx_str(it, "value"), ""), ',', NULL);
-
-			for (char **c = names; *c != NULL; c++)
-				json_array_append_new(list, json_string(str_trim(*c)));
-			str_list_free(names);
-		}
-	}
+	for (char **c = names; *c != NULL; c++)
+		if (*str_trim(*c) != '\0')
+			json_array_append_new(list, json_string(str_trim(*c)));
+	str_list_free(names);
 	return list;
+}
+
+/* The backend's state now: "ok", "starting" or "unhealthy", with its HTTP status. */
+static const char *
+backend_state(const struct guest *g, int64_t now, unsigned *status)
+{
+	if (g->forced == 0 || (g->forced < 0 && g->dies_ms > 0 && now >= g->dies_ms)) {
+		*status = 500;
+		return "unhealthy";
+	}
+	if (g->forced == 1 || now >= g->healthy_ms) {
+		*status = 200;
+		return "ok";
+	}
+	*status = 503;
+	return "starting";
 }
 
 static void
@@ -106,16 +158,7 @@ on_guest_request(struct httpd_req *req, void *arg)
 		emu_reply_json(rq, 200, jx_pack("{s:b, s:s}", "ok", true, "instance", inst->name));
 		return;
 	}
-	if (g->forced == 0 || (g->forced < 0 && g->dies_ms > 0 && now >= g->dies_ms)) {
-		state = "unhealthy";
-		status = 500;
-	} else if (g->forced == 1 || now >= g->healthy_ms) {
-		state = "ok";
-		status = 200;
-	} else {
-		state = "starting";
-		status = 503;
-	}
+	state = backend_state(g, now, &status);
 	emu_time(emu, g->activity_ms, last);
 	emu_reply_json(rq, status,
 	    jx_pack("{s:s, s:s, s:s, s:o, s:s, s:I, s:I, s:b}", "status", state, "instance",
@@ -125,6 +168,102 @@ on_guest_request(struct httpd_req *req, void *arg)
 	        inst->preempted));
 }
 
+/* "SpillwayLease TIME:HEX", HEX = HMAC-SHA256(secret, "NAME\nTIME"), TIME near ours. */
+static bool
+lease_valid(struct guest *g, const char *auth)
+{
+	const char *secret = attribute(g->inst, "spillway-agent-secret"), *colon;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char want[65], *msg;
+	unsigned n = 0;
+	int64_t t;
+	bool ok;
+
+	if (secret == NULL || *secret == '\0' || auth == NULL ||
+	    !str_prefix(auth, "SpillwayLease ") || (colon = strchr(auth, ':')) == NULL ||
+	    strlen(colon + 1) != 64)
+		return false;
+	{
+		char *stamp = xstrndup(auth + 14, (size_t)(colon - auth - 14));
+
+		ok = parse_int64(stamp, 0, INT64_MAX, &t) == 0;
+		free(stamp);
+	}
+	if (!ok || llabs(t - (int64_t)time(NULL)) > LEASE_SKEW_S || t < g->lease_time)
+		return false;
+	msg = xasprintf("%s\n%" PRId64, g->inst->name, t);
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, strlen(msg), md,
+	    &n);
+	free(msg);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(want + 2 * i, 3, "%02x", md[i]);
+	if (CRYPTO_memcmp(want, colon + 1, 64) != 0)
+		return false;
+	g->lease_time = t;
+	return true;
+}
+
+static void
+on_agent_request(struct httpd_req *req, void *arg)
+{
+	struct guest *g = arg;
+	struct inst *inst = g->inst;
+	struct emulator *emu = inst->emu;
+	struct rq *rq = rq_new(emu, req, "guest");
+	const char *path = httpd_req_path(req), *method = httpd_req_method(req);
+	const char *lease_text = attribute(inst, "spillway-lease-seconds");
+	int64_t now = emu_now_ms(emu), lease = 1200;
+	unsigned status;
+
+	rq->host = g->agent_host;
+	if (lease_text != NULL)
+		parse_int64(lease_text, 1, INT64_MAX / 1000, &lease);
+	if (strcmp(path, "/spillway/lease") == 0 && strcmp(method, "POST") == 0) {
+		if (!lease_valid(g, httpd_req_header(req, "Authorization"))) {
+			emu_reply_json(rq, 401,
+			    jx_pack(
+			        "{s:s}", "error", "the lease is not signed with this VM's secret"));
+			return;
+		}
+		g->renewals++;
+		g->renewed_ms = now;
+	} else if (strcmp(path, "/spillway/status") != 0 || strcmp(method, "GET") != 0) {
+		emu_reply_json(rq, 404, jx_pack("{s:s}", "error", "no such path"));
+		return;
+	}
+	backend_state(g, now, &status);
+	{
+		int64_t since = g->renewed_ms > 0 ? g->renewed_ms : g->running_ms;
+		int64_t left = lease - (now - since) / 1000;
+
+		emu_reply_json(rq, 200,
+		    jx_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:b}", "status",
+		        inst->preempted     ? "preempted"
+		            : status == 200 ? "ok"
+		                            : "unhealthy",
+		        "instance", inst->name, "backend_healthy",
+		        status == 200 && !inst->preempted, "idle_seconds",
+		        (json_int_t)((now - g->activity_ms) / 1000), "uptime_seconds",
+		        (json_int_t)((now - g->running_ms) / 1000), "lease_seconds",
+		        (json_int_t)lease, "lease_left_seconds", (json_int_t)(left > 0 ? left : 0),
+		        "preempted", inst->preempted));
+	}
+}
+
+json_t *
+guest_lease(const struct inst *inst)
+{
+	const struct guest *g = inst->guest;
+	char last[RFC3339_LEN];
+
+	if (g == NULL)
+		return json_null();
+	if (g->renewed_ms == 0)
+		return jx_pack("{s:I, s:n}", "renewals", (json_int_t)g->renewals, "last");
+	emu_time(inst->emu, g->renewed_ms, last);
+	return jx_pack("{s:I, s:s}", "renewals", (json_int_t)g->renewals, "last", last);
+}
+
 void
 guest_start(struct inst *inst)
 {
@@ -132,13 +271,19 @@ guest_start(struct inst *inst)
 	struct guest *g = inst->guest;
 	struct httpd_opts ho = {.max_body = 64 * 1024, .conn_timeout_s = 30, .conn_limit = 256};
 	char *cause = NULL;
-	int fd;
+	int fd, afd, error;
 
 	if (g == NULL)
 		return;
+	/* Each fd is the server's now, served or closed. */
 	fd = g->fd;
-	g->fd = -1;
-	if (httpd_new_fd(emu->loop, fd, &ho, on_guest_request, g, &g->http, &cause) != 0) {
+	afd = g->agent_fd;
+	g->fd = g->agent_fd = -1;
+	if ((error = httpd_new_fd(emu->loop, fd, &ho, on_guest_request, g, &g->http, &cause)) != 0)
+		close(afd);
+	else
+		error = httpd_new_fd(emu->loop, afd, &ho, on_agent_request, g, &g->agent, &cause);
+	if (error != 0) {
 		log_warnx(
 		    "emulator: the guest of %s cannot serve on %s: %s", inst->name, g->host, cause);
 		free(cause);
@@ -164,7 +309,10 @@ guest_stop(struct inst *inst)
 		return;
 	if (g->fd >= 0)
 		close(g->fd);
+	if (g->agent_fd >= 0)
+		close(g->agent_fd);
 	httpd_free(g->http);
+	httpd_free(g->agent);
 	free(g);
 	inst->guest = NULL;
 	/* An ephemeral external address goes with the running VM. */

@@ -192,6 +192,8 @@ int guest_reserve(struct inst *);
 void guest_start(struct inst *);
 void guest_stop(struct inst *);
 void guest_set(struct inst *, int healthy, bool touch);
+/* The agent's lease renewals: {renewals, last}, or null without a guest. */
+json_t *guest_lease(const struct inst *);
 
 /* catalog.c */
 void catalog_route(struct rq *, char **parts, size_t n);

@@ -19,6 +19,7 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 #include "vm/daemon.h"
+#include "vm/startup.h"
 
 #define CATALOG_MAX        (32 << 20)
 #define CATALOG_TIMEOUT_MS 15000
@@ -42,6 +43,7 @@ struct daemon {
 	char *catalog_source;
 	char **zones;
 	char owner[64];
+	unsigned char agent_key[AGENT_KEY_LEN];
 	struct monitor *monitor;
 	struct trace trace;
 	struct manager *manager;
@@ -248,6 +250,7 @@ start_manager(struct daemon *d)
 	    .catalog = json_object_get(d->catalog, "skus"),
 	    .catalog_source = d->catalog_source,
 	    .owner = d->owner,
+	    .agent_key = d->agent_key,
 	    .zones = (const char *const *)d->zones,
 	    .keep = d->o.keep || d->o.passive,
 	    .passive = d->o.passive,
@@ -407,8 +410,10 @@ on_catalog_token(int error, const char *token, const char *cause, void *arg)
 	struct daemon *d = arg;
 	char *url, auth[4096];
 	const char *headers[] = {auth, NULL};
-	struct http_request req = {.method = "GET", .headers = headers,
-	    .timeout_ms = CATALOG_TIMEOUT_MS, .max_response = CATALOG_MAX};
+	struct http_request req = {.method = "GET",
+	    .headers = headers,
+	    .timeout_ms = CATALOG_TIMEOUT_MS,
+	    .max_response = CATALOG_MAX};
 
 	if (error != 0) {
 		log_warnx(
@@ -459,6 +464,7 @@ start_emulator(struct daemon *d, char **cause)
 		emulator_opts_default(&o);
 	o.clock = d->o.clock;
 	o.guest_port = (int)d->cfg->backend_port;
+	o.agent_port = (int)d->cfg->agent_port;
 	if ((error = emulator_new(d->loop, &o, &d->emu, cause)) != 0)
 		return error;
 	/* Its key, for the client to authenticate exactly as against Google. */
@@ -492,6 +498,20 @@ start_emulator(struct daemon *d, char **cause)
 
 /* --- life --- */
 
+/* What a VM is given must fit Compute Engine's metadata, with what a program may add. */
+static int
+metadata_fits(const struct config *cfg, char **cause)
+{
+	char why[512];
+	int error;
+
+	/* the most a program may add: what the ledger keeps of it */
+	if ((error = startup_check(
+	         cfg, sizeof((struct vm_record *)NULL)->metadata, why, sizeof why)) != 0)
+		*cause = xstrdup(why);
+	return error;
+}
+
 int
 daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, char **cause)
 {
@@ -502,6 +522,9 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 	d->o = *o;
 	d->cfg = o->cfg;
 	if ((error = ledger_open(d->cfg->state_dir, &d->ledger, cause)) != 0)
+		goto fail;
+	if ((error = agent_key_load(d->cfg->state_dir, d->agent_key, cause)) != 0 ||
+	    (error = metadata_fits(d->cfg, cause)) != 0)
 		goto fail;
 	if (*d->cfg->owner != '\0')
 		snprintf(d->owner, sizeof d->owner, "%s", d->cfg->owner);
@@ -551,9 +574,13 @@ daemon_stop(struct daemon *d, void (*done)(void *), void *arg)
 		on_stopped(d);
 }
 
-void
-daemon_reload(struct daemon *d, const struct config *cfg)
+int
+daemon_reload(struct daemon *d, const struct config *cfg, char **cause)
 {
+	int error;
+
+	if ((error = metadata_fits(cfg, cause)) != 0)
+		return error;
 	if (d->emu != NULL) {
 		/* The emulator stays where it is: keep the endpoints pointed at it. */
 		char *ep = d->emu_cfg.compute_endpoint, *bill = d->emu_cfg.billing_endpoint;
@@ -569,6 +596,7 @@ daemon_reload(struct daemon *d, const struct config *cfg)
 	if (d->manager != NULL)
 		manager_set_config(d->manager, cfg);
 	log_info("configuration reloaded");
+	return 0;
 }
 
 void
@@ -584,6 +612,7 @@ daemon_free(struct daemon *d)
 	emulator_free(d->emu);
 	ledger_close(d->ledger);
 	trace_free(&d->trace);
+	explicit_bzero(d->agent_key, sizeof d->agent_key);
 	json_decref(d->catalog);
 	free(d->catalog_source);
 	str_list_free(d->zones);

@@ -45,7 +45,7 @@ void daemon_free(struct daemon *);
 /* Whether daemon_stop leaves the VMs running (--keep), decided late. */
 void daemon_set_keep(struct daemon *, bool keep);
 /* Take a new configuration (SIGHUP): what the manager and the hooks read. */
-void daemon_reload(struct daemon *, const struct config *);
+int daemon_reload(struct daemon *, const struct config *, char **cause);
 /* Every event, after the hooks and o.on_event (the control API listens here). */
 void daemon_on_event(struct daemon *, manager_event_cb *, void *arg);
 /* The live pressure snapshot; NULL before the monitor runs. */

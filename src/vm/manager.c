@@ -12,6 +12,7 @@
 #include "util/uuid.h"
 #include "util/xmalloc.h"
 #include "vm/manager.h"
+#include "vm/startup.h"
 
 #define CALL_DEADLINE_MS       120000
 #define HEALTH_ANSWER_MAX      65536
@@ -556,11 +557,12 @@ send_insert(struct mvm *v)
 	const struct config *cfg = m->cfg;
 	const struct cloud_kv labels[] = {
 	    {"managed-by", "spillway"}, {"spillway-owner", m->o.owner}};
-	struct cloud_kv metadata[2 + VM_METADATA_MAX] = {
-	    {"spillway-components", v->rec.components}, {"spillway-vm", v->rec.name}};
+	struct cloud_kv metadata[STARTUP_ITEMS_MAX + VM_METADATA_MAX];
+	struct startup boot;
+	char secret[STARTUP_SECRET_LEN + 1];
 	json_t *asked = NULL, *value;
 	const char *key;
-	size_t nmetadata = 2;
+	size_t nmetadata;
 	static const char *scopes[] = {"https://www.googleapis.com/auth/cloud-platform", NULL};
 	char **tags = str_split(cfg->network_tags, ',', NULL);
 	struct cloud_instance_spec s = {
@@ -582,10 +584,15 @@ send_insert(struct mvm *v)
 	    .external_ip = true,
 	};
 
+	/* The script, the agent and its settings; the secret is derived, never stored. */
+	agent_secret(m->o.agent_key, v->rec.name, secret);
+	startup_render(&boot, cfg, v->rec.name, v->rec.components, secret);
+	memcpy(metadata, boot.items, boot.n * sizeof *metadata);
+	nmetadata = boot.n;
 	/* What the program asked for, checked when it asked (vm_metadata_check). */
 	if (jx_parse(v->rec.metadata, strlen(v->rec.metadata), &asked, NULL) == 0)
 		json_object_foreach (asked, key, value)
-			if (nmetadata < 2 + VM_METADATA_MAX && json_is_string(value))
+			if (nmetadata < nitems(metadata) && json_is_string(value))
 				metadata[nmetadata++] =
 				    (struct cloud_kv){key, json_string_value(value)};
 	s.nmetadata = nmetadata;
@@ -603,6 +610,8 @@ send_insert(struct mvm *v)
 	}
 	str_list_free(tags);
 	json_decref(asked);
+	startup_release(&boot);
+	explicit_bzero(secret, sizeof secret);
 }
 
 static void
@@ -893,6 +902,22 @@ was_preempted(struct manager *m, const char *name, int64_t *when)
 	return false;
 }
 
+/* From the preemption operations, or the notice the VM's agent passed on. */
+static void
+mark_preempted(struct mvm *v, int64_t when, const char *why)
+{
+	struct manager *m = v->m;
+
+	if (v->preempted || !vm_state_alive(v->rec.state))
+		return;
+	v->preempted = true;
+	v->preempted_ms = when;
+	ledger_event(m->o.ledger, v->rec.name, "preempted", why, now_ms(m));
+	/* Spot capacity is short there: a replacement goes elsewhere, now. */
+	skip_zone(m, v->rec.zone, "a VM was preempted there");
+	m->cooldown_until = 0;
+}
+
 /* What the cloud says of a VM that the ledger has alive. */
 static void
 reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
@@ -903,15 +928,8 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 
 	if (v->busy)
 		return;
-	if (preempted && !v->preempted && vm_state_alive(v->rec.state)) {
-		v->preempted = true;
-		v->preempted_ms = when > 0 ? when : now;
-		ledger_event(
-		    m->o.ledger, v->rec.name, "preempted", "Compute Engine preempted it", now);
-		/* Spot capacity is short there: a replacement goes elsewhere, now. */
-		skip_zone(m, v->rec.zone, "a VM was preempted there");
-		m->cooldown_until = 0;
-	}
+	if (preempted)
+		mark_preempted(v, when > 0 ? when : now, "Compute Engine preempted it");
 	if (inst != NULL) {
 		int64_t started = json_integer_value(json_object_get(inst, "started"));
 		const char *ip = jx_str(inst, "nat_ip");
@@ -1062,6 +1080,11 @@ reconcile(struct manager *m)
 	find_orphans(m);
 }
 
+/*
+ * A boot probe's answer (the backend's health) or a pass's (the agent's, to
+ * the lease: the backend's health as the VM sees it, its idleness, and a
+ * preemption notice, docs/startup.md).
+ */
 static void
 on_health(const struct http_response *r, void *arg)
 {
@@ -1069,13 +1092,19 @@ on_health(const struct http_response *r, void *arg)
 	struct manager *m = v->m;
 	int64_t now = now_ms(m);
 	json_t *body = NULL;
-	bool ok = false, probe = v->probe;
+	const char *status = NULL;
+	bool probe = v->probe;
 
 	v->health = NULL;
 	v->probe = false;
 	if (r->error == 0 && r->status == 200 && jx_parse(r->body, r->len, &body, NULL) == 0)
-		ok = jx_str(body, "status") != NULL && strcmp(jx_str(body, "status"), "ok") == 0;
-	if (ok) {
+		status = jx_str(body, "status");
+	if (status != NULL &&
+	    (strcmp(status, "preempted") == 0 ||
+	        json_is_true(json_object_get(body, "preempted")))) {
+		mark_preempted(v, now, "its agent passed on Compute Engine's preemption notice");
+		terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
+	} else if (status != NULL && strcmp(status, "ok") == 0) {
 		json_t *idle = json_object_get(body, "idle_seconds");
 
 		v->rec.health_failures = 0;
@@ -1090,17 +1119,16 @@ on_health(const struct http_response *r, void *arg)
 	} else if (v->rec.state != VM_BOOTING &&
 	    ++v->rec.health_failures >= m->cfg->health_failures && v->rec.state == VM_READY) {
 		v->rec.unhealthy_ms = now;
-		set_state(v, VM_UNHEALTHY, r->error ? r->error_text : "the health check failed");
+		set_state(v, VM_UNHEALTHY,
+		    r->error               ? r->error_text
+		        : r->status == 401 ? "its agent refuses our lease: the VM's secret is not "
+		                             "from this daemon's agent.key"
+		        : status != NULL   ? "its agent says the backend is unhealthy"
+		                           : "the health check failed");
 	}
 	json_decref(body);
 	if (!probe && --m->health_pending == 0)
 		pass_done(m);
-}
-
-static char *
-health_url(const struct manager *m, const struct mvm *v)
-{
-	return xasprintf("http://%s:%lld/health", v->rec.nat_ip, (long long)m->cfg->backend_port);
 }
 
 /* Between passes, a booting VM's backend is asked often: READY is noticed in seconds. */
@@ -1121,7 +1149,8 @@ on_probe(uv_timer_t *t)
 		booting = true;
 		if (v->rec.nat_ip[0] == '\0' || v->health != NULL || m->stopping)
 			continue;
-		req.url = url = health_url(m, v);
+		req.url = url = xasprintf("http://%s:%lld%s", v->rec.nat_ip,
+		    (long long)m->cfg->backend_port, m->cfg->health_path);
 		m->counts.health_checks++;
 		if (http_send(m->o.http, &req, on_health, v, &v->health) == 0)
 			v->probe = true;
@@ -1138,24 +1167,43 @@ probe_soon(struct manager *m)
 		uv_timer_start(&m->probe, on_probe, 0, 0);
 }
 
+/*
+ * The pass's call to a VM's agent: the lease renewed, signed with the VM's
+ * secret and the wall time (the agent checks it against its own clock).
+ */
+static int
+renew_lease(struct manager *m, struct mvm *v)
+{
+	char url[128], auth[160], secret[STARTUP_SECRET_LEN + 1];
+	const char *headers[] = {auth, NULL};
+	struct http_request req = {.method = "POST",
+	    .url = url,
+	    .headers = headers,
+	    .body = "",
+	    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
+	    .max_response = HEALTH_ANSWER_MAX};
+	int error;
+
+	agent_secret(m->o.agent_key, v->rec.name, secret);
+	lease_authorization(secret, v->rec.name, (int64_t)time(NULL), auth, sizeof auth);
+	snprintf(url, sizeof url, "http://%s:%lld/spillway/lease", v->rec.nat_ip,
+	    (long long)m->cfg->agent_port);
+	m->counts.health_checks++;
+	error = http_send(m->o.http, &req, on_health, v, &v->health);
+	explicit_bzero(secret, sizeof secret);
+	explicit_bzero(auth, sizeof auth);
+	return error;
+}
+
 static void
 check_health(struct manager *m)
 {
-	char *url;
-
 	m->health_pending = 1; /* held until all are sent */
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
-		struct http_request req = {.method = "GET",
-		    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
-		    .max_response = HEALTH_ANSWER_MAX};
-
 		if (!offloaded(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL)
 			continue;
-		req.url = url = health_url(m, v);
-		m->counts.health_checks++;
-		if (http_send(m->o.http, &req, on_health, v, &v->health) == 0)
+		if (renew_lease(m, v) == 0)
 			m->health_pending++;
-		free(url);
 	}
 	if (--m->health_pending == 0)
 		pass_done(m);

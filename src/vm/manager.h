@@ -43,6 +43,7 @@ struct manager_opts {
 	const char *catalog_source;
 	const char *owner;        /* the spillway-owner label */
 	const char *const *zones; /* the zone first, then the fallbacks */
+	const unsigned char *agent_key; /* AGENT_KEY_LEN bytes: the VMs' lease secrets */
 	bool keep;                /* leave VMs running at shutdown */
 	bool passive; /* acts only when asked: no decisions, no rules (the CLI without a daemon) */
 };

@@ -23,10 +23,12 @@
 
 #include "harness.h"
 #include "ledger/ledger.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+#include "vm/startup.h"
 
 #define SCALE   60
 #define WAIT_MS 90000 /* real time: generous, for sanitizers and valgrind */
@@ -409,6 +411,141 @@ test_sustained_one_vm(void **state)
 	world_end(&w);
 }
 
+/*
+ * The passes as the emulator saw them: 'L' for each list of zone A, 'R' for
+ * each lease renewal the agent took, 'X' for one it refused.
+ */
+static char *
+pass_letters(struct world *w)
+{
+	char *text = read_text(w->e.log), **lines = str_split(text, '\n', NULL);
+	struct buf b = BUF_INIT(1 << 20);
+
+	for (char **l = lines; *l != NULL; l++) {
+		json_t *j = json_loads(*l, 0, NULL);
+		const char *path = j != NULL ? jx_str(j, "path") : NULL;
+
+		if (path != NULL && strcmp(jx_str(j, "method"), "GET") == 0 &&
+		    str_suffix(path, "/zones/" ZONE_A "/instances"))
+			buf_addch(&b, 'L');
+		else if (path != NULL && strcmp(path, "/spillway/lease") == 0)
+			buf_addch(&b,
+			    json_integer_value(json_object_get(j, "status")) == 200 ? 'R' : 'X');
+		json_decref(j);
+	}
+	str_list_free(lines);
+	free(text);
+	return buf_detach(&b, NULL);
+}
+
+/*
+ * What a VM is given, and how it is kept: its metadata carries the startup
+ * script, the agent and the settings of the configuration, and a secret that
+ * is agent.key's for its name (and in no log and not in the ledger); every
+ * pass renews its lease, signed so that the agent takes it.
+ */
+static void
+test_startup_and_lease(void **state)
+{
+	const char *env[] = {"GCP_VM_IDLE_TIMEOUT_MINUTES=600",
+	    "SPILLWAY_BACKEND_GIT=https://example.invalid/app.git",
+	    "SPILLWAY_BACKEND_START=exec python3 -m app --port \"$PORT\"",
+	    "SPILLWAY_BACKEND_ENV=A=1 \"B=two words\"", "SPILLWAY_LEASE_MINUTES=45", NULL};
+	struct world w;
+	struct vm_record v;
+	unsigned char key[AGENT_KEY_LEN];
+	char secret[STARTUP_SECRET_LEN + 1], *path, *text, *letters, *from;
+	size_t len = 0;
+	struct stat st;
+	json_t *inst;
+
+	world_init(&w, SCALE, NULL);
+	recorded_trace(&w, "pressure-sustained.trace");
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_READY, 0);
+	inst = instance(&w, &v);
+	path = xasprintf("%s/data/startup-script.sh", getenv("SPILLWAY_SOURCE"));
+	text = read_text(path);
+	assert_string_equal(metadata(inst, "startup-script"), text);
+	free(text);
+	free(path);
+	path = xasprintf("%s/data/spillway-agent.py", getenv("SPILLWAY_SOURCE"));
+	text = read_text(path);
+	assert_string_equal(metadata(inst, "spillway-agent"), text);
+	free(text);
+	free(path);
+	assert_string_equal(
+	    metadata(inst, "spillway-backend-git"), "https://example.invalid/app.git");
+	assert_string_equal(metadata(inst, "spillway-backend-ref"), "main");
+	assert_string_equal(
+	    metadata(inst, "spillway-start"), "exec python3 -m app --port \"$PORT\"");
+	assert_string_equal(metadata(inst, "spillway-env"), "A=1\nB=two words\n");
+	assert_string_equal(metadata(inst, "spillway-port"), "8010");
+	assert_string_equal(metadata(inst, "spillway-health-path"), "/health");
+	assert_string_equal(metadata(inst, "spillway-agent-port"), "8011");
+	assert_string_equal(metadata(inst, "spillway-lease-seconds"), "2700");
+	assert_null(metadata(inst, "spillway-cloudsql")); /* unset: not sent */
+	/* The secret is agent.key's (0600) for this VM's name. */
+	path = xasprintf("%s/agent.key", w.d.state);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(read_file(path, 64, &text, &len), 0);
+	assert_int_equal(len, AGENT_KEY_LEN);
+	memcpy(key, text, AGENT_KEY_LEN);
+	free(text);
+	free(path);
+	agent_secret(key, v.name, secret);
+	assert_string_equal(metadata(inst, "spillway-agent-secret"), secret);
+	json_decref(inst);
+
+	/* Three passes after READY, each with its renewal. */
+	{
+		int64_t deadline = now_ms() + WAIT_MS;
+
+		while (log_count(&w, "guest", "POST", "/spillway/lease") < 4) {
+			if (now_ms() > deadline) {
+				dmn_dump(&w.d);
+				fail_msg("the daemon did not renew %s's lease", v.name);
+			}
+			sleep_ms(20);
+		}
+	}
+	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
+	letters = pass_letters(&w);
+	from = strchr(letters, 'R');
+	assert_non_null(from);
+	assert_null(strchr(letters, 'X')); /* every renewal taken */
+	/* From the first renewal on: one per pass, never two, never none (a last pass may be cut).
+	 */
+	assert_null(strstr(from, "RR"));
+	{
+		size_t n = strlen(from);
+
+		while (n > 0 && from[n - 1] == 'L')
+			n--;
+		from[n] = '\0';
+		if (strstr(from, "LL") != NULL)
+			fail_msg("a pass without a renewal: %s", letters);
+	}
+	free(letters);
+
+	/* The secret is in no log and not in the ledger. */
+	{
+		const char *files[] = {"daemon.log", "ledger.db", "ledger.db-wal"};
+
+		for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+			text = NULL;
+			path = xasprintf("%s/%s", w.d.state, files[i]);
+			if (read_file(path, 64 << 20, &text, &len) == 0 &&
+			    memmem(text, len, secret, strlen(secret)) != NULL)
+				fail_msg("the lease secret is in %s", path);
+			free(text);
+			free(path);
+		}
+	}
+	world_end(&w);
+}
+
 /* A recorded 3 s spike: the level never reaches HIGH; no VM, no insert. */
 static void
 test_spike_no_vm(void **state)
@@ -715,12 +852,12 @@ test_keep_then_adopt(void **state)
 	snprintf(w.trace, sizeof w.trace, "%s/calm.trace", w.d.state);
 	write_trace(w.trace, 0, 60);
 	world_run(&w, NULL, env);
-	/* The new daemon's first pass checks the VM's health: a new /health on its guest. */
+	/* The new daemon's first pass renews the VM's lease: a new POST to its agent. */
 	{
 		int64_t deadline = now_ms() + WAIT_MS;
-		size_t before = log_count(&w, "guest", "GET", "/health");
+		size_t before = log_count(&w, "guest", "POST", "/spillway/lease");
 
-		while (log_count(&w, "guest", "GET", "/health") == before) {
+		while (log_count(&w, "guest", "POST", "/spillway/lease") == before) {
 			if (now_ms() > deadline) {
 				dmn_dump(&w.d);
 				fail_msg("the restarted daemon never checked %s", v.name);
@@ -961,6 +1098,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sustained_one_vm),
+	    cmocka_unit_test(test_startup_and_lease),
 	    cmocka_unit_test(test_spike_no_vm),
 	    cmocka_unit_test(test_budget_shortens_run),
 	    cmocka_unit_test(test_budget_refused),

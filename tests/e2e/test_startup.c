@@ -1,12 +1,17 @@
 /*
- * data/startup-script.sh, run for real: bash in a temporary root, the
- * emulator as the metadata server of an instance that carries the settings
- * as attributes, and stubs on PATH for what a test machine must not do
- * (git over the network, systemctl, apt-get). The steps run in order, a
- * second run skips what is done, the backend is started with its components
- * and environment, and hostile values stay data.
+ * data/startup-script.sh and data/spillway-agent.py, run for real: bash in a
+ * temporary root, the emulator as the metadata server and Compute API of an
+ * instance that carries the settings as attributes, and stubs on PATH for
+ * what a test machine must not do (git over the network, systemctl, apt-get).
+ * The steps run in order, a second run skips what is done, the backend is
+ * started with its components and environment, hostile values stay data; the
+ * agent reports health, takes only leases signed with the VM's secret,
+ * deletes its instance once the lease is lost and the backend idle (powers
+ * off when it cannot), and stops the backend on a preemption notice.
  */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,9 +32,14 @@
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+#include "vm/startup.h"
 
-#define ZONE "us-central1-a"
-#define NAME "startup-test"
+#define ZONE  "us-central1-a"
+#define NAME  "startup-test"
+#define NAME2 "startup-test-preempted"
+#define NAME3 "startup-test-cut-off"
+/* The VM's secret, as the daemon would derive it: 64 hex digits. */
+#define SECRET "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
 
 static const char *hostile_components = "vision,$(touch PWNED);chatbots`touch PWNED2`";
 static const char *hostile_url = "https://example.invalid/app.git; touch PWNED3";
@@ -46,15 +58,13 @@ write_stub(const char *dir, const char *name, const char *text)
 }
 
 static void
-make_stubs(const char *root, const char *stubs)
+make_stubs(const char *stubs)
 {
-	char *curl =
-	    xasprintf("#!/bin/sh\n# The metadata server is asked as the instance " NAME ".\n"
-	              "exec /usr/bin/curl -H 'X-Emulator-Instance: " ZONE "/" NAME "' \"$@\"\n");
-
 	mkdir(stubs, 0755);
-	write_stub(stubs, "curl", curl);
-	free(curl);
+	/* The metadata server is asked as the instance the test names. */
+	write_stub(stubs, "curl",
+	    "#!/bin/sh\nexec /usr/bin/curl -H \"X-Emulator-Instance: $SPILLWAY_METADATA_INSTANCE\" "
+	    "\"$@\"\n");
 	/* git: every argument on a line of its own; a clone makes a backend with a health file. */
 	write_stub(stubs, "git",
 	    "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done >>\"$SPILLWAY_ROOT/git.args\"\n"
@@ -64,17 +74,45 @@ make_stubs(const char *root, const char *stubs)
 	    "  mkdir -p \"$last/.git\" && printf '{\"status\": \"ok\"}' >\"$last/health\"\n"
 	    "fi\n");
 	write_stub(stubs, "apt-get", "#!/bin/sh\necho \"$*\" >>\"$SPILLWAY_ROOT/apt.args\"\n");
-	/* systemctl: recorded; starting the backend runs its start file as the unit would. */
+	/* systemctl: recorded; the units it starts and stops run as systemd would run them. */
 	write_stub(stubs, "systemctl",
 	    "#!/bin/sh\necho \"$*\" >>\"$SPILLWAY_ROOT/systemctl.args\"\n"
-	    "if [ \"$*\" = 'enable --now spillway-backend.service' ]; then\n"
+	    "case \"$*\" in\n"
+	    "'enable --now spillway-backend.service')\n"
 	    "  cd \"$SPILLWAY_ROOT/opt/spillway/backend\" || exit 1\n"
 	    /* as systemd reads an EnvironmentFile: KEY=VALUE taken literally, never run */
 	    "  while IFS= read -r kv; do export \"$kv\"; done <\"$SPILLWAY_ROOT/etc/spillway/backend.env\"\n"
 	    "  nohup bash \"$SPILLWAY_ROOT/etc/spillway/start\" >\"$SPILLWAY_ROOT/backend.log\" 2>&1 &\n"
-	    "  echo $! >\"$SPILLWAY_ROOT/backend.pid\"\n"
-	    "fi\n");
-	(void)root;
+	    "  echo $! >\"$SPILLWAY_ROOT/backend.pid\" ;;\n"
+	    "'enable --now spillway-agent.service')\n"
+	    "  nohup timeout 300 python3 \"$SPILLWAY_ROOT/opt/spillway/agent.py\" "
+	    ">>\"$SPILLWAY_ROOT/agent.out\" 2>&1 &\n"
+	    "  echo $! >\"$SPILLWAY_ROOT/agent.pid\" ;;\n"
+	    "'stop spillway-backend.service')\n"
+	    "  kill \"$(cat \"$SPILLWAY_ROOT/backend.pid\")\" ;;\n"
+	    "esac\n");
+}
+
+/* The environment of the script and the agents: the temporary root, the emulator. */
+static void
+vm_env(const char *root, const char *stubs, struct emu *e, const char *name, const char *compute)
+{
+	char *md = xasprintf("%s/computeMetadata/v1", e->url);
+	char *path = xasprintf("%s:%s", stubs, getenv("PATH"));
+	char *inst = xasprintf("%s/%s", ZONE, name);
+	char *api = compute != NULL ? xstrdup(compute) : xasprintf("%s/compute/v1", e->url);
+
+	setenv("SPILLWAY_ROOT", root, 1);
+	setenv("SPILLWAY_METADATA_URL", md, 1);
+	setenv("SPILLWAY_METADATA_INSTANCE", inst, 1);
+	setenv("SPILLWAY_COMPUTE_URL", api, 1);
+	setenv("SPILLWAY_AGENT_ADDRESS", "127.0.0.1", 1);
+	setenv("SPILLWAY_HEALTH_TRIES", "30", 1);
+	setenv("PATH", path, 1);
+	free(md);
+	free(path);
+	free(inst);
+	free(api);
 }
 
 /* Run the script; its exit status and what it printed. */
@@ -82,8 +120,6 @@ static int
 run_script(const char *root, const char *stubs, struct emu *e, char **out)
 {
 	char *script = xasprintf("%s/data/startup-script.sh", getenv("SPILLWAY_SOURCE"));
-	char *md = xasprintf("%s/computeMetadata/v1", e->url);
-	char *path = xasprintf("%s:%s", stubs, getenv("PATH"));
 	int fds[2], status;
 	struct buf b = BUF_INIT(1 << 20);
 	char chunk[4096];
@@ -97,10 +133,7 @@ run_script(const char *root, const char *stubs, struct emu *e, char **out)
 		dup2(fds[1], 2);
 		close(fds[0]);
 		close(fds[1]); /* or the backend the script starts would hold the pipe open */
-		setenv("SPILLWAY_ROOT", root, 1);
-		setenv("SPILLWAY_METADATA_URL", md, 1);
-		setenv("SPILLWAY_HEALTH_TRIES", "30", 1);
-		setenv("PATH", path, 1);
+		vm_env(root, stubs, e, NAME, NULL);
 		assert_int_equal(chdir(root), 0);
 		execl("/bin/bash", "bash", script, (char *)NULL);
 		_exit(127);
@@ -111,8 +144,6 @@ run_script(const char *root, const char *stubs, struct emu *e, char **out)
 	close(fds[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	free(script);
-	free(md);
-	free(path);
 	*out = buf_detach(&b, NULL);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -127,58 +158,240 @@ file(const char *root, const char *name)
 }
 
 static void
+set_attr(json_t *items, const char *key, const char *value)
+{
+	json_array_append_new(items, jx_pack("{s:s, s:s}", "key", key, "value", value));
+}
+
+/* An instance whose metadata carries the agent's settings, and the rest given. */
+static void
+insert(struct emu *e, const char *name, int port, int agent_port, const char *lease,
+    const char *const *more)
+{
+	json_t *body = instance_body(ZONE, name, "e2-highmem-4", true, NULL, NULL), *op;
+	json_t *items = jx_get(body, "metadata.items");
+	char *agent = file(getenv("SPILLWAY_SOURCE"), "data/spillway-agent.py"), text[16];
+	char *url = compute_url(e, ZONE, "instances"), *json;
+
+	json_array_clear(items);
+	snprintf(text, sizeof text, "%d", port);
+	set_attr(items, "spillway-port", text);
+	snprintf(text, sizeof text, "%d", agent_port);
+	set_attr(items, "spillway-agent-port", text);
+	set_attr(items, "spillway-agent", agent);
+	set_attr(items, "spillway-agent-secret", SECRET);
+	set_attr(items, "spillway-lease-seconds", lease);
+	for (; more != NULL && *more != NULL; more += 2)
+		set_attr(items, more[0], more[1]);
+	json = jx_dumps(body);
+	op = api(e, "POST", url, json, 200);
+	json_decref(op);
+	free(json);
+	free(url);
+	free(agent);
+	json_decref(body);
+}
+
+static bool
+accepts(int port)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	ok = connect(fd, (struct sockaddr *)&to, sizeof to) == 0;
+	close(fd);
+	return ok;
+}
+
+/* The agent's status (once it listens), or NULL when it does not say 200. */
+static json_t *
+agent_status(int port)
+{
+	char url[64];
+	struct resp r;
+	json_t *v;
+
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/spillway/status", port);
+	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
+	v = r.status == 200 ? json_incref(r.json) : NULL;
+	resp_free(&r);
+	return v;
+}
+
+/* Poll the status until field is value (a JSON literal: true, 0); the status then. */
+static json_t *
+wait_status(int port, const char *field, const char *value)
+{
+	int64_t until = now_ms() + 30000;
+
+	while (!accepts(port) && now_ms() < until)
+		sleep_ms(50);
+	while (now_ms() < until) {
+		json_t *v = agent_status(port);
+		char *text =
+		    v != NULL ? json_dumps(json_object_get(v, field), JSON_ENCODE_ANY) : NULL;
+		bool match = text != NULL && strcmp(text, value) == 0;
+
+		free(text);
+		if (match)
+			return v;
+		json_decref(v);
+		sleep_ms(100);
+	}
+	fail_msg("the agent on port %d never said %s = %s", port, field, value);
+	return NULL;
+}
+
+/* POST /spillway/lease with this Authorization header line; the HTTP status. */
+static long
+renew(int port, const char *authorization)
+{
+	const char *headers[] = {authorization, NULL};
+	char url[64];
+	struct resp r;
+	long status;
+
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/spillway/lease", port);
+	http_call(&r, "POST", url, NULL, "", headers, NULL);
+	status = r.status;
+	resp_free(&r);
+	return status;
+}
+
+/* A client of the backend from another address than the VM's own: activity. */
+static int
+hold_connection(int port)
+{
+	struct sockaddr_in from = {.sin_family = AF_INET}, to = {.sin_family = AF_INET};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	inet_pton(AF_INET, "127.0.0.5", &from.sin_addr);
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	to.sin_port = htons((uint16_t)port);
+	assert_int_equal(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+	return fd;
+}
+
+/* Whether a process runs (not gone, not a zombie). */
+static bool
+alive(pid_t pid)
+{
+	char path[64], *stat = NULL, *paren;
+	size_t len = 0;
+	bool up;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (read_file(path, 4096, &stat, &len) != 0)
+		return false;
+	paren = strrchr(stat, ')');
+	up = paren != NULL && paren[1] == ' ' && paren[2] != 'Z';
+	free(stat);
+	return up;
+}
+
+static void
+wait_gone(pid_t pid, const char *what)
+{
+	int64_t until = now_ms() + 30000;
+
+	while (alive(pid) && now_ms() < until)
+		sleep_ms(50);
+	if (alive(pid))
+		fail_msg("%s (PID %d) still runs", what, (int)pid);
+}
+
+/* The emulator's request log: a DELETE of the instance, with its status; 0 if none. */
+static long
+deleted(struct emu *e, const char *name)
+{
+	char *log = read_text(e->log), *tail = xasprintf("/instances/%s", name);
+	char **lines = str_split(log != NULL ? log : "", '\n', NULL);
+	long status = 0;
+
+	for (char **l = lines; *l != NULL && status == 0; l++) {
+		json_t *v = NULL;
+
+		if (jx_parse(*l, strlen(*l), &v, NULL) == 0 &&
+		    strcmp(or_default(jx_str(v, "method"), ""), "DELETE") == 0 &&
+		    str_suffix(or_default(jx_str(v, "path"), ""), tail))
+			status = (long)json_integer_value(json_object_get(v, "status"));
+		json_decref(v);
+	}
+	str_list_free(lines);
+	free(tail);
+	free(log);
+	return status;
+}
+
+static pid_t
+start_agent(
+    const char *root, const char *stubs, struct emu *e, const char *name, const char *compute)
+{
+	char *agent = xasprintf("%s/opt/spillway/agent.py", root), *out;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd;
+
+		out = xasprintf("%s/%s.out", root, name);
+		fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		vm_env(root, stubs, e, name, compute);
+		execlp("timeout", "timeout", "120", "python3", agent, (char *)NULL);
+		_exit(127);
+	}
+	free(agent);
+	return pid;
+}
+
+static void
 test_startup_script(void **state)
 {
 	const char *first[] = {"starting (components: vision,$(touch PWNED)", "packages: start",
 	    "packages: done", "fetch: start", "fetch: done", "dependencies: start",
 	    "dependencies: done", "cloudsql: done", "service: start", "service: done",
-	    "the backend answers on http://127.0.0.1:", "ready", NULL};
+	    "the backend answers on http://127.0.0.1:", "agent: start", "agent: done", "ready",
+	    NULL};
 	const char *second[] = {"packages: done before, skipped", "fetch: done before, skipped",
 	    "dependencies: done before, skipped", "service: done before, skipped",
-	    "the backend answers", "ready", NULL};
-	char root[] = "/tmp/spillway-startup-XXXXXX", stubs[300], port[16], start[128], *url, *out;
+	    "the backend answers", "agent: done before, skipped", "ready", NULL};
+	const char *emu_args[] = {"--preempt-notice-ms", "60000", NULL};
+	char root[] = "/tmp/spillway-startup-XXXXXX", stubs[300], start[128], auth[160], *out;
 	char *text, *before;
+	int port = 20000 + (int)(getpid() % 20000), aport = port + 1, hold;
+	pid_t agent2, agent3, backend;
+	int64_t up;
 	struct emu e;
-	json_t *body, *items, *op;
+	json_t *st;
 
 	assert_non_null(mkdtemp(root));
 	snprintf(stubs, sizeof stubs, "%s/stubs", root);
-	make_stubs(root, stubs);
-	snprintf(port, sizeof port, "%d", 20000 + (int)(getpid() % 20000));
+	make_stubs(stubs);
 	/* Bounded, so a failed test leaves no server behind. */
 	snprintf(start, sizeof start,
 	    "exec timeout 120 python3 -m http.server \"$PORT\" --bind 127.0.0.1");
-	emu_start(&e, NULL);
-	/* An instance whose metadata carries the settings, hostile ones among them. */
-	body = instance_body(ZONE, NAME, "e2-highmem-4", true, NULL, NULL);
-	items = jx_get(body, "metadata.items");
-	json_array_clear(items);
-	json_array_append_new(items,
-	    jx_pack("{s:s, s:s}", "key", "spillway-components", "value", hostile_components));
-	json_array_append_new(
-	    items, jx_pack("{s:s, s:s}", "key", "spillway-backend-git", "value", hostile_url));
-	json_array_append_new(
-	    items, jx_pack("{s:s, s:s}", "key", "spillway-backend-ref", "value", "release-1"));
-	json_array_append_new(items,
-	    jx_pack("{s:s, s:s}", "key", "spillway-install", "value", "echo installed >installed"));
-	json_array_append_new(
-	    items, jx_pack("{s:s, s:s}", "key", "spillway-start", "value", start));
-	json_array_append_new(items, jx_pack("{s:s, s:s}", "key", "spillway-port", "value", port));
-	json_array_append_new(items,
-	    jx_pack("{s:s, s:s}", "key", "spillway-env", "value", "A=1\nnot a pair\nB=two words"));
-	url = compute_url(&e, ZONE, "instances");
-	text = jx_dumps(body);
-	op = api(&e, "POST", url, text, 200);
-	json_decref(op);
-	free(text);
-	free(url);
-	json_decref(body);
+	emu_start(&e, emu_args);
+	/* The settings, hostile ones among them; a lease of 5 s. */
+	{
+		const char *more[] = {"spillway-components", hostile_components,
+		    "spillway-backend-git", hostile_url, "spillway-backend-ref", "release-1",
+		    "spillway-install", "echo installed >installed", "spillway-start", start,
+		    "spillway-env", "A=1\nnot a pair\nB=two words", NULL};
+
+		insert(&e, NAME, port, aport, "5", more);
+	}
 
 	/* The first boot: every step, in order, and the backend answers. */
 	if (run_script(root, stubs, &e, &out) != 0)
 		fail_msg("the script failed:\n%s", out);
 	expect_in_order(out, first);
 	free(out);
+	/* From now on someone uses the backend: the agent must see it. */
+	hold = hold_connection(port);
 	text = file(root, "git.args");
 	assert_non_null(strstr(text, "clone\n"));
 	assert_non_null(strstr(text, "\n--branch\nrelease-1\n--\n"));
@@ -195,7 +408,9 @@ test_startup_script(void **state)
 	assert_null(strstr(text, "not a pair"));
 	free(text);
 	text = file(root, "systemctl.args");
-	assert_string_equal(text, "daemon-reload\nenable --now spillway-backend.service\n");
+	assert_string_equal(text,
+	    "daemon-reload\nenable --now spillway-backend.service\n"
+	    "daemon-reload\nenable --now spillway-agent.service\n");
 	free(text);
 	text = file(root, "var/log/spillway/startup.log");
 	assert_non_null(strstr(text, "spillway-startup: ready"));
@@ -203,8 +418,10 @@ test_startup_script(void **state)
 
 	/* The backend runs with its components, exactly as configured. */
 	text = file(root, "backend.pid");
+	backend = (pid_t)strtol(text, NULL, 10);
+	free(text);
 	{
-		char *path = xasprintf("/proc/%ld/environ", strtol(text, NULL, 10)), *env;
+		char *path = xasprintf("/proc/%d/environ", (int)backend), *env;
 		size_t len = 0;
 
 		assert_int_equal(read_file(path, 1 << 20, &env, &len), 0);
@@ -216,7 +433,6 @@ test_startup_script(void **state)
 		free(env);
 		free(path);
 	}
-	free(text);
 
 	/* The second boot: nothing redone, the backend awaited again. */
 	before = file(root, "systemctl.args");
@@ -233,22 +449,131 @@ test_startup_script(void **state)
 	{
 		const char *marks[] = {"PWNED", "PWNED2", "PWNED3", "opt/spillway/backend/PWNED",
 		    "opt/spillway/backend/PWNED2", "opt/spillway/backend/PWNED3"};
-		struct stat st;
+		struct stat sb;
 
 		for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
 			char *p = xasprintf("%s/%s", root, marks[i]);
 
-			if (stat(p, &st) == 0)
+			if (stat(p, &sb) == 0)
 				fail_msg("%s exists: a value ran as code", p);
 			free(p);
 		}
 	}
-	text = file(root, "backend.pid");
-	if (*text != '\0')
-		kill((pid_t)strtol(text, NULL, 10), SIGTERM);
+
+	/* The agent reports the backend's health. */
+	st = wait_status(aport, "backend_healthy", "true");
+	assert_string_equal(jx_str(st, "status"), "ok");
+	assert_string_equal(jx_str(st, "instance"), NAME);
+	assert_false(json_is_true(json_object_get(st, "preempted")));
+	assert_int_equal(json_integer_value(json_object_get(st, "lease_seconds")), 5);
+	json_decref(st);
+
+	/* Only the VM's secret renews the lease, at a time near the VM's. */
+	lease_authorization(SECRET, NAME, (int64_t)time(NULL), auth, sizeof auth);
+	assert_int_equal(renew(aport, auth), 200);
+	lease_authorization(SECRET, NAME2, (int64_t)time(NULL), auth, sizeof auth);
+	assert_int_equal(renew(aport, auth), 401); /* another VM's signature */
+	lease_authorization("0" SECRET, NAME, (int64_t)time(NULL), auth, sizeof auth);
+	assert_int_equal(renew(aport, auth), 401);
+	lease_authorization(SECRET, NAME, (int64_t)time(NULL) - 1000, auth, sizeof auth);
+	assert_int_equal(renew(aport, auth), 401); /* too old: a replay */
+	assert_int_equal(renew(aport, "Authorization: Bearer " SECRET), 401);
+
+	/* The lease runs out while someone uses the backend: the VM stays. */
+	st = wait_status(aport, "lease_left_seconds", "0");
+	up = json_integer_value(json_object_get(st, "uptime_seconds"));
+	json_decref(st);
+	for (;;) { /* two of the agent's 1 s checks since the lease ran out */
+		st = wait_status(aport, "lease_left_seconds", "0");
+		if (json_integer_value(json_object_get(st, "uptime_seconds")) >= up + 2)
+			break;
+		json_decref(st);
+		sleep_ms(100);
+	}
+	assert_true(json_integer_value(json_object_get(st, "idle_seconds")) < 5);
+	json_decref(st);
+	assert_int_equal(deleted(&e, NAME), 0);
+
+	/* Nobody uses it any more: the agent deletes its own instance. */
+	close(hold);
+	{
+		int64_t until = now_ms() + 30000;
+
+		while (deleted(&e, NAME) == 0 && now_ms() < until)
+			sleep_ms(100);
+	}
+	assert_int_equal(deleted(&e, NAME), 200);
+	text = file(root, "var/log/spillway/agent.log");
+	assert_non_null(strstr(text, "deleting this VM: no lease renewal for"));
+	assert_non_null(strstr(text, "the delete was accepted"));
 	free(text);
+	text = file(root, "agent.pid");
+	wait_gone((pid_t)strtol(text, NULL, 10), "the agent after deleting its VM");
+	free(text);
+
+	/* A preemption notice: reported at once, and the backend stopped. */
+	insert(&e, NAME2, port, aport + 1, "600", NULL);
+	{
+		char *url = compute_url(&e, ZONE, "instances/" NAME2);
+		json_t *v = wait_for_field(&e, url, "status", "RUNNING", 30000);
+
+		json_decref(v);
+		free(url);
+	}
+	agent2 = start_agent(root, stubs, &e, NAME2, NULL);
+	st = wait_status(aport + 1, "backend_healthy", "true");
+	json_decref(st);
+	{
+		char *url = xasprintf("%s/emulator/v1/projects/spillway-emulator/zones/" ZONE
+		                      "/instances/" NAME2 "/preempt",
+		    e.url);
+		json_t *v = api(&e, "POST", url, "{}", 200);
+
+		json_decref(v);
+		free(url);
+	}
+	st = wait_status(aport + 1, "preempted", "true");
+	assert_string_equal(jx_str(st, "status"), "preempted");
+	json_decref(st);
+	wait_gone(backend, "the backend after the preemption notice");
+	text = file(root, "systemctl.args");
+	assert_non_null(strstr(text, "stop spillway-backend.service\n"));
+	free(text);
+	kill(agent2, SIGTERM);
+	waitpid(agent2, NULL, 0);
+
+	/* No Compute API: the agent powers the VM off instead. */
+	insert(&e, NAME3, port, aport + 2, "1", NULL);
+	agent3 = start_agent(root, stubs, &e, NAME3, "http://127.0.0.1:1/compute/v1");
+	{
+		int status;
+
+		assert_int_equal(waitpid(agent3, &status, 0), agent3);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	text = file(root, "systemctl.args");
+	assert_non_null(strstr(text, "\npoweroff\n"));
+	free(text);
+	text = file(root, "var/log/spillway/agent.log");
+	assert_non_null(strstr(text, "powering off instead"));
+	free(text);
+	assert_int_equal(deleted(&e, NAME3), 0);
+
+	/* The secret never reached a log. */
+	{
+		const char *logs[] = {"var/log/spillway/agent.log", "agent.out", NAME2 ".out",
+		    NAME3 ".out", "var/log/spillway/startup.log"};
+
+		for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
+			text = file(root, logs[i]);
+			if (strstr(text, SECRET) != NULL)
+				fail_msg("the lease secret is in %s", logs[i]);
+			free(text);
+		}
+	}
 	emu_stop(&e);
 	remove_tree(root);
+	(void)state;
 }
 
 int

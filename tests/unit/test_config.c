@@ -215,6 +215,26 @@ test_bad_values(void **state)
 	    {"SPILLWAY_COMPUTE_ENDPOINT=http://example.com/", "'http://example.com/'",
 	        "only allowed to a loopback address"},
 	    {"SPILLWAY_STATE_DIR=relative/dir", "'relative/dir'", "not an absolute path"},
+	    /* What the VM reads: data there, refused here when malformed. */
+	    {"SPILLWAY_BACKEND_GIT=https://x.invalid/a.git;touch PWNED",
+	        "'https://x.invalid/a.git;touch PWNED'", "not a git URL"},
+	    {"SPILLWAY_BACKEND_GIT=$(touch PWNED)", "'$(touch PWNED)'", "not a git URL"},
+	    {"SPILLWAY_BACKEND_GIT=http://example.com/a.git", "'http://example.com/a.git'",
+	        "not a git URL"},
+	    {"SPILLWAY_BACKEND_REF=main;rm", "'main;rm'", "not a branch or tag name"},
+	    {"SPILLWAY_BACKEND_REF=-x", "'-x'", "not a branch or tag name"},
+	    {"SPILLWAY_BACKEND_REF=a..b", "'a..b'", "not a branch or tag name"},
+	    {"SPILLWAY_BACKEND_DIR=/opt/$(id)", "'/opt/$(id)'", "not a plain absolute path"},
+	    {"SPILLWAY_BACKEND_START=run\nrm -rf /", "'run\nrm -rf /'", "control character"},
+	    {"SPILLWAY_HEALTH_PATH=health", "'health'", "not a URL path"},
+	    {"SPILLWAY_HEALTH_PATH=/h'x", "'/h'x'", "not a URL path"},
+	    {"SPILLWAY_BACKEND_ENV=1A=x", "'1A=x'", "is not KEY=VALUE"},
+	    {"SPILLWAY_BACKEND_ENV=A=1 \"B=2", "'A=1 \"B=2'", "unbalanced"},
+	    {"SPILLWAY_CLOUDSQL_INSTANCE=db", "'db'", "not an instance connection name"},
+	    {"SPILLWAY_VM_LOG_DIR=/var/log/../../etc", "'/var/log/../../etc'",
+	        "not a plain absolute path"},
+	    {"SPILLWAY_AGENT_PORT=70000", "'70000'", "out of range"},
+	    {"SPILLWAY_LEASE_MINUTES=-1", "'-1'", "out of range"},
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -301,6 +321,41 @@ test_placement_errors(void **state)
 	free(cause);
 }
 
+/* The VM's backend: a source needs a start command; the agent a port of its own. */
+static void
+test_backend_rules(void **state)
+{
+	struct fixture *f = *state;
+	const char *no_start[] = {"SPILLWAY_BACKEND_GIT=https://example.invalid/app.git", NULL};
+	const char *same_port[] = {"SPILLWAY_AGENT_PORT=8010", NULL};
+	const char *short_lease[] = {"SPILLWAY_LEASE_MINUTES=0.5", NULL};
+	const char *good[] = {"SPILLWAY_BACKEND_GIT=git@github.com:you/app.git",
+	    "SPILLWAY_BACKEND_REF=release/1.2", "SPILLWAY_BACKEND_START=exec python3 -m app",
+	    "SPILLWAY_BACKEND_ENV=A=1 \"B=two words\" C='$(not run)'",
+	    "SPILLWAY_CLOUDSQL_INSTANCE=my-project:us-central1:db", NULL};
+	struct config c;
+	char *cause;
+
+	cause = load_err(f, NULL, no_start);
+	expect_in(cause, "backend.start");
+	expect_in(cause, "backend.git");
+	free(cause);
+	cause = load_err(f, NULL, same_port);
+	expect_in(cause, "agent.port");
+	expect_in(cause, "8010");
+	free(cause);
+	cause = load_err(f, NULL, short_lease);
+	expect_in(cause, "agent.lease_minutes");
+	free(cause);
+	load_ok(f, &c, good);
+	assert_string_equal(c.backend_git, "git@github.com:you/app.git");
+	assert_string_equal(c.backend_ref, "release/1.2");
+	assert_string_equal(c.backend_env, "A=1 \"B=two words\" C='$(not run)'");
+	assert_string_equal(c.health_path, "/health");
+	assert_int_equal(c.agent_port, 8011);
+	config_free(&c);
+}
+
 static void
 test_json(void **state)
 {
@@ -339,6 +394,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_layers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gcloud_env, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backend_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_placement_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_json, setup, teardown),

@@ -1,0 +1,304 @@
+#!/usr/bin/python3
+"""spillway's watchdog on the VM.
+
+The startup script starts it once the backend answers. It makes sure the VM
+never outlives its purpose, even when the workstation that created it is gone:
+
+  GET  /spillway/status   the backend's health, its last activity, uptime, and
+                          whether Compute Engine announced a preemption
+  POST /spillway/lease    the same answer, and the lease renewed; the daemon
+                          sends it at every pass, signed with this VM's secret:
+                          "Authorization: SpillwayLease TIME:HEX", HEX being
+                          HMAC-SHA256(secret, "NAME\\nTIME"), TIME unix seconds
+                          within 5 minutes of this VM's clock
+
+When no renewal came for the lease time (spillway-lease-seconds) and the
+backend served nobody in that time either, the VM deletes itself through the
+Compute API with the metadata server's token, or powers off if it cannot (a
+stopped Spot VM costs its disk only, and the daemon deletes it when it sees
+it). That is in addition to the VM's maxRunDuration, never instead of it.
+
+Activity is a TCP connection to the backend's port from another address than
+127.0.0.1 or ::1 (this agent and the startup script ask from there), as
+/proc/net/tcp shows it, or the backend's own "idle_seconds" in its health
+answer. A preemption notice (instance/preempted, watched with
+wait_for_change) is reported at once and the backend is stopped, well within
+the 30 s Compute Engine gives.
+
+Settings are instance metadata attributes; the secret is read from the
+metadata server and kept in memory only. SPILLWAY_METADATA_URL,
+SPILLWAY_COMPUTE_URL, SPILLWAY_METADATA_INSTANCE (the emulator's name for the
+asking instance), SPILLWAY_AGENT_ADDRESS and SPILLWAY_ROOT exist for tests.
+"""
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+MD = os.environ.get("SPILLWAY_METADATA_URL",
+                    "http://metadata.google.internal/computeMetadata/v1")
+COMPUTE = os.environ.get("SPILLWAY_COMPUTE_URL",
+                         "https://compute.googleapis.com/compute/v1")
+ROOT = os.environ.get("SPILLWAY_ROOT", "")
+SKEW_S = 300
+BACKEND_UNIT = "spillway-backend.service"
+
+MD_HEADERS = {"Metadata-Flavor": "Google"}
+if os.environ.get("SPILLWAY_METADATA_INSTANCE"):
+    MD_HEADERS["X-Emulator-Instance"] = os.environ["SPILLWAY_METADATA_INSTANCE"]
+
+# No proxy from the environment: the metadata server and the backend are local.
+_open = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
+_log_file = None
+
+
+def log(msg):
+    line = "%s spillway-agent: %s\n" % (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), msg)
+    sys.stderr.write(line)
+    sys.stderr.flush()
+    if _log_file is not None:
+        with open(_log_file, "a") as f:
+            f.write(line)
+
+
+def metadata(path, default=None, timeout=10):
+    """A metadata value, or default when it is not set; (value, etag) for waits."""
+    req = urllib.request.Request(MD + "/" + path, headers=MD_HEADERS)
+    try:
+        with _open(req, timeout=timeout) as r:
+            return r.read().decode(), r.headers.get("ETag", "")
+    except urllib.error.HTTPError as e:
+        if e.code == 404 and default is not None:
+            return default, ""
+        raise
+
+
+def attr(name, default=""):
+    return metadata("instance/attributes/" + name, default)[0]
+
+
+def systemctl(*args):
+    try:
+        subprocess.run(("systemctl",) + args, timeout=25, check=True)
+        return True
+    except (OSError, subprocess.SubprocessError) as e:
+        log("systemctl %s: %s" % (" ".join(args), e))
+        return False
+
+
+def connections(port):
+    """Connections to our port from elsewhere than the VM's own loopback."""
+    mine = ("%04X" % port)
+    local = {"0100007F", "00000000000000000000000001000000"}
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for row in f:
+                    fields = row.split()
+                    laddr, raddr, st = fields[1], fields[2], fields[3]
+                    if st != "0A" and laddr.endswith(":" + mine) and \
+                            raddr.split(":")[0] not in local:
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
+class Agent:
+    def __init__(self):
+        self.name = metadata("instance/name")[0]
+        self.secret = attr("spillway-agent-secret").encode()
+        self.port = int(attr("spillway-port", "8010"))
+        self.health_url = "http://127.0.0.1:%d%s" % (
+            self.port, attr("spillway-health-path", "/health"))
+        self.agent_port = int(attr("spillway-agent-port", "8011"))
+        self.lease_s = int(attr("spillway-lease-seconds", "1200"))
+        self.lock = threading.Lock()
+        now = time.monotonic()
+        self.started = self.renewed = self.active = now
+        self.last_time = 0
+        self.healthy = False
+        self.preempted = False
+        if not self.secret:
+            log("no spillway-agent-secret: no lease can be renewed")
+
+    def status(self):
+        now = time.monotonic()
+        with self.lock:
+            return {
+                "status": "preempted" if self.preempted else
+                          "ok" if self.healthy else "unhealthy",
+                "instance": self.name,
+                "backend_healthy": self.healthy,
+                "idle_seconds": int(now - self.active),
+                "uptime_seconds": int(now - self.started),
+                "lease_seconds": self.lease_s,
+                "lease_left_seconds": max(0, int(self.lease_s - (now - self.renewed))),
+                "preempted": self.preempted,
+            }
+
+    def renew(self, authorization):
+        """True when the header proves the secret for a time near ours."""
+        scheme, _, cred = (authorization or "").partition(" ")
+        stamp, _, mac = cred.partition(":")
+        if scheme != "SpillwayLease" or not stamp.isdigit() or not self.secret:
+            return False
+        t = int(stamp)
+        want = hmac.new(self.secret, ("%s\n%d" % (self.name, t)).encode(),
+                        hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, mac):
+            return False
+        with self.lock:
+            if abs(t - time.time()) > SKEW_S or t < self.last_time:
+                return False
+            self.last_time = t
+            self.renewed = time.monotonic()
+        return True
+
+    def probe(self):
+        healthy, idle = False, None
+        try:
+            with _open(self.health_url, timeout=5) as r:
+                healthy = r.status == 200
+                body = json.loads(r.read(65536) or b"{}")
+                if isinstance(body, dict) and isinstance(body.get("idle_seconds"), int):
+                    idle = body["idle_seconds"]
+        except (OSError, ValueError):
+            pass
+        now = time.monotonic()
+        with self.lock:
+            self.healthy = healthy
+            if idle is not None:
+                self.active = max(self.active, now - idle)
+            if connections(self.port) > 0:
+                self.active = now
+
+    def expired(self):
+        """Why the VM should go, or None."""
+        now = time.monotonic()
+        with self.lock:
+            quiet, idle = now - self.renewed, now - self.active
+            if quiet < self.lease_s or idle < self.lease_s:
+                return None
+        return ("no lease renewal for %d s and the backend idle for %d s (lease: %d s)"
+                % (quiet, idle, self.lease_s))
+
+    def watch(self):
+        tick = max(1, min(30, self.lease_s // 10))
+        while True:
+            self.probe()
+            why = self.expired()
+            if why is not None:
+                self_delete(why)
+                return
+            time.sleep(tick)
+
+    def watch_preemption(self):
+        etag = ""
+        while True:
+            try:
+                path = "instance/preempted"
+                if etag:
+                    path += "?wait_for_change=true&timeout_sec=300&last_etag=" + etag
+                value, etag = metadata(path, timeout=330)
+            except (OSError, ValueError) as e:
+                log("cannot watch instance/preempted: %s" % e)
+                time.sleep(5)
+                continue
+            if value.strip() == "TRUE":
+                with self.lock:
+                    self.preempted = True
+                log("Compute Engine announced a preemption: stopping the backend")
+                systemctl("stop", BACKEND_UNIT)
+                return
+
+
+def self_delete(why):
+    log("deleting this VM: " + why)
+    try:
+        tok = json.loads(metadata("instance/service-accounts/default/token")[0])
+        project = metadata("project/project-id")[0]
+        zone = metadata("instance/zone")[0].rsplit("/", 1)[-1]
+        name = metadata("instance/name")[0]
+        url = "%s/projects/%s/zones/%s/instances/%s?requestId=%s" % (
+            COMPUTE.rstrip("/"), project, zone, name, uuid.uuid4())
+        req = urllib.request.Request(url, method="DELETE", headers={
+            "Authorization": "Bearer " + tok["access_token"]})
+        for attempt in range(3):
+            try:
+                with _open(req, timeout=60) as r:
+                    log("the delete was accepted (HTTP %d)" % r.status)
+                    return
+            except urllib.error.HTTPError as e:
+                if e.code < 500 and e.code != 429:
+                    raise
+                log("the delete failed (HTTP %d), trying again" % e.code)
+            time.sleep(2 ** attempt)
+        raise OSError("the Compute API did not accept the delete")
+    except (OSError, ValueError, KeyError) as e:
+        log("cannot delete this VM (%s): powering off instead" % e)
+        systemctl("poweroff")
+
+
+def main():
+    global _log_file
+    log_dir = ROOT + attr("spillway-log-dir", "/var/log/spillway")
+    os.makedirs(log_dir, exist_ok=True)
+    _log_file = os.path.join(log_dir, "agent.log")
+    agent = Agent()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self, code, doc):
+            body = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/spillway/status":
+                self.answer(200, agent.status())
+            else:
+                self.answer(404, {"error": "no such path: try /spillway/status"})
+
+        def do_POST(self):
+            size = int(self.headers.get("Content-Length") or 0)
+            if size > 4096:
+                self.answer(413, {"error": "a lease needs no body"})
+                return
+            self.rfile.read(size)
+            if self.path != "/spillway/lease":
+                self.answer(404, {"error": "no such path: try /spillway/lease"})
+            elif agent.renew(self.headers.get("Authorization")):
+                self.answer(200, agent.status())
+            else:
+                self.answer(401, {"error": "the lease is not signed with this VM's secret"})
+
+        def log_message(self, *args):
+            pass  # one line per pass would bury what matters
+
+    server = http.server.ThreadingHTTPServer(
+        (os.environ.get("SPILLWAY_AGENT_ADDRESS", ""), agent.agent_port), Handler)
+    server.daemon_threads = True
+    for target in (server.serve_forever, agent.watch_preemption):
+        threading.Thread(target=target, daemon=True).start()
+    log("watching %s: lease %d s, agent on port %d"
+        % (agent.name, agent.lease_s, agent.agent_port))
+    agent.watch()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
