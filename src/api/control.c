@@ -74,6 +74,7 @@ error_doc(unsigned *status, unsigned code, const char *rule, const char *fmt, ..
 	if (vasprintf(&msg, fmt, ap) == -1)
 		fatalx("out of memory");
 	va_end(ap);
+	str_scrub_utf8(msg); /* it may quote the request, whatever bytes it held */
 	*status = code;
 	doc = view_error((int)code, rule, msg);
 	free(msg);

@@ -448,7 +448,10 @@ op_failed(struct call *c, json_t *op)
 	c->err.reason = code;
 	c->err.message = jx_str(e, "message") != NULL ? jx_str(e, "message") : code;
 	if (c->err.code == CLOUD_STOCKOUT) {
-		c->err_zone = xstrdup(last_segment(jx_str(op, "zone")));
+		/* The zone out of capacity: the operation's, else the one the call went to. */
+		const char *zone = last_segment(jx_str(op, "zone"));
+
+		c->err_zone = xstrdup(zone != NULL ? zone : or_default(c->target_zone, ""));
 		c->err.zone = c->err_zone;
 	}
 	if (c->err.code == CLOUD_QUOTA) {

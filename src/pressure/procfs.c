@@ -66,8 +66,12 @@ meminfo_parse(const char *text, struct meminfo *out)
 		/* Before 3.14: free plus what can be dropped from the cache, roughly. */
 		int64_t cached = field_kb(text, "Cached"), buffers = field_kb(text, "Buffers");
 
-		out->available_kb =
-		    out->free_kb + (cached > 0 ? cached : 0) + (buffers > 0 ? buffers : 0);
+		/* Saturating: a file that is not the kernel's must not overflow the sum. */
+		if (__builtin_add_overflow(
+		        out->free_kb, cached > 0 ? cached : 0, &out->available_kb) ||
+		    __builtin_add_overflow(
+		        out->available_kb, buffers > 0 ? buffers : 0, &out->available_kb))
+			out->available_kb = INT64_MAX;
 	}
 	out->swap_total_kb = field_kb(text, "SwapTotal");
 	out->swap_free_kb = field_kb(text, "SwapFree");

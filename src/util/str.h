@@ -26,6 +26,8 @@ bool str_prefix(const char *s, const char *prefix);
 bool str_suffix(const char *s, const char *suffix);
 /* Strip leading and trailing white space in place. */
 char *str_trim(char *);
+/* Make s valid UTF-8 in place: each byte of an invalid sequence becomes '?'. */
+void str_scrub_utf8(char *s);
 /* Split on sep; empty fields are dropped. The list ends with NULL. */
 char **str_split(const char *, char sep, size_t *n);
 void str_list_free(char **);

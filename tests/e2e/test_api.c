@@ -501,6 +501,26 @@ test_bad_input(void **state)
 	sock_call(&w, &a, "DELETE", "/v1/vms/nope", NULL, 0);
 	assert_int_equal(a.status, 404);
 	answer_free(&a);
+	/* Found by fuzz_control: a path that is not UTF-8 is a 404 like any other. */
+	{
+		const char *req = "GET /v1/\xff\xfe HTTP/1.1\r\nHost: spillway\r\n"
+		                  "Connection: close\r\n\r\n";
+		char got[4096];
+		size_t len = 0;
+		ssize_t n;
+
+		assert_true((fd = sock_connect(w.sock)) >= 0);
+		assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+		while (len < sizeof got - 1 && (n = read(fd, got + len, sizeof got - 1 - len)) > 0)
+			len += (size_t)n;
+		got[len] = '\0';
+		close(fd);
+		assert_true(str_prefix(got, "HTTP/1.1 404"));
+		assert_non_null(strstr(got, "/v1/?? is not part of the API"));
+	}
+	sock_call(&w, &a, "GET", "/v1/status", NULL, 0); /* and the daemon lives on */
+	assert_int_equal(a.status, 200);
+	answer_free(&a);
 	/* 10 MB of body: refused, not kept. */
 	memset(big, 'x', (10 << 20) - 1);
 	sock_call(&w, &a, "POST", "/v1/vms", big, (10 << 20) - 1);

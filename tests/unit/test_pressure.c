@@ -63,6 +63,12 @@ test_meminfo_parse(void **state)
 	assert_int_equal(m.available_kb, 420);
 	assert_int_equal(m.swap_total_kb, 0);
 	assert_int_equal(meminfo_parse("MemFree: 100 kB\n", &m), -EINVAL);
+	/* Found by fuzz_procfs: a file that is not the kernel's cannot overflow the sum. */
+	assert_int_equal(meminfo_parse("MemTotal: 100 kB\nMemFree: 9223372036854775807 kB\n"
+	                               "Cached: 545408 kB\n",
+	                     &m),
+	    0);
+	assert_true(m.available_kb == INT64_MAX);
 	/* A field that merely starts with another's name is not it. */
 	assert_int_equal(meminfo_parse("MemTotalX: 5 kB\nMemTotal: 8 kB\nMemFree: 1 kB\n", &m), 0);
 	assert_int_equal(m.total_kb, 8);

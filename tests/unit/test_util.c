@@ -417,6 +417,36 @@ test_jwt_roundtrip(void **state)
 	free(tok);
 }
 
+/* Found by fuzz_control: an error quoting a request's bytes must stay valid UTF-8. */
+static void
+test_scrub_utf8(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"plain", "plain"},
+	    {"caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac"},
+	    {"/v\xff\xff"
+	     "1/costs",
+	        "/v??1/costs"},
+	    {"cut short \xc3", "cut short ?"},
+	    {"overlong \xc0\xaf", "overlong ??"},
+	    {"surrogate \xed\xa0\x80", "surrogate ???"},
+	    {"past U+10FFFF \xf4\x90\x80\x80", "past U+10FFFF ????"},
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *s = xstrdup(cases[i].in);
+		json_t *v;
+
+		str_scrub_utf8(s);
+		assert_string_equal(s, cases[i].out);
+		assert_non_null(v = json_string(s)); /* jansson takes it */
+		json_decref(v);
+		free(s);
+	}
+}
+
 static void
 test_files(void **state)
 {
@@ -480,6 +510,7 @@ main(void)
 	    cmocka_unit_test(test_jwt_roundtrip),
 	    cmocka_unit_test(test_jwt_known_answer),
 	    cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_scrub_utf8),
 	};
 
 	jx_init();
