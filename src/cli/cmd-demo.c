@@ -195,8 +195,7 @@ static int
 load_config(struct demo *m, const struct config_args *user, const char *dir, char **cause)
 {
 	const char *own[] = {"gcp.idle_timeout_minutes=10",
-	    "hooks.on_ready=printenv "
-	    "SPILLWAY_VM_NAME SPILLWAY_ENDPOINT SPILLWAY_COMPONENTS",
+	    "hooks.on_ready=printenv SPILLWAY_VM_NAME SPILLWAY_ENDPOINT SPILLWAY_COMPONENTS",
 	    "hooks.on_gone=printenv SPILLWAY_EVENT SPILLWAY_COMPONENTS"};
 	const size_t nown = sizeof own / sizeof own[0];
 	const char *const *sets = user != NULL && user->sets != NULL ? user->sets : NULL;

@@ -322,6 +322,9 @@ emu_reply_text(struct rq *rq, unsigned status, const char *text)
 	emu_reply(rq, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+static void verror(struct rq *, unsigned, const char *, const char *, const char *, va_list)
+    PRINTFLIKE(5, 0);
+
 static void
 verror(struct rq *rq, unsigned code, const char *reason, const char *status, const char *fmt,
     va_list ap)

@@ -74,6 +74,8 @@ struct httpd {
 	int handles; /* libuv handles not yet closed */
 };
 
+static void mhd_log(void *, const char *, va_list) PRINTFLIKE(2, 0);
+
 static void
 mhd_log(void *arg, const char *fmt, va_list ap)
 {

@@ -151,6 +151,8 @@ log_redact(const char *s)
 	return out;
 }
 
+static void vlog(enum log_level, int, const char *, va_list) PRINTFLIKE(3, 0);
+
 static void
 vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
 {
