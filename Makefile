@@ -7,10 +7,13 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
 WERROR     ?= 0
 DEPS = gcc make meson ninja-build pkg-config python3 curl \
 	libcurl4-openssl-dev libjansson-dev libssl-dev libuv1-dev \
-	libmicrohttpd-dev libsqlite3-dev libcmocka-dev valgrind shellcheck pyflakes3
+	libmicrohttpd-dev libsqlite3-dev libcmocka-dev valgrind shellcheck pyflakes3 \
+	clang libclang-rt-14-dev
 
 werror = $(if $(filter 1,$(WERROR)),true,false)
 
@@ -48,6 +51,21 @@ test-valgrind: build
 	SPILLWAY_WRAPPER="valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
 		tools/run-tests $(BUILD) --suite e2e
 
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dc_args=-fno-sanitize-recover=all
+
+# The libFuzzer harnesses (fuzz/), each for FUZZ_SECONDS after replaying its corpus.
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	tools/run-fuzz $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# CI's share: the corpus, then 20 s each.
+fuzz-short: deps $(FUZZ_BUILD)/build.ninja
+	@meson configure $(FUZZ_BUILD) -Dwerror=$(werror)
+	ninja -C $(FUZZ_BUILD)
+	tools/run-fuzz $(FUZZ_BUILD) 20
+
 bench: build
 	bench/run $(BUILD)
 
@@ -55,6 +73,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
-.PHONY: all deps build demo test test-asan test-valgrind bench format clean
+.PHONY: all deps build demo test test-asan test-valgrind fuzz fuzz-short bench format clean

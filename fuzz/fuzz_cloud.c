@@ -1,0 +1,47 @@
+/*
+ * Compute Engine's answers as the client reads them: instances, lists,
+ * operations (with their errors), Google's error envelopes of any status.
+ * The client's own parsers, included whole so their static functions run.
+ */
+#include "../src/cloud/gce.c"
+
+#include "fuzz.h"
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct call c;
+	struct http_response r = {0};
+	struct cloud_instance in;
+	struct cloud_op op;
+	json_t *v = NULL, *it;
+	size_t i;
+
+	if (size < 2)
+		return 0;
+	/* An error answer: the first two bytes choose the status. */
+	memset(&c, 0, sizeof c);
+	r.status = 100 + (data[0] << 8 | data[1]) % 500;
+	r.body = (const char *)data + 2;
+	r.len = size - 2;
+	http_error(&c, &r);
+	clear_error(&c);
+	if (jx_parse((const char *)data + 2, size - 2, &v, NULL) != 0)
+		return 0;
+	/* An instance, a list's items, an operation and its error. */
+	if (instance_from_json(v, &in) == 0) {
+		free((void *)in.labels);
+		free((void *)in.metadata);
+	}
+	json_array_foreach (json_object_get(v, "items"), i, it)
+		if (instance_from_json(it, &in) == 0) {
+			free((void *)in.labels);
+			free((void *)in.metadata);
+		}
+	op_from_json(v, &op);
+	memset(&c, 0, sizeof c);
+	op_failed(&c, v);
+	clear_error(&c);
+	json_decref(v);
+	return 0;
+}
