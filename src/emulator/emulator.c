@@ -386,6 +386,8 @@ on_rq_timer(uv_timer_t *t)
  * Faults for a compute or billing call. True when the call was answered here.
  * For a mutation, half of the server errors strike after the change was made.
  */
+enum { HUGE_ANSWER = 1, ENDLESS_ANSWER = 2, HUGE_ANSWER_BYTES = 12 << 20 };
+
 static bool
 inject_faults(struct rq *rq, bool mutation)
 {
@@ -402,11 +404,31 @@ inject_faults(struct rq *rq, bool mutation)
 		status = 429;
 	else if ((r -= f->rate403) < 0)
 		status = 403;
+	else if ((r -= f->huge) < 0)
+		status = HUGE_ANSWER;
+	else if ((r -= f->endless) < 0)
+		status = ENDLESS_ANSWER;
 	if (f->latency_max_ms > 0)
 		rq->latency_ms = f->latency_min_ms +
 		    (int64_t)(emu_rand(emu) * (double)(f->latency_max_ms - f->latency_min_ms));
 	if (status == 0)
 		return false;
+	if (status == HUGE_ANSWER) {
+		char *junk = xmalloc(HUGE_ANSWER_BYTES);
+
+		memset(junk, ' ', HUGE_ANSWER_BYTES);
+		junk[0] = '[';
+		emu_reply(rq, 200, "application/json", junk, HUGE_ANSWER_BYTES);
+		free(junk);
+		return true;
+	}
+	if (status == ENDLESS_ANSWER) {
+		if (rq->log)
+			log_request(rq, 200);
+		httpd_respond_endless(rq->req, 200, "application/json");
+		rq_free(rq);
+		return true;
+	}
 	if (mutation && status >= 500 && emu_rand(emu) < 0.5) {
 		rq->lost_status = status;
 		return false;
@@ -521,6 +543,14 @@ admin_route(struct rq *rq, char **parts, size_t n)
 				        guest_lease(in)));
 			}
 		emu_reply_json(rq, 200, jx_pack("{s:o}", "instances", out));
+	} else if (strcmp(what, "tokens") == 0 && n == 3 && strcmp(method, "GET") == 0) {
+		/* What it issued, for tests that prove no token leaked anywhere. */
+		json_t *out = json_array(), *exp;
+		const char *tok;
+
+		json_object_foreach (emu->tokens, tok, exp)
+			json_array_append_new(out, json_string(tok));
+		emu_reply_json(rq, 200, jx_pack("{s:o}", "tokens", out));
 	} else if (strcmp(what, "stats") == 0 && strcmp(method, "GET") == 0) {
 		size_t insts = 0, ops = 0, guests = 0;
 

@@ -92,6 +92,10 @@ faults_parse(const char *spec, struct faults *out, char **cause)
 			error = probability(v, &f.rate429);
 		else if (strcmp(item, "rate403") == 0)
 			error = probability(v, &f.rate403);
+		else if (strcmp(item, "huge") == 0)
+			error = probability(v, &f.huge);
+		else if (strcmp(item, "endless") == 0)
+			error = probability(v, &f.endless);
 		else if (strcmp(item, "latency") == 0)
 			error = latency(v, &f.latency_min_ms, &f.latency_max_ms);
 		else if (strcmp(item, "quota-cpus") == 0)
@@ -112,7 +116,8 @@ faults_parse(const char *spec, struct faults *out, char **cause)
 		else {
 			*cause =
 			    xasprintf("unknown fault '%s'; known: error500, error503, rate429, "
-			              "rate403, latency, quota-cpus, stockout, stockout-details, "
+			              "rate403, huge, endless, latency, quota-cpus, stockout, "
+			              "stockout-details, "
 			              "token-lifetime, preempt, guest-unhealthy, guest-die",
 			        item);
 			error = -EINVAL;
@@ -152,7 +157,8 @@ faults_format(const struct faults *f)
 		const char *name;
 		double p;
 	} probs[] = {{"error500", f->error500}, {"error503", f->error503}, {"rate429", f->rate429},
-	    {"rate403", f->rate403}, {"guest-unhealthy", f->guest_unhealthy}};
+	    {"rate403", f->rate403}, {"huge", f->huge}, {"endless", f->endless},
+	    {"guest-unhealthy", f->guest_unhealthy}};
 
 	for (size_t i = 0; i < nitems(probs); i++)
 		if (probs[i].p > 0)

@@ -7,6 +7,8 @@
  *	                        mutation, half of these hit after it took effect:
  *	                        the answer is lost, not the change)
  *	rate429=P rate403=P     429, or 403 rateLimitExceeded
+ *	huge=P                  200 with 12 MB that is no JSON
+ *	endless=P               200 with a body that never ends
  *	latency=MS[-MS]         added before each compute answer
  *	quota-cpus=N            the region's CPUS quota: inserts past it fail
  *	stockout=Z[+Z...]       inserts there end in ZONE_RESOURCE_POOL_EXHAUSTED
@@ -26,7 +28,7 @@
 #include <stdint.h>
 
 struct faults {
-	double error500, error503, rate429, rate403;
+	double error500, error503, rate429, rate403, huge, endless;
 	int64_t latency_min_ms, latency_max_ms;
 	int64_t quota_cpus; /* -1: no quota */
 	char **stockout;

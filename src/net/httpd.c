@@ -593,6 +593,23 @@ httpd_respond(struct httpd_req *r, unsigned status, const char *ctype, const cha
 }
 
 static ssize_t
+endless_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	memset(out, ' ', max);
+	if (pos == 0 && max > 0)
+		out[0] = '[';
+	return (ssize_t)max;
+}
+
+void
+httpd_respond_endless(struct httpd_req *r, unsigned status, const char *ctype)
+{
+	check_waiting(r);
+	answer_with(r, status, ctype,
+	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, endless_read, NULL, NULL));
+}
+
+static ssize_t
 stream_read(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct httpd_stream *st = cls;

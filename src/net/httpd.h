@@ -71,6 +71,9 @@ void httpd_set_header(struct httpd_req *, const char *name, const char *value);
 void httpd_respond(
     struct httpd_req *, unsigned status, const char *content_type, const char *body, size_t len);
 
+/* A body that never ends (filler bytes): for testing clients that must stop reading. */
+void httpd_respond_endless(struct httpd_req *, unsigned status, const char *content_type);
+
 /*
  * A response written over time (Server-Sent Events): opened instead of
  * httpd_respond(), then written to from any loop callback. The connection is
