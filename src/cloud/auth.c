@@ -81,10 +81,11 @@ field(json_t *v, const char *name, const char *path, char **cause)
 {
 	const char *s = jx_str(v, name);
 
-	if (s == NULL || *s == '\0')
-		*cause = xasprintf(
-		    "'%s' has no '%s': download the key again, or %s", path, name, LOGIN_HINT);
-	return s;
+	if (s != NULL && *s != '\0')
+		return s;
+	*cause =
+	    xasprintf("'%s' has no '%s': download the key again, or %s", path, name, LOGIN_HINT);
+	return NULL; /* empty is missing: the caller stops here */
 }
 
 static bool

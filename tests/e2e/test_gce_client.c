@@ -907,6 +907,10 @@ test_bad_credentials(void **state)
 	expect_bad_file(
 	    "{\"type\":\"authorized_user\",\"client_id\":\"x\",\"client_secret\":\"sekrit\"}", 0600,
 	    "has no 'refresh_token'");
+	/* Found by fuzz_credentials: an empty field is a missing one, and named first. */
+	expect_bad_file("{\"type\":\"authorized_user\",\"client_id\":\"\",\"client_secret\":"
+	                "\"sekrit\"}",
+	    0600, "has no 'client_id'");
 	assert_int_equal(jx_parse(sa, strlen(sa), &v, NULL), 0);
 	json_object_set_new(v, "token_uri", json_string("http://example.com/token"));
 	{
