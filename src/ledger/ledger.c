@@ -10,11 +10,13 @@
 #include <sqlite3.h>
 
 #include "ledger/ledger.h"
+#include "util/buf.h"
+#include "util/compat.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define BUSY_MS        10000
 #define MAX_DAYS       64
 
@@ -78,6 +80,9 @@ static const char *migrations[] = {
     "CREATE TABLE budget_days (day TEXT PRIMARY KEY, budget REAL NOT NULL);",
     /* 2: the instance metadata a program asked for (a JSON object) */
     "ALTER TABLE vms ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';",
+    /* 3: a reservation reads the alive VMs and today's costs, not the whole history */
+    "CREATE INDEX vms_state ON vms (state);"
+    "CREATE INDEX costs_day ON costs (day);",
 };
 
 static int
@@ -378,25 +383,34 @@ int
 ledger_list(struct ledger *l, const enum vm_state *states, size_t nstates, struct vm_record **list,
     size_t *n)
 {
+	enum vm_state alive[VM_STATES];
+	struct buf sql = BUF_INIT(4096);
 	sqlite3_stmt *st;
 	size_t cap = 16;
 	int rc;
 
-	if (prepare(l, "SELECT " VM_COLUMNS " FROM vms ORDER BY requested_ms, name", &st) != 0)
+	if (states == NULL) {
+		nstates = 0;
+		for (int s = 0; s < VM_STATES; s++)
+			if (vm_state_alive((enum vm_state)s))
+				alive[nstates++] = (enum vm_state)s;
+		states = alive;
+	}
+	/* IN, by the index on state: the history can be long, the alive are few. */
+	buf_addstr(&sql, "SELECT " VM_COLUMNS " FROM vms WHERE state IN (''");
+	for (size_t i = 0; i < nstates; i++)
+		buf_printf(&sql, ", '%s'", vm_state_name(states[i]));
+	buf_addstr(&sql, ") ORDER BY requested_ms, name");
+	rc = prepare(l, buf_str(&sql), &st);
+	buf_release(&sql);
+	if (rc != 0)
 		return -EIO;
 	*list = xcalloc(cap, sizeof **list);
 	*n = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct vm_record v;
-		bool keep = states == NULL;
 
 		read_vm(st, &v);
-		if (states == NULL)
-			keep = vm_state_alive(v.state);
-		for (size_t i = 0; i < nstates; i++)
-			keep |= v.state == states[i];
-		if (!keep)
-			continue;
 		if (*n == cap) {
 			cap *= 2;
 			*list = xreallocarray(*list, cap, sizeof **list);
