@@ -55,6 +55,10 @@ $(FUZZ_BUILD)/build.ninja:
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_sanitize=address,undefined \
 		-Db_lundef=false -Dc_args=-fno-sanitize-recover=all
 
+# The chaos tests' long mode: 5,000 kills, 50 fault cycles, 100,000 simulated days.
+chaos: build
+	SPILLWAY_CHAOS_LONG=1 meson test -C $(BUILD) --suite chaos --timeout-multiplier 10
+
 # The libFuzzer harnesses (fuzz/), each for FUZZ_SECONDS after replaying its corpus.
 fuzz: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
@@ -75,4 +79,4 @@ format:
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
-.PHONY: all deps build demo test test-asan test-valgrind fuzz fuzz-short bench format clean
+.PHONY: all deps build demo test test-asan test-valgrind chaos fuzz fuzz-short bench format clean

@@ -587,26 +587,30 @@ fail:
 }
 
 int
-ledger_close_cost(struct ledger *l, const char *vm, double per_hour, int64_t start, int64_t end,
+ledger_close_cost(struct ledger *l, const char *vm, double per_hour, int64_t *start, int64_t *end,
     bool spot, bool preempted, double *total)
 {
 	struct day_cost days[MAX_DAYS];
 	sqlite3_stmt *st;
-	int n =
-	    start > 0 ? cost_split_days(per_hour, start, end, spot, preempted, days, MAX_DAYS) : 0;
+	int n = *start > 0
+	    ? cost_split_days(per_hour, *start, *end, spot, preempted, days, MAX_DAYS)
+	    : 0;
 	int error;
 
 	*total = 0;
 	if ((error = exec(l, "BEGIN IMMEDIATE")) != 0)
 		return error;
 	/* Closed once: a second close (after a restart, say) changes nothing. */
-	if (prepare(l, "SELECT cost_closed, cost FROM vms WHERE name = ?", &st) != 0) {
+	if (prepare(l, "SELECT cost_closed, cost, started_ms, ended_ms FROM vms WHERE name = ?",
+	        &st) != 0) {
 		error = -EIO;
 		goto fail;
 	}
 	sqlite3_bind_text(st, 1, vm, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0) {
 		*total = sqlite3_column_double(st, 1);
+		*start = sqlite3_column_int64(st, 2);
+		*end = sqlite3_column_int64(st, 3);
 		sqlite3_finalize(st);
 		return exec(l, "COMMIT");
 	}
@@ -621,12 +625,16 @@ ledger_close_cost(struct ledger *l, const char *vm, double per_hour, int64_t sta
 		error = step_done(l, st);
 		*total += days[i].amount;
 	}
+	/* The run beside its cost: a crash before the record is saved cannot part them. */
 	if (error == 0 &&
 	    (error = prepare(l,
-	         "UPDATE vms SET cost = ?, cost_closed = 1, reserved = 0 WHERE name = ?", &st)) ==
-	        0) {
+	         "UPDATE vms SET cost = ?, cost_closed = 1, reserved = 0, started_ms = ?, "
+	         "ended_ms = ? WHERE name = ?",
+	         &st)) == 0) {
 		sqlite3_bind_double(st, 1, *total);
-		sqlite3_bind_text(st, 2, vm, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, *start);
+		sqlite3_bind_int64(st, 3, *end);
+		sqlite3_bind_text(st, 4, vm, -1, SQLITE_TRANSIENT);
 		error = step_done(l, st);
 	}
 	if (error != 0)

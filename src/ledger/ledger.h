@@ -101,9 +101,14 @@ int ledger_get(struct ledger *, const char *name, struct vm_record *);
 /* The VMs in these states (NULL: the alive ones), oldest first. Caller frees *list. */
 int ledger_list(struct ledger *, const enum vm_state *states, size_t nstates,
     struct vm_record **list, size_t *n);
-/* Close a run: its cost, split over days, once (a second close changes nothing). */
-int ledger_close_cost(struct ledger *, const char *vm, double per_hour, int64_t start_ms,
-    int64_t end_ms, bool spot, bool preempted, double *total);
+/*
+ * Close a run: its cost, split over days, with the run it was billed for, in
+ * one transaction, once. A second close (after a restart, say) changes
+ * nothing and gives back the first: *start_ms and *end_ms are in the run as
+ * the caller sees it, out the run that was billed.
+ */
+int ledger_close_cost(struct ledger *, const char *vm, double per_hour, int64_t *start_ms,
+    int64_t *end_ms, bool spot, bool preempted, double *total);
 /* Billed on a day: closed runs, plus what running VMs have accrued on it by now. */
 double ledger_spent(struct ledger *, int64_t now);
 /* What alive VMs can still cost until their hard stop (in flight: their whole reservation). */

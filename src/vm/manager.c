@@ -23,7 +23,8 @@
 #define FAILURE_BACKOFF_MS     (5 * 60000)
 #define SHUTDOWN_POLL_MS       100
 #define ORPHAN_WHY             "it carries our owner label but the ledger did not know it"
-#define BOOT_PROBE_MS          1000 /* a booting VM is READY within this of its backend */
+#define BOOT_PROBE_MS          1000   /* a booting VM is READY within this of its backend */
+#define PREEMPT_LOOKBACK_MS    300000 /* preemptions are listed this far back, beyond two passes */
 
 struct mvm {
 	struct manager *m;
@@ -33,6 +34,7 @@ struct mvm {
 	bool gone_said;        /* MEV_GONE was sent */
 	bool preempted;
 	int64_t preempted_ms;
+	int64_t gone_ms;         /* first seen missing while the preemptions could not be listed */
 	enum vm_state end_state; /* what TERMINATING ends in */
 	struct http_call *health;
 	bool probe; /* the health call in flight is a boot probe, not the pass's */
@@ -59,6 +61,7 @@ struct manager {
 	int handles;      /* open timers, for the release */
 	bool passing;
 	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
+	bool preemptions_failed; /* this pass could not list the preemptions */
 	int health_pending;
 	int64_t pass_started_ns;
 	int64_t list_sent_ms; /* when the pass's list was asked: what ended since is newer */
@@ -397,11 +400,16 @@ close_cost(struct mvm *v, int64_t end, bool preempted)
 {
 	double total = 0;
 
-	if (v->rec.started_ms > 0 && end < v->rec.started_ms)
-		end = v->rec.started_ms;
-	if (ledger_close_cost(v->m->o.ledger, v->rec.name, v->rec.per_hour, v->rec.started_ms, end,
-	        v->rec.spot, preempted, &total) == 0)
+	int64_t start = v->rec.started_ms;
+
+	if (start > 0 && end < start)
+		end = start;
+	/* Closed before a crash: the run billed then is the record's. */
+	if (ledger_close_cost(v->m->o.ledger, v->rec.name, v->rec.per_hour, &start, &end,
+	        v->rec.spot, preempted, &total) == 0) {
 		v->rec.cost = total;
+		v->rec.started_ms = start;
+	}
 	v->rec.ended_ms = end;
 	v->rec.reserved = 0;
 }
@@ -986,8 +994,22 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 	case VM_UNHEALTHY:
 	case VM_TERMINATING: {
 		int64_t stop = v->rec.started_ms + v->rec.planned_run_s * 1000;
-		const char *why = v->rec.state == VM_TERMINATING ? "deleted"
-		    : v->preempted                               ? "preempted by Compute Engine"
+		const char *why;
+
+		/*
+		 * A Spot VM that vanished on its own was most likely preempted (its
+		 * termination action is DELETE): without this pass's preemptions, wait
+		 * for a pass that has them, for as long as they look back.
+		 */
+		if (v->rec.state != VM_TERMINATING && v->rec.spot && !v->preempted &&
+		    m->preemptions_failed && (v->rec.started_ms == 0 || now < stop - 1000)) {
+			if (v->gone_ms == 0)
+				v->gone_ms = now;
+			if (now - v->gone_ms < PREEMPT_LOOKBACK_MS)
+				break;
+		}
+		why = v->rec.state == VM_TERMINATING ? "deleted"
+		    : v->preempted                   ? "preempted by Compute Engine"
 		    : v->rec.started_ms > 0 && now >= stop - 1000
 		    ? "maxRunDuration reached: Compute Engine deleted it"
 		    : "gone: deleted outside spillway";
@@ -1298,6 +1320,7 @@ on_preemptions(const struct cloud_error *e, const struct cloud_op *ops, size_t n
 	struct manager *m = arg;
 
 	m->preemptions = json_array();
+	m->preemptions_failed = e->code != CLOUD_OK;
 	if (e->code == CLOUD_OK) {
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(m->preemptions,
@@ -1383,6 +1406,22 @@ on_machine_type(const struct cloud_error *e, const struct cloud_machine_type *mt
 	}
 }
 
+/*
+ * How far back the pass asks for preemptions: to before the oldest VM alive
+ * was asked for, so that a slow pass, or a daemon that was down, misses
+ * none; else a few minutes.
+ */
+static int64_t
+preemptions_since(const struct manager *m)
+{
+	int64_t since = now_ms(m) - 2 * m->cfg->health_check_interval * 1000 - PREEMPT_LOOKBACK_MS;
+
+	for (const struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (vm_state_alive(v->rec.state) && v->rec.requested_ms - 60000 < since)
+			since = v->rec.requested_ms - 60000;
+	return since;
+}
+
 static void
 pass(struct manager *m)
 {
@@ -1405,7 +1444,7 @@ pass(struct manager *m)
 		m->passing = false;
 		schedule(m);
 	}
-	m->preempt_since = now_ms(m) - 2 * m->cfg->health_check_interval * 1000 - 300000;
+	m->preempt_since = preemptions_since(m);
 }
 
 static void

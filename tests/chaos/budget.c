@@ -104,8 +104,10 @@ advance(struct ledger *l, struct sim_vm *vms, int n, int64_t now)
 			continue;
 		if (v->rec.state == VM_REQUESTED && v->fails && now >= v->start) {
 			/* The insert failed: nothing billed, the reservation released. */
-			assert_int_equal(ledger_close_cost(l, v->rec.name, v->rec.per_hour, 0, 0,
-			                     v->rec.spot, false, &total),
+			int64_t zero = 0, none = 0;
+
+			assert_int_equal(ledger_close_cost(l, v->rec.name, v->rec.per_hour, &zero,
+			                     &none, v->rec.spot, false, &total),
 			    0);
 			v->rec.reserved = 0;
 			save(l, v, VM_FAILED, now);
@@ -117,8 +119,10 @@ advance(struct ledger *l, struct sim_vm *vms, int n, int64_t now)
 			save(l, v, VM_READY, now);
 		}
 		if (v->rec.state == VM_READY && now >= v->end) {
-			assert_int_equal(ledger_close_cost(l, v->rec.name, v->rec.per_hour,
-			                     v->start, v->end, v->rec.spot, v->preempted, &total),
+			int64_t start = v->start, end = v->end;
+
+			assert_int_equal(ledger_close_cost(l, v->rec.name, v->rec.per_hour, &start,
+			                     &end, v->rec.spot, v->preempted, &total),
 			    0);
 			bill(v->rec.per_hour, v->start, v->end, v->rec.spot, v->preempted);
 			v->rec.ended_ms = v->end;

@@ -281,13 +281,20 @@ test_ledger_reserve_and_close(void **state)
 	assert_true(fabs(ledger_spent(l, t0 + 31 * MN) - 0.03) < 1e-9);
 	assert_true(fabs(ledger_committed(l, t0 + 31 * MN) - (0.15 + 0.18)) < 1e-9);
 	/* Closed: billed seconds x price, once. */
-	assert_int_equal(ledger_close_cost(l, "spillway-a", 0.06, t0 + MN, t0 + 31 * MN + 30000,
-	                     true, false, &total),
-	    0);
-	assert_true(fabs(total - 0.06 * 1830 / 3600) < 1e-12);
-	assert_int_equal(
-	    ledger_close_cost(l, "spillway-a", 0.06, t0, t0 + 9 * H, true, false, &total), 0);
-	assert_true(fabs(total - 0.06 * 1830 / 3600) < 1e-12);
+	{
+		int64_t start = t0 + MN, end = t0 + 31 * MN + 30000;
+
+		assert_int_equal(
+		    ledger_close_cost(l, "spillway-a", 0.06, &start, &end, true, false, &total), 0);
+		assert_true(fabs(total - 0.06 * 1830 / 3600) < 1e-12);
+		/* Again, after a crash, with another end: the first close holds, run and all. */
+		start = t0;
+		end = t0 + 9 * H;
+		assert_int_equal(
+		    ledger_close_cost(l, "spillway-a", 0.06, &start, &end, true, false, &total), 0);
+		assert_true(fabs(total - 0.06 * 1830 / 3600) < 1e-12);
+		assert_true(start == t0 + MN && end == t0 + 31 * MN + 30000);
+	}
 	got.state = VM_TERMINATED;
 	got.ended_ms = t0 + 31 * MN + 30000;
 	assert_int_equal(ledger_save(l, &got, VM_READY, "idle", got.ended_ms), 0);

@@ -1,0 +1,427 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "util/jx.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+#include "world.h"
+
+/* --- traces --- */
+
+/* high_s seconds of heavy stall (CRITICAL), then calm_s of none, a sample a second. */
+void
+write_trace(const char *path, int high_s, int calm_s)
+{
+	FILE *f = fopen(path, "w");
+	int64_t t = 1700000000000, some = 0, full = 0;
+
+	assert_non_null(f);
+	fprintf(f, "# spillway pressure trace 1\n");
+	for (int i = 0; i <= high_s + calm_s; i++, t += 1000) {
+		bool high = i > 0 && i <= high_s;
+
+		some += high ? 600000 : 0;
+		full += high ? 400000 : 0;
+		fprintf(f,
+		    "t=%lld ev=%d some=%lld full=%lld sa10=%.2f sa60=%.2f fa10=%.2f fa60=%.2f "
+		    "mt=16000000 ma=8000000 st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
+		    (long long)t, i == 1, (long long)some, (long long)full, high ? 60.0 : 0,
+		    high ? 60.0 : 0, high ? 40.0 : 0, high ? 40.0 : 0);
+	}
+	fclose(f);
+}
+
+void
+recorded_trace(struct world *w, const char *name)
+{
+	snprintf(w->trace, sizeof w->trace, "%s/tests/data/%s", getenv("SPILLWAY_SOURCE"), name);
+}
+
+/* --- the world: an emulator, a daemon, the ledger --- */
+
+void
+world_emulator(struct world *w, const char *const *extra)
+{
+	const char *args[32] = {"--time-scale", w->scale, "--clock-epoch", w->epoch, "--boot-ms",
+	    "20000", "--guest-boot-ms", "20000"};
+	int n = 8;
+
+	for (; extra != NULL && *extra != NULL; extra++)
+		args[n++] = *extra;
+	args[n] = NULL;
+	emu_start(&w->e, args);
+}
+
+void
+world_init(struct world *w, int scale, const char *const *emu_args)
+{
+	char *cause = NULL;
+
+	memset(w, 0, sizeof *w);
+	snprintf(w->scale, sizeof w->scale, "%d", scale);
+	snprintf(w->epoch, sizeof w->epoch, "%lld", (long long)(realtime_ns() / NS_PER_S));
+	clock_scaled(&w->clock, scale, (int64_t)atoll(w->epoch) * NS_PER_S);
+	world_emulator(w, emu_args);
+	dmn_init(&w->d);
+	snprintf(w->trace, sizeof w->trace, "%s/pressure.trace", w->d.state);
+	if (ledger_open(w->d.state, &w->ledger, &cause) != 0)
+		fail_msg("%s", cause);
+}
+
+static const char *base_env[] = {"SPILLWAY_OWNER=" OWNER, "GCP_VM_IDLE_TIMEOUT_MINUTES=5",
+    "SPILLWAY_FALLBACK_ZONES=" ZONE_B ",us-central1-c", NULL};
+
+/* Start (or restart) the daemon with the base environment, then env, then args. */
+void
+world_run(struct world *w, const char *const *args, const char *const *env)
+{
+	const char *all_args[16] = {
+	    "--time-scale", w->scale, "--clock-epoch", w->epoch, "--replay", w->trace};
+	const char *all_env[32];
+	int n = 6, k = 0;
+
+	for (; args != NULL && *args != NULL; args++)
+		all_args[n++] = *args;
+	all_args[n] = NULL;
+	for (const char *const *p = base_env; *p != NULL; p++)
+		all_env[k++] = *p;
+	for (; env != NULL && *env != NULL; env++)
+		all_env[k++] = *env;
+	all_env[k] = NULL;
+	dmn_start(&w->d, &w->e, all_args, all_env);
+}
+
+void
+world_end(struct world *w)
+{
+	if (w->d.pid > 0)
+		assert_int_equal(dmn_stop(&w->d, SIGTERM), 0);
+	ledger_close(w->ledger);
+	dmn_cleanup(&w->d);
+	emu_stop(&w->e);
+}
+
+int64_t
+vnow(const struct world *w)
+{
+	return clock_now_ms(&w->clock);
+}
+
+/* --- what the ledger says --- */
+
+size_t
+vms(struct world *w, struct vm_record **list)
+{
+	static const enum vm_state all[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
+	    VM_READY, VM_UNHEALTHY, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED,
+	    VM_ORPHANED};
+	size_t n = 0;
+
+	assert_int_equal(ledger_list(w->ledger, all, VM_STATES, list, &n), 0);
+	return n;
+}
+
+/* Wait until the ledger has a VM in this state (the index-th such, oldest first). */
+struct vm_record
+wait_state(struct world *w, enum vm_state state, int index)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		struct vm_record *list, found;
+		size_t n = vms(w, &list);
+		int seen = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (list[i].state == state && seen++ == index) {
+				found = list[i];
+				free(list);
+				return found;
+			}
+		}
+		free(list);
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("no VM reached %s in %d s", vm_state_name(state), WAIT_MS / 1000);
+		}
+		sleep_ms(20);
+	}
+}
+
+/* Wait for a VM by name to be in this state. */
+struct vm_record
+wait_vm(struct world *w, const char *name, enum vm_state state)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	struct vm_record v;
+
+	for (;;) {
+		if (ledger_get(w->ledger, name, &v) == 0 && v.state == state)
+			return v;
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("%s did not reach %s (it is %s)", name, vm_state_name(state),
+			    vm_state_name(v.state));
+		}
+		sleep_ms(20);
+	}
+}
+
+/* Wait for an event whose detail contains text; returns it. */
+struct ledger_event
+wait_event(struct world *w, const char *kind, const char *text)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		struct ledger_event *ev, found;
+		size_t n;
+
+		assert_int_equal(ledger_events(w->ledger, NULL, 1000, &ev, &n), 0);
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(ev[i].kind, kind) == 0 && strstr(ev[i].detail, text) != NULL) {
+				found = ev[i];
+				free(ev);
+				return found;
+			}
+		}
+		free(ev);
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("no '%s' event with '%s' in %d s", kind, text, WAIT_MS / 1000);
+		}
+		sleep_ms(20);
+	}
+}
+
+/* --- what the emulator says --- */
+
+json_t *
+instance(struct world *w, const struct vm_record *v)
+{
+	char *tail = xasprintf("instances/%s", v->name), *url = compute_url(&w->e, v->zone, tail);
+	json_t *j = api(&w->e, "GET", url, NULL, 200);
+
+	free(tail);
+	free(url);
+	return j;
+}
+
+size_t
+inserts(struct world *w, struct insert *out, size_t max)
+{
+	char *text = read_text(w->e.log), *line, *next;
+	size_t n = 0;
+
+	for (line = text; line != NULL && *line != '\0' && n < max; line = next) {
+		json_t *j, *body;
+		const char *q, *path;
+
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((j = json_loads(line, 0, NULL)) == NULL)
+			continue;
+		path = jx_str(j, "path");
+		q = jx_str(j, "query");
+		if (strcmp(jx_str(j, "method"), "POST") == 0 && path != NULL && strlen(path) > 10 &&
+		    strcmp(path + strlen(path) - 10, "/instances") == 0) {
+			body = json_loads(jx_str(j, "body"), 0, NULL);
+			snprintf(out[n].name, sizeof out[n].name, "%s", jx_str(body, "name"));
+			q = q != NULL ? strstr(q, "requestId=") : NULL;
+			snprintf(
+			    out[n].request_id, sizeof out[n].request_id, "%s", q ? q + 10 : "");
+			out[n].status = (long)json_integer_value(json_object_get(j, "status"));
+			n++;
+			json_decref(body);
+		}
+		json_decref(j);
+	}
+	free(text);
+	return n;
+}
+
+/* When the emulator was asked to delete name (virtual ms), or 0. */
+int64_t
+deleted_at(struct world *w, const char *name)
+{
+	char *text = read_text(w->e.log), *line, *next, *suffix = xasprintf("/instances/%s", name);
+	int64_t at = 0;
+
+	for (line = text; line != NULL && *line != '\0' && at == 0; line = next) {
+		json_t *j;
+		const char *path;
+
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((j = json_loads(line, 0, NULL)) == NULL)
+			continue;
+		path = jx_str(j, "path");
+		if (strcmp(jx_str(j, "method"), "DELETE") == 0 && path != NULL &&
+		    strlen(path) >= strlen(suffix) &&
+		    strcmp(path + strlen(path) - strlen(suffix), suffix) == 0)
+			time_parse_rfc3339(jx_str(j, "time"), &at);
+		json_decref(j);
+	}
+	free(suffix);
+	free(text);
+	return at;
+}
+
+/* Requests in the emulator's log from this server with this method and path ending. */
+size_t
+log_count(struct world *w, const char *server, const char *method, const char *suffix)
+{
+	char *text = read_text(w->e.log), *line, *next;
+	size_t n = 0, sl = strlen(suffix);
+
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		json_t *j;
+		const char *path;
+
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((j = json_loads(line, 0, NULL)) == NULL)
+			continue;
+		path = jx_str(j, "path");
+		n += strcmp(jx_str(j, "server"), server) == 0 &&
+		    strcmp(jx_str(j, "method"), method) == 0 && path != NULL &&
+		    strlen(path) >= sl && strcmp(path + strlen(path) - sl, suffix) == 0;
+		json_decref(j);
+	}
+	free(text);
+	return n;
+}
+
+const char *
+label(const json_t *inst, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(inst, "labels"), key));
+}
+
+const char *
+metadata(const json_t *inst, const char *key)
+{
+	size_t i;
+	json_t *it;
+
+	json_array_foreach (jx_get(inst, "metadata.items"), i, it)
+		if (strcmp(jx_str(it, "key"), key) == 0)
+			return jx_str(it, "value");
+	return NULL;
+}
+
+/* --- kill -9 --- */
+
+/* The ledger's VMs are settled: nothing in flight or being deleted. */
+bool
+settled(struct world *w, char *alive, size_t size)
+{
+	struct vm_record *list;
+	size_t n = vms(w, &list), used = 0;
+	bool ok = true;
+
+	alive[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		enum vm_state s = list[i].state;
+
+		if (s == VM_REQUESTED || s == VM_CREATING || s == VM_PROVISIONING ||
+		    s == VM_TERMINATING)
+			ok = false;
+		if (vm_state_alive(s))
+			used += (size_t)snprintf(alive + used, size - used, "%s ", list[i].name);
+	}
+	free(list);
+	return ok;
+}
+
+/* The emulator's instances as "name name ...", in the order the ledger lists them. */
+void
+cloud_names(struct world *w, const char *ledger_order, char *out, size_t size)
+{
+	json_t *all = emu_instances(&w->e);
+	char *copy = xstrdup(ledger_order), *save = NULL, *name;
+	size_t used = 0, found = 0;
+
+	out[0] = '\0';
+	for (name = strtok_r(copy, " ", &save); name != NULL; name = strtok_r(NULL, " ", &save)) {
+		size_t i;
+		json_t *it;
+
+		json_array_foreach (all, i, it) {
+			if (strcmp(jx_str(it, "name"), name) == 0) {
+				used += (size_t)snprintf(out + used, size - used, "%s ", name);
+				found++;
+			}
+		}
+	}
+	if (found != json_array_size(all)) { /* an instance the ledger does not have alive */
+		size_t i;
+		json_t *it;
+
+		json_array_foreach (all, i, it)
+			if (strstr(ledger_order, jx_str(it, "name")) == NULL)
+				used += (size_t)snprintf(
+				    out + used, size - used, "+%s ", jx_str(it, "name"));
+	}
+	json_decref(all);
+	free(copy);
+}
+
+/* Wait until the daemon's log says it started for the n-th time. */
+void
+wait_started(struct world *w, int n)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		char *log = read_text(w->d.log);
+		int seen = 0;
+
+		for (const char *p = log; p != NULL && (p = strstr(p, "owner " OWNER)) != NULL; p++)
+			seen++;
+		free(log);
+		if (seen >= n)
+			return;
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("the daemon did not start a %d-th time", n);
+		}
+		sleep_ms(5);
+	}
+}
+
+/* After a restart: the emulator's instances are the ledger's alive VMs, once it settles. */
+void
+expect_consistent(struct world *w, int run)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	char alive[8192], again[8192], cloud[8192];
+
+	for (;;) {
+		if (settled(w, alive, sizeof alive)) {
+			cloud_names(w, alive, cloud, sizeof cloud);
+			if (settled(w, again, sizeof again) && strcmp(alive, again) == 0 &&
+			    strcmp(alive, cloud) == 0)
+				return;
+		}
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("run %d: the ledger has alive '%s', the emulator '%s'", run, alive,
+			    cloud);
+		}
+		sleep_ms(10);
+	}
+}
