@@ -30,6 +30,7 @@
 #include "util/compat.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+#include "figure.h"
 
 #define RPS_SECONDS 3
 
@@ -120,6 +121,12 @@ status_times(const char *label, int runs)
 	qsort(ms, (size_t)runs, sizeof *ms, cmp);
 	printf("  spillway status --json, %-18s median %6.2f ms, p99 %6.2f ms (%d runs)\n", label,
 	    ms[runs / 2], ms[(int)(0.99 * (runs - 1))], runs);
+	{
+		char *name = xasprintf("cli status --json, %s (median)", label);
+
+		figure(name, ms[runs / 2], "ms");
+		free(name);
+	}
 	free(ms);
 }
 
@@ -151,6 +158,7 @@ requests_per_second(const char *sock)
 	curl_easy_cleanup(c);
 	printf("  GET /v1/status on the socket:     %.0f requests/s (one kept-alive connection)\n",
 	    (double)count / RPS_SECONDS);
+	figure("socket GET /v1/status", (double)count / RPS_SECONDS, "/s");
 }
 
 int

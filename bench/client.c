@@ -25,6 +25,7 @@
 #include "util/str.h"
 #include "util/uuid.h"
 #include "util/xmalloc.h"
+#include "figure.h"
 
 static uv_loop_t loop;
 static struct clock clk;
@@ -197,6 +198,7 @@ main(int argc, char **argv)
 		}
 		total += calls;
 		printf("  get              %8.0f calls/s\n", calls / ((now_us() - t0) / 1e6));
+		figure("client gets", calls / ((now_us() - t0) / 1e6), "/s");
 	}
 	{
 		char *url = xasprintf("%sprojects/spillway-emulator/zones/us-central1-b/instances/"
@@ -209,6 +211,7 @@ main(int argc, char **argv)
 		       "(%.0f vs %.0f)\n",
 		    tm - percentile(b, calls, 0.5), tm, percentile(b, calls, 0.5),
 		    tp - percentile(b, calls, 0.99), tp, percentile(b, calls, 0.99));
+		figure("client time added per get (median)", tm - percentile(b, calls, 0.5), "us");
 		free(url);
 	}
 	{
@@ -235,6 +238,7 @@ main(int argc, char **argv)
 		total += n;
 		printf("  list of 500      %8.1f calls/s  (one page of 500)\n",
 		    n / ((now_us() - t0) / 1e6));
+		figure("client lists of 500", n / ((now_us() - t0) / 1e6), "/s");
 	}
 	gce_stats(cloud, &requests, &retries);
 	printf("  connections      %8.2f per 1,000 calls (%ld for %ld HTTP requests)\n",

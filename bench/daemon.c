@@ -31,6 +31,7 @@
 #include "util/uuid.h"
 #include "util/xmalloc.h"
 #include "vm/daemon.h"
+#include "figure.h"
 
 #define SAMPLES  5
 #define BOOT_MS  1000
@@ -290,6 +291,10 @@ main(int argc, char **argv)
 	       "(boot probes every second)\n",
 	    BOOT_MS + GUEST_MS, overhead[SAMPLES / 2], overhead[SAMPLES - 1]);
 	printf("  RSS idle (no VM):               %.1f MB\n", (double)rss_kb() / 1024);
+	figure("daemon decision to insert sent (median)", to_sent[SAMPLES / 2], "ms");
+	figure("daemon create to READY beyond the emulator's boot (median)", overhead[SAMPLES / 2],
+	    "ms");
+	figure("daemon RSS idle", (double)rss_kb() / 1024, "MB");
 	(void)rss_idle;
 
 	/* 2. vms instances with our owner label, adopted, READY. */
@@ -350,6 +355,9 @@ main(int argc, char **argv)
 	    vms, after.api_calls - before.api_calls, after.health_checks - before.health_checks,
 	    cpu_ms() - cpu0, (long long)after.last_pass_ms);
 	printf("  RSS with %d VMs:               %.1f MB\n", vms, (double)rss_kb() / 1024);
+	figure("daemon pass over its VMs: CPU", cpu_ms() - cpu0, "ms");
+	figure("daemon pass over its VMs: wall", (double)after.last_pass_ms, "ms");
+	figure("daemon RSS with its VMs", (double)rss_kb() / 1024, "MB");
 
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);

@@ -25,6 +25,7 @@
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+#include "figure.h"
 
 #define ZONE "us-central1-a"
 
@@ -259,6 +260,10 @@ main(int argc, char **argv)
 	printf("  ... with the client's JSON parse %5.1f  lists/s, %.0f kB per page\n",
 	    rounds / list_s, page_bytes / 1024.0);
 	printf("  emulator RSS idle         %10ld kB\n", idle_kb);
+	figure("emulator inserts", count / insert_s, "/s");
+	figure("emulator lists of every instance", rounds / list_http_s, "/s");
+	figure("emulator RSS idle", (double)idle_kb / 1024, "MB");
+	figure("emulator RSS with its instances", (double)full_kb / 1024, "MB");
 	printf("  emulator RSS, %d running %7ld kB  (%.1f kB per instance with its guest)\n", count,
 	    full_kb, (double)(full_kb - idle_kb) / count);
 

@@ -34,6 +34,7 @@
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+#include "figure.h"
 
 #define MAX_EVENTS 4096
 
@@ -178,6 +179,7 @@ live(const struct config *cfg, const char *pressure)
 	printf("(b) onset of real stalls to HIGH (sustain %.0f s): %.2f s from the load's start, "
 	       "%.2f s from the first trigger event\n",
 	    cfg->high_sustain_s, st->high_s - t0, st->high_s - st->first_event_s);
+	figure("pressure load start to HIGH", st->high_s - t0, "s");
 	for (double end = mono_s() + 30; st->level != PRESSURE_NORMAL && mono_s() < end;)
 		spin(0.2);
 	stop(m);
@@ -205,6 +207,8 @@ live(const struct config *cfg, const char *pressure)
 	printf("    trigger wake-up to sample callback: median %.1f us, p99 %.1f us (%d events)\n",
 	    pct(st->sample_us, st->nsample, 0.5), pct(st->sample_us, st->nsample, 0.99),
 	    st->nsample);
+	figure("pressure trigger to level callback (median)", pct(st->level_us, st->nlevel, 0.5),
+	    "us");
 	printf(
 	    "(c) CPU per trigger event: %.1f us (%.3f s CPU for %ld events, their %ld samples and "
 	    "process scans, in 72 s of bursts)\n",
@@ -251,6 +255,8 @@ per_sample(const struct config *cfg, const char *trace_path)
 		monitor_replay(m, &t, 0, NULL, NULL);
 	printf("    CPU per sample, processing only (replay): %.2f us over %zu samples\n",
 	    (cpu_s() - cpu0) * 1e6 / (double)(t.n * (size_t)rounds), t.n * (size_t)rounds);
+	figure("pressure CPU per sample, processing",
+	    (cpu_s() - cpu0) * 1e6 / (double)(t.n * (size_t)rounds), "us");
 	monitor_free(m);
 	uv_run(&loop, UV_RUN_NOWAIT);
 	trace_free(&t);
@@ -333,11 +339,18 @@ idle(const char *bin, int seconds)
 	    seconds, hz);
 	printf("    spillway pressure --watch        %8ld            %8ld  %6ld kB\n",
 	    a1.ticks - a0.ticks, a1.switches - a0.switches, a1.rss_kb);
-	if (b > 0)
+	figure("idle CPU ticks: spillway", (double)(a1.ticks - a0.ticks), "ticks");
+	figure("idle wake-ups: spillway", (double)(a1.switches - a0.switches), "");
+	figure("idle RSS: spillway", (double)a1.rss_kb / 1024, "MB");
+	if (b > 0) {
 		printf("    earlyoom 1.7                     %8ld            %8ld  %6ld kB\n",
 		    b1.ticks - b0.ticks, b1.switches - b0.switches, b1.rss_kb);
-	else
+		figure("idle CPU ticks: earlyoom", (double)(b1.ticks - b0.ticks), "ticks");
+		figure("idle wake-ups: earlyoom", (double)(b1.switches - b0.switches), "");
+		figure("idle RSS: earlyoom", (double)b1.rss_kb / 1024, "MB");
+	} else {
 		printf("    earlyoom: not installed (apt-get install earlyoom)\n");
+	}
 	kill(a, SIGTERM);
 	waitpid(a, NULL, 0);
 	if (b > 0) {
