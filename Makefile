@@ -10,7 +10,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 600
 WERROR     ?= 0
-DEPS = gcc make meson ninja-build pkg-config python3 curl \
+DEPS = gcc make meson ninja-build pkg-config python3 curl openssl \
 	libcurl4-openssl-dev libjansson-dev libssl-dev libuv1-dev \
 	libmicrohttpd-dev libsqlite3-dev libcmocka-dev valgrind shellcheck pyflakes3 \
 	clang libclang-rt-14-dev
