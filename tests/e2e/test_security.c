@@ -271,6 +271,19 @@ test_secrets_stay_secret(void **state)
 		free(key);
 		free(path);
 	}
+	/* Every file spillway wrote with a secret in it is its owner's alone. */
+	{
+		char *key = xasprintf("%s/agent.key", d.state);
+		const char *files[] = {key, e.creds, e.user_creds};
+		struct stat st;
+
+		for (size_t i = 0; i < 3; i++) {
+			assert_int_equal(stat(files[i], &st), 0);
+			if ((st.st_mode & 0777) != 0600)
+				fail_msg("%s has mode %03o, not 0600", files[i], st.st_mode & 0777);
+		}
+		free(key);
+	}
 	key_secrets(&s, e.creds);
 	user_secrets(&s, e.user_creds);
 	token_secrets(&s, &e);
