@@ -398,6 +398,41 @@ tcp_accepts(int port)
 	return ok;
 }
 
+static int
+free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static pid_t
+start_s_server(const char *dir, int port)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		char *cert = xasprintf("%s/cert.pem", dir), *key = xasprintf("%s/key.pem", dir);
+		char *at = xasprintf("127.0.0.1:%d", port);
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		execlp("timeout", "timeout", "60", "openssl", "s_server", "-accept", at, "-cert",
+		    cert, "-key", key, "-www", "-quiet", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
 /* A TLS server with a self-signed certificate: the handshake fails, nothing is sent. */
 static void
 test_tls_unverified_refused(void **state)
@@ -406,8 +441,8 @@ test_tls_unverified_refused(void **state)
 	const char *zones[] = {"cloud", "zones", NULL};
 	struct cmd_run r;
 	struct emu e;
-	int port = 30000 + (int)(getpid() % 20000);
-	pid_t server;
+	int port = 0;
+	pid_t server = -1;
 
 	assert_non_null(mkdtemp(dir));
 	cmd = xasprintf("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
@@ -416,27 +451,23 @@ test_tls_unverified_refused(void **state)
 	    dir, dir);
 	assert_int_equal(system(cmd), 0);
 	free(cmd);
-	port_s = xasprintf("127.0.0.1:%d", port);
-	server = fork();
-	if (server == 0) {
-		char *cert = xasprintf("%s/cert.pem", dir), *key = xasprintf("%s/key.pem", dir);
-		int null = open("/dev/null", O_RDWR);
+	/* A port the kernel just gave out, for s_server; another if it was taken meanwhile. */
+	for (int tries = 0; tries < 5 && server < 0; tries++) {
+		int64_t until = now_ms() + 10000;
 
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-		execlp("timeout", "timeout", "60", "openssl", "s_server", "-accept", port_s,
-		    "-cert", cert, "-key", key, "-www", "-quiet", (char *)NULL);
-		_exit(127);
-	}
-	/* Wait until it listens. */
-	{
-		int64_t until = now_ms() + 20000;
-
-		while (!tcp_accepts(port) && now_ms() < until)
+		port = free_port();
+		server = start_s_server(dir, port);
+		while (
+		    !tcp_accepts(port) && now_ms() < until && waitpid(server, NULL, WNOHANG) == 0)
 			sleep_ms(50);
-		assert_true(tcp_accepts(port));
+		if (!tcp_accepts(port)) {
+			kill(server, SIGTERM);
+			waitpid(server, NULL, 0);
+			server = -1;
+		}
 	}
+	assert_true(server > 0);
+	port_s = xasprintf("127.0.0.1:%d", port);
 	emu_start(&e, NULL);
 	ep = xasprintf("SPILLWAY_COMPUTE_ENDPOINT=https://%s/compute/v1/", port_s);
 	{
