@@ -45,16 +45,11 @@ static void
 set_faults(struct world *w, int cycle)
 {
 	static const char *zones[] = {"us-central1-a", "us-central1-b", "us-central1-c"};
-	char *url = xasprintf("%s/emulator/v1/faults", w->e.url);
-	char *body = xasprintf("{\"faults\": \"%s,stockout=%s%s\"}", base_faults, zones[cycle % 3],
+	char *spec = xasprintf("%s,stockout=%s%s", base_faults, zones[cycle % 3],
 	    cycle % 3 == 2 ? ",latency=0-150000" : "");
-	struct resp r;
 
-	http_call(&r, "PUT", url, NULL, body, NULL, NULL);
-	assert_int_equal(r.status, 200);
-	resp_free(&r);
-	free(body);
-	free(url);
+	emu_set_faults(&w->e, spec);
+	free(spec);
 }
 
 /* Pressure: cycles of HIGH_S of heavy stall, then calm, a sample a second. */
@@ -241,14 +236,7 @@ test_fault_soak(void **state)
 	}
 	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
 	/* The counts, the ledger's against the emulator's own operations. */
-	{
-		char *url = xasprintf("%s/emulator/v1/faults", w.e.url);
-		struct resp r;
-
-		http_call(&r, "PUT", url, NULL, "{\"faults\": \"\"}", NULL, NULL);
-		resp_free(&r);
-		free(url);
-	}
+	emu_set_faults(&w.e, "");
 	cloud_ops(&w, &o);
 	n = vms(&w, &list);
 	for (size_t i = 0; i < n; i++) {

@@ -249,20 +249,6 @@ default_client(struct client *c)
 	free(ep);
 }
 
-static void
-set_faults(struct emu *e, const char *spec)
-{
-	char *url = xasprintf("%s/emulator/v1/faults", e->url);
-	char *body = xasprintf("{\"faults\":\"%s\"}", spec);
-	struct resp r;
-
-	http_call(&r, "PUT", url, NULL, body, NULL, NULL);
-	assert_int_equal(r.status, 200);
-	resp_free(&r);
-	free(body);
-	free(url);
-}
-
 static json_t *
 requests(struct emu *e)
 {
@@ -561,7 +547,7 @@ test_error_classes(void **state)
 		res_free(&r);
 	}
 	/* quota and stockout arrive on the DONE operation */
-	set_faults(&emu, "quota-cpus=5");
+	emu_set_faults(&emu, "quota-cpus=5");
 	create(&c, "quota-1", ZONE, "t2", &r);
 	assert_int_equal(r.code, CLOUD_OK);
 	{
@@ -576,7 +562,7 @@ test_error_classes(void **state)
 	assert_true(r.limit == 5.0);
 	assert_non_null(strstr(r.message, "Quota 'CPUS' exceeded"));
 	res_free(&r);
-	set_faults(&emu, "stockout=us-central1-b");
+	emu_set_faults(&emu, "stockout=us-central1-b");
 	create(&c, "stock-1", "us-central1-b", "t2", &r);
 	{
 		char *op = xstrdup(r.op);
@@ -609,7 +595,7 @@ test_error_classes(void **state)
 		assert_int_equal(stock, 1);
 		json_decref(all);
 	}
-	set_faults(&emu, "");
+	emu_set_faults(&emu, "");
 	client_close(&c);
 }
 
@@ -638,7 +624,7 @@ test_retries(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int before = count_requests(&emu, "GET", "/instances/retry-me", NULL);
 
-		set_faults(&emu, cases[i].spec);
+		emu_set_faults(&emu, cases[i].spec);
 		assert_int_equal(
 		    c.cloud->ops->get(c.cloud, ZONE, "retry-me", in_ms(20000), on_instance, &r), 0);
 		run(&r);
@@ -650,7 +636,7 @@ test_retries(void **state)
 		    count_requests(&emu, "GET", "/instances/retry-me", NULL) - before, 5);
 		res_free(&r);
 	}
-	set_faults(&emu, "");
+	emu_set_faults(&emu, "");
 	client_close(&c);
 }
 
@@ -666,7 +652,7 @@ test_retried_inserts_make_one_vm(void **state)
 	int resent = 0;
 
 	default_client(&c);
-	set_faults(&emu, "error503=0.4,rate429=0.1");
+	emu_set_faults(&emu, "error503=0.4,rate429=0.1");
 	for (int k = 0; k < 20; k++) {
 		char name[32];
 
@@ -675,7 +661,7 @@ test_retried_inserts_make_one_vm(void **state)
 		assert_int_equal(r.code, CLOUD_OK);
 		res_free(&r);
 	}
-	set_faults(&emu, "");
+	emu_set_faults(&emu, "");
 	assert_int_equal(c.cloud->ops->list(
 	                     c.cloud, zones, "spillway-owner", "again", in_ms(10000), on_list, &r),
 	    0);
@@ -744,7 +730,7 @@ test_deadline(void **state)
 	    c.cloud->ops->zones(c.cloud, "us-central1", in_ms(10000), on_zones, &r), 0);
 	run(&r);
 	res_free(&r);
-	set_faults(&emu, "latency=3000");
+	emu_set_faults(&emu, "latency=3000");
 	t0 = now_ms();
 	assert_int_equal(c.cloud->ops->get(c.cloud, ZONE, "slow", in_ms(300), on_instance, &r), 0);
 	run(&r);
@@ -752,7 +738,7 @@ test_deadline(void **state)
 	/* It gave up at its deadline, not after the server's latency. */
 	assert_true(now_ms() - t0 < 2500);
 	res_free(&r);
-	set_faults(&emu, "");
+	emu_set_faults(&emu, "");
 	client_close(&c);
 }
 
@@ -800,7 +786,7 @@ test_401_refreshes_once(void **state)
 		json_decref(all);
 	}
 	/* Short-lived tokens: calls keep working across expiries (refreshed ahead, or on 401). */
-	set_faults(&emu, "token-lifetime=1");
+	emu_set_faults(&emu, "token-lifetime=1");
 	http_call(&h, "POST", expire, NULL, NULL, NULL, NULL);
 	resp_free(&h);
 	for (int64_t end = now_ms() + 2500; now_ms() < end;) {
@@ -812,7 +798,7 @@ test_401_refreshes_once(void **state)
 		sleep_ms(100);
 	}
 	assert_true(auth_refreshes(c.auth) >= 4);
-	set_faults(&emu, "");
+	emu_set_faults(&emu, "");
 	free(expire);
 	client_close(&c);
 }

@@ -385,19 +385,6 @@ test_plain_http_refused(void **state)
 	remove_tree(home);
 }
 
-static bool
-tcp_accepts(int port)
-{
-	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-	ok = connect(fd, (struct sockaddr *)&to, sizeof to) == 0;
-	close(fd);
-	return ok;
-}
-
 static int
 free_port(void)
 {
@@ -489,20 +476,6 @@ test_tls_unverified_refused(void **state)
 	remove_tree(dir);
 }
 
-static void
-set_faults(struct emu *e, const char *spec)
-{
-	char *url = xasprintf("%s/emulator/v1/faults", e->url), *body;
-	struct resp r;
-
-	body = xasprintf("{\"faults\": \"%s\"}", spec);
-	http_call(&r, "PUT", url, NULL, body, NULL, NULL);
-	assert_int_equal(r.status, 200);
-	resp_free(&r);
-	free(body);
-	free(url);
-}
-
 /* The pressure sample time the daemon reports, through its socket; "" if it did not answer. */
 static char *
 pressure_time(struct dmn *d, struct emu *e, struct buf *all)
@@ -546,7 +519,7 @@ test_huge_and_endless_answers(void **state)
 		char *before, *after;
 		int64_t until = now_ms() + WAIT_MS;
 
-		set_faults(&e, faults[i]);
+		emu_set_faults(&e, faults[i]);
 		wait_log(&d, says[i]);
 		/* Meanwhile the socket answers and the pressure samples go on. */
 		before = pressure_time(&d, &e, &all);
@@ -563,7 +536,7 @@ test_huge_and_endless_answers(void **state)
 		free(before);
 		free(after);
 	}
-	set_faults(&e, "");
+	emu_set_faults(&e, "");
 	/* Recovered: the next passes list again, with answers that end. */
 	{
 		char *log = read_text(e.log);

@@ -192,19 +192,6 @@ insert(struct emu *e, const char *name, int port, int agent_port, const char *le
 	json_decref(body);
 }
 
-static bool
-accepts(int port)
-{
-	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-	ok = connect(fd, (struct sockaddr *)&to, sizeof to) == 0;
-	close(fd);
-	return ok;
-}
-
 /* The agent's status (once it listens), or NULL when it does not say 200. */
 static json_t *
 agent_status(int port)
@@ -226,7 +213,7 @@ wait_status(int port, const char *field, const char *value)
 {
 	int64_t until = now_ms() + 30000;
 
-	while (!accepts(port) && now_ms() < until)
+	while (!tcp_accepts(port) && now_ms() < until)
 		sleep_ms(50);
 	while (now_ms() < until) {
 		json_t *v = agent_status(port);

@@ -1,5 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -600,4 +603,33 @@ emu_instances(struct emu *e)
 	resp_free(&r);
 	free(url);
 	return all;
+}
+
+void
+emu_set_faults(struct emu *e, const char *spec)
+{
+	char *url = xasprintf("%s/emulator/v1/faults", e->url);
+	json_t *body = json_pack("{s:s}", "faults", spec);
+	char *text = jx_dumps(body);
+	struct resp r;
+
+	http_call(&r, "PUT", url, NULL, text, NULL, NULL);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	free(text);
+	json_decref(body);
+	free(url);
+}
+
+bool
+tcp_accepts(int port)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	ok = connect(fd, (struct sockaddr *)&to, sizeof to) == 0;
+	close(fd);
+	return ok;
 }

@@ -102,6 +102,10 @@ void dmn_cleanup(struct dmn *);
 char *read_text(const char *path);
 /* Each of the NULL-terminated texts appears in text, after the one before it. */
 void expect_in_order(const char *text, const char *const *order);
+/* Replace the emulator's faults (its admin API), "" for none. */
+void emu_set_faults(struct emu *, const char *spec);
+/* Whether something accepts TCP connections on 127.0.0.1:port. */
+bool tcp_accepts(int port);
 /* The emulator's instances of every zone, from its admin API: [{name, zone, status, metadata}]. */
 json_t *emu_instances(struct emu *);
 int64_t now_ms(void);
