@@ -81,8 +81,7 @@ static const char *migrations[] = {
     /* 2: the instance metadata a program asked for (a JSON object) */
     "ALTER TABLE vms ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';",
     /* 3: a reservation reads the alive VMs and today's costs, not the whole history */
-    "CREATE INDEX vms_state ON vms (state);"
-    "CREATE INDEX costs_day ON costs (day);",
+    "CREATE INDEX vms_state ON vms (state); CREATE INDEX costs_day ON costs (day);",
 };
 
 static int
