@@ -188,9 +188,9 @@ on_header(char *p, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
-void
-http_call(struct resp *r, const char *method, const char *url, const char *token, const char *body,
-    const char *const *extra, const char *source_ip)
+static void
+call(struct resp *r, const char *method, const char *url, const char *token, const char *body,
+    const char *const *extra, const char *source_ip, const char *unix_socket)
 {
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
@@ -226,6 +226,8 @@ http_call(struct resp *r, const char *method, const char *url, const char *token
 	curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
 	if (source_ip != NULL)
 		curl_easy_setopt(c, CURLOPT_INTERFACE, source_ip);
+	if (unix_socket != NULL)
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_socket);
 	rc = curl_easy_perform(c);
 	if (rc != CURLE_OK)
 		fail_msg("%s %s: %s", method, url, curl_easy_strerror(rc));
@@ -236,6 +238,29 @@ http_call(struct resp *r, const char *method, const char *url, const char *token
 	r->json = json_loadb(r->body, r->len, 0, NULL);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
+}
+
+void
+http_call(struct resp *r, const char *method, const char *url, const char *token, const char *body,
+    const char *const *extra, const char *source_ip)
+{
+	call(r, method, url, token, body, extra, source_ip, NULL);
+}
+
+void
+dmn_call(struct dmn *d, struct resp *r, const char *method, const char *path, const char *body)
+{
+	char *sock = xasprintf("%s/control.sock", d->state),
+	     *url = xasprintf("http://spillway%s", path);
+	int64_t deadline = now_ms() + 30000;
+	struct stat st;
+
+	/* A daemon just started may not listen yet. */
+	while (stat(sock, &st) != 0 && now_ms() < deadline)
+		sleep_ms(20);
+	call(r, method, url, NULL, body, NULL, NULL, sock);
+	free(url);
+	free(sock);
 }
 
 void

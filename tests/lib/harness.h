@@ -93,6 +93,8 @@ struct dmn {
 
 void dmn_init(struct dmn *);
 void dmn_start(struct dmn *, const struct emu *, const char *const *args, const char *const *env);
+/* A request to its control API, on its socket (path: "/v1/vms"). */
+void dmn_call(struct dmn *, struct resp *, const char *method, const char *path, const char *body);
 /* Signal it and wait; returns its exit status (128 + signal if killed). */
 int dmn_stop(struct dmn *, int sig);
 /* Print its log to stderr (for a failing test) and remove its directory. */
