@@ -464,6 +464,22 @@ on_got(const struct cloud_error *e, const struct cloud_instance *in, void *arg)
 	after_call(v);
 }
 
+/* Past it, a VM that does not run yet is given up: deleted if it exists, FAILED. */
+static bool
+past_create_deadline(const struct mvm *v)
+{
+	return now_ms(v->m) - v->rec.requested_ms >= minutes(v->m->cfg->create_deadline_minutes);
+}
+
+static void
+give_up_create(struct mvm *v, const char *why)
+{
+	struct cloud_error e = {CLOUD_DEADLINE, 0, NULL, why, NULL, NULL, 0, 0};
+
+	back_off(v->m, &e, v->rec.name);
+	terminate(v, why, VM_FAILED);
+}
+
 /* A create that failed for good: another zone, or FAILED with a backoff. */
 static void
 create_failed(struct mvm *v, const struct cloud_error *e)
@@ -471,7 +487,7 @@ create_failed(struct mvm *v, const struct cloud_error *e)
 	struct manager *m = v->m;
 	char *text = cloud_error_text(e);
 
-	if (e->code == CLOUD_STOCKOUT) {
+	if (e->code == CLOUD_STOCKOUT && !past_create_deadline(v)) {
 		const char *zone;
 
 		skip_zone(m, e->zone != NULL ? e->zone : v->rec.zone, text);
@@ -535,14 +551,24 @@ on_inserted(const struct cloud_error *e, const struct cloud_op *op, void *arg)
 
 	v->busy = false;
 	if (e->code == CLOUD_OK) {
+		int64_t deadline = v->rec.requested_ms + minutes(m->cfg->create_deadline_minutes);
+
 		snprintf(v->rec.op, sizeof v->rec.op, "%s", op->name);
 		set_state(v, VM_PROVISIONING, "Compute Engine accepted the insert");
-		if (v->terminate_after == NULL) {
+		/*
+		 * Past the deadline the insert is sent again only to learn its fate: a
+		 * DONE operation is a VM that ran (or an error); one still running is
+		 * an insert that takes effect only now, too late.
+		 */
+		if (past_create_deadline(v) && !op->done && v->terminate_after == NULL)
+			give_up_create(v, "the insert took effect only after the create deadline");
+		else if (v->terminate_after == NULL) {
 			v->busy = true;
 			m->counts.api_calls++;
-			if (m->o.cloud->ops->wait(m->o.cloud, v->rec.zone, op->name,
-			        v->rec.requested_ms + minutes(m->cfg->create_deadline_minutes),
-			        on_created, v) != 0)
+			if (deadline < now_ms(m) + CALL_DEADLINE_MS)
+				deadline = now_ms(m) + CALL_DEADLINE_MS;
+			if (m->o.cloud->ops->wait(
+			        m->o.cloud, v->rec.zone, op->name, deadline, on_created, v) != 0)
 				v->busy = false;
 		}
 	} else if (!transient(e->code)) {
@@ -926,6 +952,44 @@ mark_preempted(struct mvm *v, int64_t when, const char *why)
 	m->cooldown_until = 0;
 }
 
+/* Alive in the ledger, its insert taken effect, and no longer in the cloud. */
+static void
+vanished(struct manager *m, struct mvm *v, int64_t now)
+{
+	int64_t stop = v->rec.started_ms + v->rec.planned_run_s * 1000;
+	const char *why;
+
+	/*
+	 * A Spot VM that vanished on its own was most likely preempted (its
+	 * termination action is DELETE): without this pass's preemptions, wait
+	 * for a pass that has them, for as long as they look back.
+	 */
+	if (v->rec.state != VM_TERMINATING && v->rec.spot && !v->preempted &&
+	    m->preemptions_failed && (v->rec.started_ms == 0 || now < stop - 1000)) {
+		if (v->gone_ms == 0)
+			v->gone_ms = now;
+		if (now - v->gone_ms < PREEMPT_LOOKBACK_MS)
+			return;
+	}
+	/*
+	 * Its insert took effect but no pass saw it start: billed from its
+	 * request on, more rather than less.
+	 */
+	if (v->rec.state != VM_TERMINATING && v->rec.started_ms == 0) {
+		v->rec.started_ms = v->rec.requested_ms;
+		stop = v->rec.started_ms + v->rec.planned_run_s * 1000;
+	}
+	why = v->rec.state == VM_TERMINATING ? "deleted"
+	    : v->preempted                   ? "preempted by Compute Engine"
+	    : now >= stop - 1000             ? "maxRunDuration reached: Compute Engine deleted it"
+	                                     : "gone: deleted outside spillway";
+	if (v->rec.state != VM_TERMINATING) {
+		snprintf(v->rec.end_reason, sizeof v->rec.end_reason, "%s", why);
+		v->end_state = VM_TERMINATED;
+	}
+	finish_termination(v);
+}
+
 /* What the cloud says of a VM that the ledger has alive. */
 static void
 reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
@@ -952,6 +1016,8 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 		case VM_PROVISIONING:
 			if (strcmp(status, "RUNNING") == 0)
 				set_state(v, VM_BOOTING, "it runs");
+			else if (past_create_deadline(v))
+				give_up_create(v, "not running by the create deadline");
 			else if (v->rec.state != VM_PROVISIONING)
 				set_state(v, VM_PROVISIONING, "the insert took effect");
 			break;
@@ -977,50 +1043,22 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 	case VM_REQUESTED:
 	case VM_CREATING:
 	case VM_PROVISIONING:
-		if (now - v->rec.requested_ms < minutes(m->cfg->create_deadline_minutes)) {
-			send_insert(v); /* the same requestId: never a second VM */
-		} else {
-			struct cloud_error e = {CLOUD_DEADLINE, 0, NULL,
-			    "the insert did not take effect before the create deadline", NULL, NULL,
-			    0, 0};
-
-			back_off(m, &e, v->rec.name);
-			set_state(v, VM_FAILED, e.message);
-			close_cost(v, 0, false);
-		}
+		/*
+		 * The same requestId again: never a second VM, and the answer says
+		 * whether the insert took effect (even past the create deadline, so
+		 * that a VM that ran unseen is billed, on_inserted).
+		 */
+		if (!v->preempted)
+			send_insert(v);
+		else /* only a running VM is preempted: it ran, though no pass saw it */
+			vanished(m, v, now);
 		break;
 	case VM_BOOTING:
 	case VM_READY:
 	case VM_UNHEALTHY:
-	case VM_TERMINATING: {
-		int64_t stop = v->rec.started_ms + v->rec.planned_run_s * 1000;
-		const char *why;
-
-		/*
-		 * A Spot VM that vanished on its own was most likely preempted (its
-		 * termination action is DELETE): without this pass's preemptions, wait
-		 * for a pass that has them, for as long as they look back.
-		 */
-		if (v->rec.state != VM_TERMINATING && v->rec.spot && !v->preempted &&
-		    m->preemptions_failed && (v->rec.started_ms == 0 || now < stop - 1000)) {
-			if (v->gone_ms == 0)
-				v->gone_ms = now;
-			if (now - v->gone_ms < PREEMPT_LOOKBACK_MS)
-				break;
-		}
-		why = v->rec.state == VM_TERMINATING ? "deleted"
-		    : v->preempted                   ? "preempted by Compute Engine"
-		    : v->rec.started_ms > 0 && now >= stop - 1000
-		    ? "maxRunDuration reached: Compute Engine deleted it"
-		    : "gone: deleted outside spillway";
-
-		if (v->rec.state != VM_TERMINATING) {
-			snprintf(v->rec.end_reason, sizeof v->rec.end_reason, "%s", why);
-			v->end_state = VM_TERMINATED;
-		}
-		finish_termination(v);
+	case VM_TERMINATING:
+		vanished(m, v, now);
 		break;
-	}
 	case VM_ORPHANED:
 		set_state(v, VM_TERMINATED, "the orphan went away");
 		break;

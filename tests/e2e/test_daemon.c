@@ -409,6 +409,18 @@ test_quota_fails_and_backs_off(void **state)
 	world_end(&w);
 }
 
+/* Compute Engine preempts it now (the emulator's admin API). */
+static void
+preempt(struct world *w, const struct vm_record *v)
+{
+	char *url =
+	    xasprintf("%s/emulator/v1/projects/spillway-emulator/zones/%s/instances/%s/preempt",
+	        w->e.url, v->zone, v->name);
+
+	json_decref(api(&w->e, "POST", url, "{}", 200));
+	free(url);
+}
+
 /* Preempted within its first minute: nothing billed, a replacement in another zone. */
 static void
 test_preemption_replaced(void **state)
@@ -416,20 +428,12 @@ test_preemption_replaced(void **state)
 	const char *env[] = {"SPILLWAY_COOLDOWN_MINUTES=0", NULL};
 	struct world w;
 	struct vm_record v, gone, next;
-	char *tail, *url;
-	json_t *r;
 
 	world_init(&w, 10, NULL); /* a slower clock: the preemption lands inside the minute */
 	write_trace(w.trace, 1200, 0);
 	world_run(&w, NULL, env);
 	v = wait_state(&w, VM_BOOTING, 0);
-	tail = xasprintf(
-	    "emulator/v1/projects/spillway-emulator/zones/%s/instances/%s/preempt", v.zone, v.name);
-	url = xasprintf("%s/%s", w.e.url, tail);
-	r = api(&w.e, "POST", url, "{}", 200);
-	json_decref(r);
-	free(url);
-	free(tail);
+	preempt(&w, &v);
 	gone = wait_vm(&w, v.name, VM_PREEMPTED);
 	if (gone.ended_ms - gone.started_ms < 60000)
 		assert_true(gone.cost == 0);
@@ -440,6 +444,191 @@ test_preemption_replaced(void **state)
 	next = wait_state(&w, VM_BOOTING, 0);
 	assert_string_not_equal(next.name, v.name);
 	assert_string_not_equal(next.zone, v.zone);
+	world_end(&w);
+}
+
+/* Wait for the emulator to have the instance in this status (NULL: gone), without faults. */
+static void
+wait_emu(struct world *w, const char *name, const char *status)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		json_t *all = emu_instances(&w->e), *it;
+		char now[32] = "gone";
+		size_t i;
+
+		json_array_foreach (all, i, it)
+			if (strcmp(jx_str(it, "name"), name) == 0)
+				snprintf(now, sizeof now, "%s", jx_str(it, "status"));
+		json_decref(all);
+		if (strcmp(now, status != NULL ? status : "gone") == 0)
+			return;
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("%s is %s in the emulator, not %s", name, now,
+			    status != NULL ? status : "gone");
+		}
+		sleep_ms(20);
+	}
+}
+
+static void
+wait_vnow(struct world *w, int64_t t)
+{
+	while (vnow(w) < t)
+		sleep_ms(20);
+}
+
+/*
+ * A VM asked for through the control API once the daemon has listed and
+ * priced, the emulator's faults set just before it.
+ */
+static struct vm_record
+create_with_faults(struct world *w, const char *faults)
+{
+	struct vm_record v;
+	struct resp r;
+
+	/* A create is held until then, and a bad one only then refused. */
+	dmn_call(&w->d, &r, "POST", "/v1/vms", "{\"components\": 5}");
+	assert_int_equal(r.status, 400);
+	resp_free(&r);
+	emu_set_faults(&w->e, faults);
+	dmn_call(&w->d, &r, "POST", "/v1/vms", "{\"components\": [\"vision\"]}");
+	if (r.status != 201)
+		fail_msg("POST /v1/vms: %ld %s", r.status, r.body);
+	assert_int_equal(ledger_get(w->ledger, jx_str(r.json, "vm.name"), &v), 0);
+	resp_free(&r);
+	return v;
+}
+
+/* What the daemon could not see: no pass has listed anything since the create. */
+static void
+expect_unseen(struct world *w, const struct vm_record *v)
+{
+	struct vm_record now;
+
+	assert_int_equal(ledger_get(w->ledger, v->name, &now), 0);
+	if (now.state != VM_CREATING) {
+		dmn_dump(&w->d);
+		fail_msg(
+		    "%s is %s, while every Compute call fails", v->name, vm_state_name(now.state));
+	}
+}
+
+/*
+ * Preempted while every Compute call fails (half the inserts take effect,
+ * their answers lost), so before any pass saw it run: PREEMPTED once the
+ * calls work, billed from its request on (more rather than less), not
+ * FAILED or closed at nothing.
+ */
+static void
+test_preempted_unseen(void **state)
+{
+	struct world w;
+	struct vm_record v, gone;
+	int64_t before, after;
+
+	world_init(&w, SCALE, NULL);
+	write_trace(w.trace, 0, 3600);
+	world_run(&w, NULL, NULL);
+	v = create_with_faults(&w, "error503=1");
+	wait_emu(&w, v.name, "RUNNING");
+	wait_vnow(&w, v.requested_ms + 90000); /* past its first minute, wherever it started */
+	before = vnow(&w);
+	preempt(&w, &v);
+	after = vnow(&w);
+	wait_emu(&w, v.name, NULL);
+	expect_unseen(&w, &v);
+	emu_set_faults(&w.e, "");
+	gone = wait_vm(&w, v.name, VM_PREEMPTED);
+	assert_int_equal(gone.started_ms, v.requested_ms);
+	assert_in_range(gone.ended_ms, before - 1000, after + 1000);
+	assert_true(gone.cost > 0);
+	assert_true(
+	    fabs(gone.cost -
+	        gone.per_hour * (double)(gone.ended_ms - gone.started_ms) / 3600000.0) < 1e-9);
+	world_end(&w);
+}
+
+/*
+ * Past the create deadline, not listed: its insert is asked again with its
+ * requestId, and the first operation, DONE, says it ran (deleted at its
+ * maxRunDuration while no call worked): billed its whole planned run.
+ */
+static void
+test_ran_unseen_past_deadline(void **state)
+{
+	const char *env[] = {
+	    "SPILLWAY_CREATE_DEADLINE_MINUTES=1", "GCP_VM_MAX_LIFETIME_HOURS=0.1", NULL};
+	struct world w;
+	struct vm_record v, gone;
+
+	world_init(&w, SCALE, NULL);
+	write_trace(w.trace, 0, 3600);
+	world_run(&w, NULL, env);
+	v = create_with_faults(&w, "error503=1");
+	assert_int_equal(v.planned_run_s, 360);
+	wait_emu(&w, v.name, "RUNNING");
+	wait_emu(&w, v.name, NULL);
+	expect_unseen(&w, &v);
+	assert_true(vnow(&w) > v.requested_ms + 60000);
+	emu_set_faults(&w.e, "");
+	gone = wait_vm(&w, v.name, VM_TERMINATED);
+	assert_non_null(strstr(gone.end_reason, "maxRunDuration"));
+	assert_int_equal(gone.started_ms, v.requested_ms);
+	assert_int_equal(gone.ended_ms, v.requested_ms + 360000);
+	assert_true(fabs(gone.cost - gone.per_hour * 0.1) < 1e-9);
+	world_end(&w);
+}
+
+/*
+ * Past the create deadline an insert that never took effect is sent again
+ * only to learn so: it takes effect now, too late, and is deleted at once.
+ */
+static void
+test_insert_too_late(void **state)
+{
+	const char *env[] = {"SPILLWAY_CREATE_DEADLINE_MINUTES=1", NULL};
+	struct world w;
+	struct vm_record v, gone;
+
+	world_init(&w, SCALE, NULL);
+	write_trace(w.trace, 0, 3600);
+	world_run(&w, NULL, env);
+	v = create_with_faults(&w, "rate429=1"); /* refused before any change */
+	wait_vnow(&w, v.requested_ms + 90000);
+	wait_emu(&w, v.name, NULL);
+	expect_unseen(&w, &v);
+	emu_set_faults(&w.e, "");
+	gone = wait_vm(&w, v.name, VM_FAILED);
+	assert_non_null(strstr(gone.end_reason, "only after the create deadline"));
+	assert_true(gone.started_ms == 0 && gone.cost == 0);
+	assert_true(deleted_at(&w, v.name) > 0);
+	wait_emu(&w, v.name, NULL);
+	world_end(&w);
+}
+
+/* Listed, but not RUNNING by the create deadline: deleted, FAILED, nothing billed. */
+static void
+test_not_running_by_deadline(void **state)
+{
+	const char *emu[] = {"--boot-ms", "600000", NULL};
+	const char *env[] = {"SPILLWAY_CREATE_DEADLINE_MINUTES=1", NULL};
+	struct world w;
+	struct vm_record v, gone;
+
+	world_init(&w, SCALE, emu);
+	write_trace(w.trace, 0, 3600);
+	world_run(&w, NULL, env);
+	v = create_with_faults(&w, "");
+	gone = wait_vm(&w, v.name, VM_FAILED);
+	assert_non_null(strstr(gone.end_reason, "not running by the create deadline"));
+	assert_true(gone.ended_ms >= v.requested_ms + 60000);
+	assert_true(gone.started_ms == 0 && gone.cost == 0);
+	wait_emu(&w, v.name, NULL);
+	(void)wait_event(&w, "backoff", "create deadline");
 	world_end(&w);
 }
 
@@ -607,6 +796,10 @@ main(void)
 	    cmocka_unit_test(test_stockout_next_zone),
 	    cmocka_unit_test(test_quota_fails_and_backs_off),
 	    cmocka_unit_test(test_preemption_replaced),
+	    cmocka_unit_test(test_preempted_unseen),
+	    cmocka_unit_test(test_ran_unseen_past_deadline),
+	    cmocka_unit_test(test_insert_too_late),
+	    cmocka_unit_test(test_not_running_by_deadline),
 	    cmocka_unit_test(test_lifetime),
 	    cmocka_unit_test(test_unhealthy_replaced),
 	    cmocka_unit_test(test_sigterm_deletes_all),
