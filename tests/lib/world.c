@@ -220,91 +220,109 @@ instance(struct world *w, const struct vm_record *v)
 	return j;
 }
 
+/*
+ * Each request in the emulator's log with this method and path ending, to
+ * fn until it says stop. Line by line: a long chaos run's log is hundreds
+ * of megabytes.
+ */
+static void
+requests(struct world *w, const char *method, const char *suffix,
+    bool (*fn)(const json_t *, void *), void *arg)
+{
+	FILE *f = fopen(w->e.log, "r");
+	char *line = NULL, *quoted = xasprintf("\"%s\"", method);
+	size_t cap = 0, sl = strlen(suffix);
+	bool stop = false;
+
+	assert_non_null(f);
+	while (!stop && getline(&line, &cap, f) > 0) {
+		json_t *j;
+		const char *path;
+
+		if (strstr(line, quoted) == NULL || (j = json_loads(line, 0, NULL)) == NULL)
+			continue;
+		path = jx_str(j, "path");
+		if (strcmp(jx_str(j, "method"), method) == 0 && path != NULL &&
+		    strlen(path) >= sl && strcmp(path + strlen(path) - sl, suffix) == 0)
+			stop = fn(j, arg);
+		json_decref(j);
+	}
+	free(quoted);
+	free(line);
+	fclose(f);
+}
+
+struct inserts {
+	struct insert *out;
+	size_t max, n;
+};
+
+static bool
+add_insert(const json_t *j, void *arg)
+{
+	struct inserts *in = arg;
+	struct insert *it = &in->out[in->n++];
+	json_t *body = json_loads(jx_str(j, "body"), 0, NULL);
+	const char *q = jx_str(j, "query");
+
+	snprintf(it->name, sizeof it->name, "%s", jx_str(body, "name"));
+	q = q != NULL ? strstr(q, "requestId=") : NULL;
+	snprintf(it->request_id, sizeof it->request_id, "%s", q ? q + 10 : "");
+	it->status = (long)json_integer_value(json_object_get(j, "status"));
+	json_decref(body);
+	return in->n == in->max;
+}
+
 size_t
 inserts(struct world *w, struct insert *out, size_t max)
 {
-	/* Line by line: a long chaos run's log is hundreds of megabytes. */
-	FILE *f = fopen(w->e.log, "r");
-	char *line = NULL;
-	size_t cap = 0, n = 0;
+	struct inserts in = {out, max, 0};
 
-	assert_non_null(f);
-	while (n < max && getline(&line, &cap, f) > 0) {
-		json_t *j, *body;
-		const char *q, *path;
+	if (max > 0)
+		requests(w, "POST", "/instances", add_insert, &in);
+	return in.n;
+}
 
-		if (strstr(line, "\"POST\"") == NULL || (j = json_loads(line, 0, NULL)) == NULL)
-			continue;
-		path = jx_str(j, "path");
-		q = jx_str(j, "query");
-		if (strcmp(jx_str(j, "method"), "POST") == 0 && path != NULL && strlen(path) > 10 &&
-		    strcmp(path + strlen(path) - 10, "/instances") == 0) {
-			body = json_loads(jx_str(j, "body"), 0, NULL);
-			snprintf(out[n].name, sizeof out[n].name, "%s", jx_str(body, "name"));
-			q = q != NULL ? strstr(q, "requestId=") : NULL;
-			snprintf(
-			    out[n].request_id, sizeof out[n].request_id, "%s", q ? q + 10 : "");
-			out[n].status = (long)json_integer_value(json_object_get(j, "status"));
-			n++;
-			json_decref(body);
-		}
-		json_decref(j);
-	}
-	free(line);
-	fclose(f);
-	return n;
+static bool
+first_time(const json_t *j, void *arg)
+{
+	return time_parse_rfc3339(jx_str(j, "time"), arg) == 0;
 }
 
 /* When the emulator was asked to delete name (virtual ms), or 0. */
 int64_t
 deleted_at(struct world *w, const char *name)
 {
-	char *text = read_text(w->e.log), *line, *next, *suffix = xasprintf("/instances/%s", name);
+	char *suffix = xasprintf("/instances/%s", name);
 	int64_t at = 0;
 
-	for (line = text; line != NULL && *line != '\0' && at == 0; line = next) {
-		json_t *j;
-		const char *path;
-
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		if ((j = json_loads(line, 0, NULL)) == NULL)
-			continue;
-		path = jx_str(j, "path");
-		if (strcmp(jx_str(j, "method"), "DELETE") == 0 && path != NULL &&
-		    strlen(path) >= strlen(suffix) &&
-		    strcmp(path + strlen(path) - strlen(suffix), suffix) == 0)
-			time_parse_rfc3339(jx_str(j, "time"), &at);
-		json_decref(j);
-	}
+	requests(w, "DELETE", suffix, first_time, &at);
 	free(suffix);
-	free(text);
 	return at;
+}
+
+struct count {
+	const char *server;
+	size_t n;
+};
+
+static bool
+count_server(const json_t *j, void *arg)
+{
+	struct count *c = arg;
+
+	c->n += strcmp(jx_str(j, "server"), c->server) == 0;
+	return false;
 }
 
 /* Requests in the emulator's log from this server with this method and path ending. */
 size_t
 log_count(struct world *w, const char *server, const char *method, const char *suffix)
 {
-	char *text = read_text(w->e.log), *line, *next;
-	size_t n = 0, sl = strlen(suffix);
+	struct count c = {server, 0};
 
-	for (line = text; line != NULL && *line != '\0'; line = next) {
-		json_t *j;
-		const char *path;
-
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		if ((j = json_loads(line, 0, NULL)) == NULL)
-			continue;
-		path = jx_str(j, "path");
-		n += strcmp(jx_str(j, "server"), server) == 0 &&
-		    strcmp(jx_str(j, "method"), method) == 0 && path != NULL &&
-		    strlen(path) >= sl && strcmp(path + strlen(path) - sl, suffix) == 0;
-		json_decref(j);
-	}
-	free(text);
-	return n;
+	requests(w, method, suffix, count_server, &c);
+	return c.n;
 }
 
 const char *
