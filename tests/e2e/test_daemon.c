@@ -481,15 +481,18 @@ wait_vnow(struct world *w, int64_t t)
 }
 
 /*
- * A VM asked for through the control API once the daemon has listed and
- * priced, the emulator's faults set just before it.
+ * A daemon without pressure, and a VM asked for through its control API
+ * once it has listed and priced, the emulator's faults set just before.
  */
 static struct vm_record
-create_with_faults(struct world *w, const char *faults)
+by_hand(struct world *w, const char *const *emu_args, const char *const *env, const char *faults)
 {
 	struct vm_record v;
 	struct resp r;
 
+	world_init(w, SCALE, emu_args);
+	write_trace(w->trace, 0, 3600);
+	world_run(w, NULL, env);
 	/* A create is held until then, and a bad one only then refused. */
 	dmn_call(&w->d, &r, "POST", "/v1/vms", "{\"components\": 5}");
 	assert_int_equal(r.status, 400);
@@ -530,10 +533,7 @@ test_preempted_unseen(void **state)
 	struct vm_record v, gone;
 	int64_t before, after;
 
-	world_init(&w, SCALE, NULL);
-	write_trace(w.trace, 0, 3600);
-	world_run(&w, NULL, NULL);
-	v = create_with_faults(&w, "error503=1");
+	v = by_hand(&w, NULL, NULL, "error503=1");
 	wait_emu(&w, v.name, "RUNNING");
 	wait_vnow(&w, v.requested_ms + 90000); /* past its first minute, wherever it started */
 	before = vnow(&w);
@@ -565,10 +565,7 @@ test_ran_unseen_past_deadline(void **state)
 	struct world w;
 	struct vm_record v, gone;
 
-	world_init(&w, SCALE, NULL);
-	write_trace(w.trace, 0, 3600);
-	world_run(&w, NULL, env);
-	v = create_with_faults(&w, "error503=1");
+	v = by_hand(&w, NULL, env, "error503=1");
 	assert_int_equal(v.planned_run_s, 360);
 	wait_emu(&w, v.name, "RUNNING");
 	wait_emu(&w, v.name, NULL);
@@ -594,10 +591,7 @@ test_insert_too_late(void **state)
 	struct world w;
 	struct vm_record v, gone;
 
-	world_init(&w, SCALE, NULL);
-	write_trace(w.trace, 0, 3600);
-	world_run(&w, NULL, env);
-	v = create_with_faults(&w, "rate429=1"); /* refused before any change */
+	v = by_hand(&w, NULL, env, "rate429=1"); /* refused before any change */
 	wait_vnow(&w, v.requested_ms + 90000);
 	wait_emu(&w, v.name, NULL);
 	expect_unseen(&w, &v);
@@ -619,10 +613,7 @@ test_not_running_by_deadline(void **state)
 	struct world w;
 	struct vm_record v, gone;
 
-	world_init(&w, SCALE, emu);
-	write_trace(w.trace, 0, 3600);
-	world_run(&w, NULL, env);
-	v = create_with_faults(&w, "");
+	v = by_hand(&w, emu, env, "");
 	gone = wait_vm(&w, v.name, VM_FAILED);
 	assert_non_null(strstr(gone.end_reason, "not running by the create deadline"));
 	assert_true(gone.ended_ms >= v.requested_ms + 60000);
