@@ -117,11 +117,25 @@ expect_converged(struct world *w, int cycle)
 }
 
 struct ops {
-	json_t *inserted; /* names whose insert took effect */
+	json_t *inserted; /* names whose insert took effect: when it was DONE */
 	json_t *failed;   /* names whose insert ended in an error */
 	json_t *preempted;
-	json_t *deleted; /* names spillway deleted */
+	json_t *deleted; /* names spillway deleted: when it asked */
 };
+
+/*
+ * Whether the VM ran: an insert is DONE when its VM runs, or when a delete
+ * overtakes it (then at the delete's own time); a preempted VM ran.
+ */
+static bool
+ran(const struct ops *o, const char *name)
+{
+	json_t *done = json_object_get(o->inserted, name), *del = json_object_get(o->deleted, name);
+
+	return done != NULL &&
+	    (json_object_get(o->preempted, name) != NULL || del == NULL ||
+	        json_integer_value(done) < json_integer_value(del));
+}
 
 /* A token from the metadata server: the emulator's clock is hours ahead of a JWT's. */
 static char *
@@ -173,15 +187,20 @@ cloud_ops(struct world *w, struct ops *o)
 				const char *target =
 				    strrchr(or_default(jx_str(op, "targetLink"), "/"), '/') + 1;
 
+				int64_t end = 0, start = 0;
+
+				time_parse_rfc3339(jx_str(op, "endTime"), &end);
+				time_parse_rfc3339(jx_str(op, "insertTime"), &start);
 				if (strcmp(type, "insert") == 0 &&
 				    strcmp(jx_str(op, "status"), "DONE") == 0)
 					json_object_set_new(
 					    jx_get(op, "error") != NULL ? o->failed : o->inserted,
-					    target, json_true());
+					    target, json_integer(end));
 				else if (strcmp(type, "compute.instances.preempted") == 0)
 					json_object_set_new(o->preempted, target, json_true());
 				else if (strcmp(type, "delete") == 0)
-					json_object_set_new(o->deleted, target, json_true());
+					json_object_set_new(
+					    o->deleted, target, json_integer(start));
 			}
 			if (jx_str(list, "nextPageToken") != NULL)
 				next = xstrdup(jx_str(list, "nextPageToken"));
@@ -261,7 +280,7 @@ test_fault_soak(void **state)
 		 */
 		created++;
 		if (vm_state_alive(v->state) ||
-		    (v->started_ms > 0 && v->cost <= 0 &&
+		    ((v->started_ms > 0 || ran(&o, v->name)) && v->cost <= 0 &&
 		        !(v->state == VM_PREEMPTED && v->ended_ms - v->started_ms < 60000))) {
 			dmn_dump(&w.d);
 			fail_msg("%s ran, but is %s at $%.6f", v->name, vm_state_name(v->state),
