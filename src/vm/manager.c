@@ -34,7 +34,6 @@ struct mvm {
 	bool gone_said;        /* MEV_GONE was sent */
 	bool preempted;
 	int64_t preempted_ms;
-	int64_t gone_ms;         /* first seen missing while the preemptions could not be listed */
 	enum vm_state end_state; /* what TERMINATING ends in */
 	struct http_call *health;
 	bool probe; /* the health call in flight is a boot probe, not the pass's */
@@ -962,15 +961,14 @@ vanished(struct manager *m, struct mvm *v, int64_t now)
 	/*
 	 * A Spot VM that vanished on its own was most likely preempted (its
 	 * termination action is DELETE): without this pass's preemptions, wait
-	 * for a pass that has them, for as long as they look back.
+	 * for a pass that has them (they look back to before the oldest VM
+	 * alive), or for the end of its planned run, which bounds its cost.
 	 */
 	if (v->rec.state != VM_TERMINATING && v->rec.spot && !v->preempted &&
-	    m->preemptions_failed && (v->rec.started_ms == 0 || now < stop - 1000)) {
-		if (v->gone_ms == 0)
-			v->gone_ms = now;
-		if (now - v->gone_ms < PREEMPT_LOOKBACK_MS)
-			return;
-	}
+	    m->preemptions_failed &&
+	    now <
+	        (v->rec.started_ms > 0 ? stop : v->rec.requested_ms + v->rec.planned_run_s * 1000))
+		return;
 	/*
 	 * Its insert took effect but no pass saw it start: billed from its
 	 * request on, more rather than less.
@@ -1038,7 +1036,9 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 		}
 		return;
 	}
-	/* Not in the cloud. */
+	/* Not in the cloud, unless the list was asked before its latest state. */
+	if (v->rec.state_ms >= m->list_sent_ms)
+		return;
 	switch (v->rec.state) {
 	case VM_REQUESTED:
 	case VM_CREATING:
