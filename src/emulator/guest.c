@@ -294,7 +294,9 @@ guest_start(struct inst *inst)
 	    emu->faults.guest_unhealthy > 0 && emu_rand(emu) < emu->faults.guest_unhealthy
 	    ? INT64_MAX
 	    : g->running_ms + emu->opts.guest_boot_ms;
-	if (emu->faults.guest_die > 0 && emu_rand(emu) < emu->faults.guest_die)
+	/* One that never turns healthy cannot die later. */
+	if (g->healthy_ms != INT64_MAX && emu->faults.guest_die > 0 &&
+	    emu_rand(emu) < emu->faults.guest_die)
 		g->dies_ms = g->healthy_ms + 1 +
 		    (int64_t)(emu_rand(emu) * (double)emu->faults.guest_die_within_s * 1000);
 }

@@ -400,7 +400,8 @@ test_guest_faults(void **state)
 	json_t *op, *v;
 	struct resp r;
 
-	set_faults("guest-unhealthy=1", 200);
+	/* Both dice: never healthy wins, and nothing overflows dying later. */
+	set_faults("guest-unhealthy=1,guest-die=1", 200);
 	op = insert(ZONE, "sick-1", false);
 	v = wait_for_field(&emu, url, "status", "RUNNING", 10000);
 	health = xasprintf(
