@@ -955,7 +955,9 @@ mark_preempted(struct mvm *v, int64_t when, const char *why)
 static void
 vanished(struct manager *m, struct mvm *v, int64_t now)
 {
-	int64_t stop = v->rec.started_ms + v->rec.planned_run_s * 1000;
+	/* A start no pass saw is taken as its request: more rather than less. */
+	int64_t start = v->rec.started_ms > 0 ? v->rec.started_ms : v->rec.requested_ms;
+	int64_t stop = start + v->rec.planned_run_s * 1000;
 	const char *why;
 
 	/*
@@ -965,18 +967,11 @@ vanished(struct manager *m, struct mvm *v, int64_t now)
 	 * alive), or for the end of its planned run, which bounds its cost.
 	 */
 	if (v->rec.state != VM_TERMINATING && v->rec.spot && !v->preempted &&
-	    m->preemptions_failed &&
-	    now <
-	        (v->rec.started_ms > 0 ? stop : v->rec.requested_ms + v->rec.planned_run_s * 1000))
+	    m->preemptions_failed && now < stop)
 		return;
-	/*
-	 * Its insert took effect but no pass saw it start: billed from its
-	 * request on, more rather than less.
-	 */
-	if (v->rec.state != VM_TERMINATING && v->rec.started_ms == 0) {
-		v->rec.started_ms = v->rec.requested_ms;
-		stop = v->rec.started_ms + v->rec.planned_run_s * 1000;
-	}
+	/* Its insert took effect: billed even if no pass saw it start. */
+	if (v->rec.state != VM_TERMINATING)
+		v->rec.started_ms = start;
 	why = v->rec.state == VM_TERMINATING ? "deleted"
 	    : v->preempted                   ? "preempted by Compute Engine"
 	    : now >= stop - 1000             ? "maxRunDuration reached: Compute Engine deleted it"
