@@ -82,7 +82,7 @@ int spillway_terminate(spillway *, const char *name, char *err, size_t errlen);
 struct spillway_stats {
 	long created, active, failed, terminated, preempted;
 	double total_cost;  /* US$, every VM ever */
-	double spent_today; /* US$ */
+	double spent_today; /* US$; when the ledger cannot say, the whole budget: spend nothing */
 	double budget_today;
 };
 int spillway_stats(spillway *, struct spillway_stats *);

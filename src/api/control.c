@@ -243,8 +243,7 @@ create(struct daemon *dm, const char *body, size_t len, unsigned *status)
 		out = error_doc(status, 409, d.rule, "%s", d.reason);
 		break;
 	default:
-		out = error_doc(
-		    status, 500, NULL, "the ledger could not record the VM: %s", d.reason);
+		out = error_doc(status, 500, d.rule, "%s", d.reason);
 		break;
 	}
 out:

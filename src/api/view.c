@@ -135,17 +135,21 @@ view_vm_detail(const struct view_src *s, const char *name)
 	    view_vm(s, &v), "events", events(s, name, 100));
 }
 
+/* Today's money; what the ledger cannot say is null, with its error beside. */
 static json_t *
 today(const struct view_src *s)
 {
-	double spent = ledger_spent(s->ledger, s->now),
-	       committed = ledger_committed(s->ledger, s->now);
+	double spent = 0, committed = 0;
 	char day[DAY_LEN];
+	bool known = ledger_spent(s->ledger, s->now, &spent) == 0 &&
+	    ledger_committed(s->ledger, s->now, &committed) == 0;
 
 	cost_day(s->now, day);
-	return json_pack("{s:s, s:f, s:f, s:f, s:f}", "date", day, "spent", spent, "committed",
-	    committed, "budget", s->cfg->daily_budget, "left",
-	    s->cfg->daily_budget - spent - committed);
+	return json_pack("{s:s, s:o, s:o, s:f, s:o, s:o}", "date", day, "spent",
+	    known ? json_real(spent) : json_null(), "committed",
+	    known ? json_real(committed) : json_null(), "budget", s->cfg->daily_budget, "left",
+	    known ? json_real(s->cfg->daily_budget - spent - committed) : json_null(), "error",
+	    known ? json_null() : json_string(ledger_error(s->ledger)));
 }
 
 json_t *

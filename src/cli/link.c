@@ -21,8 +21,9 @@ link_error(const char *command, long status, const json_t *doc)
 	const char *msg = json_string_value(json_object_get(e, "message"));
 	const char *rule = json_string_value(json_object_get(e, "rule"));
 
-	fprintf(stderr, "spillway %s: %s%s%s\n", command, rule != NULL ? rule : "",
-	    rule != NULL ? ": " : "", msg != NULL ? msg : "the daemon refused");
+	/* A rule's message begins with the rule (decision_refuse): said once. */
+	fprintf(stderr, "spillway %s: %s%s\n", command,
+	    status == 409 && rule != NULL ? "refused: " : "", msg != NULL ? msg : "the daemon refused");
 	if (status == 409 && rule != NULL)
 		return EXIT_REFUSED;
 	return status == 400 || status == 404 ? EXIT_USAGE : EXIT_FAIL;

@@ -129,6 +129,11 @@ today(FILE *f, const json_t *t)
 	double budget = num(t, "budget"), left = num(t, "left");
 	bool color = report_color(f);
 
+	if (!json_is_number(json_object_get(t, "spent"))) {
+		fprintf(f, "today      %s: spend not known (budget $%.2f): %s\n", str(t, "date"),
+		    budget, str(t, "error"));
+		return;
+	}
 	fprintf(f,
 	    "today      %s: $%.4f spent, $%.4f committed to running VMs, %s$%.4f left%s of "
 	    "$%.2f\n",

@@ -1,4 +1,5 @@
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,20 @@ decide_components(const struct decide_input *in, char *out, size_t size)
 }
 
 void
+decision_refuse(struct decision *d, const char *rule, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	d->create = false;
+	snprintf(d->rule, sizeof d->rule, "%s", rule);
+	n = snprintf(d->reason, sizeof d->reason, "%s: ", rule);
+	va_start(ap, fmt);
+	vsnprintf(d->reason + n, sizeof d->reason - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+void
 decide(const struct decide_input *in, struct decision *d)
 {
 	const struct pressure_snapshot *s = in->snap;
@@ -111,39 +126,45 @@ decide(const struct decide_input *in, struct decision *d)
 	d->confidence = decide_confidence(in);
 #define REFUSE(r, ...)                                                                             \
 	do {                                                                                       \
-		snprintf(d->rule, sizeof d->rule, "%s", r);                                        \
-		snprintf(d->reason, sizeof d->reason, __VA_ARGS__);                                \
+		decision_refuse(d, r, __VA_ARGS__);                                                \
 		return;                                                                            \
 	} while (0)
 	if (!in->enabled)
-		REFUSE("disabled", "disabled: GCP_VM_ENABLED is false (%s)", seen);
+		REFUSE("disabled", "GCP_VM_ENABLED is false (%s)", seen);
 	if (in->level < PRESSURE_HIGH)
-		REFUSE("level", "level: %s; a VM is created at HIGH or above", seen);
+		REFUSE("level", "%s; a VM is created at HIGH or above", seen);
 	if (d->confidence < in->min_confidence)
-		REFUSE("confidence", "confidence: %.2f is below the minimum %.2f (%s)",
+		REFUSE("confidence", "%.2f is below the minimum %.2f (%s)",
 		    d->confidence, in->min_confidence, seen);
 	if (in->in_flight > 0)
 		REFUSE("in-flight",
-		    "in flight: %d VM%s already being created or booting; it should "
+		    "%d VM%s already being created or booting; it should "
 		    "relieve the pressure first",
 		    in->in_flight, in->in_flight > 1 ? "s are" : " is");
 	if (in->alive >= in->max_concurrent)
-		REFUSE("concurrency", "concurrency: max concurrent %d reached (%d alive)",
+		REFUSE("concurrency", "max concurrent %d reached (%d alive)",
 		    in->max_concurrent, in->alive);
 	if (in->now < in->backoff_until)
-		REFUSE("backoff", "backoff: %s; no VM before %" PRId64 " s from now",
+		REFUSE("backoff", "%s; no VM before %" PRId64 " s from now",
 		    in->backoff_why != NULL ? in->backoff_why : "recent failures",
 		    (in->backoff_until - in->now + 999) / 1000);
 	if (in->zones_available == 0)
-		REFUSE("stockout", "stockout: every zone of %s lacks capacity for now",
+		REFUSE("stockout", "every zone of %s lacks capacity for now",
 		    in->region != NULL ? in->region : "the region");
 	if (in->now < in->cooldown_until)
-		REFUSE("cooldown", "cooldown: %s; next VM in %" PRId64 " s",
+		REFUSE("cooldown", "%s; next VM in %" PRId64 " s",
 		    in->cooldown_why != NULL ? in->cooldown_why : "a VM changed just now",
 		    (in->cooldown_until - in->now + 999) / 1000);
+	if (in->price_why != NULL)
+		REFUSE("price", "%s", in->price_why);
+	if (!(in->per_hour > 0 && in->per_hour <= PRICE_MAX_PER_HOUR))
+		REFUSE("price", "$%.4f/h is not a price a VM can have; the price catalog is wrong",
+		    in->per_hour);
 	if (in->per_hour > in->max_price)
-		REFUSE("price", "price: $%.4f/h is above GCP_VM_MAX_PRICE $%.4f/h", in->per_hour,
+		REFUSE("price", "$%.4f/h is above GCP_VM_MAX_PRICE $%.4f/h", in->per_hour,
 		    in->max_price);
+	if (in->ledger_why != NULL)
+		REFUSE("ledger", "today's spend cannot be read: %s", in->ledger_why);
 	budget_plan(&ask, &plan);
 	if (!plan.ok)
 		REFUSE("budget", "%s", plan.why);

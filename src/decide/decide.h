@@ -23,6 +23,7 @@
 
 #include "config/config.h"
 #include "pressure/pressure.h"
+#include "util/compat.h"
 
 struct decide_input {
 	int64_t now;
@@ -32,8 +33,10 @@ struct decide_input {
 	const struct pressure_snapshot *snap; /* may be NULL */
 	double high_pct;                      /* pressure.high_pct, for the agreement test */
 	int alive, in_flight, max_concurrent;
+	const char *price_why; /* non-NULL: the price is not known (yet), and why */
 	double per_hour, max_price;
 	double budget, spent, committed;
+	const char *ledger_why; /* non-NULL: spent and committed are not known, and why */
 	int64_t max_run_s, min_run_s;
 	int64_t cooldown_until;
 	const char *cooldown_why;
@@ -51,8 +54,9 @@ struct decision {
 	bool create;
 	double confidence;
 	char rule[16]; /* the rule that refused: "disabled", "level", "confidence", "in-flight",
-	                  "concurrency", "backoff", "stockout", "cooldown", "price", "budget" */
-	char reason[768];
+	                  "concurrency", "backoff", "stockout", "cooldown", "price", "budget",
+	                  "ledger" */
+	char reason[768]; /* a refusal's begins with its rule: "budget: $0.41 left ..." */
 	char components[256];
 	int64_t run_s;
 	double cost;
@@ -73,5 +77,11 @@ double decide_confidence(const struct decide_input *);
 /* Fills out with comma-separated names; returns how much memory they stand for, in kB. */
 int64_t decide_components(const struct decide_input *, char *out, size_t size);
 void decide(const struct decide_input *, struct decision *);
+/*
+ * A refusal by a rule: d->rule set, and d->reason the rule, ": " and the
+ * text, so that the reason reads alone in logs and events and nobody who
+ * prints it adds the rule again.
+ */
+void decision_refuse(struct decision *, const char *rule, const char *fmt, ...) PRINTFLIKE(3, 4);
 
 #endif

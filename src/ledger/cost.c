@@ -11,6 +11,8 @@ cost_run(double per_hour, int64_t start, int64_t end, bool spot, bool preempted)
 {
 	int64_t ms = end > start ? end - start : 0;
 
+	if (!(per_hour > 0)) /* no price (an orphan of another type), or a broken one: nothing */
+		return 0;
 	if (spot && preempted && ms < MINIMUM_MS)
 		return 0;
 	if (ms < MINIMUM_MS)
@@ -90,9 +92,10 @@ budget_plan(const struct budget_ask *a, struct budget_plan *p)
 
 	memset(p, 0, sizeof *p);
 	p->left = a->budget - a->spent - a->committed;
-	if (a->per_hour <= 0) {
-		p->ok = true;
-		p->run_s = a->max_run_s;
+	/* No price is no licence to spend: a VM that costs nothing is a price not known. */
+	if (!(a->per_hour > 0 && a->per_hour <= PRICE_MAX_PER_HOUR)) {
+		snprintf(p->why, sizeof p->why,
+		    "$%.4f/h is not a price a VM can have; the price catalog is wrong", a->per_hour);
 		return;
 	}
 	affordable_s = p->left > 0 ? p->left / a->per_hour * 3600.0 : 0;
@@ -100,7 +103,7 @@ budget_plan(const struct budget_ask *a, struct budget_plan *p)
 	p->cost = cost_run(a->per_hour, 0, p->run_s * 1000, false, false);
 	if (p->run_s < min_run_s || p->cost > p->left + 1e-9) {
 		snprintf(p->why, sizeof p->why,
-		    "budget: $%.2f left of $%.2f today (spent $%.2f, committed $%.2f); a VM at $%.4f/h "
+		    "$%.2f left of $%.2f today (spent $%.2f, committed $%.2f); a VM at $%.4f/h "
 		    "needs $%.2f for its minimum run of %lld min",
 		    p->left > 0 ? p->left : 0, a->budget, a->spent, a->committed, a->per_hour,
 		    cost_run(a->per_hour, 0, min_run_s * 1000, false, false),

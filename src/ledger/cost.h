@@ -15,6 +15,13 @@
 
 #define DAY_LEN 11 /* "YYYY-MM-DD" */
 
+/*
+ * No VM costs nothing, and none costs more than this per hour (gcp.max_price's
+ * own bound): a price outside (0, PRICE_MAX_PER_HOUR] is a broken catalog, and
+ * nothing is planned, reserved or billed at it.
+ */
+#define PRICE_MAX_PER_HOUR 1000.0
+
 /* Billed cost of a run from start to end at this price. */
 double cost_run(double per_hour, int64_t start_ms, int64_t end_ms, bool spot, bool preempted);
 
@@ -42,7 +49,7 @@ struct budget_ask {
 };
 
 struct budget_plan {
-	bool ok;
+	bool ok; /* never at a price outside (0, PRICE_MAX_PER_HOUR] */
 	int64_t run_s; /* the planned run: the VM's maxRunDuration */
 	double cost;   /* what that run costs at most */
 	double left;   /* budget - spent - committed */

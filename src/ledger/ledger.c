@@ -16,13 +16,15 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define BUSY_MS        10000
 #define MAX_DAYS       64
 
 struct ledger {
 	sqlite3 *db;
 	char *path;
+	char *dir;
+	char error[512]; /* the last failure, for people (ledger_error) */
 };
 
 static const char *state_names[VM_STATES] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING",
@@ -82,19 +84,105 @@ static const char *migrations[] = {
     "ALTER TABLE vms ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';",
     /* 3: a reservation reads the alive VMs and today's costs, not the whole history */
     "CREATE INDEX vms_state ON vms (state); CREATE INDEX costs_day ON costs (day);",
+    /*
+     * 4: no price, reservation, cost or budget below $0 (nor a price above
+     * PRICE_MAX_PER_HOUR), ever: the tables again with CHECKs. What an older
+     * spillway stored below $0 (a broken catalog) is kept at $0, and said.
+     */
+    "INSERT INTO events (t_ms, vm, kind, detail) SELECT CAST(strftime('%s', 'now') AS INTEGER)"
+    " * 1000, name, 'repair', 'a price, reservation or cost below $0 (from a broken price "
+    "catalog) is kept as $0' FROM vms WHERE per_hour < 0 OR reserved < 0 OR cost < 0"
+    " OR per_hour > 1000;"
+    "CREATE TABLE vms4 ("
+    " name TEXT PRIMARY KEY, zone TEXT NOT NULL, request_id TEXT NOT NULL,"
+    " delete_request_id TEXT NOT NULL DEFAULT '', state TEXT NOT NULL,"
+    " machine_type TEXT NOT NULL, spot INTEGER NOT NULL,"
+    " per_hour REAL NOT NULL CHECK (per_hour >= 0 AND per_hour <= 1000),"
+    " planned_run_s INTEGER NOT NULL CHECK (planned_run_s >= 0),"
+    " reserved REAL NOT NULL CHECK (reserved >= 0), components TEXT NOT NULL,"
+    " reason TEXT NOT NULL, confidence REAL NOT NULL, op TEXT NOT NULL DEFAULT '',"
+    " nat_ip TEXT NOT NULL DEFAULT '', requested_ms INTEGER NOT NULL,"
+    " started_ms INTEGER NOT NULL DEFAULT 0, ready_ms INTEGER NOT NULL DEFAULT 0,"
+    " ended_ms INTEGER NOT NULL DEFAULT 0, state_ms INTEGER NOT NULL,"
+    " last_activity_ms INTEGER NOT NULL DEFAULT 0, health_failures INTEGER NOT NULL DEFAULT 0,"
+    " unhealthy_ms INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0 CHECK (cost >= 0),"
+    " cost_closed INTEGER NOT NULL DEFAULT 0, end_reason TEXT NOT NULL DEFAULT '',"
+    " zones_tried INTEGER NOT NULL DEFAULT 1, metadata TEXT NOT NULL DEFAULT '{}');"
+    "INSERT INTO vms4 SELECT name, zone, request_id, delete_request_id, state, machine_type,"
+    " spot, MIN(MAX(per_hour, 0), 1000), MAX(planned_run_s, 0), MAX(reserved, 0), components,"
+    " reason, confidence, op, nat_ip, requested_ms, started_ms, ready_ms, ended_ms, state_ms,"
+    " last_activity_ms, health_failures, unhealthy_ms, MAX(cost, 0), cost_closed, end_reason,"
+    " zones_tried, metadata FROM vms;"
+    "DROP TABLE vms; ALTER TABLE vms4 RENAME TO vms; CREATE INDEX vms_state ON vms (state);"
+    "CREATE TABLE costs4 (vm TEXT NOT NULL, day TEXT NOT NULL,"
+    " amount REAL NOT NULL CHECK (amount >= 0), PRIMARY KEY (vm, day));"
+    "INSERT INTO costs4 SELECT vm, day, MAX(amount, 0) FROM costs;"
+    "DROP TABLE costs; ALTER TABLE costs4 RENAME TO costs; CREATE INDEX costs_day ON costs (day);"
+    "CREATE TABLE prices4 (t_ms INTEGER NOT NULL, machine_type TEXT NOT NULL,"
+    " region TEXT NOT NULL, spot INTEGER NOT NULL,"
+    " per_hour REAL NOT NULL CHECK (per_hour > 0 AND per_hour <= 1000),"
+    " effective TEXT NOT NULL, source TEXT NOT NULL);"
+    "INSERT INTO prices4 SELECT * FROM prices WHERE per_hour > 0 AND per_hour <= 1000;"
+    "DROP TABLE prices; ALTER TABLE prices4 RENAME TO prices;"
+    "CREATE TABLE budget_days4 (day TEXT PRIMARY KEY, budget REAL NOT NULL CHECK (budget >= 0));"
+    "INSERT INTO budget_days4 SELECT day, MAX(budget, 0) FROM budget_days;"
+    "DROP TABLE budget_days; ALTER TABLE budget_days4 RENAME TO budget_days;",
 };
+
+/*
+ * A failed SQLite call: its errno (-ENOSPC for a full disk, -EUCLEAN for a
+ * damaged file, -EROFS, -ETIMEDOUT for a lock held too long, -EIO else)
+ * and, in l->error, what it means to the user.
+ */
+static int
+failed(struct ledger *l, int rc)
+{
+	const char *msg = sqlite3_errmsg(l->db);
+
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		snprintf(l->error, sizeof l->error,
+		    "the state directory '%s' is full: the ledger cannot grow (%s)", l->dir, msg);
+		rc = -ENOSPC;
+		break;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		snprintf(l->error, sizeof l->error, "the ledger '%s' is damaged: %s", l->path, msg);
+		rc = -EUCLEAN;
+		break;
+	case SQLITE_READONLY:
+		snprintf(l->error, sizeof l->error, "the ledger '%s' cannot be written: %s",
+		    l->path, msg);
+		rc = -EROFS;
+		break;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		snprintf(l->error, sizeof l->error,
+		    "the ledger '%s' stayed locked by another process for %d s", l->path,
+		    BUSY_MS / 1000);
+		rc = -ETIMEDOUT;
+		break;
+	default:
+		snprintf(l->error, sizeof l->error, "the ledger '%s' failed: %s", l->path, msg);
+		rc = -EIO;
+		break;
+	}
+	log_warnx("%s", l->error);
+	return rc;
+}
+
+const char *
+ledger_error(const struct ledger *l)
+{
+	return l->error[0] != '\0' ? l->error : "no error";
+}
 
 static int
 exec(struct ledger *l, const char *sql)
 {
-	char *err = NULL;
+	int rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
 
-	if (sqlite3_exec(l->db, sql, NULL, NULL, &err) != SQLITE_OK) {
-		log_warnx("ledger %s: %s", l->path, err != NULL ? err : sqlite3_errmsg(l->db));
-		sqlite3_free(err);
-		return -EIO;
-	}
-	return 0;
+	return rc == SQLITE_OK ? 0 : failed(l, rc);
 }
 
 static int
@@ -121,13 +209,24 @@ migrate(struct ledger *l, char **cause)
 
 		free(sql);
 		if (error != 0) {
-			exec(l, "ROLLBACK");
-			*cause = xasprintf("cannot migrate ledger '%s' to schema %d: %s", l->path,
-			    version + 1, sqlite3_errmsg(l->db));
+			*cause = xasprintf(
+			    "cannot migrate ledger '%s' to schema %d: %s", l->path, version + 1, l->error);
+			sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 			return error;
 		}
 	}
 	return 0;
+}
+
+/* What to do with a damaged ledger, for every message that finds one. */
+static char *
+damaged(const struct ledger *l, const char *what)
+{
+	return xasprintf("the ledger '%s' is damaged (%s): move it aside (mv '%s' '%s.damaged') "
+	                 "and start again; spillway then finds its VMs in the cloud by their "
+	                 "label (daemon.orphan_policy decides what becomes of them), but today's "
+	                 "spend starts again from $0",
+	    l->path, what, l->path, l->path);
 }
 
 int
@@ -142,6 +241,7 @@ ledger_open(const char *dir, struct ledger **out, char **cause)
 		free(l);
 		return error;
 	}
+	l->dir = xstrdup(dir);
 	l->path = xasprintf("%s/ledger.db", dir);
 	/* Created 0600 by us, not by SQLite under whatever umask. */
 	if ((fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
@@ -159,8 +259,9 @@ ledger_open(const char *dir, struct ledger **out, char **cause)
 	}
 	sqlite3_busy_timeout(l->db, BUSY_MS);
 	if ((error = exec(l, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")) != 0) {
-		*cause = xasprintf("ledger '%s' is not a usable SQLite database: %s", l->path,
-		    sqlite3_errmsg(l->db));
+		*cause = error == -EUCLEAN ? damaged(l, sqlite3_errmsg(l->db))
+		                           : xasprintf("the ledger '%s' cannot be used: %s", l->path,
+		                                 l->error);
 		goto fail;
 	}
 	if ((error = migrate(l, cause)) != 0)
@@ -172,6 +273,30 @@ fail:
 	return error;
 }
 
+int
+ledger_check(struct ledger *l, char **cause)
+{
+	sqlite3_stmt *st;
+	const unsigned char *first = NULL;
+	int rc = sqlite3_prepare_v2(l->db, "PRAGMA quick_check", -1, &st, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		first = sqlite3_column_text(st, 0);
+	if (first != NULL && strcmp((const char *)first, "ok") == 0) {
+		sqlite3_finalize(st);
+		return 0;
+	}
+	{
+		const char *text = first != NULL ? (const char *)first : sqlite3_errmsg(l->db);
+		char *what = xasprintf("integrity check: %.*s", (int)strcspn(text, "\n"), text);
+
+		*cause = damaged(l, what);
+		free(what);
+	}
+	sqlite3_finalize(st);
+	return -EUCLEAN;
+}
+
 void
 ledger_close(struct ledger *l)
 {
@@ -179,6 +304,7 @@ ledger_close(struct ledger *l)
 		return;
 	sqlite3_close(l->db);
 	free(l->path);
+	free(l->dir);
 	free(l);
 }
 
@@ -280,31 +406,40 @@ step_done(struct ledger *l, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 
-	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		log_warnx("ledger %s: %s", l->path, sqlite3_errmsg(l->db));
-		return -EIO;
+		rc = failed(l, rc);
+		sqlite3_finalize(st);
+		return rc;
 	}
+	sqlite3_finalize(st);
 	return 0;
 }
 
 static int
 prepare(struct ledger *l, const char *sql, sqlite3_stmt **st)
 {
-	if (sqlite3_prepare_v2(l->db, sql, -1, st, NULL) != SQLITE_OK) {
-		log_warnx("ledger %s: %s: %s", l->path, sqlite3_errmsg(l->db), sql);
-		return -EIO;
-	}
-	return 0;
+	int rc = sqlite3_prepare_v2(l->db, sql, -1, st, NULL);
+
+	return rc == SQLITE_OK ? 0 : failed(l, rc);
+}
+
+/* A transaction that failed: undone, its error kept (ROLLBACK's own says nothing new). */
+static int
+rollback(struct ledger *l, int error)
+{
+	sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	return error;
 }
 
 int
 ledger_event(struct ledger *l, const char *vm, const char *kind, const char *detail, int64_t now)
 {
 	sqlite3_stmt *st;
+	int error;
 
-	if (prepare(l, "INSERT INTO events (t_ms, vm, kind, detail) VALUES (?, ?, ?, ?)", &st) != 0)
-		return -EIO;
+	if ((error = prepare(
+	         l, "INSERT INTO events (t_ms, vm, kind, detail) VALUES (?, ?, ?, ?)", &st)) != 0)
+		return error;
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_text(st, 2, vm, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 3, kind, -1, SQLITE_TRANSIENT);
@@ -316,26 +451,27 @@ static int
 upsert(struct ledger *l, const struct vm_record *v)
 {
 	sqlite3_stmt *st;
+	int error;
 
-	if (prepare(l,
-	        "INSERT INTO vms (" VM_COLUMNS
-	        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-	        "zone = excluded.zone, request_id = excluded.request_id, "
-	        "delete_request_id = excluded.delete_request_id, state = excluded.state, "
-	        "machine_type = excluded.machine_type, spot = excluded.spot, "
-	        "per_hour = excluded.per_hour, planned_run_s = excluded.planned_run_s, "
-	        "reserved = excluded.reserved, components = excluded.components, "
-	        "reason = excluded.reason, confidence = excluded.confidence, op = excluded.op, "
-	        "nat_ip = excluded.nat_ip, requested_ms = excluded.requested_ms, "
-	        "started_ms = excluded.started_ms, ready_ms = excluded.ready_ms, "
-	        "ended_ms = excluded.ended_ms, state_ms = excluded.state_ms, "
-	        "last_activity_ms = excluded.last_activity_ms, "
-	        "health_failures = excluded.health_failures, unhealthy_ms = excluded.unhealthy_ms, "
-	        "end_reason = excluded.end_reason, zones_tried = excluded.zones_tried, "
-	        "metadata = excluded.metadata",
-	        &st) != 0)
-		return -EIO;
+	if ((error = prepare(l,
+	         "INSERT INTO vms (" VM_COLUMNS
+	         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+	         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+	         "zone = excluded.zone, request_id = excluded.request_id, "
+	         "delete_request_id = excluded.delete_request_id, state = excluded.state, "
+	         "machine_type = excluded.machine_type, spot = excluded.spot, "
+	         "per_hour = excluded.per_hour, planned_run_s = excluded.planned_run_s, "
+	         "reserved = excluded.reserved, components = excluded.components, "
+	         "reason = excluded.reason, confidence = excluded.confidence, op = excluded.op, "
+	         "nat_ip = excluded.nat_ip, requested_ms = excluded.requested_ms, "
+	         "started_ms = excluded.started_ms, ready_ms = excluded.ready_ms, "
+	         "ended_ms = excluded.ended_ms, state_ms = excluded.state_ms, "
+	         "last_activity_ms = excluded.last_activity_ms, "
+	         "health_failures = excluded.health_failures, unhealthy_ms = excluded.unhealthy_ms, "
+	         "end_reason = excluded.end_reason, zones_tried = excluded.zones_tried, "
+	         "metadata = excluded.metadata",
+	         &st)) != 0)
+		return error;
 	bind_vm(st, v);
 	return step_done(l, st);
 }
@@ -355,11 +491,9 @@ ledger_save(struct ledger *l, const struct vm_record *v, int from, const char *r
 		error = ledger_event(l, v->name, "state", detail, now);
 		free(detail);
 	}
-	if (error != 0) {
-		exec(l, "ROLLBACK");
-		return error;
-	}
-	return exec(l, "COMMIT");
+	if (error == 0)
+		error = exec(l, "COMMIT");
+	return error != 0 ? rollback(l, error) : 0;
 }
 
 int
@@ -368,14 +502,15 @@ ledger_get(struct ledger *l, const char *name, struct vm_record *v)
 	sqlite3_stmt *st;
 	int rc;
 
-	if (prepare(l, "SELECT " VM_COLUMNS " FROM vms WHERE name = ?", &st) != 0)
-		return -EIO;
+	if ((rc = prepare(l, "SELECT " VM_COLUMNS " FROM vms WHERE name = ?", &st)) != 0)
+		return rc;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		read_vm(st, v);
+	rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : failed(l, rc);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+	return rc;
 }
 
 int
@@ -388,6 +523,8 @@ ledger_list(struct ledger *l, const enum vm_state *states, size_t nstates, struc
 	size_t cap = 16;
 	int rc;
 
+	*list = NULL;
+	*n = 0;
 	if (states == NULL) {
 		nstates = 0;
 		for (int s = 0; s < VM_STATES; s++)
@@ -403,9 +540,8 @@ ledger_list(struct ledger *l, const enum vm_state *states, size_t nstates, struc
 	rc = prepare(l, buf_str(&sql), &st);
 	buf_release(&sql);
 	if (rc != 0)
-		return -EIO;
+		return rc;
 	*list = xcalloc(cap, sizeof **list);
-	*n = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct vm_record v;
 
@@ -416,31 +552,38 @@ ledger_list(struct ledger *l, const enum vm_state *states, size_t nstates, struc
 		}
 		(*list)[(*n)++] = v;
 	}
+	rc = rc == SQLITE_DONE ? 0 : failed(l, rc);
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
+	if (rc != 0) {
 		free(*list);
 		*list = NULL;
-		return -EIO;
+		*n = 0;
 	}
-	return 0;
+	return rc;
 }
 
 /* --- money --- */
 
-static double
-sum(struct ledger *l, const char *sql, const char *arg)
+/* One number from a query; a query that fails is an error, never $0. */
+static int
+sum(struct ledger *l, const char *sql, const char *arg, double *out)
 {
 	sqlite3_stmt *st;
-	double total = 0;
+	int rc;
 
-	if (prepare(l, sql, &st) != 0)
-		return 0;
+	*out = 0;
+	if ((rc = prepare(l, sql, &st)) != 0)
+		return rc;
 	if (arg != NULL)
 		sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		total = sqlite3_column_double(st, 0);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*out = sqlite3_column_double(st, 0);
+		rc = 0;
+	} else {
+		rc = failed(l, rc);
+	}
 	sqlite3_finalize(st);
-	return total;
+	return rc;
 }
 
 /* What one record accrued on `day` by `now`, if it runs and its cost is not closed. */
@@ -459,22 +602,33 @@ accrued_on(const struct vm_record *v, const char *day, int64_t now)
 	return 0;
 }
 
-double
-ledger_spent(struct ledger *l, int64_t now)
+/* Billed on a day: its closed costs, and what the alive VMs of `list` accrued on it by now. */
+static int
+spent_on(struct ledger *l, const char *day, const struct vm_record *list, size_t n, int64_t now,
+    double *out)
+{
+	int error = sum(l, "SELECT COALESCE(SUM(amount), 0) FROM costs WHERE day = ?", day, out);
+
+	for (size_t i = 0; error == 0 && i < n; i++)
+		*out += accrued_on(&list[i], day, now);
+	return error;
+}
+
+int
+ledger_spent(struct ledger *l, int64_t now, double *out)
 {
 	char day[DAY_LEN];
 	struct vm_record *list;
 	size_t n;
-	double total;
+	int error;
 
+	*out = 0;
 	cost_day(now, day);
-	total = sum(l, "SELECT COALESCE(SUM(amount), 0) FROM costs WHERE day = ?", day);
-	if (ledger_list(l, NULL, 0, &list, &n) == 0) {
-		for (size_t i = 0; i < n; i++)
-			total += accrued_on(&list[i], day, now);
-		free(list);
-	}
-	return total;
+	if ((error = ledger_list(l, NULL, 0, &list, &n)) != 0)
+		return error;
+	error = spent_on(l, day, list, n, now, out);
+	free(list);
+	return error;
 }
 
 static double
@@ -487,22 +641,23 @@ committed_of(const struct vm_record *v, int64_t now)
 	if (v->started_ms <= 0)
 		return v->reserved; /* in flight: all of it may yet be spent */
 	stop = v->started_ms + v->planned_run_s * 1000;
-	return stop > now ? v->per_hour * (double)(stop - now) / 3600000.0 : 0;
+	return stop > now && v->per_hour > 0 ? v->per_hour * (double)(stop - now) / 3600000.0 : 0;
 }
 
-double
-ledger_committed(struct ledger *l, int64_t now)
+int
+ledger_committed(struct ledger *l, int64_t now, double *out)
 {
 	struct vm_record *list;
 	size_t n;
-	double total = 0;
+	int error;
 
-	if (ledger_list(l, NULL, 0, &list, &n) != 0)
-		return 0;
+	*out = 0;
+	if ((error = ledger_list(l, NULL, 0, &list, &n)) != 0)
+		return error;
 	for (size_t i = 0; i < n; i++)
-		total += committed_of(&list[i], now);
+		*out += committed_of(&list[i], now);
 	free(list);
-	return total;
+	return 0;
 }
 
 /* The budget a day was held to (the last one it was checked against). */
@@ -511,13 +666,14 @@ note_budget(struct ledger *l, double budget, int64_t now)
 {
 	sqlite3_stmt *st;
 	char day[DAY_LEN];
+	int error;
 
 	cost_day(now, day);
-	if (prepare(l,
-	        "INSERT INTO budget_days (day, budget) VALUES (?, ?) ON CONFLICT (day) "
-	        "DO UPDATE SET budget = excluded.budget",
-	        &st) != 0)
-		return -EIO;
+	if ((error = prepare(l,
+	         "INSERT INTO budget_days (day, budget) VALUES (?, ?) ON CONFLICT (day) "
+	         "DO UPDATE SET budget = excluded.budget",
+	         &st)) != 0)
+		return error;
 	sqlite3_bind_text(st, 1, day, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_double(st, 2, budget);
 	return step_done(l, st);
@@ -530,16 +686,17 @@ ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules
 	struct vm_record *list = NULL;
 	size_t n = 0, flight = 0;
 	struct budget_ask ask;
+	char day[DAY_LEN];
 	int error;
 
+	memset(plan, 0, sizeof *plan);
 	/* IMMEDIATE: the write lock now, so no one else checks against the same money. */
 	if ((error = exec(l, "BEGIN IMMEDIATE")) != 0)
-		return error;
+		goto fail;
 	if ((error = ledger_list(l, NULL, 0, &list, &n)) != 0)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
 		flight += list[i].started_ms <= 0;
-	free(list);
 	if ((int)n >= r->max_concurrent) {
 		snprintf(why, whylen,
 		    "max concurrent %d reached (%zu alive, %zu of them in flight)",
@@ -548,8 +705,13 @@ ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules
 		goto fail;
 	}
 	ask.budget = r->budget;
-	ask.spent = ledger_spent(l, now);
-	ask.committed = ledger_committed(l, now);
+	ask.committed = 0;
+	for (size_t i = 0; i < n; i++)
+		ask.committed += committed_of(&list[i], now);
+	cost_day(now, day);
+	/* Today's spend unreadable is no spend known: refused, never taken as $0. */
+	if ((error = spent_on(l, day, list, n, now, &ask.spent)) != 0)
+		goto fail;
 	ask.per_hour = v->per_hour;
 	ask.max_run_s = r->max_run_s;
 	ask.min_run_s = r->min_run_s;
@@ -579,10 +741,15 @@ ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules
 		if (error != 0)
 			goto fail;
 	}
-	return exec(l, "COMMIT");
+	if ((error = exec(l, "COMMIT")) != 0)
+		goto fail;
+	free(list);
+	return 0;
 fail:
-	exec(l, "ROLLBACK");
-	return error;
+	free(list);
+	if (error != -EBUSY && error != -EAGAIN)
+		snprintf(why, whylen, "%s", l->error);
+	return rollback(l, error);
 }
 
 int
@@ -594,25 +761,25 @@ ledger_close_cost(struct ledger *l, const char *vm, double per_hour, int64_t *st
 	int n = *start > 0
 	    ? cost_split_days(per_hour, *start, *end, spot, preempted, days, MAX_DAYS)
 	    : 0;
-	int error;
+	int error, rc;
 
 	*total = 0;
 	if ((error = exec(l, "BEGIN IMMEDIATE")) != 0)
-		return error;
+		return rollback(l, error);
 	/* Closed once: a second close (after a restart, say) changes nothing. */
-	if (prepare(l, "SELECT cost_closed, cost, started_ms, ended_ms FROM vms WHERE name = ?",
-	        &st) != 0) {
-		error = -EIO;
-		goto fail;
-	}
+	if ((error = prepare(l,
+	         "SELECT cost_closed, cost, started_ms, ended_ms FROM vms WHERE name = ?", &st)) !=
+	    0)
+		return rollback(l, error);
 	sqlite3_bind_text(st, 1, vm, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0) {
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0) {
 		*total = sqlite3_column_double(st, 1);
 		*start = sqlite3_column_int64(st, 2);
 		*end = sqlite3_column_int64(st, 3);
 		sqlite3_finalize(st);
-		return exec(l, "COMMIT");
+		return (error = exec(l, "COMMIT")) != 0 ? rollback(l, error) : 0;
 	}
+	error = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : failed(l, rc);
 	sqlite3_finalize(st);
 	for (int i = 0; i < n && error == 0; i++) {
 		if ((error = prepare(
@@ -636,27 +803,30 @@ ledger_close_cost(struct ledger *l, const char *vm, double per_hour, int64_t *st
 		sqlite3_bind_text(st, 4, vm, -1, SQLITE_TRANSIENT);
 		error = step_done(l, st);
 	}
-	if (error != 0)
-		goto fail;
-	return exec(l, "COMMIT");
-fail:
-	exec(l, "ROLLBACK");
-	return error;
+	if (error == 0)
+		error = exec(l, "COMMIT");
+	if (error != 0) {
+		*total = 0;
+		return rollback(l, error);
+	}
+	return 0;
 }
 
 int
 ledger_stats(struct ledger *l, struct vm_stats *s)
 {
 	sqlite3_stmt *st;
+	int rc;
 
 	memset(s, 0, sizeof *s);
-	if (prepare(l, "SELECT state, COUNT(*), SUM(cost) FROM vms GROUP BY state", &st) != 0)
-		return -EIO;
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	if ((rc = prepare(l, "SELECT state, COUNT(*), SUM(cost) FROM vms GROUP BY state", &st)) != 0)
+		return rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		enum vm_state state;
 		long count = sqlite3_column_int(st, 1);
+		const unsigned char *name = sqlite3_column_text(st, 0);
 
-		if (vm_state_parse((const char *)sqlite3_column_text(st, 0), &state) != 0)
+		if (name == NULL || vm_state_parse((const char *)name, &state) != 0)
 			continue;
 		s->total_cost += sqlite3_column_double(st, 2);
 		if (state == VM_FAILED)
@@ -672,8 +842,9 @@ ledger_stats(struct ledger *l, struct vm_stats *s)
 		if (state != VM_FAILED && state != VM_ORPHANED && state != VM_REQUESTED)
 			s->created += count;
 	}
+	rc = rc == SQLITE_DONE ? 0 : failed(l, rc);
 	sqlite3_finalize(st);
-	return 0;
+	return rc;
 }
 
 int
@@ -681,12 +852,13 @@ ledger_price(struct ledger *l, const char *type, const char *region, bool spot, 
     const char *effective, const char *source, int64_t now)
 {
 	sqlite3_stmt *st;
+	int error;
 
-	if (prepare(l,
-	        "INSERT INTO prices (t_ms, machine_type, region, spot, per_hour, effective, "
-	        "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-	        &st) != 0)
-		return -EIO;
+	if ((error = prepare(l,
+	         "INSERT INTO prices (t_ms, machine_type, region, spot, per_hour, effective, "
+	         "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	         &st)) != 0)
+		return error;
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 3, region, -1, SQLITE_TRANSIENT);
@@ -704,17 +876,23 @@ ledger_days(struct ledger *l, int64_t now, int n, struct day_cost **out, int *co
 	struct vm_record *list = NULL;
 	size_t nvm = 0;
 	int64_t t = now;
+	int error;
 
-	ledger_list(l, NULL, 0, &list, &nvm);
-	for (int i = 0; i < n; i++) {
+	*out = NULL;
+	*count = 0;
+	if ((error = ledger_list(l, NULL, 0, &list, &nvm)) != 0)
+		goto out;
+	for (int i = 0; i < n && error == 0; i++) {
 		cost_day(t, days[i].day);
-		days[i].amount =
-		    sum(l, "SELECT COALESCE(SUM(amount), 0) FROM costs WHERE day = ?", days[i].day);
-		for (size_t k = 0; k < nvm; k++)
-			days[i].amount += accrued_on(&list[k], days[i].day, now);
+		error = spent_on(l, days[i].day, list, nvm, now, &days[i].amount);
 		t = cost_day_start(t) - 1; /* the last instant of the day before (DST-proof) */
 	}
+out:
 	free(list);
+	if (error != 0) {
+		free(days);
+		return error;
+	}
 	*out = days;
 	*count = n;
 	return 0;
@@ -725,23 +903,25 @@ ledger_events(struct ledger *l, const char *vm, int limit, struct ledger_event *
 {
 	sqlite3_stmt *st;
 	size_t cap = (size_t)limit;
+	int rc;
 
-	if (prepare(l,
-	        vm != NULL
-	            ? "SELECT t_ms, vm, kind, detail FROM events WHERE vm = ? ORDER BY id DESC "
-	              "LIMIT ?"
-	            : "SELECT t_ms, vm, kind, detail FROM events WHERE ? IS NULL ORDER BY id "
-	              "DESC LIMIT ?",
-	        &st) != 0)
-		return -EIO;
+	*out = NULL;
+	*n = 0;
+	if ((rc = prepare(l,
+	         vm != NULL
+	             ? "SELECT t_ms, vm, kind, detail FROM events WHERE vm = ? ORDER BY id DESC "
+	               "LIMIT ?"
+	             : "SELECT t_ms, vm, kind, detail FROM events WHERE ? IS NULL ORDER BY id "
+	               "DESC LIMIT ?",
+	         &st)) != 0)
+		return rc;
 	if (vm != NULL)
 		sqlite3_bind_text(st, 1, vm, -1, SQLITE_TRANSIENT);
 	else
 		sqlite3_bind_null(st, 1);
 	sqlite3_bind_int(st, 2, limit);
 	*out = xcalloc(cap + 1, sizeof **out);
-	*n = 0;
-	while (*n < cap && sqlite3_step(st) == SQLITE_ROW) {
+	while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct ledger_event *e = &(*out)[(*n)++];
 
 		e->t_ms = sqlite3_column_int64(st, 0);
@@ -749,6 +929,12 @@ ledger_events(struct ledger *l, const char *vm, int limit, struct ledger_event *
 		copy_text(e->kind, sizeof e->kind, st, 2);
 		copy_text(e->detail, sizeof e->detail, st, 3);
 	}
+	rc = rc == SQLITE_DONE || rc == SQLITE_ROW || *n == cap ? 0 : failed(l, rc);
 	sqlite3_finalize(st);
-	return 0;
+	if (rc != 0) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
 }

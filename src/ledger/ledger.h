@@ -73,7 +73,19 @@ bool vm_state_alive(enum vm_state);
 /* Open (creating the directory 0700 and the file 0600) and migrate. */
 int ledger_open(const char *dir, struct ledger **, char **cause);
 void ledger_close(struct ledger *);
+/*
+ * SQLite's quick check of the whole file (the daemon's start, doctor): 0, or
+ * -EUCLEAN and a cause with its first line and what to do.
+ */
+int ledger_check(struct ledger *, char **cause);
 const char *ledger_path(const struct ledger *);
+/*
+ * Every call that fails returns a negative errno: -ENOSPC (the state
+ * directory is full), -EUCLEAN (the file is damaged), -EROFS, -ETIMEDOUT
+ * (another process held the lock too long) or -EIO; and this says what the
+ * last failure means to the user ("the state directory '/x' is full ...").
+ */
+const char *ledger_error(const struct ledger *);
 
 struct reserve_rules {
 	double budget;
@@ -86,8 +98,9 @@ struct reserve_rules {
  * In one transaction: count what is alive, work out today's spend and what
  * alive VMs can still cost, plan the run, and if the rules allow, write the
  * intent (state REQUESTED, planned_run_s and reserved set). 0 and the plan;
- * when refused, *why (the rule and its numbers) and -EBUSY (max concurrent)
- * or -EAGAIN (the budget); -EIO on a database error.
+ * when refused, *why (the rule's numbers) and -EBUSY (max concurrent) or
+ * -EAGAIN (the budget); another negative errno, with the ledger's error in
+ * *why, when the ledger cannot be read or written (nothing is reserved).
  */
 int ledger_reserve(struct ledger *, struct vm_record *intent, const struct reserve_rules *,
     int64_t now, struct budget_plan *, char *why, size_t whylen);
@@ -109,10 +122,13 @@ int ledger_list(struct ledger *, const enum vm_state *states, size_t nstates,
  */
 int ledger_close_cost(struct ledger *, const char *vm, double per_hour, int64_t *start_ms,
     int64_t *end_ms, bool spot, bool preempted, double *total);
-/* Billed on a day: closed runs, plus what running VMs have accrued on it by now. */
-double ledger_spent(struct ledger *, int64_t now);
+/*
+ * Billed today: closed runs, plus what running VMs have accrued on it by now.
+ * A ledger that cannot be read is an error, never $0.
+ */
+int ledger_spent(struct ledger *, int64_t now, double *spent);
 /* What alive VMs can still cost until their hard stop (in flight: their whole reservation). */
-double ledger_committed(struct ledger *, int64_t now);
+int ledger_committed(struct ledger *, int64_t now, double *committed);
 int ledger_stats(struct ledger *, struct vm_stats *);
 int ledger_price(struct ledger *, const char *machine_type, const char *region, bool spot,
     double per_hour, const char *effective, const char *source, int64_t now);

@@ -1,14 +1,19 @@
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "ledger/cost.h"
 #include "ledger/pricing.h"
 #include "util/jx.h"
 #include "util/xmalloc.h"
 
 #define HOURS_PER_MONTH 730.0
+/* No SKU's unit (an hour, a GiB-hour, a GiB-month) costs more: above is a broken catalog. */
+#define PRICE_MAX_PER_UNIT 1000.0
 
 /* Google's display names of the families in SKU descriptions. */
 static const struct {
@@ -19,20 +24,53 @@ static const struct {
     {"n2", "N2"},
 };
 
+/*
+ * A tier's price, as Google's Money spells it: whole units (an int64, as a
+ * string) and nanos, both of one sign, in US dollars. 0 and the price, or
+ * -EINVAL with what is wrong in why.
+ */
+static int
+money(const json_t *m, double *out, char *why, size_t whylen)
+{
+	const char *currency = jx_str(m, "currencyCode");
+	const json_t *nj = json_object_get(m, "nanos");
+	int64_t units = 0, nanos = 0;
+
+	if (!json_is_object(m) || jx_int64(json_object_get(m, "units"), &units) != 0 ||
+	    (nj != NULL && jx_int64(nj, &nanos) != 0)) {
+		snprintf(why, whylen, "a price without whole 'units' and 'nanos'");
+		return -EINVAL;
+	}
+	if (currency != NULL && strcmp(currency, "USD") != 0) {
+		snprintf(why, whylen, "a price in %s: spillway's budgets are in USD", currency);
+		return -EINVAL;
+	}
+	if (nanos <= -1000000000 || nanos >= 1000000000 || (units > 0 && nanos < 0) ||
+	    (units < 0 && nanos > 0)) {
+		snprintf(why, whylen, "units %" PRId64 " and nanos %" PRId64 " are not one price",
+		    units, nanos);
+		return -EINVAL;
+	}
+	*out = (double)units + (double)nanos / 1e9;
+	if (!isfinite(*out) || *out < 0 || *out > PRICE_MAX_PER_UNIT) {
+		snprintf(why, whylen, "the price $%.9f is not from $0 to $%.0f a unit", *out,
+		    PRICE_MAX_PER_UNIT);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The price of usage beyond the free tiers: the last tier's (checked by price_catalog_check). */
 static double
 unit_price(const json_t *sku)
 {
-	const json_t *money =
-	    jx_get(sku, "pricingInfo.0.pricingExpression.tieredRates.0.unitPrice");
-	int64_t units = 0;
-	json_t *rates = jx_get(sku, "pricingInfo.0.pricingExpression.tieredRates");
-	size_t n = json_array_size(rates);
+	const json_t *rates = jx_get(sku, "pricingInfo.0.pricingExpression.tieredRates");
+	double price = 0;
+	char why[8];
 
-	/* The last tier is the one a VM's usage lands in beyond free tiers. */
-	if (n > 1)
-		money = jx_get(json_array_get(rates, n - 1), "unitPrice");
-	jx_int64(json_object_get(money, "units"), &units);
-	return (double)units + (double)json_integer_value(json_object_get(money, "nanos")) / 1e9;
+	money(json_object_get(json_array_get(rates, json_array_size(rates) - 1), "unitPrice"),
+	    &price, why, sizeof why);
+	return price;
 }
 
 static bool
@@ -138,11 +176,30 @@ price_lookup(const json_t *skus, const struct price_query *q, struct price *p, c
 	p->ip_per_hour = ip != NULL ? unit_price(ip) : 0;
 	p->per_hour = q->vcpus * p->core_per_hour + q->memory_mb / 1024.0 * p->ram_per_gib_hour +
 	    p->disk_per_hour + p->ip_per_hour;
+	if (!(p->per_hour > 0 && p->per_hour <= PRICE_MAX_PER_HOUR)) {
+		*cause = xasprintf("the price catalog gives %s in %s $%.4f/h: a VM costs more "
+		                   "than $0 and at most $%.0f/h",
+		    q->machine_type, q->region, p->per_hour, PRICE_MAX_PER_HOUR);
+		return -EINVAL;
+	}
 	snprintf(p->effective, sizeof p->effective, "%s",
 	    jx_str(core, "pricingInfo.0.effectiveTime") != NULL
 	        ? jx_str(core, "pricingInfo.0.effectiveTime")
 	        : "unknown");
 	return 0;
+}
+
+/* The SKUs a VM's price is made of: each must cost something. */
+static bool
+priced_here(const char *description)
+{
+	static const char *parts[] = {" Instance Core running in ", " Instance Ram running in ",
+	    "PD Capacity", "External IP Charge on a "};
+
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+		if (strstr(description, parts[i]) != NULL)
+			return true;
+	return false;
 }
 
 int
@@ -156,11 +213,29 @@ price_catalog_check(const json_t *catalog, char **cause)
 		return -EINVAL;
 	}
 	json_array_foreach (catalog, i, sku) {
-		if (jx_str(sku, "description") == NULL ||
-		    jx_get(sku, "pricingInfo.0.pricingExpression.tieredRates.0.unitPrice") ==
-		        NULL) {
+		const char *d = jx_str(sku, "description"), *id = jx_str(sku, "skuId");
+		const json_t *rates = jx_get(sku, "pricingInfo.0.pricingExpression.tieredRates");
+		char why[160] = "";
+		double price = 0;
+		size_t k;
+		json_t *tier;
+
+		if (d == NULL || !json_is_array(rates) || json_array_size(rates) == 0) {
 			*cause = xasprintf(
 			    "SKU %zu of the price catalog has no description or no price", i);
+			return -EINVAL;
+		}
+		/* Every tier well formed, none negative or absurd; the last one is what we pay. */
+		json_array_foreach (rates, k, tier)
+			if (money(json_object_get(tier, "unitPrice"), &price, why, sizeof why) != 0)
+				break;
+		if (why[0] == '\0' && price <= 0 && priced_here(d))
+			snprintf(why, sizeof why, "the price $0, but what a VM is made of costs "
+			                          "something");
+		if (why[0] != '\0') {
+			*cause = xasprintf("SKU '%s' (%s) of the price catalog: %s; the whole "
+			                   "catalog is refused",
+			    d, id != NULL ? id : "no skuId", why);
 			return -EINVAL;
 		}
 	}

@@ -35,9 +35,17 @@ struct price {
 	char effective[32]; /* when the catalog's prices took effect */
 };
 
-/* 0, or -ENOENT with a cause naming the SKU that is missing for this family and region. */
+/*
+ * 0, or -ENOENT with a cause naming the SKU that is missing for this family
+ * and region, or -EINVAL when the price is outside (0, PRICE_MAX_PER_HOUR].
+ */
 int price_lookup(const json_t *skus, const struct price_query *, struct price *, char **cause);
-/* The SKU list must be an array of SKUs with pricing; -EINVAL with a cause otherwise. */
+/*
+ * The SKU list must be an array of SKUs whose every tier is a well-formed
+ * price in USD from $0 to $1000 a unit, and the SKUs a VM is priced from
+ * (cores, RAM, disk, external IP) must cost more than $0; otherwise the whole
+ * catalog is refused: -EINVAL with a cause naming the SKU.
+ */
 int price_catalog_check(const json_t *catalog, char **cause);
 
 #endif

@@ -105,8 +105,8 @@ refused(long status, const json_t *doc, char *err, size_t errlen)
 {
 	const char *rule = jx_str(doc, "error.rule"), *msg = jx_str(doc, "error.message");
 
-	say(err, errlen, "%s%s%s", rule != NULL ? rule : "", rule != NULL ? ": " : "",
-	    msg != NULL ? msg : "refused");
+	/* A rule's message begins with the rule (decision_refuse). */
+	say(err, errlen, "%s", msg != NULL ? msg : "refused");
 	switch (status) {
 	case 400:
 		return -EINVAL;
@@ -492,7 +492,10 @@ spillway_stats(spillway *sp, struct spillway_stats *s)
 	s->terminated = (long)json_integer_value(json_object_get(st, "terminated"));
 	s->preempted = (long)json_integer_value(json_object_get(st, "preempted"));
 	s->total_cost = json_number_value(json_object_get(st, "total_cost"));
-	s->spent_today = json_number_value(json_object_get(today, "spent"));
+	/* Not known (the daemon's ledger cannot be read): the whole budget, as spent. */
+	s->spent_today = json_is_number(json_object_get(today, "spent"))
+	    ? json_number_value(json_object_get(today, "spent"))
+	    : json_number_value(json_object_get(today, "budget"));
 	s->budget_today = json_number_value(json_object_get(today, "budget"));
 	json_decref(doc);
 	return 0;

@@ -357,6 +357,10 @@ catalog_load(struct daemon *d, char **cause)
 		free(path);
 		return -EINVAL;
 	}
+	if (error != 0 && error != -ENOENT)
+		log_warnx("the prices last refreshed, in %s, cannot be used (%s); using the shipped "
+		          "ones",
+		    path, why != NULL ? why : strerror(-error));
 	free(why);
 	why = NULL;
 	if (error != 0) {

@@ -665,8 +665,7 @@ static int
 create_vm(struct manager *m, const char *components, const char *reason, const char *metadata,
     double confidence, char *name, size_t namelen, struct decision *no)
 {
-	char *why = no->reason;
-	size_t whylen = sizeof no->reason;
+	char why[512];
 	const struct config *cfg = m->cfg;
 	struct reserve_rules rules = {cfg->daily_budget, (int)cfg->max_concurrent,
 	    (int64_t)(cfg->max_lifetime_hours * 3600), (int64_t)(cfg->min_run_minutes * 60)};
@@ -677,15 +676,11 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 	int error;
 
 	if (zone == NULL) {
-		snprintf(no->rule, sizeof no->rule, "stockout");
-		snprintf(
-		    why, whylen, "stockout: every zone of %s lacks capacity for now", cfg->region);
+		decision_refuse(no, "stockout", "every zone of %s lacks capacity for now", cfg->region);
 		return -EAGAIN;
 	}
 	if (!m->price_known) {
-		snprintf(no->rule, sizeof no->rule, "price");
-		snprintf(
-		    why, whylen, "price: %s", m->price_why[0] ? m->price_why : "not known yet");
+		decision_refuse(no, "price", "%s", m->price_why[0] ? m->price_why : "not known yet");
 		return -EAGAIN;
 	}
 	memset(&rec, 0, sizeof rec);
@@ -701,11 +696,16 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 	rec.confidence = confidence;
 	rec.zones_tried = 1;
 	/* The budget check and the reservation: one transaction. */
-	if ((error = ledger_reserve(m->o.ledger, &rec, &rules, now_ms(m), &plan, why, whylen)) !=
+	if ((error = ledger_reserve(m->o.ledger, &rec, &rules, now_ms(m), &plan, why, sizeof why)) !=
 	    0) {
-		snprintf(
-		    no->rule, sizeof no->rule, "%s", error == -EBUSY ? "concurrency" : "budget");
-		return error == -EAGAIN || error == -EBUSY ? -EAGAIN : -EIO;
+		/* Refused by a rule, or the ledger could not say: nothing was reserved either way. */
+		decision_refuse(no,
+		    error == -EBUSY    ? "concurrency"
+		        : error == -EAGAIN ? "budget"
+		                           : "ledger",
+		    "%s%s", error == -EBUSY || error == -EAGAIN ? "" : "the ledger could not record the VM: ",
+		    why);
+		return error == -EAGAIN || error == -EBUSY ? -EAGAIN : error;
 	}
 	ledger_price(m->o.ledger, rec.machine_type, cfg->region, rec.spot, rec.per_hour,
 	    m->o.catalog_source, m->o.catalog_source, now_ms(m));
@@ -735,8 +735,9 @@ decide_input(struct manager *m, struct decide_input *in)
 	in->level_since = m->level_since;
 	in->snap = m->snap.t_ms > 0 ? &m->snap : NULL;
 	in->high_pct = cfg->high_pct;
+	/* What the reservation counts, orphans included: they run, and they cost. */
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
-		if (!vm_state_alive(v->rec.state) || v->rec.state == VM_ORPHANED)
+		if (!vm_state_alive(v->rec.state))
 			continue;
 		in->alive++;
 		if (v->rec.state <= VM_BOOTING)
@@ -744,10 +745,13 @@ decide_input(struct manager *m, struct decide_input *in)
 	}
 	in->max_concurrent = (int)cfg->max_concurrent;
 	in->per_hour = m->per_hour;
+	if (!m->price_known)
+		in->price_why = m->price_why[0] ? m->price_why : "not known yet";
 	in->max_price = cfg->max_price;
 	in->budget = cfg->daily_budget;
-	in->spent = ledger_spent(m->o.ledger, now);
-	in->committed = ledger_committed(m->o.ledger, now);
+	if (ledger_spent(m->o.ledger, now, &in->spent) != 0 ||
+	    ledger_committed(m->o.ledger, now, &in->committed) != 0)
+		in->ledger_why = ledger_error(m->o.ledger);
 	in->max_run_s = (int64_t)(cfg->max_lifetime_hours * 3600);
 	in->min_run_s = (int64_t)(cfg->min_run_minutes * 60);
 	in->cooldown_until = m->cooldown_until;
@@ -769,12 +773,6 @@ manager_decide(struct manager *m, struct decision *d)
 
 	decide_input(m, &in);
 	decide(&in, d);
-	if (!m->price_known && d->create) {
-		d->create = false;
-		snprintf(d->rule, sizeof d->rule, "price");
-		snprintf(d->reason, sizeof d->reason, "price: %s",
-		    m->price_why[0] ? m->price_why : "not known yet");
-	}
 }
 
 /* Under pressure: decide, say so, and act. */
@@ -799,7 +797,7 @@ consider(struct manager *m)
 	if (!d.create)
 		return;
 	if (create_vm(m, d.components, d.reason, NULL, d.confidence, name, sizeof name, &d) != 0) {
-		log_info("decision: the ledger refused: %s", d.reason);
+		log_info("decision: refused: %s", d.reason);
 		ledger_event(m->o.ledger, "-", "refusal", d.reason, now_ms(m));
 	}
 }

@@ -419,7 +419,7 @@ refusals(bool daemon)
 		world_init(&w, false, none);
 		cli(&w, &r, create);
 		assert_int_equal(r.status, 3);
-		assert_non_null(strstr(r.err, "refused by the price rule"));
+		assert_non_null(strstr(r.err, "refused: price: "));
 		assert_non_null(strstr(r.err, "no credentials found"));
 		cmd_run_free(&r);
 		world_end(&w);

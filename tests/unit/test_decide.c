@@ -66,6 +66,16 @@ refused(const struct decide_input *in, const char *rule, const char *text)
 	assert_string_equal(d.rule, rule);
 	if (strstr(d.reason, text) == NULL)
 		fail_msg("reason '%s' lacks '%s'", d.reason, text);
+	/* The reason begins with its rule, once: nobody who prints it adds it again. */
+	{
+		char twice[64];
+
+		snprintf(twice, sizeof twice, "%s: %s:", rule, rule);
+		assert_true(strncmp(d.reason, rule, strlen(rule)) == 0 &&
+		    d.reason[strlen(rule)] == ':');
+		if (strstr(d.reason, twice) != NULL)
+			fail_msg("reason '%s' says its rule twice", d.reason);
+	}
 }
 
 static void
@@ -127,6 +137,39 @@ test_each_rule(void **state)
 	in.spent = 4.0;
 	in.committed = 0.99;
 	refused(&in, "budget", "committed $0.99");
+}
+
+/*
+ * A price of $0 or below (a broken catalog), or none known yet, buys nothing,
+ * whatever the budget; and a ledger that cannot say what today cost is no
+ * licence to spend.
+ */
+static void
+test_no_price_no_ledger(void **state)
+{
+	const double bad[] = {0, -37.03, -1e-9, NAN, 1e6};
+	struct decide_input in;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		in = base();
+		in.per_hour = bad[i];
+		in.budget = 0;
+		refused(&in, "price", "is not a price a VM can have");
+	}
+	in = base();
+	in.price_why = "cannot get machine type e2-highmem-4: auth: refused";
+	refused(&in, "price", "price: cannot get machine type e2-highmem-4");
+	in = base();
+	in.ledger_why = "the state directory '/x' is full";
+	refused(&in, "ledger", "ledger: today's spend cannot be read: the state directory '/x' is full");
+	/* And decision_refuse says the rule once, whatever the caller passed. */
+	{
+		struct decision d = {.create = true};
+
+		decision_refuse(&d, "concurrency", "max concurrent %d reached", 2);
+		assert_false(d.create);
+		assert_string_equal(d.reason, "concurrency: max concurrent 2 reached");
+	}
 }
 
 static void
@@ -205,6 +248,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_create),
 	    cmocka_unit_test(test_each_rule),
+	    cmocka_unit_test(test_no_price_no_ledger),
 	    cmocka_unit_test(test_budget_shortens_the_run),
 	    cmocka_unit_test(test_confidence),
 	    cmocka_unit_test(test_components),

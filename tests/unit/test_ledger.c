@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "ledger/cost.h"
 #include "ledger/ledger.h"
@@ -125,7 +126,7 @@ test_budget_plan(void **state)
 	a.spent = 4.49;
 	budget_plan(&a, &p);
 	assert_false(p.ok);
-	assert_non_null(strstr(p.why, "budget: $0.01 left of $5.00"));
+	assert_non_null(strstr(p.why, "$0.01 left of $5.00"));
 	assert_non_null(strstr(p.why, "15 min"));
 	/* A lifetime shorter than the minimum run: the lifetime is the minimum. */
 	a = (struct budget_ask){5.0, 0, 0, 0.0595, 360, 15 * 60};
@@ -187,6 +188,104 @@ test_price_lookup(void **state)
 	json_decref(doc);
 }
 
+/* The shipped catalog with one tier of one SKU's price changed. */
+static json_t *
+tampered(json_t **doc, const char *description, const char *units, json_int_t nanos,
+    const char *currency)
+{
+	json_t *skus = shipped_skus(doc), *sku;
+	size_t i;
+
+	json_array_foreach (skus, i, sku) {
+		json_t *money;
+
+		if (strcmp(json_string_value(json_object_get(sku, "description")), description) != 0)
+			continue;
+		money = json_object_get(json_array_get(json_object_get(json_object_get(json_array_get(
+		                                           json_object_get(sku, "pricingInfo"), 0),
+		                                           "pricingExpression"),
+		                                           "tieredRates"),
+		                            0),
+		    "unitPrice");
+		json_object_set_new(money, "units", json_string(units));
+		json_object_set_new(money, "nanos", json_integer(nanos));
+		if (currency != NULL)
+			json_object_set_new(money, "currencyCode", json_string(currency));
+		return skus;
+	}
+	fail_msg("no SKU '%s' in the shipped catalog", description);
+	return NULL;
+}
+
+static void
+expect_catalog_refused(const char *description, const char *units, json_int_t nanos,
+    const char *currency, const char *why)
+{
+	json_t *doc, *skus = tampered(&doc, description, units, nanos, currency);
+	char *cause = NULL;
+
+	assert_int_equal(price_catalog_check(skus, &cause), -EINVAL);
+	/* It names the SKU and what is wrong with it. */
+	if (strstr(cause, description) == NULL || strstr(cause, why) == NULL)
+		fail_msg("cause '%s' lacks '%s' or '%s'", cause, description, why);
+	free(cause);
+	json_decref(doc);
+}
+
+/*
+ * A catalog whose prices are negative, free where a VM is made of, out of
+ * bounds, of two signs or not in dollars is refused whole; a price of $0
+ * elsewhere (a free licence, a free tier) is Google's own and is kept.
+ */
+static void
+test_price_catalog_refused(void **state)
+{
+	const char *core = "Spot Preemptible E2 Instance Core running in Americas";
+	json_t *doc, *skus;
+	char *cause = NULL;
+
+	expect_catalog_refused(core, "-1", 0, NULL, "$-1.000000000 is not from $0 to $1000");
+	expect_catalog_refused(core, "0", -999999999, NULL, "is not from $0 to $1000");
+	expect_catalog_refused(core, "-1", 21811590, NULL, "are not one price");
+	expect_catalog_refused(core, "0", 0, NULL, "the price $0, but what a VM is made of");
+	expect_catalog_refused(core, "5000", 0, NULL, "is not from $0 to $1000");
+	expect_catalog_refused(core, "0", 1000000000, NULL, "are not one price");
+	expect_catalog_refused(core, "1e3", 0, NULL, "without whole 'units' and 'nanos'");
+	expect_catalog_refused(core, "0", 6543477, "EUR", "a price in EUR");
+	expect_catalog_refused("Balanced PD Capacity", "0", 0, NULL, "costs something");
+	/* The shipped catalog itself passes, and a free SKU that no VM price uses is fine. */
+	skus = shipped_skus(&doc);
+	assert_int_equal(price_catalog_check(skus, &cause), 0);
+	json_array_append_new(skus,
+	    json_pack("{s:s, s:s, s:[{s:{s:[{s:i, s:{s:s, s:s, s:i}}]}}]}", "skuId", "FREE-0000",
+	        "description", "Licensing Fee for Debian 12 (CPU cost)", "pricingInfo",
+	        "pricingExpression", "tieredRates", "startUsageAmount", 0, "unitPrice",
+	        "currencyCode", "USD", "units", "0", "nanos", 0));
+	assert_int_equal(price_catalog_check(skus, &cause), 0);
+	json_decref(doc);
+}
+
+/* A price that is no price plans nothing, whatever is left. */
+static void
+test_budget_plan_no_price(void **state)
+{
+	const double bad[] = {0, -37.0, -1e-12, NAN, INFINITY, 1001};
+	struct budget_plan p;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct budget_ask a = {5.0, 0, 0, bad[i], 3 * 3600, 15 * 60};
+
+		budget_plan(&a, &p);
+		assert_false(p.ok);
+		assert_int_equal(p.run_s, 0);
+		assert_true(p.cost == 0);
+		assert_non_null(strstr(p.why, "is not a price a VM can have"));
+	}
+	/* Nor is anything billed at one. */
+	assert_true(cost_run(-37.03, 0, 2 * H, true, false) == 0);
+	assert_true(cost_run(NAN, 0, 2 * H, true, false) == 0);
+}
+
 /* --- the ledger --- */
 
 static char *
@@ -213,6 +312,24 @@ intent(const char *name, double per_hour)
 	snprintf(v.reason, sizeof v.reason, "test");
 	v.spot = true;
 	v.per_hour = per_hour;
+	return v;
+}
+
+static double
+spent(struct ledger *l, int64_t now)
+{
+	double v = -1;
+
+	assert_int_equal(ledger_spent(l, now, &v), 0);
+	return v;
+}
+
+static double
+committed(struct ledger *l, int64_t now)
+{
+	double v = -1;
+
+	assert_int_equal(ledger_committed(l, now, &v), 0);
 	return v;
 }
 
@@ -268,7 +385,7 @@ test_ledger_reserve_and_close(void **state)
 	assert_int_equal(a.state, VM_REQUESTED);
 	assert_int_equal(a.planned_run_s, 3 * 3600);
 	/* In flight, its whole planned run is committed. */
-	assert_true(fabs(ledger_committed(l, t0) - 0.18) < 1e-9);
+	assert_true(fabs(committed(l, t0) - 0.18) < 1e-9);
 	assert_int_equal(ledger_reserve(l, &b, &rules, t0, &plan, why, sizeof why), 0);
 	/* The third: max concurrent counts VMs still in flight. */
 	assert_int_equal(ledger_reserve(l, &c, &rules, t0, &plan, why, sizeof why), -EBUSY);
@@ -278,8 +395,8 @@ test_ledger_reserve_and_close(void **state)
 	got.state = VM_READY;
 	got.started_ms = t0 + MN;
 	assert_int_equal(ledger_save(l, &got, VM_REQUESTED, "up", t0 + MN), 0);
-	assert_true(fabs(ledger_spent(l, t0 + 31 * MN) - 0.03) < 1e-9);
-	assert_true(fabs(ledger_committed(l, t0 + 31 * MN) - (0.15 + 0.18)) < 1e-9);
+	assert_true(fabs(spent(l, t0 + 31 * MN) - 0.03) < 1e-9);
+	assert_true(fabs(committed(l, t0 + 31 * MN) - (0.15 + 0.18)) < 1e-9);
 	/* Closed: billed seconds x price, once. */
 	{
 		int64_t start = t0 + MN, end = t0 + 31 * MN + 30000;
@@ -298,7 +415,7 @@ test_ledger_reserve_and_close(void **state)
 	got.state = VM_TERMINATED;
 	got.ended_ms = t0 + 31 * MN + 30000;
 	assert_int_equal(ledger_save(l, &got, VM_READY, "idle", got.ended_ms), 0);
-	assert_true(fabs(ledger_spent(l, t0 + 40 * MN) - 0.0305) < 1e-9);
+	assert_true(fabs(spent(l, t0 + 40 * MN) - 0.0305) < 1e-9);
 	/* Now c fits, but the budget is what is left: 1 - 0.0305 - 0.18 (b's reservation). */
 	assert_int_equal(ledger_reserve(l, &c, &rules, t0 + 40 * MN, &plan, why, sizeof why), 0);
 	assert_true(fabs(plan.left - (1 - 0.0305 - 0.18)) < 1e-9);
@@ -337,8 +454,136 @@ test_ledger_budget_refusal(void **state)
 	assert_int_equal(a.planned_run_s, (int64_t)(0.10 / 0.0595 * 3600));
 	/* Nothing left for another. */
 	assert_int_equal(ledger_reserve(l, &b, &rules, t0, &plan, why, sizeof why), -EAGAIN);
-	assert_non_null(strstr(why, "budget:"));
+	assert_non_null(strstr(why, "left of $0.10 today"));
 	assert_int_equal(ledger_get(l, "spillway-bb", &a), -ENOENT);
+	ledger_close(l);
+	remove_tree(dir);
+	free(dir);
+}
+
+/* SQL on the ledger's file from another connection, as another program (or damage) would. */
+static void
+raw_sql(const char *dir, const char *sql)
+{
+	char *path = xasprintf("%s/ledger.db", dir), *err = NULL;
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", sql, err);
+	sqlite3_close(db);
+	free(path);
+}
+
+/* No price, reservation, cost or budget below $0 can be written, whoever writes. */
+static void
+test_ledger_never_negative(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL, why[256];
+	struct reserve_rules rules = {5.0, 2, 3 * 3600, 15 * 60};
+	struct vm_record a = intent("spillway-a", -37.03);
+	struct budget_plan plan;
+	struct ledger *l;
+	int64_t t0 = local_ms(2026, 11, 27, 10, 0, 0);
+
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	/* A reservation at a price below $0 is refused by the plan... */
+	assert_int_equal(ledger_reserve(l, &a, &rules, t0, &plan, why, sizeof why), -EAGAIN);
+	assert_non_null(strstr(why, "is not a price a VM can have"));
+	assert_int_equal(ledger_get(l, "spillway-a", &a), -ENOENT);
+	/* ...and the schema refuses the record, should anything try to save it. */
+	a = intent("spillway-a", -37.03);
+	a.state = VM_READY;
+	assert_int_not_equal(ledger_save(l, &a, -1, "by hand", t0), 0);
+	assert_non_null(strstr(ledger_error(l), "CHECK constraint failed"));
+	a.per_hour = 0.06;
+	a.cost = -1;
+	assert_int_not_equal(ledger_save(l, &a, -1, "by hand", t0), 0);
+	assert_int_equal(ledger_get(l, "spillway-a", &a), -ENOENT);
+	ledger_close(l);
+	remove_tree(dir);
+	free(dir);
+}
+
+/*
+ * A ledger an older spillway wrote with a broken catalog (prices, costs and
+ * reservations below $0): migrated, it holds $0 for them, says so, and
+ * refuses them from then on.
+ */
+static void
+test_ledger_migration_repairs(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL;
+	struct ledger *l;
+	struct vm_record a = intent("spillway-a", 0.06), got;
+	struct ledger_event *ev;
+	double total = -1;
+	size_t n;
+
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	a.state = VM_TERMINATED;
+	assert_int_equal(ledger_save(l, &a, -1, "by hand", 1000), 0);
+	ledger_close(l);
+	/* Schema 3's tables had no CHECKs: copies without them, holding what 3 let in. */
+	raw_sql(dir, "CREATE TABLE v3 AS SELECT * FROM vms; DROP TABLE vms;"
+	             "ALTER TABLE v3 RENAME TO vms; CREATE TABLE c3 AS SELECT * FROM costs;"
+	             "DROP TABLE costs; ALTER TABLE c3 RENAME TO costs;"
+	             "UPDATE vms SET per_hour = -36.97, cost = -30.84;"
+	             "INSERT INTO costs VALUES ('spillway-a', '2026-11-27', -30.84);"
+	             "PRAGMA user_version = 3;");
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);
+	assert_true(got.per_hour == 0 && got.cost == 0);
+	{
+		struct day_cost *days;
+		int count;
+
+		assert_int_equal(ledger_days(l, local_ms(2026, 11, 27, 12, 0, 0), 1, &days, &count), 0);
+		assert_true(days[0].amount == 0);
+		free(days);
+	}
+	assert_int_equal(ledger_spent(l, local_ms(2026, 11, 27, 12, 0, 0), &total), 0);
+	assert_true(total == 0);
+	assert_int_equal(ledger_events(l, "spillway-a", 10, &ev, &n), 0);
+	assert_true(n >= 1);
+	assert_string_equal(ev[0].kind, "repair");
+	free(ev);
+	got.cost = -1;
+	assert_int_not_equal(ledger_save(l, &got, VM_TERMINATED, NULL, 2000), 0);
+	ledger_close(l);
+	remove_tree(dir);
+	free(dir);
+}
+
+/*
+ * A ledger that cannot be read is no spend: the sums are errors, and a
+ * reservation is refused naming the ledger's error, with nothing written.
+ */
+static void
+test_ledger_fails_closed(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL, why[256];
+	struct reserve_rules rules = {5.0, 5, 3 * 3600, 15 * 60};
+	struct vm_record a = intent("spillway-a", 0.06), b = intent("spillway-bb", 0.06);
+	struct budget_plan plan;
+	struct ledger *l;
+	int64_t t0 = local_ms(2026, 11, 27, 10, 0, 0);
+	double v = -1;
+	int error;
+
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	assert_int_equal(ledger_reserve(l, &a, &rules, t0, &plan, why, sizeof why), 0);
+	raw_sql(dir, "DROP TABLE costs");
+	assert_int_not_equal(ledger_spent(l, t0, &v), 0);
+	assert_non_null(strstr(ledger_error(l), "no such table: costs"));
+	error = ledger_reserve(l, &b, &rules, t0, &plan, why, sizeof why);
+	assert_true(error < 0 && error != -EAGAIN && error != -EBUSY);
+	assert_false(plan.ok);
+	assert_non_null(strstr(why, "no such table: costs"));
+	assert_int_equal(ledger_get(l, "spillway-bb", &b), -ENOENT);
+	/* The committed sum reads the VMs alone: it holds; the days need the costs. */
+	assert_int_equal(ledger_committed(l, t0, &v), 0);
+	assert_int_not_equal(ledger_days(l, t0, 3, &(struct day_cost *){0}, &(int){0}), 0);
 	ledger_close(l);
 	remove_tree(dir);
 	free(dir);
@@ -406,9 +651,14 @@ main(void)
 	    cmocka_unit_test(test_cost_days_across_midnight),
 	    cmocka_unit_test(test_budget_plan),
 	    cmocka_unit_test(test_price_lookup),
+	    cmocka_unit_test(test_price_catalog_refused),
+	    cmocka_unit_test(test_budget_plan_no_price),
 	    cmocka_unit_test(test_ledger_file),
 	    cmocka_unit_test(test_ledger_reserve_and_close),
 	    cmocka_unit_test(test_ledger_budget_refusal),
+	    cmocka_unit_test(test_ledger_never_negative),
+	    cmocka_unit_test(test_ledger_migration_repairs),
+	    cmocka_unit_test(test_ledger_fails_closed),
 	    cmocka_unit_test(test_ledger_two_processes),
 	};
 
