@@ -1,19 +1,37 @@
 /*
  * Compute Engine's answers as the client reads them: instances, lists,
  * operations (with their errors), Google's error envelopes of any status.
- * The client's own parsers, included whole so their static functions run.
+ * The client's own parsers, included whole so their static functions run;
+ * then what the manager keeps of what they pass on (cloud_seen_copy,
+ * cloud_preempted_copy), which must take every answer the parsers accept:
+ * no remote input may reach an abort.
  */
 #include "../src/cloud/gce.c"
 
+#include <stdlib.h>
+
 #include "fuzz.h"
+
+/* What the manager does with an instance the provider passed on. */
+static void
+keep_instance(json_t *v)
+{
+	struct cloud_instance in;
+	struct cloud_seen seen;
+
+	if (instance_from_json(v, &in) == NULL && cloud_seen_copy(&in, &seen) != 0)
+		abort(); /* the provider passed on what cannot be kept */
+	free((void *)in.labels);
+	free((void *)in.metadata);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct call c;
 	struct http_response r = {0};
-	struct cloud_instance in;
 	struct cloud_op op;
+	struct cloud_preempted p;
 	json_t *v = NULL, *it;
 	size_t i;
 
@@ -28,16 +46,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	clear_error(&c);
 	if (jx_parse((const char *)data + 2, size - 2, &v, NULL) != 0)
 		return 0;
-	/* An instance, a list's items, an operation and its error. */
-	if (instance_from_json(v, &in) == 0) {
-		free((void *)in.labels);
-		free((void *)in.metadata);
+	/* An instance, a list's items, an operation and its error, a preemption. */
+	keep_instance(v);
+	json_array_foreach (json_object_get(v, "items"), i, it) {
+		keep_instance(it);
+		if (preemption_from_json(it, &op) == NULL && cloud_preempted_copy(&op, &p) != 0)
+			abort();
 	}
-	json_array_foreach (json_object_get(v, "items"), i, it)
-		if (instance_from_json(it, &in) == 0) {
-			free((void *)in.labels);
-			free((void *)in.metadata);
-		}
 	op_from_json(v, &op);
 	memset(&c, 0, sizeof c);
 	op_failed(&c, v);

@@ -22,8 +22,6 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define POLL_MS 250
-
 enum { OPT_NO_WAIT = 256 };
 
 struct create {
@@ -193,45 +191,63 @@ finish(struct create *c, const json_t *vm)
 
 /* --- with the daemon --- */
 
+static bool
+settled_state(const char *state)
+{
+	return strcmp(state, "READY") == 0 || strcmp(state, "FAILED") == 0 ||
+	    strcmp(state, "TERMINATED") == 0 || strcmp(state, "PREEMPTED") == 0;
+}
+
+/* How long READY is waited for: the daemon gives a VM up by then (create deadline, boot). */
+static int64_t
+wait_ms(const struct create *c)
+{
+	const struct config *cfg = &c->ctx->cfg;
+
+	return (int64_t)((cfg->create_deadline_minutes + cfg->boot_timeout_minutes) * 60000.0) +
+	    2 * cfg->health_check_interval * 1000;
+}
+
+static void
+not_yet(const struct create *c, const char *state)
+{
+	fprintf(stderr,
+	    "spillway create: %s is still %s after %.0f s, past the create deadline and the boot "
+	    "timeout; spillway status follows it\n",
+	    c->name, state, elapsed(c));
+}
+
+static bool
+followed(const json_t *vm, void *arg)
+{
+	struct create *c = arg;
+
+	progress(c, jx_str(vm, "state"), jx_str(vm, "zone"), NULL);
+	return !c->wait || settled_state(jx_str(vm, "state"));
+}
+
 static int
 via_daemon(struct create *c, json_t *vm)
 {
-	char path[128];
+	json_t *now = NULL;
+	int error;
 
 	snprintf(c->name, sizeof c->name, "%s", jx_str(vm, "name"));
-	snprintf(path, sizeof path, "/v1/vms/%s", c->name);
-	for (;;) {
-		const char *state = jx_str(vm, "state");
-		json_t *doc = NULL;
-		long status;
-		char *cause = NULL;
-		int error;
-
-		progress(c, state, jx_str(vm, "zone"), NULL);
-		if (!c->wait || strcmp(state, "READY") == 0 || strcmp(state, "FAILED") == 0 ||
-		    strcmp(state, "TERMINATED") == 0 || strcmp(state, "PREEMPTED") == 0) {
-			error = finish(c, vm);
-			json_decref(vm);
-			return error;
-		}
-		nanosleep(&(struct timespec){0, POLL_MS * 1000000L}, NULL);
-		if ((error = link_call(c->ctx, "GET", path, NULL, &status, &doc, &cause)) != 0) {
-			fprintf(
-			    stderr, "spillway create: %s; %s may still come up\n", cause, c->name);
-			free(cause);
-			json_decref(vm);
-			return EXIT_FAIL;
-		}
-		if (status != 200) {
-			error = link_error("create", status, doc);
-			json_decref(doc);
-			json_decref(vm);
-			return error;
-		}
+	if (followed(vm, c)) {
+		error = finish(c, vm);
 		json_decref(vm);
-		vm = json_incref(json_object_get(doc, "vm"));
-		json_decref(doc);
+		return error;
 	}
+	json_decref(vm);
+	error = link_follow(c->ctx, "create", c->name, wait_ms(c), followed, c, &now);
+	if (error == 0)
+		error = finish(c, now);
+	else if (error == -ETIMEDOUT) {
+		not_yet(c, jx_str(now, "state"));
+		error = EXIT_FAIL;
+	}
+	json_decref(now);
+	return error;
 }
 
 /* --- without: a daemon of our own --- */
@@ -258,6 +274,17 @@ local_event(const struct manager_event *e, void *arg)
 }
 
 static void
+local_expired(struct link_local *l, void *arg)
+{
+	struct create *c = arg;
+	struct vm_record v;
+
+	not_yet(c, ledger_get(daemon_ledger(c->d), c->name, &v) == 0 ? vm_state_name(v.state)
+	                                                              : "unknown");
+	link_local_done(l, EXIT_FAIL);
+}
+
+static void
 local_ready(struct link_local *l, struct daemon *d, void *arg)
 {
 	struct create *c = arg;
@@ -268,15 +295,14 @@ local_ready(struct link_local *l, struct daemon *d, void *arg)
 	switch (manager_create(daemon_manager(d), c->components, c->reason, c->metadata, c->name,
 	    sizeof c->name, &no)) {
 	case 0: /* its states come as events */
+		link_local_deadline(l, wait_ms(c), local_expired);
 		break;
 	case -EAGAIN:
-		fprintf(
-		    stderr, "spillway create: refused by the %s rule: %s\n", no.rule, no.reason);
+		fprintf(stderr, "spillway create: refused: %s\n", no.reason);
 		link_local_done(l, EXIT_REFUSED);
 		break;
 	default:
-		fprintf(
-		    stderr, "spillway create: the ledger could not record the VM: %s\n", no.reason);
+		fprintf(stderr, "spillway create: %s\n", no.reason);
 		link_local_done(l, EXIT_FAIL);
 		break;
 	}

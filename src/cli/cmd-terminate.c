@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "api/control.h"
@@ -17,8 +16,6 @@
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
-
-#define POLL_MS 250
 
 static bool
 alive(const char *state)
@@ -91,6 +88,27 @@ report(struct terminate *t)
 
 /* --- with the daemon: DELETE each, then follow each to its end --- */
 
+static bool
+gone(const json_t *vm, void *arg)
+{
+	return !alive(jx_str(vm, "state"));
+}
+
+/* How long a delete is waited for: what the daemon's shutdown waits, too. */
+static int64_t
+wait_ms(const struct terminate *t)
+{
+	return (int64_t)(t->ctx->cfg.shutdown_timeout_s * 1000);
+}
+
+static void
+still_going(const struct terminate *t, const char *name, const char *state, const char *then)
+{
+	fprintf(stderr,
+	    "spillway terminate: %s is still %s after %.0f s (daemon.shutdown_timeout_s); %s\n",
+	    name, state, t->ctx->cfg.shutdown_timeout_s, then);
+}
+
 static int
 via_daemon(struct terminate *t)
 {
@@ -98,6 +116,7 @@ via_daemon(struct terminate *t)
 	json_t *vm, *doc;
 	long status;
 	char *cause = NULL, path[128];
+	int error;
 
 	json_array_foreach (t->chosen, i, vm) {
 		snprintf(path, sizeof path, "/v1/vms/%s", jx_str(vm, "name"));
@@ -111,30 +130,36 @@ via_daemon(struct terminate *t)
 		json_decref(doc);
 	}
 	json_array_foreach (t->chosen, i, vm) {
-		snprintf(path, sizeof path, "/v1/vms/%s", jx_str(vm, "name"));
-		for (;;) {
-			json_t *now;
+		json_t *now = NULL;
 
-			if (link_call(t->ctx, "GET", path, NULL, &status, &doc, &cause) != 0) {
-				fprintf(stderr, "spillway terminate: %s\n", cause);
-				free(cause);
-				return EXIT_FAIL;
-			}
-			now = json_object_get(doc, "vm");
-			if (status != 200 || !alive(jx_str(now, "state"))) {
-				if (status == 200)
-					said(t, now);
-				json_decref(doc);
-				break;
-			}
-			json_decref(doc);
-			nanosleep(&(struct timespec){0, POLL_MS * 1000000L}, NULL);
-		}
+		error = link_follow(
+		    t->ctx, "terminate", jx_str(vm, "name"), wait_ms(t), gone, NULL, &now);
+		if (error == 0)
+			said(t, now);
+		else if (error == -ETIMEDOUT)
+			still_going(t, jx_str(vm, "name"), jx_str(now, "state"),
+			    "the daemon goes on deleting it: spillway status follows it");
+		json_decref(now);
+		if (error > 0)
+			return error;
 	}
 	return report(t);
 }
 
 /* --- without: a daemon of our own deletes them --- */
+
+/* Whether a list of VM documents holds this name. */
+static bool
+holds(const json_t *list, const char *name)
+{
+	size_t i;
+	json_t *vm;
+
+	json_array_foreach (list, i, vm)
+		if (strcmp(jx_str(vm, "name"), name) == 0)
+			return true;
+	return false;
+}
 
 static void
 local_event(const struct manager_event *e, void *arg)
@@ -143,13 +168,30 @@ local_event(const struct manager_event *e, void *arg)
 	struct view_src s;
 	json_t *vm;
 
-	if (e->kind != MEV_STATE || e->vm == NULL || vm_state_alive(e->vm->state))
+	if (e->kind != MEV_STATE || e->vm == NULL || vm_state_alive(e->vm->state) ||
+	    !holds(t->chosen, e->vm->name) || holds(t->done, e->vm->name))
 		return;
 	control_view(t->d, &s);
 	said(t, vm = view_vm(&s, e->vm));
 	json_decref(vm);
 	if (json_array_size(t->done) == json_array_size(t->chosen))
 		link_local_done(t->l, report(t));
+}
+
+/* The deletes are not done in time: say which, keep them (the next start goes on). */
+static void
+local_expired(struct link_local *l, void *arg)
+{
+	struct terminate *t = arg;
+	size_t i;
+	json_t *vm;
+
+	json_array_foreach (t->chosen, i, vm) {
+		if (!holds(t->done, jx_str(vm, "name")))
+			still_going(t, jx_str(vm, "name"), "TERMINATING",
+			    "its delete is in the ledger: the next spillway run or terminate goes on");
+	}
+	link_local_done(l, report(t));
 }
 
 static void
@@ -161,13 +203,21 @@ local_ready(struct link_local *l, struct daemon *d, void *arg)
 
 	t->l = l;
 	t->d = d;
-	json_array_foreach (t->chosen, i, vm)
-		if (manager_terminate(
-		        daemon_manager(d), jx_str(vm, "name"), "terminated by hand") != 0)
-			fprintf(stderr, "spillway terminate: %s is no longer running\n",
-			    jx_str(vm, "name"));
-	if (json_array_size(t->chosen) == 0)
-		link_local_done(l, EXIT_OK);
+	json_array_foreach (t->chosen, i, vm) {
+		const char *name = jx_str(vm, "name");
+		struct vm_record rec;
+
+		if (manager_terminate(daemon_manager(d), name, "terminated by hand") == 0)
+			continue;
+		/* Ended before we could ask (the first look at the cloud found it gone): said. */
+		if (ledger_get(daemon_ledger(d), name, &rec) == 0 && !vm_state_alive(rec.state))
+			local_event(&(struct manager_event){.kind = MEV_STATE, .vm = &rec}, t);
+		else
+			fprintf(stderr, "spillway terminate: %s is no longer running\n", name);
+	}
+	/* All of them may have ended already (local_event said so and stopped). */
+	if (json_array_size(t->done) < json_array_size(t->chosen))
+		link_local_deadline(l, wait_ms(t), local_expired);
 }
 
 static int

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/client.h"
@@ -13,6 +14,8 @@
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+
+#define FOLLOW_POLL_MS 250
 
 int
 link_error(const char *command, long status, const json_t *doc)
@@ -125,6 +128,46 @@ link_show(struct cmd_ctx *ctx, const char *command, const char *path, bool json,
 	return error;
 }
 
+int
+link_follow(struct cmd_ctx *ctx, const char *command, const char *name, int64_t timeout_ms,
+    bool (*done)(const json_t *, void *), void *arg, json_t **vm)
+{
+	int64_t until = monotonic_ns() + timeout_ms * 1000000;
+	char path[128];
+
+	*vm = NULL;
+	snprintf(path, sizeof path, "/v1/vms/%s", name);
+	for (;;) {
+		json_t *doc = NULL;
+		long status;
+		char *cause = NULL;
+		int error;
+
+		if ((error = link_call(ctx, "GET", path, NULL, &status, &doc, &cause)) != 0) {
+			fprintf(stderr, "spillway %s: %s\n", command, cause);
+			free(cause);
+			json_decref(*vm);
+			*vm = NULL;
+			return EXIT_FAIL;
+		}
+		if (status != 200) {
+			error = link_error(command, status, doc);
+			json_decref(doc);
+			json_decref(*vm);
+			*vm = NULL;
+			return error;
+		}
+		json_decref(*vm);
+		*vm = json_incref(json_object_get(doc, "vm"));
+		json_decref(doc);
+		if (done(*vm, arg))
+			return 0;
+		if (monotonic_ns() >= until)
+			return -ETIMEDOUT;
+		nanosleep(&(struct timespec){0, FOLLOW_POLL_MS * 1000000L}, NULL);
+	}
+}
+
 /* --- a daemon of our own --- */
 
 struct link_local {
@@ -133,10 +176,13 @@ struct link_local {
 	struct daemon *d;
 	uv_signal_t sig[2];
 	uv_timer_t settle;
+	uv_timer_t deadline;
+	void (*expired)(struct link_local *, void *);
 	void (*ready)(struct link_local *, struct daemon *, void *);
 	manager_event_cb *on_event;
 	void *arg;
 	int status;
+	bool readied; /* ready() was called: events reach the command */
 	bool stopping;
 };
 
@@ -147,6 +193,7 @@ on_stopped(void *arg)
 
 	for (int i = 0; i < 2; i++)
 		uv_close((uv_handle_t *)&l->sig[i], NULL);
+	uv_close((uv_handle_t *)&l->deadline, NULL);
 	daemon_free(l->d);
 	l->d = NULL;
 }
@@ -158,7 +205,25 @@ link_local_done(struct link_local *l, int status)
 		return;
 	l->stopping = true;
 	l->status = status;
+	uv_timer_stop(&l->deadline);
 	daemon_stop(l->d, on_stopped, l);
+}
+
+static void
+on_deadline(uv_timer_t *t)
+{
+	struct link_local *l = t->data;
+
+	if (!l->stopping)
+		l->expired(l, l->arg);
+}
+
+void
+link_local_deadline(
+    struct link_local *l, int64_t timeout_ms, void (*expired)(struct link_local *, void *))
+{
+	l->expired = expired;
+	uv_timer_start(&l->deadline, on_deadline, (uint64_t)timeout_ms, 0);
 }
 
 /* What is asked is judged once the cloud has been listed and the price is known. */
@@ -171,6 +236,7 @@ on_settle(uv_timer_t *t)
 		uv_close((uv_handle_t *)t, NULL);
 	} else if (manager_settled(daemon_manager(l->d))) {
 		uv_close((uv_handle_t *)t, NULL);
+		l->readied = true;
 		l->ready(l, l->d, l->arg);
 	}
 }
@@ -190,12 +256,16 @@ on_started(void *arg, int error, const char *cause)
 	uv_timer_start(&l->settle, on_settle, 0, 20);
 }
 
+/*
+ * The command hears events from ready() on: before, it has asked for
+ * nothing (what the first pass finds out, it reads from the ledger then).
+ */
 static void
 on_event(const struct manager_event *e, void *arg)
 {
 	struct link_local *l = arg;
 
-	if (l->on_event != NULL && !l->stopping)
+	if (l->on_event != NULL && l->readied && !l->stopping)
 		l->on_event(e, l->arg);
 }
 
@@ -241,11 +311,14 @@ link_local(struct cmd_ctx *ctx, void (*ready)(struct link_local *, struct daemon
 		l.sig[i].data = &l;
 		uv_signal_start(&l.sig[i], on_signal, sigs[i]);
 	}
+	uv_timer_init(&l.loop, &l.deadline);
+	l.deadline.data = &l;
 	if (daemon_new(&l.loop, &o, &l.d, &cause) != 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
 		free(cause);
 		for (int i = 0; i < 2; i++)
 			uv_close((uv_handle_t *)&l.sig[i], NULL);
+		uv_close((uv_handle_t *)&l.deadline, NULL);
 		l.status = EXIT_USAGE;
 	}
 	uv_run(&l.loop, UV_RUN_DEFAULT);

@@ -33,6 +33,16 @@ int link_call(struct cmd_ctx *, const char *method, const char *path, const json
     long *status, json_t **doc, char **cause);
 
 /*
+ * Follow a VM through the daemon, asking for it every 250 ms, until done()
+ * says it is where the command waits for it, or timeout_ms of wall time
+ * pass: every command that waits has a deadline. 0 and the VM's last
+ * document (caller frees), -ETIMEDOUT and the last document, or an exit
+ * status after saying why on stderr.
+ */
+int link_follow(struct cmd_ctx *, const char *command, const char *name, int64_t timeout_ms,
+    bool (*done)(const json_t *vm, void *arg), void *arg, json_t **vm);
+
+/*
  * No daemon: run one in this process (passive, keeping its VMs), call
  * ready(d, arg) once it has reconciled with the cloud, and return when
  * link_local_done() is called; then the exit status it was given.
@@ -41,6 +51,9 @@ struct link_local;
 int link_local(struct cmd_ctx *, void (*ready)(struct link_local *, struct daemon *, void *arg),
     manager_event_cb *on_event, void *arg);
 void link_local_done(struct link_local *, int status);
+/* From ready() on: if link_local_done() is not called within timeout_ms, expired(arg) is. */
+void link_local_deadline(
+    struct link_local *, int64_t timeout_ms, void (*expired)(struct link_local *, void *arg));
 
 /* Print an error document ({"error": ...}) or the cause; return the exit status it means. */
 int link_error(const char *command, long status, const json_t *doc);

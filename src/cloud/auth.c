@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #define REFRESH_MARGIN_MS (300 * 1000) /* renew this long before expiry, at most */
 #define EXPIRY_SKEW_MS    10000        /* a token this close to expiry is not used */
 #define JWT_LIFE_S        3600
+#define TOKEN_LIFE_MAX_S  86400 /* Google's live an hour; a day is generous */
 #define LOGIN_HINT                                                                                 \
 	"run 'gcloud auth application-default login', or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
 
@@ -375,18 +377,48 @@ on_timer(uv_timer_t *t)
 		start_refresh(a, TOKEN_TIMEOUT_MS);
 }
 
+/* What an access token may hold: RFC 6750's characters, and a bound an HTTP header takes. */
+static bool
+token_shape(const char *t)
+{
+	size_t n = strlen(t);
+
+	return n > 0 && n <= AUTH_TOKEN_MAX &&
+	    strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/=") == n;
+}
+
+/*
+ * A 200 answer: a token and its life, or -EACCES (an endpoint that answers
+ * so will answer so again: not worth retrying) with a cause naming it.
+ */
 static int
-take_token(struct auth *a, const char *body, size_t len, char **cause)
+take_token(struct auth *a, const char *where, const char *body, size_t len, char **cause)
 {
 	json_t *v = NULL;
-	const char *tok;
+	const char *tok, *type, *bad = NULL;
+	char *why = NULL;
 	int64_t life = 0, now = clock_now_ms(a->clock), margin;
 
-	if (jx_parse(body, len, &v, NULL) != 0 || (tok = jx_str(v, "access_token")) == NULL ||
-	    jx_int64(json_object_get(v, "expires_in"), &life) != 0 || life <= 0) {
-		*cause = xasprintf("the token endpoint of %s sent a malformed answer", a->source);
+	if (jx_parse(body, len, &v, &why) != 0) {
+		*cause = xasprintf(
+		    "the token endpoint %s answered without a usable token: not JSON (%s)", where, why);
+		free(why);
+		return -EACCES;
+	}
+	if (!json_is_object(v))
+		bad = "the answer is not a JSON object";
+	else if ((tok = jx_str(v, "access_token")) == NULL || !token_shape(tok))
+		bad = "'access_token' is not a token (a string of at most 4096 URL-safe characters)";
+	else if (jx_int64(json_object_get(v, "expires_in"), &life) != 0 || life < 1 ||
+	    life > TOKEN_LIFE_MAX_S)
+		bad = "'expires_in' is not a number of seconds from 1 to 86400";
+	else if ((type = jx_str(v, "token_type")) != NULL && strcasecmp(type, "Bearer") != 0)
+		bad = "'token_type' is not Bearer";
+	if (bad != NULL) {
+		*cause = xasprintf("the token endpoint %s answered without a usable token: %s", where,
+		    bad);
 		json_decref(v);
-		return -EAGAIN;
+		return -EACCES;
 	}
 	set_secret(&a->token, tok);
 	a->expires_ms = now + life * 1000;
@@ -440,7 +472,7 @@ on_token(const struct http_response *r, void *arg)
 		error = -EACCES;
 	} else {
 		a->metadata_seen = true;
-		error = take_token(a, r->body, r->len, &cause);
+		error = take_token(a, where, r->body, r->len, &cause);
 	}
 	if (error != 0 && a->waiters == NULL) {
 		/* A refresh ahead of time failed: the token still works; try again soon. */

@@ -40,6 +40,10 @@ struct auth_sources {
 
 struct auth;
 
+/* The longest access token taken (Google's are about 250 bytes); a header holds it. */
+#define AUTH_TOKEN_MAX    4096
+#define AUTH_HEADER_SIZE  (AUTH_TOKEN_MAX + 32) /* "Authorization: Bearer " and the token */
+
 /* Find and read the credentials (files are read now, the metadata server later). */
 int auth_new(uv_loop_t *, struct http_client *, const struct clock *, const struct auth_sources *,
     struct auth **, char **cause);
@@ -58,8 +62,10 @@ const char *auth_account(const struct auth *);
 const char *auth_cached(struct auth *);
 
 /*
- * error is 0 with a token, or -EACCES (the credentials were refused: not worth
- * retrying) or -EAGAIN (no answer, or a server error: worth retrying) with a cause.
+ * error is 0 with a token, or -EACCES (the credentials were refused, or the
+ * endpoint answered without a usable token: not worth retrying) or -EAGAIN
+ * (no answer, or a server error: worth retrying) with a cause naming the
+ * endpoint.
  */
 typedef void auth_cb(int error, const char *token, const char *cause, void *arg);
 /* Get a fresh token; joins the refresh in flight, if any. Calls back exactly once. */

@@ -341,7 +341,7 @@ static void
 send_request(struct call *c, const char *token)
 {
 	struct gce *g = c->g;
-	char auth[4096], *url;
+	char auth[AUTH_HEADER_SIZE], *url;
 	const char *headers[3] = {auth, NULL, NULL};
 	struct http_request req = {0};
 	int64_t left = c->deadline_ms - now_ms(g);
@@ -516,8 +516,21 @@ kv_from_items(json_t *items, size_t *n)
 	return kv;
 }
 
-/* Fill from JSON; the strings stay in v. Returns -EINVAL for what is no instance. */
-static int
+static bool valid_name(const char *);
+
+/* A short text field of an answer: present, a string, and shorter than size. */
+static bool
+fits(const char *s, size_t size)
+{
+	return s != NULL && *s != '\0' && strlen(s) < size;
+}
+
+/*
+ * Fill from JSON; the strings stay in v. NULL, or the field that makes it no
+ * instance we can keep: a name and a zone as Compute Engine spells them, a
+ * status, a machine type; an address that fits.
+ */
+static const char *
 instance_from_json(json_t *v, struct cloud_instance *in)
 {
 	const char *t;
@@ -526,12 +539,20 @@ instance_from_json(json_t *v, struct cloud_instance *in)
 	memset(in, 0, sizeof *in);
 	in->name = jx_str(v, "name");
 	in->status = jx_str(v, "status");
-	if (in->name == NULL || in->status == NULL)
-		return -EINVAL;
 	in->zone = last_segment(jx_str(v, "zone"));
-	in->id = jx_str(v, "id");
 	in->machine_type = last_segment(jx_str(v, "machineType"));
 	in->nat_ip = jx_str(v, "networkInterfaces.0.accessConfigs.0.natIP");
+	if (!valid_name(in->name))
+		return "name";
+	if (!valid_name(in->zone))
+		return "zone";
+	if (!fits(in->status, CLOUD_STATUS_LEN))
+		return "status";
+	if (!valid_name(in->machine_type))
+		return "machineType";
+	if (in->nat_ip != NULL && !fits(in->nat_ip, CLOUD_NAME_LEN))
+		return "natIP";
+	in->id = jx_str(v, "id");
 	in->internal_ip = jx_str(v, "networkInterfaces.0.networkIP");
 	if ((t = jx_str(v, "creationTimestamp")) != NULL && time_parse_rfc3339(t, &ms) == 0)
 		in->created_ms = ms;
@@ -540,10 +561,26 @@ instance_from_json(json_t *v, struct cloud_instance *in)
 	t = jx_str(v, "scheduling.provisioningModel");
 	in->spot = (t != NULL && strcmp(t, "SPOT") == 0) ||
 	    json_is_true(jx_get(v, "scheduling.preemptible"));
-	jx_int64(jx_get(v, "scheduling.maxRunDuration.seconds"), &in->max_run_s);
+	if (jx_int64(jx_get(v, "scheduling.maxRunDuration.seconds"), &in->max_run_s) != 0 ||
+	    in->max_run_s < 0)
+		in->max_run_s = 0;
 	in->labels = kv_from(json_object_get(v, "labels"), &in->nlabels);
 	in->metadata = kv_from_items(jx_get(v, "metadata.items"), &in->nmetadata);
-	return 0;
+	return NULL;
+}
+
+/* A preemption operation: NULL, or the field that is missing or malformed. */
+static const char *
+preemption_from_json(json_t *v, struct cloud_op *op)
+{
+	op_from_json(v, op);
+	if (!fits(op->name, CLOUD_OP_LEN))
+		return "name";
+	if (!valid_name(op->zone))
+		return "zone";
+	if (!valid_name(op->target))
+		return "targetLink";
+	return NULL;
 }
 
 static void
@@ -564,26 +601,43 @@ deliver_op(struct call *c, json_t *v)
 	struct cloud_op op;
 
 	op_from_json(v, &op);
-	if (op.name == NULL) {
+	if (!fits(op.name, CLOUD_OP_LEN)) {
 		set_error(c, CLOUD_NETWORK, "the answer is not an operation");
 		fail(c);
 		return;
 	}
+	/* An operation of ours is in the zone we asked: what we wait on next. */
+	if (!valid_name(op.zone))
+		op.zone = c->target_zone;
 	c->cb.op(&c->err, &op, c->arg);
 	call_free(c);
 }
 
+/*
+ * A listing with an item we cannot read fails whole: leaving the item out
+ * would make its VM look deleted, and what is kept of it must hold.
+ */
 static void
 deliver_list(struct call *c)
 {
 	size_t n = json_array_size(c->items), k = 0;
 	struct cloud_instance *list = xcalloc(n + 1, sizeof *list);
+	const char *bad = NULL;
 	json_t *it;
 	size_t i;
 
-	json_array_foreach (c->items, i, it)
-		if (instance_from_json(it, &list[k]) == 0)
-			k++;
+	json_array_foreach (c->items, i, it) {
+		if ((bad = instance_from_json(it, &list[k])) != NULL)
+			break;
+		k++;
+	}
+	if (bad != NULL) {
+		set_error(c, CLOUD_NETWORK,
+		    "instances.list answered an item (%zu) without a valid '%s'", i, bad);
+		instances_free(list, k);
+		fail(c);
+		return;
+	}
 	c->cb.list(&c->err, list, k, c->arg);
 	instances_free(list, k);
 	call_free(c);
@@ -598,8 +652,16 @@ deliver_preemptions(struct call *c)
 	size_t i;
 
 	json_array_foreach (c->items, i, it) {
-		op_from_json(it, &ops[k]);
-		if (ops[k].name != NULL && ops[k].inserted_ms >= c->since_ms)
+		const char *bad = preemption_from_json(it, &ops[k]);
+
+		if (bad != NULL) {
+			set_error(c, CLOUD_NETWORK,
+			    "operations.list answered a preemption (%zu) without a valid '%s'", i, bad);
+			free(ops);
+			fail(c);
+			return;
+		}
+		if (ops[k].inserted_ms >= c->since_ms)
 			k++;
 	}
 	c->cb.ops(&c->err, ops, k, c->arg);
@@ -698,9 +760,12 @@ answered(struct call *c, json_t *v)
 		break;
 	case K_GET: {
 		struct cloud_instance in;
+		const char *bad;
 
-		if (instance_from_json(v, &in) != 0) {
-			set_error(c, CLOUD_NETWORK, "the answer is not an instance");
+		if ((bad = instance_from_json(v, &in)) != NULL) {
+			set_error(c, CLOUD_NETWORK, "the answer is not an instance: no valid '%s'", bad);
+			free((void *)in.labels);
+			free((void *)in.metadata);
 			fail(c);
 			break;
 		}

@@ -1,7 +1,9 @@
 /*
- * What every provider shares: error classes and their names, and the retry
- * policy's arithmetic. Pure functions, unit-tested.
+ * What every provider shares: error classes and their names, the retry
+ * policy's arithmetic, and the typed copies callers keep of results. Pure
+ * functions, unit-tested.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "cloud/provider.h"
@@ -111,4 +113,44 @@ retry_backoff_ms(const struct retry_policy *p, int attempt, double u)
 	if (ceiling > p->cap_ms)
 		ceiling = p->cap_ms;
 	return (int64_t)(u * (double)(ceiling + 1));
+}
+
+/* A field copied whole, or -EINVAL: a provider's answers fit (CLOUD_NAME_LEN). */
+static int
+copy_field(char *dst, size_t size, const char *src, bool optional)
+{
+	size_t n = src != NULL ? strlen(src) : 0;
+
+	if ((src == NULL && !optional) || n >= size)
+		return -EINVAL;
+	memcpy(dst, src != NULL ? src : "", n + 1);
+	return 0;
+}
+
+int
+cloud_seen_copy(const struct cloud_instance *in, struct cloud_seen *out)
+{
+	memset(out, 0, sizeof *out);
+	if (copy_field(out->name, sizeof out->name, in->name, false) != 0 ||
+	    copy_field(out->zone, sizeof out->zone, in->zone, false) != 0 ||
+	    copy_field(out->status, sizeof out->status, in->status, false) != 0 ||
+	    copy_field(out->machine_type, sizeof out->machine_type, in->machine_type, false) != 0 ||
+	    copy_field(out->nat_ip, sizeof out->nat_ip, in->nat_ip, true) != 0) {
+		memset(out, 0, sizeof *out);
+		return -EINVAL;
+	}
+	out->started_ms = in->started_ms;
+	out->max_run_s = in->max_run_s;
+	out->spot = in->spot;
+	return 0;
+}
+
+int
+cloud_preempted_copy(const struct cloud_op *op, struct cloud_preempted *out)
+{
+	memset(out, 0, sizeof *out);
+	if (copy_field(out->target, sizeof out->target, op->target, false) != 0)
+		return -EINVAL;
+	out->t_ms = op->inserted_ms;
+	return 0;
 }

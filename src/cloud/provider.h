@@ -70,6 +70,16 @@ struct cloud_instance_spec {
 	bool external_ip;               /* an ephemeral external address (ONE_TO_ONE_NAT) */
 };
 
+/*
+ * Bounds of what a provider passes on: it refuses an answer whose names,
+ * zones, statuses or operation names do not fit (CLOUD_NETWORK, "malformed"),
+ * so copies of them into these sizes never cut anything.
+ */
+#define CLOUD_NAME_LEN   64 /* names, zones, machine types, addresses: Compute Engine's 63 */
+#define CLOUD_STATUS_LEN 24
+#define CLOUD_OP_LEN     128
+
+/* What a provider passes to a list callback; every string non-NULL but nat_ip. */
 struct cloud_instance {
 	const char *name;
 	const char *zone;
@@ -88,6 +98,7 @@ struct cloud_instance {
 	size_t nmetadata;
 };
 
+/* A preemption's name, zone and target are always there. */
 struct cloud_op {
 	const char *name; /* NULL for a delete of something already gone */
 	const char *zone;
@@ -149,6 +160,29 @@ struct cloud_ops {
 struct cloud {
 	const struct cloud_ops *ops;
 };
+
+/*
+ * What a caller keeps of a listed instance past its callback: a typed copy.
+ * -EINVAL (nothing copied) for one that a provider should not have passed.
+ */
+struct cloud_seen {
+	char name[CLOUD_NAME_LEN];
+	char zone[CLOUD_NAME_LEN];
+	char status[CLOUD_STATUS_LEN];
+	char machine_type[CLOUD_NAME_LEN];
+	char nat_ip[CLOUD_NAME_LEN]; /* "" when none */
+	int64_t started_ms;
+	int64_t max_run_s;
+	bool spot;
+};
+int cloud_seen_copy(const struct cloud_instance *, struct cloud_seen *);
+
+/* The same of a preemption operation: what was preempted, and when. */
+struct cloud_preempted {
+	char target[CLOUD_NAME_LEN];
+	int64_t t_ms;
+};
+int cloud_preempted_copy(const struct cloud_op *, struct cloud_preempted *);
 
 const char *cloud_errc_name(enum cloud_errc);
 /* Worth retrying within the same call? */

@@ -170,7 +170,7 @@ static const struct key keys[] = {
 	"how long an insert is retried (same requestId) before it counts as failed"},
     {"daemon.shutdown_timeout_s", "SPILLWAY_SHUTDOWN_TIMEOUT_S", T_DOUBLE,
 	OFF(shutdown_timeout_s), "120", 1, 3600, NULL, "seconds, from 1 to 3600",
-	"how long shutdown waits for the deletes"},
+	"how long shutdown, and spillway terminate, wait for the deletes"},
     {"daemon.target_available_pct", "SPILLWAY_TARGET_AVAILABLE_PCT", T_DOUBLE,
 	OFF(target_available_pct), "20", 0, 100, NULL, "percent of MemTotal, from 0 to 100",
 	"offload components until MemAvailable would be back at this"},

@@ -412,7 +412,7 @@ static void
 on_catalog_token(int error, const char *token, const char *cause, void *arg)
 {
 	struct daemon *d = arg;
-	char *url, auth[4096];
+	char *url, auth[AUTH_HEADER_SIZE];
 	const char *headers[] = {auth, NULL};
 	struct http_request req = {.method = "GET",
 	    .headers = headers,

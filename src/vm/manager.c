@@ -65,8 +65,10 @@ struct manager {
 	int64_t pass_started_ns;
 	int64_t list_sent_ms; /* when the pass's list was asked: what ended since is newer */
 	int64_t preempt_since;
-	json_t *listed;      /* the pass's instances, while it runs */
-	json_t *preemptions; /* the pass's preemption operations */
+	struct cloud_seen *listed; /* the pass's instances, while it runs */
+	size_t nlisted;
+	struct cloud_preempted *preemptions; /* the pass's preemption operations */
+	size_t npreemptions;
 	/* pressure */
 	struct pressure_snapshot snap;
 	enum pressure_level level;
@@ -906,27 +908,21 @@ schedule(struct manager *m)
 		uv_timer_start(&m->timer, on_timer, clock_timer_ms(m->o.clock, every), 0);
 }
 
-static json_t *
-find_listed(const json_t *list, const char *name)
+static const struct cloud_seen *
+find_listed(const struct manager *m, const char *name)
 {
-	size_t i;
-	json_t *it;
-
-	json_array_foreach (list, i, it)
-		if (strcmp(jx_str(it, "name"), name) == 0)
-			return it;
+	for (size_t i = 0; i < m->nlisted; i++)
+		if (strcmp(m->listed[i].name, name) == 0)
+			return &m->listed[i];
 	return NULL;
 }
 
 static bool
 was_preempted(struct manager *m, const char *name, int64_t *when)
 {
-	size_t i;
-	json_t *it;
-
-	json_array_foreach (m->preemptions, i, it) {
-		if (strcmp(jx_str(it, "target"), name) == 0) {
-			*when = json_integer_value(json_object_get(it, "t"));
+	for (size_t i = 0; i < m->npreemptions; i++) {
+		if (strcmp(m->preemptions[i].target, name) == 0) {
+			*when = m->preemptions[i].t_ms;
 			return true;
 		}
 	}
@@ -983,10 +979,10 @@ vanished(struct manager *m, struct mvm *v, int64_t now)
 
 /* What the cloud says of a VM that the ledger has alive. */
 static void
-reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
+reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 {
 	int64_t now = now_ms(m), when = 0;
-	const char *status = inst != NULL ? jx_str(inst, "status") : NULL;
+	const char *status = inst != NULL ? inst->status : NULL;
 	bool preempted = was_preempted(m, v->rec.name, &when);
 
 	if (v->busy)
@@ -994,13 +990,10 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 	if (preempted)
 		mark_preempted(v, when > 0 ? when : now, "Compute Engine preempted it");
 	if (inst != NULL) {
-		int64_t started = json_integer_value(json_object_get(inst, "started"));
-		const char *ip = jx_str(inst, "nat_ip");
-
-		if (started > 0)
-			v->rec.started_ms = started;
-		if (ip != NULL)
-			snprintf(v->rec.nat_ip, sizeof v->rec.nat_ip, "%s", ip);
+		if (inst->started_ms > 0)
+			v->rec.started_ms = inst->started_ms;
+		if (inst->nat_ip[0] != '\0')
+			snprintf(v->rec.nat_ip, sizeof v->rec.nat_ip, "%s", inst->nat_ip);
 		switch (v->rec.state) {
 		case VM_REQUESTED:
 		case VM_CREATING:
@@ -1064,14 +1057,12 @@ reconcile_one(struct manager *m, struct mvm *v, json_t *inst)
 static void
 find_orphans(struct manager *m)
 {
-	size_t i;
-	json_t *it;
-
 	/* Stopping: an orphan now would hold the shutdown; the next start finds it. */
 	if (m->stopping)
 		return;
-	json_array_foreach (m->listed, i, it) {
-		const char *name = jx_str(it, "name");
+	for (size_t i = 0; i < m->nlisted; i++) {
+		const struct cloud_seen *it = &m->listed[i];
+		const char *name = it->name;
 		struct mvm *v = find_vm(m, name);
 		struct vm_record rec;
 		int64_t now = now_ms(m);
@@ -1095,14 +1086,12 @@ find_orphans(struct manager *m)
 				rec.requested_ms = rec.state_ms = now;
 				rec.state = VM_ORPHANED;
 			}
-			snprintf(rec.zone, sizeof rec.zone, "%s", jx_str(it, "zone"));
-			snprintf(rec.machine_type, sizeof rec.machine_type, "%s",
-			    jx_str(it, "machine_type"));
-			rec.spot = json_is_true(json_object_get(it, "spot"));
-			rec.planned_run_s = json_integer_value(json_object_get(it, "max_run"));
-			rec.started_ms = json_integer_value(json_object_get(it, "started"));
-			snprintf(rec.nat_ip, sizeof rec.nat_ip, "%s",
-			    jx_str(it, "nat_ip") != NULL ? jx_str(it, "nat_ip") : "");
+			snprintf(rec.zone, sizeof rec.zone, "%s", it->zone);
+			snprintf(rec.machine_type, sizeof rec.machine_type, "%s", it->machine_type);
+			rec.spot = it->spot;
+			rec.planned_run_s = it->max_run_s;
+			rec.started_ms = it->started_ms;
+			snprintf(rec.nat_ip, sizeof rec.nat_ip, "%s", it->nat_ip);
 			if (strcmp(rec.machine_type, m->cfg->machine_type) == 0 &&
 			    rec.spot == m->cfg->use_spot)
 				rec.per_hour = m->per_hour;
@@ -1114,9 +1103,7 @@ find_orphans(struct manager *m)
 		v->gone_said = true;
 		if (strcmp(m->cfg->orphan_policy, "adopt") == 0) {
 			v->gone_said = false;
-			set_state(v,
-			    strcmp(jx_str(it, "status"), "RUNNING") == 0 ? VM_BOOTING
-			                                                 : VM_PROVISIONING,
+			set_state(v, strcmp(it->status, "RUNNING") == 0 ? VM_BOOTING : VM_PROVISIONING,
 			    "adopted: it carries our owner label");
 		} else {
 			set_state(v, VM_ORPHANED, ORPHAN_WHY);
@@ -1129,7 +1116,7 @@ reconcile(struct manager *m)
 {
 	for (struct mvm *v = m->vms; v != NULL; v = v->next)
 		if (vm_state_alive(v->rec.state))
-			reconcile_one(m, v, find_listed(m->listed, v->rec.name));
+			reconcile_one(m, v, find_listed(m, v->rec.name));
 	find_orphans(m);
 }
 
@@ -1330,15 +1317,24 @@ enforce(struct manager *m)
 	}
 }
 
+/* What the pass listed: kept while it runs, no longer. */
+static void
+forget_pass(struct manager *m)
+{
+	free(m->listed);
+	free(m->preemptions);
+	m->listed = NULL;
+	m->preemptions = NULL;
+	m->nlisted = m->npreemptions = 0;
+}
+
 static void
 pass_done(struct manager *m)
 {
 	enforce(m);
 	prune(m);
 	consider(m);
-	json_decref(m->listed);
-	json_decref(m->preemptions);
-	m->listed = m->preemptions = NULL;
+	forget_pass(m);
 	m->passing = false;
 	m->counts.passes++;
 	m->counts.last_pass_ms = (monotonic_ns() - m->pass_started_ns) / 1000000;
@@ -1350,14 +1346,14 @@ on_preemptions(const struct cloud_error *e, const struct cloud_op *ops, size_t n
 {
 	struct manager *m = arg;
 
-	m->preemptions = json_array();
 	m->preemptions_failed = e->code != CLOUD_OK;
 	if (e->code == CLOUD_OK) {
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(m->preemptions,
-			    jx_pack("{s:s, s:I}", "target", ops[i].target, "t",
-			        (json_int_t)ops[i].inserted_ms));
-	} else {
+		m->preemptions = xcalloc(n + 1, sizeof *m->preemptions);
+		for (size_t i = 0; i < n && !m->preemptions_failed; i++)
+			m->preemptions_failed =
+			    cloud_preempted_copy(&ops[i], &m->preemptions[m->npreemptions++]) != 0;
+	}
+	if (m->preemptions_failed) {
 		char *t = cloud_error_text(e);
 
 		log_warnx("manager: cannot list preemptions: %s", t);
@@ -1383,14 +1379,19 @@ on_listed(const struct cloud_error *e, const struct cloud_instance *list, size_t
 		schedule(m);
 		return;
 	}
-	m->listed = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(m->listed,
-		    jx_pack("{s:s, s:s, s:s, s:s?, s:s?, s:I, s:b, s:I}", "name", list[i].name,
-		        "zone", list[i].zone, "status", list[i].status, "machine_type",
-		        list[i].machine_type, "nat_ip", list[i].nat_ip, "started",
-		        (json_int_t)list[i].started_ms, "spot", list[i].spot, "max_run",
-		        (json_int_t)list[i].max_run_s));
+	m->listed = xcalloc(n + 1, sizeof *m->listed);
+	for (m->nlisted = 0; m->nlisted < n; m->nlisted++) {
+		if (cloud_seen_copy(&list[m->nlisted], &m->listed[m->nlisted]) != 0) {
+			/* The provider checks what it passes on; a partial list is never used. */
+			log_warnx("manager: the list of VMs holds one that cannot be kept; trying "
+			          "again at the next pass");
+			forget_pass(m);
+			m->list_failed = true;
+			m->passing = false;
+			schedule(m);
+			return;
+		}
+	}
 	m->counts.api_calls += (long)str_list_len((char *const *)m->o.zones);
 	if (m->o.cloud->ops->preemptions(m->o.cloud, m->o.zones, m->preempt_since,
 	        now_ms(m) + CALL_DEADLINE_MS, on_preemptions, m) != 0)
@@ -1661,8 +1662,7 @@ manager_release(uv_handle_t *h)
 		free(v->terminate_after);
 		free(v);
 	}
-	json_decref(m->listed);
-	json_decref(m->preemptions);
+	forget_pass(m);
 	free(m->consumers);
 	free(m);
 }

@@ -972,81 +972,10 @@ test_refused_credentials(void **state)
 	free(ep);
 }
 
-/* --- a server that answers badly on purpose --- */
-
-struct bad_server {
-	int fd;
-	int port;
-	pthread_t thread;
-	const char *head;
-	size_t body_len;
-	char fill;
-	int served;
-};
-
-static void *
-bad_serve(void *arg)
-{
-	struct bad_server *s = arg;
-
-	for (;;) {
-		int c = accept(s->fd, NULL, NULL);
-		char req[8192];
-		char *body;
-
-		if (c < 0)
-			break;
-		if (read(c, req, sizeof req) <= 0) {
-			close(c);
-			break;
-		}
-		s->served++;
-		body = xmalloc(s->body_len + 1);
-		memset(body, s->fill, s->body_len);
-		dprintf(
-		    c, "%sContent-Length: %zu\r\nConnection: close\r\n\r\n", s->head, s->body_len);
-		for (size_t off = 0; off < s->body_len;) {
-			/* The client hangs up early on purpose: no SIGPIPE for that. */
-			ssize_t n = send(c, body + off, s->body_len - off, MSG_NOSIGNAL);
-
-			if (n <= 0)
-				break;
-			off += (size_t)n;
-		}
-		free(body);
-		close(c);
-	}
-	return NULL;
-}
+/* --- a server that answers badly on purpose (the harness's canned server) --- */
 
 static void
-bad_start(struct bad_server *s, const char *head, size_t len, char fill)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof sin;
-
-	s->head = head;
-	s->body_len = len;
-	s->fill = fill;
-	s->served = 0;
-	assert_true((s->fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(bind(s->fd, (struct sockaddr *)&sin, sizeof sin), 0);
-	assert_int_equal(listen(s->fd, 16), 0);
-	getsockname(s->fd, (struct sockaddr *)&sin, &sl);
-	s->port = ntohs(sin.sin_port);
-	assert_int_equal(pthread_create(&s->thread, NULL, bad_serve, s), 0);
-}
-
-static void
-bad_stop(struct bad_server *s)
-{
-	shutdown(s->fd, SHUT_RDWR);
-	close(s->fd);
-	pthread_join(s->thread, NULL);
-}
-
-static void
-bad_call(struct bad_server *s, size_t max_response, struct res *r)
+bad_call(struct canned *s, size_t max_response, struct res *r)
 {
 	struct auth_sources src = {.credentials_file = emu.creds, .gcloud_dir = "/nonexistent"};
 	char *ep = xasprintf("http://127.0.0.1:%d/compute/v1/", s->port);
@@ -1062,41 +991,162 @@ bad_call(struct bad_server *s, size_t max_response, struct res *r)
 static void
 test_bad_answers(void **state)
 {
-	struct bad_server s;
+	struct canned s;
 	struct res r = {0};
 
-	bad_start(&s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", 64, '{');
+	canned_start(&s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", 64, '{');
 	bad_call(&s, 0, &r);
 	assert_int_equal(r.code, CLOUD_NETWORK);
 	assert_non_null(strstr(r.message, "is not a JSON object"));
 	res_free(&r);
-	bad_stop(&s);
+	canned_stop(&s);
 	/* 10 MB against a bound of 1 MiB: an error, once (it would be as large next time). */
-	bad_start(&s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", 10 << 20, ' ');
+	canned_start(&s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", 10 << 20, ' ');
 	bad_call(&s, 1 << 20, &r);
 	assert_int_equal(r.code, CLOUD_NETWORK);
 	assert_non_null(strstr(r.message, "larger than allowed"));
 	assert_int_equal(r.attempts, 1);
 	res_free(&r);
-	bad_stop(&s);
+	canned_stop(&s);
 	/* An HTML 502 from a proxy: a server error, retried, with a message that says so. */
-	bad_start(&s, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n", 100, '<');
+	canned_start(&s, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n", 100, '<');
 	bad_call(&s, 0, &r);
 	assert_int_equal(r.code, CLOUD_SERVER);
 	assert_int_equal(r.attempts, 5);
 	assert_int_equal(s.served, 5);
 	assert_non_null(strstr(r.message, "without a Google error body"));
 	res_free(&r);
-	bad_stop(&s);
+	canned_stop(&s);
 	/* Nobody listening: a network error after the retries. */
 	{
-		struct bad_server gone = {.port = s.port};
+		struct canned gone = {.port = s.port};
 
 		bad_call(&gone, 0, &r);
 		assert_true(r.code == CLOUD_NETWORK || r.code == CLOUD_DEADLINE);
 		assert_int_equal(r.attempts, 5);
 		res_free(&r);
 	}
+}
+
+/* A 200 whose JSON is this text. */
+static void
+json_start(struct canned *s, const char *text)
+{
+	canned_start(s, CANNED_JSON, strlen(text), 0);
+	s->text = text;
+}
+
+/*
+ * Answers that are JSON but not what Compute Engine sends (an instance without
+ * a zone, a preemption without a target): errors naming the field, never a
+ * result with a hole in it, and a list is never passed on without the item.
+ */
+static void
+test_malformed_answers(void **state)
+{
+	struct auth_sources src = {.credentials_file = emu.creds, .gcloud_dir = "/nonexistent"};
+	static const struct {
+		const char *body, *why;
+	} lists[] = {
+	    {"{\"items\": [{\"name\": \"spillway-a\", \"status\": \"RUNNING\", "
+	     "\"machineType\": \"zones/us-central1-a/machineTypes/e2-highmem-4\"}]}",
+	        "without a valid 'zone'"},
+	    {"{\"items\": [{\"name\": \"spillway-a\", \"zone\": \"zones/us-central1-a\", "
+	     "\"status\": \"RUNNING\", \"machineType\": 7}]}",
+	        "without a valid 'machineType'"},
+	    {"{\"items\": [{\"name\": \"Not A Name\", \"zone\": \"us-central1-a\"}]}",
+	        "without a valid 'name'"},
+	};
+	const char *op_body =
+	    "{\"items\": [{\"name\": \"op-1\", \"zone\": \"zones/us-central1-a\", "
+	    "\"operationType\": \"compute.instances.preempted\", \"status\": \"DONE\", "
+	    "\"insertTime\": \"2026-11-27T10:00:00Z\"}]}";
+	const char *const zones[] = {ZONE, NULL};
+	struct canned s;
+	struct client c;
+	struct res r = {0};
+	char *ep;
+
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+		json_start(&s, lists[i].body);
+		ep = xasprintf("http://127.0.0.1:%d/compute/v1/", s.port);
+		client_open(&c, ep, &src, 0);
+		assert_int_equal(c.cloud->ops->list(c.cloud, zones, "spillway-owner", "x",
+		                     in_ms(10000), on_list, &r),
+		    0);
+		run(&r);
+		assert_int_equal(r.code, CLOUD_NETWORK);
+		if (strstr(r.message, lists[i].why) == NULL)
+			fail_msg("'%s' lacks '%s'", r.message, lists[i].why);
+		res_free(&r);
+		/* The same answer to a get: not an instance, naming what is missing. */
+		assert_int_equal(
+		    c.cloud->ops->get(c.cloud, ZONE, "spillway-a", in_ms(10000), on_instance, &r), 0);
+		run(&r);
+		assert_int_equal(r.code, CLOUD_NETWORK);
+		res_free(&r);
+		client_close(&c);
+		free(ep);
+		canned_stop(&s);
+	}
+	json_start(&s, op_body);
+	ep = xasprintf("http://127.0.0.1:%d/compute/v1/", s.port);
+	client_open(&c, ep, &src, 0);
+	assert_int_equal(c.cloud->ops->preemptions(c.cloud, zones, 0, in_ms(10000), on_ops, &r), 0);
+	run(&r);
+	assert_int_equal(r.code, CLOUD_NETWORK);
+	assert_non_null(strstr(r.message, "without a valid 'targetLink'"));
+	res_free(&r);
+	client_close(&c);
+	free(ep);
+	canned_stop(&s);
+}
+
+/*
+ * A token endpoint that answers 200 with a token of the wrong shape: an auth
+ * error naming the endpoint, at once (one token request, no retries until
+ * the deadline), and a well-formed answer then works.
+ */
+static void
+test_garbage_token(void **state)
+{
+	static const char *answers[] = {
+	    "{\"access_token\": 12, \"expires_in\": -99999999999999999999}",
+	    "{\"access_token\": 12, \"expires_in\": 3600}",
+	    "{\"access_token\": \"ya29.a b\", \"expires_in\": 3600}",
+	    "{\"access_token\": \"ya29.ok\", \"expires_in\": -5}",
+	    "{\"access_token\": \"ya29.ok\", \"expires_in\": \"3600\", \"token_type\": \"MAC\"}",
+	    "[1, 2]",
+	};
+	char *ep = endpoint(&emu);
+
+	for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+		struct canned s;
+		char *token_uri;
+		struct auth_sources src = {.credentials_file = emu.user_creds,
+		    .gcloud_dir = "/nonexistent"};
+		struct client c;
+		struct res r = {0};
+
+		json_start(&s, answers[i]);
+		token_uri = xasprintf("http://127.0.0.1:%d/token", s.port);
+		src.user_token_uri = token_uri;
+		client_open(&c, ep, &src, 0);
+		assert_int_equal(
+		    c.cloud->ops->zones(c.cloud, "us-central1", in_ms(60000), on_zones, &r), 0);
+		run(&r);
+		assert_int_equal(r.code, CLOUD_AUTH);
+		if (strstr(r.message, token_uri) == NULL ||
+		    strstr(r.message, "without a usable token") == NULL)
+			fail_msg("'%s' does not name %s", r.message, token_uri);
+		/* Once: it would answer the same again. */
+		assert_int_equal(s.served, 1);
+		res_free(&r);
+		client_close(&c);
+		canned_stop(&s);
+		free(token_uri);
+	}
+	free(ep);
 }
 
 static void
@@ -1178,6 +1228,8 @@ main(void)
 	    cmocka_unit_test(test_bad_credentials),
 	    cmocka_unit_test(test_refused_credentials),
 	    cmocka_unit_test(test_bad_answers),
+	    cmocka_unit_test(test_malformed_answers),
+	    cmocka_unit_test(test_garbage_token),
 	    cmocka_unit_test(test_plain_http_refused),
 	    cmocka_unit_test(test_preemptions),
 	};

@@ -658,3 +658,70 @@ tcp_accepts(int port)
 	close(fd);
 	return ok;
 }
+
+/* --- a server that answers badly on purpose --- */
+
+static void *
+canned_serve(void *arg)
+{
+	struct canned *s = arg;
+
+	for (;;) {
+		int c = accept(s->fd, NULL, NULL);
+		char req[8192];
+		char *body;
+
+		if (c < 0)
+			break;
+		if (read(c, req, sizeof req) <= 0) {
+			close(c);
+			break;
+		}
+		s->served++;
+		body = xmalloc(s->body_len + 1);
+		if (s->text != NULL)
+			memcpy(body, s->text, s->body_len);
+		else
+			memset(body, s->fill, s->body_len);
+		dprintf(
+		    c, "%sContent-Length: %zu\r\nConnection: close\r\n\r\n", s->head, s->body_len);
+		for (size_t off = 0; off < s->body_len;) {
+			/* The client hangs up early on purpose: no SIGPIPE for that. */
+			ssize_t n = send(c, body + off, s->body_len - off, MSG_NOSIGNAL);
+
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+		free(body);
+		close(c);
+	}
+	return NULL;
+}
+
+void
+canned_start(struct canned *s, const char *head, size_t len, char fill)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof sin;
+
+	s->head = head;
+	s->body_len = len;
+	s->fill = fill;
+	s->text = NULL;
+	s->served = 0;
+	assert_true((s->fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(s->fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	assert_int_equal(listen(s->fd, 16), 0);
+	getsockname(s->fd, (struct sockaddr *)&sin, &sl);
+	s->port = ntohs(sin.sin_port);
+	assert_int_equal(pthread_create(&s->thread, NULL, canned_serve, s), 0);
+}
+
+void
+canned_stop(struct canned *s)
+{
+	shutdown(s->fd, SHUT_RDWR);
+	close(s->fd);
+	pthread_join(s->thread, NULL);
+}

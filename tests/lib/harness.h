@@ -9,6 +9,7 @@
 #ifndef SPILLWAY_TEST_HARNESS_H
 #define SPILLWAY_TEST_HARNESS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -112,5 +113,24 @@ bool tcp_accepts(int port);
 json_t *emu_instances(struct emu *);
 int64_t now_ms(void);
 void sleep_ms(int);
+
+/*
+ * A server on 127.0.0.1 (a port of its own) that answers every request the
+ * same, then closes: head (status line and headers), then the body, text
+ * when set, else body_len fill bytes. For answers no real server sends.
+ */
+#define CANNED_JSON "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+struct canned {
+	int fd;
+	int port;
+	pthread_t thread;
+	const char *head;
+	size_t body_len;
+	char fill;
+	const char *text;
+	int served;
+};
+void canned_start(struct canned *, const char *head, size_t body_len, char fill);
+void canned_stop(struct canned *);
 
 #endif
