@@ -108,9 +108,10 @@ on_started(void *arg, int error, const char *cause)
 {
 	struct run *r = arg;
 
+	/* What keeps it from starting is the user's to fix, as a bad configuration is. */
 	if (error != 0) {
 		log_warnx("cannot start: %s", cause);
-		r->status = EXIT_FAIL;
+		r->status = EXIT_USAGE;
 		r->signals = 1;
 		daemon_stop(r->d, on_stopped, r);
 	}

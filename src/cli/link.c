@@ -44,14 +44,16 @@ link_call(struct cmd_ctx *ctx, const char *method, const char *path, const json_
 static int
 build(struct cmd_ctx *ctx, const char *path, long *status, json_t **doc)
 {
-	struct ledger *l;
+	struct ledger *l = NULL;
 	struct pressure_snapshot snap;
 	struct view_src s = {.cfg = &ctx->cfg};
 	char owner[64], *cause = NULL;
 
-	if (ledger_open(ctx->cfg.state_dir, &l, &cause) != 0) {
+	/* Figures from a damaged file would mislead: said, with what to do, instead. */
+	if (ledger_open(ctx->cfg.state_dir, &l, &cause) != 0 || ledger_check(l, &cause) != 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
 		free(cause);
+		ledger_close(l);
 		return EXIT_FAIL;
 	}
 	if (*ctx->cfg.owner != '\0')

@@ -54,6 +54,15 @@ struct daemon {
 	} consumers[4]; /* besides o.on_event: the control API's */
 	int nconsumers;
 	bool started;
+	/*
+	 * What start-up and stop say to the caller is said from this timer, at
+	 * the loop's top: never from inside a callback of the cloud's or the
+	 * ledger's, so the caller may stop and free the daemon when it hears.
+	 */
+	uv_timer_t notify;
+	int start_error; /* 1: none to say yet */
+	char *start_cause;
+	bool stopped;
 	void (*done)(void *);
 	void *done_arg;
 };
@@ -198,10 +207,36 @@ on_pressure(const struct pressure_snapshot *s, enum pressure_level prev, void *a
 /* --- start-up, in steps: catalog, zones, manager, monitor --- */
 
 static void
+on_notify(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	if (d->start_error != 1) {
+		int error = d->start_error;
+		char *cause = d->start_cause;
+
+		d->start_error = 1;
+		d->start_cause = NULL;
+		if (d->o.on_started != NULL)
+			d->o.on_started(d->o.event_arg, error, cause);
+		free(cause);
+		/* The caller may have stopped (or, once stopped, freed) us: nothing more here. */
+		return;
+	}
+	if (d->stopped) {
+		d->stopped = false;
+		if (d->done != NULL)
+			d->done(d->done_arg);
+	}
+}
+
+static void
 started(struct daemon *d, int error, const char *cause)
 {
-	if (d->o.on_started != NULL)
-		d->o.on_started(d->o.event_arg, error, cause);
+	d->start_error = error;
+	free(d->start_cause);
+	d->start_cause = cause != NULL ? xstrdup(cause) : NULL;
+	uv_timer_start(&d->notify, on_notify, 0, 0);
 }
 
 static int
@@ -258,7 +293,6 @@ start_manager(struct daemon *d)
 	char *cause = NULL;
 
 	if (manager_new(d->loop, &o, &d->manager, &cause) != 0 || start_monitor(d, &cause) != 0) {
-		log_warnx("%s", cause);
 		started(d, -EINVAL, cause);
 		free(cause);
 		return;
@@ -525,7 +559,11 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 	d->loop = loop;
 	d->o = *o;
 	d->cfg = o->cfg;
-	if ((error = ledger_open(d->cfg->state_dir, &d->ledger, cause)) != 0)
+	d->start_error = 1;
+	uv_timer_init(loop, &d->notify);
+	d->notify.data = d;
+	if ((error = ledger_open(d->cfg->state_dir, &d->ledger, cause)) != 0 ||
+	    (error = ledger_check(d->ledger, cause)) != 0)
 		goto fail;
 	if ((error = agent_key_load(d->cfg->state_dir, d->agent_key, cause)) != 0 ||
 	    (error = metadata_fits(d->cfg, cause)) != 0)
@@ -559,8 +597,8 @@ on_stopped(void *arg)
 {
 	struct daemon *d = arg;
 
-	if (d->done != NULL)
-		d->done(d->done_arg);
+	d->stopped = true;
+	uv_timer_start(&d->notify, on_notify, 0, 0);
 }
 
 void
@@ -603,11 +641,20 @@ daemon_reload(struct daemon *d, const struct config *cfg, char **cause)
 	return 0;
 }
 
+static void
+daemon_release(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Everything now; the memory once libuv lets go of the timer (the loop runs on). */
 void
 daemon_free(struct daemon *d)
 {
 	if (d == NULL)
 		return;
+	uv_timer_stop(&d->notify);
+	free(d->start_cause);
 	monitor_free(d->monitor);
 	/* The provider first: its calls in flight are cancelled, so the manager hears none. */
 	cloud_disconnect(&d->conn);
@@ -628,7 +675,7 @@ daemon_free(struct daemon *d)
 		free(d->emu_cfg.billing_endpoint);
 		free(d->emu_cfg.project);
 	}
-	free(d);
+	uv_close((uv_handle_t *)&d->notify, daemon_release);
 }
 
 struct manager *

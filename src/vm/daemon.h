@@ -31,16 +31,21 @@ struct daemon_opts {
 	manager_event_cb *on_event;
 	void (*hook_output)(const char *hook, const char *line, void *arg);
 	void *event_arg; /* for on_event, hook_output and on_started */
-	void (*on_started)(
-	    void *arg, int error, const char *cause); /* the first pass is under way */
+	/*
+	 * The first pass is under way (error 0), or start-up failed (the cause
+	 * says what and what to do): called once, on its own turn of the loop,
+	 * so it may daemon_stop() and, once stopped, daemon_free().
+	 */
+	void (*on_started)(void *arg, int error, const char *cause);
 };
 
 struct daemon;
 
 /* The synchronous part (ledger, configuration checks): 0, or -errno and a cause (exit 2). */
 int daemon_new(uv_loop_t *, const struct daemon_opts *, struct daemon **, char **cause);
-/* Shut down (VMs deleted unless keep), then done(arg). */
+/* Shut down (VMs deleted unless keep), then done(arg), on a later turn of the loop. */
 void daemon_stop(struct daemon *, void (*done)(void *), void *arg);
+/* Free; the caller runs the loop on until its handles are closed. */
 void daemon_free(struct daemon *);
 /* Whether daemon_stop leaves the VMs running (--keep), decided late. */
 void daemon_set_keep(struct daemon *, bool keep);

@@ -1542,7 +1542,7 @@ manager_new(uv_loop_t *loop, const struct manager_opts *o, struct manager **out,
 	m->level = PRESSURE_NORMAL;
 	m->level_since = m->normal_since = now_ms(m);
 	if (ledger_list(o->ledger, NULL, 0, &list, &n) != 0) {
-		*cause = xasprintf("cannot read the ledger '%s'", ledger_path(o->ledger));
+		*cause = xasprintf("cannot read the VMs from the ledger: %s", ledger_error(o->ledger));
 		free(m);
 		return -EIO;
 	}
