@@ -1,7 +1,8 @@
 /*
  * The configuration as a user writes it: an INI file, and values from the
- * environment. The input is split at the first NUL: before it the file,
- * after it NAME=VALUE lines taken as the environment.
+ * environment. The first byte chooses: odd, the rest is the file whole (NUL
+ * bytes and all); even, the rest is split at its first NUL: before it the
+ * file, after it NAME=VALUE lines taken as the environment.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +18,21 @@ static char dir[64], file[96];
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const uint8_t *nul = memchr(data, '\0', size);
-	size_t flen = nul != NULL ? (size_t)(nul - data) : size;
-	char *envtext = nul != NULL ? fuzz_text(nul + 1, size - flen - 1) : xstrdup("");
-	char **lines = str_split(envtext, '\n', NULL), *env[40], *cause = NULL, why[512];
+	const uint8_t *nul;
+	size_t flen;
+	char *envtext, **lines, *env[40], *cause = NULL, why[512];
 	struct config_args a = {file, NULL};
 	struct config c;
 	int n = 0;
 
+	if (size == 0)
+		return 0;
+	nul = (data[0] & 1) ? NULL : memchr(data + 1, '\0', size - 1);
+	data++;
+	size--;
+	flen = nul != NULL ? (size_t)(nul - data) : size;
+	envtext = nul != NULL ? fuzz_text(nul + 1, size - flen - 1) : xstrdup("");
+	lines = str_split(envtext, '\n', NULL);
 	if (dir[0] == '\0') {
 		snprintf(dir, sizeof dir, "/tmp/spillway-fuzz-config-XXXXXX");
 		if (mkdtemp(dir) == NULL)

@@ -802,24 +802,20 @@ file_key(const char *section, const char *sub, const char *key, const char *valu
 	ssize_t i = sub == NULL ? find_key(name) : -1;
 	int error;
 
-	ld->callback_said = true;
+	where = xasprintf("%s:%d", ld->where, line);
 	if (sub != NULL && strcmp(section, "component") == 0) {
-		where = xasprintf("%s:%d", ld->where, line);
 		error = component_key(ld->cfg, sub, key, value, where, cause);
-		free(where);
-		free(name);
-		return error;
-	}
-	if (i < 0) {
+	} else if (i < 0) {
 		char *hint = suggest(name);
 
-		*cause = xasprintf("%s:%d: unknown key '%s'%s", ld->where, line, name, hint);
+		*cause = xasprintf("%s: unknown key '%s'%s", where, name, hint);
 		free(hint);
-		free(name);
-		return -EINVAL;
+		error = -EINVAL;
+	} else {
+		error = set_value(ld->cfg, (size_t)i, value, CONFIG_FILE, where, cause);
 	}
-	where = xasprintf("%s:%d", ld->where, line);
-	error = set_value(ld->cfg, (size_t)i, value, CONFIG_FILE, where, cause);
+	/* Its message is whole (the reader's own errors get the file and line added). */
+	ld->callback_said = error != 0;
 	free(where);
 	free(name);
 	return error;
@@ -829,9 +825,10 @@ static int
 load_file(struct loader *ld, const char *path, bool must_exist, char **cause)
 {
 	char *text, *why = NULL;
+	size_t len = 0;
 	int error, line = 0;
 
-	if ((error = read_file(path, CONFIG_FILE_MAX, &text, NULL)) != 0) {
+	if ((error = read_file(path, CONFIG_FILE_MAX, &text, &len)) != 0) {
 		if (error == -ENOENT && !must_exist)
 			return 0;
 		if (error == -E2BIG)
@@ -844,7 +841,7 @@ load_file(struct loader *ld, const char *path, bool must_exist, char **cause)
 	ld->cfg->file = xstrdup(path);
 	ld->where = path;
 	ld->callback_said = false;
-	error = ini_parse(text, file_key, ld, &line, &why);
+	error = ini_parse(text, len, file_key, ld, &line, &why);
 	free(text);
 	if (error != 0) {
 		*cause = ld->callback_said ? why : xasprintf("%s:%d: %s", path, line, why);
@@ -881,9 +878,9 @@ gcloud_key(const char *section, const char *sub, const char *key, const char *va
 			char *where = xasprintf("%s:%d", g->path, line);
 			int error;
 
-			g->ld->callback_said = true;
 			error = set_value(g->ld->cfg, (size_t)find_key(map[i].ours), value,
 			    CONFIG_GCLOUD, where, cause);
+			g->ld->callback_said = error != 0;
 
 			free(where);
 			return error;
@@ -897,6 +894,7 @@ load_gcloud(struct loader *ld, char **cause)
 {
 	const char *dir = config_getenv(ld->env, "CLOUDSDK_CONFIG"), *name;
 	char *base, *active = NULL, *path, *text = NULL, *why = NULL;
+	size_t len = 0;
 	int error = 0, line;
 
 	base =
@@ -912,7 +910,7 @@ load_gcloud(struct loader *ld, char **cause)
 	if (name == NULL || *name == '\0')
 		name = "default";
 	path = xasprintf("%s/configurations/config_%s", base, name);
-	error = read_file(path, CONFIG_FILE_MAX, &text, NULL);
+	error = read_file(path, CONFIG_FILE_MAX, &text, &len);
 	if (error == -ENOENT) {
 		error = 0;
 	} else if (error != 0) {
@@ -923,7 +921,7 @@ load_gcloud(struct loader *ld, char **cause)
 		struct gcloud g = {ld, path};
 
 		ld->callback_said = false;
-		if ((error = ini_parse(text, gcloud_key, &g, &line, &why)) != 0) {
+		if ((error = ini_parse(text, len, gcloud_key, &g, &line, &why)) != 0) {
 			*cause = ld->callback_said ? why : xasprintf("%s:%d: %s", path, line, why);
 			if (*cause != why)
 				free(why);

@@ -373,7 +373,7 @@ compare(const char *a, const char *b)
 	double x, y;
 	int64_t t, u;
 
-	if (parse_double(a, -1e308, 1e308, &x) == 0 && parse_double(b, -1e308, 1e308, &y) == 0)
+	if (parse_number(a, -1e308, 1e308, &x) == 0 && parse_number(b, -1e308, 1e308, &y) == 0)
 		return x < y ? -1 : x > y;
 	if (time_parse_rfc3339(a, &t) == 0 && time_parse_rfc3339(b, &u) == 0)
 		return t < u ? -1 : t > u;

@@ -74,12 +74,57 @@ parse_section(char *s, char **section, char **name, char **cause)
 	return 0;
 }
 
-int
-ini_parse(const char *text, ini_cb *cb, void *arg, int *linep, char **cause)
-{
-	char *copy = xstrdup(text), *next = copy, *section = NULL, *name = NULL;
-	int line = 0, error = 0;
+/* What the file has said so far: each section once, each key once in its section. */
+struct seen {
+	char *section; /* "gcp", or "component\tvision" */
+	char *key;     /* NULL for the section header itself */
+	int line;
+};
 
+static int
+seen_before(struct seen **list, size_t *n, const char *section, const char *key, int line)
+{
+	for (size_t i = 0; i < *n; i++) {
+		const struct seen *s = &(*list)[i];
+
+		if (strcmp(s->section, section) == 0 &&
+		    (key == NULL ? s->key == NULL : s->key != NULL && strcmp(s->key, key) == 0))
+			return s->line;
+	}
+	*list = xreallocarray(*list, *n + 1, sizeof **list);
+	(*list)[*n].section = xstrdup(section);
+	(*list)[*n].key = key != NULL ? xstrdup(key) : NULL;
+	(*list)[(*n)++].line = line;
+	return 0;
+}
+
+/* A section as people write it: [gcp] or [component "vision"]. */
+static char *
+section_text(const char *section, const char *name)
+{
+	return name != NULL ? xasprintf("[%s \"%s\"]", section, name) : xasprintf("[%s]", section);
+}
+
+int
+ini_parse(const char *text, size_t len, ini_cb *cb, void *arg, int *linep, char **cause)
+{
+	char *copy = xmalloc(len + 1), *next = copy, *section = NULL, *name = NULL, *id = NULL;
+	const char *nul = memchr(text, '\0', len);
+	struct seen *seen = NULL;
+	size_t nseen = 0;
+	int line = 0, error = 0, first;
+
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	if (nul != NULL) {
+		/* Read as C strings, the rest of the line would be cut silently. */
+		line = 1;
+		for (const char *p = text; p < nul; p++)
+			line += *p == '\n';
+		*cause = xstrdup("a NUL byte: a configuration file is text; remove it");
+		error = -EINVAL;
+		next = NULL;
+	}
 	while (next != NULL && error == 0) {
 		char *s = next, *eq, *key, *value;
 
@@ -90,7 +135,19 @@ ini_parse(const char *text, ini_cb *cb, void *arg, int *linep, char **cause)
 		if (*s == '\0' || *s == '#' || *s == ';')
 			continue;
 		if (*s == '[') {
-			error = parse_section(s, &section, &name, cause);
+			if ((error = parse_section(s, &section, &name, cause)) != 0)
+				break;
+			free(id);
+			id = name != NULL ? xasprintf("%s\t%s", section, name) : xstrdup(section);
+			if ((first = seen_before(&seen, &nseen, id, NULL, line)) != 0) {
+				char *t = section_text(section, name);
+
+				*cause = xasprintf("%s again: it was opened at line %d already; a section "
+				                   "appears once: put its keys together",
+				    t, first);
+				free(t);
+				error = -EINVAL;
+			}
 			continue;
 		}
 		if ((eq = strchr(s, '=')) == NULL) {
@@ -107,6 +164,14 @@ ini_parse(const char *text, ini_cb *cb, void *arg, int *linep, char **cause)
 		} else if (section == NULL) {
 			*cause = xasprintf("key '%s' is outside any [section]", key);
 			error = -EINVAL;
+		} else if ((first = seen_before(&seen, &nseen, id, key, line)) != 0) {
+			char *t = section_text(section, name);
+
+			*cause = xasprintf("'%s' again in %s: it was set at line %d already; a key is "
+			                   "set once in its section",
+			    key, t, first);
+			free(t);
+			error = -EINVAL;
 		} else if (unquote(value) != 0) {
 			*cause = xasprintf("the value of '%s' has unbalanced quotes", key);
 			error = -EINVAL;
@@ -115,8 +180,14 @@ ini_parse(const char *text, ini_cb *cb, void *arg, int *linep, char **cause)
 		}
 	}
 	*linep = line;
+	for (size_t i = 0; i < nseen; i++) {
+		free(seen[i].section);
+		free(seen[i].key);
+	}
+	free(seen);
 	free(section);
 	free(name);
+	free(id);
 	free(copy);
 	return error;
 }

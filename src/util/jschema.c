@@ -219,7 +219,7 @@ check(struct ctx *c, const json_t *schema, const json_t *v)
 		if (!(c->flags & JSCHEMA_STRICT) && json_is_string(v)) {
 			double d;
 
-			if (parse_double(json_string_value(v), -1e308, 1e308, &d) == 0)
+			if (parse_number(json_string_value(v), -1e308, 1e308, &d) == 0)
 				return 0;
 		}
 		return fail(c, "expected a number, got %s", kind(v));

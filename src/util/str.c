@@ -31,18 +31,13 @@ parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 	return 0;
 }
 
-int
-parse_double(const char *s, double min, double max, double *out)
+/* strtod within bounds; s already holds only what the caller allows. */
+static int
+to_double(const char *s, double min, double max, double *out)
 {
 	double v;
 	char *end;
 
-	if (*s == '\0' || isspace((unsigned char)*s))
-		return -EINVAL;
-	/* strtod takes "nan", "inf" and hex floats; none is a setting. */
-	for (const char *p = s; *p != '\0'; p++)
-		if (!isdigit((unsigned char)*p) && strchr("+-.eE", *p) == NULL)
-			return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
 	if (*end != '\0' || end == s)
@@ -51,6 +46,37 @@ parse_double(const char *s, double min, double max, double *out)
 		return -ERANGE;
 	*out = v;
 	return 0;
+}
+
+int
+parse_double(const char *s, double min, double max, double *out)
+{
+	const char *p = s;
+	size_t digits = 0;
+
+	/* A plain decimal: [+-]digits[.digits]; no exponent, nan, inf or hex. */
+	if (*p == '+' || *p == '-')
+		p++;
+	for (; isdigit((unsigned char)*p); p++)
+		digits++;
+	if (*p == '.')
+		for (p++; isdigit((unsigned char)*p); p++)
+			digits++;
+	if (digits == 0 || *p != '\0')
+		return -EINVAL;
+	return to_double(s, min, max, out);
+}
+
+int
+parse_number(const char *s, double min, double max, double *out)
+{
+	if (*s == '\0' || isspace((unsigned char)*s))
+		return -EINVAL;
+	/* strtod takes "nan", "inf" and hex floats; none is a number in JSON. */
+	for (const char *p = s; *p != '\0'; p++)
+		if (!isdigit((unsigned char)*p) && strchr("+-.eE", *p) == NULL)
+			return -EINVAL;
+	return to_double(s, min, max, out);
 }
 
 int

@@ -1,7 +1,7 @@
 /*
  * Strict parsing of numbers and booleans from text, and small string helpers.
- * The parsers accept the whole string or nothing: "5x", "", " 5", "nan", "1e999"
- * are errors. They return 0, -EINVAL (not of the type) or -ERANGE (outside
+ * The parsers accept the whole string or nothing: "5x", "", " 5", "nan", "1e3"
+ * (where plain decimals are asked for) are errors. They return 0, -EINVAL (not of the type) or -ERANGE (outside
  * [min, max] or not representable).
  */
 #ifndef SPILLWAY_STR_H
@@ -12,7 +12,10 @@
 #include <stdint.h>
 
 int parse_int64(const char *, int64_t min, int64_t max, int64_t *);
+/* A plain decimal ("0.25", "-3", "5."): no exponent, nan, inf or hex. */
 int parse_double(const char *, double min, double max, double *);
+/* A number as JSON writes it, exponents included ("1e3"). */
+int parse_number(const char *, double min, double max, double *);
 int parse_bool(const char *, bool *);
 
 /* s, or def when s is NULL. */

@@ -207,7 +207,11 @@ test_bad_values(void **state)
 	} cases[] = {
 	    {"GCP_VM_DAILY_BUDGET=abc", "'abc'", "not a number"},
 	    {"GCP_VM_DAILY_BUDGET=-3", "'-3'", "out of range"},
-	    {"GCP_VM_DAILY_BUDGET=1e999", "'1e999'", "out of range"},
+	    {"GCP_VM_DAILY_BUDGET=1e999", "'1e999'", "not a number"},
+	    /* Plain decimals, as the docs say, and no more. */
+	    {"GCP_VM_DAILY_BUDGET=1e3", "'1e3'", "not a number"},
+	    {"GCP_VM_MAX_PRICE=0x1p-3", "'0x1p-3'", "not a number"},
+	    {"GCP_VM_DAILY_BUDGET=100001", "'100001'", "out of range"},
 	    {"GCP_VM_DAILY_BUDGET=nan", "'nan'", "not a number"},
 	    {"GCP_VM_MAX_CONCURRENT=2.5", "'2.5'", "not a whole number"},
 	    {"GCP_VM_USE_SPOT=perhaps", "'perhaps'", "not a boolean"},
@@ -279,6 +283,34 @@ test_file_errors(void **state)
 	put(f->dir, "c.conf", "[gcp\n");
 	cause = load_err(f, path, NULL);
 	expect_in(cause, "c.conf:1: a section header");
+	free(cause);
+	/* A NUL byte is refused with its line, not read as the end of the value. */
+	{
+		char *p2 = xasprintf("%s/nul.conf", f->dir);
+		FILE *w = fopen(p2, "w");
+
+		assert_non_null(w);
+		fwrite("[gcp]\nzone = us-central1-a\ndaily_budget = 1\0000\n", 1, 47, w);
+		fclose(w);
+		cause = load_err(f, p2, NULL);
+		expect_in(cause, "nul.conf:3: a NUL byte");
+		free(cause);
+		free(p2);
+	}
+	/* A key twice in its section, or a section twice: both lines named, nothing wins. */
+	put(f->dir, "c.conf", "[gcp]\ndaily_budget = 3\nzone = us-central1-b\ndaily_budget = 50\n");
+	cause = load_err(f, path, NULL);
+	expect_in(cause, "c.conf:4: 'daily_budget' again in [gcp]: it was set at line 2");
+	free(cause);
+	put(f->dir, "c.conf", "[gcp]\ndaily_budget = 3\n[spillway]\nlog_level = debug\n[gcp]\n"
+	                      "max_price = 9\n");
+	cause = load_err(f, path, NULL);
+	expect_in(cause, "c.conf:5: [gcp] again: it was opened at line 1");
+	free(cause);
+	put(f->dir, "c.conf", "[gcp]\ndaily_budget = 1e3\n");
+	cause = load_err(f, path, NULL);
+	expect_in(cause, "invalid value '1e3' for gcp.daily_budget (in ");
+	expect_in(cause, "c.conf:2): not a number");
 	free(cause);
 	/* --config names a file that must exist. */
 	cause = load_err(f, "/nonexistent/spillway.conf", NULL);

@@ -71,7 +71,18 @@ test_parse_numbers(void **state)
 	assert_true(fabs(d - 5.25) < 1e-12);
 	assert_int_equal(parse_double("abc", 0, 10, &d), -EINVAL);
 	assert_int_equal(parse_double("-3", 0, 10, &d), -ERANGE);
-	assert_int_equal(parse_double("1e999", 0, 1e300, &d), -ERANGE);
+	/* Plain decimals, as the docs say: no exponent; JSON's numbers are parse_number's. */
+	assert_int_equal(parse_double("1e3", 0, 1e300, &d), -EINVAL);
+	assert_int_equal(parse_double("1E3", 0, 1e300, &d), -EINVAL);
+	assert_int_equal(parse_double("+", 0, 10, &d), -EINVAL);
+	assert_int_equal(parse_double(".", 0, 10, &d), -EINVAL);
+	assert_int_equal(parse_double("-.", 0, 10, &d), -EINVAL);
+	assert_int_equal(parse_double("5.", 0, 10, &d), 0);
+	assert_int_equal(parse_double(".5", 0, 10, &d), 0);
+	assert_int_equal(parse_number("1e3", 0, 1e300, &d), 0);
+	assert_true(d == 1000);
+	assert_int_equal(parse_number("1e999", 0, 1e300, &d), -ERANGE);
+	assert_int_equal(parse_number("nan", 0, 10, &d), -EINVAL);
 	assert_int_equal(parse_double("nan", 0, 10, &d), -EINVAL);
 	assert_int_equal(parse_double("inf", 0, 10, &d), -EINVAL);
 	assert_int_equal(parse_double("0x10", 0, 100, &d), -EINVAL);
@@ -233,6 +244,13 @@ ini_collect(const char *section, const char *name, const char *key, const char *
 	return 0;
 }
 
+/* The reader on a C string (its length is the string's). */
+static int
+ini_text(const char *text, ini_cb *cb, void *arg, int *line, char **cause)
+{
+	return ini_parse(text, strlen(text), cb, arg, line, cause);
+}
+
 static void
 test_ini(void **state)
 {
@@ -240,27 +258,71 @@ test_ini(void **state)
 	char *cause = NULL;
 	int line;
 
-	assert_int_equal(ini_parse("# c\n[core]\nproject = p-1\n; x\n[component \"vision\"]\n"
+	assert_int_equal(ini_text("# c\n[core]\nproject = p-1\n; x\n[component \"vision\"]\n"
 	                           "size = \"2 GiB with \\\"q\\\"\"\nurl=http://x/#y\n",
 	                     ini_collect, &s, &line, &cause),
 	    0);
 	assert_string_equal(s.text,
 	    "core|-|project=p-1@3;component|vision|size=2 GiB with \"q\"@6;"
 	    "component|vision|url=http://x/#y@7;");
-	assert_int_equal(ini_parse("key = 1\n", ini_collect, &s, &line, &cause), -EINVAL);
+	assert_int_equal(ini_text("key = 1\n", ini_collect, &s, &line, &cause), -EINVAL);
 	assert_int_equal(line, 1);
 	assert_non_null(strstr(cause, "outside any [section]"));
 	free(cause);
-	assert_int_equal(ini_parse("[a]\n\njunk\n", ini_collect, &s, &line, &cause), -EINVAL);
+	assert_int_equal(ini_text("[a]\n\njunk\n", ini_collect, &s, &line, &cause), -EINVAL);
 	assert_int_equal(line, 3);
 	free(cause);
-	assert_int_equal(ini_parse("[a\n", ini_collect, &s, &line, &cause), -EINVAL);
+	assert_int_equal(ini_text("[a\n", ini_collect, &s, &line, &cause), -EINVAL);
 	free(cause);
-	assert_int_equal(ini_parse("[a]\nv = \"open\n", ini_collect, &s, &line, &cause), -EINVAL);
+	assert_int_equal(ini_text("[a]\nv = \"open\n", ini_collect, &s, &line, &cause), -EINVAL);
 	free(cause);
-	assert_int_equal(ini_parse("[a]\nboom = 1\n", ini_collect, &s, &line, &cause), -EPERM);
+	assert_int_equal(ini_text("[a]\nboom = 1\n", ini_collect, &s, &line, &cause), -EPERM);
 	assert_string_equal(cause, "boom refused");
 	free(cause);
+}
+
+/*
+ * What would be read otherwise than it was written: a NUL byte (a C string
+ * ends there: "1\0000" would be 1), a key set twice in its section, a
+ * section opened twice (last-wins, before). Each names its line, and the
+ * first one's.
+ */
+static void
+test_ini_refuses_ambiguity(void **state)
+{
+	static const char nul[] = "[gcp]\nzone = us-central1-a\ndaily_budget = 1\0000\n";
+	struct ini_seen s = {""};
+	char *cause = NULL;
+	int line;
+
+	assert_int_equal(ini_parse(nul, sizeof nul - 1, ini_collect, &s, &line, &cause), -EINVAL);
+	assert_int_equal(line, 3);
+	assert_non_null(strstr(cause, "NUL byte"));
+	assert_string_equal(s.text, ""); /* nothing was taken from the file */
+	free(cause);
+	assert_int_equal(ini_text("[gcp]\nzone = a\n\ndaily_budget = 1\nzone = b\n", ini_collect,
+	                     &s, &line, &cause),
+	    -EINVAL);
+	assert_int_equal(line, 5);
+	assert_non_null(strstr(cause, "'zone' again in [gcp]: it was set at line 2"));
+	free(cause);
+	assert_int_equal(ini_text("[gcp]\nzone = a\n[spillway]\nlog_level = info\n[gcp]\n",
+	                     ini_collect, &s, &line, &cause),
+	    -EINVAL);
+	assert_int_equal(line, 5);
+	assert_non_null(strstr(cause, "[gcp] again: it was opened at line 1"));
+	free(cause);
+	assert_int_equal(ini_text("[component \"vision\"]\nsize_mb = 1\n[component \"vision\"]\n",
+	                     ini_collect, &s, &line, &cause),
+	    -EINVAL);
+	assert_non_null(strstr(cause, "[component \"vision\"] again"));
+	free(cause);
+	/* The same key in two sections, or two named subsections, is two settings. */
+	s.text[0] = '\0';
+	assert_int_equal(ini_text("[a]\nk = 1\n[b]\nk = 2\n[c \"x\"]\nk = 3\n[c \"y\"]\nk = 4\n",
+	                     ini_collect, &s, &line, &cause),
+	    0);
+	assert_string_equal(s.text, "a|-|k=1@2;b|-|k=2@4;c|x|k=3@6;c|y|k=4@8;");
 }
 
 static void
@@ -505,6 +567,7 @@ main(void)
 	    cmocka_unit_test(test_clock),
 	    cmocka_unit_test(test_jx),
 	    cmocka_unit_test(test_ini),
+	    cmocka_unit_test(test_ini_refuses_ambiguity),
 	    cmocka_unit_test(test_log_redacts_secrets),
 	    cmocka_unit_test(test_jschema),
 	    cmocka_unit_test(test_jwt_roundtrip),
