@@ -497,6 +497,7 @@ control_new(uv_loop_t *loop, struct daemon *d, const char *path, struct control 
 	struct httpd_opts o = {.max_body = CONTROL_MAX_BODY,
 	    .conn_timeout_s = 30, /* a slow-loris client is closed after this */
 	    .conn_limit = 64,
+	    .conn_per_peer = 16, /* a program that floods the socket only loses its own idle ones */
 	    .same_user = 1};
 	struct control *c;
 	int fd, error;

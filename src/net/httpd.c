@@ -12,6 +12,7 @@
 
 #include "net/httpd.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -24,6 +25,8 @@ enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED, REQ_QUEUED };
 
 /* Past max_body we read and drop this much more, then close the connection. */
 #define DRAIN_FACTOR 4
+#define ACCEPT_BATCH    64  /* connections taken per turn of the loop */
+#define ACCEPT_PAUSE_MS 100 /* out of descriptors: accepting waits this long */
 
 struct httpd_req {
 	struct httpd *srv;
@@ -59,13 +62,35 @@ struct httpd_stream {
 	void *arg;
 };
 
+/*
+ * A connection, as the accept path sees it: who it is from (a process on a
+ * Unix socket, an address on TCP), whether a request is in progress, and
+ * since when it is idle. Owned by the server from accept until MHD says it
+ * is closed (NOTIFY_CONNECTION); MHD owns the socket.
+ */
+struct hconn {
+	int fd;
+	char peer[INET6_ADDRSTRLEN + 16]; /* "pid 1234" or "127.0.0.1" */
+	struct MHD_Connection *mc;        /* once MHD has it */
+	bool busy;                        /* a request is being read or answered */
+	bool evicted;                     /* shut down to make room; MHD closes it next */
+	int64_t idle_since_ns;
+	struct hconn *prev, *next; /* oldest first */
+};
+
 struct httpd {
 	uv_loop_t *loop;
 	struct MHD_Daemon *mhd;
 	uv_poll_t poll;
 	uv_timer_t timer;
+	int listen_fd;
+	uv_poll_t accept_poll; /* the listening socket is ours: accept cannot stall */
+	uv_timer_t accept_pause; /* out of descriptors: accepting waits a little */
+	bool fd_warned;
 	int port;
 	size_t max_body;
+	unsigned conn_limit, per_peer;
+	struct hconn *conns, *conns_tail;
 	httpd_handler *handler;
 	void *arg;
 	struct httpd_req *suspended;
@@ -99,6 +124,7 @@ unlink_suspended(struct httpd_req *r)
 }
 
 static void on_timer(uv_timer_t *);
+static void run(struct httpd *);
 
 static void
 suspend(struct httpd_req *r)
@@ -164,6 +190,235 @@ peer_uid(struct MHD_Connection *conn)
 	return (long)cred.uid;
 }
 
+/* --- connections: the accept path, the limits, eviction --- */
+
+static struct hconn *
+conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* A request begins (busy) or is over: the connection is idle from now. */
+static void
+conn_busy(struct MHD_Connection *conn, bool busy)
+{
+	struct hconn *c = conn_of(conn);
+
+	if (c == NULL)
+		return;
+	c->busy = busy;
+	if (!busy)
+		c->idle_since_ns = monotonic_ns();
+}
+
+static void
+conn_unlink(struct httpd *h, struct hconn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		h->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else
+		h->conns_tail = c->prev;
+	free(c);
+}
+
+/* MHD took a connection we handed it (by its socket), or is done with one. */
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+    enum MHD_ConnectionNotificationCode code)
+{
+	struct httpd *h = cls;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		for (struct hconn *c = h->conns_tail; c != NULL && ci != NULL; c = c->prev)
+			if (c->fd == ci->connect_fd && c->mc == NULL) {
+				c->mc = conn;
+				*socket_context = c;
+				return;
+			}
+	} else if (*socket_context != NULL) {
+		conn_unlink(h, *socket_context);
+		*socket_context = NULL;
+	}
+}
+
+/* The connection idle longest, of this peer (or of anyone): the one to let go. */
+static struct hconn *
+oldest_idle(struct httpd *h, const char *peer)
+{
+	struct hconn *best = NULL;
+
+	for (struct hconn *c = h->conns; c != NULL; c = c->next)
+		if (!c->busy && !c->evicted && c->mc != NULL &&
+		    (peer == NULL || strcmp(c->peer, peer) == 0) &&
+		    (best == NULL || c->idle_since_ns < best->idle_since_ns))
+			best = c;
+	return best;
+}
+
+/* Make room: the socket is shut down, MHD sees its end and closes it. */
+static void
+evict(struct hconn *c)
+{
+	c->evicted = true;
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+/* Connections that count: those not already on their way out. */
+static unsigned
+live(const struct httpd *h, const char *peer)
+{
+	unsigned n = 0;
+
+	for (const struct hconn *c = h->conns; c != NULL; c = c->next)
+		n += !c->evicted && (peer == NULL || strcmp(c->peer, peer) == 0);
+	return n;
+}
+
+/* No room: a short answer, written as far as the socket takes it, and closed. */
+static void
+turn_away(int fd, const char *why)
+{
+	char body[256], msg[512];
+	int n = snprintf(body, sizeof body, "{\"error\": {\"code\": 503, \"message\": \"%s\"}}\n", why);
+	int m = snprintf(msg, sizeof msg,
+	    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+	    n, body);
+
+	/* Best effort: a peer that reads nothing is not waited for. */
+	if (m > 0 && (size_t)m < sizeof msg &&
+	    send(fd, msg, (size_t)m, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("httpd: a connection turned away went before its answer");
+	close(fd);
+}
+
+/* Who is on the other end: a process on a Unix socket, an address on TCP. */
+static void
+peer_key(int fd, const struct sockaddr_storage *ss, char *out, size_t size)
+{
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	char ip[INET6_ADDRSTRLEN] = "";
+
+	if (ss->ss_family == AF_UNIX) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+			snprintf(out, size, "pid %ld", (long)cred.pid);
+		else
+			snprintf(out, size, "unknown");
+		return;
+	}
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, ip,
+		    sizeof ip);
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, ip,
+		    sizeof ip);
+	snprintf(out, size, "%s", ip);
+}
+
+/*
+ * A new connection: room is made by letting go of the connection idle
+ * longest (of its peer, past the peer's share; of anyone, past the limit).
+ * With nothing idle to let go it is turned away: busy peers keep what they
+ * have, and nobody holds the server by connecting and sending nothing.
+ */
+static void
+admit(struct httpd *h, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+	struct hconn *c;
+	char peer[sizeof c->peer];
+
+	peer_key(fd, ss, peer, sizeof peer);
+	if (h->per_peer > 0 && live(h, peer) >= h->per_peer) {
+		struct hconn *old = oldest_idle(h, peer);
+
+		if (old == NULL) {
+			turn_away(fd, "too many connections of this peer are busy; try again");
+			return;
+		}
+		evict(old);
+	}
+	if (live(h, NULL) >= h->conn_limit) {
+		struct hconn *old = oldest_idle(h, NULL);
+
+		if (old == NULL) {
+			turn_away(fd, "every connection is busy; try again");
+			return;
+		}
+		evict(old);
+	}
+	c = xcalloc(1, sizeof *c);
+	c->fd = fd;
+	snprintf(c->peer, sizeof c->peer, "%s", peer);
+	c->idle_since_ns = monotonic_ns();
+	c->prev = h->conns_tail;
+	if (h->conns_tail != NULL)
+		h->conns_tail->next = c;
+	else
+		h->conns = c;
+	h->conns_tail = c;
+	/* MHD owns the socket from here, and closes it even when it refuses it. */
+	if (MHD_add_connection(h->mhd, fd, (const struct sockaddr *)ss, sslen) != MHD_YES) {
+		if (c->mc == NULL)
+			conn_unlink(h, c);
+	}
+}
+
+static void on_accept(uv_poll_t *, int, int);
+
+static void
+on_accept_pause(uv_timer_t *t)
+{
+	struct httpd *h = t->data;
+
+	uv_poll_start(&h->accept_poll, UV_READABLE, on_accept);
+}
+
+/* Take what waits, a bounded number per turn so the loop goes on; never block. */
+static void
+on_accept(uv_poll_t *p, int status, int events)
+{
+	struct httpd *h = p->data;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof ss;
+		int fd = accept4(h->listen_fd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			admit(h, fd, &ss, len);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+			continue;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			/* Out of descriptors: let an idle one go, and wait before trying again. */
+			struct hconn *old = oldest_idle(h, NULL);
+
+			if (!h->fd_warned)
+				log_warnx("httpd: cannot accept: %s; waiting a little", strerror(errno));
+			h->fd_warned = true;
+			if (old != NULL)
+				evict(old);
+			uv_poll_stop(&h->accept_poll);
+			uv_timer_start(&h->accept_pause, on_accept_pause, ACCEPT_PAUSE_MS, 0);
+		}
+		break;
+	}
+	run(h);
+}
+
 /* Refused before anything is read: the connection ends with this answer. */
 static enum MHD_Result
 refuse(struct httpd_req *r, unsigned status, const char *text)
@@ -207,6 +462,7 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 				    r->peer, sizeof r->peer);
 		}
 		*con_cls = r;
+		conn_busy(conn, true);
 		r->uid = h->unix_socket ? peer_uid(conn) : -1;
 		if (h->unix_socket && h->same_user && r->uid != (long)geteuid())
 			return refuse(r, 403,
@@ -260,6 +516,7 @@ on_completed(
 
 	if (r == NULL)
 		return;
+	conn_busy(conn, false);
 	unlink_suspended(r);
 	if (r->stream != NULL) {
 		r->stream->r = NULL;
@@ -394,7 +651,9 @@ httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler 
 {
 	struct httpd *h;
 	const union MHD_DaemonInfo *info;
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	/* The listening socket is ours (on_accept): MHD only serves what it is given. */
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	    MHD_USE_NO_LISTEN_SOCKET;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 
@@ -405,8 +664,6 @@ httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler 
 		close(fd);
 		return -error;
 	}
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
 	h = xcalloc(1, sizeof *h);
 	h->loop = loop;
 	h->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
@@ -417,10 +674,15 @@ httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler 
 	h->same_user = o->same_user;
 	h->handler = handler;
 	h->arg = arg;
-	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_LISTEN_SOCKET, fd,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
-	    o->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT, o->conn_limit,
-	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	h->listen_fd = fd;
+	h->conn_limit = o->conn_limit > 0 ? o->conn_limit : 1;
+	h->per_peer = o->conn_per_peer < h->conn_limit ? o->conn_per_peer : 0;
+	/* MHD's own limit only backs ours up: evicted connections linger until it closes them. */
+	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
+	    mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_CONNECTION_TIMEOUT,
+	    o->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 2 * h->conn_limit + ACCEPT_BATCH,
+	    MHD_OPTION_END);
 	if (h->mhd == NULL) {
 		close(fd);
 		free(h);
@@ -430,9 +692,12 @@ httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler 
 	info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
 	uv_poll_init(loop, &h->poll, info->epoll_fd);
 	uv_timer_init(loop, &h->timer);
-	h->poll.data = h->timer.data = h;
-	h->handles = 2;
+	uv_poll_init(loop, &h->accept_poll, fd);
+	uv_timer_init(loop, &h->accept_pause);
+	h->poll.data = h->timer.data = h->accept_poll.data = h->accept_pause.data = h;
+	h->handles = 4;
 	uv_poll_start(&h->poll, UV_READABLE, on_poll);
+	uv_poll_start(&h->accept_poll, UV_READABLE, on_accept);
 	run(h);
 	*out = h;
 	return 0;
@@ -464,6 +729,16 @@ on_closed(uv_handle_t *handle)
 		free(h);
 }
 
+/* libuv no longer watches the listening socket: it can be closed. */
+static void
+on_listen_closed(uv_handle_t *handle)
+{
+	struct httpd *h = handle->data;
+
+	close(h->listen_fd);
+	on_closed(handle);
+}
+
 void
 httpd_free(struct httpd *h)
 {
@@ -484,10 +759,17 @@ httpd_free(struct httpd *h)
 		MHD_run(h->mhd);
 	/* libuv must stop watching the epoll fd before MHD closes it. */
 	uv_poll_stop(&h->poll);
+	uv_poll_stop(&h->accept_poll);
 	uv_timer_stop(&h->timer);
+	uv_timer_stop(&h->accept_pause);
 	MHD_stop_daemon(h->mhd);
+	/* MHD said CLOSED for each connection it had; what it never took goes now. */
+	while (h->conns != NULL)
+		conn_unlink(h, h->conns);
 	uv_close((uv_handle_t *)&h->poll, on_closed);
 	uv_close((uv_handle_t *)&h->timer, on_closed);
+	uv_close((uv_handle_t *)&h->accept_pause, on_closed);
+	uv_close((uv_handle_t *)&h->accept_poll, on_listen_closed);
 }
 
 const char *

@@ -22,10 +22,20 @@ struct httpd_req;
 
 typedef void httpd_handler(struct httpd_req *, void *arg);
 
+/*
+ * Connections are accepted by the server itself, never more than it can
+ * take, so the listening socket cannot stall: past conn_limit (or a peer's
+ * conn_per_peer: a process on a Unix socket, an address on TCP) the
+ * connection idle longest (of that peer, or of anyone) is let go to make
+ * room; with none idle, the newcomer gets a 503 and is closed. A connection
+ * is idle between requests, and while its first request's headers have not
+ * all arrived; a streamed response keeps it busy.
+ */
 struct httpd_opts {
 	size_t max_body;         /* larger bodies are not kept (see httpd_req_body) */
 	unsigned conn_timeout_s; /* idle connections are closed after this */
 	unsigned conn_limit;     /* concurrent connections */
+	unsigned conn_per_peer;  /* of one peer (0: no share of its own) */
 	int same_user; /* Unix sockets: a peer of another uid gets 403 before the handler */
 };
 
