@@ -48,8 +48,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		a->source = xstrdup("fuzz");
 		uv_timer_init(&loop, &a->timer);
 		a->timer.data = a;
-		take_token(a, "https://oauth2.googleapis.com/token", (const char *)data + 1, size - 1,
-		    &cause);
+		take_token(a, "https://oauth2.googleapis.com/token", (const char *)data + 1,
+		    size - 1, &cause);
 	}
 	free(cause);
 	auth_free(a);

@@ -279,8 +279,8 @@ local_expired(struct link_local *l, void *arg)
 	struct create *c = arg;
 	struct vm_record v;
 
-	not_yet(c, ledger_get(daemon_ledger(c->d), c->name, &v) == 0 ? vm_state_name(v.state)
-	                                                              : "unknown");
+	not_yet(c,
+	    ledger_get(daemon_ledger(c->d), c->name, &v) == 0 ? vm_state_name(v.state) : "unknown");
 	link_local_done(l, EXIT_FAIL);
 }
 

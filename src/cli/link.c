@@ -26,7 +26,8 @@ link_error(const char *command, long status, const json_t *doc)
 
 	/* A rule's message begins with the rule (decision_refuse): said once. */
 	fprintf(stderr, "spillway %s: %s%s\n", command,
-	    status == 409 && rule != NULL ? "refused: " : "", msg != NULL ? msg : "the daemon refused");
+	    status == 409 && rule != NULL ? "refused: " : "",
+	    msg != NULL ? msg : "the daemon refused");
 	if (status == 409 && rule != NULL)
 		return EXIT_REFUSED;
 	return status == 400 || status == 404 ? EXIT_USAGE : EXIT_FAIL;

@@ -401,22 +401,24 @@ take_token(struct auth *a, const char *where, const char *body, size_t len, char
 
 	if (jx_parse(body, len, &v, &why) != 0) {
 		*cause = xasprintf(
-		    "the token endpoint %s answered without a usable token: not JSON (%s)", where, why);
+		    "the token endpoint %s answered without a usable token: not JSON (%s)", where,
+		    why);
 		free(why);
 		return -EACCES;
 	}
 	if (!json_is_object(v))
 		bad = "the answer is not a JSON object";
 	else if ((tok = jx_str(v, "access_token")) == NULL || !token_shape(tok))
-		bad = "'access_token' is not a token (a string of at most 4096 URL-safe characters)";
+		bad =
+		    "'access_token' is not a token (a string of at most 4096 URL-safe characters)";
 	else if (jx_int64(json_object_get(v, "expires_in"), &life) != 0 || life < 1 ||
 	    life > TOKEN_LIFE_MAX_S)
 		bad = "'expires_in' is not a number of seconds from 1 to 86400";
 	else if ((type = jx_str(v, "token_type")) != NULL && strcasecmp(type, "Bearer") != 0)
 		bad = "'token_type' is not Bearer";
 	if (bad != NULL) {
-		*cause = xasprintf("the token endpoint %s answered without a usable token: %s", where,
-		    bad);
+		*cause = xasprintf(
+		    "the token endpoint %s answered without a usable token: %s", where, bad);
 		json_decref(v);
 		return -EACCES;
 	}

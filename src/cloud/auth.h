@@ -41,8 +41,8 @@ struct auth_sources {
 struct auth;
 
 /* The longest access token taken (Google's are about 250 bytes); a header holds it. */
-#define AUTH_TOKEN_MAX    4096
-#define AUTH_HEADER_SIZE  (AUTH_TOKEN_MAX + 32) /* "Authorization: Bearer " and the token */
+#define AUTH_TOKEN_MAX   4096
+#define AUTH_HEADER_SIZE (AUTH_TOKEN_MAX + 32) /* "Authorization: Bearer " and the token */
 
 /* Find and read the credentials (files are read now, the metadata server later). */
 int auth_new(uv_loop_t *, struct http_client *, const struct clock *, const struct auth_sources *,

@@ -134,16 +134,16 @@ decide(const struct decide_input *in, struct decision *d)
 	if (in->level < PRESSURE_HIGH)
 		REFUSE("level", "%s; a VM is created at HIGH or above", seen);
 	if (d->confidence < in->min_confidence)
-		REFUSE("confidence", "%.2f is below the minimum %.2f (%s)",
-		    d->confidence, in->min_confidence, seen);
+		REFUSE("confidence", "%.2f is below the minimum %.2f (%s)", d->confidence,
+		    in->min_confidence, seen);
 	if (in->in_flight > 0)
 		REFUSE("in-flight",
 		    "%d VM%s already being created or booting; it should "
 		    "relieve the pressure first",
 		    in->in_flight, in->in_flight > 1 ? "s are" : " is");
 	if (in->alive >= in->max_concurrent)
-		REFUSE("concurrency", "max concurrent %d reached (%d alive)",
-		    in->max_concurrent, in->alive);
+		REFUSE("concurrency", "max concurrent %d reached (%d alive)", in->max_concurrent,
+		    in->alive);
 	if (in->now < in->backoff_until)
 		REFUSE("backoff", "%s; no VM before %" PRId64 " s from now",
 		    in->backoff_why != NULL ? in->backoff_why : "recent failures",

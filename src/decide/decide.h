@@ -53,9 +53,9 @@ struct decide_input {
 struct decision {
 	bool create;
 	double confidence;
-	char rule[16]; /* the rule that refused: "disabled", "level", "confidence", "in-flight",
-	                  "concurrency", "backoff", "stockout", "cooldown", "price", "budget",
-	                  "ledger" */
+	char rule[16];    /* the rule that refused: "disabled", "level", "confidence", "in-flight",
+	                     "concurrency", "backoff", "stockout", "cooldown", "price", "budget",
+	                     "ledger" */
 	char reason[768]; /* a refusal's begins with its rule: "budget: $0.41 left ..." */
 	char components[256];
 	int64_t run_s;

@@ -95,7 +95,8 @@ budget_plan(const struct budget_ask *a, struct budget_plan *p)
 	/* No price is no licence to spend: a VM that costs nothing is a price not known. */
 	if (!(a->per_hour > 0 && a->per_hour <= PRICE_MAX_PER_HOUR)) {
 		snprintf(p->why, sizeof p->why,
-		    "$%.4f/h is not a price a VM can have; the price catalog is wrong", a->per_hour);
+		    "$%.4f/h is not a price a VM can have; the price catalog is wrong",
+		    a->per_hour);
 		return;
 	}
 	affordable_s = p->left > 0 ? p->left / a->per_hour * 3600.0 : 0;

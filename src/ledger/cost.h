@@ -49,7 +49,7 @@ struct budget_ask {
 };
 
 struct budget_plan {
-	bool ok; /* never at a price outside (0, PRICE_MAX_PER_HOUR] */
+	bool ok;       /* never at a price outside (0, PRICE_MAX_PER_HOUR] */
 	int64_t run_s; /* the planned run: the VM's maxRunDuration */
 	double cost;   /* what that run costs at most */
 	double left;   /* budget - spent - committed */

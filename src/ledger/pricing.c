@@ -230,8 +230,9 @@ price_catalog_check(const json_t *catalog, char **cause)
 			if (money(json_object_get(tier, "unitPrice"), &price, why, sizeof why) != 0)
 				break;
 		if (why[0] == '\0' && price <= 0 && priced_here(d))
-			snprintf(why, sizeof why, "the price $0, but what a VM is made of costs "
-			                          "something");
+			snprintf(why, sizeof why,
+			    "the price $0, but what a VM is made of costs "
+			    "something");
 		if (why[0] != '\0') {
 			*cause = xasprintf("SKU '%s' (%s) of the price catalog: %s; the whole "
 			                   "catalog is refused",

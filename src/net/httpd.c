@@ -24,7 +24,7 @@
 enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED, REQ_QUEUED };
 
 /* Past max_body we read and drop this much more, then close the connection. */
-#define DRAIN_FACTOR 4
+#define DRAIN_FACTOR    4
 #define ACCEPT_BATCH    64  /* connections taken per turn of the loop */
 #define ACCEPT_PAUSE_MS 100 /* out of descriptors: accepting waits this long */
 
@@ -84,7 +84,7 @@ struct httpd {
 	uv_poll_t poll;
 	uv_timer_t timer;
 	int listen_fd;
-	uv_poll_t accept_poll; /* the listening socket is ours: accept cannot stall */
+	uv_poll_t accept_poll;   /* the listening socket is ours: accept cannot stall */
 	uv_timer_t accept_pause; /* out of descriptors: accepting waits a little */
 	bool fd_warned;
 	int port;
@@ -289,7 +289,8 @@ static void
 turn_away(int fd, const char *why)
 {
 	char body[256], msg[512];
-	int n = snprintf(body, sizeof body, "{\"error\": {\"code\": 503, \"message\": \"%s\"}}\n", why);
+	int n =
+	    snprintf(body, sizeof body, "{\"error\": {\"code\": 503, \"message\": \"%s\"}}\n", why);
 	int m = snprintf(msg, sizeof msg,
 	    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
 	    "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
@@ -393,8 +394,8 @@ on_accept(uv_poll_t *p, int status, int events)
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof ss;
-		int fd = accept4(h->listen_fd, (struct sockaddr *)&ss, &len,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(
+		    h->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
 			admit(h, fd, &ss, len);
@@ -407,7 +408,8 @@ on_accept(uv_poll_t *p, int status, int events)
 			struct hconn *old = oldest_idle(h, NULL);
 
 			if (!h->fd_warned)
-				log_warnx("httpd: cannot accept: %s; waiting a little", strerror(errno));
+				log_warnx(
+				    "httpd: cannot accept: %s; waiting a little", strerror(errno));
 			h->fd_warned = true;
 			if (old != NULL)
 				evict(old);
@@ -652,8 +654,8 @@ httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler 
 	struct httpd *h;
 	const union MHD_DaemonInfo *info;
 	/* The listening socket is ours (on_accept): MHD only serves what it is given. */
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-	    MHD_USE_NO_LISTEN_SOCKET;
+	unsigned flags =
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 
@@ -888,7 +890,8 @@ httpd_respond_endless(struct httpd_req *r, unsigned status, const char *ctype)
 {
 	check_waiting(r);
 	answer_with(r, status, ctype,
-	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, endless_read, NULL, NULL));
+	    MHD_create_response_from_callback(
+	        MHD_SIZE_UNKNOWN, 64 * 1024, endless_read, NULL, NULL));
 }
 
 static ssize_t

@@ -142,8 +142,9 @@ ini_parse(const char *text, size_t len, ini_cb *cb, void *arg, int *linep, char 
 			if ((first = seen_before(&seen, &nseen, id, NULL, line)) != 0) {
 				char *t = section_text(section, name);
 
-				*cause = xasprintf("%s again: it was opened at line %d already; a section "
-				                   "appears once: put its keys together",
+				*cause = xasprintf(
+				    "%s again: it was opened at line %d already; a section "
+				    "appears once: put its keys together",
 				    t, first);
 				free(t);
 				error = -EINVAL;
@@ -167,9 +168,10 @@ ini_parse(const char *text, size_t len, ini_cb *cb, void *arg, int *linep, char 
 		} else if ((first = seen_before(&seen, &nseen, id, key, line)) != 0) {
 			char *t = section_text(section, name);
 
-			*cause = xasprintf("'%s' again in %s: it was set at line %d already; a key is "
-			                   "set once in its section",
-			    key, t, first);
+			*cause =
+			    xasprintf("'%s' again in %s: it was set at line %d already; a key is "
+			              "set once in its section",
+			        key, t, first);
 			free(t);
 			error = -EINVAL;
 		} else if (unquote(value) != 0) {

@@ -1,8 +1,8 @@
 /*
  * Strict parsing of numbers and booleans from text, and small string helpers.
  * The parsers accept the whole string or nothing: "5x", "", " 5", "nan", "1e3"
- * (where plain decimals are asked for) are errors. They return 0, -EINVAL (not of the type) or -ERANGE (outside
- * [min, max] or not representable).
+ * (where plain decimals are asked for) are errors. They return 0, -EINVAL (not of the type) or
+ * -ERANGE (outside [min, max] or not representable).
  */
 #ifndef SPILLWAY_STR_H
 #define SPILLWAY_STR_H

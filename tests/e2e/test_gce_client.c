@@ -1081,7 +1081,8 @@ test_malformed_answers(void **state)
 		res_free(&r);
 		/* The same answer to a get: not an instance, naming what is missing. */
 		assert_int_equal(
-		    c.cloud->ops->get(c.cloud, ZONE, "spillway-a", in_ms(10000), on_instance, &r), 0);
+		    c.cloud->ops->get(c.cloud, ZONE, "spillway-a", in_ms(10000), on_instance, &r),
+		    0);
 		run(&r);
 		assert_int_equal(r.code, CLOUD_NETWORK);
 		res_free(&r);
@@ -1123,8 +1124,8 @@ test_garbage_token(void **state)
 	for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
 		struct canned s;
 		char *token_uri;
-		struct auth_sources src = {.credentials_file = emu.user_creds,
-		    .gcloud_dir = "/nonexistent"};
+		struct auth_sources src = {
+		    .credentials_file = emu.user_creds, .gcloud_dir = "/nonexistent"};
 		struct client c;
 		struct res r = {0};
 

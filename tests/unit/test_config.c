@@ -302,8 +302,9 @@ test_file_errors(void **state)
 	cause = load_err(f, path, NULL);
 	expect_in(cause, "c.conf:4: 'daily_budget' again in [gcp]: it was set at line 2");
 	free(cause);
-	put(f->dir, "c.conf", "[gcp]\ndaily_budget = 3\n[spillway]\nlog_level = debug\n[gcp]\n"
-	                      "max_price = 9\n");
+	put(f->dir, "c.conf",
+	    "[gcp]\ndaily_budget = 3\n[spillway]\nlog_level = debug\n[gcp]\n"
+	    "max_price = 9\n");
 	cause = load_err(f, path, NULL);
 	expect_in(cause, "c.conf:5: [gcp] again: it was opened at line 1");
 	free(cause);

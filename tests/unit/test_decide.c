@@ -71,8 +71,8 @@ refused(const struct decide_input *in, const char *rule, const char *text)
 		char twice[64];
 
 		snprintf(twice, sizeof twice, "%s: %s:", rule, rule);
-		assert_true(strncmp(d.reason, rule, strlen(rule)) == 0 &&
-		    d.reason[strlen(rule)] == ':');
+		assert_true(
+		    strncmp(d.reason, rule, strlen(rule)) == 0 && d.reason[strlen(rule)] == ':');
 		if (strstr(d.reason, twice) != NULL)
 			fail_msg("reason '%s' says its rule twice", d.reason);
 	}
@@ -161,7 +161,8 @@ test_no_price_no_ledger(void **state)
 	refused(&in, "price", "price: cannot get machine type e2-highmem-4");
 	in = base();
 	in.ledger_why = "the state directory '/x' is full";
-	refused(&in, "ledger", "ledger: today's spend cannot be read: the state directory '/x' is full");
+	refused(&in, "ledger",
+	    "ledger: today's spend cannot be read: the state directory '/x' is full");
 	/* And decision_refuse says the rule once, whatever the caller passed. */
 	{
 		struct decision d = {.create = true};

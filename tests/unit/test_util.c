@@ -259,7 +259,7 @@ test_ini(void **state)
 	int line;
 
 	assert_int_equal(ini_text("# c\n[core]\nproject = p-1\n; x\n[component \"vision\"]\n"
-	                           "size = \"2 GiB with \\\"q\\\"\"\nurl=http://x/#y\n",
+	                          "size = \"2 GiB with \\\"q\\\"\"\nurl=http://x/#y\n",
 	                     ini_collect, &s, &line, &cause),
 	    0);
 	assert_string_equal(s.text,
