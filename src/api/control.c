@@ -92,7 +92,10 @@ control_view(struct daemon *d, struct view_src *s)
 	s->snap = daemon_snapshot(d);
 }
 
-/* What the daemon answers from: control_view, and that it runs and what holds it back. */
+/*
+ * What the daemon answers from: control_view, and that it runs, what holds it
+ * back, and the records its ledger has not taken yet (source_release frees).
+ */
 static void
 source(struct daemon *d, struct view_src *s, struct backoff *b)
 {
@@ -101,9 +104,22 @@ source(struct daemon *d, struct view_src *s, struct backoff *b)
 	control_view(d, s);
 	s->daemon_pid = (long)getpid();
 	if (m != NULL) {
+		struct vm_record *w;
+
 		s->backoffs = b;
 		s->nbackoffs = manager_backoffs(m, b, MAX_BACKOFFS);
+		s->nwaiting = manager_waiting(m, &w);
+		s->waiting = w;
+		s->ledger_problem = manager_ledger_problem(m, &s->ledger_waiting);
 	}
+}
+
+static void
+source_release(struct view_src *s)
+{
+	free((void *)s->waiting);
+	s->waiting = NULL;
+	s->nwaiting = 0;
 }
 
 /* --- POST /v1/vms --- */
@@ -238,6 +254,7 @@ create(struct daemon *dm, const char *body, size_t len, unsigned *status)
 		*status = 201;
 		out = json_pack(
 		    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm", view_vm(&s, &rec));
+		source_release(&s);
 		break;
 	case -EAGAIN:
 		out = error_doc(status, 409, d.rule, "%s", d.reason);
@@ -359,15 +376,13 @@ subscribe(struct control *c, struct httpd_req *r)
 
 /* --- routes --- */
 
-json_t *
-control_answer(struct daemon *d, const char *method, const char *path, const char *days,
-    const char *body, size_t len, unsigned *status)
+static json_t *
+route(struct daemon *d, const struct view_src *sp, const char *method, const char *path,
+    const char *days, const char *body, size_t len, unsigned *status)
 {
 	bool get = strcmp(method, "GET") == 0;
-	struct view_src s;
-	struct backoff b[MAX_BACKOFFS];
+	struct view_src s = *sp;
 
-	source(d, &s, b);
 	*status = 200;
 	if (strcmp(path, "/v1/status") == 0 && get)
 		return view_status(&s);
@@ -428,6 +443,20 @@ control_answer(struct daemon *d, const char *method, const char *path, const cha
 	        ? 405
 	        : 404,
 	    NULL, "%s %s is not part of the API (see docs/api.md)", method, path);
+}
+
+json_t *
+control_answer(struct daemon *d, const char *method, const char *path, const char *days,
+    const char *body, size_t len, unsigned *status)
+{
+	struct view_src s;
+	struct backoff b[MAX_BACKOFFS];
+	json_t *doc;
+
+	source(d, &s, b);
+	doc = route(d, &s, method, path, days, body, len, status);
+	source_release(&s);
+	return doc;
 }
 
 static void

@@ -35,6 +35,12 @@ struct hooks {
 	bool freeing;
 };
 
+void
+hooks_set_timeout(struct hooks *h, int64_t timeout_ms)
+{
+	h->timeout_ms = timeout_ms;
+}
+
 struct hooks *
 hooks_new(uv_loop_t *loop, int64_t timeout_ms)
 {

@@ -27,6 +27,8 @@ struct hook_env {
 struct hooks;
 
 struct hooks *hooks_new(uv_loop_t *, int64_t timeout_ms);
+/* For the hooks started from now on (a reloaded hooks.timeout_s). */
+void hooks_set_timeout(struct hooks *, int64_t timeout_ms);
 /* Start the command (empty: nothing). 0, or -errno with a cause (it did not start). */
 int hook_run(
     struct hooks *, const char *name, const char *command, const struct hook_env *, char **cause);

@@ -86,6 +86,27 @@ view_vm(const struct view_src *s, const struct vm_record *v)
 	return o;
 }
 
+/* The record as the daemon knows it: one the ledger has not taken yet stands for its own. */
+static const struct vm_record *
+overlaid(const struct view_src *s, const struct vm_record *v)
+{
+	for (size_t i = 0; i < s->nwaiting; i++)
+		if (strcmp(s->waiting[i].name, v->name) == 0)
+			return &s->waiting[i];
+	return v;
+}
+
+static bool
+in_states(enum vm_state st, const enum vm_state *states, size_t n)
+{
+	if (states == NULL)
+		return vm_state_alive(st);
+	for (size_t i = 0; i < n; i++)
+		if (states[i] == st)
+			return true;
+	return false;
+}
+
 static json_t *
 vm_array(const struct view_src *s, const enum vm_state *states, size_t n, int64_t since)
 {
@@ -93,10 +114,24 @@ vm_array(const struct view_src *s, const enum vm_state *states, size_t n, int64_
 	size_t count = 0;
 	json_t *a = json_array();
 
-	if (ledger_list(s->ledger, states, n, &list, &count) == 0)
-		for (size_t i = 0; i < count; i++)
-			if (list[i].requested_ms >= since)
-				json_array_append_new(a, view_vm(s, &list[i]));
+	/* Every state: a waiting record may have left (or entered) the states asked for. */
+	if (ledger_list(s->ledger, every_state, VM_STATES, &list, &count) == 0)
+		for (size_t i = 0; i < count; i++) {
+			const struct vm_record *v = overlaid(s, &list[i]);
+
+			if (v->requested_ms >= since && in_states(v->state, states, n))
+				json_array_append_new(a, view_vm(s, v));
+		}
+	/* Waiting records the ledger has no row for at all. */
+	for (size_t w = 0; w < s->nwaiting; w++) {
+		bool there = false;
+
+		for (size_t i = 0; i < count && !there; i++)
+			there = strcmp(list[i].name, s->waiting[w].name) == 0;
+		if (!there && s->waiting[w].requested_ms >= since &&
+		    in_states(s->waiting[w].state, states, n))
+			json_array_append_new(a, view_vm(s, &s->waiting[w]));
+	}
 	free(list);
 	return a;
 }
@@ -128,11 +163,17 @@ json_t *
 view_vm_detail(const struct view_src *s, const char *name)
 {
 	struct vm_record v;
+	const struct vm_record *shown = NULL;
 
-	if (ledger_get(s->ledger, name, &v) != 0)
+	for (size_t i = 0; i < s->nwaiting && shown == NULL; i++)
+		if (strcmp(s->waiting[i].name, name) == 0)
+			shown = &s->waiting[i];
+	if (shown == NULL && ledger_get(s->ledger, name, &v) == 0)
+		shown = &v;
+	if (shown == NULL)
 		return NULL;
 	return json_pack("{s:i, s:o, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm",
-	    view_vm(s, &v), "events", events(s, name, 100));
+	    view_vm(s, shown), "events", events(s, name, 100));
 }
 
 /* Today's money; what the ledger cannot say is null, with its error beside. */
@@ -186,7 +227,8 @@ view_status(const struct view_src *s)
 		        "why", b->why));
 	}
 	return json_pack("{s:i, s:{s:b, s:o}, s:{s:s, s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:f, s:f, "
-	                 "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o}",
+	                 "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o, "
+	                 "s:{s:s, s:o, s:I}}",
 	    "schema_version", VIEW_SCHEMA_VERSION, "daemon", "running", s->daemon_pid > 0, "pid",
 	    s->daemon_pid > 0 ? json_integer(s->daemon_pid) : json_null(), "config", "project",
 	    c->project, "region", c->region, "zone", c->zone, "machine_type", c->machine_type,
@@ -197,7 +239,10 @@ view_status(const struct view_src *s)
 	    "statistics", "created", (int)st.created, "failed", (int)st.failed, "terminated",
 	    (int)st.terminated, "preempted", (int)st.preempted, "orphaned", (int)st.orphaned,
 	    "active", (int)st.alive, "total_cost", st.total_cost, "today", today(s), "backoffs",
-	    backoffs, "events", events(s, NULL, VIEW_EVENTS));
+	    backoffs, "events", events(s, NULL, VIEW_EVENTS), "ledger", "path",
+	    ledger_path(s->ledger), "problem",
+	    s->ledger_problem != NULL ? json_string(s->ledger_problem) : json_null(), "waiting",
+	    (json_int_t)s->ledger_waiting);
 }
 
 json_t *

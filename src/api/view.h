@@ -31,6 +31,11 @@ struct view_src {
 	const struct backoff *backoffs;
 	size_t nbackoffs;
 	long daemon_pid; /* 0: no daemon; these facts are the ledger's */
+	/* What the ledger has not taken yet (a full disk): these records stand for its own. */
+	const struct vm_record *waiting;
+	size_t nwaiting;
+	const char *ledger_problem; /* why they wait, or NULL */
+	size_t ledger_waiting;      /* writes waiting: records, costs and events */
 };
 
 json_t *view_vm(const struct view_src *, const struct vm_record *);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -16,16 +17,19 @@
 #include "cli/cmd.h"
 #include "cli/report.h"
 #include "cloud/connect.h"
+#include "ledger/ledger.h"
 #include "pressure/monitor.h"
 #include "util/jx.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define CALL_MS    15000
-#define GOOGLE_CRM "https://cloudresourcemanager.googleapis.com/v1/"
-#define GOOGLE_GCE "https://compute.googleapis.com/compute/v1/"
-#define ANSWER_MAX (4 << 20)
+#define CALL_MS       15000
+#define GOOGLE_CRM    "https://cloudresourcemanager.googleapis.com/v1/"
+#define GOOGLE_GCE    "https://compute.googleapis.com/compute/v1/"
+#define ANSWER_MAX    (4 << 20)
+#define STATE_FULL_KB 1024        /* less free is a full state directory */
+#define STATE_LOW_KB  (64 * 1024) /* less is worth a warning */
 
 static const char *const permissions[] = {"compute.instances.create", "compute.instances.delete",
     "compute.instances.get", "compute.instances.list", "compute.zones.get",
@@ -473,6 +477,56 @@ firewall(struct doctor *d)
 		    ports[1], cfg->network_tags);
 }
 
+/*
+ * The state directory: writable, with room for the ledger to grow, and a
+ * ledger that is sound; a running daemon says whether its ledger takes what
+ * it writes (status.ledger), else the file is checked here.
+ */
+static void
+state(struct doctor *d, const json_t *status)
+{
+	const struct config *cfg = &d->ctx->cfg;
+	const char *problem = jx_str(status, "ledger.problem");
+	struct statvfs fs;
+	long long free_kb;
+	struct ledger *l = NULL;
+	char *cause = NULL;
+
+	make_dirs(cfg->state_dir, 0700);
+	if (access(cfg->state_dir, W_OK) != 0) {
+		say(d, "fail", "state",
+		    "%s is not writable (%s): fix its owner or set SPILLWAY_STATE_DIR",
+		    cfg->state_dir, strerror(errno));
+		return;
+	}
+	if (statvfs(cfg->state_dir, &fs) == 0) {
+		free_kb = (long long)fs.f_bavail * (long long)fs.f_frsize / 1024;
+		if (free_kb < STATE_FULL_KB)
+			say(d, "fail", "state",
+			    "%s has %lld KiB free: the ledger cannot take what happens (the daemon "
+			    "keeps it in memory meanwhile); free space there",
+			    cfg->state_dir, free_kb);
+		else if (free_kb < STATE_LOW_KB)
+			say(d, "warn", "state", "%s is writable, but has only %lld MiB free",
+			    cfg->state_dir, free_kb / 1024);
+		else
+			say(d, "ok", "state", "%s is writable, %lld MiB free", cfg->state_dir,
+			    free_kb / 1024);
+	}
+	if (problem != NULL) {
+		say(d, "fail", "ledger", "the daemon's ledger: %s (%lld writes wait in memory)",
+		    problem, (long long)json_integer_value(jx_get(status, "ledger.waiting")));
+	} else if (status != NULL) {
+		say(d, "ok", "ledger", "the daemon's ledger takes what it writes");
+	} else if (ledger_open(cfg->state_dir, &l, &cause) != 0 || ledger_check(l, &cause) != 0) {
+		say(d, "fail", "ledger", "%s", cause);
+	} else {
+		say(d, "ok", "ledger", "%s passes its integrity check", ledger_path(l));
+	}
+	free(cause);
+	ledger_close(l);
+}
+
 static void
 local(struct doctor *d)
 {
@@ -482,18 +536,14 @@ local(struct doctor *d)
 	struct monitor *m;
 	json_t *doc = NULL;
 	long status;
+	int answered;
 
-	make_dirs(cfg->state_dir, 0700);
-	if (access(cfg->state_dir, W_OK) != 0)
-		say(d, "fail", "state",
-		    "%s is not writable (%s): fix its owner or set SPILLWAY_STATE_DIR",
-		    cfg->state_dir, strerror(errno));
-	else
-		say(d, "ok", "state", "%s is writable", cfg->state_dir);
 	if (slash != NULL)
 		*slash = '\0';
-	if (client_call(cfg->socket_path, "GET", "/v1/status", NULL, 5000, &status, &doc, &cause) ==
-	    0)
+	answered =
+	    client_call(cfg->socket_path, "GET", "/v1/status", NULL, 5000, &status, &doc, &cause);
+	state(d, answered == 0 ? doc : NULL);
+	if (answered == 0)
 		say(d, "ok", "socket", "%s: the daemon answers", cfg->socket_path);
 	else if (access(dir, W_OK) == 0 || (access(dir, F_OK) != 0 && errno == ENOENT))
 		say(d, "ok", "socket",

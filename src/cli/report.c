@@ -178,6 +178,14 @@ report_status(FILE *f, const json_t *s, bool verbose)
 		fprintf(f, "pressure   not known yet\n");
 	}
 	today(f, json_object_get(s, "today"));
+	{
+		const json_t *l = json_object_get(s, "ledger");
+
+		if (jx_str(l, "problem") != NULL)
+			fprintf(f, "%sledger     %s; %lld writes wait in memory for it%s\n",
+			    color ? RED : "", str(l, "problem"), (long long)num(l, "waiting"),
+			    color ? RESET : "");
+	}
 	fprintf(f,
 	    "statistics %lld created, %lld failed, %lld terminated, %lld preempted, "
 	    "%lld orphaned; $%.4f in all\n",

@@ -5,6 +5,31 @@
 #include "cloud/gce.h"
 #include "util/xmalloc.h"
 
+static void
+gce_opts_from(struct gce_opts *o, const struct config *cfg)
+{
+	gce_opts_default(o);
+	o->endpoint = cfg->compute_endpoint;
+	o->project = cfg->project;
+	o->retry.base_ms = cfg->retry_base_ms;
+	o->retry.cap_ms = cfg->retry_cap_ms;
+	o->retry.attempts = (int)cfg->retry_attempts;
+}
+
+int
+cloud_reconfigure(struct cloud_conn *conn, const struct config *cfg, char **cause)
+{
+	struct gce_opts o;
+	int error;
+
+	gce_opts_from(&o, cfg);
+	if ((error = gce_reconfigure(conn->cloud, &o, cause)) != 0)
+		return error;
+	free(conn->project);
+	conn->project = xstrdup(*cfg->project != '\0' ? cfg->project : auth_project(conn->auth));
+	return 0;
+}
+
 int
 cloud_connect(uv_loop_t *loop, const struct clock *clock, const struct config *cfg,
     char *const *env, struct cloud_conn *conn, char **cause)
@@ -28,12 +53,7 @@ cloud_connect(uv_loop_t *loop, const struct clock *clock, const struct config *c
 	free(gcloud);
 	if (error != 0)
 		goto fail;
-	gce_opts_default(&o);
-	o.endpoint = cfg->compute_endpoint;
-	o.project = cfg->project;
-	o.retry.base_ms = cfg->retry_base_ms;
-	o.retry.cap_ms = cfg->retry_cap_ms;
-	o.retry.attempts = (int)cfg->retry_attempts;
+	gce_opts_from(&o, cfg);
 	if ((error = gce_new(loop, clock, conn->http, conn->auth, &o, &conn->cloud, cause)) != 0)
 		goto fail;
 	conn->project = xstrdup(*cfg->project != '\0' ? cfg->project : auth_project(conn->auth));

@@ -25,6 +25,8 @@ struct cloud_conn {
 /* env: the environment to read (NULL: the process's). 0, or -errno and a cause. */
 int cloud_connect(uv_loop_t *, const struct clock *, const struct config *, char *const *env,
     struct cloud_conn *, char **cause);
+/* A reloaded configuration's endpoint, project and retries, for calls from now on. */
+int cloud_reconfigure(struct cloud_conn *, const struct config *, char **cause);
 /* Free in order; callbacks of calls in flight do not run. */
 void cloud_disconnect(struct cloud_conn *);
 

@@ -656,7 +656,8 @@ deliver_preemptions(struct call *c)
 
 		if (bad != NULL) {
 			set_error(c, CLOUD_NETWORK,
-			    "operations.list answered a preemption (%zu) without a valid '%s'", i, bad);
+			    "operations.list answered a preemption (%zu) without a valid '%s'", i,
+			    bad);
 			free(ops);
 			fail(c);
 			return;
@@ -763,7 +764,8 @@ answered(struct call *c, json_t *v)
 		const char *bad;
 
 		if ((bad = instance_from_json(v, &in)) != NULL) {
-			set_error(c, CLOUD_NETWORK, "the answer is not an instance: no valid '%s'", bad);
+			set_error(
+			    c, CLOUD_NETWORK, "the answer is not an instance: no valid '%s'", bad);
 			free((void *)in.labels);
 			free((void *)in.metadata);
 			fail(c);
@@ -1125,13 +1127,12 @@ static const struct cloud_ops gce_ops = {
     .free = gce_free,
 };
 
-int
-gce_new(uv_loop_t *loop, const struct clock *clock, struct http_client *http, struct auth *auth,
-    const struct gce_opts *o, struct cloud **out, char **cause)
+/* Endpoint, project and retries; 0, or -EINVAL and a cause (nothing changed). */
+static int
+take_opts(struct gce *g, const struct gce_opts *o, char **cause)
 {
-	struct gce *g;
 	const char *project =
-	    o->project != NULL && *o->project != '\0' ? o->project : auth_project(auth);
+	    o->project != NULL && *o->project != '\0' ? o->project : auth_project(g->auth);
 
 	if (!str_prefix(o->endpoint, "https://") && !http_url_is_loopback(o->endpoint)) {
 		*cause = xasprintf("endpoint '%s' must be https:// (plain http only to a loopback "
@@ -1143,19 +1144,40 @@ gce_new(uv_loop_t *loop, const struct clock *clock, struct http_client *http, st
 		*cause =
 		    xasprintf("no project: the credentials (%s) name none; set GCP_PROJECT_ID, "
 		              "or run 'gcloud config set project PROJECT'",
-		        auth_source(auth));
+		        auth_source(g->auth));
 		return -EINVAL;
 	}
-	g = xcalloc(1, sizeof *g);
+	g->opts = *o;
+	free(g->project);
+	g->project = xstrdup(project);
+	free(g->endpoint);
+	g->endpoint =
+	    str_suffix(o->endpoint, "/") ? xstrdup(o->endpoint) : xasprintf("%s/", o->endpoint);
+	return 0;
+}
+
+int
+gce_reconfigure(struct cloud *cl, const struct gce_opts *o, char **cause)
+{
+	return take_opts((struct gce *)cl, o, cause);
+}
+
+int
+gce_new(uv_loop_t *loop, const struct clock *clock, struct http_client *http, struct auth *auth,
+    const struct gce_opts *o, struct cloud **out, char **cause)
+{
+	struct gce *g = xcalloc(1, sizeof *g);
+	int error;
+
 	g->base.ops = &gce_ops;
 	g->loop = loop;
 	g->clock = clock;
 	g->http = http;
 	g->auth = auth;
-	g->opts = *o;
-	g->project = xstrdup(project);
-	g->endpoint =
-	    str_suffix(o->endpoint, "/") ? xstrdup(o->endpoint) : xasprintf("%s/", o->endpoint);
+	if ((error = take_opts(g, o, cause)) != 0) {
+		free(g);
+		return error;
+	}
 	g->rng = o->seed;
 	if (g->rng == 0)
 		random_bytes(&g->rng, sizeof g->rng);

@@ -28,6 +28,11 @@ void gce_opts_default(struct gce_opts *);
 /* The provider uses (does not own) the loop, clock, HTTP client and credentials. */
 int gce_new(uv_loop_t *, const struct clock *, struct http_client *, struct auth *,
     const struct gce_opts *, struct cloud **, char **cause);
+/*
+ * Another endpoint, project or retry policy (a reloaded configuration), for
+ * the calls started from now on. 0, or -EINVAL and a cause (nothing changed).
+ */
+int gce_reconfigure(struct cloud *, const struct gce_opts *, char **cause);
 /* HTTP requests made and retries among them, since the start. */
 void gce_stats(const struct cloud *, long *requests, long *retries);
 

@@ -31,6 +31,7 @@ struct key {
 	const char *(*check)(const char *);
 	const char *allowed; /* what is allowed, for error messages */
 	const char *help;
+	bool restart; /* a running daemon takes it at its next start, not at SIGHUP */
 };
 
 static const char *check_project(const char *);
@@ -63,193 +64,193 @@ static const char *check_cloudsql(const char *);
 /* The one table of defaults. ${VAR:-fallback} in a default is expanded at load. */
 static const struct key keys[] = {
     {"gcp.enabled", "GCP_VM_ENABLED", T_BOOL, OFF(enabled), "true", 0, 0, NULL, "true or false",
-        "create VMs automatically when memory pressure persists"},
+        "create VMs automatically when memory pressure persists", false},
     {"gcp.project", "GCP_PROJECT_ID", T_STRING, OFF(project), "", 0, 0, check_project,
         "a project ID: 6 to 30 lowercase letters, digits and hyphens, starting with a letter",
-        "Google Cloud project (empty: from the credentials or gcloud)"},
+        "Google Cloud project (empty: from the credentials or gcloud)", false},
     {"gcp.region", "GCP_REGION", T_STRING, OFF(region), "us-central1", 0, 0, check_region,
-        "a region name such as us-central1", "region of the VMs"},
+        "a region name such as us-central1", "region of the VMs", false},
     {"gcp.zone", "GCP_ZONE", T_STRING, OFF(zone), "us-central1-a", 0, 0, check_zone,
-        "a zone name such as us-central1-a", "primary zone"},
+        "a zone name such as us-central1-a", "primary zone", false},
     {"gcp.fallback_zones", "SPILLWAY_FALLBACK_ZONES", T_STRING, OFF(fallback_zones), "", 0, 0,
         check_zones, "comma-separated zones of the same region",
-        "zones tried on a stockout (empty: the region's other zones)"},
+        "zones tried on a stockout (empty: the region's other zones)", false},
     {"gcp.machine_type", "GCP_VM_MACHINE_TYPE", T_STRING, OFF(machine_type), "e2-highmem-4", 0, 0,
-        check_machine_type, "a machine type name such as e2-highmem-4", "machine type"},
+        check_machine_type, "a machine type name such as e2-highmem-4", "machine type", false},
     {"gcp.use_spot", "GCP_VM_USE_SPOT", T_BOOL, OFF(use_spot), "true", 0, 0, NULL, "true or false",
-        "Spot VMs (true) or standard ones"},
+        "Spot VMs (true) or standard ones", false},
     {"gcp.max_price", "GCP_VM_MAX_PRICE", T_DOUBLE, OFF(max_price), "0.10", 0, 1000, NULL,
-        "US dollars per hour, from 0 to 1000", "no VM is created above this price per hour"},
+        "US dollars per hour, from 0 to 1000", "no VM is created above this price per hour", false},
     {"gcp.daily_budget", "GCP_VM_DAILY_BUDGET", T_DOUBLE, OFF(daily_budget), "5.0", 0, 100000, NULL,
-        "US dollars per day, from 0 to 100000", "spend per local calendar day, never exceeded"},
+        "US dollars per day, from 0 to 100000", "spend per local calendar day, never exceeded", false},
     {"gcp.max_concurrent", "GCP_VM_MAX_CONCURRENT", T_INT, OFF(max_concurrent), "2", 0, 1000, NULL,
-        "a whole number from 0 to 1000", "VMs alive or in flight at once"},
+        "a whole number from 0 to 1000", "VMs alive or in flight at once", false},
     {"gcp.max_lifetime_hours", "GCP_VM_MAX_LIFETIME_HOURS", T_DOUBLE, OFF(max_lifetime_hours),
         "3.0", 0.01, 2880, NULL, "hours, from 0.01 to 2880 (Compute Engine's 120 days)",
-        "hard stop per VM, also sent as its maxRunDuration"},
+        "hard stop per VM, also sent as its maxRunDuration", false},
     {"gcp.idle_timeout_minutes", "GCP_VM_IDLE_TIMEOUT_MINUTES", T_DOUBLE, OFF(idle_timeout_minutes),
-        "30", 1, 10080, NULL, "minutes, from 1 to 10080", "delete a VM after this long idle"},
+        "30", 1, 10080, NULL, "minutes, from 1 to 10080", "delete a VM after this long idle", false},
     {"gcp.health_check_interval", "GCP_VM_HEALTH_CHECK_INTERVAL", T_INT, OFF(health_check_interval),
-        "30", 1, 3600, NULL, "seconds, from 1 to 3600", "seconds between monitoring passes"},
+        "30", 1, 3600, NULL, "seconds, from 1 to 3600", "seconds between monitoring passes", false},
     {"gcp.enable_monitoring", "GCP_VM_ENABLE_MONITORING", T_BOOL, OFF(enable_monitoring), "true", 0,
-        0, NULL, "true or false", "background monitoring of VMs"},
+        0, NULL, "true or false", "background monitoring of VMs", false},
     {"spillway.backend_port", "SPILLWAY_BACKEND_PORT", T_INT, OFF(backend_port), "8010", 1, 65535,
-        NULL, "a TCP port from 1 to 65535", "port of the backend on the VM"},
+        NULL, "a TCP port from 1 to 65535", "port of the backend on the VM", false},
     {"backend.git", "SPILLWAY_BACKEND_GIT", T_STRING, OFF(backend_git), "", 0, 0, check_git_url,
 	"an https:// or ssh:// URL, user@host:path, file:///path, or empty",
-	"git repository of the backend the VM runs (empty: the image runs it)"},
+	"git repository of the backend the VM runs (empty: the image runs it)", false},
     {"backend.ref", "SPILLWAY_BACKEND_REF", T_STRING, OFF(backend_ref), "main", 0, 0, check_git_ref,
-	"a branch or tag name", "branch or tag of backend.git"},
+	"a branch or tag name", "branch or tag of backend.git", false},
     {"backend.dir", "SPILLWAY_BACKEND_DIR", T_STRING, OFF(backend_dir), "", 0, 0,
 	check_vm_path_or_empty, "an absolute path of letters, digits, '.', '_', '-' and '/', or empty",
-	"a backend already in the image: fetch and install are skipped"},
+	"a backend already in the image: fetch and install are skipped", false},
     {"backend.install", "SPILLWAY_BACKEND_INSTALL", T_STRING, OFF(backend_install), "", 0, 0,
 	check_shell_text, "a shell command, or empty",
-	"run once in the backend's directory, such as pip3 install -r requirements.txt"},
+	"run once in the backend's directory, such as pip3 install -r requirements.txt", false},
     {"backend.start", "SPILLWAY_BACKEND_START", T_STRING, OFF(backend_start), "", 0, 0,
 	check_shell_text, "a shell command, or empty",
-	"starts the backend (as a systemd unit), such as python3 -m app"},
+	"starts the backend (as a systemd unit), such as python3 -m app", false},
     {"backend.health_path", "SPILLWAY_HEALTH_PATH", T_STRING, OFF(health_path), "/health", 0, 0,
-	check_url_path, "a URL path such as /health", "the backend's health check"},
+	check_url_path, "a URL path such as /health", "the backend's health check", false},
     {"backend.env", "SPILLWAY_BACKEND_ENV", T_STRING, OFF(backend_env), "", 0, 0, check_env_list,
 	"KEY=VALUE words, quoted like a shell's: A=1 \"B=two words\"",
-	"environment of the backend (instance metadata: no secrets)"},
+	"environment of the backend (instance metadata: no secrets)", false},
     {"backend.cloudsql", "SPILLWAY_CLOUDSQL_INSTANCE", T_STRING, OFF(cloudsql), "", 0, 0,
 	check_cloudsql, "PROJECT:REGION:INSTANCE, or empty",
-	"a Cloud SQL instance the VM reaches through the Cloud SQL Auth Proxy"},
+	"a Cloud SQL instance the VM reaches through the Cloud SQL Auth Proxy", false},
     {"backend.log_dir", "SPILLWAY_VM_LOG_DIR", T_STRING, OFF(vm_log_dir), "/var/log/spillway", 0,
 	0, check_vm_path, "an absolute path of letters, digits, '.', '_', '-' and '/'",
-	"where the VM's startup script and agent log"},
+	"where the VM's startup script and agent log", false},
     {"agent.port", "SPILLWAY_AGENT_PORT", T_INT, OFF(agent_port), "8011", 1, 65535, NULL,
-	"a TCP port from 1 to 65535, not the backend's", "port of the watchdog agent on the VM"},
+	"a TCP port from 1 to 65535, not the backend's", "port of the watchdog agent on the VM", false},
     {"agent.lease_minutes", "SPILLWAY_LEASE_MINUTES", T_DOUBLE, OFF(lease_minutes), "0", 0, 10080,
 	NULL, "minutes, from 1 to 10080, or 0",
-	"a VM not renewed and idle this long deletes itself (0: two idle timeouts)"},
+	"a VM not renewed and idle this long deletes itself (0: two idle timeouts)", false},
     {"spillway.compute_endpoint", "SPILLWAY_COMPUTE_ENDPOINT", T_STRING, OFF(compute_endpoint),
         "https://compute.googleapis.com/compute/v1/", 0, 0, check_endpoint,
-        "an https:// URL, or http:// to a loopback address", "Compute Engine API base URL"},
+        "an https:// URL, or http:// to a loopback address", "Compute Engine API base URL", false},
     {"spillway.token_uri", "SPILLWAY_TOKEN_URI", T_STRING, OFF(token_uri), "", 0, 0,
         check_token_uri, "an https:// URL, or http:// to a loopback address",
-        "token endpoint for authorized_user credentials (empty: Google's)"},
+        "token endpoint for authorized_user credentials (empty: Google's)", true},
     {"spillway.retry_base_ms", "SPILLWAY_RETRY_BASE_MS", T_INT, OFF(retry_base_ms), "500", 1, 60000,
-        NULL, "milliseconds, from 1 to 60000", "first backoff of a retried cloud call"},
+        NULL, "milliseconds, from 1 to 60000", "first backoff of a retried cloud call", false},
     {"spillway.retry_cap_ms", "SPILLWAY_RETRY_CAP_MS", T_INT, OFF(retry_cap_ms), "32000", 1, 600000,
-        NULL, "milliseconds, from 1 to 600000", "longest backoff between retries"},
+        NULL, "milliseconds, from 1 to 600000", "longest backoff between retries", false},
     {"spillway.retry_attempts", "SPILLWAY_RETRY_ATTEMPTS", T_INT, OFF(retry_attempts), "8", 1, 100,
-        NULL, "a whole number from 1 to 100", "most HTTP requests of one cloud call"},
+        NULL, "a whole number from 1 to 100", "most HTTP requests of one cloud call", false},
     {"daemon.owner", "SPILLWAY_OWNER", T_STRING, OFF(owner), "", 0, 0, check_label_value,
 	"1 to 63 lowercase letters, digits, '_' and '-', or empty",
-	"the spillway-owner label of this host's VMs (empty: from the host and state directory)"},
+	"the spillway-owner label of this host's VMs (empty: from the host and state directory)", true},
     {"daemon.min_confidence", "SPILLWAY_MIN_CONFIDENCE", T_DOUBLE, OFF(min_confidence), "0.6", 0,
-	1, NULL, "a number from 0 to 1", "no VM is created with less confidence than this"},
+	1, NULL, "a number from 0 to 1", "no VM is created with less confidence than this", false},
     {"daemon.cooldown_minutes", "SPILLWAY_COOLDOWN_MINUTES", T_DOUBLE, OFF(cooldown_minutes), "2",
 	0, 1440, NULL, "minutes, from 0 to 1440",
-	"after a VM turns READY or ends, wait this long before another"},
+	"after a VM turns READY or ends, wait this long before another", false},
     {"daemon.min_run_minutes", "SPILLWAY_MIN_RUN_MINUTES", T_DOUBLE, OFF(min_run_minutes), "15",
 	1, 1440, NULL, "minutes, from 1 to 1440",
-	"a VM the budget can keep for less than this is not created"},
+	"a VM the budget can keep for less than this is not created", false},
     {"daemon.boot_timeout_minutes", "SPILLWAY_BOOT_TIMEOUT_MINUTES", T_DOUBLE,
 	OFF(boot_timeout_minutes), "10", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
-	"a VM not healthy this long after it runs is deleted"},
+	"a VM not healthy this long after it runs is deleted", false},
     {"daemon.unhealthy_minutes", "SPILLWAY_UNHEALTHY_MINUTES", T_DOUBLE, OFF(unhealthy_minutes),
 	"3", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
-	"a VM unhealthy this long is replaced"},
+	"a VM unhealthy this long is replaced", false},
     {"daemon.health_failures", "SPILLWAY_HEALTH_FAILURES", T_INT, OFF(health_failures), "3", 1,
 	100, NULL, "a whole number from 1 to 100",
-	"failed health checks in a row that make a VM UNHEALTHY"},
+	"failed health checks in a row that make a VM UNHEALTHY", false},
     {"daemon.health_timeout_s", "SPILLWAY_HEALTH_TIMEOUT_S", T_DOUBLE, OFF(health_timeout_s),
-	"5", 0.1, 60, NULL, "seconds, from 0.1 to 60", "how long a health check may take"},
+	"5", 0.1, 60, NULL, "seconds, from 0.1 to 60", "how long a health check may take", false},
     {"daemon.orphan_policy", "SPILLWAY_ORPHAN_POLICY", T_STRING, OFF(orphan_policy), "delete", 0,
 	0, check_orphan_policy, "delete, adopt or report",
-	"what to do with a VM carrying our label that the ledger does not know"},
+	"what to do with a VM carrying our label that the ledger does not know", false},
     {"daemon.orphan_grace_minutes", "SPILLWAY_ORPHAN_GRACE_MINUTES", T_DOUBLE,
 	OFF(orphan_grace_minutes), "10", 0, 1440, NULL, "minutes, from 0 to 1440",
-	"how long an orphan lives before it is deleted"},
+	"how long an orphan lives before it is deleted", false},
     {"daemon.create_deadline_minutes", "SPILLWAY_CREATE_DEADLINE_MINUTES", T_DOUBLE,
 	OFF(create_deadline_minutes), "10", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
-	"how long an insert is retried (same requestId) before it counts as failed"},
+	"how long an insert is retried (same requestId) before it counts as failed", false},
     {"daemon.shutdown_timeout_s", "SPILLWAY_SHUTDOWN_TIMEOUT_S", T_DOUBLE,
 	OFF(shutdown_timeout_s), "120", 1, 3600, NULL, "seconds, from 1 to 3600",
-	"how long shutdown, and spillway terminate, wait for the deletes"},
+	"how long shutdown, and spillway terminate, wait for the deletes", false},
     {"daemon.target_available_pct", "SPILLWAY_TARGET_AVAILABLE_PCT", T_DOUBLE,
 	OFF(target_available_pct), "20", 0, 100, NULL, "percent of MemTotal, from 0 to 100",
-	"offload components until MemAvailable would be back at this"},
+	"offload components until MemAvailable would be back at this", false},
     {"daemon.stockout_skip_minutes", "SPILLWAY_STOCKOUT_SKIP_MINUTES", T_DOUBLE,
 	OFF(stockout_skip_minutes), "5", 0, 1440, NULL, "minutes, from 0 to 1440",
-	"a zone out of capacity is skipped this long"},
+	"a zone out of capacity is skipped this long", false},
     {"daemon.image", "SPILLWAY_IMAGE", T_STRING, OFF(image),
 	"projects/debian-cloud/global/images/family/debian-12", 0, 0, check_image,
 	"an image or image family path, such as projects/debian-cloud/global/images/family/debian-12",
-	"boot image of the VMs"},
+	"boot image of the VMs", false},
     {"daemon.disk_gb", "SPILLWAY_DISK_GB", T_INT, OFF(disk_gb), "20", 10, 65536, NULL,
-	"gigabytes, from 10 to 65536", "boot disk size"},
+	"gigabytes, from 10 to 65536", "boot disk size", false},
     {"daemon.disk_type", "SPILLWAY_DISK_TYPE", T_STRING, OFF(disk_type), "pd-balanced", 0, 0,
-	check_disk_type, "pd-balanced or pd-standard", "boot disk type"},
+	check_disk_type, "pd-balanced or pd-standard", "boot disk type", false},
     {"daemon.network_tags", "SPILLWAY_NETWORK_TAGS", T_STRING, OFF(network_tags),
 	"spillway-backend", 0, 0, check_tags, "comma-separated names of lowercase letters, digits and '-'",
-	"network tags of the VMs (for the firewall rule of the backend port)"},
+	"network tags of the VMs (for the firewall rule of the backend port)", false},
     {"daemon.log_file", "SPILLWAY_LOG_FILE", T_STRING, OFF(log_file), "", 0, 0, check_path_or_empty,
-	"an absolute path, or empty", "also log to this file"},
+	"an absolute path, or empty", "also log to this file", true},
     {"hooks.on_ready", "SPILLWAY_HOOK_ON_READY", T_STRING, OFF(hook_on_ready), "", 0, 0, check_command,
-	"a command and its arguments (run without a shell)", "run when a VM is READY"},
+	"a command and its arguments (run without a shell)", "run when a VM is READY", false},
     {"hooks.on_gone", "SPILLWAY_HOOK_ON_GONE", T_STRING, OFF(hook_on_gone), "", 0, 0, check_command,
 	"a command and its arguments (run without a shell)",
-	"run when a VM leaves: its components are local again"},
+	"run when a VM leaves: its components are local again", false},
     {"hooks.on_pressure", "SPILLWAY_HOOK_ON_PRESSURE", T_STRING, OFF(hook_on_pressure), "", 0, 0,
 	check_command, "a command and its arguments (run without a shell)",
-	"run when the pressure level changes"},
+	"run when the pressure level changes", false},
     {"hooks.timeout_s", "SPILLWAY_HOOK_TIMEOUT_S", T_DOUBLE, OFF(hook_timeout_s), "30", 0.1, 3600,
-	NULL, "seconds, from 0.1 to 3600", "a hook running longer is killed"},
+	NULL, "seconds, from 0.1 to 3600", "a hook running longer is killed", false},
     {"pricing.catalog", "SPILLWAY_PRICE_CATALOG", T_STRING, OFF(price_catalog), "", 0, 0,
 	check_path_or_empty, "an absolute path, or empty",
-	"a price catalog file (Cloud Billing SKU list); empty: the last refreshed, else the shipped one"},
+	"a price catalog file (Cloud Billing SKU list); empty: the last refreshed, else the shipped one", false},
     {"pricing.billing_endpoint", "SPILLWAY_BILLING_ENDPOINT", T_STRING, OFF(billing_endpoint),
 	"https://cloudbilling.googleapis.com/v1/", 0, 0, check_endpoint,
-	"an https:// URL, or http:// to a loopback address", "Cloud Billing Catalog API base URL"},
+	"an https:// URL, or http:// to a loopback address", "Cloud Billing Catalog API base URL", true},
     {"pressure.cgroup", "SPILLWAY_PRESSURE_CGROUP", T_STRING, OFF(pressure_cgroup), "", 0, 0,
         check_path_or_empty, "a cgroup v2 directory (absolute path), or empty",
-        "watch this cgroup's memory.pressure (empty: the whole system)"},
+        "watch this cgroup's memory.pressure (empty: the whole system)", true},
     {"pressure.elevated_pct", "SPILLWAY_PRESSURE_ELEVATED_PCT", T_DOUBLE, OFF(elevated_pct), "2",
         0.1, 100, NULL, "percent of time stalled, from 0.1 to 100",
-        "stall ('some') that makes the level ELEVATED"},
+        "stall ('some') that makes the level ELEVATED", false},
     {"pressure.high_pct", "SPILLWAY_PRESSURE_HIGH_PCT", T_DOUBLE, OFF(high_pct), "10", 0.1, 100,
-        NULL, "percent of time stalled, from 0.1 to 100", "stall that makes the level HIGH"},
+        NULL, "percent of time stalled, from 0.1 to 100", "stall that makes the level HIGH", false},
     {"pressure.critical_pct", "SPILLWAY_PRESSURE_CRITICAL_PCT", T_DOUBLE, OFF(critical_pct), "40",
         0.1, 100, NULL, "percent of time stalled, from 0.1 to 100",
-        "stall that makes the level CRITICAL"},
+        "stall that makes the level CRITICAL", false},
     {"pressure.critical_full_pct", "SPILLWAY_PRESSURE_CRITICAL_FULL_PCT", T_DOUBLE,
         OFF(critical_full_pct), "20", 0.1, 100, NULL, "percent of time stalled, from 0.1 to 100",
-        "'full' stall (every task waiting) that makes the level CRITICAL"},
+        "'full' stall (every task waiting) that makes the level CRITICAL", false},
     {"pressure.disarm_ratio", "SPILLWAY_PRESSURE_DISARM_RATIO", T_DOUBLE, OFF(disarm_ratio), "0.5",
         0.05, 1, NULL, "a fraction from 0.05 to 1",
-        "a level holds until the stall is below this fraction of its threshold"},
+        "a level holds until the stall is below this fraction of its threshold", false},
     {"pressure.elevated_sustain_s", "SPILLWAY_PRESSURE_ELEVATED_SUSTAIN_S", T_DOUBLE,
         OFF(elevated_sustain_s), "2", 0, 600, NULL, "seconds, from 0 to 600",
-        "how long a stall must last to reach ELEVATED"},
+        "how long a stall must last to reach ELEVATED", false},
     {"pressure.high_sustain_s", "SPILLWAY_PRESSURE_HIGH_SUSTAIN_S", T_DOUBLE, OFF(high_sustain_s),
-        "6", 0, 600, NULL, "seconds, from 0 to 600", "how long a stall must last to reach HIGH"},
+        "6", 0, 600, NULL, "seconds, from 0 to 600", "how long a stall must last to reach HIGH", false},
     {"pressure.critical_sustain_s", "SPILLWAY_PRESSURE_CRITICAL_SUSTAIN_S", T_DOUBLE,
         OFF(critical_sustain_s), "2", 0, 600, NULL, "seconds, from 0 to 600",
-        "how long a stall must last to reach CRITICAL"},
+        "how long a stall must last to reach CRITICAL", false},
     {"pressure.dwell_s", "SPILLWAY_PRESSURE_DWELL_S", T_DOUBLE, OFF(dwell_s), "30", 0, 3600, NULL,
-        "seconds, from 0 to 3600", "how long calm must last before the level falls"},
+        "seconds, from 0 to 3600", "how long calm must last before the level falls", false},
     {"pressure.window_s", "SPILLWAY_PRESSURE_WINDOW_S", T_INT, OFF(window_s), "2", 1, 10, NULL,
         "whole seconds from 1 to 10 (even without CAP_SYS_RESOURCE)",
-        "PSI trigger window, and the window stall is measured over"},
+        "PSI trigger window, and the window stall is measured over", true},
     {"pressure.sample_ms", "SPILLWAY_PRESSURE_SAMPLE_MS", T_INT, OFF(sample_ms), "1000", 100, 60000,
         NULL, "milliseconds, from 100 to 60000",
-        "sampling period while pressure lasts, or always when triggers are refused"},
+        "sampling period while pressure lasts, or always when triggers are refused", false},
     {"pressure.low_available_pct", "SPILLWAY_PRESSURE_LOW_AVAILABLE_PCT", T_DOUBLE,
         OFF(low_available_pct), "5", 0, 100, NULL, "percent of MemTotal, from 0 to 100",
-        "MemAvailable below this makes the level at least ELEVATED"},
+        "MemAvailable below this makes the level at least ELEVATED", false},
     {"spillway.state_dir", "SPILLWAY_STATE_DIR", T_STRING, OFF(state_dir),
         "${XDG_STATE_HOME:-${HOME}/.local/state}/spillway", 0, 0, check_path, "an absolute path",
-        "ledger and state"},
+        "ledger and state", true},
     {"spillway.socket", "SPILLWAY_SOCKET", T_STRING, OFF(socket_path),
         "${XDG_RUNTIME_DIR:-/tmp/spillway-${UID}}/spillway/control.sock", 0, 0, check_path,
-        "an absolute path", "the daemon's control socket"},
+        "an absolute path", "the daemon's control socket", true},
     {"spillway.log_level", "SPILLWAY_LOG_LEVEL", T_STRING, OFF(log_level), "info", 0, 0,
-        check_log_level, "error, warning, info or debug", "how much to log"},
+        check_log_level, "error, warning, info or debug", "how much to log", false},
 };
 
 #define NKEYS nitems(keys)
@@ -1198,6 +1199,46 @@ config_key_help(size_t i)
 	return keys[i].help;
 }
 
+bool
+config_key_restart(size_t i)
+{
+	return keys[i].restart;
+}
+
+/* Components as text, to compare two configurations' sets at once. */
+static char *
+components_text(const struct config *c)
+{
+	struct buf b = BUF_INIT(1 << 20);
+
+	for (size_t i = 0; i < c->ncomponents; i++)
+		buf_printf(&b, "%s %lld %lld %s\n", c->components[i].name,
+		    (long long)c->components[i].size_mb, (long long)c->components[i].priority,
+		    c->components[i].match);
+	return buf_detach(&b, NULL);
+}
+
+size_t
+config_diff(const struct config *a, const struct config *b, size_t *out, size_t max,
+    bool *components)
+{
+	size_t n = 0;
+	char *ca = components_text(a), *cb = components_text(b);
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		char *va = config_value_text(a, i), *vb = config_value_text(b, i);
+
+		if (strcmp(va, vb) != 0 && n < max)
+			out[n++] = i;
+		free(va);
+		free(vb);
+	}
+	*components = strcmp(ca, cb) != 0;
+	free(ca);
+	free(cb);
+	return n;
+}
+
 char *
 config_value_text(const struct config *cfg, size_t i)
 {
@@ -1241,10 +1282,10 @@ config_to_json(const struct config *cfg)
 		const struct config_origin *o = &cfg->origins[i];
 
 		json_array_append_new(values,
-		    jx_pack("{s:s, s:s, s:o, s:s, s:o, s:s}", "key", keys[i].name, "env",
+		    jx_pack("{s:s, s:s, s:o, s:s, s:o, s:s, s:b}", "key", keys[i].name, "env",
 		        keys[i].env, "value", value_json(cfg, i), "source", source_label(o->source),
 		        "origin", o->where != NULL ? json_string(o->where) : json_null(), "help",
-		        keys[i].help));
+		        keys[i].help, "restart_only", keys[i].restart));
 	}
 	json_t *comps = json_array();
 

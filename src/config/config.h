@@ -160,6 +160,14 @@ size_t config_nkeys(void);
 const char *config_key_name(size_t);
 const char *config_key_env(size_t);
 const char *config_key_help(size_t);
+/* Whether a running daemon takes the key only at its next start (SIGHUP leaves it). */
+bool config_key_restart(size_t);
+/*
+ * The keys (table indexes, at most max) whose values differ between a and b;
+ * *components: whether the components differ.
+ */
+size_t config_diff(
+    const struct config *a, const struct config *b, size_t *out, size_t max, bool *components);
 /* The value as text, as a file would hold it. Caller frees. */
 char *config_value_text(const struct config *, size_t);
 const char *config_source_name(enum config_source);

@@ -18,12 +18,16 @@
 
 #define SCHEMA_VERSION 4
 #define BUSY_MS        10000
+#define WAL_PAGES      "32"    /* 128 KiB of 4 KiB pages */
+#define WAL_KEEP       "65536" /* bytes */
 #define MAX_DAYS       64
 
 struct ledger {
 	sqlite3 *db;
 	char *path;
 	char *dir;
+	dev_t dev; /* the file opened */
+	ino_t ino;
 	char error[512]; /* the last failure, for people (ledger_error) */
 };
 
@@ -167,7 +171,8 @@ failed(struct ledger *l, int rc)
 		rc = -EIO;
 		break;
 	}
-	log_warnx("%s", l->error);
+	/* The caller says it, once, where it matters (records.c, the views): here, debug. */
+	log_debug("%s", l->error);
 	return rc;
 }
 
@@ -177,10 +182,23 @@ ledger_error(const struct ledger *l)
 	return l->error[0] != '\0' ? l->error : "no error";
 }
 
+/* A ledger whose file could not be opened again (ledger_refresh) answers every call so. */
+static int
+closed(struct ledger *l)
+{
+	if (l->error[0] == '\0')
+		snprintf(l->error, sizeof l->error, "the ledger '%s' is not open", l->path);
+	return -EIO;
+}
+
 static int
 exec(struct ledger *l, const char *sql)
 {
-	int rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
+	int rc;
+
+	if (l->db == NULL)
+		return closed(l);
+	rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
 
 	return rc == SQLITE_OK ? 0 : failed(l, rc);
 }
@@ -209,8 +227,8 @@ migrate(struct ledger *l, char **cause)
 
 		free(sql);
 		if (error != 0) {
-			*cause = xasprintf(
-			    "cannot migrate ledger '%s' to schema %d: %s", l->path, version + 1, l->error);
+			*cause = xasprintf("cannot migrate ledger '%s' to schema %d: %s", l->path,
+			    version + 1, l->error);
 			sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 			return error;
 		}
@@ -229,11 +247,54 @@ damaged(const struct ledger *l, const char *what)
 	    l->path, what, l->path, l->path);
 }
 
+/* Open the file at l->path (creating it 0600), as WAL, migrated. */
+static int
+connect_file(struct ledger *l, char **cause)
+{
+	struct stat st;
+	int fd, error;
+
+	/* Created 0600 by us, not by SQLite under whatever umask. */
+	if ((fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		error = -errno;
+		*cause = xasprintf("cannot open the ledger '%s': %s", l->path, strerror(errno));
+		return error;
+	}
+	/* Which file it is: one deleted or put in its place shows (ledger_refresh). */
+	if (fstat(fd, &st) == 0) {
+		l->dev = st.st_dev;
+		l->ino = st.st_ino;
+	}
+	close(fd);
+	if (sqlite3_open_v2(l->path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		*cause =
+		    xasprintf("cannot open the ledger '%s': %s", l->path, sqlite3_errmsg(l->db));
+		return -EIO;
+	}
+	sqlite3_busy_timeout(l->db, BUSY_MS);
+	/*
+	 * The WAL is bounded: checkpointed every WAL_PAGES pages (and at each pass,
+	 * ledger_checkpoint) and cut back to WAL_KEEP bytes after, so a small or
+	 * full state directory is not eaten by it.
+	 */
+	if ((error = exec(l,
+	         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+	         "PRAGMA journal_size_limit = " WAL_KEEP ";"
+	         "PRAGMA wal_autocheckpoint = " WAL_PAGES ";")) != 0) {
+		*cause = error == -EUCLEAN
+		    ? damaged(l, sqlite3_errmsg(l->db))
+		    : xasprintf("the ledger '%s' cannot be used: %s", l->path, l->error);
+		return error;
+	}
+	return migrate(l, cause);
+}
+
 int
 ledger_open(const char *dir, struct ledger **out, char **cause)
 {
 	struct ledger *l = xcalloc(1, sizeof *l);
-	int fd, error;
+	int error;
 
 	if ((error = make_dirs(dir, 0700)) != 0) {
 		*cause =
@@ -243,42 +304,50 @@ ledger_open(const char *dir, struct ledger **out, char **cause)
 	}
 	l->dir = xstrdup(dir);
 	l->path = xasprintf("%s/ledger.db", dir);
-	/* Created 0600 by us, not by SQLite under whatever umask. */
-	if ((fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
-		error = -errno;
-		*cause = xasprintf("cannot open the ledger '%s': %s", l->path, strerror(errno));
-		goto fail;
+	if ((error = connect_file(l, cause)) != 0) {
+		ledger_close(l);
+		return error;
 	}
-	close(fd);
-	if (sqlite3_open_v2(l->path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-	    SQLITE_OK) {
-		*cause =
-		    xasprintf("cannot open the ledger '%s': %s", l->path, sqlite3_errmsg(l->db));
-		error = -EIO;
-		goto fail;
-	}
-	sqlite3_busy_timeout(l->db, BUSY_MS);
-	if ((error = exec(l, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")) != 0) {
-		*cause = error == -EUCLEAN ? damaged(l, sqlite3_errmsg(l->db))
-		                           : xasprintf("the ledger '%s' cannot be used: %s", l->path,
-		                                 l->error);
-		goto fail;
-	}
-	if ((error = migrate(l, cause)) != 0)
-		goto fail;
 	*out = l;
 	return 0;
-fail:
-	ledger_close(l);
-	return error;
+}
+
+int
+ledger_refresh(struct ledger *l, bool *reopened, char **cause)
+{
+	struct stat st;
+	int error;
+
+	*reopened = false;
+	if (stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+		return 0;
+	/*
+	 * Deleted (or another file put there) under us: what we write would go to
+	 * a file nobody finds. Closing lets SQLite fold and remove its WAL; then
+	 * the file at the path is opened, or a new one made.
+	 */
+	sqlite3_close(l->db);
+	l->db = NULL;
+	if ((error = make_dirs(l->dir, 0700)) != 0 || (error = connect_file(l, cause)) != 0) {
+		if (*cause == NULL)
+			*cause = xasprintf("cannot make the state directory '%s' again: %s", l->dir,
+			    strerror(-error));
+		snprintf(l->error, sizeof l->error, "%s", *cause);
+		sqlite3_close(l->db);
+		l->db = NULL;
+		return error;
+	}
+	*reopened = true;
+	return 0;
 }
 
 int
 ledger_check(struct ledger *l, char **cause)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = NULL;
 	const unsigned char *first = NULL;
-	int rc = sqlite3_prepare_v2(l->db, "PRAGMA quick_check", -1, &st, NULL);
+	int rc = l->db != NULL ? sqlite3_prepare_v2(l->db, "PRAGMA quick_check", -1, &st, NULL)
+	                       : SQLITE_MISUSE;
 
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		first = sqlite3_column_text(st, 0);
@@ -287,7 +356,9 @@ ledger_check(struct ledger *l, char **cause)
 		return 0;
 	}
 	{
-		const char *text = first != NULL ? (const char *)first : sqlite3_errmsg(l->db);
+		const char *text = first != NULL ? (const char *)first
+		    : l->db != NULL              ? sqlite3_errmsg(l->db)
+		                                 : l->error;
 		char *what = xasprintf("integrity check: %.*s", (int)strcspn(text, "\n"), text);
 
 		*cause = damaged(l, what);
@@ -295,6 +366,19 @@ ledger_check(struct ledger *l, char **cause)
 	}
 	sqlite3_finalize(st);
 	return -EUCLEAN;
+}
+
+int
+ledger_checkpoint(struct ledger *l)
+{
+	int rc;
+
+	if (l->db == NULL)
+		return closed(l);
+	rc = sqlite3_wal_checkpoint_v2(l->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+
+	/* A reader in the way (a CLI reading) is no error: the next one gets there. */
+	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : failed(l, rc);
 }
 
 void
@@ -418,7 +502,11 @@ step_done(struct ledger *l, sqlite3_stmt *st)
 static int
 prepare(struct ledger *l, const char *sql, sqlite3_stmt **st)
 {
-	int rc = sqlite3_prepare_v2(l->db, sql, -1, st, NULL);
+	int rc;
+
+	if (l->db == NULL)
+		return closed(l);
+	rc = sqlite3_prepare_v2(l->db, sql, -1, st, NULL);
 
 	return rc == SQLITE_OK ? 0 : failed(l, rc);
 }
@@ -427,7 +515,8 @@ prepare(struct ledger *l, const char *sql, sqlite3_stmt **st)
 static int
 rollback(struct ledger *l, int error)
 {
-	sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	if (l->db != NULL)
+		sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 	return error;
 }
 
@@ -819,7 +908,8 @@ ledger_stats(struct ledger *l, struct vm_stats *s)
 	int rc;
 
 	memset(s, 0, sizeof *s);
-	if ((rc = prepare(l, "SELECT state, COUNT(*), SUM(cost) FROM vms GROUP BY state", &st)) != 0)
+	if ((rc = prepare(l, "SELECT state, COUNT(*), SUM(cost) FROM vms GROUP BY state", &st)) !=
+	    0)
 		return rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		enum vm_state state;

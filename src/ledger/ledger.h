@@ -78,6 +78,18 @@ void ledger_close(struct ledger *);
  * -EUCLEAN and a cause with its first line and what to do.
  */
 int ledger_check(struct ledger *, char **cause);
+/*
+ * Fold the WAL into the file and cut it back (the manager's passes): the WAL
+ * stays within a few hundred KiB whatever happens. 0, or the ledger's error.
+ */
+int ledger_checkpoint(struct ledger *);
+/*
+ * Whether the file at the ledger's path is still the one open; if it was
+ * deleted or replaced, the file there is opened (a new one made, migrated)
+ * and *reopened set: the caller writes what it knows into it. 0, or -errno
+ * and a cause (the ledger is then not usable until a refresh works).
+ */
+int ledger_refresh(struct ledger *, bool *reopened, char **cause);
 const char *ledger_path(const struct ledger *);
 /*
  * Every call that fails returns a negative errno: -ENOSPC (the state

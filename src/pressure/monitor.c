@@ -491,6 +491,38 @@ monitor_start(struct monitor *m, char **cause)
 	return 0;
 }
 
+void
+monitor_reconfigure(struct monitor *m, const struct monitor_opts *o)
+{
+	bool rearm = m->mode == MODE_TRIGGER && o->level.elevated_pct != m->opts.level.elevated_pct;
+	bool resample = o->sample_ms != m->opts.sample_ms;
+	double was = m->opts.level.elevated_pct;
+
+	m->opts.level = o->level;
+	m->opts.sample_ms = o->sample_ms;
+	m->opts.components = o->components;
+	m->opts.ncomponents = o->ncomponents;
+	if (rearm && m->psi_path != NULL) {
+		/* A trigger fd takes one trigger: the one armed wakes at the old threshold. */
+		stop_poll(m);
+		if ((m->psi_fd = open(m->psi_path, O_RDONLY | O_CLOEXEC)) < 0) {
+			char *why = xasprintf("cannot read %s (%s)", m->psi_path, strerror(errno));
+
+			fall_back(m, why);
+			free(why);
+			return;
+		}
+		set_mode(m, MODE_POLL,
+		    "the PSI trigger was armed for pressure.elevated_pct %g; sampling %s every "
+		    "%" PRId64 " ms until a restart arms it for %g",
+		    was, m->psi_path, m->opts.sample_ms, o->level.elevated_pct);
+		m->following = false;
+		start_sampling(m);
+	} else if (resample && (m->mode == MODE_POLL || m->mode == MODE_MEMINFO)) {
+		start_sampling(m);
+	}
+}
+
 /* --- replay --- */
 
 static void

@@ -62,6 +62,13 @@ int monitor_start(struct monitor *, char **cause);
  */
 void monitor_replay(
     struct monitor *, const struct trace *, double scale, void (*done)(void *), void *arg);
+/*
+ * A reloaded configuration: the level's thresholds and times, the sampling
+ * period and the components apply from the next sample. The file watched and
+ * the trigger's window are the start's; a trigger armed for another elevated
+ * threshold gives way to sampling, and the mode's reason says so.
+ */
+void monitor_reconfigure(struct monitor *, const struct monitor_opts *);
 /* Consumers: any number of each; called in registration order. */
 void monitor_on_level(struct monitor *, monitor_cb *, void *arg);
 void monitor_on_sample(struct monitor *, monitor_cb *, void *arg);

@@ -15,6 +15,12 @@
 void random_bytes(void *, size_t);
 void uuid_v4(char out[UUID_LEN]);
 /*
+ * The same UUID, version 4 in form, every time for the same seed and purpose
+ * (its bits are SHA-256's of them): a requestId that a crash or a lost write
+ * cannot change, as a delete's derived from its VM's insert.
+ */
+void uuid_derived(const char *seed, const char *purpose, char out[UUID_LEN]);
+/*
  * A repeatable generator (splitmix64) for dice that need no secrecy: jitter,
  * injected faults. Returns a uniform double in [0, 1) and advances *state.
  */

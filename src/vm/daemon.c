@@ -14,6 +14,7 @@
 #include "ledger/ledger.h"
 #include "ledger/pricing.h"
 #include "pressure/monitor.h"
+#include "util/buf.h"
 #include "util/jx.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -33,7 +34,8 @@ struct daemon {
 	uv_loop_t *loop;
 	struct daemon_opts o;
 	const struct config *cfg;
-	struct config emu_cfg; /* the configuration, pointed at the in-process emulator */
+	struct config emu_cfg;      /* the configuration, pointed at the in-process emulator */
+	struct config emu_cfg_next; /* a reload's, until it is taken */
 	struct ledger *ledger;
 	struct emulator *emu;
 	char *emu_creds;
@@ -305,11 +307,39 @@ start_manager(struct daemon *d)
 	started(d, 0, NULL);
 }
 
+/* The zones to use: gcp.zone, then gcp.fallback_zones, else the region's others. */
+static char **
+zones_of(const struct config *cfg, const char *const *region, size_t n)
+{
+	char **z;
+	size_t k = 1;
+
+	if (*cfg->fallback_zones != '\0') {
+		char *all = xasprintf("%s,%s", cfg->zone, cfg->fallback_zones);
+
+		z = str_split(all, ',', NULL);
+		free(all);
+		for (char **p = z; *p != NULL; p++) {
+			char *t = xstrdup(str_trim(*p));
+
+			free(*p);
+			*p = t;
+		}
+		return z;
+	}
+	z = xcalloc(n + 2, sizeof *z);
+	z[0] = xstrdup(cfg->zone);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(region[i], cfg->zone) != 0)
+			z[k++] = xstrdup(region[i]);
+	return z;
+}
+
+/* The region's zones, listed: the zones from now on (at start, or after a reload). */
 static void
 on_zones(const struct cloud_error *e, const char *const *zones, size_t n, void *arg)
 {
 	struct daemon *d = arg;
-	size_t k = 1;
 
 	if (e->code != CLOUD_OK) {
 		char *t = cloud_error_text(e);
@@ -320,29 +350,22 @@ on_zones(const struct cloud_error *e, const char *const *zones, size_t n, void *
 		n = 0;
 	}
 	str_list_free(d->zones);
-	d->zones = xcalloc(n + 2, sizeof *d->zones);
-	d->zones[0] = xstrdup(d->cfg->zone);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(zones[i], d->cfg->zone) != 0)
-			d->zones[k++] = xstrdup(zones[i]);
-	start_manager(d);
+	d->zones = zones_of(d->cfg, zones, n);
+	if (d->manager == NULL) {
+		start_manager(d);
+		return;
+	}
+	manager_set_zones(d->manager, (const char *const *)d->zones);
+	log_info("zones now %s%s%s", d->zones[0], d->zones[1] ? " then " : "",
+	    d->zones[1] ? d->zones[1] : "");
 }
 
 static void
 resolve_zones(struct daemon *d)
 {
 	if (*d->cfg->fallback_zones != '\0') {
-		char *all = xasprintf("%s,%s", d->cfg->zone, d->cfg->fallback_zones);
-
-		d->zones = str_split(all, ',', NULL);
-		free(all);
-		for (char **z = d->zones; *z != NULL; z++) {
-			char *t = xstrdup(str_trim(*z));
-
-			free(*z);
-			*z = t;
-		}
-		start_manager(d);
+		on_zones(
+		    &(struct cloud_error){CLOUD_OK, 0, NULL, NULL, NULL, NULL, 0, 0}, NULL, 0, d);
 		return;
 	}
 	if (d->conn.cloud->ops->zones(
@@ -368,10 +391,10 @@ catalog_take(struct daemon *d, json_t *doc, const char *source, char **cause)
 
 /* The catalog the configuration names, else the last refreshed, else the one we ship. */
 static int
-catalog_load(struct daemon *d, char **cause)
+catalog_load(struct daemon *d, const struct config *cfg, char **cause)
 {
-	const char *file = d->cfg->price_catalog;
-	char *path = *file != '\0' ? xstrdup(file) : xasprintf("%s/prices.json", d->cfg->state_dir);
+	const char *file = cfg->price_catalog;
+	char *path = *file != '\0' ? xstrdup(file) : xasprintf("%s/prices.json", cfg->state_dir);
 	char *text = NULL, *why = NULL, *source;
 	json_t *doc;
 	int error = read_file(path, CATALOG_MAX, &text, NULL);
@@ -392,8 +415,9 @@ catalog_load(struct daemon *d, char **cause)
 		return -EINVAL;
 	}
 	if (error != 0 && error != -ENOENT)
-		log_warnx("the prices last refreshed, in %s, cannot be used (%s); using the shipped "
-		          "ones",
+		log_warnx(
+		    "the prices last refreshed, in %s, cannot be used (%s); using the shipped "
+		    "ones",
 		    path, why != NULL ? why : strerror(-error));
 	free(why);
 	why = NULL;
@@ -574,7 +598,7 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 		daemon_owner_label(d->cfg->state_dir, d->owner);
 	if (o->replay != NULL && (error = trace_load(o->replay, &d->trace, cause)) != 0)
 		goto fail;
-	if ((error = catalog_load(d, cause)) != 0)
+	if ((error = catalog_load(d, d->cfg, cause)) != 0)
 		goto fail;
 	if (o->emulator && (error = start_emulator(d, cause)) != 0)
 		goto fail;
@@ -616,29 +640,126 @@ daemon_stop(struct daemon *d, void (*done)(void *), void *arg)
 		on_stopped(d);
 }
 
+/*
+ * A reload must not lose sight of a VM: another project or endpoint, or
+ * zones that leave one out, would make it look deleted. Refused while so.
+ */
+static int
+keeps_sight(struct daemon *d, const struct config *old, const struct config *cfg, char **cause)
+{
+	char vm[160];
+	char **zones = NULL;
+	int error = 0;
+
+	if (d->manager == NULL)
+		return 0;
+	if (strcmp(old->project, cfg->project) != 0 ||
+	    strcmp(old->compute_endpoint, cfg->compute_endpoint) != 0 ||
+	    strcmp(old->region, cfg->region) != 0) {
+		if (manager_alive_outside(d->manager, NULL, vm, sizeof vm))
+			*cause =
+			    xasprintf("%s cannot change while VMs run where it points now, such as "
+			              "%s: terminate them first (spillway terminate --all)",
+			        strcmp(old->project, cfg->project) != 0 ? "gcp.project"
+			            : strcmp(old->region, cfg->region) != 0
+			            ? "gcp.region"
+			            : "spillway.compute_endpoint",
+			        vm);
+	} else if (*cfg->fallback_zones != '\0' &&
+	    manager_alive_outside(
+	        d->manager, (const char *const *)(zones = zones_of(cfg, NULL, 0)), vm, sizeof vm)) {
+		*cause = xasprintf("the new zones leave out %s, which runs: keep its zone in "
+		                   "gcp.fallback_zones, or terminate it first",
+		    vm);
+	}
+	str_list_free(zones);
+	if (*cause != NULL)
+		error = -EBUSY;
+	return error;
+}
+
 int
 daemon_reload(struct daemon *d, const struct config *cfg, char **cause)
 {
+	struct config old = *d->cfg; /* its strings live on: the caller keeps the one before */
+	size_t changed[256], n, k;
+	bool components;
+	struct buf now = BUF_INIT(8192), later = BUF_INIT(8192);
 	int error;
 
+	*cause = NULL;
 	if ((error = metadata_fits(cfg, cause)) != 0)
 		return error;
 	if (d->emu != NULL) {
 		/* The emulator stays where it is: keep the endpoints pointed at it. */
-		char *ep = d->emu_cfg.compute_endpoint, *bill = d->emu_cfg.billing_endpoint;
-		char *project = d->emu_cfg.project;
-
-		d->emu_cfg = *cfg;
-		d->emu_cfg.compute_endpoint = ep;
-		d->emu_cfg.billing_endpoint = bill;
-		d->emu_cfg.project = project;
+		d->emu_cfg_next = *cfg;
+		d->emu_cfg_next.compute_endpoint = d->emu_cfg.compute_endpoint;
+		d->emu_cfg_next.billing_endpoint = d->emu_cfg.billing_endpoint;
+		d->emu_cfg_next.project = d->emu_cfg.project;
+		cfg = &d->emu_cfg_next;
+	}
+	if ((error = keeps_sight(d, &old, cfg, cause)) != 0)
+		return error;
+	n = config_diff(&old, cfg, changed, sizeof changed / sizeof changed[0], &components);
+	for (size_t i = 0; i < n; i++)
+		buf_printf(config_key_restart(changed[i]) ? &later : &now, "%s%s",
+		    (config_key_restart(changed[i]) ? later.len : now.len) ? ", " : "",
+		    config_key_name(changed[i]));
+	/* A catalog named anew is loaded before anything changes: one that cannot be is refused. */
+	if (strcmp(old.price_catalog, cfg->price_catalog) != 0 &&
+	    (error = catalog_load(d, cfg, cause)) != 0)
+		goto out;
+	if (d->emu != NULL) {
+		d->emu_cfg = d->emu_cfg_next;
 		cfg = &d->emu_cfg;
 	}
 	d->cfg = cfg;
-	if (d->manager != NULL)
+	if (d->manager != NULL) {
 		manager_set_config(d->manager, cfg);
-	log_info("configuration reloaded");
-	return 0;
+		if (strcmp(old.price_catalog, cfg->price_catalog) != 0)
+			manager_set_catalog(
+			    d->manager, json_object_get(d->catalog, "skus"), d->catalog_source);
+	}
+	/* The cloud: endpoint, project, retries. */
+	if ((error = cloud_reconfigure(&d->conn, cfg, cause)) != 0)
+		log_warnx("the cloud's settings stay as they were: %s", *cause);
+	free(*cause);
+	*cause = NULL;
+	error = 0;
+	if (d->started &&
+	    (strcmp(old.zone, cfg->zone) != 0 ||
+	        strcmp(old.fallback_zones, cfg->fallback_zones) != 0 ||
+	        strcmp(old.region, cfg->region) != 0))
+		resolve_zones(d);
+	hooks_set_timeout(d->hooks, (int64_t)(cfg->hook_timeout_s * 1000));
+	if (d->monitor != NULL) {
+		struct monitor_opts o;
+
+		monitor_opts_from_config(&o, cfg);
+		monitor_reconfigure(d->monitor, &o);
+	}
+	for (k = 0; k < n; k++)
+		if (strcmp(config_key_name(changed[k]), "spillway.log_level") == 0) {
+			enum log_level level;
+
+			if (log_parse_level(cfg->log_level, &level) == 0)
+				log_set_level(level);
+		}
+	if (components)
+		buf_printf(&now, "%sthe components", now.len ? ", " : "");
+	if (now.len == 0 && later.len == 0)
+		log_info("configuration reloaded: nothing changed");
+	else if (now.len > 0)
+		log_info("configuration reloaded: %s apply now", buf_str(&now));
+	if (later.len > 0)
+		log_warnx(
+		    "configuration reloaded, but these wait for a restart (spillway run reads "
+		    "them at start only): %s",
+		    buf_str(&later));
+out:
+	buf_release(&now);
+	buf_release(&later);
+	return error;
 }
 
 static void

@@ -12,6 +12,7 @@
 #include "util/uuid.h"
 #include "util/xmalloc.h"
 #include "vm/manager.h"
+#include "vm/records.h"
 #include "vm/startup.h"
 
 #define CALL_DEADLINE_MS       120000
@@ -23,6 +24,7 @@
 #define FAILURE_BACKOFF_MS     (5 * 60000)
 #define SHUTDOWN_POLL_MS       100
 #define ORPHAN_WHY             "it carries our owner label but the ledger did not know it"
+#define LEDGER_AGAIN_WHY       "written again: the ledger was deleted while spillway ran"
 #define BOOT_PROBE_MS          1000   /* a booting VM is READY within this of its backend */
 #define PREEMPT_LOOKBACK_MS    300000 /* preemptions are listed this far back, beyond two passes */
 
@@ -54,6 +56,8 @@ struct manager {
 	uv_loop_t *loop;
 	struct manager_opts o;
 	const struct config *cfg;
+	struct records *records; /* every write to the ledger, kept when it cannot take it */
+	bool ledger_lost_said;   /* the ledger's file could not be made again: said */
 	struct mvm *vms;
 	uv_timer_t timer;
 	uv_timer_t probe; /* health of BOOTING VMs, more often than the passes */
@@ -156,9 +160,7 @@ set_state(struct mvm *v, enum vm_state to, const char *reason)
 	if ((to == VM_TERMINATING || !vm_state_alive(to)) && reason != NULL &&
 	    v->rec.end_reason[0] == '\0')
 		snprintf(v->rec.end_reason, sizeof v->rec.end_reason, "%s", reason);
-	if (ledger_save(m->o.ledger, &v->rec, (int)from, reason, e.t_ms) != 0)
-		log_warnx("manager: %s: the ledger did not take %s -> %s", v->rec.name,
-		    vm_state_name(from), vm_state_name(to));
+	records_save(m->records, &v->rec, (int)from, reason, e.t_ms);
 	log_info("%s: %s -> %s%s%s", v->rec.name, vm_state_name(from), vm_state_name(to),
 	    reason ? ": " : "", reason ? reason : "");
 	emit(m, &e);
@@ -212,7 +214,8 @@ prune(struct manager *m)
 	while (*p != NULL) {
 		struct mvm *v = *p;
 
-		if (!vm_state_alive(v->rec.state) && !v->busy && v->health == NULL) {
+		if (!vm_state_alive(v->rec.state) && !v->busy && v->health == NULL &&
+		    !records_waiting(m->records, v->rec.name)) {
 			*p = v->next;
 			free(v->terminate_after);
 			free(v);
@@ -304,7 +307,7 @@ back_off(struct manager *m, const struct cloud_error *e, const char *name)
 	m->backoff_quota = e->code == CLOUD_QUOTA;
 	m->last_failure = now;
 	snprintf(m->backoff_why, sizeof m->backoff_why, "%s failed: %s", name, text);
-	ledger_event(m->o.ledger, name, "backoff", m->backoff_why, now);
+	records_event(m->records, name, "backoff", m->backoff_why, now);
 	free(text);
 }
 
@@ -388,9 +391,14 @@ terminate(struct mvm *v, const char *reason, enum vm_state end)
 		return;
 	}
 	v->end_state = end;
-	/* The delete's requestId is in the ledger before the delete is sent. */
+	/*
+	 * The delete's requestId is in the ledger before the delete is sent, and
+	 * derived from the insert's: a delete sent while the ledger could not take
+	 * it (a full disk) is the same delete after a crash, never a second one.
+	 */
 	if (v->rec.delete_request_id[0] == '\0')
-		uuid_v4(v->rec.delete_request_id);
+		uuid_derived(v->rec.request_id[0] != '\0' ? v->rec.request_id : v->rec.name,
+		    "delete", v->rec.delete_request_id);
 	if (v->rec.state != VM_TERMINATING)
 		set_state(v, VM_TERMINATING, reason);
 	send_delete(v);
@@ -399,20 +407,10 @@ terminate(struct mvm *v, const char *reason, enum vm_state end)
 static void
 close_cost(struct mvm *v, int64_t end, bool preempted)
 {
-	double total = 0;
-
-	int64_t start = v->rec.started_ms;
-
-	if (start > 0 && end < start)
-		end = start;
-	/* Closed before a crash: the run billed then is the record's. */
-	if (ledger_close_cost(v->m->o.ledger, v->rec.name, v->rec.per_hour, &start, &end,
-	        v->rec.spot, preempted, &total) == 0) {
-		v->rec.cost = total;
-		v->rec.started_ms = start;
-	}
+	if (v->rec.started_ms > 0 && end < v->rec.started_ms)
+		end = v->rec.started_ms;
 	v->rec.ended_ms = end;
-	v->rec.reserved = 0;
+	records_close_cost(v->m->records, &v->rec, preempted);
 }
 
 static void
@@ -460,7 +458,7 @@ on_got(const struct cloud_error *e, const struct cloud_instance *in, void *arg)
 			snprintf(v->rec.nat_ip, sizeof v->rec.nat_ip, "%s", in->nat_ip);
 		if (in->started_ms > 0)
 			v->rec.started_ms = in->started_ms;
-		ledger_save(v->m->o.ledger, &v->rec, (int)v->rec.state, NULL, now_ms(v->m));
+		records_save(v->m->records, &v->rec, (int)v->rec.state, NULL, now_ms(v->m));
 	}
 	after_call(v);
 }
@@ -497,13 +495,13 @@ create_failed(struct mvm *v, const struct cloud_error *e)
 			    xasprintf("zone %s has no capacity; trying %s", v->rec.zone, zone);
 
 			log_info("%s: %s", v->rec.name, why);
-			ledger_event(m->o.ledger, v->rec.name, "stockout", why, now_ms(m));
+			records_event(m->records, v->rec.name, "stockout", why, now_ms(m));
 			/* A new zone is a new insert: a new requestId, in the ledger first. */
 			snprintf(v->rec.zone, sizeof v->rec.zone, "%s", zone);
 			uuid_v4(v->rec.request_id);
 			v->rec.zones_tried++;
 			v->rec.op[0] = '\0';
-			ledger_save(m->o.ledger, &v->rec, (int)v->rec.state, NULL, now_ms(m));
+			records_save(m->records, &v->rec, (int)v->rec.state, NULL, now_ms(m));
 			send_insert(v);
 			free(why);
 			free(text);
@@ -678,11 +676,13 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 	int error;
 
 	if (zone == NULL) {
-		decision_refuse(no, "stockout", "every zone of %s lacks capacity for now", cfg->region);
+		decision_refuse(
+		    no, "stockout", "every zone of %s lacks capacity for now", cfg->region);
 		return -EAGAIN;
 	}
 	if (!m->price_known) {
-		decision_refuse(no, "price", "%s", m->price_why[0] ? m->price_why : "not known yet");
+		decision_refuse(
+		    no, "price", "%s", m->price_why[0] ? m->price_why : "not known yet");
 		return -EAGAIN;
 	}
 	memset(&rec, 0, sizeof rec);
@@ -698,14 +698,17 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 	rec.confidence = confidence;
 	rec.zones_tried = 1;
 	/* The budget check and the reservation: one transaction. */
-	if ((error = ledger_reserve(m->o.ledger, &rec, &rules, now_ms(m), &plan, why, sizeof why)) !=
-	    0) {
-		/* Refused by a rule, or the ledger could not say: nothing was reserved either way. */
+	if ((error = ledger_reserve(
+	         m->o.ledger, &rec, &rules, now_ms(m), &plan, why, sizeof why)) != 0) {
+		/* Refused by a rule, or the ledger could not say: nothing was reserved either way.
+		 */
 		decision_refuse(no,
-		    error == -EBUSY    ? "concurrency"
+		    error == -EBUSY        ? "concurrency"
 		        : error == -EAGAIN ? "budget"
 		                           : "ledger",
-		    "%s%s", error == -EBUSY || error == -EAGAIN ? "" : "the ledger could not record the VM: ",
+		    "%s%s",
+		    error == -EBUSY || error == -EAGAIN ? ""
+		                                        : "the ledger could not record the VM: ",
 		    why);
 		return error == -EAGAIN || error == -EBUSY ? -EAGAIN : error;
 	}
@@ -754,6 +757,9 @@ decide_input(struct manager *m, struct decide_input *in)
 	if (ledger_spent(m->o.ledger, now, &in->spent) != 0 ||
 	    ledger_committed(m->o.ledger, now, &in->committed) != 0)
 		in->ledger_why = ledger_error(m->o.ledger);
+	/* While records wait for the ledger, no VM is added to them. */
+	if (in->ledger_why == NULL)
+		in->ledger_why = records_problem(m->records, NULL);
 	in->max_run_s = (int64_t)(cfg->max_lifetime_hours * 3600);
 	in->min_run_s = (int64_t)(cfg->min_run_minutes * 60);
 	in->cooldown_until = m->cooldown_until;
@@ -792,7 +798,7 @@ consider(struct manager *m)
 	/* A refusal is said once per rule, not once a second. */
 	if (d.create || strcmp(d.rule, m->last_rule) != 0) {
 		emit(m, &e);
-		ledger_event(m->o.ledger, "-", d.create ? "decision" : "refusal", d.reason, e.t_ms);
+		records_event(m->records, "-", d.create ? "decision" : "refusal", d.reason, e.t_ms);
 		log_info("decision: %s%s", d.create ? "create: " : "no: ", d.reason);
 	}
 	snprintf(m->last_rule, sizeof m->last_rule, "%s", d.create ? "" : d.rule);
@@ -800,7 +806,7 @@ consider(struct manager *m)
 		return;
 	if (create_vm(m, d.components, d.reason, NULL, d.confidence, name, sizeof name, &d) != 0) {
 		log_info("decision: refused: %s", d.reason);
-		ledger_event(m->o.ledger, "-", "refusal", d.reason, now_ms(m));
+		records_event(m->records, "-", "refusal", d.reason, now_ms(m));
 	}
 }
 
@@ -939,7 +945,7 @@ mark_preempted(struct mvm *v, int64_t when, const char *why)
 		return;
 	v->preempted = true;
 	v->preempted_ms = when;
-	ledger_event(m->o.ledger, v->rec.name, "preempted", why, now_ms(m));
+	records_event(m->records, v->rec.name, "preempted", why, now_ms(m));
 	/* Spot capacity is short there: a replacement goes elsewhere, now. */
 	skip_zone(m, v->rec.zone, "a VM was preempted there");
 	m->cooldown_until = 0;
@@ -1078,8 +1084,11 @@ find_orphans(struct manager *m)
 		        rec.state == VM_PREEMPTED))
 			continue;
 		if (v == NULL) {
-			bool known = ledger_get(m->o.ledger, name, &rec) == 0;
+			int got = ledger_get(m->o.ledger, name, &rec);
+			bool known = got == 0;
 
+			if (got != 0 && got != -ENOENT)
+				continue; /* the ledger cannot say: the next pass looks again */
 			if (!known) {
 				memset(&rec, 0, sizeof rec);
 				snprintf(rec.name, sizeof rec.name, "%s", name);
@@ -1095,15 +1104,19 @@ find_orphans(struct manager *m)
 			if (strcmp(rec.machine_type, m->cfg->machine_type) == 0 &&
 			    rec.spot == m->cfg->use_spot)
 				rec.per_hour = m->per_hour;
-			rec.delete_request_id[0] = '\0';
-			if (!known)
-				ledger_save(m->o.ledger, &rec, -1, ORPHAN_WHY, now);
+			/* Deleted once already: a delete again needs a requestId of its own. */
+			if (rec.delete_request_id[0] != '\0')
+				uuid_derived(
+				    rec.delete_request_id, "delete", rec.delete_request_id);
 			v = add_vm(m, &rec);
+			if (!known)
+				records_save(m->records, &v->rec, -1, ORPHAN_WHY, now);
 		}
 		v->gone_said = true;
 		if (strcmp(m->cfg->orphan_policy, "adopt") == 0) {
 			v->gone_said = false;
-			set_state(v, strcmp(it->status, "RUNNING") == 0 ? VM_BOOTING : VM_PROVISIONING,
+			set_state(v,
+			    strcmp(it->status, "RUNNING") == 0 ? VM_BOOTING : VM_PROVISIONING,
 			    "adopted: it carries our owner label");
 		} else {
 			set_state(v, VM_ORPHANED, ORPHAN_WHY);
@@ -1454,6 +1467,51 @@ preemptions_since(const struct manager *m)
 	return since;
 }
 
+/*
+ * The ledger deleted (or another file put in its place) while we run: what we
+ * wrote would go where nobody finds it. The file there is opened (a new one
+ * made), and what is alive is written into it, said once.
+ */
+static void
+check_ledger(struct manager *m)
+{
+	bool reopened = false;
+	char *cause = NULL;
+	int n = 0;
+
+	if (ledger_refresh(m->o.ledger, &reopened, &cause) != 0) {
+		if (!m->ledger_lost_said)
+			log_warnx("%s; what happens is kept in memory meanwhile", cause);
+		m->ledger_lost_said = true;
+		free(cause);
+		return;
+	}
+	m->ledger_lost_said = false;
+	if (!reopened)
+		return;
+	for (struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (vm_state_alive(v->rec.state) || records_waiting(m->records, v->rec.name)) {
+			records_save(m->records, &v->rec, -1, LEDGER_AGAIN_WHY, now_ms(m));
+			n++;
+		}
+	log_warnx("the ledger %s was deleted or replaced while spillway ran: the file there now "
+	          "holds what is alive (%d VM%s); what ended before is not in it",
+	    ledger_path(m->o.ledger), n, n == 1 ? "" : "s");
+}
+
+/* The machine type's size, for its price: once, until it is known (or changes). */
+static void
+ask_price(struct manager *m)
+{
+	if (m->price_known || m->price_asked)
+		return;
+	m->price_asked = true;
+	m->counts.api_calls++;
+	if (m->o.cloud->ops->machine_type(m->o.cloud, m->o.zones[0], m->cfg->machine_type,
+	        now_ms(m) + CALL_DEADLINE_MS, on_machine_type, m) != 0)
+		m->price_asked = false;
+}
+
 static void
 pass(struct manager *m)
 {
@@ -1461,13 +1519,11 @@ pass(struct manager *m)
 		return;
 	m->passing = true;
 	m->pass_started_ns = monotonic_ns();
-	if (!m->price_known && !m->price_asked) {
-		m->price_asked = true;
-		m->counts.api_calls++;
-		if (m->o.cloud->ops->machine_type(m->o.cloud, m->o.zones[0], m->cfg->machine_type,
-		        now_ms(m) + CALL_DEADLINE_MS, on_machine_type, m) != 0)
-			m->price_asked = false;
-	}
+	check_ledger(m);
+	/* What the ledger could not take before, first; then the WAL is cut back. */
+	if (records_flush(m->records, now_ms(m)) == 0)
+		ledger_checkpoint(m->o.ledger);
+	ask_price(m);
 	m->counts.api_calls += (long)str_list_len((char *const *)m->o.zones);
 	m->list_sent_ms = now_ms(m);
 	if (m->o.cloud->ops->list(m->o.cloud, m->o.zones, "spillway-owner", m->o.owner,
@@ -1485,13 +1541,61 @@ on_timer(uv_timer_t *t)
 	pass(t->data);
 }
 
+/* Whether a VM's price is another under this configuration: asked again, at once. */
+static bool
+priced_alike(const struct config *a, const struct config *b)
+{
+	return strcmp(a->machine_type, b->machine_type) == 0 && strcmp(a->region, b->region) == 0 &&
+	    a->use_spot == b->use_spot && a->disk_gb == b->disk_gb &&
+	    strcmp(a->disk_type, b->disk_type) == 0;
+}
+
 void
 manager_set_config(struct manager *m, const struct config *cfg)
 {
+	bool same = priced_alike(m->cfg, cfg);
+
 	m->cfg = cfg;
 	m->o.cfg = cfg;
-	/* The machine type or the region may have changed: ask for the price again. */
-	m->price_known = false;
+	if (!same) {
+		m->price_known = false;
+		m->price_why[0] = '\0';
+		ask_price(m);
+	}
+}
+
+void
+manager_set_zones(struct manager *m, const char *const *zones)
+{
+	m->o.zones = zones;
+}
+
+void
+manager_set_catalog(struct manager *m, const json_t *catalog, const char *source)
+{
+	m->o.catalog = catalog;
+	m->o.catalog_source = source;
+	m->price_known = false; /* asked again now, from this catalog */
+	m->price_why[0] = '\0';
+	ask_price(m);
+}
+
+bool
+manager_alive_outside(const struct manager *m, const char *const *zones, char *vm, size_t size)
+{
+	for (const struct mvm *v = m->vms; v != NULL; v = v->next) {
+		bool in = false;
+
+		if (!vm_state_alive(v->rec.state))
+			continue;
+		for (const char *const *z = zones; z != NULL && *z != NULL && !in; z++)
+			in = strcmp(*z, v->rec.zone) == 0;
+		if (!in) {
+			snprintf(vm, size, "%s (in %s)", v->rec.name, v->rec.zone);
+			return true;
+		}
+	}
+	return false;
 }
 
 void
@@ -1522,7 +1626,7 @@ manager_pressure(struct manager *m, const struct pressure_snapshot *s, enum pres
 			m->normal_since = m->level_since;
 		m->last_rule[0] = '\0';
 		emit(m, &e);
-		ledger_event(m->o.ledger, "-", "pressure", pressure_level_name(s->level), now);
+		records_event(m->records, "-", "pressure", pressure_level_name(s->level), now);
 		consider(m);
 	}
 }
@@ -1539,10 +1643,13 @@ manager_new(uv_loop_t *loop, const struct manager_opts *o, struct manager **out,
 	m->loop = loop;
 	m->o = *o;
 	m->cfg = o->cfg;
+	m->records = records_new(o->ledger);
 	m->level = PRESSURE_NORMAL;
 	m->level_since = m->normal_since = now_ms(m);
 	if (ledger_list(o->ledger, NULL, 0, &list, &n) != 0) {
-		*cause = xasprintf("cannot read the VMs from the ledger: %s", ledger_error(o->ledger));
+		*cause =
+		    xasprintf("cannot read the VMs from the ledger: %s", ledger_error(o->ledger));
+		records_free(m->records);
 		free(m);
 		return -EIO;
 	}
@@ -1583,6 +1690,9 @@ on_shutdown_tick(uv_timer_t *t)
 			log_warnx(
 			    "manager: shutdown timed out with VMs still alive; the next start will "
 			    "find them");
+		/* The last chance for what waits; else the log is where it goes. */
+		if (records_flush(m->records, now_ms(m)) != 0)
+			records_say_lost(m->records);
 		uv_timer_stop(&m->timer);
 		if (m->done != NULL)
 			m->done(m->done_arg);
@@ -1648,6 +1758,18 @@ manager_counts(const struct manager *m, struct manager_counts *c)
 	*c = m->counts;
 }
 
+size_t
+manager_waiting(const struct manager *m, struct vm_record **out)
+{
+	return records_waiting_vms(m->records, out);
+}
+
+const char *
+manager_ledger_problem(const struct manager *m, size_t *waiting)
+{
+	return records_problem(m->records, waiting);
+}
+
 static void
 manager_release(uv_handle_t *h)
 {
@@ -1663,6 +1785,7 @@ manager_release(uv_handle_t *h)
 		free(v);
 	}
 	forget_pass(m);
+	records_free(m->records);
 	free(m->consumers);
 	free(m);
 }

@@ -79,6 +79,14 @@ void manager_pressure(struct manager *, const struct pressure_snapshot *, enum p
 void manager_on_event(struct manager *, manager_event_cb *, void *arg);
 /* A reloaded configuration; the caller keeps it alive while the manager runs. */
 void manager_set_config(struct manager *, const struct config *);
+/* Reloaded zones (the zone, then the fallbacks) and price catalog; the caller keeps them alive. */
+void manager_set_zones(struct manager *, const char *const *zones);
+void manager_set_catalog(struct manager *, const json_t *catalog, const char *source);
+/*
+ * Whether a VM alive would be out of sight in these zones (NULL: in any):
+ * its name and zone in vm. A reload must not lose sight of a VM.
+ */
+bool manager_alive_outside(const struct manager *, const char *const *zones, char *vm, size_t size);
 /* Whether shutdown leaves the VMs running (the library decides when it closes). */
 void manager_set_keep(struct manager *, bool keep);
 /* A pass now (tests, SIGUSR1). */
@@ -112,6 +120,14 @@ void manager_free(struct manager *);
 bool manager_settled(const struct manager *);
 /* The backoffs in force now (at most max). */
 size_t manager_backoffs(struct manager *, struct backoff *, size_t max);
+
+/*
+ * What the ledger has not taken yet (records.h): why (NULL when nothing
+ * waits) and how much, and copies of the VM records it lacks, which views
+ * show in place of the ledger's.
+ */
+const char *manager_ledger_problem(const struct manager *, size_t *waiting);
+size_t manager_waiting(const struct manager *, struct vm_record **out); /* caller frees */
 
 /* Counters, for the benchmark and status. */
 struct manager_counts {

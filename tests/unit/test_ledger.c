@@ -26,6 +26,7 @@
 #include "ledger/pricing.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+#include "vm/records.h"
 
 extern const char gce_prices_json[];
 extern const size_t gce_prices_json_len;
@@ -199,13 +200,16 @@ tampered(json_t **doc, const char *description, const char *units, json_int_t na
 	json_array_foreach (skus, i, sku) {
 		json_t *money;
 
-		if (strcmp(json_string_value(json_object_get(sku, "description")), description) != 0)
+		if (strcmp(json_string_value(json_object_get(sku, "description")), description) !=
+		    0)
 			continue;
-		money = json_object_get(json_array_get(json_object_get(json_object_get(json_array_get(
-		                                           json_object_get(sku, "pricingInfo"), 0),
-		                                           "pricingExpression"),
-		                                           "tieredRates"),
-		                            0),
+		money = json_object_get(
+		    json_array_get(
+		        json_object_get(
+		            json_object_get(json_array_get(json_object_get(sku, "pricingInfo"), 0),
+		                "pricingExpression"),
+		            "tieredRates"),
+		        0),
 		    "unitPrice");
 		json_object_set_new(money, "units", json_string(units));
 		json_object_set_new(money, "nanos", json_integer(nanos));
@@ -525,12 +529,13 @@ test_ledger_migration_repairs(void **state)
 	assert_int_equal(ledger_save(l, &a, -1, "by hand", 1000), 0);
 	ledger_close(l);
 	/* Schema 3's tables had no CHECKs: copies without them, holding what 3 let in. */
-	raw_sql(dir, "CREATE TABLE v3 AS SELECT * FROM vms; DROP TABLE vms;"
-	             "ALTER TABLE v3 RENAME TO vms; CREATE TABLE c3 AS SELECT * FROM costs;"
-	             "DROP TABLE costs; ALTER TABLE c3 RENAME TO costs;"
-	             "UPDATE vms SET per_hour = -36.97, cost = -30.84;"
-	             "INSERT INTO costs VALUES ('spillway-a', '2026-11-27', -30.84);"
-	             "PRAGMA user_version = 3;");
+	raw_sql(dir,
+	    "CREATE TABLE v3 AS SELECT * FROM vms; DROP TABLE vms;"
+	    "ALTER TABLE v3 RENAME TO vms; CREATE TABLE c3 AS SELECT * FROM costs;"
+	    "DROP TABLE costs; ALTER TABLE c3 RENAME TO costs;"
+	    "UPDATE vms SET per_hour = -36.97, cost = -30.84;"
+	    "INSERT INTO costs VALUES ('spillway-a', '2026-11-27', -30.84);"
+	    "PRAGMA user_version = 3;");
 	assert_int_equal(ledger_open(dir, &l, &cause), 0);
 	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);
 	assert_true(got.per_hour == 0 && got.cost == 0);
@@ -538,7 +543,8 @@ test_ledger_migration_repairs(void **state)
 		struct day_cost *days;
 		int count;
 
-		assert_int_equal(ledger_days(l, local_ms(2026, 11, 27, 12, 0, 0), 1, &days, &count), 0);
+		assert_int_equal(
+		    ledger_days(l, local_ms(2026, 11, 27, 12, 0, 0), 1, &days, &count), 0);
 		assert_true(days[0].amount == 0);
 		free(days);
 	}
@@ -584,6 +590,69 @@ test_ledger_fails_closed(void **state)
 	/* The committed sum reads the VMs alone: it holds; the days need the costs. */
 	assert_int_equal(ledger_committed(l, t0, &v), 0);
 	assert_int_not_equal(ledger_days(l, t0, 3, &(struct day_cost *){0}, &(int){0}), 0);
+	ledger_close(l);
+	remove_tree(dir);
+	free(dir);
+}
+
+/*
+ * The manager's door to the ledger (src/vm/records.c): what the ledger cannot
+ * take waits, in order, is seen in place of the ledger's rows, and is written
+ * once it can be; a cost closed meanwhile is the run's true cost.
+ */
+static void
+test_records_wait(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL;
+	struct ledger *l;
+	struct records *r;
+	struct vm_record a = intent("spillway-a", 0.06), got, *waiting;
+	struct ledger_event *ev;
+	size_t n;
+	int64_t t0 = local_ms(2026, 11, 27, 10, 0, 0);
+
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	r = records_new(l);
+	a.state = VM_READY;
+	a.started_ms = t0;
+	assert_int_equal(records_save(r, &a, -1, "up", t0), 0);
+	assert_null(records_problem(r, NULL));
+	/* The ledger stops taking writes: events cannot be written, nor records. */
+	raw_sql(dir, "ALTER TABLE events RENAME TO events_away");
+	a.state = VM_TERMINATING;
+	assert_int_not_equal(records_save(r, &a, VM_READY, "idle", t0 + 10 * MN), 0);
+	assert_non_null(records_problem(r, &n));
+	assert_int_equal(n, 1);
+	assert_true(records_waiting(r, "spillway-a"));
+	a.state = VM_TERMINATED;
+	a.ended_ms = t0 + 30 * MN;
+	assert_int_not_equal(records_close_cost(r, &a, false), 0);
+	assert_true(fabs(a.cost - 0.03) < 1e-12); /* what it will be billed, worked out now */
+	assert_int_not_equal(records_save(r, &a, VM_TERMINATING, "deleted", a.ended_ms), 0);
+	assert_int_not_equal(records_event(r, "-", "refusal", "ledger: full", a.ended_ms), 0);
+	/* The views see the latest record, not the ledger's. */
+	assert_int_equal(records_waiting_vms(r, &waiting), 1);
+	assert_int_equal(waiting[0].state, VM_TERMINATED);
+	free(waiting);
+	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);
+	assert_int_equal(got.state, VM_READY);
+	/* It takes writes again: everything, in the order it happened. */
+	raw_sql(dir, "ALTER TABLE events_away RENAME TO events");
+	assert_int_equal(records_flush(r, t0 + 40 * MN), 0);
+	assert_null(records_problem(r, &n));
+	assert_int_equal(n, 0);
+	assert_false(records_waiting(r, "spillway-a"));
+	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);
+	assert_int_equal(got.state, VM_TERMINATED);
+	assert_true(fabs(got.cost - 0.03) < 1e-12);
+	assert_int_equal(ledger_events(l, NULL, 10, &ev, &n), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(ev[0].detail, "ledger: full");
+	assert_string_equal(ev[1].detail, "TERMINATING -> TERMINATED: deleted");
+	assert_string_equal(ev[2].detail, "READY -> TERMINATING: idle");
+	assert_string_equal(ev[3].detail, "NEW -> READY: up");
+	free(ev);
+	records_free(r);
 	ledger_close(l);
 	remove_tree(dir);
 	free(dir);
@@ -659,6 +728,7 @@ main(void)
 	    cmocka_unit_test(test_ledger_never_negative),
 	    cmocka_unit_test(test_ledger_migration_repairs),
 	    cmocka_unit_test(test_ledger_fails_closed),
+	    cmocka_unit_test(test_records_wait),
 	    cmocka_unit_test(test_ledger_two_processes),
 	};
 
