@@ -1,7 +1,12 @@
-/* The Cloud Billing catalog's SKUs, as the price lookup reads a page of them. */
+/*
+ * The Cloud Billing catalog's SKUs, as the price lookup reads a page of them:
+ * a catalog the check takes never prices a VM at $0 or less, nor past the
+ * bound (the budget's first rule rests on it).
+ */
 #include <stdlib.h>
 
 #include "fuzz.h"
+#include "ledger/cost.h"
 #include "ledger/pricing.h"
 #include "util/jx.h"
 
@@ -10,11 +15,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *types[] = {"e2-highmem-4", "n2-standard-8", "n2d-highmem-2"};
 	json_t *v = NULL;
+	const json_t *skus;
 	char *cause = NULL;
 
 	if (jx_parse((const char *)data, size, &v, NULL) != 0)
 		return 0;
-	if (price_catalog_check(v, &cause) == 0) {
+	/* A page ({"skus": [...]}) or the list itself. */
+	skus = json_is_array(v) ? v : json_object_get(v, "skus");
+	if (price_catalog_check(skus, &cause) == 0) {
 		for (size_t i = 0; i < 6; i++) {
 			struct price_query q = {
 			    types[i % 3], "us-central1", i < 3, 4, 32768, 20, "pd-balanced", true};
@@ -22,7 +30,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			free(cause);
 			cause = NULL;
-			price_lookup(json_object_get(v, "skus"), &q, &p, &cause);
+			if (price_lookup(skus, &q, &p, &cause) == 0 &&
+			    !(p.per_hour > 0 && p.per_hour <= PRICE_MAX_PER_HOUR))
+				abort(); /* a price that is no price got through */
 		}
 	}
 	free(cause);

@@ -154,8 +154,10 @@ records_flush(struct records *r, int64_t now)
 
 	while (done < r->n && (error = perform(r, &r->w[done])) == 0)
 		wait_release(&r->w[done++]);
-	memmove(r->w, r->w + done, (r->n - done) * sizeof *r->w);
-	r->n -= done;
+	if (done > 0) {
+		memmove(r->w, r->w + done, (r->n - done) * sizeof *r->w);
+		r->n -= done;
+	}
 	if (error != 0) {
 		failed(r, error);
 		return error;
