@@ -480,6 +480,8 @@ op_from_json(json_t *v, struct cloud_op *op)
 	if (jx_str(v, "insertTime") != NULL &&
 	    time_parse_rfc3339(jx_str(v, "insertTime"), &ms) == 0)
 		op->inserted_ms = ms;
+	if (jx_str(v, "endTime") != NULL && time_parse_rfc3339(jx_str(v, "endTime"), &ms) == 0)
+		op->ended_ms = ms;
 }
 
 static struct cloud_kv *
@@ -829,7 +831,7 @@ on_http(const struct http_response *r, void *arg)
 		http_error(c, r);
 		if (c->kind == K_DELETE && r->status == 404) {
 			/* Already gone: what a delete wanted. */
-			struct cloud_op op = {NULL, c->target_zone, "delete", NULL, true, 0};
+			struct cloud_op op = {NULL, c->target_zone, "delete", NULL, true, 0, 0};
 
 			clear_error(c);
 			c->err.attempts = c->attempts;

@@ -106,6 +106,7 @@ struct cloud_op {
 	const char *target; /* the instance's name */
 	bool done;
 	int64_t inserted_ms;
+	int64_t ended_ms; /* endTime: when it was DONE; 0 when not (or not said) */
 };
 
 struct cloud_machine_type {

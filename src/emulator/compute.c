@@ -1156,7 +1156,7 @@ inst_delete(struct rq *rq, struct zone *z, const char *name)
 	struct emulator *emu = rq->emu;
 	struct inst *inst = emu_find_inst(emu, z->name, name);
 	const char *request_id;
-	struct op *op;
+	struct op *op, *overtaken;
 
 	if (check_request_id(rq, &request_id, &op) != 0)
 		return;
@@ -1173,10 +1173,13 @@ inst_delete(struct rq *rq, struct zone *z, const char *name)
 		return;
 	}
 	/* A pending insert has done its part once a delete overtakes it. */
-	if (inst->op != NULL)
-		op_done(inst->op, NULL, 0, NULL);
+	if ((overtaken = inst->op) != NULL)
+		op_done(overtaken, NULL, 0, NULL);
 	op =
 	    op_new(z, "delete", inst->name, jx_str(inst->res, "id"), request_id, emu->client_email);
+	/* ...at the very moment the delete came: it never ran (the clock may run fast). */
+	if (overtaken != NULL)
+		json_object_set(overtaken->res, "endTime", json_object_get(op->res, "insertTime"));
 	op_start(op);
 	inst->op = op;
 	inst->fail_code = NULL;

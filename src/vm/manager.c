@@ -37,6 +37,8 @@ struct mvm {
 	bool preempted;
 	int64_t preempted_ms;
 	enum vm_state end_state; /* what TERMINATING ends in */
+	int64_t gave_up_ms;      /* its create was given up then (it did not run yet) */
+	int64_t deleted_ms;      /* when the cloud took its delete */
 	struct http_call *health;
 	bool probe; /* the health call in flight is a boot probe, not the pass's */
 	struct mvm *next;
@@ -322,6 +324,45 @@ cool_down(struct manager *m, const char *why)
 
 static void finish_termination(struct mvm *);
 static void terminate(struct mvm *, const char *reason, enum vm_state end);
+static bool transient(enum cloud_errc);
+
+/*
+ * What became of the insert of a VM given up before it ran: DONE before the
+ * cloud took its delete, it ran from then and is billed; ended with an error,
+ * or by the delete itself, it never ran. No answer: taken as run from the
+ * moment it was given up, more rather than less.
+ */
+static void
+on_insert_fate(const struct cloud_error *e, const struct cloud_op *op, void *arg)
+{
+	struct mvm *v = arg;
+
+	v->busy = false;
+	if (e->code == CLOUD_OK && op->done && op->ended_ms > 0 && op->ended_ms < v->deleted_ms)
+		v->rec.started_ms = op->ended_ms;
+	else if (e->code != CLOUD_OK && (transient(e->code) || e->code == CLOUD_NOT_FOUND))
+		v->rec.started_ms = v->gave_up_ms;
+	finish_termination(v);
+}
+
+/* The delete is done (op: its operation, or NULL when the VM was gone already). */
+static void
+deleted(struct mvm *v, const struct cloud_op *op)
+{
+	struct manager *m = v->m;
+
+	/* Given up before it ran: it may have started while its delete was on the way. */
+	if (v->gave_up_ms > 0 && v->rec.started_ms <= 0 && v->rec.op[0] != '\0') {
+		v->deleted_ms = op != NULL && op->inserted_ms > 0 ? op->inserted_ms : now_ms(m);
+		v->busy = true;
+		m->counts.api_calls++;
+		if (m->o.cloud->ops->wait(m->o.cloud, v->rec.zone, v->rec.op,
+		        now_ms(m) + CALL_DEADLINE_MS, on_insert_fate, v) == 0)
+			return;
+		v->busy = false;
+	}
+	finish_termination(v);
+}
 
 static void
 on_delete_done(const struct cloud_error *e, const struct cloud_op *op, void *arg)
@@ -330,7 +371,7 @@ on_delete_done(const struct cloud_error *e, const struct cloud_op *op, void *arg
 
 	v->busy = false;
 	if (e->code == CLOUD_OK || e->code == CLOUD_NOT_FOUND) {
-		finish_termination(v);
+		deleted(v, e->code == CLOUD_OK ? op : NULL);
 		return;
 	}
 	/* Still TERMINATING: the next pass sends the same delete again. */
@@ -355,7 +396,7 @@ on_deleted(const struct cloud_error *e, const struct cloud_op *op, void *arg)
 		return;
 	}
 	if (op->name == NULL || op->done) {
-		finish_termination(v);
+		deleted(v, op->name != NULL ? op : NULL);
 		return;
 	}
 	v->busy = true;
@@ -476,6 +517,7 @@ give_up_create(struct mvm *v, const char *why)
 	struct cloud_error e = {CLOUD_DEADLINE, 0, NULL, why, NULL, NULL, 0, 0};
 
 	back_off(v->m, &e, v->rec.name);
+	v->gave_up_ms = now_ms(v->m);
 	terminate(v, why, VM_FAILED);
 }
 

@@ -23,6 +23,7 @@
 
 #include "harness.h"
 #include "world.h"
+#include "ledger/cost.h"
 #include "ledger/ledger.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -609,6 +610,38 @@ test_insert_too_late(void **state)
 	world_end(&w);
 }
 
+/*
+ * The same, but the VM boots faster than its delete comes: given up while it
+ * did not run, it ran before the cloud took the delete, and is billed from
+ * the moment its insert was DONE (it was FAILED at $0).
+ */
+static void
+test_given_up_but_ran(void **state)
+{
+	const char *emu[] = {"--boot-ms", "1", NULL};
+	const char *env[] = {"SPILLWAY_CREATE_DEADLINE_MINUTES=1", NULL};
+	struct world w;
+	struct vm_record v, gone;
+	int64_t deleted;
+
+	v = by_hand(&w, emu, env, "rate429=1");
+	wait_vnow(&w, v.requested_ms + 90000);
+	expect_unseen(&w, &v);
+	emu_set_faults(&w.e, "");
+	gone = wait_vm(&w, v.name, VM_FAILED);
+	assert_non_null(strstr(gone.end_reason, "only after the create deadline"));
+	deleted = deleted_at(&w, v.name);
+	if (!(gone.started_ms > 0 && gone.started_ms <= deleted && gone.cost > 0)) {
+		dmn_dump(&w.d);
+		fail_msg("%s ran from %lld to its delete at %lld, billed $%.6f", v.name,
+		    (long long)gone.started_ms, (long long)deleted, gone.cost);
+	}
+	assert_true(
+	    fabs(gone.cost - cost_run(gone.per_hour, gone.started_ms, gone.ended_ms, true, false)) <
+	    1e-12);
+	world_end(&w);
+}
+
 /* Listed, but not RUNNING by the create deadline: deleted, FAILED, nothing billed. */
 static void
 test_not_running_by_deadline(void **state)
@@ -795,6 +828,7 @@ main(void)
 	    cmocka_unit_test(test_preempted_unseen),
 	    cmocka_unit_test(test_ran_unseen_past_deadline),
 	    cmocka_unit_test(test_insert_too_late),
+	    cmocka_unit_test(test_given_up_but_ran),
 	    cmocka_unit_test(test_not_running_by_deadline),
 	    cmocka_unit_test(test_lifetime),
 	    cmocka_unit_test(test_unhealthy_replaced),
