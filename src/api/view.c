@@ -114,8 +114,12 @@ vm_array(const struct view_src *s, const enum vm_state *states, size_t n, int64_
 	size_t count = 0;
 	json_t *a = json_array();
 
-	/* Every state: a waiting record may have left (or entered) the states asked for. */
-	if (ledger_list(s->ledger, every_state, VM_STATES, &list, &count) == 0)
+	/*
+	 * By the states asked for (the index on state: the history can be long);
+	 * every state while records wait, which may have left or entered them.
+	 */
+	if ((s->nwaiting > 0 ? ledger_list(s->ledger, every_state, VM_STATES, &list, &count)
+	                     : ledger_list(s->ledger, states, n, &list, &count)) == 0)
 		for (size_t i = 0; i < count; i++) {
 			const struct vm_record *v = overlaid(s, &list[i]);
 
