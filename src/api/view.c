@@ -107,6 +107,17 @@ in_states(enum vm_state st, const enum vm_state *states, size_t n)
 	return false;
 }
 
+/*
+ * A VM of the days since `since`: requested in them, alive in them, or ended
+ * in them (one that ran across midnight is part of both days' spend).
+ */
+static bool
+ran_since(const struct vm_record *v, int64_t since)
+{
+	return v->requested_ms >= since || vm_state_alive(v->state) ||
+	    (v->ended_ms > 0 ? v->ended_ms : v->state_ms) >= since;
+}
+
 static json_t *
 vm_array(const struct view_src *s, const enum vm_state *states, size_t n, int64_t since)
 {
@@ -123,7 +134,7 @@ vm_array(const struct view_src *s, const enum vm_state *states, size_t n, int64_
 		for (size_t i = 0; i < count; i++) {
 			const struct vm_record *v = overlaid(s, &list[i]);
 
-			if (v->requested_ms >= since && in_states(v->state, states, n))
+			if (ran_since(v, since) && in_states(v->state, states, n))
 				json_array_append_new(a, view_vm(s, v));
 		}
 	/* Waiting records the ledger has no row for at all. */
@@ -132,7 +143,7 @@ vm_array(const struct view_src *s, const enum vm_state *states, size_t n, int64_
 
 		for (size_t i = 0; i < count && !there; i++)
 			there = strcmp(list[i].name, s->waiting[w].name) == 0;
-		if (!there && s->waiting[w].requested_ms >= since &&
+		if (!there && ran_since(&s->waiting[w], since) &&
 		    in_states(s->waiting[w].state, states, n))
 			json_array_append_new(a, view_vm(s, &s->waiting[w]));
 	}

@@ -609,8 +609,10 @@ expect_in_order(const char *text, const char *const *order)
 	for (; *order != NULL; order++) {
 		const char *next = strstr(at, *order);
 
-		if (next == NULL)
-			fail_msg("'%s' missing or out of order in:\n%s", *order, text);
+		if (next == NULL) {
+			fprintf(stderr, "%s\n", text); /* whole: cmocka's message would cut it */
+			fail_msg("'%s' missing or out of order in the text above", *order);
+		}
 		at = next + strlen(*order);
 	}
 }

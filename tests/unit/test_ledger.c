@@ -21,6 +21,8 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "api/view.h"
+#include "config/config.h"
 #include "ledger/cost.h"
 #include "ledger/ledger.h"
 #include "ledger/pricing.h"
@@ -596,6 +598,58 @@ test_ledger_fails_closed(void **state)
 }
 
 /*
+ * `costs --days 1` just after midnight: a VM that ran across it is one of
+ * today's (part of today's spend), one that ended yesterday is not.
+ */
+static void
+test_costs_list_vms_across_midnight(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL, why[256];
+	struct reserve_rules rules = {5.0, 5, 3 * 3600, 15 * 60};
+	struct vm_record across = intent("spillway-across", 0.06),
+	                 before = intent("spillway-before", 0.06);
+	struct config cfg = {.daily_budget = 5.0};
+	struct budget_plan plan;
+	struct ledger *l;
+	struct vm_record *runs[] = {&across, &before};
+	int64_t t0, now, ends[2];
+	struct view_src src;
+	json_t *doc, *vms;
+
+	set_tz("UTC");
+	t0 = local_ms(2026, 11, 27, 23, 50, 0);
+	now = local_ms(2026, 11, 28, 0, 10, 0);
+	ends[0] = now - 5 * MN; /* ran across midnight */
+	ends[1] = t0 + 5 * MN;  /* ended before it */
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	for (size_t i = 0; i < 2; i++) {
+		struct vm_record *v = runs[i];
+
+		assert_int_equal(ledger_reserve(l, v, &rules, t0, &plan, why, sizeof why), 0);
+		v->state = VM_TERMINATED;
+		v->started_ms = t0 + MN;
+		v->ended_ms = ends[i];
+		assert_int_equal(ledger_save(l, v, VM_REQUESTED, "deleted", v->ended_ms), 0);
+	}
+	memset(&src, 0, sizeof src);
+	src.cfg = &cfg;
+	src.ledger = l;
+	src.now = now;
+	doc = view_costs(&src, 1);
+	vms = json_object_get(doc, "vms");
+	assert_int_equal(json_array_size(vms), 1);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_array_get(vms, 0), "name")), "spillway-across");
+	json_decref(doc);
+	doc = view_costs(&src, 2);
+	assert_int_equal(json_array_size(json_object_get(doc, "vms")), 2);
+	json_decref(doc);
+	ledger_close(l);
+	remove_tree(dir);
+	free(dir);
+}
+
+/*
  * The manager's door to the ledger (src/vm/records.c): what the ledger cannot
  * take waits, in order, is seen in place of the ledger's rows, and is written
  * once it can be; a cost closed meanwhile is the run's true cost.
@@ -678,7 +732,8 @@ test_ledger_two_processes(void **state)
 			struct reserve_rules rules = {fits * 0.25 + 0.001, 1000, 3600, 60};
 			int ok = 0;
 
-			/* The child's copy of what the parent holds goes too: valgrind checks it. */
+			/* The child's copy of what the parent holds goes too: valgrind checks it.
+			 */
 			if (ledger_open(dir, &l, &cause) != 0) {
 				free(dir);
 				_exit(100);
@@ -732,6 +787,7 @@ main(void)
 	    cmocka_unit_test(test_ledger_never_negative),
 	    cmocka_unit_test(test_ledger_migration_repairs),
 	    cmocka_unit_test(test_ledger_fails_closed),
+	    cmocka_unit_test(test_costs_list_vms_across_midnight),
 	    cmocka_unit_test(test_records_wait),
 	    cmocka_unit_test(test_ledger_two_processes),
 	};
