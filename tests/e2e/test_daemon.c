@@ -611,9 +611,11 @@ test_insert_too_late(void **state)
 }
 
 /*
- * The same, but the VM boots faster than its delete comes: given up while it
- * did not run, it ran before the cloud took the delete, and is billed from
- * the moment its insert was DONE (it was FAILED at $0).
+ * The same, but the VM boots before its delete comes: given up while it did
+ * not run, it ran before the cloud took the delete, and is billed from the
+ * moment its insert was DONE (it was FAILED at $0). The insert's answer comes
+ * 300 ms after it took effect, so the 1 ms boot is over before the daemon
+ * can send the delete, however busy the machine.
  */
 static void
 test_given_up_but_ran(void **state)
@@ -627,7 +629,7 @@ test_given_up_but_ran(void **state)
 	v = by_hand(&w, emu, env, "rate429=1");
 	wait_vnow(&w, v.requested_ms + 90000);
 	expect_unseen(&w, &v);
-	emu_set_faults(&w.e, "");
+	emu_set_faults(&w.e, "latency=300");
 	gone = wait_vm(&w, v.name, VM_FAILED);
 	assert_non_null(strstr(gone.end_reason, "only after the create deadline"));
 	deleted = deleted_at(&w, v.name);
