@@ -38,6 +38,8 @@
 #define NAME  "startup-test"
 #define NAME2 "startup-test-preempted"
 #define NAME3 "startup-test-cut-off"
+/* Real time for what the script and the agent do: generous, for sanitizers and a busy machine. */
+#define PATIENCE_MS 90000
 /* The VM's secret, as the daemon would derive it: 64 hex digits. */
 #define SECRET "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
 
@@ -211,7 +213,7 @@ agent_status(int port)
 static json_t *
 wait_status(int port, const char *field, const char *value)
 {
-	int64_t until = now_ms() + 30000;
+	int64_t until = now_ms() + PATIENCE_MS;
 
 	while (!tcp_accepts(port) && now_ms() < until)
 		sleep_ms(50);
@@ -282,7 +284,7 @@ alive(pid_t pid)
 static void
 wait_gone(pid_t pid, const char *what)
 {
-	int64_t until = now_ms() + 30000;
+	int64_t until = now_ms() + PATIENCE_MS;
 
 	while (alive(pid) && now_ms() < until)
 		sleep_ms(50);
@@ -484,7 +486,7 @@ test_startup_script(void **state)
 	/* Nobody uses it any more: the agent deletes its own instance. */
 	close(hold);
 	{
-		int64_t until = now_ms() + 30000;
+		int64_t until = now_ms() + PATIENCE_MS;
 
 		while (deleted(&e, NAME) == 0 && now_ms() < until)
 			sleep_ms(100);
@@ -502,7 +504,7 @@ test_startup_script(void **state)
 	insert(&e, NAME2, port, aport + 1, "600", NULL);
 	{
 		char *url = compute_url(&e, ZONE, "instances/" NAME2);
-		json_t *v = wait_for_field(&e, url, "status", "RUNNING", 30000);
+		json_t *v = wait_for_field(&e, url, "status", "RUNNING", PATIENCE_MS);
 
 		json_decref(v);
 		free(url);
