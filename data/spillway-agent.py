@@ -49,6 +49,10 @@ COMPUTE = os.environ.get("SPILLWAY_COMPUTE_URL",
                          "https://compute.googleapis.com/compute/v1")
 ROOT = os.environ.get("SPILLWAY_ROOT", "")
 SKEW_S = 300
+# A 2xx health answer whose "status" is one of these is not healthy (as src/vm/health.c).
+FAILING = {"fail", "failed", "failing", "failure", "error", "down", "unhealthy", "starting",
+           "stopping", "initializing", "loading", "unavailable", "out_of_service", "not_ready",
+           "not ready", "critical", "dead", "broken"}
 BACKEND_UNIT = "spillway-backend.service"
 
 MD_HEADERS = {"Metadata-Flavor": "Google"}
@@ -170,10 +174,14 @@ class Agent:
         healthy, idle = False, None
         try:
             with _open(self.health_url, timeout=5) as r:
-                healthy = r.status == 200
+                healthy = 200 <= r.status < 300
                 body = json.loads(r.read(65536) or b"{}")
-                if isinstance(body, dict) and isinstance(body.get("idle_seconds"), int):
-                    idle = body["idle_seconds"]
+                if isinstance(body, dict):
+                    word = body.get("status")
+                    if isinstance(word, str) and word.lower() in FAILING:
+                        healthy = False
+                    if isinstance(body.get("idle_seconds"), int):
+                        idle = body["idle_seconds"]
         except (OSError, ValueError):
             pass
         now = time.monotonic()

@@ -107,8 +107,10 @@ enum spillway_event_type {
 	SPILLWAY_EVENT_PRESSURE, /* the level changed: level */
 	SPILLWAY_EVENT_DECISION, /* spillway decided (or refused): reason */
 	SPILLWAY_EVENT_STATE,    /* a VM changed state: vm, from */
-	SPILLWAY_EVENT_OFFLOAD,  /* a VM is READY: move its components there (vm->endpoint) */
-	SPILLWAY_EVENT_RETURN,   /* a VM is leaving: its components are local again */
+	SPILLWAY_EVENT_OFFLOAD,  /* a VM is READY: move its components there (vm->endpoint);
+	                            reason: created, recovered or adopted */
+	SPILLWAY_EVENT_RETURN,   /* a VM stopped being READY: its components are local again;
+	                            reason: why (unhealthy: ..., idle: ..., preempted ...) */
 };
 
 struct spillway_event {

@@ -11,6 +11,7 @@
 #include "util/str.h"
 #include "util/uuid.h"
 #include "util/xmalloc.h"
+#include "vm/health.h"
 #include "vm/manager.h"
 #include "vm/records.h"
 #include "vm/startup.h"
@@ -33,7 +34,8 @@ struct mvm {
 	struct vm_record rec;
 	bool busy;             /* a cloud call about it is in flight */
 	char *terminate_after; /* terminate once the call in flight is done, for this reason */
-	bool gone_said;        /* MEV_GONE was sent */
+	bool announced;        /* MEV_READY was sent, MEV_GONE not yet: its components are there */
+	bool adopted;          /* taken over: its next READY is announced as "adopted" */
 	bool preempted;
 	int64_t preempted_ms;
 	enum vm_state end_state; /* what TERMINATING ends in */
@@ -79,7 +81,6 @@ struct manager {
 	struct pressure_snapshot snap;
 	enum pressure_level level;
 	int64_t level_since;
-	int64_t normal_since;
 	/* rules' state */
 	int64_t cooldown_until;
 	char cooldown_why[160];
@@ -137,10 +138,37 @@ manager_on_event(struct manager *m, manager_event_cb *cb, void *arg)
 
 static void probe_soon(struct manager *);
 
+/* Up, and so checked each pass: its backend's health and use. */
 static bool
-offloaded(enum vm_state s)
+up(enum vm_state s)
 {
 	return s == VM_BOOTING || s == VM_READY || s == VM_UNHEALTHY;
+}
+
+/*
+ * The components are on a VM exactly while it is READY: the application hears
+ * "offload" when it turns READY (created, recovered, adopted) and "return" the
+ * moment it stops being READY, with why, whatever comes next.
+ */
+static void
+announce(struct mvm *v, enum vm_state from, const char *reason)
+{
+	bool ready = v->rec.state == VM_READY;
+	struct manager_event e = {
+	    ready ? MEV_READY : MEV_GONE, now_ms(v->m), &v->rec, (int)from, reason, NULL, NULL, 0};
+	char why[sizeof v->rec.end_reason + 16];
+
+	if (ready == v->announced)
+		return;
+	if (ready) {
+		e.reason = v->adopted ? "adopted" : from == VM_UNHEALTHY ? "recovered" : "created";
+		v->adopted = false;
+	} else if (v->rec.state == VM_UNHEALTHY) {
+		snprintf(why, sizeof why, "unhealthy: %s", reason != NULL ? reason : "");
+		e.reason = why;
+	}
+	v->announced = ready;
+	emit(v->m, &e);
 }
 
 static void
@@ -156,8 +184,6 @@ set_state(struct mvm *v, enum vm_state to, const char *reason)
 	v->rec.state_ms = e.t_ms;
 	if (to == VM_READY && v->rec.ready_ms == 0)
 		v->rec.ready_ms = e.t_ms;
-	if (to == VM_READY)
-		v->gone_said = false; /* its components move there: their return is to be said */
 	/* Why it ends is said when it starts to end (terminate), or here. */
 	if ((to == VM_TERMINATING || !vm_state_alive(to)) && reason != NULL &&
 	    v->rec.end_reason[0] == '\0')
@@ -166,21 +192,9 @@ set_state(struct mvm *v, enum vm_state to, const char *reason)
 	log_info("%s: %s -> %s%s%s", v->rec.name, vm_state_name(from), vm_state_name(to),
 	    reason ? ": " : "", reason ? reason : "");
 	emit(m, &e);
-	if (to == VM_READY && from == VM_BOOTING) {
-		e.kind = MEV_READY;
-		emit(m, &e);
-	}
 	if (to == VM_BOOTING)
 		probe_soon(m);
-	/* Components go back home as soon as the VM starts to leave. */
-	if (!v->gone_said && (offloaded(from) || from == VM_TERMINATING) && !offloaded(to) &&
-	    (to == VM_TERMINATING || !vm_state_alive(to))) {
-		v->gone_said = true;
-		if (v->rec.ready_ms > 0) {
-			e.kind = MEV_GONE;
-			emit(m, &e);
-		}
-	}
+	announce(v, from, reason);
 }
 
 static struct mvm *
@@ -200,7 +214,9 @@ add_vm(struct manager *m, const struct vm_record *rec)
 	v->m = m;
 	v->rec = *rec;
 	v->end_state = VM_TERMINATED;
-	v->gone_said = !offloaded(rec->state) && rec->state != VM_TERMINATING;
+	/* A READY VM from the ledger is announced again once it answers: the application may
+	 * have restarted too. */
+	v->adopted = rec->state == VM_READY;
 	while (*tail != NULL)
 		tail = &(*tail)->next;
 	*tail = v;
@@ -1154,9 +1170,8 @@ find_orphans(struct manager *m)
 			if (!known)
 				records_save(m->records, &v->rec, -1, ORPHAN_WHY, now);
 		}
-		v->gone_said = true;
 		if (strcmp(m->cfg->orphan_policy, "adopt") == 0) {
-			v->gone_said = false;
+			v->adopted = true;
 			set_state(v,
 			    strcmp(it->status, "RUNNING") == 0 ? VM_BOOTING : VM_PROVISIONING,
 			    "adopted: it carries our owner label");
@@ -1186,42 +1201,41 @@ on_health(const struct http_response *r, void *arg)
 	struct mvm *v = arg;
 	struct manager *m = v->m;
 	int64_t now = now_ms(m);
-	json_t *body = NULL;
-	const char *status = NULL;
+	struct health_answer h;
 	bool probe = v->probe;
 
 	v->health = NULL;
 	v->probe = false;
-	if (r->error == 0 && r->status == 200 && jx_parse(r->body, r->len, &body, NULL) == 0)
-		status = jx_str(body, "status");
-	if (status != NULL &&
-	    (strcmp(status, "preempted") == 0 ||
-	        json_is_true(json_object_get(body, "preempted")))) {
+	health_read(r->error == 0 ? r->status : 0, r->body, r->len, &h);
+	if (h.verdict == HEALTH_PREEMPTED) {
 		mark_preempted(v, now, "its agent passed on Compute Engine's preemption notice");
 		terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
-	} else if (status != NULL && strcmp(status, "ok") == 0) {
-		json_t *idle = json_object_get(body, "idle_seconds");
-
+	} else if (h.verdict == HEALTH_OK) {
 		v->rec.health_failures = 0;
-		v->rec.last_activity_ms =
-		    json_is_integer(idle) ? now - json_integer_value(idle) * 1000 : now;
+		v->rec.last_activity_ms = h.idle_s >= 0 ? now - h.idle_s * 1000 : now;
 		if (v->rec.state == VM_BOOTING) {
 			cool_down(m, "a VM turned READY just now");
 			set_state(v, VM_READY, "the backend answers its health check");
 		} else if (v->rec.state == VM_UNHEALTHY) {
 			set_state(v, VM_READY, "healthy again");
+		} else if (v->rec.state == VM_READY) {
+			announce(v, VM_READY, NULL); /* taken over: said once it answers */
 		}
 	} else if (v->rec.state != VM_BOOTING &&
 	    ++v->rec.health_failures >= m->cfg->health_failures && v->rec.state == VM_READY) {
+		char why[256];
+
+		if (r->error)
+			snprintf(why, sizeof why, "%s", r->error_text);
+		else if (r->status == 401)
+			snprintf(why, sizeof why,
+			    "its agent refuses our lease: the VM's secret is not from this daemon's "
+			    "agent.key");
+		else
+			snprintf(why, sizeof why, "the health check failed: %s", h.why);
 		v->rec.unhealthy_ms = now;
-		set_state(v, VM_UNHEALTHY,
-		    r->error               ? r->error_text
-		        : r->status == 401 ? "its agent refuses our lease: the VM's secret is not "
-		                             "from this daemon's agent.key"
-		        : status != NULL   ? "its agent says the backend is unhealthy"
-		                           : "the health check failed");
+		set_state(v, VM_UNHEALTHY, why);
 	}
-	json_decref(body);
 	if (!probe && --m->health_pending == 0)
 		pass_done(m);
 }
@@ -1295,13 +1309,20 @@ check_health(struct manager *m)
 {
 	m->health_pending = 1; /* held until all are sent */
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
-		if (!offloaded(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL)
+		if (!up(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL)
 			continue;
 		if (renew_lease(m, v) == 0)
 			m->health_pending++;
 	}
 	if (--m->health_pending == 0)
 		pass_done(m);
+}
+
+/* When its backend was last used; a VM just READY has had no chance to be. */
+static int64_t
+last_used(const struct vm_record *r)
+{
+	return r->last_activity_ms > r->ready_ms ? r->last_activity_ms : r->ready_ms;
 }
 
 /* The rules, once the pass knows what runs and what is healthy. */
@@ -1345,15 +1366,13 @@ enforce(struct manager *m)
 				    "lifetime: its planned run of %.2f h is over",
 				    (double)v->rec.planned_run_s / 3600.0);
 				terminate(v, why, VM_TERMINATED);
-			} else if (v->rec.state == VM_READY &&
-			    ((v->rec.last_activity_ms > 0 &&
-			         now - v->rec.last_activity_ms >= idle) ||
-			        (m->level == PRESSURE_NORMAL && now - m->normal_since >= idle))) {
-				snprintf(why, sizeof why, "idle: %s for %.0f min",
-				    v->rec.last_activity_ms > 0 &&
-				            now - v->rec.last_activity_ms >= idle
-				        ? "no backend activity"
-				        : "pressure NORMAL",
+			} else if (v->rec.state == VM_READY && v->rec.last_activity_ms > 0 &&
+			    now - last_used(&v->rec) >= idle) {
+				/*
+				 * Idle is its backend unused since it was READY, never local
+				 * calm: offloading is what calms the workstation.
+				 */
+				snprintf(why, sizeof why, "idle: its backend unused for %.0f min",
 				    cfg->idle_timeout_minutes);
 				terminate(v, why, VM_TERMINATED);
 			}
@@ -1664,8 +1683,6 @@ manager_pressure(struct manager *m, const struct pressure_snapshot *s, enum pres
 
 		m->level = s->level;
 		m->level_since = s->since_ms > 0 ? s->since_ms : now;
-		if (s->level == PRESSURE_NORMAL)
-			m->normal_since = m->level_since;
 		m->last_rule[0] = '\0';
 		emit(m, &e);
 		records_event(m->records, "-", "pressure", pressure_level_name(s->level), now);
@@ -1687,7 +1704,7 @@ manager_new(uv_loop_t *loop, const struct manager_opts *o, struct manager **out,
 	m->cfg = o->cfg;
 	m->records = records_new(o->ledger);
 	m->level = PRESSURE_NORMAL;
-	m->level_since = m->normal_since = now_ms(m);
+	m->level_since = now_ms(m);
 	if (ledger_list(o->ledger, NULL, 0, &list, &n) != 0) {
 		*cause =
 		    xasprintf("cannot read the VMs from the ledger: %s", ledger_error(o->ledger));

@@ -708,6 +708,138 @@ test_unhealthy_replaced(void **state)
 	world_end(&w);
 }
 
+/* The admin API: force the guest's health (-1: leave it) and record activity on its backend. */
+static void
+guest(struct world *w, const struct vm_record *v, int healthy, bool activity)
+{
+	char *url =
+	    xasprintf("%s/emulator/v1/projects/spillway-emulator/zones/%s/instances/%s/guest",
+	        w->e.url, v->zone, v->name);
+	char body[64];
+
+	snprintf(body, sizeof body, "{%s\"activity\": %s}",
+	    healthy < 0   ? ""
+	        : healthy ? "\"healthy\": true, "
+	                  : "\"healthy\": false, ",
+	    activity ? "true" : "false");
+	json_decref(api(&w->e, "POST", url, body, 200));
+	free(url);
+}
+
+/* Hooks that append "EVENT NAME REASON" to hooks.log in the state directory. */
+struct hooks {
+	char ready[512], gone[512], path[320];
+};
+
+static void
+hooks_init(struct hooks *h, const struct world *w)
+{
+	snprintf(h->path, sizeof h->path, "%s/hooks.log", w->d.state);
+	snprintf(h->ready, sizeof h->ready,
+	    "SPILLWAY_HOOK_ON_READY=sh -c 'echo \"ready $SPILLWAY_VM_NAME $SPILLWAY_REASON\" >> "
+	    "%s'",
+	    h->path);
+	snprintf(h->gone, sizeof h->gone,
+	    "SPILLWAY_HOOK_ON_GONE=sh -c 'echo \"gone $SPILLWAY_VM_NAME $SPILLWAY_REASON\" >> %s'",
+	    h->path);
+}
+
+/* Wait for the hooks to have said this; returns what they said so far. */
+static char *
+wait_hook(
+    struct world *w, const struct hooks *h, const char *event, const char *name, const char *reason)
+{
+	char *want = xasprintf("%s %s %s", event, name, reason);
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		char *text = read_text(h->path);
+
+		if (text != NULL && strstr(text, want) != NULL) {
+			free(want);
+			return text;
+		}
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("no hook line '%s' in %d s; hooks said:\n%s", want, WAIT_MS / 1000,
+			    text != NULL ? text : "(nothing)");
+		}
+		free(text);
+		sleep_ms(20);
+	}
+}
+
+/*
+ * A VM whose backend is in use outlives the idle timeout, though the local
+ * pressure fell to NORMAL long ago (offloading is what calms it); once
+ * nobody uses it, it is deleted as idle.
+ */
+static void
+test_busy_vm_kept(void **state)
+{
+	const char *env[] = {"GCP_VM_IDLE_TIMEOUT_MINUTES=1", NULL};
+	struct world w;
+	struct vm_record v, now;
+	struct ledger_event calm;
+
+	world_init(&w, SCALE, NULL);
+	write_trace(w.trace, 120, 3600);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_READY, 0);
+	/* Used every 15 s (virtual) for 6 min: the pressure is NORMAL after 2 min. */
+	while (vnow(&w) < v.ready_ms + 6 * 60000) {
+		assert_int_equal(ledger_get(w.ledger, v.name, &now), 0);
+		if (now.state != VM_READY) {
+			dmn_dump(&w.d);
+			fail_msg("%s in use, but %s: %s", v.name, vm_state_name(now.state),
+			    now.end_reason);
+		}
+		guest(&w, &v, -1, true);
+		sleep_ms(250);
+	}
+	calm = wait_event(&w, "pressure", "NORMAL");
+	assert_true(calm.t_ms < vnow(&w) - 3 * 60000); /* three idle timeouts of calm, kept */
+	v = wait_vm(&w, v.name, VM_TERMINATED);
+	assert_non_null(strstr(v.end_reason, "idle: its backend unused for 1 min"));
+	world_end(&w);
+}
+
+/*
+ * UNHEALTHY is announced at once: on_gone with the reason, though the VM is
+ * kept for daemon.unhealthy_minutes; healthy again, on_ready "recovered".
+ */
+static void
+test_unhealthy_announced(void **state)
+{
+	const char *env[] = {
+	    "SPILLWAY_UNHEALTHY_MINUTES=600", "GCP_VM_IDLE_TIMEOUT_MINUTES=600", NULL, NULL, NULL};
+	struct world w;
+	struct hooks h;
+	struct vm_record v, now;
+	char *said;
+
+	world_init(&w, SCALE, NULL);
+	hooks_init(&h, &w);
+	env[2] = h.ready;
+	env[3] = h.gone;
+	write_trace(w.trace, 1800, 0);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_READY, 0);
+	free(wait_hook(&w, &h, "ready", v.name, "created"));
+	guest(&w, &v, 0, false);
+	wait_vm(&w, v.name, VM_UNHEALTHY);
+	said = wait_hook(&w, &h, "gone", v.name, "unhealthy: the health check failed");
+	assert_int_equal(ledger_get(w.ledger, v.name, &now), 0);
+	assert_int_equal(now.state, VM_UNHEALTHY); /* still there: said the moment it turned */
+	free(said);
+	guest(&w, &v, 1, false);
+	wait_vm(&w, v.name, VM_READY);
+	said = wait_hook(&w, &h, "ready", v.name, "recovered");
+	assert_null(strstr(said, "adopted"));
+	free(said);
+	world_end(&w);
+}
+
 /* SIGTERM: every VM deleted before the daemon exits 0. */
 static void
 test_sigterm_deletes_all(void **state)
@@ -736,16 +868,22 @@ static void
 test_keep_then_adopt(void **state)
 {
 	const char *keep[] = {"--keep", NULL};
-	const char *env[] = {"GCP_VM_IDLE_TIMEOUT_MINUTES=600", NULL};
+	const char *env[] = {"GCP_VM_IDLE_TIMEOUT_MINUTES=600", NULL, NULL, NULL};
 	struct world w;
+	struct hooks h;
 	struct vm_record v, after;
 	struct insert ins[8];
 	json_t *inst, *all;
+	char *said;
 
 	world_init(&w, SCALE, NULL);
+	hooks_init(&h, &w);
+	env[1] = h.ready;
+	env[2] = h.gone;
 	recorded_trace(&w, "pressure-sustained.trace");
 	world_run(&w, keep, env);
 	v = wait_state(&w, VM_READY, 0);
+	free(wait_hook(&w, &h, "ready", v.name, "created"));
 	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
 	inst = instance(&w, &v);
 	assert_string_equal(jx_str(inst, "status"), "RUNNING");
@@ -768,6 +906,10 @@ test_keep_then_adopt(void **state)
 		assert_int_equal(ledger_get(w.ledger, v.name, &after), 0);
 	}
 	assert_int_equal(after.state, VM_READY);
+	/* Kept, so not gone; taken over, so said again (the application may be new too). */
+	said = wait_hook(&w, &h, "ready", v.name, "adopted");
+	assert_null(strstr(said, "gone"));
+	free(said);
 	assert_int_equal(inserts(&w, ins, 8), 1);
 	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
 	all = emu_instances(&w.e);
@@ -834,6 +976,8 @@ main(void)
 	    cmocka_unit_test(test_not_running_by_deadline),
 	    cmocka_unit_test(test_lifetime),
 	    cmocka_unit_test(test_unhealthy_replaced),
+	    cmocka_unit_test(test_busy_vm_kept),
+	    cmocka_unit_test(test_unhealthy_announced),
 	    cmocka_unit_test(test_sigterm_deletes_all),
 	    cmocka_unit_test(test_keep_then_adopt),
 	    cmocka_unit_test(test_orphan_deleted),

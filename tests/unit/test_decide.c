@@ -1,4 +1,7 @@
-/* The decision, pure: every rule refuses with its name and numbers; confidence; components. */
+/*
+ * The decision, pure: every rule refuses with its name and numbers; confidence;
+ * components. And what a health answer says, the rule READY rests on.
+ */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +13,7 @@
 #include <cmocka.h>
 
 #include "decide/decide.h"
+#include "vm/health.h"
 
 #define NOW 1800000000000LL
 
@@ -243,6 +247,56 @@ test_components(void **state)
 	assert_string_equal(out, "vision,chatbots");
 }
 
+#define IDLE_42  "{\"status\":\"ok\",\"idle_seconds\":42}"
+#define IDLE_NEG "{\"status\":\"ok\",\"idle_seconds\":-5}"
+#define DOWN     "{\"status\":\"DOWN\"}"
+
+/* Health answers as backends give them: any 2xx unless its status says not. */
+static void
+test_health_answers(void **state)
+{
+	static const struct {
+		long status;
+		const char *body;
+		enum health_verdict want;
+	} cases[] = {
+	    {200, "{\"status\":\"ok\"}", HEALTH_OK},
+	    {200, "{\"status\":\"healthy\"}", HEALTH_OK},
+	    {200, "{\"status\":\"UP\"}", HEALTH_OK},
+	    {200, "{\"status\":\"pass\"}", HEALTH_OK},
+	    {200, "", HEALTH_OK},
+	    {204, "", HEALTH_OK},
+	    {200, "OK", HEALTH_OK},
+	    {200, "[1,2]", HEALTH_OK},
+	    {200, "{\"status\":3}", HEALTH_OK},
+	    {200, "{\"status\":\"DOWN\"}", HEALTH_BAD},
+	    {200, "{\"status\":\"starting\"}", HEALTH_BAD},
+	    {200, "{\"status\":\"unhealthy\"}", HEALTH_BAD},
+	    {200, "{\"status\":\"Fail\"}", HEALTH_BAD},
+	    {200, "{\"status\":\"out_of_service\"}", HEALTH_BAD},
+	    {503, "{\"status\":\"ok\"}", HEALTH_BAD},
+	    {301, "", HEALTH_BAD},
+	    {0, "", HEALTH_BAD},
+	    {200, "{\"status\":\"preempted\"}", HEALTH_PREEMPTED},
+	    {503, "{\"status\":\"ok\",\"preempted\":true}", HEALTH_PREEMPTED},
+	};
+	struct health_answer h;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		health_read(cases[i].status, cases[i].body, strlen(cases[i].body), &h);
+		if (h.verdict != cases[i].want)
+			fail_msg("HTTP %ld %s: verdict %d, not %d", cases[i].status, cases[i].body,
+			    h.verdict, cases[i].want);
+		assert_true(h.verdict != HEALTH_BAD || h.why[0] != '\0');
+	}
+	health_read(200, IDLE_42, strlen(IDLE_42), &h);
+	assert_int_equal(h.idle_s, 42);
+	health_read(200, IDLE_NEG, strlen(IDLE_NEG), &h);
+	assert_int_equal(h.idle_s, -1);
+	health_read(200, DOWN, strlen(DOWN), &h);
+	assert_string_equal(h.why, "it answered status \"DOWN\"");
+}
+
 int
 main(void)
 {
@@ -253,6 +307,7 @@ main(void)
 	    cmocka_unit_test(test_budget_shortens_the_run),
 	    cmocka_unit_test(test_confidence),
 	    cmocka_unit_test(test_components),
+	    cmocka_unit_test(test_health_answers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
