@@ -376,6 +376,45 @@ subscribe(struct control *c, struct httpd_req *r)
 
 /* --- routes --- */
 
+/* POST /v1/stop {"keep": false}: the daemon stops as at SIGTERM; the stream says the rest. */
+static json_t *
+stop(struct daemon *d, const char *body, size_t len, unsigned *status)
+{
+	json_t *req = NULL, *doc, *v;
+	const char *key;
+	char *cause = NULL;
+	bool keep;
+
+	if (len > 0 && (jx_parse(body, len, &req, &cause) != 0 || !json_is_object(req))) {
+		doc = error_doc(status, 400, NULL,
+		    "the body is not a JSON object (%s): send {\"keep\": false}",
+		    cause != NULL ? cause : "not an object");
+		goto out;
+	}
+	json_object_foreach (req, key, v) {
+		if (strcmp(key, "keep") != 0 || !json_is_boolean(v)) {
+			doc = error_doc(status, 400, NULL,
+			    "%s: the body takes one field, \"keep\": true or false", key);
+			goto out;
+		}
+	}
+	keep = json_is_true(json_object_get(req, "keep"));
+	if (daemon_ask_stop(d, keep) != 0) {
+		doc = error_doc(status, 409, NULL,
+		    "spillway runs inside a program here (PID %d): it stops when that program "
+		    "closes it",
+		    (int)getpid());
+		goto out;
+	}
+	*status = 202;
+	doc = json_pack("{s:i, s:b, s:b, s:i}", "schema_version", VIEW_SCHEMA_VERSION, "stopping",
+	    true, "keep", keep, "pid", (int)getpid());
+out:
+	free(cause);
+	json_decref(req);
+	return doc;
+}
+
 static json_t *
 route(struct daemon *d, const struct view_src *sp, const char *method, const char *path,
     const char *days, const char *body, size_t len, unsigned *status)
@@ -412,6 +451,8 @@ route(struct daemon *d, const struct view_src *sp, const char *method, const cha
 		return json_pack(
 		    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm", view_vm(&s, &rec));
 	}
+	if (strcmp(path, "/v1/stop") == 0 && strcmp(method, "POST") == 0)
+		return stop(d, body, len, status);
 	if (strcmp(path, "/v1/costs") == 0 && get) {
 		int64_t n = 7;
 
@@ -439,7 +480,7 @@ route(struct daemon *d, const struct view_src *sp, const char *method, const cha
 	    strcmp(path, "/v1/status") == 0 || strcmp(path, "/v1/vms") == 0 ||
 	            str_prefix(path, "/v1/vms/") || strcmp(path, "/v1/costs") == 0 ||
 	            strcmp(path, "/v1/pressure") == 0 || strcmp(path, "/v1/events") == 0 ||
-	            strcmp(path, "/v1/decision") == 0
+	            strcmp(path, "/v1/decision") == 0 || strcmp(path, "/v1/stop") == 0
 	        ? 405
 	        : 404,
 	    NULL, "%s %s is not part of the API (see docs/api.md)", method, path);

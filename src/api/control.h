@@ -4,7 +4,7 @@
  * routes and the documents are in docs/api.md; the documents are view.h's.
  *
  *	GET /v1/status  /v1/vms  /v1/vms/{name}  /v1/costs?days=N  /v1/pressure
- *	POST /v1/vms  DELETE /v1/vms/{name}
+ *	POST /v1/vms  DELETE /v1/vms/{name}  POST /v1/stop
  *	GET /v1/events  (Server-Sent Events)
  */
 #ifndef SPILLWAY_CONTROL_H

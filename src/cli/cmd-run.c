@@ -103,6 +103,20 @@ on_signal(uv_signal_t *h, int signum)
 	daemon_stop(r->d, on_stopped, r);
 }
 
+/* spillway stop (POST /v1/stop): as SIGTERM, or as SIGTERM after run --keep. */
+static void
+on_stop_asked(void *arg, bool keep)
+{
+	struct run *r = arg;
+
+	if (r->signals++ > 0)
+		return; /* stopping already */
+	log_info("asked to stop%s: shutting down", keep ? ", keeping the VMs" : "");
+	if (keep)
+		daemon_set_keep(r->d, true);
+	daemon_stop(r->d, on_stopped, r);
+}
+
 static void
 on_started(void *arg, int error, const char *cause)
 {
@@ -181,8 +195,11 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 		free(cause);
 		return EXIT_USAGE;
 	}
-	if (!args_has(a, OPT_FOREGROUND) && daemonize(&ctx->cfg) != 0)
-		return EXIT_FAIL;
+	if (!args_has(a, OPT_FOREGROUND)) {
+		if (daemonize(&ctx->cfg) != 0)
+			return EXIT_FAIL;
+		daemon_lock_claim(lock); /* the lock is the child's: kill -TERM names it */
+	}
 	log_set_timestamps(1);
 	if (*ctx->cfg.log_file != '\0' && args_has(a, OPT_FOREGROUND)) {
 		if ((logf = fopen(ctx->cfg.log_file, "a")) == NULL) {
@@ -208,6 +225,7 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 	o.replay_speed = speed;
 	o.event_arg = &r;
 	o.on_started = on_started;
+	o.on_stop_asked = on_stop_asked;
 	/* First: a signal during start-up waits for the loop, and the daemon, to take it. */
 	signal(SIGPIPE, SIG_IGN); /* a hook or a peer gone: an error, not death */
 	for (int i = 0; i < 3; i++) {
@@ -239,7 +257,7 @@ out:
 		config_free(&r.reloaded[i]);
 	if (logf != NULL)
 		fclose(logf);
-	close(lock);
+	daemon_unlock(lock);
 	return r.status;
 }
 

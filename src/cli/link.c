@@ -326,6 +326,6 @@ link_local(struct cmd_ctx *ctx, void (*ready)(struct link_local *, struct daemon
 	}
 	uv_run(&l.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&l.loop);
-	close(lock);
+	daemon_unlock(lock);
 	return l.status;
 }

@@ -26,6 +26,7 @@ static const struct cmd_entry *const commands[] = {
     &cmd_pressure_entry,
     &cmd_run_entry,
     &cmd_status_entry,
+    &cmd_stop_entry,
     &cmd_terminate_entry,
 };
 

@@ -36,6 +36,7 @@ struct spillway {
 	uv_loop_t loop;
 	struct clock clock;
 	struct daemon *d;
+	struct control *ctl; /* the daemon's socket, served here: the CLI works beside us */
 	int lock;
 	bool started, stopped;
 	int start_error;
@@ -286,6 +287,12 @@ start_here(spillway *sp, char *err, size_t errlen)
 		free(cause);
 		return -EINVAL;
 	}
+	/* The same control socket as the daemon's, served while the program dispatches. */
+	if (control_new(&sp->loop, sp->d, sp->cfg.socket_path, &sp->ctl, &cause) != 0) {
+		say(err, errlen, "the control socket: %s", cause);
+		free(cause);
+		return -EIO;
+	}
 	run_for(sp, SETTLE_MS, settled);
 	if (!settled(sp) || sp->start_error != 0) {
 		say(err, errlen, "spillway could not reach the cloud: %s",
@@ -363,14 +370,14 @@ spillway_close(spillway *sp, bool keep)
 		sp->cb = NULL;
 		daemon_stop(sp->d, on_stopped, sp);
 		run_for(sp, (int)(sp->cfg.shutdown_timeout_s * 1000) + 5000, stopped);
+		control_free(sp->ctl); /* after the daemon: its last events reach the streams */
 		daemon_free(sp->d);
 	}
 	if (sp->in_process) {
 		uv_run(&sp->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&sp->loop);
 	}
-	if (sp->lock >= 0)
-		close(sp->lock);
+	daemon_unlock(sp->lock);
 	json_decref(sp->queue);
 	config_free(&sp->cfg);
 	free(sp);

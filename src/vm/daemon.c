@@ -87,7 +87,7 @@ daemon_owner_label(const char *state_dir, char out[64])
 int
 daemon_lock(const struct config *cfg, char **cause)
 {
-	char *path = xasprintf("%s/daemon.lock", cfg->state_dir), pid[32];
+	char *path = xasprintf("%s/daemon.lock", cfg->state_dir);
 	int fd;
 
 	make_dirs(cfg->state_dir, 0700);
@@ -108,11 +108,29 @@ daemon_lock(const struct config *cfg, char **cause)
 		free(path);
 		return -EBUSY;
 	}
+	free(path);
+	daemon_lock_claim(fd);
+	return fd; /* kept open: the lock lives as long as the process */
+}
+
+void
+daemon_lock_claim(int fd)
+{
+	char pid[32];
+
 	snprintf(pid, sizeof pid, "%d\n", (int)getpid());
 	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
-		log_warnx("cannot write %s", path);
-	free(path);
-	return fd; /* kept open: the lock lives as long as the process */
+		log_warnx("cannot write the PID to daemon.lock: %s", strerror(errno));
+}
+
+void
+daemon_unlock(int fd)
+{
+	if (fd < 0)
+		return;
+	if (ftruncate(fd, 0) != 0)
+		log_warnx("cannot clear daemon.lock: %s", strerror(errno));
+	close(fd);
 }
 
 /* --- events: hooks and the log --- */
@@ -169,6 +187,15 @@ daemon_set_keep(struct daemon *d, bool keep)
 	d->o.keep = keep;
 	if (d->manager != NULL)
 		manager_set_keep(d->manager, keep);
+}
+
+int
+daemon_ask_stop(struct daemon *d, bool keep)
+{
+	if (d->o.on_stop_asked == NULL)
+		return -ENOTSUP;
+	d->o.on_stop_asked(d->o.event_arg, keep);
+	return 0;
 }
 
 void

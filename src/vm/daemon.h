@@ -24,7 +24,7 @@ struct daemon_opts {
 	bool emulator; /* a Compute Engine emulator inside this process */
 	const struct emulator_opts *emulator_opts; /* its options (NULL: defaults) */
 	bool keep;                                 /* leave the VMs at shutdown */
-	bool passive; /* no decisions or rules: only what is asked (manager_opts.passive) */
+	bool passive;        /* no decisions or rules: only what is asked (manager_opts.passive) */
 	const char *replay;  /* a pressure trace instead of the live monitor */
 	double replay_speed; /* 0: the clock's own pace */
 	char *const *env;    /* where credentials are looked up (NULL: the process's) */
@@ -37,6 +37,11 @@ struct daemon_opts {
 	 * so it may daemon_stop() and, once stopped, daemon_free().
 	 */
 	void (*on_started)(void *arg, int error, const char *cause);
+	/*
+	 * Someone asked it to stop (POST /v1/stop, `spillway stop`): leave the VMs
+	 * when keep. NULL where it cannot be stopped so (inside a program).
+	 */
+	void (*on_stop_asked)(void *arg, bool keep);
 };
 
 struct daemon;
@@ -49,6 +54,8 @@ void daemon_stop(struct daemon *, void (*done)(void *), void *arg);
 void daemon_free(struct daemon *);
 /* Whether daemon_stop leaves the VMs running (--keep), decided late. */
 void daemon_set_keep(struct daemon *, bool keep);
+/* Pass a request to stop to whoever runs it: 0, or -ENOTSUP (o.on_stop_asked is NULL). */
+int daemon_ask_stop(struct daemon *, bool keep);
 /* Take a new configuration (SIGHUP): what the manager and the hooks read. */
 int daemon_reload(struct daemon *, const struct config *, char **cause);
 /* Every event, after the hooks and o.on_event (the control API listens here). */
@@ -67,6 +74,10 @@ const char *daemon_owner(const struct daemon *);
  * the PID in it), held while the returned fd is open. -EBUSY names the PID.
  */
 int daemon_lock(const struct config *, char **cause);
+/* After a fork the lock is the child's: daemon.lock names this process now. */
+void daemon_lock_claim(int fd);
+/* Let it go: daemon.lock names nobody once its holder is done. */
+void daemon_unlock(int fd);
 /* The stable owner label of this host and state directory. */
 void daemon_owner_label(const char *state_dir, char out[64]);
 

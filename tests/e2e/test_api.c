@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -413,8 +414,8 @@ refusals(bool daemon)
 	world_end(&w);
 	/* No cloud to reach: said at once, not waited for. */
 	if (!daemon) {
-		const char *none[] = {"GOOGLE_APPLICATION_CREDENTIALS=", "GCE_METADATA_HOST=127.0.0.1:9",
-		    NULL};
+		const char *none[] = {
+		    "GOOGLE_APPLICATION_CREDENTIALS=", "GCE_METADATA_HOST=127.0.0.1:9", NULL};
 
 		world_init(&w, false, none);
 		cli(&w, &r, create);
@@ -963,6 +964,18 @@ prog_start(struct prog *p, struct world *w, const char *name, const char *const 
 	free(path);
 }
 
+/* Read what the program prints until it has said this. */
+static void
+wait_said(struct prog *p, const char *text)
+{
+	char chunk[4096];
+	ssize_t n;
+
+	while (
+	    strstr(buf_str(&p->text), text) == NULL && (n = read(p->out, chunk, sizeof chunk)) > 0)
+		buf_add(&p->text, chunk, (size_t)n);
+}
+
 static int
 prog_end(struct prog *p)
 {
@@ -975,6 +988,87 @@ prog_end(struct prog *p)
 	close(p->out);
 	assert_int_equal(waitpid(p->pid, &status, 0), p->pid);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The PID daemon.lock names, or 0 when it names nobody. */
+static pid_t
+lock_pid(const struct world *w)
+{
+	char *path = xasprintf("%s/daemon.lock", w->d.state), *text = read_text(path);
+	pid_t pid = text != NULL ? (pid_t)atoi(text) : 0;
+
+	free(text);
+	free(path);
+	return pid;
+}
+
+static void
+dump_detached(const struct world *w)
+{
+	char *path = xasprintf("%s/spillway.log", w->d.state), *text = read_text(path);
+
+	fprintf(stderr, "--- %s ---\n%s--- end ---\n", path, text != NULL ? text : "(none)\n");
+	free(text);
+	free(path);
+}
+
+/* `spillway run` as users start it, detached: the PID it printed, once it answers. */
+static pid_t
+run_detached(struct world *w)
+{
+	const char *args[] = {"run", "--replay", w->calm, NULL};
+	struct cmd_run r;
+	int64_t deadline = now_ms() + 60000;
+	const char *said;
+	int pid = 0;
+
+	cli(w, &r, args);
+	said = strstr(r.out, "running as PID ");
+	if (r.status != 0 || said == NULL || sscanf(said, "running as PID %d", &pid) != 1)
+		fail_msg("spillway run: exit %d\n%s%s", r.status, r.out, r.err);
+	cmd_run_free(&r);
+	for (;;) {
+		struct resp q;
+		struct stat st;
+		bool up = false;
+
+		if (stat(w->sock, &st) == 0) {
+			dmn_call(&w->d, &q, "GET", "/v1/status", NULL);
+			up = q.status == 200;
+			resp_free(&q);
+		}
+		if (up)
+			return pid;
+		if (now_ms() > deadline) {
+			dump_detached(w);
+			fail_msg("the detached daemon (PID %d) does not answer", pid);
+		}
+		sleep_ms(20);
+	}
+}
+
+/* Its exit status: this test is the subreaper of what spillway detaches. */
+static int
+reap(pid_t pid)
+{
+	int status;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static char *
+create_vm(struct world *w)
+{
+	struct resp q;
+	char *name;
+
+	dmn_call(&w->d, &q, "POST", "/v1/vms", "{\"components\": [\"vision\"]}");
+	if (q.status != 201)
+		fail_msg("POST /v1/vms: %ld %s", q.status, q.body);
+	name = xstrdup(jx_str(q.json, "vm.name"));
+	resp_free(&q);
+	return name;
 }
 
 static void
@@ -1002,18 +1096,35 @@ test_library(void **state)
 	buf_release(&trig.text);
 	world_end(&w);
 
+	/* In a program, spillway serves the daemon's socket: the CLI works beside it. */
+	world_init(&w, false, NULL);
+	prog_start(&mon, &w, "monitor", monitor_args);
+	wait_said(&mon, "watching");
+	{
+		const char *status[] = {"status", "--json", NULL}, *stop[] = {"stop", NULL};
+		struct cmd_run r;
+		json_t *doc;
+
+		doc = cli_json(&w, status, 0);
+		assert_true(json_is_true(jx_get(doc, "daemon.running")));
+		assert_int_equal(json_integer_value(jx_get(doc, "daemon.pid")), mon.pid);
+		json_decref(doc);
+		names = create_vm(&w); /* a create from the CLI, made by the program's spillway */
+		free(names);
+		cli(&w, &r, stop);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, "spillway runs inside a program here"));
+		cmd_run_free(&r);
+	}
+	assert_int_equal(prog_end(&mon), 0);
+	assert_non_null(strstr(buf_str(&mon.text), "stats: 1 created"));
+	buf_release(&mon.text);
+	world_end(&w);
+
 	/* A daemon: the program asks it, and another program watches the events. */
 	world_init(&w, true, NULL);
 	prog_start(&mon, &w, "monitor", monitor_args);
-	{
-		/* The monitor is subscribed once it says so. */
-		char chunk[4096];
-		ssize_t n;
-
-		while (strstr(buf_str(&mon.text), "watching") == NULL &&
-		    (n = read(mon.out, chunk, sizeof chunk)) > 0)
-			buf_add(&mon.text, chunk, (size_t)n);
-	}
+	wait_said(&mon, "watching"); /* the monitor is subscribed once it says so */
 	prog_start(&trig, &w, "manual_trigger", trigger_args);
 	assert_int_equal(prog_end(&trig), 0);
 	assert_non_null(strstr(buf_str(&trig.text), "spillway: the daemon"));
@@ -1037,6 +1148,75 @@ test_library(void **state)
 	}
 }
 
+/*
+ * The detached daemon: daemon.lock names it (the README's kill -TERM works)
+ * and names nobody once it is gone; spillway stop shows its VMs deleted (or
+ * kept) and returns once it has exited; with none running it says so.
+ */
+static void
+test_stop(void **state)
+{
+	const char *stop[] = {"stop", NULL}, *stop_keep[] = {"stop", "--keep", NULL};
+	struct world w;
+	struct cmd_run r;
+	pid_t pid;
+	char *name, *names;
+
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	world_init(&w, false, NULL);
+	pid = run_detached(&w);
+	assert_int_equal(lock_pid(&w), pid);
+	assert_int_equal(kill(lock_pid(&w), SIGTERM), 0);
+	assert_int_equal(reap(pid), 0);
+	assert_int_equal(lock_pid(&w), 0);
+
+	pid = run_detached(&w);
+	name = create_vm(&w);
+	cli(&w, &r, stop);
+	if (r.status != 0) {
+		dump_detached(&w);
+		fail_msg("spillway stop: exit %d\n%s%s", r.status, r.out, r.err);
+	}
+	{
+		const char *story[] = {"is stopping; it deletes its VMs first", name,
+		    "-> TERMINATING", name, "-> TERMINATED", "the daemon has stopped", NULL};
+
+		expect_in_order(r.out, story);
+	}
+	cmd_run_free(&r);
+	assert_int_equal(reap(pid), 0);
+	assert_int_equal(lock_pid(&w), 0);
+	names = cloud_names(&w);
+	assert_string_equal(names, "");
+	free(names);
+	free(name);
+	cli(&w, &r, stop);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "no spillway daemon runs"));
+	cmd_run_free(&r);
+
+	/* --keep: the VM stays, for the next start to take over. */
+	pid = run_detached(&w);
+	name = create_vm(&w);
+	cli(&w, &r, stop_keep);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "leaves its VMs running"));
+	assert_null(strstr(r.out, "TERMINATING"));
+	cmd_run_free(&r);
+	assert_int_equal(reap(pid), 0);
+	names = cloud_names(&w);
+	assert_non_null(strstr(names, name));
+	free(names);
+	pid = run_detached(&w);
+	cli(&w, &r, stop);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "-> TERMINATED"));
+	cmd_run_free(&r);
+	assert_int_equal(reap(pid), 0);
+	free(name);
+	world_end(&w);
+}
+
 int
 main(void)
 {
@@ -1051,6 +1231,7 @@ main(void)
 	    cmocka_unit_test(test_seed_flags),
 	    cmocka_unit_test(test_doctor),
 	    cmocka_unit_test(test_library),
+	    cmocka_unit_test(test_stop),
 	};
 
 	jx_init();

@@ -457,8 +457,11 @@ run_spillway(struct cmd_run *r, const char *home, const char *const *args, const
 
 		dup2(out[1], 1);
 		dup2(err[1], 2);
+		/* Only 1 and 2: a daemon it detaches must not hold the pipes open. */
 		close(out[0]);
 		close(err[0]);
+		close(out[1]);
+		close(err[1]);
 		setenv("HOME", home, 1);
 		setenv("XDG_CONFIG_HOME", home, 1);
 		unsetenv("XDG_STATE_HOME");
