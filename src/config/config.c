@@ -82,14 +82,16 @@ static const struct key keys[] = {
     {"gcp.max_price", "GCP_VM_MAX_PRICE", T_DOUBLE, OFF(max_price), "0.10", 0, 1000, NULL,
         "US dollars per hour, from 0 to 1000", "no VM is created above this price per hour", false},
     {"gcp.daily_budget", "GCP_VM_DAILY_BUDGET", T_DOUBLE, OFF(daily_budget), "5.0", 0, 100000, NULL,
-        "US dollars per day, from 0 to 100000", "spend per local calendar day, never exceeded", false},
+        "US dollars per day, from 0 to 100000", "spend per local calendar day, never exceeded",
+        false},
     {"gcp.max_concurrent", "GCP_VM_MAX_CONCURRENT", T_INT, OFF(max_concurrent), "2", 0, 1000, NULL,
         "a whole number from 0 to 1000", "VMs alive or in flight at once", false},
     {"gcp.max_lifetime_hours", "GCP_VM_MAX_LIFETIME_HOURS", T_DOUBLE, OFF(max_lifetime_hours),
         "3.0", 0.01, 2880, NULL, "hours, from 0.01 to 2880 (Compute Engine's 120 days)",
         "hard stop per VM, also sent as its maxRunDuration", false},
     {"gcp.idle_timeout_minutes", "GCP_VM_IDLE_TIMEOUT_MINUTES", T_DOUBLE, OFF(idle_timeout_minutes),
-        "30", 1, 10080, NULL, "minutes, from 1 to 10080", "delete a VM after this long idle", false},
+        "30", 1, 10080, NULL, "minutes, from 1 to 10080", "delete a VM after this long idle",
+        false},
     {"gcp.health_check_interval", "GCP_VM_HEALTH_CHECK_INTERVAL", T_INT, OFF(health_check_interval),
         "30", 1, 3600, NULL, "seconds, from 1 to 3600", "seconds between monitoring passes", false},
     {"gcp.enable_monitoring", "GCP_VM_ENABLE_MONITORING", T_BOOL, OFF(enable_monitoring), "true", 0,
@@ -97,35 +99,37 @@ static const struct key keys[] = {
     {"spillway.backend_port", "SPILLWAY_BACKEND_PORT", T_INT, OFF(backend_port), "8010", 1, 65535,
         NULL, "a TCP port from 1 to 65535", "port of the backend on the VM", false},
     {"backend.git", "SPILLWAY_BACKEND_GIT", T_STRING, OFF(backend_git), "", 0, 0, check_git_url,
-	"an https:// or ssh:// URL, user@host:path, file:///path, or empty",
-	"git repository of the backend the VM runs (empty: the image runs it)", false},
+        "an https:// or ssh:// URL, user@host:path, file:///path, or empty",
+        "git repository of the backend the VM runs (empty: the image runs it)", false},
     {"backend.ref", "SPILLWAY_BACKEND_REF", T_STRING, OFF(backend_ref), "main", 0, 0, check_git_ref,
-	"a branch or tag name", "branch or tag of backend.git", false},
+        "a branch or tag name", "branch or tag of backend.git", false},
     {"backend.dir", "SPILLWAY_BACKEND_DIR", T_STRING, OFF(backend_dir), "", 0, 0,
-	check_vm_path_or_empty, "an absolute path of letters, digits, '.', '_', '-' and '/', or empty",
-	"a backend already in the image: fetch and install are skipped", false},
+        check_vm_path_or_empty,
+        "an absolute path of letters, digits, '.', '_', '-' and '/', or empty",
+        "a backend already in the image: fetch and install are skipped", false},
     {"backend.install", "SPILLWAY_BACKEND_INSTALL", T_STRING, OFF(backend_install), "", 0, 0,
-	check_shell_text, "a shell command, or empty",
-	"run once in the backend's directory, such as pip3 install -r requirements.txt", false},
+        check_shell_text, "a shell command, or empty",
+        "run once in the backend's directory, such as pip3 install -r requirements.txt", false},
     {"backend.start", "SPILLWAY_BACKEND_START", T_STRING, OFF(backend_start), "", 0, 0,
-	check_shell_text, "a shell command, or empty",
-	"starts the backend (as a systemd unit), such as python3 -m app", false},
+        check_shell_text, "a shell command, or empty",
+        "starts the backend (as a systemd unit), such as python3 -m app", false},
     {"backend.health_path", "SPILLWAY_HEALTH_PATH", T_STRING, OFF(health_path), "/health", 0, 0,
-	check_url_path, "a URL path such as /health", "the backend's health check", false},
+        check_url_path, "a URL path such as /health", "the backend's health check", false},
     {"backend.env", "SPILLWAY_BACKEND_ENV", T_STRING, OFF(backend_env), "", 0, 0, check_env_list,
-	"KEY=VALUE words, quoted like a shell's: A=1 \"B=two words\"",
-	"environment of the backend (instance metadata: no secrets)", false},
+        "KEY=VALUE words, quoted like a shell's: A=1 \"B=two words\"",
+        "environment of the backend (instance metadata: no secrets)", false},
     {"backend.cloudsql", "SPILLWAY_CLOUDSQL_INSTANCE", T_STRING, OFF(cloudsql), "", 0, 0,
-	check_cloudsql, "PROJECT:REGION:INSTANCE, or empty",
-	"a Cloud SQL instance the VM reaches through the Cloud SQL Auth Proxy", false},
-    {"backend.log_dir", "SPILLWAY_VM_LOG_DIR", T_STRING, OFF(vm_log_dir), "/var/log/spillway", 0,
-	0, check_vm_path, "an absolute path of letters, digits, '.', '_', '-' and '/'",
-	"where the VM's startup script and agent log", false},
+        check_cloudsql, "PROJECT:REGION:INSTANCE, or empty",
+        "a Cloud SQL instance the VM reaches through the Cloud SQL Auth Proxy", false},
+    {"backend.log_dir", "SPILLWAY_VM_LOG_DIR", T_STRING, OFF(vm_log_dir), "/var/log/spillway", 0, 0,
+        check_vm_path, "an absolute path of letters, digits, '.', '_', '-' and '/'",
+        "where the VM's startup script and agent log", false},
     {"agent.port", "SPILLWAY_AGENT_PORT", T_INT, OFF(agent_port), "8011", 1, 65535, NULL,
-	"a TCP port from 1 to 65535, not the backend's", "port of the watchdog agent on the VM", false},
+        "a TCP port from 1 to 65535, not the backend's", "port of the watchdog agent on the VM",
+        false},
     {"agent.lease_minutes", "SPILLWAY_LEASE_MINUTES", T_DOUBLE, OFF(lease_minutes), "0", 0, 10080,
-	NULL, "minutes, from 1 to 10080, or 0",
-	"a VM not renewed and idle this long deletes itself (0: two idle timeouts)", false},
+        NULL, "minutes, from 1 to 10080, or 0",
+        "a VM not renewed and idle this long deletes itself (0: two idle timeouts)", false},
     {"spillway.compute_endpoint", "SPILLWAY_COMPUTE_ENDPOINT", T_STRING, OFF(compute_endpoint),
         "https://compute.googleapis.com/compute/v1/", 0, 0, check_endpoint,
         "an https:// URL, or http:// to a loopback address", "Compute Engine API base URL", false},
@@ -139,74 +143,79 @@ static const struct key keys[] = {
     {"spillway.retry_attempts", "SPILLWAY_RETRY_ATTEMPTS", T_INT, OFF(retry_attempts), "8", 1, 100,
         NULL, "a whole number from 1 to 100", "most HTTP requests of one cloud call", false},
     {"daemon.owner", "SPILLWAY_OWNER", T_STRING, OFF(owner), "", 0, 0, check_label_value,
-	"1 to 63 lowercase letters, digits, '_' and '-', or empty",
-	"the spillway-owner label of this host's VMs (empty: from the host and state directory)", true},
-    {"daemon.min_confidence", "SPILLWAY_MIN_CONFIDENCE", T_DOUBLE, OFF(min_confidence), "0.6", 0,
-	1, NULL, "a number from 0 to 1", "no VM is created with less confidence than this", false},
+        "1 to 63 lowercase letters, digits, '_' and '-', or empty",
+        "the spillway-owner label of this host's VMs (empty: from the host and state directory)",
+        true},
+    {"daemon.min_confidence", "SPILLWAY_MIN_CONFIDENCE", T_DOUBLE, OFF(min_confidence), "0.6", 0, 1,
+        NULL, "a number from 0 to 1", "no VM is created with less confidence than this", false},
     {"daemon.cooldown_minutes", "SPILLWAY_COOLDOWN_MINUTES", T_DOUBLE, OFF(cooldown_minutes), "2",
-	0, 1440, NULL, "minutes, from 0 to 1440",
-	"after a VM turns READY or ends, wait this long before another", false},
-    {"daemon.min_run_minutes", "SPILLWAY_MIN_RUN_MINUTES", T_DOUBLE, OFF(min_run_minutes), "15",
-	1, 1440, NULL, "minutes, from 1 to 1440",
-	"a VM the budget can keep for less than this is not created", false},
+        0, 1440, NULL, "minutes, from 0 to 1440",
+        "after a VM turns READY or ends, wait this long before another", false},
+    {"daemon.min_run_minutes", "SPILLWAY_MIN_RUN_MINUTES", T_DOUBLE, OFF(min_run_minutes), "15", 1,
+        1440, NULL, "minutes, from 1 to 1440",
+        "a VM the budget can keep for less than this is not created", false},
     {"daemon.boot_timeout_minutes", "SPILLWAY_BOOT_TIMEOUT_MINUTES", T_DOUBLE,
-	OFF(boot_timeout_minutes), "10", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
-	"a VM not healthy this long after it runs is deleted", false},
+        OFF(boot_timeout_minutes), "10", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
+        "a VM not healthy this long after it runs is deleted", false},
     {"daemon.unhealthy_minutes", "SPILLWAY_UNHEALTHY_MINUTES", T_DOUBLE, OFF(unhealthy_minutes),
-	"3", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
-	"a VM unhealthy this long is replaced", false},
-    {"daemon.health_failures", "SPILLWAY_HEALTH_FAILURES", T_INT, OFF(health_failures), "3", 1,
-	100, NULL, "a whole number from 1 to 100",
-	"failed health checks in a row that make a VM UNHEALTHY", false},
-    {"daemon.health_timeout_s", "SPILLWAY_HEALTH_TIMEOUT_S", T_DOUBLE, OFF(health_timeout_s),
-	"5", 0.1, 60, NULL, "seconds, from 0.1 to 60", "how long a health check may take", false},
-    {"daemon.orphan_policy", "SPILLWAY_ORPHAN_POLICY", T_STRING, OFF(orphan_policy), "delete", 0,
-	0, check_orphan_policy, "delete, adopt or report",
-	"what to do with a VM carrying our label that the ledger does not know", false},
+        "3", 0.1, 1440, NULL, "minutes, from 0.1 to 1440", "a VM unhealthy this long is replaced",
+        false},
+    {"daemon.health_failures", "SPILLWAY_HEALTH_FAILURES", T_INT, OFF(health_failures), "3", 1, 100,
+        NULL, "a whole number from 1 to 100",
+        "failed health checks in a row that make a VM UNHEALTHY", false},
+    {"daemon.health_timeout_s", "SPILLWAY_HEALTH_TIMEOUT_S", T_DOUBLE, OFF(health_timeout_s), "5",
+        0.1, 60, NULL, "seconds, from 0.1 to 60", "how long a health check may take", false},
+    {"daemon.orphan_policy", "SPILLWAY_ORPHAN_POLICY", T_STRING, OFF(orphan_policy), "delete", 0, 0,
+        check_orphan_policy, "delete, adopt or report",
+        "what to do with a VM carrying our label that the ledger does not know", false},
     {"daemon.orphan_grace_minutes", "SPILLWAY_ORPHAN_GRACE_MINUTES", T_DOUBLE,
-	OFF(orphan_grace_minutes), "10", 0, 1440, NULL, "minutes, from 0 to 1440",
-	"how long an orphan lives before it is deleted", false},
+        OFF(orphan_grace_minutes), "10", 0, 1440, NULL, "minutes, from 0 to 1440",
+        "how long an orphan lives before it is deleted", false},
     {"daemon.create_deadline_minutes", "SPILLWAY_CREATE_DEADLINE_MINUTES", T_DOUBLE,
-	OFF(create_deadline_minutes), "10", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
-	"how long an insert is retried (same requestId) before it counts as failed", false},
-    {"daemon.shutdown_timeout_s", "SPILLWAY_SHUTDOWN_TIMEOUT_S", T_DOUBLE,
-	OFF(shutdown_timeout_s), "120", 1, 3600, NULL, "seconds, from 1 to 3600",
-	"how long shutdown, and spillway terminate, wait for the deletes", false},
+        OFF(create_deadline_minutes), "10", 0.1, 1440, NULL, "minutes, from 0.1 to 1440",
+        "how long an insert is retried (same requestId) before it counts as failed", false},
+    {"daemon.shutdown_timeout_s", "SPILLWAY_SHUTDOWN_TIMEOUT_S", T_DOUBLE, OFF(shutdown_timeout_s),
+        "120", 1, 3600, NULL, "seconds, from 1 to 3600",
+        "how long shutdown, and spillway terminate, wait for the deletes", false},
     {"daemon.target_available_pct", "SPILLWAY_TARGET_AVAILABLE_PCT", T_DOUBLE,
-	OFF(target_available_pct), "20", 0, 100, NULL, "percent of MemTotal, from 0 to 100",
-	"offload components until MemAvailable would be back at this", false},
+        OFF(target_available_pct), "20", 0, 100, NULL, "percent of MemTotal, from 0 to 100",
+        "offload components until MemAvailable would be back at this", false},
     {"daemon.stockout_skip_minutes", "SPILLWAY_STOCKOUT_SKIP_MINUTES", T_DOUBLE,
-	OFF(stockout_skip_minutes), "5", 0, 1440, NULL, "minutes, from 0 to 1440",
-	"a zone out of capacity is skipped this long", false},
+        OFF(stockout_skip_minutes), "5", 0, 1440, NULL, "minutes, from 0 to 1440",
+        "a zone out of capacity is skipped this long", false},
     {"daemon.image", "SPILLWAY_IMAGE", T_STRING, OFF(image),
-	"projects/debian-cloud/global/images/family/debian-12", 0, 0, check_image,
-	"an image or image family path, such as projects/debian-cloud/global/images/family/debian-12",
-	"boot image of the VMs", false},
+        "projects/debian-cloud/global/images/family/debian-12", 0, 0, check_image,
+        "an image or image family path, such as projects/debian-cloud/global/images/family/debian-12",
+        "boot image of the VMs", false},
     {"daemon.disk_gb", "SPILLWAY_DISK_GB", T_INT, OFF(disk_gb), "20", 10, 65536, NULL,
-	"gigabytes, from 10 to 65536", "boot disk size", false},
+        "gigabytes, from 10 to 65536", "boot disk size", false},
     {"daemon.disk_type", "SPILLWAY_DISK_TYPE", T_STRING, OFF(disk_type), "pd-balanced", 0, 0,
-	check_disk_type, "pd-balanced or pd-standard", "boot disk type", false},
+        check_disk_type, "pd-balanced or pd-standard", "boot disk type", false},
     {"daemon.network_tags", "SPILLWAY_NETWORK_TAGS", T_STRING, OFF(network_tags),
-	"spillway-backend", 0, 0, check_tags, "comma-separated names of lowercase letters, digits and '-'",
-	"network tags of the VMs (for the firewall rule of the backend port)", false},
+        "spillway-backend", 0, 0, check_tags,
+        "comma-separated names of lowercase letters, digits and '-'",
+        "network tags of the VMs (for the firewall rule of the backend port)", false},
     {"daemon.log_file", "SPILLWAY_LOG_FILE", T_STRING, OFF(log_file), "", 0, 0, check_path_or_empty,
-	"an absolute path, or empty", "also log to this file", true},
-    {"hooks.on_ready", "SPILLWAY_HOOK_ON_READY", T_STRING, OFF(hook_on_ready), "", 0, 0, check_command,
-	"a command and its arguments (run without a shell)", "run when a VM is READY", false},
+        "an absolute path, or empty", "also log to this file", true},
+    {"hooks.on_ready", "SPILLWAY_HOOK_ON_READY", T_STRING, OFF(hook_on_ready), "", 0, 0,
+        check_command, "a command and its arguments (run without a shell)",
+        "run when a VM is READY", false},
     {"hooks.on_gone", "SPILLWAY_HOOK_ON_GONE", T_STRING, OFF(hook_on_gone), "", 0, 0, check_command,
-	"a command and its arguments (run without a shell)",
-	"run when a VM leaves: its components are local again", false},
+        "a command and its arguments (run without a shell)",
+        "run when a VM leaves: its components are local again", false},
     {"hooks.on_pressure", "SPILLWAY_HOOK_ON_PRESSURE", T_STRING, OFF(hook_on_pressure), "", 0, 0,
-	check_command, "a command and its arguments (run without a shell)",
-	"run when the pressure level changes", false},
+        check_command, "a command and its arguments (run without a shell)",
+        "run when the pressure level changes", false},
     {"hooks.timeout_s", "SPILLWAY_HOOK_TIMEOUT_S", T_DOUBLE, OFF(hook_timeout_s), "30", 0.1, 3600,
-	NULL, "seconds, from 0.1 to 3600", "a hook running longer is killed", false},
+        NULL, "seconds, from 0.1 to 3600", "a hook running longer is killed", false},
     {"pricing.catalog", "SPILLWAY_PRICE_CATALOG", T_STRING, OFF(price_catalog), "", 0, 0,
-	check_path_or_empty, "an absolute path, or empty",
-	"a price catalog file (Cloud Billing SKU list); empty: the last refreshed, else the shipped one", false},
+        check_path_or_empty, "an absolute path, or empty",
+        "a price catalog file (Cloud Billing SKU list); empty: the last refreshed, else the shipped one",
+        false},
     {"pricing.billing_endpoint", "SPILLWAY_BILLING_ENDPOINT", T_STRING, OFF(billing_endpoint),
-	"https://cloudbilling.googleapis.com/v1/", 0, 0, check_endpoint,
-	"an https:// URL, or http:// to a loopback address", "Cloud Billing Catalog API base URL", true},
+        "https://cloudbilling.googleapis.com/v1/", 0, 0, check_endpoint,
+        "an https:// URL, or http:// to a loopback address", "Cloud Billing Catalog API base URL",
+        true},
     {"pressure.cgroup", "SPILLWAY_PRESSURE_CGROUP", T_STRING, OFF(pressure_cgroup), "", 0, 0,
         check_path_or_empty, "a cgroup v2 directory (absolute path), or empty",
         "watch this cgroup's memory.pressure (empty: the whole system)", true},
@@ -228,7 +237,8 @@ static const struct key keys[] = {
         OFF(elevated_sustain_s), "2", 0, 600, NULL, "seconds, from 0 to 600",
         "how long a stall must last to reach ELEVATED", false},
     {"pressure.high_sustain_s", "SPILLWAY_PRESSURE_HIGH_SUSTAIN_S", T_DOUBLE, OFF(high_sustain_s),
-        "6", 0, 600, NULL, "seconds, from 0 to 600", "how long a stall must last to reach HIGH", false},
+        "6", 0, 600, NULL, "seconds, from 0 to 600", "how long a stall must last to reach HIGH",
+        false},
     {"pressure.critical_sustain_s", "SPILLWAY_PRESSURE_CRITICAL_SUSTAIN_S", T_DOUBLE,
         OFF(critical_sustain_s), "2", 0, 600, NULL, "seconds, from 0 to 600",
         "how long a stall must last to reach CRITICAL", false},
@@ -335,31 +345,31 @@ static const char *
 check_orphan_policy(const char *s)
 {
 	return strcmp(s, "delete") == 0 || strcmp(s, "adopt") == 0 || strcmp(s, "report") == 0
-	           ? NULL
-	           : "not a policy";
+	    ? NULL
+	    : "not a policy";
 }
 
 static const char *
 check_image(const char *s)
 {
 	return matches(s, "^(projects/[a-z][-a-z0-9.:]*/)?global/images/(family/)?[a-z][-a-z0-9]*$")
-	           ? NULL
-	           : "not an image path";
+	    ? NULL
+	    : "not an image path";
 }
 
 static const char *
 check_disk_type(const char *s)
 {
 	return strcmp(s, "pd-balanced") == 0 || strcmp(s, "pd-standard") == 0 ? NULL
-	                                                                     : "not a disk type";
+	                                                                      : "not a disk type";
 }
 
 static const char *
 check_tags(const char *s)
 {
 	return *s == '\0' || matches(s, "^[a-z][-a-z0-9]{0,62}(,[a-z][-a-z0-9]{0,62})*$")
-	           ? NULL
-	           : "not a list of network tags";
+	    ? NULL
+	    : "not a list of network tags";
 }
 
 static const char *
@@ -397,8 +407,9 @@ static const char *
 check_git_url(const char *s)
 {
 	return *s == '\0' ||
-	        matches(s, "^(https://|ssh://|file:///|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)"
-	                   "[A-Za-z0-9._~:/?#@!&+=%,-]*$")
+	        matches(s,
+	            "^(https://|ssh://|file:///|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)"
+	            "[A-Za-z0-9._~:/?#@!&+=%,-]*$")
 	    ? NULL
 	    : "not a git URL";
 }
@@ -594,6 +605,8 @@ describe_origin(const struct key *k, enum config_source src, const char *where)
 		return xasprintf("from environment variable %s", k->env);
 	case CONFIG_FLAG:
 		return xasprintf("from %s", where);
+	case CONFIG_DERIVED:
+		return xasprintf("derived from %s", where);
 	default:
 		return xstrdup("the built-in default");
 	}
@@ -950,6 +963,49 @@ load_gcloud(struct loader *ld, char **cause)
 	return error;
 }
 
+/* --- the project of the credentials --- */
+
+/*
+ * No project given anywhere: the credentials' own (a service account key's
+ * project_id), as Google's client libraries take it. Resolved here, once, so
+ * that every command (status, doctor, create, the daemon) names the same one.
+ * The file is the one the credentials come from (docs/configuration.md); one
+ * that cannot be read is left for the credentials check to explain.
+ */
+static int
+project_from_credentials(struct config *cfg, char *const *env, char **cause)
+{
+	const char *file = config_getenv(env, "GOOGLE_APPLICATION_CREDENTIALS");
+	const char *sdk = config_getenv(env, "CLOUDSDK_CONFIG");
+	char *path, *text = NULL, *where;
+	json_t *v = NULL;
+	size_t len = 0;
+	int error = 0;
+
+	if (*cfg->project != '\0')
+		return 0;
+	if (file != NULL && *file != '\0')
+		path = xstrdup(file);
+	else if (sdk != NULL && *sdk != '\0')
+		path = xasprintf("%s/application_default_credentials.json", sdk);
+	else
+		path = xasprintf(
+		    "%s/.config/gcloud/application_default_credentials.json", home_dir(env));
+	if (read_file(path, 1 << 20, &text, &len) == 0 && jx_parse(text, len, &v, NULL) == 0 &&
+	    jx_str(v, "project_id") != NULL && *jx_str(v, "project_id") != '\0') {
+		where = xasprintf("the credentials file %s", path);
+		error = set_value(cfg, (size_t)find_key("gcp.project"), jx_str(v, "project_id"),
+		    CONFIG_DERIVED, where, cause);
+		free(where);
+	}
+	json_decref(v);
+	if (text != NULL)
+		explicit_bzero(text, len); /* it holds a private key */
+	free(text);
+	free(path);
+	return error;
+}
+
 /* --- consistency between keys --- */
 
 static size_t
@@ -1008,10 +1064,11 @@ check_backend(const struct config *cfg, char **cause)
 {
 	if ((*cfg->backend_git != '\0' || *cfg->backend_dir != '\0') &&
 	    *cfg->backend_start == '\0') {
-		*cause = xasprintf("backend.start (SPILLWAY_BACKEND_START) is empty, but %s is set: "
-		                   "give the command that starts the backend, such as "
-		                   "python3 -m app",
-		    *cfg->backend_git != '\0' ? "backend.git" : "backend.dir");
+		*cause =
+		    xasprintf("backend.start (SPILLWAY_BACKEND_START) is empty, but %s is set: "
+		              "give the command that starts the backend, such as "
+		              "python3 -m app",
+		        *cfg->backend_git != '\0' ? "backend.git" : "backend.dir");
 		return -EINVAL;
 	}
 	if (cfg->agent_port == cfg->backend_port) {
@@ -1021,8 +1078,9 @@ check_backend(const struct config *cfg, char **cause)
 		return -EINVAL;
 	}
 	if (cfg->lease_minutes > 0 && cfg->lease_minutes < 1) {
-		*cause = xasprintf("agent.lease_minutes is %g: at least 1, or 0 for two idle timeouts",
-		    cfg->lease_minutes);
+		*cause =
+		    xasprintf("agent.lease_minutes is %g: at least 1, or 0 for two idle timeouts",
+		        cfg->lease_minutes);
 		return -EINVAL;
 	}
 	return 0;
@@ -1117,6 +1175,8 @@ config_load(struct config *cfg, const struct config_args *args, char *const *env
 		if (error != 0)
 			goto out;
 	}
+	if ((error = project_from_credentials(cfg, env, cause)) != 0)
+		goto out;
 	if ((error = check_placement(cfg, cause)) != 0)
 		goto out;
 	for (size_t i = 0; i < cfg->ncomponents; i++) {
@@ -1219,8 +1279,8 @@ components_text(const struct config *c)
 }
 
 size_t
-config_diff(const struct config *a, const struct config *b, size_t *out, size_t max,
-    bool *components)
+config_diff(
+    const struct config *a, const struct config *b, size_t *out, size_t max, bool *components)
 {
 	size_t n = 0;
 	char *ca = components_text(a), *cb = components_text(b);

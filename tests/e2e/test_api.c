@@ -912,6 +912,25 @@ test_doctor(void **state)
 	assert_non_null(strstr(r.out, "0 failed"));
 	cmd_run_free(&r);
 	world_end(&w);
+	/* No project given: the key file's, as create and run take it, and status shows it. */
+	world_init_emu(&w, false, NULL, good);
+	for (int i = 0; w.env[i] != NULL; i++)
+		if (str_prefix(w.env[i], "GCP_PROJECT_ID=")) {
+			free(w.env[i]);
+			w.env[i] = xstrdup("SPILLWAY_TEST_NO_PROJECT=1");
+		}
+	doc = cli_json(&w, doctor, 0);
+	assert_string_equal(jx_str(check(doc, "project"), "verdict"), "ok");
+	assert_non_null(strstr(jx_str(check(doc, "project"), "detail"), "project spillway-emulator"));
+	json_decref(doc);
+	{
+		const char *status[] = {"status", "--json", NULL};
+
+		doc = cli_json(&w, status, 0);
+		assert_string_equal(jx_str(doc, "config.project"), "spillway-emulator");
+		json_decref(doc);
+	}
+	world_end(&w);
 	/* No credentials: it says so and what to do, and skips what needs a token. */
 	{
 		const char *none[] = {"GOOGLE_APPLICATION_CREDENTIALS=/nonexistent/key.json", NULL};

@@ -191,6 +191,41 @@ test_gcloud_env(void **state)
 	config_free(&c);
 }
 
+/* No project given: the key file's project_id, for every command; any other source beats it. */
+static void
+test_project_from_credentials(void **state)
+{
+	struct fixture *f = *state;
+	struct config c;
+	char *kv, *where;
+
+	put(f->dir, "key.json",
+	    "{\"type\": \"service_account\", \"project_id\": \"key-project\", "
+	    "\"private_key\": \"-----BEGIN PRIVATE KEY-----\"}");
+	kv = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s/key.json", f->dir);
+	setenv_f(f, kv);
+	free(kv);
+	load_ok(f, &c, NULL);
+	assert_string_equal(c.project, "key-project");
+	assert_int_equal(c.origins[key("gcp.project")].source, CONFIG_DERIVED);
+	where = xasprintf("the credentials file %s/key.json", f->dir);
+	assert_string_equal(c.origins[key("gcp.project")].where, where);
+	free(where);
+	config_free(&c);
+	/* gcloud's ADC file, where no key file is named. */
+	f->env[--f->nenv] = NULL;
+	put(f->dir, ".config/gcloud/application_default_credentials.json",
+	    "{\"type\": \"service_account\", \"project_id\": \"adc-project\"}");
+	load_ok(f, &c, NULL);
+	assert_string_equal(c.project, "adc-project");
+	config_free(&c);
+	setenv_f(f, "GCP_PROJECT_ID=spillway-own");
+	load_ok(f, &c, NULL);
+	assert_string_equal(c.project, "spillway-own");
+	assert_int_equal(c.origins[key("gcp.project")].source, CONFIG_ENV);
+	config_free(&c);
+}
+
 static void
 expect_in(const char *cause, const char *part)
 {
@@ -426,6 +461,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_layers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gcloud_env, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_project_from_credentials, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backend_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
