@@ -1,16 +1,26 @@
 /*
  * spillway emulator: a local Compute Engine until SIGTERM or SIGINT.
+ *
+ * --print-env says, as shell exports, all that points spillway at it: its
+ * endpoints, a key file of its own, its project, and a state directory and
+ * socket of their own (a temporary directory, removed when it stops), so that
+ * a user's own ledger never sees its VMs. --detach returns once it listens.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <uv.h>
 
 #include "cli/cmd.h"
 #include "emulator/emulator.h"
 #include "net/http.h"
+#include "util/buf.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
@@ -35,6 +45,8 @@ enum {
 	OPT_CLOCK_EPOCH,
 	OPT_FIREWALL_SOURCE,
 	OPT_DENY,
+	OPT_PRINT_ENV,
+	OPT_DETACH,
 };
 
 static const struct option options[] = {
@@ -58,6 +70,8 @@ static const struct option options[] = {
     {"clock-epoch", required_argument, NULL, OPT_CLOCK_EPOCH},
     {"firewall-source", required_argument, NULL, OPT_FIREWALL_SOURCE},
     {"deny-permissions", required_argument, NULL, OPT_DENY},
+    {"print-env", no_argument, NULL, OPT_PRINT_ENV},
+    {"detach", no_argument, NULL, OPT_DETACH},
     {0},
 };
 
@@ -90,6 +104,111 @@ write_secret(const struct cmd_entry *e, const char *path, char *json)
 		fprintf(
 		    stderr, "spillway emulator: cannot write '%s': %s\n", path, strerror(-error));
 	return error;
+}
+
+/* One `export NAME='VALUE'` line, the value quoted for sh. */
+static void
+put_export(struct buf *b, const char *name, const char *value)
+{
+	buf_printf(b, "export %s='", name);
+	for (const char *p = value; *p != '\0'; p++)
+		if (*p == '\'')
+			buf_addstr(b, "'\\''");
+		else
+			buf_addch(b, *p);
+	buf_addstr(b, "'\n");
+}
+
+/* What the user is told once it listens: the exports, or the URL. */
+static char *
+announcement(
+    struct emulator *emu, const char *project, const char *dir, const char *creds, bool detached)
+{
+	struct buf b = BUF_INIT(1 << 16);
+	char *v;
+
+	if (dir[0] == '\0') {
+		buf_printf(&b, "listening on %s\n", emulator_url(emu));
+		if (detached)
+			buf_printf(&b, "PID %d\n", (int)getpid());
+		return buf_detach(&b, NULL);
+	}
+	buf_printf(&b, "# spillway emulator: listening on %s; its state is under %s\n",
+	    emulator_url(emu), dir);
+	put_export(
+	    &b, "SPILLWAY_COMPUTE_ENDPOINT", v = xasprintf("%s/compute/v1/", emulator_url(emu)));
+	free(v);
+	put_export(&b, "SPILLWAY_BILLING_ENDPOINT", v = xasprintf("%s/v1/", emulator_url(emu)));
+	free(v);
+	put_export(&b, "GOOGLE_APPLICATION_CREDENTIALS", creds);
+	put_export(&b, "GCP_PROJECT_ID", project);
+	put_export(&b, "SPILLWAY_STATE_DIR", v = xasprintf("%s/state", dir));
+	free(v);
+	put_export(&b, "SPILLWAY_SOCKET", v = xasprintf("%s/state/control.sock", dir));
+	free(v);
+	if (detached)
+		buf_printf(&b, "export SPILLWAY_EMULATOR_PID=%d\n", (int)getpid());
+	return buf_detach(&b, NULL);
+}
+
+/*
+ * --detach: the parent waits for the child to listen, prints what it says and
+ * exits 0 (or the child's status, if it could not start); the child goes on
+ * with *ready, where it says it once it listens.
+ */
+static void
+detach(int *ready)
+{
+	int fds[2];
+	pid_t pid;
+
+	if (pipe(fds) != 0 || (pid = fork()) < 0) {
+		fprintf(stderr, "spillway emulator: cannot detach: %s\n", strerror(errno));
+		exit(EXIT_FAIL);
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		setsid();
+		*ready = fds[1];
+		return;
+	}
+	close(fds[1]);
+	{
+		struct buf said = BUF_INIT(1 << 16);
+		char chunk[4096];
+		ssize_t n;
+		int status = 0;
+
+		while ((n = read(fds[0], chunk, sizeof chunk)) > 0)
+			buf_add(&said, chunk, (size_t)n);
+		if (said.len == 0) {
+			waitpid(pid, &status, 0);
+			exit(WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status)
+			                                                   : EXIT_FAIL);
+		}
+		fwrite(buf_str(&said), 1, said.len, stdout);
+		exit(EXIT_OK);
+	}
+}
+
+/* Once it listens, in the background: the terminal is not its. */
+static void
+let_go(int ready, const char *text, const char *dir)
+{
+	char *log = dir[0] != '\0' ? xasprintf("%s/emulator.log", dir) : xstrdup("/dev/null");
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), null;
+
+	if ((null = open("/dev/null", O_RDONLY)) >= 0)
+		dup2(null, STDIN_FILENO);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+	if (write(ready, text, strlen(text)) < 0)
+		log_warnx("emulator: cannot say that it listens: %s", strerror(errno));
+	close(ready);
+	free(log);
 }
 
 static int
@@ -133,10 +252,10 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 	struct clock clock;
 	struct run r = {0};
 	uv_loop_t loop;
-	char host[64], *cause = NULL, line[96];
+	char host[64], *cause = NULL, line[96], dir[256] = "", *creds = NULL, *said;
 	const char *v;
 	long long n;
-	int port, status = EXIT_FAIL;
+	int port, status = EXIT_FAIL, ready = -1;
 	static const struct {
 		int opt;
 		const char *name;
@@ -213,6 +332,23 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 	o.clock = &clock;
 	o.faults = args_get(a, OPT_FAULTS);
 	o.request_log = args_get(a, OPT_REQUEST_LOG);
+	if (args_has(a, OPT_DETACH))
+		detach(&ready);
+	if (args_has(a, OPT_PRINT_ENV)) {
+		const char *tmp = getenv("TMPDIR");
+
+		snprintf(dir, sizeof dir, "%s/spillway-emulator-XXXXXX",
+		    tmp != NULL && *tmp == '/' ? tmp : "/tmp");
+		if (mkdtemp(dir) == NULL) {
+			fprintf(stderr, "spillway emulator: cannot create %s: %s\n", dir,
+			    strerror(errno));
+			return EXIT_FAIL;
+		}
+	}
+	if ((v = args_get(a, OPT_WRITE_CREDS)) != NULL)
+		creds = xstrdup(v);
+	else if (dir[0] != '\0')
+		creds = xasprintf("%s/credentials.json", dir);
 
 	uv_loop_init(&loop);
 	if (emulator_new(&loop, &o, &r.emu, &cause) != 0) {
@@ -221,8 +357,7 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 		status = EXIT_USAGE;
 		goto out;
 	}
-	if ((v = args_get(a, OPT_WRITE_CREDS)) != NULL &&
-	    write_secret(e, v, emulator_service_account_json(r.emu)) != 0)
+	if (creds != NULL && write_secret(e, creds, emulator_service_account_json(r.emu)) != 0)
 		goto fail;
 	if ((v = args_get(a, OPT_WRITE_USER_CREDS)) != NULL &&
 	    write_secret(e, v, emulator_user_credentials_json(r.emu)) != 0)
@@ -239,8 +374,14 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 	r.sigterm.data = r.sigint.data = &r;
 	uv_signal_start(&r.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&r.sigint, on_signal, SIGINT);
-	printf("listening on %s\n", emulator_url(r.emu));
-	fflush(stdout);
+	said = announcement(r.emu, o.project, dir, creds, ready >= 0);
+	if (ready >= 0) {
+		let_go(ready, said, dir);
+	} else {
+		fputs(said, stdout);
+		fflush(stdout);
+	}
+	free(said);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	status = EXIT_OK;
 	goto out;
@@ -249,6 +390,9 @@ fail:
 	uv_run(&loop, UV_RUN_DEFAULT);
 out:
 	uv_loop_close(&loop);
+	if (dir[0] != '\0' && remove_tree(dir) != 0)
+		log_warnx("emulator: cannot remove %s", dir);
+	free(creds);
 	return status;
 }
 
@@ -261,7 +405,7 @@ const struct cmd_entry cmd_emulator_entry = {
         "[--request-log F]\n"
         "        [--write-credentials F] [--write-user-credentials F] [--seed N]\n"
         "        [--time-scale X [--clock-epoch UNIX-SECONDS]]\n"
-        "        [--firewall-source CIDR] [--deny-permissions P1,P2]",
+        "        [--firewall-source CIDR] [--deny-permissions P1,P2] [--print-env] [--detach]",
     .summary = "run a local Compute Engine (API, OAuth, metadata server, guests)",
     .options = options,
     .min_args = 0,

@@ -39,6 +39,7 @@ struct run {
 	uv_signal_t sig[3];
 	int signals;
 	int status;
+	bool emulator; /* --provider emulator */
 };
 
 static void
@@ -62,6 +63,27 @@ on_stopped(void *arg)
 	r->d = NULL;
 }
 
+/*
+ * Against the emulator, fake VMs and spend stay out of the user's ledger: a
+ * state directory (and socket) of its own, unless one was given.
+ */
+static void
+emulator_state(struct config *cfg, bool emulator)
+{
+	if (!emulator || config_source_of(cfg, "spillway.state_dir") != CONFIG_DEFAULT)
+		return;
+	{
+		char *dir = xasprintf("%s/emulator", cfg->state_dir);
+
+		free(cfg->state_dir);
+		cfg->state_dir = dir;
+	}
+	if (config_source_of(cfg, "spillway.socket") == CONFIG_DEFAULT) {
+		free(cfg->socket_path);
+		cfg->socket_path = xasprintf("%s/control.sock", cfg->state_dir);
+	}
+}
+
 static void
 reload(struct run *r)
 {
@@ -76,6 +98,7 @@ reload(struct run *r)
 		memset(next, 0, sizeof *next);
 		return;
 	}
+	emulator_state(next, r->emulator);
 	if (daemon_reload(r->d, next, &cause) != 0) {
 		log_warnx("the new configuration is refused, keeping the old one: %s", cause);
 		free(cause);
@@ -190,6 +213,7 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 		return cmd_usage_error(e, "invalid value '%s' for --speed", args_get(a, OPT_SPEED));
 	if (args_has(a, OPT_SPEED) && !args_has(a, OPT_REPLAY))
 		return cmd_usage_error(e, "--speed goes with --replay");
+	emulator_state(&ctx->cfg, strcmp(provider, "emulator") == 0);
 	if ((lock = daemon_lock(&ctx->cfg, &cause)) < 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
 		free(cause);
@@ -217,6 +241,7 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 	uv_loop_init(&r.loop);
 	r.ctx = ctx;
 	r.status = EXIT_OK;
+	r.emulator = strcmp(provider, "emulator") == 0;
 	o.cfg = &ctx->cfg;
 	o.clock = &r.clock;
 	o.emulator = strcmp(provider, "emulator") == 0;

@@ -1265,6 +1265,14 @@ config_key_restart(size_t i)
 	return keys[i].restart;
 }
 
+enum config_source
+config_source_of(const struct config *cfg, const char *key)
+{
+	ssize_t i = find_key(key);
+
+	return i >= 0 ? cfg->origins[i].source : CONFIG_DEFAULT;
+}
+
 /* Components as text, to compare two configurations' sets at once. */
 static char *
 components_text(const struct config *c)

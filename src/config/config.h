@@ -162,6 +162,8 @@ const char *config_key_env(size_t);
 const char *config_key_help(size_t);
 /* Whether a running daemon takes the key only at its next start (SIGHUP leaves it). */
 bool config_key_restart(size_t);
+/* Where a key's value came from (CONFIG_DEFAULT: nobody gave it). */
+enum config_source config_source_of(const struct config *, const char *key);
 /*
  * The keys (table indexes, at most max) whose values differ between a and b;
  * *components: whether the components differ.

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include "harness.h"
 #include "util/buf.h"
 #include "util/jx.h"
+#include "util/str.h"
 #include "util/xmalloc.h"
 
 static char home[64];
@@ -310,6 +312,147 @@ test_cloud_commands(void **state)
 	emu_stop(&e);
 }
 
+/* The first ```sh block after this heading of the README, as it is written. */
+static char *
+readme_block(const char *heading)
+{
+	char *path = xasprintf("%s/README.md", getenv("SPILLWAY_SOURCE")), *text = read_text(path);
+	const char *at, *start = NULL, *end = NULL;
+	char *block;
+
+	assert_non_null(text);
+	if ((at = strstr(text, heading)) == NULL || (start = strstr(at, "```sh\n")) == NULL ||
+	    (end = strstr(start + 6, "```")) == NULL)
+		fail_msg("no sh block after '%s' in %s", heading, path);
+	block = xstrndup(start + 6, (size_t)(end - start - 6));
+	free(text);
+	free(path);
+	return block;
+}
+
+/* An empty directory, or one nobody removed in time. */
+static bool
+empty_dir(const char *path)
+{
+	char *cmd = xasprintf("[ -z \"$(ls -A '%s')\" ]", path);
+	int64_t deadline = now_ms() + 30000;
+	bool empty;
+
+	while (!(empty = system(cmd) == 0) && now_ms() < deadline)
+		sleep_ms(50);
+	free(cmd);
+	return empty;
+}
+
+/*
+ * The README's emulator steps, run as written by a user whose gcloud has a
+ * project of its own: everything works, and the user's ledger is untouched.
+ */
+static void
+test_readme_emulator_steps(void **state)
+{
+	char *block = readme_block("## The Compute Engine emulator"),
+	     *bindir = xstrdup(getenv("SPILLWAY_BIN"));
+	char *script = xasprintf("%s/steps.sh", home), *cmd, *out, *err;
+	FILE *f;
+	int status;
+
+	*strrchr(bindir, '/') = '\0';
+	assert_non_null(f = fopen(script, "w"));
+	fputs(block, f);
+	fclose(f);
+	cmd = xasprintf("mkdir -p %s/.config/gcloud/configurations %s/tmp && "
+	                "printf '[core]\\nproject = my-proj\\naccount = me@example.com\\n' > "
+	                "%s/.config/gcloud/configurations/config_default",
+	    home, home, home);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	cmd = xasprintf("cd %s && env -i HOME=%s TMPDIR=%s/tmp PATH=%s:/usr/bin:/bin NO_COLOR=1 "
+	                "sh -e %s > %s/steps.out 2> %s/steps.err",
+	    home, home, home, bindir, script, home, home);
+	status = system(cmd);
+	free(cmd);
+	cmd = xasprintf("%s/steps.out", home);
+	out = read_text(cmd);
+	free(cmd);
+	cmd = xasprintf("%s/steps.err", home);
+	err = read_text(cmd);
+	free(cmd);
+	if (status != 0)
+		fail_msg("the README's emulator steps failed (%d):\n%s\nout:\n%s\nerr:\n%s", status,
+		    block, out, err);
+	{
+		const char *story[] = {"us-central1-a", "is READY at http://127.",
+		    "VMs        1 active", "TERMINATED after", NULL};
+
+		expect_in_order(out, story);
+	}
+	/* Its own state, not the user's; removed once it stopped. */
+	cmd = xasprintf("%s/.local/state/spillway/ledger.db", home);
+	assert_int_not_equal(access(cmd, F_OK), 0);
+	free(cmd);
+	cmd = xasprintf("%s/tmp", home);
+	assert_true(empty_dir(cmd));
+	free(cmd);
+	free(out);
+	free(err);
+	free(script);
+	free(bindir);
+	free(block);
+}
+
+/* run --provider emulator keeps its fake VMs and spend out of the user's ledger. */
+static void
+test_run_emulator_own_state(void **state)
+{
+	char *trace = xasprintf("%s/calm.trace", home), *own, *users, *sock;
+	int64_t deadline = now_ms() + 60000;
+	FILE *f;
+	pid_t pid;
+	int status;
+
+	assert_non_null(f = fopen(trace, "w"));
+	fprintf(f, "# spillway pressure trace 1\n");
+	for (int i = 0; i < 600; i++)
+		fprintf(f,
+		    "t=%lld ev=0 some=0 full=0 sa10=0 sa60=0 fa10=0 fa60=0 mt=16000000 ma=12000000 "
+		    "st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
+		    1700000000000LL + i * 1000LL);
+	fclose(f);
+	own = xasprintf("%s/.local/state/spillway/emulator/ledger.db", home);
+	sock = xasprintf("%s/.local/state/spillway/emulator/control.sock", home);
+	users = xasprintf("%s/.local/state/spillway/ledger.db", home);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		setenv("HOME", home, 1);
+		unsetenv("XDG_STATE_HOME");
+		unsetenv("XDG_CONFIG_HOME");
+		unsetenv("SPILLWAY_STATE_DIR");
+		unsetenv("SPILLWAY_SOCKET");
+		execl(getenv("SPILLWAY_BIN"), "spillway", "run", "--provider", "emulator",
+		    "--foreground", "--replay", trace, (char *)NULL);
+		_exit(127);
+	}
+	while (access(sock, F_OK) != 0 && now_ms() < deadline)
+		sleep_ms(20);
+	assert_int_equal(access(sock, F_OK), 0);
+	assert_int_equal(access(own, F_OK), 0);
+	assert_int_not_equal(access(users, F_OK), 0);
+	kill(pid, SIGTERM);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_not_equal(access(users, F_OK), 0);
+	free(trace);
+	free(own);
+	free(users);
+	free(sock);
+}
+
 int
 main(void)
 {
@@ -321,6 +464,8 @@ main(void)
 	    cmocka_unit_test(test_help_and_version),
 	    cmocka_unit_test(test_demo),
 	    cmocka_unit_test(test_cloud_commands),
+	    cmocka_unit_test(test_readme_emulator_steps),
+	    cmocka_unit_test(test_run_emulator_own_state),
 	};
 
 	jx_init();
