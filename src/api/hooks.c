@@ -172,6 +172,32 @@ env_set(char ***env, size_t *n, const char *name, const char *value)
 	(*env)[*n] = NULL;
 }
 
+char *
+hook_expand(const char *word, const struct hook_env *e)
+{
+	const struct {
+		const char *name, *value;
+	} known[] = {{"{event}", e->event}, {"{name}", e->vm_name}, {"{ip}", e->vm_ip},
+	    {"{endpoint}", e->endpoint}, {"{components}", e->components}, {"{reason}", e->reason},
+	    {"{level}", e->level}};
+	struct buf b = BUF_INIT(1 << 20);
+
+	for (const char *p = word; *p != '\0';) {
+		size_t i = 0;
+
+		for (; i < sizeof known / sizeof known[0]; i++)
+			if (str_prefix(p, known[i].name))
+				break;
+		if (i == sizeof known / sizeof known[0]) {
+			buf_addch(&b, *p++);
+			continue;
+		}
+		buf_addstr(&b, known[i].value != NULL ? known[i].value : "");
+		p += strlen(known[i].name);
+	}
+	return buf_detach(&b, NULL);
+}
+
 int
 hook_run(
     struct hooks *h, const char *name, const char *command, const struct hook_env *e, char **cause)
@@ -192,6 +218,12 @@ hook_run(
 		str_list_free(argv);
 		free(env);
 		return -EINVAL;
+	}
+	for (char **w = argv; *w != NULL; w++) {
+		char *expanded = hook_expand(*w, e);
+
+		free(*w);
+		*w = expanded;
 	}
 	for (char **p = environ; p != NULL && *p != NULL; p++) {
 		env = xreallocarray(env, n + 2, sizeof *env);

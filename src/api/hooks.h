@@ -1,8 +1,10 @@
 /*
  * Hooks: the user's commands, run when a VM is READY (its components can move
- * there), when it leaves (they are local again) and when the pressure level
- * changes. Run without a shell (the command is split into arguments, nothing
- * is interpreted), with SPILLWAY_EVENT, SPILLWAY_VM_NAME, SPILLWAY_VM_IP,
+ * there), when it stops being READY (they are local again) and when the
+ * pressure level changes. Run without a shell (the command is split into
+ * arguments, nothing is interpreted but the placeholders {event}, {name},
+ * {ip}, {endpoint}, {components}, {reason} and {level} in each argument),
+ * with SPILLWAY_EVENT, SPILLWAY_VM_NAME, SPILLWAY_VM_IP,
  * SPILLWAY_ENDPOINT, SPILLWAY_COMPONENTS, SPILLWAY_REASON (and SPILLWAY_LEVEL
  * for pressure) in their environment, killed after a timeout, their output
  * logged line by line.
@@ -32,6 +34,8 @@ void hooks_set_timeout(struct hooks *, int64_t timeout_ms);
 /* Start the command (empty: nothing). 0, or -errno with a cause (it did not start). */
 int hook_run(
     struct hooks *, const char *name, const char *command, const struct hook_env *, char **cause);
+/* One argument with its placeholders replaced (an unknown {word} stays). Caller frees. */
+char *hook_expand(const char *word, const struct hook_env *);
 /* Hear each line a hook writes as well (it is logged either way). */
 typedef void hook_output_cb(const char *hook, const char *line, void *arg);
 void hooks_on_output(struct hooks *, hook_output_cb *, void *arg);

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "api/hooks.h"
 #include "util/b64.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -553,6 +554,33 @@ test_make_dirs(void **state)
 	assert_int_equal(remove_tree(root), 0);
 }
 
+/* Hook words: placeholders replaced, no shell, an unknown {word} left as it is. */
+static void
+test_hook_placeholders(void **state)
+{
+	struct hook_env e = {.event = "ready",
+	    .vm_name = "spillway-1",
+	    .endpoint = "http://10.0.0.2:8010",
+	    .components = "vision,chatbots",
+	    .reason = "created"};
+	static const char *const cases[][2] = {
+	    {"--backend={endpoint}", "--backend=http://10.0.0.2:8010"},
+	    {"{name}:{components}", "spillway-1:vision,chatbots"},
+	    {"{reason}", "created"},
+	    {"{level}", ""},
+	    {"{unknown} {", "{unknown} {"},
+	    {"$SPILLWAY_ENDPOINT", "$SPILLWAY_ENDPOINT"},
+	    {"", ""},
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *got = hook_expand(cases[i][0], &e);
+
+		assert_string_equal(got, cases[i][1]);
+		free(got);
+	}
+}
+
 int
 main(void)
 {
@@ -574,6 +602,7 @@ main(void)
 	    cmocka_unit_test(test_jwt_known_answer),
 	    cmocka_unit_test(test_files),
 	    cmocka_unit_test(test_scrub_utf8),
+	    cmocka_unit_test(test_hook_placeholders),
 	};
 
 	jx_init();
