@@ -192,10 +192,7 @@ credentials(struct doctor *d)
 	char *cause = NULL;
 
 	if (cloud_connect(&d->loop, &d->clock, cfg, NULL, &d->conn, &cause) != 0) {
-		say(d, "fail", "credentials",
-		    "%s; run 'gcloud auth application-default login', or set "
-		    "GOOGLE_APPLICATION_CREDENTIALS to a service account key",
-		    cause);
+		say(d, "fail", "credentials", "%s", cause); /* it says what to do */
 		free(cause);
 		return false;
 	}

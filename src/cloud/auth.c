@@ -215,6 +215,31 @@ out:
 	return error;
 }
 
+/* Whether a metadata server is there to ask; if not, why not. */
+static bool
+on_gce(const struct auth_sources *src, char *why, size_t size)
+{
+	const char *path =
+	    src->dmi_product != NULL ? src->dmi_product : "/sys/class/dmi/id/product_name";
+	char *product = NULL;
+	bool gce;
+
+	if (src->metadata_host != NULL && *src->metadata_host != '\0')
+		return true;
+	if (src->no_gce_check) {
+		snprintf(why, size, "NO_GCE_CHECK is set");
+		return false;
+	}
+	if (read_file(path, 4096, &product, NULL) != 0) {
+		snprintf(why, size, "not a Compute Engine VM: %s cannot be read", path);
+		return false;
+	}
+	gce = str_prefix(product, "Google");
+	snprintf(why, size, "not a Compute Engine VM: %s says '%.64s'", path, str_trim(product));
+	free(product);
+	return gce;
+}
+
 int
 auth_new(uv_loop_t *loop, struct http_client *http, const struct clock *clock,
     const struct auth_sources *src, struct auth **out, char **cause)
@@ -232,10 +257,20 @@ auth_new(uv_loop_t *loop, struct http_client *http, const struct clock *clock,
 	} else {
 		char *adc = xasprintf("%s/application_default_credentials.json", src->gcloud_dir);
 
-		if (access(adc, F_OK) == 0)
+		char why[256];
+
+		if (access(adc, F_OK) == 0) {
 			error =
 			    read_file_credentials(a, adc, "gcloud application-default", src, cause);
-		else {
+		} else if (!on_gce(src, why, sizeof why)) {
+			*cause = xasprintf(
+			    "no Google credentials found; spillway looked, in order, at "
+			    "GOOGLE_APPLICATION_CREDENTIALS (not set), gcloud's application default "
+			    "credentials %s (none) and the metadata server (%s). Run: gcloud auth "
+			    "application-default login",
+			    adc, why);
+			error = -ENOENT;
+		} else {
 			const char *host = src->metadata_host != NULL && *src->metadata_host != '\0'
 			    ? src->metadata_host
 			    : METADATA_HOST;

@@ -20,6 +20,7 @@
 #ifndef SPILLWAY_AUTH_H
 #define SPILLWAY_AUTH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -36,6 +37,14 @@ struct auth_sources {
 	const char *user_token_uri;   /* for authorized_user; NULL: Google's */
 	const char *scope;            /* NULL: https://www.googleapis.com/auth/compute */
 	int64_t metadata_probe_ms;    /* 0: 1000 */
+	/*
+	 * Whether this is a Compute Engine VM, where a metadata server answers: the
+	 * DMI product name (NULL: /sys/class/dmi/id/product_name) says "Google",
+	 * unless no_gce_check ($NO_GCE_CHECK=true, as Google's libraries read it).
+	 * A metadata_host given is asked whatever they say.
+	 */
+	const char *dmi_product;
+	bool no_gce_check;
 };
 
 struct auth;

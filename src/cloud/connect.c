@@ -1,5 +1,6 @@
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cloud/connect.h"
 #include "cloud/gce.h"
@@ -43,6 +44,8 @@ cloud_connect(uv_loop_t *loop, const struct clock *clock, const struct config *c
 	    .gcloud_dir = gcloud,
 	    .metadata_host = config_getenv(env, "GCE_METADATA_HOST"),
 	    .user_token_uri = *cfg->token_uri != '\0' ? cfg->token_uri : NULL,
+	    .no_gce_check = config_getenv(env, "NO_GCE_CHECK") != NULL &&
+	        strcasecmp(config_getenv(env, "NO_GCE_CHECK"), "true") == 0,
 	};
 	struct gce_opts o;
 	int error;

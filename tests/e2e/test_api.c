@@ -874,6 +874,16 @@ check(const json_t *doc, const char *name)
 	return NULL;
 }
 
+static size_t
+count(const char *text, const char *part)
+{
+	size_t n = 0;
+
+	for (const char *p = text; (p = strstr(p, part)) != NULL; p += strlen(part))
+		n++;
+	return n;
+}
+
 static void
 test_doctor(void **state)
 {
@@ -941,6 +951,31 @@ test_doctor(void **state)
 		assert_non_null(strstr(r.out, "fail  credentials"));
 		assert_non_null(strstr(r.out, "/nonexistent/key.json"));
 		assert_non_null(strstr(r.out, "skip  cloud"));
+		assert_int_equal(count(r.out, "gcloud auth application-default login"), 1);
+		cmd_run_free(&r);
+		world_end(&w);
+	}
+	/* None at all: said plainly, where it looked, and the one command; create the same. */
+	{
+		const char *none[] = {"NO_GCE_CHECK=true", NULL};
+		const char *create[] = {"create", "--yes", "--components", "vision", NULL};
+
+		world_init(&w, false, none);
+		for (int i = 0; w.env[i] != NULL; i++)
+			if (str_prefix(w.env[i], "GOOGLE_APPLICATION_CREDENTIALS=")) {
+				free(w.env[i]);
+				w.env[i] = xstrdup("SPILLWAY_TEST_NO_CREDENTIALS=1");
+			}
+		cli(&w, &r, table);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.out, "fail  credentials  no Google credentials found"));
+		assert_non_null(strstr(r.out, "GOOGLE_APPLICATION_CREDENTIALS (not set)"));
+		assert_int_equal(count(r.out, "gcloud auth application-default login"), 1);
+		cmd_run_free(&r);
+		cli(&w, &r, create);
+		assert_int_equal(r.status, 2);
+		assert_non_null(strstr(r.err, "no Google credentials found"));
+		assert_null(strstr(r.err, "price"));
 		cmd_run_free(&r);
 		world_end(&w);
 	}

@@ -908,6 +908,40 @@ test_bad_credentials(void **state)
 	json_decref(v);
 	expect_bad_file(sa, 0644, "can be read by other users (mode 0644); run: chmod 600");
 	free(sa);
+	/* No credentials anywhere, off Compute Engine: said plainly, with where it looked. */
+	{
+		char *dmi = xasprintf("%s/product_name", emu.dir);
+		struct auth_sources src = {.gcloud_dir = "/nonexistent", .dmi_product = dmi};
+		struct http_client *http = http_client_new(&loop);
+		struct auth *a = NULL;
+		char *cause = NULL;
+
+		assert_int_equal(
+		    write_file_atomic(dmi, "Standard PC (Q35 + ICH9, 2009)\n", 31, 0644), 0);
+		assert_int_equal(auth_new(&loop, http, &clk, &src, &a, &cause), -ENOENT);
+		assert_non_null(strstr(cause,
+		    "no Google credentials found; spillway looked, in order, at "
+		    "GOOGLE_APPLICATION_CREDENTIALS (not set), gcloud's "
+		    "application default credentials "
+		    "/nonexistent/application_default_credentials.json (none) "
+		    "and the metadata server (not a Compute Engine VM"));
+		assert_non_null(strstr(cause, "Run: gcloud auth application-default login"));
+		free(cause);
+		cause = NULL;
+		src.no_gce_check = true;
+		assert_int_equal(auth_new(&loop, http, &clk, &src, &a, &cause), -ENOENT);
+		assert_non_null(strstr(cause, "NO_GCE_CHECK is set"));
+		free(cause);
+		cause = NULL;
+		/* On Compute Engine, the metadata server is where they are. */
+		src.no_gce_check = false;
+		assert_int_equal(write_file_atomic(dmi, "Google Compute Engine\n", 22, 0644), 0);
+		assert_int_equal(auth_new(&loop, http, &clk, &src, &a, &cause), 0);
+		assert_int_equal(auth_kind(a), AUTH_METADATA);
+		auth_free(a);
+		http_client_free(http);
+		free(dmi);
+	}
 	/* GOOGLE_APPLICATION_CREDENTIALS naming nothing is an error, not a fallback. */
 	{
 		struct auth_sources src = {
