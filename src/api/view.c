@@ -3,6 +3,7 @@
 
 #include "api/view.h"
 #include "ledger/cost.h"
+#include "pressure/monitor.h"
 #include "util/clock.h"
 #include "util/xmalloc.h"
 
@@ -211,18 +212,10 @@ today(const struct view_src *s)
 json_t *
 view_pressure(const struct pressure_snapshot *p)
 {
+	/* One shape everywhere: spillway pressure --json prints the same. */
 	if (p == NULL || p->t_ms <= 0)
 		return json_null();
-	return json_pack("{s:s, s:o, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:I, s:f, "
-	                 "s:f, s:s, s:s}",
-	    "level", pressure_level_name(p->level), "since", when(p->since_ms), "time",
-	    when(p->t_ms), "some_pct", p->some_pct, "full_pct", p->full_pct, "some_avg10",
-	    p->some_avg10, "full_avg10", p->full_avg10, "some_avg60", p->some_avg60, "full_avg60",
-	    p->full_avg60, "mem_total_kb", (json_int_t)p->mem_total_kb, "mem_available_kb",
-	    (json_int_t)p->mem_available_kb, "available_pct", p->available_pct, "swap_used_kb",
-	    (json_int_t)p->swap_used_kb, "refault_rate", p->refault_rate, "swapin_rate",
-	    p->swapin_rate, "source", p->source != NULL ? p->source : "", "mode",
-	    pressure_mode_name(p->mode));
+	return pressure_snapshot_json(p, NULL);
 }
 
 json_t *

@@ -18,7 +18,7 @@
 #include "ledger/ledger.h"
 #include "pressure/pressure.h"
 
-#define VIEW_SCHEMA_VERSION 1
+#define VIEW_SCHEMA_VERSION 2
 #define VIEW_EVENTS         20 /* recent events in a status */
 
 /* Where a document's facts come from. */

@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include "api/view.h"
 #include "cli/cmd.h"
 #include "pressure/monitor.h"
 #include "pressure/procfs.h"
@@ -37,13 +38,25 @@ struct run {
 	int64_t start_ms; /* a replay's first time, for offsets */
 };
 
+/* The pressure document of the API, as a document of its own. */
+static json_t *
+document(const struct pressure_snapshot *s, const char *mode_reason)
+{
+	json_t *doc = json_pack("{s:i}", "schema_version", VIEW_SCHEMA_VERSION),
+	       *v = pressure_snapshot_json(s, mode_reason);
+
+	json_object_update(doc, v);
+	json_decref(v);
+	return doc;
+}
+
 static void
 print_line(struct run *r, const struct pressure_snapshot *s, enum pressure_level previous)
 {
 	char t[RFC3339_LEN];
 
 	if (r->json) {
-		json_t *v = pressure_snapshot_json(s, monitor_mode_reason(r->m));
+		json_t *v = document(s, monitor_mode_reason(r->m));
 		char *line;
 
 		json_object_set_new(v, "previous", json_string(pressure_level_name(previous)));
@@ -100,7 +113,7 @@ static void
 print_snapshot(struct run *r, const struct pressure_snapshot *s)
 {
 	if (r->json) {
-		json_t *v = pressure_snapshot_json(s, monitor_mode_reason(r->m));
+		json_t *v = document(s, monitor_mode_reason(r->m));
 		char *text = json_dumps(v, JSON_INDENT(2));
 
 		puts(text);

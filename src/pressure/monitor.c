@@ -657,9 +657,9 @@ pressure_snapshot_json(const struct pressure_snapshot *s, const char *reason)
 		    jx_pack("{s:s, s:I, s:i}", "name", s->components[i].name, "rss_kb",
 		        (json_int_t)s->components[i].rss_kb, "processes",
 		        s->components[i].processes));
-	v = jx_pack("{s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, "
+	v = jx_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, "
 	            "s:f, s:I, s:f, s:f, s:f, s:s?, s:o, s:o}",
-	    "schema_version", 1, "time", t, "level", pressure_level_name(s->level), "since", since,
+	    "time", t, "level", pressure_level_name(s->level), "since", since,
 	    "mode", pressure_mode_name(s->mode), "mode_reason", reason, "source", s->source,
 	    "some_pct", s->some_pct, "full_pct", s->full_pct, "some_avg10", s->some_avg10,
 	    "some_avg60", s->some_avg60, "full_avg10", s->full_avg10, "full_avg60", s->full_avg60,

@@ -70,7 +70,7 @@ expect_changes(const char *name, const char *const *extra, const struct change *
 		json_t *v;
 
 		assert_int_equal(jx_parse(lines[i], strlen(lines[i]), &v, NULL), 0);
-		assert_int_equal(json_integer_value(json_object_get(v, "schema_version")), 1);
+		assert_int_equal(json_integer_value(json_object_get(v, "schema_version")), 2);
 		assert_string_equal(jx_str(v, "mode"), "replay");
 		if (json_integer_value(json_object_get(v, "offset_ms")) != want[i].offset_ms ||
 		    strcmp(jx_str(v, "level"), want[i].level) != 0)
@@ -167,7 +167,7 @@ test_snapshot(void **state)
 	run_spillway(&r, home, args, NULL);
 	assert_int_equal(r.status, 0);
 	assert_int_equal(jx_parse(r.out, strlen(r.out), &v, NULL), 0);
-	assert_int_equal(json_integer_value(json_object_get(v, "schema_version")), 1);
+	assert_int_equal(json_integer_value(json_object_get(v, "schema_version")), 2);
 	assert_non_null(jx_str(v, "level"));
 	assert_true(json_integer_value(json_object_get(v, "mem_total_kb")) > 0);
 	assert_true(json_integer_value(json_object_get(v, "mem_available_kb")) > 0);
