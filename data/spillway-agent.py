@@ -49,6 +49,18 @@ COMPUTE = os.environ.get("SPILLWAY_COMPUTE_URL",
                          "https://compute.googleapis.com/compute/v1")
 ROOT = os.environ.get("SPILLWAY_ROOT", "")
 SKEW_S = 300
+
+
+def boot_progress():
+    """The startup script's last step and when it last moved ("STEP UNIX-TIME")."""
+    try:
+        with open(ROOT + "/var/lib/spillway/progress") as f:
+            step, _, when = f.read().strip().partition(" ")
+        return {"step": step, "updated": int(when)}
+    except (OSError, ValueError):
+        return None
+
+
 # A 2xx health answer whose "status" is one of these is not healthy (as src/vm/health.c).
 FAILING = {"fail", "failed", "failing", "failure", "error", "down", "unhealthy", "starting",
            "stopping", "initializing", "loading", "unavailable", "out_of_service", "not_ready",
@@ -150,6 +162,7 @@ class Agent:
                 "lease_seconds": self.lease_s,
                 "lease_left_seconds": max(0, int(self.lease_s - (now - self.renewed))),
                 "preempted": self.preempted,
+                "boot": boot_progress(),
             }
 
     def renew(self, authorization):

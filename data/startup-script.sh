@@ -8,6 +8,7 @@
 #
 #   spillway-backend-git, spillway-backend-ref   where the backend comes from
 #   spillway-backend-dir                          a pre-baked copy: fetch and install skipped
+#   spillway-packages                             Debian packages the backend needs
 #   spillway-install, spillway-start              commands, run in the backend's directory
 #   spillway-port, spillway-health-path           where its health answers
 #   spillway-components                           comma-separated, given to the backend
@@ -52,6 +53,12 @@ log() {
 	printf '%s spillway-startup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | tee -a "$log_file" >&2
 }
 
+# How far the boot is, for the agent to report ("STEP UNIX-TIME"): a long install that
+# goes on writing is making progress, and its VM is not given up at the boot timeout.
+progress() {
+	printf '%s %s\n' "$1" "$(date +%s)" >"$state/progress.new" && mv "$state/progress.new" "$state/progress"
+}
+
 # step NAME COMMAND...: run once; its mark says it is done.
 step() {
 	local name=$1
@@ -61,9 +68,21 @@ step() {
 		return 0
 	fi
 	log "$name: start"
+	progress "$name"
 	"$@"
 	touch "$state/done/$name"
 	log "$name: done"
+}
+
+# Run a command whose every line of output is progress, logged as it comes.
+with_progress() {
+	local name=$1 line
+	shift
+	"$@" 2>&1 | while IFS= read -r line; do
+		printf '%s\n' "$line" | tee -a "$log_file" >&2
+		progress "$name"
+	done
+	return "${PIPESTATUS[0]}"
 }
 
 # A value that ends up in a systemd environment file must be one line.
@@ -77,14 +96,24 @@ one_line() {
 }
 
 packages() {
-	local missing=()
+	local missing=() wanted=() name
 	for tool in git curl python3; do
 		command -v "$tool" >/dev/null || missing+=("$tool")
 	done
+	read -r -a wanted <<<"$(attr spillway-packages)"
+	for name in "${wanted[@]}"; do
+		if ! [[ $name =~ ^[a-z0-9][a-z0-9+.-]+$ ]]; then
+			log "packages: '$name' is not a Debian package name"
+			exit 1
+		fi
+		dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed' ||
+			missing+=("$name")
+	done
 	if [ ${#missing[@]} -gt 0 ]; then
 		log "installing ${missing[*]}"
-		DEBIAN_FRONTEND=noninteractive apt-get update -q
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+		with_progress packages env DEBIAN_FRONTEND=noninteractive apt-get update -q
+		with_progress packages env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends "${missing[@]}"
 	fi
 }
 
@@ -105,7 +134,7 @@ dependencies() {
 	local install
 	install=$(attr spillway-install)
 	if [ -n "$install" ]; then
-		(cd "$backend" && bash -c "$install")
+		(cd "$backend" && with_progress dependencies bash -c "$install")
 	fi
 }
 
@@ -226,6 +255,8 @@ UNIT
 
 log "starting (components: $(attr spillway-components))"
 step packages packages
+# The watchdog first: it reports the install's progress, and ends a VM whose workstation is gone.
+step agent agent
 baked=$(attr spillway-backend-dir)
 own=true # the backend is ours to start, else the image runs it
 if [ -n "$baked" ] && [ -d "$root$baked" ]; then
@@ -241,8 +272,10 @@ else
 fi
 step cloudsql cloudsql
 if $own; then step service service; fi
-# Even a backend that never answered gets the watchdog: it ends an idle VM.
-ok=true
-healthy || ok=false
-step agent agent
-if $ok; then log "ready"; else false; fi
+progress waiting
+if healthy; then
+	progress ready
+	log "ready"
+else
+	false # the watchdog runs all the same: it ends an idle VM
+fi

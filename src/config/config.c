@@ -57,6 +57,7 @@ static const char *check_vm_path_or_empty(const char *);
 static const char *check_shell_text(const char *);
 static const char *check_url_path(const char *);
 static const char *check_env_list(const char *);
+static const char *check_packages(const char *);
 static const char *check_cloudsql(const char *);
 
 #define OFF(f) offsetof(struct config, f)
@@ -107,6 +108,9 @@ static const struct key keys[] = {
         check_vm_path_or_empty,
         "an absolute path of letters, digits, '.', '_', '-' and '/', or empty",
         "a backend already in the image: fetch and install are skipped", false},
+    {"backend.packages", "SPILLWAY_BACKEND_PACKAGES", T_STRING, OFF(backend_packages), "", 0, 0,
+        check_packages, "Debian package names separated by spaces, such as python3-venv libgl1",
+        "Debian packages installed on the VM before backend.install", false},
     {"backend.install", "SPILLWAY_BACKEND_INSTALL", T_STRING, OFF(backend_install), "", 0, 0,
         check_shell_text, "a shell command, or empty",
         "run once in the backend's directory, such as pip3 install -r requirements.txt", false},
@@ -451,6 +455,25 @@ static const char *
 check_url_path(const char *s)
 {
 	return matches(s, "^/[A-Za-z0-9._~/?&=%-]*$") ? NULL : "not a URL path";
+}
+
+static const char *
+check_packages(const char *s)
+{
+	static char why[160];
+	char **names = str_split(s, ' ', NULL);
+	const char *bad = NULL;
+
+	for (char **n = names; *n != NULL && bad == NULL; n++)
+		if (**n != '\0' && !matches(*n, "^[a-z0-9][a-z0-9+.-]+$")) {
+			snprintf(why, sizeof why,
+			    "'%.60s' is not a Debian package name (lowercase letters, digits, '+', '-' "
+			    "and '.', at least two)",
+			    *n);
+			bad = why;
+		}
+	str_list_free(names);
+	return bad;
 }
 
 static const char *

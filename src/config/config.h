@@ -69,6 +69,7 @@ struct config {
 	char *backend_git;
 	char *backend_ref;
 	char *backend_dir;
+	char *backend_packages; /* Debian package names, space-separated */
 	char *backend_install;
 	char *backend_start;
 	char *health_path;

@@ -235,9 +235,14 @@ on_agent_request(struct httpd_req *req, void *arg)
 	{
 		int64_t since = g->renewed_ms > 0 ? g->renewed_ms : g->running_ms;
 		int64_t left = lease - (now - since) / 1000;
+		/* The install moves until the backend is up; a guest never healthy is stuck. */
+		bool up = now >= g->healthy_ms;
+		int64_t moved = g->healthy_ms == INT64_MAX ? g->running_ms
+		    : up                                   ? g->healthy_ms
+		                                           : now;
 
 		emu_reply_json(rq, 200,
-		    jx_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:b}", "status",
+		    jx_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:b, s:{s:s, s:I}}", "status",
 		        inst->preempted     ? "preempted"
 		            : status == 200 ? "ok"
 		                            : "unhealthy",
@@ -246,7 +251,8 @@ on_agent_request(struct httpd_req *req, void *arg)
 		        (json_int_t)((now - g->activity_ms) / 1000), "uptime_seconds",
 		        (json_int_t)((now - g->running_ms) / 1000), "lease_seconds",
 		        (json_int_t)lease, "lease_left_seconds", (json_int_t)(left > 0 ? left : 0),
-		        "preempted", inst->preempted));
+		        "preempted", inst->preempted, "boot", "step", up ? "ready" : "dependencies",
+		        "updated", (json_int_t)(moved / 1000)));
 	}
 }
 

@@ -16,6 +16,7 @@ enum health_verdict { HEALTH_BAD, HEALTH_OK, HEALTH_PREEMPTED };
 struct health_answer {
 	enum health_verdict verdict;
 	int64_t idle_s; /* the answer's "idle_seconds", or -1 */
+	int64_t boot_s; /* the agent's "boot.updated": when the install last moved, or -1 */
 	char why[128];  /* HEALTH_BAD: what the answer said, one line */
 };
 

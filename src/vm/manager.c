@@ -41,6 +41,8 @@ struct mvm {
 	enum vm_state end_state; /* what TERMINATING ends in */
 	int64_t gave_up_ms;      /* its create was given up then (it did not run yet) */
 	int64_t deleted_ms;      /* when the cloud took its delete */
+	int64_t boot_moved_s;    /* booting: the agent's last "boot.updated" (its clock) */
+	int64_t progress_ms;     /* booting: when we saw it move (ours) */
 	struct http_call *health;
 	bool probe; /* the health call in flight is a boot probe, not the pass's */
 	struct mvm *next;
@@ -1207,6 +1209,11 @@ on_health(const struct http_response *r, void *arg)
 	v->health = NULL;
 	v->probe = false;
 	health_read(r->error == 0 ? r->status : 0, r->body, r->len, &h);
+	/* An install that moves is no boot to give up on. */
+	if (v->rec.state == VM_BOOTING && h.boot_s > v->boot_moved_s) {
+		v->boot_moved_s = h.boot_s;
+		v->progress_ms = now;
+	}
 	if (h.verdict == HEALTH_PREEMPTED) {
 		mark_preempted(v, now, "its agent passed on Compute Engine's preemption notice");
 		terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
@@ -1342,11 +1349,22 @@ enforce(struct manager *m)
 			continue;
 		switch (v->rec.state) {
 		case VM_BOOTING:
+			/* From its start, or from its install's last move: a long install is kept.
+			 */
 			if (v->rec.started_ms > 0 &&
-			    now - v->rec.started_ms > minutes(cfg->boot_timeout_minutes)) {
-				snprintf(why, sizeof why,
-				    "boot timeout: not healthy %.0f min after it started",
-				    cfg->boot_timeout_minutes);
+			    now -
+			            (v->progress_ms > v->rec.started_ms ? v->progress_ms
+			                                                : v->rec.started_ms) >
+			        minutes(cfg->boot_timeout_minutes)) {
+				if (v->progress_ms > 0)
+					snprintf(why, sizeof why,
+					    "boot timeout: not healthy, and its install has not "
+					    "moved for %.0f min",
+					    cfg->boot_timeout_minutes);
+				else
+					snprintf(why, sizeof why,
+					    "boot timeout: not healthy %.0f min after it started",
+					    cfg->boot_timeout_minutes);
 				terminate(v, why, VM_FAILED);
 			}
 			break;

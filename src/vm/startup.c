@@ -141,6 +141,7 @@ startup_render(struct startup *s, const struct config *cfg, const char *vm, cons
 	add(s, "spillway-backend-git", cfg->backend_git);
 	add(s, "spillway-backend-ref", cfg->backend_ref);
 	add(s, "spillway-backend-dir", cfg->backend_dir);
+	add(s, "spillway-packages", cfg->backend_packages);
 	add(s, "spillway-install", cfg->backend_install);
 	add(s, "spillway-start", cfg->backend_start);
 	add(s, "spillway-port", s->port);

@@ -840,6 +840,39 @@ test_unhealthy_announced(void **state)
 	world_end(&w);
 }
 
+/*
+ * A long install that moves is no boot to give up: the backend is up after
+ * 4 min of installing, past a 1 min boot timeout, and the VM turns READY. A
+ * guest whose install never moves is given up at the timeout.
+ */
+static void
+test_long_install_kept(void **state)
+{
+	const char *slow[] = {"--guest-boot-ms", "240000", NULL};
+	const char *stuck[] = {"--faults", "guest-unhealthy=1", NULL};
+	const char *env[] = {"SPILLWAY_BOOT_TIMEOUT_MINUTES=1", "GCP_VM_IDLE_TIMEOUT_MINUTES=600",
+	    "GCP_VM_HEALTH_CHECK_INTERVAL=15", NULL};
+	struct world w;
+	struct vm_record v;
+
+	world_init(&w, SCALE, slow);
+	write_trace(w.trace, 1800, 0);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_BOOTING, 0);
+	v = wait_vm(&w, v.name, VM_READY);
+	assert_true(v.ready_ms - v.started_ms >= 4 * 60000);
+	world_end(&w);
+
+	world_init(&w, SCALE, stuck);
+	write_trace(w.trace, 1800, 0);
+	world_run(&w, NULL, env);
+	v = wait_state(&w, VM_BOOTING, 0);
+	v = wait_vm(&w, v.name, VM_FAILED);
+	assert_non_null(
+	    strstr(v.end_reason, "boot timeout: not healthy, and its install has not moved"));
+	world_end(&w);
+}
+
 /* SIGTERM: every VM deleted before the daemon exits 0. */
 static void
 test_sigterm_deletes_all(void **state)
@@ -978,6 +1011,7 @@ main(void)
 	    cmocka_unit_test(test_unhealthy_replaced),
 	    cmocka_unit_test(test_busy_vm_kept),
 	    cmocka_unit_test(test_unhealthy_announced),
+	    cmocka_unit_test(test_long_install_kept),
 	    cmocka_unit_test(test_sigterm_deletes_all),
 	    cmocka_unit_test(test_keep_then_adopt),
 	    cmocka_unit_test(test_orphan_deleted),

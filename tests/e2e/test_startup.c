@@ -76,6 +76,7 @@ make_stubs(const char *stubs)
 	    "  mkdir -p \"$last/.git\" && printf '{\"status\": \"ok\"}' >\"$last/health\"\n"
 	    "fi\n");
 	write_stub(stubs, "apt-get", "#!/bin/sh\necho \"$*\" >>\"$SPILLWAY_ROOT/apt.args\"\n");
+	write_stub(stubs, "dpkg-query", "#!/bin/sh\nexit 1\n"); /* nothing is installed */
 	/* systemctl: recorded; the units it starts and stops run as systemd would run them. */
 	write_stub(stubs, "systemctl",
 	    "#!/bin/sh\necho \"$*\" >>\"$SPILLWAY_ROOT/systemctl.args\"\n"
@@ -340,14 +341,15 @@ start_agent(
 static void
 test_startup_script(void **state)
 {
+	/* The agent first: it reports the install's progress while it runs. */
 	const char *first[] = {"starting (components: vision,$(touch PWNED)", "packages: start",
-	    "packages: done", "fetch: start", "fetch: done", "dependencies: start",
-	    "dependencies: done", "cloudsql: done", "service: start", "service: done",
-	    "the backend answers on http://127.0.0.1:", "agent: start", "agent: done", "ready",
-	    NULL};
-	const char *second[] = {"packages: done before, skipped", "fetch: done before, skipped",
-	    "dependencies: done before, skipped", "service: done before, skipped",
-	    "the backend answers", "agent: done before, skipped", "ready", NULL};
+	    "installing python3-venv libgl1", "packages: done", "agent: start", "agent: done",
+	    "fetch: start", "fetch: done", "dependencies: start", "dependencies: done",
+	    "cloudsql: done", "service: start", "service: done",
+	    "the backend answers on http://127.0.0.1:", "ready", NULL};
+	const char *second[] = {"packages: done before, skipped", "agent: done before, skipped",
+	    "fetch: done before, skipped", "dependencies: done before, skipped",
+	    "service: done before, skipped", "the backend answers", "ready", NULL};
 	const char *emu_args[] = {"--preempt-notice-ms", "60000", NULL};
 	char root[] = "/tmp/spillway-startup-XXXXXX", stubs[300], start[128], auth[160], *out;
 	char *text, *before;
@@ -369,7 +371,8 @@ test_startup_script(void **state)
 		const char *more[] = {"spillway-components", hostile_components,
 		    "spillway-backend-git", hostile_url, "spillway-backend-ref", "release-1",
 		    "spillway-install", "echo installed >installed", "spillway-start", start,
-		    "spillway-env", "A=1\nnot a pair\nB=two words", NULL};
+		    "spillway-packages", "python3-venv libgl1", "spillway-env",
+		    "A=1\nnot a pair\nB=two words", NULL};
 
 		insert(&e, NAME, port, aport, "5", more);
 	}
@@ -390,6 +393,14 @@ test_startup_script(void **state)
 	text = file(root, "opt/spillway/backend/installed");
 	assert_string_equal(text, "installed\n");
 	free(text);
+	/* The backend's packages, after the index; the boot's progress, for the agent. */
+	text = file(root, "apt.args");
+	assert_non_null(
+	    strstr(text, "update -q\ninstall -y -q --no-install-recommends python3-venv libgl1\n"));
+	free(text);
+	text = file(root, "var/lib/spillway/progress");
+	assert_true(str_prefix(text, "ready "));
+	free(text);
 	text = file(root, "etc/spillway/backend.env");
 	assert_non_null(
 	    strstr(text, "SPILLWAY_COMPONENTS=vision,$(touch PWNED);chatbots`touch PWNED2`\n"));
@@ -398,8 +409,8 @@ test_startup_script(void **state)
 	free(text);
 	text = file(root, "systemctl.args");
 	assert_string_equal(text,
-	    "daemon-reload\nenable --now spillway-backend.service\n"
-	    "daemon-reload\nenable --now spillway-agent.service\n");
+	    "daemon-reload\nenable --now spillway-agent.service\n"
+	    "daemon-reload\nenable --now spillway-backend.service\n");
 	free(text);
 	text = file(root, "var/log/spillway/startup.log");
 	assert_non_null(strstr(text, "spillway-startup: ready"));
@@ -453,6 +464,8 @@ test_startup_script(void **state)
 	st = wait_status(aport, "backend_healthy", "true");
 	assert_string_equal(jx_str(st, "status"), "ok");
 	assert_string_equal(jx_str(st, "instance"), NAME);
+	assert_string_equal(jx_str(st, "boot.step"), "ready"); /* the script's progress */
+	assert_true(json_integer_value(jx_get(st, "boot.updated")) > 1700000000);
 	assert_false(json_is_true(json_object_get(st, "preempted")));
 	assert_int_equal(json_integer_value(json_object_get(st, "lease_seconds")), 5);
 	json_decref(st);
