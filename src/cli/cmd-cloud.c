@@ -5,7 +5,10 @@
  *
  *	cloud list [--zones Z,...]        instances labelled managed-by=spillway
  *	cloud get NAME                     one instance
- *	cloud create NAME --yes [--no-wait] a VM as the configuration describes it
+ *	cloud create NAME --yes [--no-wait] a VM as the configuration describes it: its
+ *	                                   machine, image, disk, network tags and lifetime;
+ *	                                   not its startup script (no backend is deployed) nor
+ *	                                   spillway's owner label (no daemon takes it over)
  *	cloud delete NAME [--no-wait]
  *	cloud machine-type [TYPE]          vCPUs and memory
  *	cloud zones                        the zones of the configured region
@@ -228,19 +231,28 @@ on_started(const struct cloud_error *e, const struct cloud_op *op, void *arg)
 	c->ops->wait(c, op->zone, op->name, r->deadline, on_done, r);
 }
 
+/*
+ * As the daemon's VMs are made, for checking a setup (the firewall by the network tags,
+ * the image, quota for the machine and disk), without what makes one of them: the startup
+ * script (no backend is deployed) and the owner label (no daemon takes it over or deletes
+ * it as an orphan).
+ */
 static int
 start_create(struct run *r)
 {
 	const struct config *cfg = r->cfg;
 	static const struct cloud_kv labels[] = {{OWNER_KEY, OWNER_VALUE}};
 	static const char *scopes[] = {"https://www.googleapis.com/auth/cloud-platform", NULL};
+	char **tags = str_split(cfg->network_tags, ',', NULL);
 	struct cloud_instance_spec s = {
 	    .name = r->name,
 	    .zone = r->zone,
 	    .machine_type = cfg->machine_type,
 	    .spot = cfg->use_spot,
-	    .image = "projects/debian-cloud/global/images/family/debian-12",
-	    .disk_gb = 20,
+	    .image = cfg->image,
+	    .disk_gb = (int)cfg->disk_gb,
+	    .disk_type = cfg->disk_type,
+	    .tags = (const char *const *)tags,
 	    .labels = labels,
 	    .nlabels = 1,
 	    .service_account = "default",
@@ -250,6 +262,7 @@ start_create(struct run *r)
 	    .external_ip = true,
 	};
 	char request_id[UUID_LEN];
+	int error;
 
 	if (!args_has(r->args, 'y')) {
 		fprintf(stderr,
@@ -257,11 +270,14 @@ start_create(struct run *r)
 		    "and records (it is deleted by Compute Engine after %.2f h); pass --yes "
 		    "to go ahead\n",
 		    cfg->max_lifetime_hours);
+		str_list_free(tags);
 		return -EPERM;
 	}
 	uuid_v4(request_id);
-	return r->conn.cloud->ops->create(
+	error = r->conn.cloud->ops->create(
 	    r->conn.cloud, &s, request_id, r->deadline, on_started, r);
+	str_list_free(tags);
+	return error;
 }
 
 static void

@@ -270,6 +270,21 @@ test_cloud_commands(void **state)
 		expect_in(r.out, "max run      5400 s");
 		expect_in(r.out, "machine      e2-highmem-4 (Spot)");
 		cmd_run_free(&r);
+		/* As configured: its network tags (the firewall's); not the daemon's owner label.
+		 */
+		{
+			char *url = compute_url(&e, "us-central1-a", "instances/cli-vm");
+			json_t *inst = api(&e, "GET", url, NULL, 200);
+			const char *tag = jx_str(inst, "tags.items.0");
+
+			if (tag == NULL || strcmp(tag, "spillway-backend") != 0)
+				fail_msg("cli-vm's tags: %s",
+				    json_dumps(json_object_get(inst, "tags"), 0));
+			assert_string_equal(jx_str(inst, "labels.managed-by"), "spillway");
+			assert_null(jx_get(inst, "labels.spillway-owner"));
+			json_decref(inst);
+			free(url);
+		}
 		run_spillway(&r, home, list, env);
 		assert_int_equal(r.status, 0);
 		assert_int_equal(jx_parse(r.out, strlen(r.out), &v, NULL), 0);
