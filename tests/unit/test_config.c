@@ -213,7 +213,8 @@ test_project_from_credentials(void **state)
 	free(where);
 	config_free(&c);
 	/* gcloud's ADC file, where no key file is named. */
-	f->env[--f->nenv] = NULL;
+	free(f->env[--f->nenv]);
+	f->env[f->nenv] = NULL;
 	put(f->dir, ".config/gcloud/application_default_credentials.json",
 	    "{\"type\": \"service_account\", \"project_id\": \"adc-project\"}");
 	load_ok(f, &c, NULL);
