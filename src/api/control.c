@@ -203,6 +203,15 @@ hold(struct control *c, struct httpd_req *r)
 		uv_timer_start(&c->settle, on_settle, SETTLE_POLL_MS, SETTLE_POLL_MS);
 }
 
+json_t *
+control_plan(const struct manager_plan *p)
+{
+	return json_pack("{s:s, s:s, s:b, s:s, s:f, s:I, s:f, s:f, s:s}", "zone", p->zone,
+	    "machine_type", p->machine_type, "spot", p->spot, "components", p->d.components,
+	    "per_hour", p->per_hour, "run_s", (json_int_t)p->d.run_s, "cost", p->d.cost, "left",
+	    p->d.left, "reason", p->d.reason);
+}
+
 static json_t *
 create(struct daemon *dm, const char *body, size_t len, unsigned *status)
 {
@@ -244,6 +253,22 @@ create(struct daemon *dm, const char *body, size_t len, unsigned *status)
 	}
 	if (m == NULL || !manager_settled(m)) {
 		out = error_doc(status, 503, NULL, "the daemon has not reached the cloud yet");
+		goto out;
+	}
+	if (json_object_get(doc, "dry_run") != NULL &&
+	    !json_is_boolean(json_object_get(doc, "dry_run"))) {
+		out = error_doc(status, 400, NULL, "'dry_run' must be true or false");
+		goto out;
+	}
+	if (json_is_true(json_object_get(doc, "dry_run"))) {
+		struct manager_plan p;
+
+		if (manager_plan(m, components, &p) != 0) {
+			out = error_doc(status, 409, p.d.rule, "%s", p.d.reason);
+			goto out;
+		}
+		out = json_pack(
+		    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "plan", control_plan(&p));
 		goto out;
 	}
 	switch (manager_create(

@@ -32,6 +32,8 @@ json_t *control_answer(struct daemon *, const char *method, const char *path, co
     const char *body, size_t len, unsigned *status);
 /* A daemon's facts for api/view's documents (no PID, no backoffs: see control_answer). */
 void control_view(struct daemon *, struct view_src *);
+/* A create's plan (POST /v1/vms with "dry_run": true). */
+json_t *control_plan(const struct manager_plan *);
 /* An event as the stream carries it (its "type" is the SSE event name). */
 json_t *control_event(const struct manager_event *);
 

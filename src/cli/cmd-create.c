@@ -30,6 +30,7 @@ struct create {
 	char metadata[sizeof((struct vm_record *)0)->metadata];
 	const char *reason;
 	bool json, wait;
+	bool ask; /* on a terminal without --yes: the plan is shown and confirmed first */
 	int64_t t0_ns;
 	char name[64];
 	char last[64];        /* the last progress line's state and zone */
@@ -114,10 +115,15 @@ menu(struct create *c)
 		free(q);
 		if (!got)
 			goto out;
-		if (*answer != '\0' &&
-		    check_components(cfg, answer, c->components, sizeof c->components) == 0) {
-			status = 0;
-			goto out;
+		if (*answer != '\0') {
+			char why[512];
+
+			if (config_components(cfg, answer, c->components, sizeof c->components, why,
+			        sizeof why) == 0) {
+				status = 0;
+				goto out;
+			}
+			printf("%s\n", why); /* one line: the question comes again */
 		}
 	}
 out:
@@ -125,16 +131,22 @@ out:
 	return status;
 }
 
+/* The plan (POST /v1/vms, dry_run) as a question: where, what it costs, what is left. */
 static int
-confirm(struct create *c)
+confirm(struct create *c, const json_t *plan)
 {
 	const struct config *cfg = &c->ctx->cfg;
-	char q[512], answer[16];
+	char q[768], answer[16];
 
 	snprintf(q, sizeof q,
-	    "create a %s%s VM in %s for %s, for at most %.4g h within today's $%.2f? [y/N] ",
-	    cfg->machine_type, cfg->use_spot ? " Spot" : "", cfg->zone, c->components,
-	    cfg->max_lifetime_hours, cfg->daily_budget);
+	    "create a %sVM (%s) in %s for %s: $%.4f/h for at most %.2f h = $%.4f, leaving $%.4f of "
+	    "today's $%.2f? [y/N] ",
+	    json_is_true(json_object_get(plan, "spot")) ? "Spot " : "",
+	    jx_str(plan, "machine_type"), jx_str(plan, "zone"), jx_str(plan, "components"),
+	    json_number_value(json_object_get(plan, "per_hour")),
+	    (double)json_integer_value(json_object_get(plan, "run_s")) / 3600.0,
+	    json_number_value(json_object_get(plan, "cost")),
+	    json_number_value(json_object_get(plan, "left")), cfg->daily_budget);
 	if (!ask(q, answer, sizeof answer) ||
 	    (strcasecmp(answer, "y") != 0 && strcasecmp(answer, "yes") != 0)) {
 		printf("nothing created\n");
@@ -292,6 +304,23 @@ local_ready(struct link_local *l, struct daemon *d, void *arg)
 
 	c->l = l;
 	c->d = d;
+	if (c->ask) {
+		struct manager_plan p;
+		json_t *plan;
+		int error;
+
+		if (manager_plan(daemon_manager(d), c->components, &p) != 0) {
+			fprintf(stderr, "spillway create: refused: %s\n", p.d.reason);
+			link_local_done(l, EXIT_REFUSED);
+			return;
+		}
+		error = confirm(c, plan = control_plan(&p));
+		json_decref(plan);
+		if (error != 0) {
+			link_local_done(l, error);
+			return;
+		}
+	}
 	switch (manager_create(daemon_manager(d), c->components, c->reason, c->metadata, c->name,
 	    sizeof c->name, &no)) {
 	case 0: /* its states come as events */
@@ -353,12 +382,34 @@ exec_create(struct cmd_ctx *ctx, const struct args *a)
 		if ((error = menu(&c)) != 0)
 			return error;
 	}
-	if (tty && !c.json && !args_has(a, 'y') && (error = confirm(&c)) != 0)
-		return error;
+	c.ask = tty && !c.json && !args_has(a, 'y');
 	body = json_pack(
 	    "{s:s?, s:s?}", "components", *c.components ? c.components : NULL, "reason", c.reason);
 	if (*c.metadata)
 		json_object_set_new(body, "metadata", json_loads(c.metadata, 0, NULL));
+	if (c.ask) {
+		/* The daemon's plan first; without one, ours asks once it knows (local_ready). */
+		json_object_set_new(body, "dry_run", json_true());
+		error = link_call(ctx, "POST", "/v1/vms", body, &status, &doc, &cause);
+		json_object_del(body, "dry_run");
+		if (error == 0 && status != 200) {
+			json_decref(body);
+			error = link_error("create", status, doc);
+			json_decref(doc);
+			return error;
+		}
+		if (error == 0 && (error = confirm(&c, json_object_get(doc, "plan"))) != 0) {
+			json_decref(body);
+			json_decref(doc);
+			return error;
+		}
+		json_decref(doc);
+		doc = NULL;
+		if (error == 0)
+			c.ask = false;
+		free(cause);
+		cause = NULL;
+	}
 	error = link_call(ctx, "POST", "/v1/vms", body, &status, &doc, &cause);
 	json_decref(body);
 	if (error == -ENOENT) {

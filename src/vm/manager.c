@@ -920,17 +920,16 @@ vm_metadata_check(const json_t *asked, char *out, size_t size, char *why, size_t
 	return 0;
 }
 
-int
-manager_create(struct manager *m, const char *components, const char *reason, const char *metadata,
-    char *name, size_t namelen, struct decision *d)
+/*
+ * The rules of the daemon, but a person asked: the pressure, the confidence,
+ * the cooldown, one-at-a-time and GCP_VM_ENABLED (automatic creation) do not
+ * apply; money, limits and backoffs do.
+ */
+static bool
+by_hand(struct manager *m, const char *components, struct decision *d)
 {
 	struct decide_input in;
 
-	/*
-	 * The rules of the daemon, but a person asked: the pressure, the confidence,
-	 * the cooldown, one-at-a-time and GCP_VM_ENABLED (automatic creation) do not
-	 * apply; money, limits and backoffs do.
-	 */
 	decide_input(m, &in);
 	in.enabled = !m->stopping;
 	in.level = PRESSURE_CRITICAL;
@@ -939,14 +938,41 @@ manager_create(struct manager *m, const char *components, const char *reason, co
 	in.cooldown_until = 0;
 	in.min_confidence = 0;
 	decide(&in, d);
-	if (!d->create)
-		return -EAGAIN;
-	if (components == NULL || *components == '\0') {
+	if (components == NULL || *components == '\0')
 		decide_components(&in, d->components, sizeof d->components);
-		components = d->components;
-	}
-	return create_vm(m, components, reason != NULL && *reason ? reason : "requested by hand",
+	else
+		snprintf(d->components, sizeof d->components, "%s", components);
+	return d->create;
+}
+
+int
+manager_create(struct manager *m, const char *components, const char *reason, const char *metadata,
+    char *name, size_t namelen, struct decision *d)
+{
+	if (!by_hand(m, components, d))
+		return -EAGAIN;
+	return create_vm(m, d->components, reason != NULL && *reason ? reason : "requested by hand",
 	    metadata, 1.0, name, namelen, d);
+}
+
+int
+manager_plan(struct manager *m, const char *components, struct manager_plan *p)
+{
+	const char *zone = next_zone(m, NULL);
+
+	memset(p, 0, sizeof *p);
+	snprintf(p->machine_type, sizeof p->machine_type, "%s", m->cfg->machine_type);
+	p->spot = m->cfg->use_spot;
+	p->per_hour = m->per_hour;
+	if (!by_hand(m, components, &p->d))
+		return -EAGAIN;
+	if (zone == NULL) {
+		decision_refuse(
+		    &p->d, "stockout", "every zone of %s lacks capacity for now", m->cfg->region);
+		return -EAGAIN;
+	}
+	snprintf(p->zone, sizeof p->zone, "%s", zone);
+	return 0;
 }
 
 int

@@ -41,10 +41,10 @@ struct manager_opts {
 	struct http_client *http; /* health checks */
 	const json_t *catalog;    /* the price catalog's SKUs */
 	const char *catalog_source;
-	const char *owner;        /* the spillway-owner label */
-	const char *const *zones; /* the zone first, then the fallbacks */
+	const char *owner;              /* the spillway-owner label */
+	const char *const *zones;       /* the zone first, then the fallbacks */
 	const unsigned char *agent_key; /* AGENT_KEY_LEN bytes: the VMs' lease secrets */
-	bool keep;                /* leave VMs running at shutdown */
+	bool keep;                      /* leave VMs running at shutdown */
 	bool passive; /* acts only when asked: no decisions, no rules (the CLI without a daemon) */
 };
 
@@ -98,6 +98,19 @@ void manager_pass_now(struct manager *);
  */
 int manager_create(struct manager *, const char *components, const char *reason,
     const char *metadata, char *name, size_t namelen, struct decision *d);
+/*
+ * What manager_create would do now, without doing it: the zone it would go to
+ * (the first not skipped; a stockout on the way may move it), the price, the
+ * planned run, its cost and what is left today, or the rule that refuses.
+ */
+struct manager_plan {
+	struct decision d; /* create, or the refusal; run_s, cost, left; the components */
+	char zone[64];
+	char machine_type[64];
+	bool spot;
+	double per_hour;
+};
+int manager_plan(struct manager *, const char *components, struct manager_plan *);
 /*
  * Metadata a program asks to add to its VM: an object of at most
  * VM_METADATA_MAX string values, keys of letters, digits, - and _, none of

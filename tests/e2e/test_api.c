@@ -806,6 +806,12 @@ interactive(bool daemon)
 	pty_expect(&p, "components, comma-separated", "vision,nope\n");
 	pty_expect(&p, "'nope' is not a configured component", NULL);
 	pty_expect(&p, "components, comma-separated", "ml_models,local_llm\n");
+	assert_null(strstr(buf_str(&p.out), "usage:")); /* a typo is one line, not the usage */
+	/* The zone it goes to, the price and the run's cost, before anything is made. */
+	pty_expect(&p,
+	    "create a Spot VM (e2-highmem-4) in us-central1-a for ml_models,local_llm: $0.0595/h "
+	    "for at most 3.00 h = $0.178",
+	    NULL);
 	pty_expect(&p, "[y/N] ", "y\n");
 	pty_expect(&p, "PROVISIONING", NULL);
 	pty_expect(&p, "is READY at http://127.", NULL);
