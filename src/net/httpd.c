@@ -96,7 +96,8 @@ struct httpd {
 	struct httpd_req *suspended;
 	bool unix_socket;
 	int same_user;
-	int handles; /* libuv handles not yet closed */
+	int handles;  /* libuv handles not yet closed */
+	bool closing; /* httpd_free runs: the owner may be half gone, no request reaches it */
 };
 
 static void mhd_log(void *, const char *, va_list) PRINTFLIKE(2, 0);
@@ -169,6 +170,10 @@ dispatch(struct httpd_req *r)
 	struct httpd *h = r->srv;
 
 	r->state = REQ_WAITING;
+	if (h->closing) {
+		httpd_respond(r, 503, "text/plain", "shutting down\n", 14);
+		return queue(r);
+	}
 	h->handler(r, h->arg);
 	if (r->state == REQ_ANSWERED)
 		return queue(r);
@@ -746,6 +751,7 @@ httpd_free(struct httpd *h)
 {
 	if (h == NULL)
 		return;
+	h->closing = true;
 	while (h->suspended != NULL) {
 		struct httpd_req *r = h->suspended;
 
