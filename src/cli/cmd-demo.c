@@ -29,8 +29,9 @@
 #include "util/xmalloc.h"
 #include "vm/daemon.h"
 
-#define DEMO_SCALE       60
-#define DEMO_DEADLINE_MS 120000 /* real time: the story takes about 20 s */
+#define DEMO_SCALE        60
+#define DEMO_DEADLINE_MS  120000 /* real time: the story takes about 20 s */
+#define DEMO_IDLE_MINUTES "10"   /* gcp.idle_timeout_minutes, as the demo sets it */
 
 extern const char demo_trace[];
 extern const size_t demo_trace_len;
@@ -45,6 +46,7 @@ struct demo {
 	uv_timer_t deadline;
 	int64_t t0_ms;
 	bool created, gone;
+	int explained; /* how a level holds: said once */
 	int status;
 };
 
@@ -124,16 +126,51 @@ on_hook_output(const char *hook, const char *line, void *arg)
 	say(arg, "  hook on_%s says: %s", hook, line);
 }
 
+/* The rule the new level met, in the configuration's numbers (src/pressure/level.h). */
+static void
+level_rule(const struct config *c, enum pressure_level to, enum pressure_level from, char *out,
+    size_t size)
+{
+	switch (to) {
+	case PRESSURE_ELEVATED:
+		snprintf(out, size,
+		    "ELEVATED arms at %.4g%% some (or under %.4g%% available) for %.4g s",
+		    c->elevated_pct, c->low_available_pct, c->elevated_sustain_s);
+		break;
+	case PRESSURE_HIGH:
+		snprintf(out, size, "HIGH arms at %.4g%% some for %.4g s", c->high_pct,
+		    c->high_sustain_s);
+		break;
+	case PRESSURE_CRITICAL:
+		snprintf(out, size,
+		    "CRITICAL arms at %.4g%% some or %.4g%% full for %.4g s, after HIGH's %.4g%% for "
+		    "%.4g s",
+		    c->critical_pct, c->critical_full_pct, c->critical_sustain_s, c->high_pct,
+		    c->high_sustain_s);
+		break;
+	default:
+		snprintf(out, size, "it falls after %.4g s under %.4g times %s's threshold",
+		    c->dwell_s, c->disarm_ratio, pressure_level_name(from));
+		break;
+	}
+}
+
 static void
 narrate_pressure(struct demo *m, const struct manager_event *e)
 {
 	const struct pressure_snapshot *s = e->snap;
+	char rule[256];
 
-	say(m,
-	    "pressure %s -> %s: memory stalls %.1f%% (some), %.1f%% (full); "
-	    "%.0f%% of memory available",
+	level_rule(&m->cfg, s->level, e->previous, rule, sizeof rule);
+	say(m, "pressure %s -> %s: %.1f%% some, %.1f%% full of the last %lld s stalled now; %s",
 	    pressure_level_name(e->previous), pressure_level_name(s->level), s->some_pct,
-	    s->full_pct, s->available_pct);
+	    s->full_pct, (long long)m->cfg.window_s, rule);
+	if (s->level > e->previous && !m->explained++)
+		say(m,
+		    "  (a level, once armed, holds while the stall stays above %.4g times its "
+		    "threshold; %.0f%% of memory is available: the trace's cgroup stalled under its "
+		    "memory.high while the machine had memory to spare)",
+		    m->cfg.disarm_ratio, s->available_pct);
 }
 
 static void
@@ -170,8 +207,15 @@ narrate(const struct manager_event *e, void *arg)
 		else
 			say(m, "%s: %s -> %s: %s", v->name, vm_state_name(e->from),
 			    vm_state_name(v->state), e->reason);
-		if (v->state == VM_CREATING)
+		if (v->state == VM_CREATING) {
 			m->created = true;
+			say(m,
+			    "  the insert: %s, %s, maxRunDuration %lld s then DELETE, labels "
+			    "managed-by=spillway and spillway-owner=%s, the startup script and agent "
+			    "in its metadata",
+			    v->machine_type, v->spot ? "SPOT" : "STANDARD",
+			    (long long)v->planned_run_s, daemon_owner(m->d));
+		}
 		if (!vm_state_alive(v->state) && m->created) {
 			say(m, "%s cost $%.4f (%s, %.2f min billed at $%.4f/h)", v->name, v->cost,
 			    v->machine_type, (double)(v->ended_ms - v->started_ms) / 60000,
@@ -194,9 +238,10 @@ narrate(const struct manager_event *e, void *arg)
 static int
 load_config(struct demo *m, const struct config_args *user, const char *dir, char **cause)
 {
-	const char *own[] = {"gcp.idle_timeout_minutes=10",
-	    "hooks.on_ready=printenv SPILLWAY_VM_NAME SPILLWAY_ENDPOINT SPILLWAY_COMPONENTS",
-	    "hooks.on_gone=printenv SPILLWAY_EVENT SPILLWAY_COMPONENTS"};
+	const char *own[] = {"gcp.idle_timeout_minutes=" DEMO_IDLE_MINUTES,
+	    "hooks.on_ready=echo name={name} endpoint={endpoint} components={components} "
+	    "reason={reason}",
+	    "hooks.on_gone=echo event={event} components={components} reason={reason}"};
 	const size_t nown = sizeof own / sizeof own[0];
 	const char *const *sets = user != NULL && user->sets != NULL ? user->sets : NULL;
 	size_t n = 0;
@@ -273,8 +318,10 @@ exec_demo(struct cmd_ctx *ctx, const struct args *a)
 	log_set_level(LOG_LEVEL_WARN); /* the narration tells the story; warnings still show */
 	printf(
 	    "spillway demo: a Compute Engine emulator in this process, a recorded pressure trace,\n"
-	    "and a clock %.0f times faster than real time (times below are on that clock).\n\n",
-	    scale);
+	    "and a clock %.0f times faster than real time (times below are on that clock).\n"
+	    "The VM is idle, and deleted, once its backend is unused for %s min (the demo's\n"
+	    "gcp.idle_timeout_minutes; 30 by default). The hooks echo what they are given.\n\n",
+	    scale, DEMO_IDLE_MINUTES);
 	if (daemon_new(&m.loop, &o, &m.d, &cause) != 0) {
 		fprintf(stderr, "spillway demo: %s\n", cause);
 		goto loop;
