@@ -223,7 +223,7 @@ view_status(const struct view_src *s)
 {
 	const struct config *c = s->cfg;
 	struct vm_stats st = {0};
-	json_t *backoffs = json_array();
+	json_t *backoffs = json_array(), *vms;
 
 	ledger_stats(s->ledger, &st);
 	for (size_t i = 0; i < s->nbackoffs; i++) {
@@ -234,6 +234,15 @@ view_status(const struct view_src *s)
 		        b->zone[0] ? json_string(b->zone) : json_null(), "until", when(b->until_ms),
 		        "why", b->why));
 	}
+	/* In all: what ended, and what the VMs still running have cost so far. */
+	{
+		size_t i;
+		json_t *vm;
+
+		vms = vm_array(s, NULL, 0, 0);
+		json_array_foreach (vms, i, vm)
+			st.total_cost += json_number_value(json_object_get(vm, "cost"));
+	}
 	return json_pack("{s:i, s:{s:b, s:o}, s:{s:s, s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:f, s:f, "
 	                 "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o, "
 	                 "s:{s:s, s:o, s:I}}",
@@ -243,12 +252,11 @@ view_status(const struct view_src *s)
 	    "spot", c->use_spot, "max_concurrent", (json_int_t)c->max_concurrent,
 	    "max_lifetime_hours", c->max_lifetime_hours, "daily_budget", c->daily_budget,
 	    "max_price", c->max_price, "idle_timeout_minutes", c->idle_timeout_minutes, "enabled",
-	    c->enabled, "pressure", view_pressure(s->snap), "vms", vm_array(s, NULL, 0, 0),
-	    "statistics", "created", (int)st.created, "failed", (int)st.failed, "terminated",
-	    (int)st.terminated, "preempted", (int)st.preempted, "orphaned", (int)st.orphaned,
-	    "active", (int)st.alive, "total_cost", st.total_cost, "today", today(s), "backoffs",
-	    backoffs, "events", events(s, NULL, VIEW_EVENTS), "ledger", "path",
-	    ledger_path(s->ledger), "problem",
+	    c->enabled, "pressure", view_pressure(s->snap), "vms", vms, "statistics", "created",
+	    (int)st.created, "failed", (int)st.failed, "terminated", (int)st.terminated,
+	    "preempted", (int)st.preempted, "orphaned", (int)st.orphaned, "active", (int)st.alive,
+	    "total_cost", st.total_cost, "today", today(s), "backoffs", backoffs, "events",
+	    events(s, NULL, VIEW_EVENTS), "ledger", "path", ledger_path(s->ledger), "problem",
 	    s->ledger_problem != NULL ? json_string(s->ledger_problem) : json_null(), "waiting",
 	    (json_int_t)s->ledger_waiting);
 }

@@ -337,8 +337,24 @@ main(int argc, char **argv)
 		if (strcmp(commands[i]->name, argv[optind]) == 0)
 			e = commands[i];
 	if (e == NULL) {
-		fprintf(stderr, "spillway: unknown command '%s'; 'spillway help' lists them\n",
-		    argv[optind]);
+		const struct cmd_entry *near = NULL;
+		size_t best = 3; /* a typo or two, not another word */
+
+		for (size_t i = 0; i < nitems(commands); i++) {
+			size_t d = str_distance(argv[optind], commands[i]->name);
+
+			if (d < best) {
+				best = d;
+				near = commands[i];
+			}
+		}
+		if (near != NULL)
+			fprintf(stderr, "spillway: unknown command '%s'; did you mean '%s'?\n",
+			    argv[optind], near->name);
+		else
+			fprintf(stderr,
+			    "spillway: unknown command '%s'; 'spillway help' lists them\n",
+			    argv[optind]);
 		goto out;
 	}
 	if ((c = parse_args(e, argc - optind, argv + optind, &a)) != 0) {

@@ -205,8 +205,12 @@ report_status(FILE *f, const json_t *s, bool verbose)
 		report_vms(f, vms, verbose);
 	}
 	if (verbose) {
-		fprintf(
-		    f, "events     the last %zu\n", json_array_size(json_object_get(s, "events")));
+		size_t nev = json_array_size(json_object_get(s, "events"));
+
+		if (nev == 0)
+			fprintf(f, "events     none yet\n");
+		else
+			fprintf(f, "events     the last %zu\n", nev);
 		json_array_foreach (json_object_get(s, "events"), i, it)
 			fprintf(f, "  %s  %-30s %-12s %s\n", str(it, "time"), str(it, "vm"),
 			    str(it, "kind"), str(it, "detail"));

@@ -60,11 +60,12 @@ static const char *check_env_list(const char *);
 static const char *check_packages(const char *);
 static const char *check_cloudsql(const char *);
 
-#define OFF(f) offsetof(struct config, f)
+#define OFF(f)       offsetof(struct config, f)
+#define BOOL_ALLOWED "true or false (also yes/no, on/off, 1/0)"
 
 /* The one table of defaults. ${VAR:-fallback} in a default is expanded at load. */
 static const struct key keys[] = {
-    {"gcp.enabled", "GCP_VM_ENABLED", T_BOOL, OFF(enabled), "true", 0, 0, NULL, "true or false",
+    {"gcp.enabled", "GCP_VM_ENABLED", T_BOOL, OFF(enabled), "true", 0, 0, NULL, BOOL_ALLOWED,
         "create VMs automatically when memory pressure persists", false},
     {"gcp.project", "GCP_PROJECT_ID", T_STRING, OFF(project), "", 0, 0, check_project,
         "a project ID: 6 to 30 lowercase letters, digits and hyphens, starting with a letter",
@@ -78,7 +79,7 @@ static const struct key keys[] = {
         "zones tried on a stockout (empty: the region's other zones)", false},
     {"gcp.machine_type", "GCP_VM_MACHINE_TYPE", T_STRING, OFF(machine_type), "e2-highmem-4", 0, 0,
         check_machine_type, "a machine type name such as e2-highmem-4", "machine type", false},
-    {"gcp.use_spot", "GCP_VM_USE_SPOT", T_BOOL, OFF(use_spot), "true", 0, 0, NULL, "true or false",
+    {"gcp.use_spot", "GCP_VM_USE_SPOT", T_BOOL, OFF(use_spot), "true", 0, 0, NULL, BOOL_ALLOWED,
         "Spot VMs (true) or standard ones", false},
     {"gcp.max_price", "GCP_VM_MAX_PRICE", T_DOUBLE, OFF(max_price), "0.10", 0, 1000, NULL,
         "US dollars per hour, from 0 to 1000", "no VM is created above this price per hour", false},
@@ -96,7 +97,7 @@ static const struct key keys[] = {
     {"gcp.health_check_interval", "GCP_VM_HEALTH_CHECK_INTERVAL", T_INT, OFF(health_check_interval),
         "30", 1, 3600, NULL, "seconds, from 1 to 3600", "seconds between monitoring passes", false},
     {"gcp.enable_monitoring", "GCP_VM_ENABLE_MONITORING", T_BOOL, OFF(enable_monitoring), "true", 0,
-        0, NULL, "true or false", "background monitoring of VMs", false},
+        0, NULL, BOOL_ALLOWED, "background monitoring of VMs", false},
     {"spillway.backend_port", "SPILLWAY_BACKEND_PORT", T_INT, OFF(backend_port), "8010", 1, 65535,
         NULL, "a TCP port from 1 to 65535", "port of the backend on the VM", false},
     {"backend.git", "SPILLWAY_BACKEND_GIT", T_STRING, OFF(backend_git), "", 0, 0, check_git_url,
@@ -1406,10 +1407,22 @@ config_print(const struct config *cfg, FILE *f)
 			free(vals[i]);
 			vals[i] = xstrdup("(unset)");
 		}
+		/* A 0 that means something else says what it is now. */
+		if (keys[i].offset == OFF(lease_minutes) && cfg->lease_minutes == 0) {
+			free(vals[i]);
+			vals[i] =
+			    xasprintf("0 (two idle timeouts: %g)", 2 * cfg->idle_timeout_minutes);
+		}
 		wk = strlen(keys[i].name) > wk ? strlen(keys[i].name) : wk;
 		we = strlen(keys[i].env) > we ? strlen(keys[i].env) : we;
 		wv = strlen(vals[i]) > wv ? strlen(vals[i]) : wv;
 	}
+	if (cfg->file != NULL)
+		fprintf(f, "config file: %s\n\n", cfg->file);
+	else
+		fprintf(f,
+		    "config file: none read (--config, $SPILLWAY_CONFIG, else "
+		    "$XDG_CONFIG_HOME/spillway/spillway.conf)\n\n");
 	fprintf(f, "%-*s  %-*s  %-*s  %s\n", (int)wk, "KEY", (int)we, "ENV", (int)wv, "VALUE",
 	    "SOURCE");
 	for (size_t i = 0; i < NKEYS; i++) {

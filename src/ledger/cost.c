@@ -104,8 +104,8 @@ budget_plan(const struct budget_ask *a, struct budget_plan *p)
 	p->cost = cost_run(a->per_hour, 0, p->run_s * 1000, false, false);
 	if (p->run_s < min_run_s || p->cost > p->left + 1e-9) {
 		snprintf(p->why, sizeof p->why,
-		    "$%.2f left of $%.2f today (spent $%.2f, committed $%.2f); a VM at $%.4f/h "
-		    "needs $%.2f for its minimum run of %lld min",
+		    "$%.4f left of $%.2f today (spent $%.4f, committed $%.4f); a VM at $%.4f/h "
+		    "needs $%.4f for its minimum run of %lld min",
 		    p->left > 0 ? p->left : 0, a->budget, a->spent, a->committed, a->per_hour,
 		    cost_run(a->per_hour, 0, min_run_s * 1000, false, false),
 		    (long long)(min_run_s / 60));

@@ -328,8 +328,14 @@ start_manager(struct daemon *d)
 	}
 	manager_on_event(d->manager, on_event, d);
 	d->started = true;
-	log_info("owner %s, zones %s%s%s, %s", d->owner, d->zones[0], d->zones[1] ? " then " : "",
-	    d->zones[1] ? d->zones[1] : "", d->catalog_source);
+	{
+		struct buf zones = BUF_INIT(4096);
+
+		for (char **z = d->zones; *z != NULL; z++)
+			buf_printf(&zones, "%s%s", z != d->zones ? " then " : "", *z);
+		log_info("owner %s, zones %s, %s", d->owner, buf_str(&zones), d->catalog_source);
+		buf_release(&zones);
+	}
 	manager_start(d->manager);
 	started(d, 0, NULL);
 }

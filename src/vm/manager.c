@@ -1396,7 +1396,8 @@ enforce(struct manager *m)
 			break;
 		case VM_UNHEALTHY:
 			if (now - v->rec.unhealthy_ms > minutes(cfg->unhealthy_minutes)) {
-				snprintf(why, sizeof why, "unhealthy for %.1f min: replacing it",
+				snprintf(why, sizeof why,
+				    "unhealthy for %.1f min (another VM comes if the pressure holds)",
 				    cfg->unhealthy_minutes);
 				terminate(v, why, VM_TERMINATED);
 				m->cooldown_until = 0;

@@ -107,6 +107,10 @@ test_config_table(void **state)
 	expect_in(r.out, "GCP_VM_MAX_CONCURRENT");
 	expect_in(r.out, "gcp.max_concurrent");
 	expect_in(r.out, "spillway.conf:2");
+	/* Which file it read, and what a 0 that means something else is now. */
+	assert_true(strncmp(r.out, "config file: ", 13) == 0);
+	expect_in(r.out, "spillway/spillway.conf\n");
+	expect_in(r.out, "0 (two idle timeouts: 60)");
 	cmd_run_free(&r);
 	unlink(path);
 	rmdir(dir);
@@ -153,7 +157,9 @@ test_usage_errors(void **state)
 		const char *args[6];
 		const char *message;
 	} cases[] = {
-	    {{"frobnicate", NULL}, "unknown command 'frobnicate'"},
+	    {{"frobnicate", NULL}, "unknown command 'frobnicate'; 'spillway help' lists them"},
+	    {{"stauts", NULL}, "unknown command 'stauts'; did you mean 'status'?"},
+	    {{"--set", "gcp.enabled=maybe", "config", NULL}, "also yes/no, on/off, 1/0"},
 	    {{"config", "--bogus", NULL}, "unknown option '--bogus'"},
 	    {{"config", "extra", NULL}, "unexpected argument 'extra'"},
 	    {{"--log-level", "loud", "config", NULL}, "invalid log level 'loud'"},

@@ -319,7 +319,7 @@ test_budget_refused(void **state)
 	spend(&w, 4.99);
 	recorded_trace(&w, "pressure-sustained.trace");
 	world_run(&w, NULL, NULL);
-	e = wait_event(&w, "refusal", "budget: $0.01 left of $5.00 today (spent $4.99");
+	e = wait_event(&w, "refusal", "budget: $0.0100 left of $5.00 today (spent $4.99");
 	assert_non_null(strstr(e.detail, "minimum run of 15 min"));
 	wait_event(&w, "pressure", "NORMAL");
 	assert_int_equal(inserts(&w, ins, 4), 0);

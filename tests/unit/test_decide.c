@@ -136,7 +136,9 @@ test_each_rule(void **state)
 	refused(&in, "price", "$0.1810/h is above GCP_VM_MAX_PRICE $0.1000/h");
 	in = base();
 	in.spent = 4.99;
-	refused(&in, "budget", "budget: $0.01 left of $5.00 today (spent $4.99, committed $0.00)");
+	refused(&in, "budget",
+	    "budget: $0.0100 left of $5.00 today (spent $4.9900, committed $0.0000); a VM at "
+	    "$0.0595/h needs $0.0149 for its minimum run of 15 min");
 	in = base();
 	in.spent = 4.0;
 	in.committed = 0.99;
