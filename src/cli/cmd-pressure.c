@@ -35,7 +35,9 @@ struct run {
 	bool all;
 	bool once;
 	int samples;
-	int64_t start_ms; /* a replay's first time, for offsets */
+	int printed;          /* lines said by --watch or --replay */
+	char watch_mode[160]; /* what --watch would use: a trigger where the kernel allows */
+	int64_t start_ms;     /* a replay's first time, for offsets */
 };
 
 /* The pressure document of the API, as a document of its own. */
@@ -89,6 +91,7 @@ print_line(struct run *r, const struct pressure_snapshot *s, enum pressure_level
 static void
 on_change(const struct pressure_snapshot *s, enum pressure_level previous, void *arg)
 {
+	((struct run *)arg)->printed++;
 	print_line(arg, s, previous);
 }
 
@@ -130,8 +133,10 @@ print_snapshot(struct run *r, const struct pressure_snapshot *s)
 	    s->available_pct, (long long)s->swap_used_kb / 1024);
 	printf("rates          refaults %.0f/s, swap-ins %.0f/s, major faults %.0f/s\n",
 	    s->refault_rate, s->swapin_rate, s->majfault_rate);
-	printf("source         %s (%s: %s)\n", s->source ? s->source : "-",
-	    pressure_mode_name(s->mode), monitor_mode_reason(r->m));
+	/* A snapshot samples twice; the daemon and --watch use what the kernel allows. */
+	printf("source         %s (a snapshot of two samples a second apart; the daemon and "
+	       "--watch use %s)\n",
+	    s->source ? s->source : "-", r->watch_mode);
 	printf("components    ");
 	for (int i = 0; i < s->ncomponents; i++)
 		printf(" %s %lld MiB (%d)%s", s->components[i].name,
@@ -178,7 +183,14 @@ on_once(const struct pressure_snapshot *s, enum pressure_level previous, void *a
 static void
 on_replayed(void *arg)
 {
-	stop(arg);
+	struct run *r = arg;
+
+	/* A calm trace is an answer too. */
+	if (r->printed == 0 && !r->json)
+		printf(
+		    "the trace's level stayed %s: no change to show (--all shows every sample)\n",
+		    pressure_level_name(monitor_snapshot(r->m)->level));
+	stop(r);
 }
 
 static int
@@ -232,12 +244,17 @@ exec_pressure(struct cmd_ctx *ctx, const struct args *a)
 	else if (access("/proc/pressure/memory", F_OK) == 0)
 		psi = xstrdup("/proc/pressure/memory");
 	o.psi_path = psi;
+	snprintf(r.watch_mode, sizeof r.watch_mode, "%s",
+	    psi != NULL ? "a PSI trigger, else sampling" : "sampling /proc/meminfo");
 	if (!args_has(a, 'w') && replay == NULL) {
 		/* One snapshot: two samples a second apart, no trigger. */
 		o.poll = true;
 		o.sample_ms = 1000;
 		o.processes = false;
 	}
+	/* Every sample: a trigger would say nothing while it is calm. */
+	if (args_has(a, 'w') && r.all)
+		o.poll = true;
 	if (monitor_new(&r.loop, &o, &r.m, &cause) != 0) {
 		fprintf(stderr, "spillway pressure: %s\n", cause);
 		free(cause);

@@ -197,6 +197,35 @@ expect_exit2(const char *const *args, const char *const *env, const char *messag
 	cmd_run_free(&r);
 }
 
+/* A calm trace says so, rather than nothing; the snapshot says how it sampled. */
+static void
+test_calm_said(void **state)
+{
+	char *path = xasprintf("%s/calm.trace", home);
+	const char *args[] = {"pressure", "--replay", path, NULL}, *snap[] = {"pressure", NULL};
+	struct cmd_run r;
+	FILE *f;
+
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "# spillway pressure trace 1\n");
+	for (int i = 0; i < 20; i++)
+		fprintf(f,
+		    "t=%lld ev=0 some=0 full=0 sa10=0 sa60=0 fa10=0 fa60=0 mt=16000000 ma=12000000 "
+		    "st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
+		    1700000000000LL + i * 1000LL);
+	fclose(f);
+	run_spillway(&r, home, args, levels_env);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "the trace's level stayed NORMAL: no change to show"));
+	cmd_run_free(&r);
+	run_spillway(&r, home, snap, NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(
+	    strstr(r.out, "a snapshot of two samples a second apart; the daemon and --watch use"));
+	cmd_run_free(&r);
+	free(path);
+}
+
 static void
 test_bad_input(void **state)
 {
@@ -276,6 +305,7 @@ main(void)
 	    cmocka_unit_test(test_replay_paced),
 	    cmocka_unit_test(test_replay_every_sample),
 	    cmocka_unit_test(test_snapshot),
+	    cmocka_unit_test(test_calm_said),
 	    cmocka_unit_test(test_bad_input),
 	    cmocka_unit_test(test_missing_cgroup_falls_back),
 	};
