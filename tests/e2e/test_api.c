@@ -51,7 +51,6 @@ world_init_emu(
 	const char *emu_args[12] = {"--boot-ms", "300", "--guest-boot-ms", "300"};
 	const char *const *extra = extra_env;
 	int n = 0;
-	FILE *f;
 
 	memset(w, 0, sizeof *w);
 	for (int k = 4; emu_extra != NULL && *emu_extra != NULL && k < 11; emu_extra++)
@@ -61,14 +60,7 @@ world_init_emu(
 	snprintf(w->sock, sizeof w->sock, "%s/control.sock", w->d.state);
 	snprintf(w->calm, sizeof w->calm, "%s/calm.trace", w->d.state);
 	/* A calm trace: the daemon creates nothing by itself, whatever the machine does. */
-	assert_non_null(f = fopen(w->calm, "w"));
-	fprintf(f, "# spillway pressure trace 1\n");
-	for (int i = 0; i < 4000; i++)
-		fprintf(f,
-		    "t=%lld ev=0 some=0 full=0 sa10=0 sa60=0 fa10=0 fa60=0 mt=16000000 ma=12000000 "
-		    "st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
-		    1700000000000LL + i * 1000LL);
-	fclose(f);
+	write_trace(w->calm, 0, 4000);
 	w->env[n++] = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s", w->e.creds);
 	w->env[n++] = xasprintf("SPILLWAY_COMPUTE_ENDPOINT=%s/compute/v1/", w->e.url);
 	w->env[n++] = xasprintf("SPILLWAY_BILLING_ENDPOINT=%s/v1/", w->e.url);

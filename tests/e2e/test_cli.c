@@ -434,18 +434,10 @@ test_run_emulator_own_state(void **state)
 {
 	char *trace = xasprintf("%s/calm.trace", home), *own, *users, *sock;
 	int64_t deadline = now_ms() + 60000;
-	FILE *f;
 	pid_t pid;
 	int status;
 
-	assert_non_null(f = fopen(trace, "w"));
-	fprintf(f, "# spillway pressure trace 1\n");
-	for (int i = 0; i < 600; i++)
-		fprintf(f,
-		    "t=%lld ev=0 some=0 full=0 sa10=0 sa60=0 fa10=0 fa60=0 mt=16000000 ma=12000000 "
-		    "st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
-		    1700000000000LL + i * 1000LL);
-	fclose(f);
+	write_trace(trace, 0, 600);
 	own = xasprintf("%s/.local/state/spillway/emulator/ledger.db", home);
 	sock = xasprintf("%s/.local/state/spillway/emulator/control.sock", home);
 	users = xasprintf("%s/.local/state/spillway/ledger.db", home);

@@ -204,16 +204,8 @@ test_calm_said(void **state)
 	char *path = xasprintf("%s/calm.trace", home);
 	const char *args[] = {"pressure", "--replay", path, NULL}, *snap[] = {"pressure", NULL};
 	struct cmd_run r;
-	FILE *f;
 
-	assert_non_null(f = fopen(path, "w"));
-	fprintf(f, "# spillway pressure trace 1\n");
-	for (int i = 0; i < 20; i++)
-		fprintf(f,
-		    "t=%lld ev=0 some=0 full=0 sa10=0 sa60=0 fa10=0 fa60=0 mt=16000000 ma=12000000 "
-		    "st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
-		    1700000000000LL + i * 1000LL);
-	fclose(f);
+	write_trace(path, 0, 20);
 	run_spillway(&r, home, args, levels_env);
 	assert_int_equal(r.status, 0);
 	assert_non_null(strstr(r.out, "the trace's level stayed NORMAL: no change to show"));

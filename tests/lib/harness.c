@@ -604,6 +604,29 @@ dmn_cleanup(struct dmn *d)
 	remove_tree(d->state);
 }
 
+/* high_s seconds of heavy stall (CRITICAL), then calm_s of none, a sample a second. */
+void
+write_trace(const char *path, int high_s, int calm_s)
+{
+	FILE *f = fopen(path, "w");
+	int64_t t = 1700000000000, some = 0, full = 0;
+
+	assert_non_null(f);
+	fprintf(f, "# spillway pressure trace 1\n");
+	for (int i = 0; i <= high_s + calm_s; i++, t += 1000) {
+		bool high = i > 0 && i <= high_s;
+
+		some += high ? 600000 : 0;
+		full += high ? 400000 : 0;
+		fprintf(f,
+		    "t=%lld ev=%d some=%lld full=%lld sa10=%.2f sa60=%.2f fa10=%.2f fa60=%.2f "
+		    "mt=16000000 ma=8000000 st=0 sf=0 si=0 so=0 mf=0 rf=0 ra=0\n",
+		    (long long)t, i == 1, (long long)some, (long long)full, high ? 60.0 : 0,
+		    high ? 60.0 : 0, high ? 40.0 : 0, high ? 40.0 : 0);
+	}
+	fclose(f);
+}
+
 void
 expect_in_order(const char *text, const char *const *order)
 {

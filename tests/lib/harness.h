@@ -105,6 +105,8 @@ void dmn_cleanup(struct dmn *);
 char *read_text(const char *path);
 /* Each of the NULL-terminated texts appears in text, after the one before it. */
 void expect_in_order(const char *text, const char *const *order);
+/* A pressure trace: high_s seconds of heavy stall (CRITICAL), then calm_s of none. */
+void write_trace(const char *path, int high_s, int calm_s);
 /* Replace the emulator's faults (its admin API), "" for none. */
 void emu_set_faults(struct emu *, const char *spec);
 /* Whether something accepts TCP connections on 127.0.0.1:port. */

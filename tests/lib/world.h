@@ -39,7 +39,6 @@ struct insert {
 	long status;
 };
 
-void write_trace(const char *path, int high_s, int calm_s);
 void recorded_trace(struct world *w, const char *name);
 void world_emulator(struct world *w, const char *const *extra);
 void world_init(struct world *w, int scale, const char *const *emu_args);
