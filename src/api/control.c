@@ -424,7 +424,7 @@ stop(struct daemon *d, const char *body, size_t len, unsigned *status)
 		}
 	}
 	keep = json_is_true(json_object_get(req, "keep"));
-	if (daemon_ask_stop(d, keep) != 0) {
+	if (daemon_ask_stop(d, keep, &keep) != 0) {
 		doc = error_doc(status, 409, NULL,
 		    "spillway runs inside a program here (PID %d): it stops when that program "
 		    "closes it",

@@ -95,7 +95,9 @@ exec_stop(struct cmd_ctx *ctx, const struct args *a)
 	}
 	printf("the daemon (PID %lld) is stopping%s\n",
 	    (long long)json_integer_value(json_object_get(doc, "pid")),
-	    keep ? " and leaves its VMs running" : "; it deletes its VMs first");
+	    json_is_true(json_object_get(doc, "keep")) /* asked, or run --keep */
+	        ? " and leaves its VMs running"
+	        : "; it deletes its VMs first");
 	fflush(stdout);
 	/* Its changes, until it ends the stream; then its exit. */
 	while (client_events_read(ev, on_stream, NULL) == 0) {

@@ -190,11 +190,12 @@ daemon_set_keep(struct daemon *d, bool keep)
 }
 
 int
-daemon_ask_stop(struct daemon *d, bool keep)
+daemon_ask_stop(struct daemon *d, bool keep, bool *kept)
 {
 	if (d->o.on_stop_asked == NULL)
 		return -ENOTSUP;
 	d->o.on_stop_asked(d->o.event_arg, keep);
+	*kept = d->o.keep;
 	return 0;
 }
 

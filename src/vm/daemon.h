@@ -54,8 +54,11 @@ void daemon_stop(struct daemon *, void (*done)(void *), void *arg);
 void daemon_free(struct daemon *);
 /* Whether daemon_stop leaves the VMs running (--keep), decided late. */
 void daemon_set_keep(struct daemon *, bool keep);
-/* Pass a request to stop to whoever runs it: 0, or -ENOTSUP (o.on_stop_asked is NULL). */
-int daemon_ask_stop(struct daemon *, bool keep);
+/*
+ * Pass a request to stop to whoever runs it: 0, or -ENOTSUP (o.on_stop_asked is
+ * NULL). *kept: whether the VMs stay (asked, or run --keep).
+ */
+int daemon_ask_stop(struct daemon *, bool keep, bool *kept);
 /* Take a new configuration (SIGHUP): what the manager and the hooks read. */
 int daemon_reload(struct daemon *, const struct config *, char **cause);
 /* Every event, after the hooks and o.on_event (the control API listens here). */
