@@ -129,7 +129,7 @@ test_budget_plan(void **state)
 	a.spent = 4.49;
 	budget_plan(&a, &p);
 	assert_false(p.ok);
-	assert_non_null(strstr(p.why, "$0.01 left of $5.00"));
+	assert_non_null(strstr(p.why, "$0.0100 left of $5.00"));
 	assert_non_null(strstr(p.why, "15 min"));
 	/* A lifetime shorter than the minimum run: the lifetime is the minimum. */
 	a = (struct budget_ask){5.0, 0, 0, 0.0595, 360, 15 * 60};
