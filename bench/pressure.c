@@ -176,10 +176,16 @@ live(const struct config *cfg, const char *pressure)
 	for (double end = t0 + 60; st->high_s == 0 && mono_s() < end;)
 		spin(0.2);
 	memload_stop(&load);
-	printf("(b) onset of real stalls to HIGH (sustain %.0f s): %.2f s from the load's start, "
-	       "%.2f s from the first trigger event\n",
-	    cfg->high_sustain_s, st->high_s - t0, st->high_s - st->first_event_s);
-	figure("pressure load start to HIGH", st->high_s - t0, "s");
+	if (st->high_s == 0) {
+		/* No figure rather than a false one: the load did not stall this machine. */
+		printf("(b) onset of real stalls to HIGH: not reached within 60 s%s: no figure\n",
+		    st->first_event_s == 0 ? " (no trigger event at all)" : "");
+	} else {
+		printf("(b) onset of real stalls to HIGH (sustain %.0f s): %.2f s from the load's "
+		       "start, %.2f s from the first trigger event\n",
+		    cfg->high_sustain_s, st->high_s - t0, st->high_s - st->first_event_s);
+		figure("pressure load start to HIGH", st->high_s - t0, "s");
+	}
 	for (double end = mono_s() + 30; st->level != PRESSURE_NORMAL && mono_s() < end;)
 		spin(0.2);
 	stop(m);
