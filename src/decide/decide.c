@@ -112,7 +112,7 @@ decide(const struct decide_input *in, struct decision *d)
 	struct budget_ask ask = {
 	    in->budget, in->spent, in->committed, in->per_hour, in->max_run_s, in->min_run_s};
 	struct budget_plan plan;
-	char seen[256];
+	char seen[256], size[32] = "";
 	int64_t kb;
 
 	memset(d, 0, sizeof *d);
@@ -123,24 +123,28 @@ decide(const struct decide_input *in, struct decision *d)
 	    in->now > in->level_since ? (in->now - in->level_since) / 1000 : 0,
 	    s != NULL ? s->some_pct : 0, s != NULL ? s->full_pct : 0,
 	    s != NULL ? s->available_pct : -1);
-	d->confidence = decide_confidence(in);
+	d->confidence = in->by_hand ? 1.0 : decide_confidence(in);
 #define REFUSE(r, ...)                                                                             \
 	do {                                                                                       \
 		decision_refuse(d, r, __VA_ARGS__);                                                \
 		return;                                                                            \
 	} while (0)
-	if (!in->enabled)
-		REFUSE("disabled", "GCP_VM_ENABLED is false (%s)", seen);
-	if (in->level < PRESSURE_HIGH)
-		REFUSE("level", "%s; a VM is created at HIGH or above", seen);
-	if (d->confidence < in->min_confidence)
-		REFUSE("confidence", "%.2f is below the minimum %.2f (%s)", d->confidence,
-		    in->min_confidence, seen);
-	if (in->in_flight > 0)
-		REFUSE("in-flight",
-		    "%d VM%s already being created or booting; it should "
-		    "relieve the pressure first",
-		    in->in_flight, in->in_flight > 1 ? "s are" : " is");
+	if (in->stopping)
+		REFUSE("disabled", "spillway is stopping");
+	if (!in->by_hand) {
+		if (!in->enabled)
+			REFUSE("disabled", "GCP_VM_ENABLED is false (%s)", seen);
+		if (in->level < PRESSURE_HIGH)
+			REFUSE("level", "%s; a VM is created at HIGH or above", seen);
+		if (d->confidence < in->min_confidence)
+			REFUSE("confidence", "%.2f is below the minimum %.2f (%s)", d->confidence,
+			    in->min_confidence, seen);
+		if (in->in_flight > 0)
+			REFUSE("in-flight",
+			    "%d VM%s already being created or booting; it should "
+			    "relieve the pressure first",
+			    in->in_flight, in->in_flight > 1 ? "s are" : " is");
+	}
 	if (in->alive >= in->max_concurrent)
 		REFUSE("concurrency", "max concurrent %d reached (%d alive)", in->max_concurrent,
 		    in->alive);
@@ -151,7 +155,7 @@ decide(const struct decide_input *in, struct decision *d)
 	if (in->zones_available == 0)
 		REFUSE("stockout", "every zone of %s lacks capacity for now",
 		    in->region != NULL ? in->region : "the region");
-	if (in->now < in->cooldown_until)
+	if (!in->by_hand && in->now < in->cooldown_until)
 		REFUSE("cooldown", "%s; next VM in %" PRId64 " s",
 		    in->cooldown_why != NULL ? in->cooldown_why : "a VM changed just now",
 		    (in->cooldown_until - in->now + 999) / 1000);
@@ -169,14 +173,22 @@ decide(const struct decide_input *in, struct decision *d)
 	if (!plan.ok)
 		REFUSE("budget", "%s", plan.why);
 #undef REFUSE
-	kb = decide_components(in, d->components, sizeof d->components);
+	if (in->by_hand && in->asked != NULL && *in->asked != '\0') {
+		snprintf(d->components, sizeof d->components, "%s", in->asked);
+		kb = -1;
+	} else {
+		kb = decide_components(in, d->components, sizeof d->components);
+	}
 	d->create = true;
 	d->run_s = plan.run_s;
 	d->cost = plan.cost;
 	d->left = plan.left - plan.cost;
+	if (in->by_hand)
+		snprintf(seen, sizeof seen, "by hand");
+	if (kb >= 0)
+		snprintf(size, sizeof size, " (%.1f GiB)", (double)kb / 1048576.0);
 	snprintf(d->reason, sizeof d->reason,
-	    "%s; confidence %.2f; offloading %s (%.1f GiB); $%.4f/h for %.2f h = $%.2f, $%.2f left "
-	    "today",
-	    seen, d->confidence, d->components, (double)kb / 1048576.0, in->per_hour,
-	    (double)plan.run_s / 3600.0, plan.cost, d->left);
+	    "%s; confidence %.2f; offloading %s%s; $%.4f/h for %.2f h = $%.2f, $%.2f left today",
+	    seen, d->confidence, d->components, size, in->per_hour, (double)plan.run_s / 3600.0,
+	    plan.cost, d->left);
 }

@@ -27,7 +27,16 @@
 
 struct decide_input {
 	int64_t now;
-	bool enabled;
+	bool stopping; /* spillway is stopping: nothing is created, by hand or not */
+	bool enabled;  /* GCP_VM_ENABLED: automatic creation */
+	/*
+	 * A person asked (manager_create): the pressure, the confidence, the
+	 * cooldown, one-at-a-time and GCP_VM_ENABLED do not apply; money, limits,
+	 * backoffs, zones and the price do. Its components are `asked`, or chosen
+	 * as under pressure when NULL or empty; its confidence is 1.
+	 */
+	bool by_hand;
+	const char *asked;
 	enum pressure_level level;
 	int64_t level_since;
 	const struct pressure_snapshot *snap; /* may be NULL */

@@ -1,0 +1,157 @@
+/*
+ * What the lifecycle manager's files share, and nobody else sees.
+ *
+ *	manager.c    the VMs' states and events, the decision to create, life
+ *	create.c     zones and backoffs, the insert, the delete, a run's end
+ *	reconcile.c  the pass: lists, preemptions, orphans, the rules applied
+ *	probe.c      health and leases: the calls to a VM's backend and agent
+ *	rules.c      when a VM goes, pure (rules.h)
+ *
+ * Ownership: the manager owns its VMs (struct mvm, a list in creation
+ * order); a VM owns its health call and its deferred termination reason.
+ * What a pass listed is the manager's until the pass is done (forget_pass).
+ * Every write to the ledger goes through records (records.h).
+ */
+#ifndef SPILLWAY_VM_INTERNAL_H
+#define SPILLWAY_VM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vm/manager.h"
+#include "vm/records.h"
+
+#define CALL_DEADLINE_MS 120000
+#define MAX_SKIPS        32
+
+struct mvm {
+	struct manager *m;
+	struct vm_record rec;
+	bool busy;             /* a cloud call about it is in flight */
+	char *terminate_after; /* terminate once the call in flight is done, for this reason */
+	bool announced;        /* MEV_READY was sent, MEV_GONE not yet: its components are there */
+	bool adopted;          /* taken over: its next READY is announced as "adopted" */
+	bool preempted;
+	int64_t preempted_ms;
+	enum vm_state end_state; /* what TERMINATING ends in */
+	int64_t gave_up_ms;      /* its create was given up then (it did not run yet) */
+	int64_t deleted_ms;      /* when the cloud took its delete */
+	int64_t boot_moved_s;    /* booting: the agent's last "boot.updated" (its clock) */
+	int64_t progress_ms;     /* booting: when we saw it move (ours) */
+	struct http_call *health;
+	bool probe; /* the health call in flight is a boot probe, not the pass's */
+	struct mvm *next;
+};
+
+struct consumer {
+	manager_event_cb *cb;
+	void *arg;
+};
+
+struct skip {
+	char zone[64];
+	int64_t until;
+};
+
+struct manager {
+	uv_loop_t *loop;
+	struct manager_opts o;
+	const struct config *cfg;
+	struct records *records; /* every write to the ledger, kept when it cannot take it */
+	bool ledger_lost_said;   /* the ledger's file could not be made again: said */
+	struct mvm *vms, **tail; /* in creation order; tail: where the next goes */
+	size_t nvms;
+	uv_timer_t timer;
+	uv_timer_t probe; /* health of BOOTING VMs, more often than the passes */
+	int handles;      /* open timers, for the release */
+	bool passing;
+	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
+	bool preemptions_failed; /* this pass could not list the preemptions */
+	int health_pending;
+	int64_t pass_started_ns;
+	int64_t list_sent_ms; /* when the pass's list was asked: what ended since is newer */
+	int64_t preempt_since;
+	/* The pass's instances and preemptions, sorted by name, while it runs. */
+	struct cloud_seen *listed;
+	bool *claimed; /* listed[i] is a VM the ledger has alive */
+	size_t nlisted;
+	struct cloud_preempted *preemptions;
+	size_t npreemptions;
+	/* pressure */
+	struct pressure_snapshot snap;
+	enum pressure_level level;
+	int64_t level_since;
+	/* rules' state */
+	int64_t cooldown_until;
+	char cooldown_why[160];
+	int64_t backoff_until;
+	int64_t backoff_step;
+	bool backoff_quota; /* the backoff is the quota's, else a failure's */
+	int64_t last_failure;
+	char backoff_why[512];
+	struct skip skips[MAX_SKIPS];
+	int nskips;
+	/* the price of a VM of the configured type */
+	bool price_known;
+	bool price_asked;
+	double per_hour;
+	int vcpus, memory_mb;
+	char price_why[256];
+	char last_rule[16];
+	struct consumer *consumers;
+	size_t nconsumers;
+	/* shutdown */
+	bool stopping;
+	int64_t stop_deadline_ns;
+	void (*done)(void *);
+	void *done_arg;
+	struct manager_counts counts;
+};
+
+static inline int64_t
+now_ms(const struct manager *m)
+{
+	return clock_now_ms(m->o.clock);
+}
+
+static inline int64_t
+minutes(double m)
+{
+	return (int64_t)(m * 60000.0);
+}
+
+/* manager.c */
+void emit(struct manager *, const struct manager_event *);
+void set_state(struct mvm *, enum vm_state to, const char *reason);
+void announce(struct mvm *, enum vm_state from, const char *reason);
+struct mvm *find_vm(struct manager *, const char *name);
+struct mvm *add_vm(struct manager *, const struct vm_record *);
+void prune(struct manager *);
+void consider(struct manager *);
+
+/* create.c */
+const char *next_zone(struct manager *, const char *after);
+int zones_available(struct manager *);
+void skip_zone(struct manager *, const char *zone, const char *why);
+void cool_down(struct manager *, const char *why);
+int create_vm(struct manager *, const char *components, const char *reason,
+    const char *metadata, double confidence, char *name, size_t namelen, struct decision *no);
+void send_insert(struct mvm *);
+void send_delete(struct mvm *);
+void terminate(struct mvm *, const char *reason, enum vm_state end);
+void give_up_create(struct mvm *, const char *why);
+void finish_termination(struct mvm *);
+
+/* reconcile.c */
+void pass(struct manager *);
+void pass_done(struct manager *);
+void schedule(struct manager *);
+void ask_price(struct manager *);
+void forget_pass(struct manager *);
+void mark_preempted(struct mvm *, int64_t when, const char *why);
+
+/* probe.c */
+void probe_soon(struct manager *);
+void check_health(struct manager *);
+
+#endif

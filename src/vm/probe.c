@@ -1,0 +1,160 @@
+/*
+ * Health and leases: between passes a BOOTING VM's backend is asked every
+ * second (READY in seconds), and each pass renews every running VM's lease
+ * with its agent, signed with the VM's secret. An answer (health.h) moves a
+ * VM between BOOTING, READY and UNHEALTHY, records its use and its install's
+ * progress, and passes on a preemption notice. A VM has at most one such
+ * call in flight (mvm.health), cancelled when the manager is freed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/xmalloc.h"
+#include "vm/health.h"
+#include "vm/internal.h"
+#include "vm/startup.h"
+
+#define HEALTH_ANSWER_MAX 65536
+#define BOOT_PROBE_MS     1000 /* a booting VM is READY within this of its backend */
+
+/* Up, and so checked each pass: its backend's health and use. */
+static bool
+up(enum vm_state s)
+{
+	return s == VM_BOOTING || s == VM_READY || s == VM_UNHEALTHY;
+}
+
+/*
+ * A boot probe's answer (the backend's health) or a pass's (the agent's, to
+ * the lease: the backend's health as the VM sees it, its idleness, and a
+ * preemption notice, docs/startup.md).
+ */
+static void
+on_health(const struct http_response *r, void *arg)
+{
+	struct mvm *v = arg;
+	struct manager *m = v->m;
+	int64_t now = now_ms(m);
+	struct health_answer h;
+	bool probe = v->probe;
+
+	v->health = NULL;
+	v->probe = false;
+	health_read(r->error == 0 ? r->status : 0, r->body, r->len, &h);
+	/* An install that moves is no boot to give up on. */
+	if (v->rec.state == VM_BOOTING && h.boot_s > v->boot_moved_s) {
+		v->boot_moved_s = h.boot_s;
+		v->progress_ms = now;
+	}
+	if (h.verdict == HEALTH_PREEMPTED) {
+		mark_preempted(v, now, "its agent passed on Compute Engine's preemption notice");
+		terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
+	} else if (h.verdict == HEALTH_OK) {
+		v->rec.health_failures = 0;
+		v->rec.last_activity_ms = h.idle_s >= 0 ? now - h.idle_s * 1000 : now;
+		if (v->rec.state == VM_BOOTING) {
+			cool_down(m, "a VM turned READY just now");
+			set_state(v, VM_READY, "the backend answers its health check");
+		} else if (v->rec.state == VM_UNHEALTHY) {
+			set_state(v, VM_READY, "healthy again");
+		} else if (v->rec.state == VM_READY) {
+			announce(v, VM_READY, NULL); /* taken over: said once it answers */
+		}
+	} else if (v->rec.state != VM_BOOTING &&
+	    ++v->rec.health_failures >= m->cfg->health_failures && v->rec.state == VM_READY) {
+		char why[256];
+
+		if (r->error)
+			snprintf(why, sizeof why, "%s", r->error_text);
+		else if (r->status == 401)
+			snprintf(why, sizeof why,
+			    "its agent refuses our lease: the VM's secret is not from this daemon's "
+			    "agent.key");
+		else
+			snprintf(why, sizeof why, "the health check failed: %s", h.why);
+		v->rec.unhealthy_ms = now;
+		set_state(v, VM_UNHEALTHY, why);
+	}
+	if (!probe && --m->health_pending == 0)
+		pass_done(m);
+}
+
+/* Between passes, a booting VM's backend is asked often: READY is noticed in seconds. */
+static void
+on_probe(uv_timer_t *t)
+{
+	struct manager *m = t->data;
+	bool booting = false;
+
+	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
+		struct http_request req = {.method = "GET",
+		    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
+		    .max_response = HEALTH_ANSWER_MAX};
+		char *url;
+
+		if (v->rec.state != VM_BOOTING)
+			continue;
+		booting = true;
+		if (v->rec.nat_ip[0] == '\0' || v->health != NULL || m->stopping)
+			continue;
+		req.url = url = xasprintf("http://%s:%lld%s", v->rec.nat_ip,
+		    (long long)m->cfg->backend_port, m->cfg->health_path);
+		m->counts.health_checks++;
+		if (http_send(m->o.http, &req, on_health, v, &v->health) == 0)
+			v->probe = true;
+		free(url);
+	}
+	if (booting && !m->stopping)
+		uv_timer_start(&m->probe, on_probe, clock_timer_ms(m->o.clock, BOOT_PROBE_MS), 0);
+}
+
+void
+probe_soon(struct manager *m)
+{
+	if (!uv_is_active((uv_handle_t *)&m->probe))
+		uv_timer_start(&m->probe, on_probe, 0, 0);
+}
+
+/*
+ * The pass's call to a VM's agent: the lease renewed, signed with the VM's
+ * secret and the wall time (the agent checks it against its own clock).
+ */
+static int
+renew_lease(struct manager *m, struct mvm *v)
+{
+	char url[128], auth[160], secret[STARTUP_SECRET_LEN + 1];
+	const char *headers[] = {auth, NULL};
+	struct http_request req = {.method = "POST",
+	    .url = url,
+	    .headers = headers,
+	    .body = "",
+	    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
+	    .max_response = HEALTH_ANSWER_MAX};
+	int error;
+
+	agent_secret(m->o.agent_key, v->rec.name, secret);
+	lease_authorization(secret, v->rec.name, (int64_t)time(NULL), auth, sizeof auth);
+	snprintf(url, sizeof url, "http://%s:%lld/spillway/lease", v->rec.nat_ip,
+	    (long long)m->cfg->agent_port);
+	m->counts.health_checks++;
+	error = http_send(m->o.http, &req, on_health, v, &v->health);
+	explicit_bzero(secret, sizeof secret);
+	explicit_bzero(auth, sizeof auth);
+	return error;
+}
+
+void
+check_health(struct manager *m)
+{
+	m->health_pending = 1; /* held until all are sent */
+	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
+		if (!up(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL)
+			continue;
+		if (renew_lease(m, v) == 0)
+			m->health_pending++;
+	}
+	if (--m->health_pending == 0)
+		pass_done(m);
+}

@@ -1,0 +1,110 @@
+/* The rules that end a VM (rules.h): pure, no clock and no state of their own. */
+#include <stdio.h>
+#include <string.h>
+
+#include "vm/rules.h"
+
+static int64_t
+minutes(double m)
+{
+	return (int64_t)(m * 60000.0);
+}
+
+bool
+rules_past_create_deadline(const struct config *cfg, const struct vm_record *r, int64_t now)
+{
+	return now - r->requested_ms >= minutes(cfg->create_deadline_minutes);
+}
+
+int64_t
+rules_last_used(const struct vm_record *r)
+{
+	return r->last_activity_ms > r->ready_ms ? r->last_activity_ms : r->ready_ms;
+}
+
+/* The verdict's kind and end; its reason is written next, into v->reason. */
+static char *
+end(struct verdict *v, enum verdict_kind kind, enum vm_state state)
+{
+	v->kind = kind;
+	v->end = state;
+	return v->reason;
+}
+
+/* From its start, or from its install's last move: a long install is kept. */
+static void
+booting(const struct config *cfg, const struct vm_record *r, const struct rules_seen *s,
+    int64_t now, struct verdict *v)
+{
+	int64_t from = s->progress_ms > r->started_ms ? s->progress_ms : r->started_ms;
+
+	if (r->started_ms <= 0 || now - from <= minutes(cfg->boot_timeout_minutes))
+		return;
+	if (s->progress_ms > 0)
+		snprintf(end(v, VERDICT_END, VM_FAILED), sizeof v->reason,
+		    "boot timeout: not healthy, and its install has not moved for %.0f min",
+		    cfg->boot_timeout_minutes);
+	else
+		snprintf(end(v, VERDICT_END, VM_FAILED), sizeof v->reason,
+		    "boot timeout: not healthy %.0f min after it started",
+		    cfg->boot_timeout_minutes);
+}
+
+static void
+running(const struct config *cfg, const struct vm_record *r, int64_t now, struct verdict *v)
+{
+	int64_t every = cfg->health_check_interval * 1000;
+
+	if (r->state == VM_UNHEALTHY && now - r->unhealthy_ms > minutes(cfg->unhealthy_minutes)) {
+		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
+		    "unhealthy for %.1f min (another VM comes if the pressure holds)",
+		    cfg->unhealthy_minutes);
+		v->replace_now = true;
+	} else if (r->started_ms > 0 && r->started_ms + r->planned_run_s * 1000 - now <= every) {
+		/* Within a pass of its end: before Compute Engine's own stop cuts it off. */
+		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
+		    "lifetime: its planned run of %.2f h is over",
+		    (double)r->planned_run_s / 3600.0);
+	} else if (r->state == VM_READY && r->last_activity_ms > 0 &&
+	    now - rules_last_used(r) >= minutes(cfg->idle_timeout_minutes)) {
+		/* Idle is its backend unused since READY, never local calm: offloading is
+		 * what calms the workstation. */
+		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
+		    "idle: its backend unused for %.0f min",
+		    cfg->idle_timeout_minutes);
+	}
+}
+
+void
+rules_judge(const struct config *cfg, const struct vm_record *r, const struct rules_seen *s,
+    int64_t now, struct verdict *v)
+{
+	memset(v, 0, sizeof *v);
+	v->kind = VERDICT_KEEP;
+	switch (r->state) {
+	case VM_REQUESTED:
+	case VM_CREATING:
+	case VM_PROVISIONING:
+		if (s->status != NULL && strcmp(s->status, "RUNNING") != 0 &&
+		    rules_past_create_deadline(cfg, r, now))
+			snprintf(end(v, VERDICT_GIVE_UP, VM_FAILED), sizeof v->reason,
+			    "not running by the create deadline");
+		break;
+	case VM_BOOTING:
+		booting(cfg, r, s, now, v);
+		break;
+	case VM_READY:
+	case VM_UNHEALTHY:
+		running(cfg, r, now, v);
+		break;
+	case VM_ORPHANED:
+		if (strcmp(cfg->orphan_policy, "delete") == 0 &&
+		    now - r->state_ms >= minutes(cfg->orphan_grace_minutes))
+			snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
+			    "orphan: carries our owner label, unknown to the ledger; grace period "
+			    "over");
+		break;
+	default:
+		break;
+	}
+}

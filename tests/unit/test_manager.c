@@ -1,0 +1,687 @@
+/*
+ * The lifecycle manager on the scripted cloud (tests/lib/scripted.h), a real
+ * ledger in a temporary directory and a manual clock: reconciliation for each
+ * state and listing, vanished VMs, preemptions, orphans by policy, deadlines,
+ * shutdown with and without keep, and answers that arrive out of order.
+ * VMs here have no address, so no health call is made: health is
+ * test_daemon's, and the rules that follow it are test_rules'.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "scripted.h"
+#include "util/jx.h"
+#include "util/xmalloc.h"
+#include "vm/manager.h"
+
+#define T0 INT64_C(1796119200000) /* 2026-12-01T10:00:00Z */
+
+struct world {
+	char dir[64];
+	char *env[5];
+	struct config cfg;
+	struct clock clock;
+	uv_loop_t loop;
+	struct scripted *sc;
+	struct ledger *ledger;
+	struct http_client *http;
+	json_t *catalog;
+	struct manager *m;
+	unsigned char key[32];
+	const char *zones[4];
+	bool keep, stopped;
+	char events[4096]; /* "name STATE;" as the manager sent them */
+};
+
+static void
+on_event(const struct manager_event *e, void *arg)
+{
+	struct world *w = arg;
+	size_t n = strlen(w->events);
+
+	if (e->kind == MEV_STATE && e->vm != NULL)
+		snprintf(w->events + n, sizeof w->events - n, "%s;", vm_state_name(e->vm->state));
+}
+
+/* Deliver what is due and run the loop until nothing moves. */
+static void
+settle(struct world *w)
+{
+	for (int i = 0; i < 1000; i++) {
+		int n = scripted_deliver(w->sc);
+
+		n += uv_run(&w->loop, UV_RUN_NOWAIT) != 0 && n > 0;
+		if (n == 0)
+			return;
+	}
+	fail_msg("the manager does not settle");
+}
+
+static void
+advance(struct world *w, int64_t ms)
+{
+	clock_advance(&w->clock, ms * NS_PER_MS);
+	settle(w);
+}
+
+static void
+pass_now(struct world *w)
+{
+	manager_pass_now(w->m);
+	settle(w);
+}
+
+static void
+load(struct world *w, const char *const *sets)
+{
+	const char *base[24] = {"gcp.project=spillway-test", "gcp.zone=us-central1-a",
+	    "daemon.owner=test", NULL};
+	struct config_args a = {NULL, base};
+	size_t n = 3;
+	char *cause = NULL;
+
+	for (size_t i = 0; sets != NULL && sets[i] != NULL && n < 23; i++)
+		base[n++] = sets[i];
+	base[n] = NULL;
+	if (config_load(&w->cfg, &a, w->env, &cause) != 0)
+		fail_msg("config_load: %s", cause);
+}
+
+static void
+start(struct world *w)
+{
+	struct manager_opts o = {
+	    .cfg = &w->cfg,
+	    .clock = &w->clock,
+	    .cloud = scripted_cloud(w->sc),
+	    .ledger = w->ledger,
+	    .http = w->http,
+	    .catalog = json_object_get(w->catalog, "skus"),
+	    .catalog_source = "the shipped prices",
+	    .owner = "test",
+	    .zones = w->zones,
+	    .agent_key = w->key,
+	    .keep = w->keep,
+	};
+	char *cause = NULL;
+
+	if (manager_new(&w->loop, &o, &w->m, &cause) != 0)
+		fail_msg("manager_new: %s", cause);
+	manager_on_event(w->m, on_event, w);
+	manager_start(w->m);
+	settle(w);
+	assert_true(manager_settled(w->m));
+}
+
+static struct world *
+world_new(const char *const *sets)
+{
+	struct world *w = xcalloc(1, sizeof *w);
+	const char *src = getenv("SPILLWAY_SOURCE");
+	char *path, *cause = NULL, *text;
+	FILE *f;
+	long len;
+
+	snprintf(w->dir, sizeof w->dir, "/tmp/spillway-manager-XXXXXX");
+	assert_non_null(mkdtemp(w->dir));
+	w->env[0] = xasprintf("HOME=%s", w->dir);
+	w->env[1] = xasprintf("XDG_CONFIG_HOME=%s/xdg", w->dir);
+	w->env[2] = xasprintf("XDG_STATE_HOME=%s/state", w->dir);
+	w->env[3] = xasprintf("XDG_RUNTIME_DIR=%s/run", w->dir);
+	load(w, sets);
+	clock_manual(&w->clock, T0 * NS_PER_MS);
+	uv_loop_init(&w->loop);
+	w->sc = scripted_new(&w->clock);
+	w->http = http_client_new(&w->loop);
+	w->zones[0] = "us-central1-a";
+	w->zones[1] = "us-central1-b";
+	w->zones[2] = "us-central1-c";
+	if (ledger_open(w->dir, &w->ledger, &cause) != 0)
+		fail_msg("ledger_open: %s", cause);
+	path = xasprintf("%s/data/gce-prices.json", src != NULL ? src : ".");
+	assert_non_null(f = fopen(path, "r"));
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	text = xmalloc((size_t)len + 1);
+	assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	if (jx_parse(text, (size_t)len, &w->catalog, &cause) != 0)
+		fail_msg("%s: %s", path, cause);
+	free(text);
+	free(path);
+	return w;
+}
+
+static void
+on_stopped(void *arg)
+{
+	((struct world *)arg)->stopped = true;
+}
+
+static void
+stop(struct world *w)
+{
+	manager_shutdown(w->m, on_stopped, w);
+	for (int i = 0; i < 200 && !w->stopped; i++) {
+		settle(w);
+		if (!w->stopped)
+			uv_run(&w->loop, UV_RUN_ONCE);
+	}
+	assert_true(w->stopped);
+}
+
+static void
+world_free(struct world *w)
+{
+	char *cmd = xasprintf("rm -rf '%s'", w->dir);
+
+	if (w->m != NULL) {
+		if (!w->stopped)
+			stop(w);
+		manager_free(w->m);
+	}
+	http_client_free(w->http);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&w->loop), 0);
+	ledger_close(w->ledger);
+	scripted_free(w->sc);
+	json_decref(w->catalog);
+	config_free(&w->cfg);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	for (int i = 0; i < 4; i++)
+		free(w->env[i]);
+	free(w);
+}
+
+static struct vm_record
+record(struct world *w, const char *name)
+{
+	struct vm_record r;
+
+	assert_int_equal(ledger_get(w->ledger, name, &r), 0);
+	return r;
+}
+
+static enum vm_state
+state(struct world *w, const char *name)
+{
+	return record(w, name).state;
+}
+
+static void
+by_hand(struct world *w, char *name, size_t size)
+{
+	struct decision d;
+
+	if (manager_create(w->m, NULL, "test", NULL, name, size, &d) != 0)
+		fail_msg("manager_create: %s", d.reason);
+	settle(w);
+}
+
+/* A VM of a daemon before this one, as its ledger left it. */
+static void
+seed(struct world *w, const char *name, enum vm_state st, int64_t requested_ms)
+{
+	struct vm_record r = {.state = st, .spot = true, .per_hour = 0.0595};
+
+	snprintf(r.name, sizeof r.name, "%s", name);
+	snprintf(r.zone, sizeof r.zone, "us-central1-a");
+	snprintf(r.request_id, sizeof r.request_id, "11111111-2222-4333-8444-%012d",
+	    (int)(requested_ms % 1000000));
+	snprintf(r.machine_type, sizeof r.machine_type, "e2-highmem-4");
+	snprintf(r.components, sizeof r.components, "vision");
+	r.planned_run_s = 3 * 3600;
+	r.requested_ms = r.state_ms = requested_ms;
+	if (st >= VM_BOOTING)
+		r.started_ms = requested_ms + 30000;
+	assert_int_equal(ledger_save(w->ledger, &r, -1, "seeded", requested_ms), 0);
+}
+
+/* --- creation --- */
+
+static void
+test_create_by_hand(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	start(w);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	assert_int_equal(scripted_made(w->sc), 1);
+	assert_string_equal(w->events, "REQUESTED;CREATING;PROVISIONING;BOOTING;");
+	pass_now(w);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	world_free(w);
+}
+
+/* The insert took effect, its answer was lost: the next pass finds it; never a second VM. */
+static void
+test_lost_insert_answer(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	start(w);
+	scripted_lose(w->sc, SC_CREATE, 1);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_CREATING);
+	pass_now(w);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	assert_int_equal(scripted_made(w->sc), 1);
+	world_free(w);
+}
+
+/* Creating and absent from the list: the same requestId again, one VM. */
+static void
+test_absent_creating_sends_again(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	seed(w, "spillway-a", VM_CREATING, T0 - 60000);
+	start(w);
+	assert_int_equal(scripted_calls(w->sc, SC_CREATE), 1);
+	assert_int_equal(state(w, "spillway-a"), VM_BOOTING);
+	pass_now(w);
+	assert_int_equal(scripted_made(w->sc), 1);
+	world_free(w);
+}
+
+/* A stockout moves the insert to the next zone with a new requestId. */
+static void
+test_stockout_next_zone(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	start(w);
+	scripted_fail(w->sc, SC_CREATE, CLOUD_STOCKOUT, 1);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	assert_string_equal(record(w, name).zone, "us-central1-b");
+	assert_int_equal(record(w, name).zones_tried, 2);
+	world_free(w);
+}
+
+/* --- listings --- */
+
+static void
+test_present_provisioning_runs(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	seed(w, "spillway-a", VM_PROVISIONING, T0 - 60000);
+	scripted_put(w->sc, "spillway-a", "us-central1-a", "PROVISIONING", "", 0);
+	start(w);
+	assert_int_equal(state(w, "spillway-a"), VM_PROVISIONING);
+	scripted_set_status(w->sc, "spillway-a", "RUNNING");
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-a"), VM_BOOTING);
+	world_free(w);
+}
+
+/* A list asked before a VM changed state is older news: it does not close the VM. */
+static void
+test_list_older_than_state(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	start(w);
+	scripted_latency(w->sc, SC_LIST, 5000);
+	manager_pass_now(w->m); /* the list is taken now, without the VM, and answered later */
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	advance(w, 5000);
+	assert_int_equal(scripted_pending(w->sc, SC_LIST), 0);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	/* The next list has it: still there. */
+	scripted_latency(w->sc, SC_LIST, 0);
+	pass_now(w);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	world_free(w);
+}
+
+/* Deleted outside spillway: closed, and billed from its start. */
+static void
+test_vanished_booting(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct vm_record r;
+
+	(void)state_;
+	seed(w, "spillway-a", VM_BOOTING, T0 - 600000);
+	start(w); /* not listed: it is gone */
+	r = record(w, "spillway-a");
+	assert_int_equal(r.state, VM_TERMINATED);
+	assert_string_equal(r.end_reason, "gone: deleted outside spillway");
+	assert_true(r.cost > 0);
+	world_free(w);
+}
+
+/* Preempted: PREEMPTED from the operation's time, and its zone is skipped. */
+static void
+test_preempted(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct backoff b[8];
+	size_t n;
+	bool skipped = false;
+
+	(void)state_;
+	seed(w, "spillway-a", VM_BOOTING, T0 - 600000);
+	scripted_put(w->sc, "spillway-a", "us-central1-a", "RUNNING", "", T0 - 570000);
+	start(w);
+	assert_int_equal(state(w, "spillway-a"), VM_BOOTING);
+	advance(w, 30000);
+	scripted_preempt(w->sc, "spillway-a", T0 + 10000);
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-a"), VM_PREEMPTED);
+	assert_int_equal(record(w, "spillway-a").ended_ms, T0 + 10000);
+	n = manager_backoffs(w->m, b, 8);
+	for (size_t i = 0; i < n; i++)
+		skipped |= strcmp(b[i].rule, "stockout") == 0 &&
+		    strcmp(b[i].zone, "us-central1-a") == 0;
+	assert_true(skipped);
+	world_free(w);
+}
+
+/*
+ * A Spot VM gone while the preemptions cannot be listed waits for a pass
+ * that can list them; at the end of its planned run it is closed, billed the
+ * run in full.
+ */
+static void
+test_vanished_without_preemptions(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct vm_record r;
+
+	(void)state_;
+	seed(w, "spillway-a", VM_BOOTING, T0 - 600000);
+	scripted_fail(w->sc, SC_PREEMPTIONS, CLOUD_SERVER, 1000);
+	start(w);
+	assert_int_equal(state(w, "spillway-a"), VM_BOOTING);
+	advance(w, 3 * 3600000);
+	pass_now(w);
+	r = record(w, "spillway-a");
+	assert_int_equal(r.state, VM_TERMINATED);
+	assert_string_equal(r.end_reason, "maxRunDuration reached: Compute Engine deleted it");
+	assert_int_equal(r.ended_ms - r.started_ms, 3 * 3600000);
+	world_free(w);
+}
+
+/* --- deadlines --- */
+
+/* Past the deadline, listed and still not RUNNING: deleted, FAILED, and a backoff. */
+static void
+test_not_running_by_deadline(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct backoff b[8];
+	char name[64];
+	bool failure = false;
+	size_t n;
+
+	(void)state_;
+	start(w);
+	scripted_insert_status(w->sc, "PROVISIONING");
+	scripted_ops_pending(w->sc, true);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_PROVISIONING);
+	scripted_ops_pending(w->sc, false); /* the delete is DONE at once */
+	advance(w, 10 * 60000);
+	pass_now(w);
+	assert_int_equal(state(w, name), VM_FAILED);
+	assert_false(scripted_exists(w->sc, name));
+	n = manager_backoffs(w->m, b, 8);
+	for (size_t i = 0; i < n; i++)
+		failure |= strcmp(b[i].rule, "failure") == 0;
+	assert_true(failure);
+	world_free(w);
+}
+
+/* Past the deadline and not listed, its insert DONE long ago: it ran unseen, and is billed. */
+static void
+test_insert_done_past_deadline(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct vm_record r;
+	char name[64];
+
+	(void)state_;
+	start(w);
+	scripted_lose(w->sc, SC_CREATE, 1);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_CREATING);
+	scripted_remove(w->sc, name); /* it ran, and is gone */
+	scripted_fail(w->sc, SC_LIST, CLOUD_SERVER, 1);
+	advance(w, 10 * 60000);
+	pass_now(w); /* no list */
+	advance(w, 30000);
+	pass_now(w); /* absent: its insert again, DONE long ago: it ran */
+	advance(w, 30000);
+	pass_now(w); /* BOOTING and absent: gone */
+	r = record(w, name);
+	assert_false(vm_state_alive(r.state));
+	assert_int_equal(r.started_ms, r.requested_ms);
+	assert_true(r.cost > 0);
+	assert_int_equal(scripted_made(w->sc), 1);
+	world_free(w);
+}
+
+/* Past the deadline, the insert sent again is not DONE: it takes effect too late. */
+static void
+test_insert_too_late(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct vm_record r;
+	char name[64];
+
+	(void)state_;
+	start(w);
+	scripted_fail(w->sc, SC_CREATE, CLOUD_SERVER, 1);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_CREATING);
+	assert_int_equal(scripted_made(w->sc), 0);
+	advance(w, 10 * 60000);
+	scripted_insert_status(w->sc, "PROVISIONING");
+	scripted_ops_pending(w->sc, true);
+	pass_now(w); /* absent: the insert again, which takes effect only now */
+	scripted_finish(w->sc, name, T0 + 10 * 60000);
+	pass_now(w);
+	r = record(w, name);
+	assert_int_equal(r.state, VM_FAILED);
+	assert_false(scripted_exists(w->sc, name));
+	world_free(w);
+}
+
+/* --- orphans --- */
+
+static void
+test_orphan_deleted_after_grace(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	scripted_put(w->sc, "spillway-stray", "us-central1-b", "RUNNING", "", T0 - 60000);
+	start(w);
+	assert_int_equal(state(w, "spillway-stray"), VM_ORPHANED);
+	advance(w, 10 * 60000);
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-stray"), VM_TERMINATED);
+	assert_false(scripted_exists(w->sc, "spillway-stray"));
+	world_free(w);
+}
+
+static void
+test_orphan_adopted(void **state_)
+{
+	const char *sets[] = {"daemon.orphan_policy=adopt", NULL};
+	struct world *w = world_new(sets);
+
+	(void)state_;
+	scripted_put(w->sc, "spillway-stray", "us-central1-b", "RUNNING", "", T0 - 60000);
+	start(w);
+	assert_int_equal(state(w, "spillway-stray"), VM_BOOTING);
+	assert_true(scripted_exists(w->sc, "spillway-stray"));
+	world_free(w);
+}
+
+static void
+test_orphan_reported(void **state_)
+{
+	const char *sets[] = {"daemon.orphan_policy=report", NULL};
+	struct world *w = world_new(sets);
+
+	(void)state_;
+	scripted_put(w->sc, "spillway-stray", "us-central1-b", "RUNNING", "", T0 - 60000);
+	start(w);
+	advance(w, 60 * 60000);
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-stray"), VM_ORPHANED);
+	assert_true(scripted_exists(w->sc, "spillway-stray"));
+	world_free(w);
+}
+
+/* --- shutdown --- */
+
+static void
+test_shutdown_deletes(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	start(w);
+	by_hand(w, name, sizeof name);
+	stop(w);
+	assert_int_equal(state(w, name), VM_TERMINATED);
+	assert_false(scripted_exists(w->sc, name));
+	world_free(w);
+}
+
+static void
+test_shutdown_keeps(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	w->keep = true;
+	start(w);
+	by_hand(w, name, sizeof name);
+	stop(w);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	assert_true(scripted_exists(w->sc, name));
+	world_free(w);
+}
+
+/* --- out of order --- */
+
+/* Terminated while its insert is unanswered: the delete follows the answer, never before. */
+static void
+test_terminate_during_insert(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	start(w);
+	scripted_latency(w->sc, SC_CREATE, 3000);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_CREATING);
+	assert_int_equal(manager_terminate(w->m, name, "by hand"), 0);
+	assert_int_equal(scripted_calls(w->sc, SC_DESTROY), 0);
+	advance(w, 3000);
+	assert_int_equal(state(w, name), VM_TERMINATED);
+	assert_false(scripted_exists(w->sc, name));
+	world_free(w);
+}
+
+/* The delete is answered before an older list that still has the VM: no orphan. */
+static void
+test_delete_before_older_list(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	start(w);
+	by_hand(w, name, sizeof name);
+	scripted_latency(w->sc, SC_LIST, 5000);
+	manager_pass_now(w->m); /* this list has the VM */
+	assert_int_equal(manager_terminate(w->m, name, "by hand"), 0);
+	settle(w);
+	assert_int_equal(state(w, name), VM_TERMINATED);
+	advance(w, 5000);
+	assert_int_equal(state(w, name), VM_TERMINATED);
+	assert_string_equal(record(w, name).end_reason, "by hand");
+	assert_null(strstr(w->events, "ORPHANED"));
+	world_free(w);
+}
+
+/* Two answers for one VM out of their order: the get's (older) after the pass's list. */
+static void
+test_get_after_list(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	start(w);
+	scripted_insert_ip(w->sc, "");
+	scripted_latency(w->sc, SC_GET, 10000);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(scripted_pending(w->sc, SC_GET), 1);
+	pass_now(w); /* busy with its get: left alone */
+	assert_int_equal(state(w, name), VM_BOOTING);
+	assert_int_equal(scripted_deliver_one(w->sc, SC_GET), 1);
+	settle(w);
+	pass_now(w);
+	assert_int_equal(state(w, name), VM_BOOTING);
+	world_free(w);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_create_by_hand),
+	    cmocka_unit_test(test_lost_insert_answer),
+	    cmocka_unit_test(test_absent_creating_sends_again),
+	    cmocka_unit_test(test_stockout_next_zone),
+	    cmocka_unit_test(test_present_provisioning_runs),
+	    cmocka_unit_test(test_list_older_than_state),
+	    cmocka_unit_test(test_vanished_booting),
+	    cmocka_unit_test(test_preempted),
+	    cmocka_unit_test(test_vanished_without_preemptions),
+	    cmocka_unit_test(test_not_running_by_deadline),
+	    cmocka_unit_test(test_insert_done_past_deadline),
+	    cmocka_unit_test(test_insert_too_late),
+	    cmocka_unit_test(test_orphan_deleted_after_grace),
+	    cmocka_unit_test(test_orphan_adopted),
+	    cmocka_unit_test(test_orphan_reported),
+	    cmocka_unit_test(test_shutdown_deletes),
+	    cmocka_unit_test(test_shutdown_keeps),
+	    cmocka_unit_test(test_terminate_during_insert),
+	    cmocka_unit_test(test_delete_before_older_list),
+	    cmocka_unit_test(test_get_after_list),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
