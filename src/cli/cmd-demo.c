@@ -24,6 +24,7 @@
 #include "api/control.h"
 #include "api/view.h"
 #include "cli/report.h"
+#include "emulator/emulator.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
@@ -43,6 +44,7 @@ struct demo {
 	struct clock clock;
 	struct config cfg;
 	struct daemon *d;
+	struct local_emulator emu; /* the daemon's Compute Engine */
 	uv_timer_t deadline;
 	int64_t t0_ms;
 	bool created, gone;
@@ -84,6 +86,7 @@ on_stopped(void *arg)
 	json_decref(doc);
 	daemon_free(m->d);
 	m->d = NULL;
+	local_emulator_stop(&m->emu);
 }
 
 static void
@@ -117,7 +120,7 @@ on_started(void *arg, int error, const char *cause)
 	}
 	m->t0_ms = clock_now_ms(&m->clock);
 	say(m, "the daemon runs against the emulator at %s; replaying the trace",
-	    emulator_url(daemon_emulator(m->d)));
+	    emulator_url(m->emu.emu));
 }
 
 static void
@@ -307,8 +310,7 @@ exec_demo(struct cmd_ctx *ctx, const struct args *a)
 	uv_loop_init(&m.loop);
 	o.cfg = &m.cfg;
 	o.clock = &m.clock;
-	o.emulator = true;
-	o.emulator_opts = &eo;
+	o.cloud_at = &m.emu.at;
 	o.replay = trace;
 	o.env = (char *const[]){NULL};
 	o.on_event = narrate;
@@ -322,8 +324,13 @@ exec_demo(struct cmd_ctx *ctx, const struct args *a)
 	    "The VM is idle, and deleted, once its backend is unused for %s min (the demo's\n"
 	    "gcp.idle_timeout_minutes; 30 by default). The hooks echo what they are given.\n\n",
 	    scale, DEMO_IDLE_MINUTES);
+	if (local_emulator_start(&m.loop, &m.clock, &m.cfg, &eo, &m.emu, &cause) != 0) {
+		fprintf(stderr, "spillway demo: the emulator: %s\n", cause);
+		goto loop;
+	}
 	if (daemon_new(&m.loop, &o, &m.d, &cause) != 0) {
 		fprintf(stderr, "spillway demo: %s\n", cause);
+		local_emulator_stop(&m.emu);
 		goto loop;
 	}
 	uv_timer_init(&m.loop, &m.deadline);

@@ -39,7 +39,8 @@ struct run {
 	uv_signal_t sig[3];
 	int signals;
 	int status;
-	bool emulator; /* --provider emulator */
+	bool emulator;             /* --provider emulator */
+	struct local_emulator emu; /* its Compute Engine, then */
 };
 
 static void
@@ -61,6 +62,7 @@ on_stopped(void *arg)
 	r->ctl = NULL;
 	daemon_free(r->d);
 	r->d = NULL;
+	local_emulator_stop(&r->emu);
 }
 
 /*
@@ -244,7 +246,8 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 	r.emulator = strcmp(provider, "emulator") == 0;
 	o.cfg = &ctx->cfg;
 	o.clock = &r.clock;
-	o.emulator = strcmp(provider, "emulator") == 0;
+	if (r.emulator)
+		o.cloud_at = &r.emu.at;
 	o.keep = args_has(a, OPT_KEEP);
 	o.replay = args_get(a, OPT_REPLAY);
 	o.replay_speed = speed;
@@ -258,9 +261,12 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 		r.sig[i].data = &r;
 		uv_signal_start(&r.sig[i], on_signal, sigs[i]);
 	}
-	if (daemon_new(&r.loop, &o, &r.d, &cause) != 0) {
+	if ((r.emulator && local_emulator_start(&r.loop, &r.clock, &ctx->cfg, NULL, &r.emu,
+	                       &cause) != 0) ||
+	    daemon_new(&r.loop, &o, &r.d, &cause) != 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
 		free(cause);
+		local_emulator_stop(&r.emu);
 		close_signals(&r);
 		r.status = EXIT_USAGE;
 		goto out;

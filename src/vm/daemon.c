@@ -9,7 +9,7 @@
 
 #include <openssl/sha.h>
 
-#include "api/hooks.h"
+#include "vm/hooks.h"
 #include "cloud/connect.h"
 #include "ledger/ledger.h"
 #include "ledger/pricing.h"
@@ -34,11 +34,9 @@ struct daemon {
 	uv_loop_t *loop;
 	struct daemon_opts o;
 	const struct config *cfg;
-	struct config emu_cfg;      /* the configuration, pointed at the in-process emulator */
-	struct config emu_cfg_next; /* a reload's, until it is taken */
+	struct config at_cfg;      /* the configuration, pointed at o.cloud_at */
+	struct config at_cfg_next; /* a reload's, until it is taken */
 	struct ledger *ledger;
-	struct emulator *emu;
-	char *emu_creds;
 	char **env;
 	struct cloud_conn conn;
 	json_t *catalog;
@@ -543,37 +541,23 @@ refresh_catalog(struct daemon *d)
 		    on_catalog_token, d);
 }
 
-/* --- the in-process emulator --- */
+/* --- a Compute Engine other than the configured one --- */
 
-static int
-start_emulator(struct daemon *d, char **cause)
+static void
+aim(struct config *cfg, const struct daemon_cloud *at)
 {
-	struct emulator_opts o;
-	char *sa, *env0;
-	size_t n = 0;
-	char *const *src = d->o.env != NULL ? d->o.env : environ;
-	int error;
+	cfg->compute_endpoint = at->compute_endpoint;
+	cfg->billing_endpoint = at->billing_endpoint;
+	cfg->project = at->project;
+}
 
-	if (d->o.emulator_opts != NULL)
-		o = *d->o.emulator_opts;
-	else
-		emulator_opts_default(&o);
-	o.clock = d->o.clock;
-	o.guest_port = (int)d->cfg->backend_port;
-	o.agent_port = (int)d->cfg->agent_port;
-	if ((error = emulator_new(d->loop, &o, &d->emu, cause)) != 0)
-		return error;
-	/* Its key, for the client to authenticate exactly as against Google. */
-	d->emu_creds = xasprintf("%s/emulator-credentials.json", d->cfg->state_dir);
-	sa = emulator_service_account_json(d->emu);
-	error = write_file_atomic(d->emu_creds, sa, strlen(sa), 0600);
-	explicit_bzero(sa, strlen(sa));
-	free(sa);
-	if (error != 0) {
-		*cause = xasprintf("cannot write %s: %s", d->emu_creds, strerror(-error));
-		return error;
-	}
-	/* The environment, but with the emulator's key. */
+/* The configuration and the environment, but with its endpoints and its key. */
+static void
+point_at(struct daemon *d)
+{
+	char *const *src = d->o.env != NULL ? d->o.env : environ;
+	size_t n = 0;
+
 	for (; src[n] != NULL; n++)
 		;
 	d->env = xcalloc(n + 2, sizeof *d->env);
@@ -581,15 +565,10 @@ start_emulator(struct daemon *d, char **cause)
 	for (char *const *p = src; *p != NULL; p++)
 		if (strncmp(*p, "GOOGLE_APPLICATION_CREDENTIALS=", 31) != 0)
 			d->env[n++] = xstrdup(*p);
-	env0 = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s", d->emu_creds);
-	d->env[n] = env0;
-	/* The configuration, pointed at it. */
-	d->emu_cfg = *d->cfg;
-	d->emu_cfg.compute_endpoint = xasprintf("%s/compute/v1/", emulator_url(d->emu));
-	d->emu_cfg.billing_endpoint = xasprintf("%s/v1/", emulator_url(d->emu));
-	d->emu_cfg.project = xstrdup(o.project);
-	d->cfg = &d->emu_cfg;
-	return 0;
+	d->env[n] = xasprintf("GOOGLE_APPLICATION_CREDENTIALS=%s", d->o.cloud_at->credentials);
+	d->at_cfg = *d->cfg;
+	aim(&d->at_cfg, d->o.cloud_at);
+	d->cfg = &d->at_cfg;
 }
 
 /* --- life --- */
@@ -634,8 +613,8 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 		goto fail;
 	if ((error = catalog_load(d, d->cfg, cause)) != 0)
 		goto fail;
-	if (o->emulator && (error = start_emulator(d, cause)) != 0)
-		goto fail;
+	if (o->cloud_at != NULL)
+		point_at(d);
 	if ((error = cloud_connect(
 	         loop, o->clock, d->cfg, d->env != NULL ? d->env : o->env, &d->conn, cause)) != 0)
 		goto fail;
@@ -724,13 +703,11 @@ daemon_reload(struct daemon *d, const struct config *cfg, char **cause)
 	*cause = NULL;
 	if ((error = metadata_fits(cfg, cause)) != 0)
 		return error;
-	if (d->emu != NULL) {
-		/* The emulator stays where it is: keep the endpoints pointed at it. */
-		d->emu_cfg_next = *cfg;
-		d->emu_cfg_next.compute_endpoint = d->emu_cfg.compute_endpoint;
-		d->emu_cfg_next.billing_endpoint = d->emu_cfg.billing_endpoint;
-		d->emu_cfg_next.project = d->emu_cfg.project;
-		cfg = &d->emu_cfg_next;
+	if (d->o.cloud_at != NULL) {
+		/* The cloud it was pointed at stays where it is. */
+		d->at_cfg_next = *cfg;
+		aim(&d->at_cfg_next, d->o.cloud_at);
+		cfg = &d->at_cfg_next;
 	}
 	if ((error = keeps_sight(d, &old, cfg, cause)) != 0)
 		return error;
@@ -743,9 +720,9 @@ daemon_reload(struct daemon *d, const struct config *cfg, char **cause)
 	if (strcmp(old.price_catalog, cfg->price_catalog) != 0 &&
 	    (error = catalog_load(d, cfg, cause)) != 0)
 		goto out;
-	if (d->emu != NULL) {
-		d->emu_cfg = d->emu_cfg_next;
-		cfg = &d->emu_cfg;
+	if (d->o.cloud_at != NULL) {
+		d->at_cfg = d->at_cfg_next;
+		cfg = &d->at_cfg;
 	}
 	d->cfg = cfg;
 	if (d->manager != NULL) {
@@ -815,7 +792,6 @@ daemon_free(struct daemon *d)
 	cloud_disconnect(&d->conn);
 	manager_free(d->manager);
 	hooks_free(d->hooks);
-	emulator_free(d->emu);
 	ledger_close(d->ledger);
 	trace_free(&d->trace);
 	explicit_bzero(d->agent_key, sizeof d->agent_key);
@@ -823,13 +799,6 @@ daemon_free(struct daemon *d)
 	free(d->catalog_source);
 	str_list_free(d->zones);
 	str_list_free(d->env);
-	if (d->emu_creds != NULL) {
-		unlink(d->emu_creds);
-		free(d->emu_creds);
-		free(d->emu_cfg.compute_endpoint);
-		free(d->emu_cfg.billing_endpoint);
-		free(d->emu_cfg.project);
-	}
 	uv_close((uv_handle_t *)&d->notify, daemon_release);
 }
 
@@ -843,12 +812,6 @@ struct ledger *
 daemon_ledger(struct daemon *d)
 {
 	return d->ledger;
-}
-
-struct emulator *
-daemon_emulator(struct daemon *d)
-{
-	return d->emu;
 }
 
 const char *

@@ -1,6 +1,6 @@
 /*
  * The daemon, as one object that `spillway run` and `spillway demo` share:
- * the ledger, the cloud (Compute Engine, or an emulator in this process), the
+ * the ledger, the cloud (Compute Engine, or one the command points it at), the
  * price catalog (the shipped one, refreshed from the billing API), the
  * pressure monitor (live, or a trace replayed on the clock), the lifecycle
  * manager, and the hooks. Start-up talks to the cloud, so it is asynchronous:
@@ -14,16 +14,27 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "emulator/emulator.h"
 #include "util/clock.h"
 #include "vm/manager.h"
+
+/* Where a Compute Engine is; the strings are the caller's, alive as long as the daemon. */
+struct daemon_cloud {
+	char *compute_endpoint; /* ".../compute/v1/" */
+	char *billing_endpoint; /* ".../v1/" */
+	char *project;
+	const char *credentials; /* a service account key file for it */
+};
 
 struct daemon_opts {
 	const struct config *cfg;
 	const struct clock *clock;
-	bool emulator; /* a Compute Engine emulator inside this process */
-	const struct emulator_opts *emulator_opts; /* its options (NULL: defaults) */
-	bool keep;                                 /* leave the VMs at shutdown */
+	/*
+	 * A Compute Engine other than the configured one (an emulator the command
+	 * started): its endpoints, project and credentials file take the
+	 * configuration's place, on every reload too. NULL: as configured.
+	 */
+	const struct daemon_cloud *cloud_at;
+	bool keep; /* leave the VMs at shutdown */
 	bool passive;        /* no decisions or rules: only what is asked (manager_opts.passive) */
 	const char *replay;  /* a pressure trace instead of the live monitor */
 	double replay_speed; /* 0: the clock's own pace */
@@ -70,7 +81,6 @@ const struct clock *daemon_clock(const struct daemon *);
 /* NULL until started (the first pass is under way). */
 struct manager *daemon_manager(struct daemon *);
 struct ledger *daemon_ledger(struct daemon *);
-struct emulator *daemon_emulator(struct daemon *);
 const char *daemon_owner(const struct daemon *);
 /*
  * One daemon per state directory: an exclusive lock on its daemon.lock (with

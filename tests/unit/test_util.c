@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "api/hooks.h"
+#include "vm/hooks.h"
 #include "util/b64.h"
 #include "util/buf.h"
 #include "util/clock.h"

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/hooks.h"
+#include "vm/hooks.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/str.h"
