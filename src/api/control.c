@@ -440,75 +440,163 @@ out:
 	return doc;
 }
 
+/* A request as a route's handler sees it; {name} in its pattern is in name. */
+struct request {
+	struct daemon *d;
+	struct view_src *s;
+	const char *name;
+	const char *days;
+	const char *body;
+	size_t len;
+	unsigned *status;
+};
+
 static json_t *
-route(struct daemon *d, const struct view_src *sp, const char *method, const char *path,
+get_status(const struct request *q)
+{
+	return view_status(q->s);
+}
+
+static json_t *
+get_vms(const struct request *q)
+{
+	return view_vms(q->s);
+}
+
+static json_t *
+post_vms(const struct request *q)
+{
+	return create(q->d, q->body, q->len, q->status);
+}
+
+static json_t *
+get_vm(const struct request *q)
+{
+	json_t *doc = view_vm_detail(q->s, q->name);
+
+	if (doc != NULL)
+		return doc;
+	return error_doc(q->status, 404, NULL, "no VM named '%s' (GET /v1/vms lists them)", q->name);
+}
+
+static json_t *
+delete_vm(const struct request *q)
+{
+	struct manager *m = daemon_manager(q->d);
+	struct vm_record rec;
+
+	if (ledger_get(q->s->ledger, q->name, &rec) != 0)
+		return error_doc(
+		    q->status, 404, NULL, "no VM named '%s' (GET /v1/vms lists them)", q->name);
+	if (m == NULL)
+		return error_doc(q->status, 503, NULL, "the daemon is starting; try again");
+	if (manager_terminate(m, q->name, "terminated by request") != 0)
+		return error_doc(q->status, 409, NULL, "%s is %s: it is not running", q->name,
+		    vm_state_name(rec.state));
+	ledger_get(q->s->ledger, q->name, &rec);
+	*q->status = 202;
+	return json_pack(
+	    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm", view_vm(q->s, &rec));
+}
+
+static json_t *
+post_stop(const struct request *q)
+{
+	return stop(q->d, q->body, q->len, q->status);
+}
+
+static json_t *
+get_costs(const struct request *q)
+{
+	int64_t n = 7;
+
+	if (q->days != NULL && parse_int64(q->days, 1, 366, &n) != 0)
+		return error_doc(
+		    q->status, 400, NULL, "days=%s: expected a whole number from 1 to 366", q->days);
+	return view_costs(q->s, (int)n);
+}
+
+static json_t *
+get_pressure(const struct request *q)
+{
+	return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "pressure",
+	    view_pressure(q->s->snap));
+}
+
+static json_t *
+get_decision(const struct request *q)
+{
+	struct decision dec;
+
+	if (daemon_manager(q->d) == NULL)
+		return error_doc(q->status, 503, NULL, "the daemon is starting; try again");
+	manager_decide(daemon_manager(q->d), &dec);
+	return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "decision",
+	    view_decision(&dec));
+}
+
+/*
+ * The API, as docs/api.md has it (tools/check-docs holds the two together):
+ * a path's other methods are 405, other paths 404. {name} is one segment.
+ */
+static const struct route {
+	const char *method;
+	const char *pattern;
+	json_t *(*handler)(const struct request *); /* NULL: the socket's own (a stream) */
+} routes[] = {
+    {"GET", "/v1/status", get_status},
+    {"GET", "/v1/vms", get_vms},
+    {"POST", "/v1/vms", post_vms},
+    {"GET", "/v1/vms/{name}", get_vm},
+    {"DELETE", "/v1/vms/{name}", delete_vm},
+    {"GET", "/v1/costs", get_costs},
+    {"GET", "/v1/pressure", get_pressure},
+    {"GET", "/v1/decision", get_decision},
+    {"GET", "/v1/events", NULL},
+    {"POST", "/v1/stop", post_stop},
+};
+
+/* Whether path is the pattern's; *name: the segment {name} stands for. */
+static bool
+matches(const char *pattern, const char *path, const char **name)
+{
+	const char *hole = strstr(pattern, "{name}");
+	size_t fixed = hole != NULL ? (size_t)(hole - pattern) : strlen(pattern);
+
+	if (hole == NULL)
+		return strcmp(pattern, path) == 0;
+	if (strncmp(pattern, path, fixed) != 0 || path[fixed] == '\0' ||
+	    strchr(path + fixed, '/') != NULL)
+		return false;
+	*name = path + fixed;
+	return true;
+}
+
+static json_t *
+route(struct daemon *d, struct view_src *s, const char *method, const char *path,
     const char *days, const char *body, size_t len, unsigned *status)
 {
-	bool get = strcmp(method, "GET") == 0;
-	struct view_src s = *sp;
+	struct request q = {d, s, NULL, days, body, len, status};
+	bool known = false;
 
 	*status = 200;
-	if (strcmp(path, "/v1/status") == 0 && get)
-		return view_status(&s);
-	if (strcmp(path, "/v1/vms") == 0 && get)
-		return view_vms(&s);
-	if (strcmp(path, "/v1/vms") == 0 && strcmp(method, "POST") == 0)
-		return create(d, body, len, status);
-	if (str_prefix(path, "/v1/vms/") && path[8] != '\0' && strchr(path + 8, '/') == NULL &&
-	    (get || strcmp(method, "DELETE") == 0)) {
-		const char *name = path + 8;
-		struct manager *m = daemon_manager(d);
-		struct vm_record rec;
-		json_t *doc;
-
-		if (get && (doc = view_vm_detail(&s, name)) != NULL)
-			return doc;
-		if (get || ledger_get(s.ledger, name, &rec) != 0)
-			return error_doc(
-			    status, 404, NULL, "no VM named '%s' (GET /v1/vms lists them)", name);
-		if (m == NULL)
-			return error_doc(status, 503, NULL, "the daemon is starting; try again");
-		if (manager_terminate(m, name, "terminated by request") != 0)
-			return error_doc(status, 409, NULL, "%s is %s: it is not running", name,
-			    vm_state_name(rec.state));
-		ledger_get(s.ledger, name, &rec);
-		*status = 202;
-		return json_pack(
-		    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm", view_vm(&s, &rec));
-	}
-	if (strcmp(path, "/v1/stop") == 0 && strcmp(method, "POST") == 0)
-		return stop(d, body, len, status);
-	if (strcmp(path, "/v1/costs") == 0 && get) {
-		int64_t n = 7;
-
-		if (days != NULL && parse_int64(days, 1, 366, &n) != 0)
-			return error_doc(status, 400, NULL,
-			    "days=%s: expected a whole number from 1 to 366", days);
-		return view_costs(&s, (int)n);
-	}
-	if (strcmp(path, "/v1/pressure") == 0 && get)
-		return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "pressure",
-		    view_pressure(s.snap));
-	if (strcmp(path, "/v1/decision") == 0 && get) {
-		struct decision dec;
-
-		if (daemon_manager(d) == NULL)
-			return error_doc(status, 503, NULL, "the daemon is starting; try again");
-		manager_decide(daemon_manager(d), &dec);
-		return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "decision",
-		    view_decision(&dec));
+	for (size_t i = 0; i < nitems(routes); i++) {
+		if (!matches(routes[i].pattern, path, &q.name))
+			continue;
+		known = true;
+		if (strcmp(routes[i].method, method) != 0)
+			continue;
+		if (routes[i].handler == NULL)
+			return error_doc(status, 405, NULL,
+			    "%s %s is a stream: the socket serves it, not a program's call", method,
+			    path);
+		return routes[i].handler(&q);
 	}
 	if (!str_prefix(path, "/v1/"))
 		return error_doc(status, 404, NULL,
 		    "%s is not part of the API: its paths begin with /v1/", path);
-	return error_doc(status,
-	    strcmp(path, "/v1/status") == 0 || strcmp(path, "/v1/vms") == 0 ||
-	            str_prefix(path, "/v1/vms/") || strcmp(path, "/v1/costs") == 0 ||
-	            strcmp(path, "/v1/pressure") == 0 || strcmp(path, "/v1/events") == 0 ||
-	            strcmp(path, "/v1/decision") == 0 || strcmp(path, "/v1/stop") == 0
-	        ? 405
-	        : 404,
-	    NULL, "%s %s is not part of the API (see docs/api.md)", method, path);
+	return error_doc(status, known ? 405 : 404, NULL,
+	    "%s %s is not part of the API (see docs/api.md)", method, path);
 }
 
 json_t *
