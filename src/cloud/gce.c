@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloud/gce-json.h"
 #include "cloud/gce.h"
 #include "util/buf.h"
 #include "util/jx.h"
@@ -114,15 +115,6 @@ static int64_t
 now_ms(struct gce *g)
 {
 	return clock_now_ms(g->clock);
-}
-
-/* The last segment of a URL: a zone or machine type from its link. */
-static const char *
-last_segment(const char *link)
-{
-	const char *slash = link != NULL ? strrchr(link, '/') : NULL;
-
-	return slash != NULL ? slash + 1 : link;
 }
 
 /* --- the life of a call --- */
@@ -449,7 +441,7 @@ op_failed(struct call *c, json_t *op)
 	c->err.message = jx_str(e, "message") != NULL ? jx_str(e, "message") : code;
 	if (c->err.code == CLOUD_STOCKOUT) {
 		/* The zone out of capacity: the operation's, else the one the call went to. */
-		const char *zone = last_segment(jx_str(op, "zone"));
+		const char *zone = gce_last_segment(jx_str(op, "zone"));
 
 		c->err_zone = xstrdup(zone != NULL ? zone : or_default(c->target_zone, ""));
 		c->err.zone = c->err_zone;
@@ -464,137 +456,6 @@ op_failed(struct call *c, json_t *op)
 	return true;
 }
 
-/* --- turning JSON into results --- */
-
-static void
-op_from_json(json_t *v, struct cloud_op *op)
-{
-	int64_t ms = 0;
-
-	memset(op, 0, sizeof *op);
-	op->name = jx_str(v, "name");
-	op->zone = last_segment(jx_str(v, "zone"));
-	op->type = jx_str(v, "operationType");
-	op->target = last_segment(jx_str(v, "targetLink"));
-	op->done = jx_str(v, "status") != NULL && strcmp(jx_str(v, "status"), "DONE") == 0;
-	if (jx_str(v, "insertTime") != NULL &&
-	    time_parse_rfc3339(jx_str(v, "insertTime"), &ms) == 0)
-		op->inserted_ms = ms;
-	if (jx_str(v, "endTime") != NULL && time_parse_rfc3339(jx_str(v, "endTime"), &ms) == 0)
-		op->ended_ms = ms;
-}
-
-static struct cloud_kv *
-kv_from(json_t *obj, size_t *n)
-{
-	struct cloud_kv *kv = xcalloc(json_object_size(obj) + 1, sizeof *kv);
-	const char *k;
-	json_t *v;
-
-	*n = 0;
-	json_object_foreach (obj, k, v) {
-		if (!json_is_string(v))
-			continue;
-		kv[*n].key = k;
-		kv[(*n)++].value = json_string_value(v);
-	}
-	return kv;
-}
-
-static struct cloud_kv *
-kv_from_items(json_t *items, size_t *n)
-{
-	struct cloud_kv *kv = xcalloc(json_array_size(items) + 1, sizeof *kv);
-	json_t *it;
-	size_t i;
-
-	*n = 0;
-	json_array_foreach (items, i, it) {
-		if (jx_str(it, "key") == NULL)
-			continue;
-		kv[*n].key = jx_str(it, "key");
-		kv[(*n)++].value = jx_str(it, "value") != NULL ? jx_str(it, "value") : "";
-	}
-	return kv;
-}
-
-static bool valid_name(const char *);
-
-/* A short text field of an answer: present, a string, and shorter than size. */
-static bool
-fits(const char *s, size_t size)
-{
-	return s != NULL && *s != '\0' && strlen(s) < size;
-}
-
-/*
- * Fill from JSON; the strings stay in v. NULL, or the field that makes it no
- * instance we can keep: a name and a zone as Compute Engine spells them, a
- * status, a machine type; an address that fits.
- */
-static const char *
-instance_from_json(json_t *v, struct cloud_instance *in)
-{
-	const char *t;
-	int64_t ms;
-
-	memset(in, 0, sizeof *in);
-	in->name = jx_str(v, "name");
-	in->status = jx_str(v, "status");
-	in->zone = last_segment(jx_str(v, "zone"));
-	in->machine_type = last_segment(jx_str(v, "machineType"));
-	in->nat_ip = jx_str(v, "networkInterfaces.0.accessConfigs.0.natIP");
-	if (!valid_name(in->name))
-		return "name";
-	if (!valid_name(in->zone))
-		return "zone";
-	if (!fits(in->status, CLOUD_STATUS_LEN))
-		return "status";
-	if (!valid_name(in->machine_type))
-		return "machineType";
-	if (in->nat_ip != NULL && !fits(in->nat_ip, CLOUD_NAME_LEN))
-		return "natIP";
-	in->id = jx_str(v, "id");
-	in->internal_ip = jx_str(v, "networkInterfaces.0.networkIP");
-	if ((t = jx_str(v, "creationTimestamp")) != NULL && time_parse_rfc3339(t, &ms) == 0)
-		in->created_ms = ms;
-	if ((t = jx_str(v, "lastStartTimestamp")) != NULL && time_parse_rfc3339(t, &ms) == 0)
-		in->started_ms = ms;
-	t = jx_str(v, "scheduling.provisioningModel");
-	in->spot = (t != NULL && strcmp(t, "SPOT") == 0) ||
-	    json_is_true(jx_get(v, "scheduling.preemptible"));
-	if (jx_int64(jx_get(v, "scheduling.maxRunDuration.seconds"), &in->max_run_s) != 0 ||
-	    in->max_run_s < 0)
-		in->max_run_s = 0;
-	in->labels = kv_from(json_object_get(v, "labels"), &in->nlabels);
-	in->metadata = kv_from_items(jx_get(v, "metadata.items"), &in->nmetadata);
-	return NULL;
-}
-
-/* A preemption operation: NULL, or the field that is missing or malformed. */
-static const char *
-preemption_from_json(json_t *v, struct cloud_op *op)
-{
-	op_from_json(v, op);
-	if (!fits(op->name, CLOUD_OP_LEN))
-		return "name";
-	if (!valid_name(op->zone))
-		return "zone";
-	if (!valid_name(op->target))
-		return "targetLink";
-	return NULL;
-}
-
-static void
-instances_free(struct cloud_instance *list, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free((void *)list[i].labels);
-		free((void *)list[i].metadata);
-	}
-	free(list);
-}
-
 /* --- answers --- */
 
 static void
@@ -602,14 +463,14 @@ deliver_op(struct call *c, json_t *v)
 {
 	struct cloud_op op;
 
-	op_from_json(v, &op);
-	if (!fits(op.name, CLOUD_OP_LEN)) {
+	gce_op_from_json(v, &op);
+	if (!gce_fits(op.name, CLOUD_OP_LEN)) {
 		set_error(c, CLOUD_NETWORK, "the answer is not an operation");
 		fail(c);
 		return;
 	}
 	/* An operation of ours is in the zone we asked: what we wait on next. */
-	if (!valid_name(op.zone))
+	if (!gce_valid_name(op.zone))
 		op.zone = c->target_zone;
 	c->cb.op(&c->err, &op, c->arg);
 	call_free(c);
@@ -629,19 +490,19 @@ deliver_list(struct call *c)
 	size_t i;
 
 	json_array_foreach (c->items, i, it) {
-		if ((bad = instance_from_json(it, &list[k])) != NULL)
+		if ((bad = gce_instance_from_json(it, &list[k])) != NULL)
 			break;
 		k++;
 	}
 	if (bad != NULL) {
 		set_error(c, CLOUD_NETWORK,
 		    "instances.list answered an item (%zu) without a valid '%s'", i, bad);
-		instances_free(list, k);
+		gce_instances_free(list, k);
 		fail(c);
 		return;
 	}
 	c->cb.list(&c->err, list, k, c->arg);
-	instances_free(list, k);
+	gce_instances_free(list, k);
 	call_free(c);
 }
 
@@ -654,7 +515,7 @@ deliver_preemptions(struct call *c)
 	size_t i;
 
 	json_array_foreach (c->items, i, it) {
-		const char *bad = preemption_from_json(it, &ops[k]);
+		const char *bad = gce_preemption_from_json(it, &ops[k]);
 
 		if (bad != NULL) {
 			set_error(c, CLOUD_NETWORK,
@@ -687,7 +548,7 @@ deliver_zones(struct call *c)
 	size_t i;
 
 	json_array_foreach (c->items, i, it) {
-		const char *name = jx_str(it, "name"), *region = last_segment(jx_str(it, "region"));
+		const char *name = jx_str(it, "name"), *region = gce_last_segment(jx_str(it, "region"));
 		const char *status = jx_str(it, "status");
 
 		if (name != NULL && region != NULL && strcmp(region, c->region) == 0 &&
@@ -765,7 +626,7 @@ answered(struct call *c, json_t *v)
 		struct cloud_instance in;
 		const char *bad;
 
-		if ((bad = instance_from_json(v, &in)) != NULL) {
+		if ((bad = gce_instance_from_json(v, &in)) != NULL) {
 			set_error(
 			    c, CLOUD_NETWORK, "the answer is not an instance: no valid '%s'", bad);
 			free((void *)in.labels);
@@ -858,86 +719,6 @@ on_http(const struct http_response *r, void *arg)
 
 /* --- the interface --- */
 
-static bool
-valid_name(const char *s)
-{
-	size_t n = s != NULL ? strlen(s) : 0;
-
-	if (n == 0 || n > 63 || s[0] < 'a' || s[0] > 'z' || s[n - 1] == '-')
-		return false;
-	for (; *s != '\0'; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
-			return false;
-	return true;
-}
-
-static json_t *
-kv_object(const struct cloud_kv *kv, size_t n)
-{
-	json_t *o = json_object();
-
-	for (size_t i = 0; i < n; i++)
-		json_object_set_new(o, kv[i].key, json_string(kv[i].value));
-	return o;
-}
-
-/* The Instance to insert, exactly as the discovery document spells it. */
-static json_t *
-instance_body(const struct cloud_instance_spec *s)
-{
-	char *mt = xasprintf("zones/%s/machineTypes/%s", s->zone, s->machine_type);
-	json_t *init = jx_pack("{s:s, s:o}", "sourceImage", s->image, "diskSizeGb",
-	    jx_int64_string(s->disk_gb > 0 ? s->disk_gb : 20));
-	json_t *nic = jx_pack("{s:s}", "network", "global/networks/default");
-	json_t *sched = json_object(), *items = json_array(), *v;
-
-	if (s->disk_type != NULL) {
-		char *dt = xasprintf("zones/%s/diskTypes/%s", s->zone, s->disk_type);
-
-		json_object_set_new(init, "diskType", json_string(dt));
-		free(dt);
-	}
-	if (s->external_ip)
-		json_object_set_new(nic, "accessConfigs",
-		    jx_pack("[{s:s, s:s}]", "type", "ONE_TO_ONE_NAT", "name", "External NAT"));
-	json_object_set_new(sched, "provisioningModel", json_string(s->spot ? "SPOT" : "STANDARD"));
-	if (s->spot) {
-		json_object_set_new(sched, "onHostMaintenance", json_string("TERMINATE"));
-		json_object_set_new(sched, "automaticRestart", json_false());
-	}
-	if (s->termination_action != NULL)
-		json_object_set_new(
-		    sched, "instanceTerminationAction", json_string(s->termination_action));
-	if (s->max_run_s > 0)
-		json_object_set_new(sched, "maxRunDuration",
-		    jx_pack("{s:o}", "seconds", jx_int64_string(s->max_run_s)));
-	for (size_t i = 0; i < s->nmetadata; i++)
-		json_array_append_new(items,
-		    jx_pack(
-		        "{s:s, s:s}", "key", s->metadata[i].key, "value", s->metadata[i].value));
-	v = jx_pack("{s:s, s:s, s:o, s:[{s:b, s:b, s:o}], s:[o], s:{s:o}, s:o}", "name", s->name,
-	    "machineType", mt, "labels", kv_object(s->labels, s->nlabels), "disks", "boot", true,
-	    "autoDelete", true, "initializeParams", init, "networkInterfaces", nic, "metadata",
-	    "items", items, "scheduling", sched);
-	if (s->tags != NULL && s->tags[0] != NULL) {
-		json_t *t = json_array();
-
-		for (const char *const *tag = s->tags; *tag != NULL; tag++)
-			json_array_append_new(t, json_string(*tag));
-		json_object_set_new(v, "tags", jx_pack("{s:o}", "items", t));
-	}
-	if (s->service_account != NULL) {
-		json_t *scopes = json_array();
-
-		for (const char *const *sc = s->scopes; sc != NULL && *sc != NULL; sc++)
-			json_array_append_new(scopes, json_string(*sc));
-		json_object_set_new(v, "serviceAccounts",
-		    jx_pack("[{s:s, s:o}]", "email", s->service_account, "scopes", scopes));
-	}
-	free(mt);
-	return v;
-}
-
 static int
 gce_create(struct cloud *cl, const struct cloud_instance_spec *s, const char *request_id,
     int64_t deadline_ms, cloud_op_cb *cb, void *arg)
@@ -946,11 +727,11 @@ gce_create(struct cloud *cl, const struct cloud_instance_spec *s, const char *re
 	struct call *c;
 	json_t *body;
 
-	if (!valid_name(s->name) || !valid_name(s->zone) || !valid_name(s->machine_type) ||
+	if (!gce_valid_name(s->name) || !gce_valid_name(s->zone) || !gce_valid_name(s->machine_type) ||
 	    s->image == NULL || request_id == NULL || !uuid_valid(request_id))
 		return -EINVAL;
 	c = call_new(g, K_CREATE, (union callback){.op = cb}, arg, deadline_ms);
-	body = instance_body(s);
+	body = gce_instance_body(s);
 	c->method = "POST";
 	c->body = jx_dumps(body);
 	c->path = xasprintf(
@@ -968,7 +749,7 @@ gce_get(struct cloud *cl, const char *zone, const char *name, int64_t deadline_m
 	struct gce *g = (struct gce *)cl;
 	struct call *c;
 
-	if (!valid_name(zone) || !valid_name(name))
+	if (!gce_valid_name(zone) || !gce_valid_name(name))
 		return -EINVAL;
 	c = call_new(g, K_GET, (union callback){.instance = cb}, arg, deadline_ms);
 	c->path = xasprintf("projects/%s/zones/%s/instances/%s", g->project, zone, name);
@@ -985,7 +766,7 @@ start_listing(struct gce *g, enum kind kind, const char *const *zones, const cha
 	size_t n = 0;
 
 	for (; zones != NULL && zones[n] != NULL; n++)
-		if (!valid_name(zones[n]))
+		if (!gce_valid_name(zones[n]))
 			return -EINVAL;
 	if (n == 0)
 		return -EINVAL;
@@ -1028,7 +809,7 @@ gce_destroy(struct cloud *cl, const char *zone, const char *name, const char *re
 	struct gce *g = (struct gce *)cl;
 	struct call *c;
 
-	if (!valid_name(zone) || !valid_name(name) || request_id == NULL || !uuid_valid(request_id))
+	if (!gce_valid_name(zone) || !gce_valid_name(name) || request_id == NULL || !uuid_valid(request_id))
 		return -EINVAL;
 	c = call_new(g, K_DELETE, (union callback){.op = cb}, arg, deadline_ms);
 	c->method = "DELETE";
@@ -1046,7 +827,7 @@ gce_wait(struct cloud *cl, const char *zone, const char *op, int64_t deadline_ms
 	struct gce *g = (struct gce *)cl;
 	struct call *c;
 
-	if (!valid_name(zone) || !valid_name(op))
+	if (!gce_valid_name(zone) || !gce_valid_name(op))
 		return -EINVAL;
 	c = call_new(g, K_WAIT, (union callback){.op = cb}, arg, deadline_ms);
 	c->method = "POST";
@@ -1080,7 +861,7 @@ gce_machine_type(struct cloud *cl, const char *zone, const char *type, int64_t d
 	struct gce *g = (struct gce *)cl;
 	struct call *c;
 
-	if (!valid_name(zone) || !valid_name(type))
+	if (!gce_valid_name(zone) || !gce_valid_name(type))
 		return -EINVAL;
 	c = call_new(g, K_MACHINE, (union callback){.machine = cb}, arg, deadline_ms);
 	c->path = xasprintf("projects/%s/zones/%s/machineTypes/%s", g->project, zone, type);
@@ -1094,7 +875,7 @@ gce_zones(struct cloud *cl, const char *region, int64_t deadline_ms, cloud_zones
 	struct gce *g = (struct gce *)cl;
 	struct call *c;
 
-	if (!valid_name(region))
+	if (!gce_valid_name(region))
 		return -EINVAL;
 	c = call_new(g, K_ZONES, (union callback){.zones = cb}, arg, deadline_ms);
 	c->region = xstrdup(region);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/internal.h"
 #include "net/http.h"
 #include "util/buf.h"
 #include "util/ini.h"
@@ -18,53 +19,11 @@
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 
-enum type { T_BOOL, T_INT, T_DOUBLE, T_STRING };
 
-struct key {
-	const char *name; /* section.key, as in the file */
-	const char *env;
-	enum type type;
-	size_t offset;
-	const char *def; /* the default, as text: parsed like any other value */
-	double min, max;
-	/* For strings: NULL when the value is fine, else why it is not. */
-	const char *(*check)(const char *);
-	const char *allowed; /* what is allowed, for error messages */
-	const char *help;
-	bool restart; /* a running daemon takes it at its next start, not at SIGHUP */
-};
-
-static const char *check_project(const char *);
-static const char *check_region(const char *);
-static const char *check_zone(const char *);
-static const char *check_zones(const char *);
-static const char *check_machine_type(const char *);
-static const char *check_endpoint(const char *);
-static const char *check_path(const char *);
-static const char *check_token_uri(const char *);
-static const char *check_path_or_empty(const char *);
-static const char *check_label_value(const char *);
-static const char *check_orphan_policy(const char *);
-static const char *check_image(const char *);
-static const char *check_disk_type(const char *);
-static const char *check_tags(const char *);
-static const char *check_command(const char *);
-static const char *check_log_level(const char *);
-static const char *check_git_url(const char *);
-static const char *check_git_ref(const char *);
-static const char *check_vm_path(const char *);
-static const char *check_vm_path_or_empty(const char *);
-static const char *check_shell_text(const char *);
-static const char *check_url_path(const char *);
-static const char *check_env_list(const char *);
-static const char *check_packages(const char *);
-static const char *check_cloudsql(const char *);
-
-#define OFF(f)       offsetof(struct config, f)
 #define BOOL_ALLOWED "true or false (also yes/no, on/off, 1/0)"
 
 /* The one table of defaults. ${VAR:-fallback} in a default is expanded at load. */
-static const struct key keys[] = {
+const struct key config_keys[] = {
     {"gcp.enabled", "GCP_VM_ENABLED", T_BOOL, OFF(enabled), "true", 0, 0, NULL, BOOL_ALLOWED,
         "create VMs automatically when memory pressure persists", false},
     {"gcp.project", "GCP_PROJECT_ID", T_STRING, OFF(project), "", 0, 0, check_project,
@@ -268,259 +227,10 @@ static const struct key keys[] = {
         check_log_level, "error, warning, info or debug", "how much to log", false},
 };
 
-#define NKEYS nitems(keys)
+const size_t config_nkeys_all = nitems(config_keys);
 
-/* --- validators: NULL when fine, else what is wrong --- */
-
-static int
-matches(const char *s, const char *pattern)
-{
-	regex_t re;
-	int ok;
-
-	if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
-		fatalx("bad built-in pattern %s", pattern);
-	ok = regexec(&re, s, 0, NULL, 0) == 0;
-	regfree(&re);
-	return ok;
-}
-
-static const char *
-check_project(const char *s)
-{
-	if (*s == '\0' || matches(s, "^([a-z0-9.-]+:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$"))
-		return NULL;
-	return "not a project ID";
-}
-
-static const char *
-check_region(const char *s)
-{
-	return matches(s, "^[a-z]+-[a-z]+[0-9]+$") ? NULL : "not a region name";
-}
-
-static const char *
-check_zone(const char *s)
-{
-	return matches(s, "^[a-z]+-[a-z]+[0-9]+-[a-z]$") ? NULL : "not a zone name";
-}
-
-static const char *
-check_zones(const char *s)
-{
-	char **list = str_split(s, ',', NULL);
-	const char *why = NULL;
-
-	for (char **z = list; *z != NULL && why == NULL; z++)
-		if (check_zone(str_trim(*z)) != NULL)
-			why = "one of the zones is not a zone name";
-	str_list_free(list);
-	return why;
-}
-
-static const char *
-check_machine_type(const char *s)
-{
-	return matches(s, "^[a-z][a-z0-9]*(-[a-z0-9]+)+$") ? NULL : "not a machine type name";
-}
-
-static const char *
-check_endpoint(const char *s)
-{
-	if (!matches(s, "^https?://[^/?#]+(/[^?#]*)?$"))
-		return "not an http(s) URL without query";
-	if (str_prefix(s, "http://") && !http_url_is_loopback(s))
-		return "plain http is only allowed to a loopback address";
-	return NULL;
-}
-
-static const char *
-check_token_uri(const char *s)
-{
-	return *s == '\0' ? NULL : check_endpoint(s);
-}
-
-static const char *
-check_label_value(const char *s)
-{
-	return *s == '\0' || matches(s, "^[a-z0-9_-]{1,63}$") ? NULL : "not a label value";
-}
-
-static const char *
-check_orphan_policy(const char *s)
-{
-	return strcmp(s, "delete") == 0 || strcmp(s, "adopt") == 0 || strcmp(s, "report") == 0
-	    ? NULL
-	    : "not a policy";
-}
-
-static const char *
-check_image(const char *s)
-{
-	return matches(s, "^(projects/[a-z][-a-z0-9.:]*/)?global/images/(family/)?[a-z][-a-z0-9]*$")
-	    ? NULL
-	    : "not an image path";
-}
-
-static const char *
-check_disk_type(const char *s)
-{
-	return strcmp(s, "pd-balanced") == 0 || strcmp(s, "pd-standard") == 0 ? NULL
-	                                                                      : "not a disk type";
-}
-
-static const char *
-check_tags(const char *s)
-{
-	return *s == '\0' || matches(s, "^[a-z][-a-z0-9]{0,62}(,[a-z][-a-z0-9]{0,62})*$")
-	    ? NULL
-	    : "not a list of network tags";
-}
-
-static const char *
-check_path_or_empty(const char *s)
-{
-	return *s == '\0' || s[0] == '/' ? NULL : "not an absolute path";
-}
-
-/* A hook must split into arguments now, not fail when it first runs. */
-static const char *
-check_command(const char *s)
-{
-	char **argv = NULL, *cause = NULL;
-	static char why[160];
-
-	if (*s == '\0')
-		return NULL;
-	if (str_argv(s, &argv, &cause) != 0) {
-		snprintf(why, sizeof why, "%s", cause);
-		free(cause);
-		return why;
-	}
-	str_list_free(argv);
-	return NULL;
-}
-
-static const char *
-check_path(const char *s)
-{
-	return s[0] == '/' ? NULL : "not an absolute path";
-}
-
-/* Values the VM reads (docs/startup.md): data there, but refused here when malformed. */
-static const char *
-check_git_url(const char *s)
-{
-	return *s == '\0' ||
-	        matches(s,
-	            "^(https://|ssh://|file:///|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)"
-	            "[A-Za-z0-9._~:/?#@!&+=%,-]*$")
-	    ? NULL
-	    : "not a git URL";
-}
-
-static const char *
-check_git_ref(const char *s)
-{
-	if (!matches(s, "^[A-Za-z0-9_][A-Za-z0-9._/-]*$") || strstr(s, "..") != NULL ||
-	    strstr(s, "//") != NULL || str_suffix(s, "/") || str_suffix(s, ".lock"))
-		return "not a branch or tag name";
-	return NULL;
-}
-
-static const char *
-check_vm_path(const char *s)
-{
-	return matches(s, "^(/[A-Za-z0-9._-]+)+/?$") && strstr(s, "/..") == NULL
-	    ? NULL
-	    : "not a plain absolute path";
-}
-
-static const char *
-check_vm_path_or_empty(const char *s)
-{
-	return *s == '\0' ? NULL : check_vm_path(s);
-}
-
-/* A command the VM's shell runs: any text, but no control characters but tabs. */
-static const char *
-check_shell_text(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if (iscntrl((unsigned char)*s) && *s != '\t')
-			return "it holds a control character";
-	return NULL;
-}
-
-static const char *
-check_url_path(const char *s)
-{
-	return matches(s, "^/[A-Za-z0-9._~/?&=%-]*$") ? NULL : "not a URL path";
-}
-
-static const char *
-check_packages(const char *s)
-{
-	static char why[160];
-	char **names = str_split(s, ' ', NULL);
-	const char *bad = NULL;
-
-	for (char **n = names; *n != NULL && bad == NULL; n++)
-		if (**n != '\0' && !matches(*n, "^[a-z0-9][a-z0-9+.-]+$")) {
-			snprintf(why, sizeof why,
-			    "'%.60s' is not a Debian package name (lowercase letters, digits, '+', '-' "
-			    "and '.', at least two)",
-			    *n);
-			bad = why;
-		}
-	str_list_free(names);
-	return bad;
-}
-
-static const char *
-check_env_list(const char *s)
-{
-	char **argv = NULL, *cause = NULL;
-	static char why[200];
-	const char *bad = NULL;
-
-	if (str_argv(s, &argv, &cause) != 0) {
-		snprintf(why, sizeof why, "%s", cause);
-		free(cause);
-		return why;
-	}
-	for (char **a = argv; *a != NULL && bad == NULL; a++) {
-		const char *eq = strchr(*a, '=');
-
-		if (eq == NULL || !matches(*a, "^[A-Za-z_][A-Za-z0-9_]*=") ||
-		    check_shell_text(eq + 1) != NULL) {
-			snprintf(why, sizeof why,
-			    "'%.80s' is not KEY=VALUE (a name of letters, digits and '_', "
-			    "a value without control characters)",
-			    *a);
-			bad = why;
-		}
-	}
-	str_list_free(argv);
-	return bad;
-}
-
-static const char *
-check_cloudsql(const char *s)
-{
-	return *s == '\0' ||
-	        matches(s, "^([a-z0-9.-]+:)?[a-z][-a-z0-9]*:[a-z]+-[a-z]+[0-9]+:[a-z][-a-z0-9]*$")
-	    ? NULL
-	    : "not an instance connection name";
-}
-
-static const char *
-check_log_level(const char *s)
-{
-	enum log_level l;
-
-	return log_parse_level(s, &l) == 0 ? NULL : "not a log level";
-}
+#define keys  config_keys
+#define NKEYS config_nkeys_all
 
 /* --- the environment seam --- */
 
@@ -602,7 +312,7 @@ expand(struct buf *b, const char *s, char *const *env)
 
 /* --- setting values --- */
 
-static const char *
+const char *
 source_label(enum config_source s)
 {
 	static const char *labels[] = {
@@ -680,10 +390,10 @@ set_value(struct config *cfg, size_t i, const char *value, enum config_source sr
 		break;
 	}
 	case T_STRING: {
-		char *copy = xstrdup(value);
+		char *copy = xstrdup(value), buf[256];
 		char *v = str_trim(copy);
 
-		if (k->check != NULL && (why = k->check(v)) != NULL) {
+		if (k->check != NULL && (why = k->check(v, buf, sizeof buf)) != NULL) {
 			free(copy);
 			break;
 		}
@@ -707,7 +417,7 @@ set_value(struct config *cfg, size_t i, const char *value, enum config_source sr
 	return 0;
 }
 
-static ssize_t
+ssize_t
 find_key(const char *name)
 {
 	for (size_t i = 0; i < NKEYS; i++)
@@ -779,7 +489,7 @@ component_key(struct config *cfg, const char *name, const char *key, const char 
 	struct component_def *c = (struct component_def *)config_component(cfg, name);
 	int64_t n;
 
-	if (!matches(name, "^[a-z][a-z0-9_-]{0,31}$")) {
+	if (!config_matches(name, "^[a-z][a-z0-9_-]{0,31}$")) {
 		*cause = xasprintf("%s: component name '%s' is not allowed: 1 to 32 lowercase "
 		                   "letters, digits, '_' and '-', starting with a letter",
 		    where, name);
@@ -1257,223 +967,3 @@ config_free(struct config *cfg)
 	memset(cfg, 0, sizeof *cfg);
 }
 
-/* --- output --- */
-
-size_t
-config_nkeys(void)
-{
-	return NKEYS;
-}
-
-const char *
-config_key_name(size_t i)
-{
-	return keys[i].name;
-}
-
-const char *
-config_key_env(size_t i)
-{
-	return keys[i].env;
-}
-
-const char *
-config_key_help(size_t i)
-{
-	return keys[i].help;
-}
-
-bool
-config_key_restart(size_t i)
-{
-	return keys[i].restart;
-}
-
-enum config_source
-config_source_of(const struct config *cfg, const char *key)
-{
-	ssize_t i = find_key(key);
-
-	return i >= 0 ? cfg->origins[i].source : CONFIG_DEFAULT;
-}
-
-/* Components as text, to compare two configurations' sets at once. */
-static char *
-components_text(const struct config *c)
-{
-	struct buf b = BUF_INIT(1 << 20);
-
-	for (size_t i = 0; i < c->ncomponents; i++)
-		buf_printf(&b, "%s %lld %lld %s\n", c->components[i].name,
-		    (long long)c->components[i].size_mb, (long long)c->components[i].priority,
-		    c->components[i].match);
-	return buf_detach(&b, NULL);
-}
-
-size_t
-config_diff(
-    const struct config *a, const struct config *b, size_t *out, size_t max, bool *components)
-{
-	size_t n = 0;
-	char *ca = components_text(a), *cb = components_text(b);
-
-	for (size_t i = 0; i < NKEYS; i++) {
-		char *va = config_value_text(a, i), *vb = config_value_text(b, i);
-
-		if (strcmp(va, vb) != 0 && n < max)
-			out[n++] = i;
-		free(va);
-		free(vb);
-	}
-	*components = strcmp(ca, cb) != 0;
-	free(ca);
-	free(cb);
-	return n;
-}
-
-char *
-config_value_text(const struct config *cfg, size_t i)
-{
-	const void *field = (const char *)cfg + keys[i].offset;
-
-	switch (keys[i].type) {
-	case T_BOOL:
-		return xstrdup(*(const bool *)field ? "true" : "false");
-	case T_INT:
-		return xasprintf("%lld", (long long)*(const int64_t *)field);
-	case T_DOUBLE:
-		return xasprintf("%g", *(const double *)field);
-	default:
-		return xstrdup(*(char *const *)field);
-	}
-}
-
-static json_t *
-value_json(const struct config *cfg, size_t i)
-{
-	const void *field = (const char *)cfg + keys[i].offset;
-
-	switch (keys[i].type) {
-	case T_BOOL:
-		return json_boolean(*(const bool *)field);
-	case T_INT:
-		return json_integer(*(const int64_t *)field);
-	case T_DOUBLE:
-		return json_real(*(const double *)field);
-	default:
-		return json_string(*(char *const *)field);
-	}
-}
-
-json_t *
-config_to_json(const struct config *cfg)
-{
-	json_t *values = json_array();
-
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct config_origin *o = &cfg->origins[i];
-
-		json_array_append_new(values,
-		    jx_pack("{s:s, s:s, s:o, s:s, s:o, s:s, s:b}", "key", keys[i].name, "env",
-		        keys[i].env, "value", value_json(cfg, i), "source", source_label(o->source),
-		        "origin", o->where != NULL ? json_string(o->where) : json_null(), "help",
-		        keys[i].help, "restart_only", keys[i].restart));
-	}
-	json_t *comps = json_array();
-
-	for (size_t i = 0; i < cfg->ncomponents; i++) {
-		const struct component_def *c = &cfg->components[i];
-
-		json_array_append_new(comps,
-		    jx_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "name", c->name, "size_mb",
-		        (json_int_t)c->size_mb, "priority", (json_int_t)c->priority, "match",
-		        c->match, "source", source_label(c->origin.source), "origin",
-		        c->origin.where ? json_string(c->origin.where) : json_null()));
-	}
-	return jx_pack("{s:i, s:o, s:o, s:o}", "schema_version", 1, "file",
-	    cfg->file != NULL ? json_string(cfg->file) : json_null(), "values", values,
-	    "components", comps);
-}
-
-void
-config_print(const struct config *cfg, FILE *f)
-{
-	size_t wk = 3, we = 3, wv = 5;
-	char **vals = xcalloc(NKEYS, sizeof *vals);
-
-	for (size_t i = 0; i < NKEYS; i++) {
-		vals[i] = config_value_text(cfg, i);
-		if (*vals[i] == '\0') {
-			free(vals[i]);
-			vals[i] = xstrdup("(unset)");
-		}
-		/* A 0 that means something else says what it is now. */
-		if (keys[i].offset == OFF(lease_minutes) && cfg->lease_minutes == 0) {
-			free(vals[i]);
-			vals[i] =
-			    xasprintf("0 (two idle timeouts: %g)", 2 * cfg->idle_timeout_minutes);
-		}
-		wk = strlen(keys[i].name) > wk ? strlen(keys[i].name) : wk;
-		we = strlen(keys[i].env) > we ? strlen(keys[i].env) : we;
-		wv = strlen(vals[i]) > wv ? strlen(vals[i]) : wv;
-	}
-	if (cfg->file != NULL)
-		fprintf(f, "config file: %s\n\n", cfg->file);
-	else
-		fprintf(f,
-		    "config file: none read (--config, $SPILLWAY_CONFIG, else "
-		    "$XDG_CONFIG_HOME/spillway/spillway.conf)\n\n");
-	fprintf(f, "%-*s  %-*s  %-*s  %s\n", (int)wk, "KEY", (int)we, "ENV", (int)wv, "VALUE",
-	    "SOURCE");
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct config_origin *o = &cfg->origins[i];
-
-		fprintf(f, "%-*s  %-*s  %-*s  %s%s%s%s\n", (int)wk, keys[i].name, (int)we,
-		    keys[i].env, (int)wv, vals[i], source_label(o->source), o->where ? " (" : "",
-		    o->where ? o->where : "", o->where ? ")" : "");
-		free(vals[i]);
-	}
-	free(vals);
-	fprintf(f, "\n%-12s %8s  %8s  %-48s %s\n", "COMPONENT", "SIZE MB", "PRIORITY", "MATCH",
-	    "SOURCE");
-	for (size_t i = 0; i < cfg->ncomponents; i++) {
-		const struct component_def *c = &cfg->components[i];
-
-		fprintf(f, "%-12s %8lld  %8lld  %-48s %s%s%s%s\n", c->name, (long long)c->size_mb,
-		    (long long)c->priority, c->match, source_label(c->origin.source),
-		    c->origin.where ? " (" : "", c->origin.where ? c->origin.where : "",
-		    c->origin.where ? ")" : "");
-	}
-}
-
-int
-config_components(
-    const struct config *cfg, const char *csv, char *out, size_t size, char *why, size_t whylen)
-{
-	char **names = str_split(csv, ',', NULL);
-	size_t used = 0;
-	int error = 0;
-
-	out[0] = '\0';
-	for (char **p = names; *p != NULL && error == 0; p++) {
-		const char *name = str_trim(*p);
-		bool known = false;
-
-		for (size_t k = 0; k < cfg->ncomponents && !known; k++)
-			known = strcasecmp(cfg->components[k].name, name) == 0;
-		if (!known) {
-			struct buf all = BUF_INIT(1024);
-
-			for (size_t k = 0; k < cfg->ncomponents; k++)
-				buf_printf(&all, "%s%s", k ? ", " : "", cfg->components[k].name);
-			snprintf(why, whylen, "'%s' is not a configured component (configured: %s)",
-			    name, buf_str(&all));
-			buf_release(&all);
-			error = -EINVAL;
-		}
-		used += (size_t)snprintf(
-		    out + used, used < size ? size - used : 0, "%s%s", used ? "," : "", name);
-	}
-	str_list_free(names);
-	return error;
-}

@@ -161,6 +161,23 @@ void compute_route(struct rq *, char **parts, size_t n);
 void compute_free_zone(struct zone *);
 void compute_preempt(struct inst *);
 json_t *compute_op_json(struct op *);
+/* Shared by compute.c and insert.c (instances.insert). */
+void compute_bad_field(struct rq *, const char *field, const char *value, const char *fmt, ...)
+    PRINTFLIKE(4, 5);
+bool compute_valid_name(const char *);
+json_t *compute_schemas(void);
+json_t *compute_now_json(struct emulator *);
+char *compute_zone_link(struct emulator *, const struct zone *);
+size_t compute_inst_index(const struct zone *, const char *name, bool *found);
+struct op *compute_find_op(
+    struct emulator *, const char *zone, const char *name, const char *request_id);
+struct op *compute_op_new(struct zone *, const char *type, const char *target_name,
+    const char *target_id, const char *request_id, const char *user);
+void compute_op_start(struct op *);
+int64_t compute_quota_limit(struct emulator *);
+int64_t compute_region_cpus(struct emulator *, const char *region);
+int compute_check_request_id(struct rq *, const char **out, struct op **existing);
+void compute_inst_insert(struct rq *, struct zone *);
 void inst_timer_start(struct inst *, enum inst_event, int64_t virtual_ms);
 /* Call after every change to inst->res: lists serialise each instance once. */
 void inst_changed(struct inst *);

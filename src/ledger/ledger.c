@@ -1,3 +1,8 @@
+/*
+ * The ledger (ledger.h): the SQLite file (made 0600 in a 0700 directory,
+ * migrated, checked, opened again when it is replaced under us), the VMs'
+ * rows and their events. The money it keeps is money.c's.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,7 +14,7 @@
 
 #include <sqlite3.h>
 
-#include "ledger/ledger.h"
+#include "ledger/internal.h"
 #include "util/buf.h"
 #include "util/compat.h"
 #include "util/log.h"
@@ -20,16 +25,7 @@
 #define BUSY_MS        10000
 #define WAL_PAGES      "32"    /* 128 KiB of 4 KiB pages */
 #define WAL_KEEP       "65536" /* bytes */
-#define MAX_DAYS       64
 
-struct ledger {
-	sqlite3 *db;
-	char *path;
-	char *dir;
-	dev_t dev; /* the file opened */
-	ino_t ino;
-	char error[512]; /* the last failure, for people (ledger_error) */
-};
 
 static const char *state_names[VM_STATES] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING",
     "READY", "UNHEALTHY", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED", "ORPHANED"};
@@ -138,8 +134,8 @@ static const char *migrations[] = {
  * damaged file, -EROFS, -ETIMEDOUT for a lock held too long, -EIO else)
  * and, in l->error, what it means to the user.
  */
-static int
-failed(struct ledger *l, int rc)
+int
+lg_failed(struct ledger *l, int rc)
 {
 	const char *msg = sqlite3_errmsg(l->db);
 
@@ -191,8 +187,8 @@ closed(struct ledger *l)
 	return -EIO;
 }
 
-static int
-exec(struct ledger *l, const char *sql)
+int
+lg_exec(struct ledger *l, const char *sql)
 {
 	int rc;
 
@@ -200,7 +196,7 @@ exec(struct ledger *l, const char *sql)
 		return closed(l);
 	rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : failed(l, rc);
+	return rc == SQLITE_OK ? 0 : lg_failed(l, rc);
 }
 
 static int
@@ -223,7 +219,7 @@ migrate(struct ledger *l, char **cause)
 	for (; version < SCHEMA_VERSION; version++) {
 		char *sql = xasprintf("BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
 		    migrations[version], version + 1);
-		int error = exec(l, sql);
+		int error = lg_exec(l, sql);
 
 		free(sql);
 		if (error != 0) {
@@ -278,7 +274,7 @@ connect_file(struct ledger *l, char **cause)
 	 * ledger_checkpoint) and cut back to WAL_KEEP bytes after, so a small or
 	 * full state directory is not eaten by it.
 	 */
-	if ((error = exec(l,
+	if ((error = lg_exec(l,
 	         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
 	         "PRAGMA journal_size_limit = " WAL_KEEP ";"
 	         "PRAGMA wal_autocheckpoint = " WAL_PAGES ";")) != 0) {
@@ -378,7 +374,7 @@ ledger_checkpoint(struct ledger *l)
 	rc = sqlite3_wal_checkpoint_v2(l->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 
 	/* A reader in the way (a CLI reading) is no error: the next one gets there. */
-	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : failed(l, rc);
+	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : lg_failed(l, rc);
 }
 
 void
@@ -485,13 +481,13 @@ read_vm(sqlite3_stmt *st, struct vm_record *v)
 	copy_text(v->metadata, sizeof v->metadata, st, i++);
 }
 
-static int
-step_done(struct ledger *l, sqlite3_stmt *st)
+int
+lg_step_done(struct ledger *l, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		rc = failed(l, rc);
+		rc = lg_failed(l, rc);
 		sqlite3_finalize(st);
 		return rc;
 	}
@@ -499,8 +495,8 @@ step_done(struct ledger *l, sqlite3_stmt *st)
 	return 0;
 }
 
-static int
-prepare(struct ledger *l, const char *sql, sqlite3_stmt **st)
+int
+lg_prepare(struct ledger *l, const char *sql, sqlite3_stmt **st)
 {
 	int rc;
 
@@ -508,12 +504,12 @@ prepare(struct ledger *l, const char *sql, sqlite3_stmt **st)
 		return closed(l);
 	rc = sqlite3_prepare_v2(l->db, sql, -1, st, NULL);
 
-	return rc == SQLITE_OK ? 0 : failed(l, rc);
+	return rc == SQLITE_OK ? 0 : lg_failed(l, rc);
 }
 
 /* A transaction that failed: undone, its error kept (ROLLBACK's own says nothing new). */
-static int
-rollback(struct ledger *l, int error)
+int
+lg_rollback(struct ledger *l, int error)
 {
 	if (l->db != NULL)
 		sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
@@ -526,23 +522,23 @@ ledger_event(struct ledger *l, const char *vm, const char *kind, const char *det
 	sqlite3_stmt *st;
 	int error;
 
-	if ((error = prepare(
+	if ((error = lg_prepare(
 	         l, "INSERT INTO events (t_ms, vm, kind, detail) VALUES (?, ?, ?, ?)", &st)) != 0)
 		return error;
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_text(st, 2, vm, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 3, kind, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 4, detail != NULL ? detail : "", -1, SQLITE_TRANSIENT);
-	return step_done(l, st);
+	return lg_step_done(l, st);
 }
 
-static int
-upsert(struct ledger *l, const struct vm_record *v)
+int
+lg_upsert(struct ledger *l, const struct vm_record *v)
 {
 	sqlite3_stmt *st;
 	int error;
 
-	if ((error = prepare(l,
+	if ((error = lg_prepare(l,
 	         "INSERT INTO vms (" VM_COLUMNS
 	         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
 	         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -562,7 +558,7 @@ upsert(struct ledger *l, const struct vm_record *v)
 	         &st)) != 0)
 		return error;
 	bind_vm(st, v);
-	return step_done(l, st);
+	return lg_step_done(l, st);
 }
 
 int
@@ -570,9 +566,9 @@ ledger_save(struct ledger *l, const struct vm_record *v, int from, const char *r
 {
 	int error;
 
-	if ((error = exec(l, "BEGIN IMMEDIATE")) != 0)
+	if ((error = lg_exec(l, "BEGIN IMMEDIATE")) != 0)
 		return error;
-	if ((error = upsert(l, v)) == 0 && from != (int)v->state) {
+	if ((error = lg_upsert(l, v)) == 0 && from != (int)v->state) {
 		char *detail = xasprintf("%s -> %s%s%s", from >= 0 ? vm_state_name(from) : "NEW",
 		    vm_state_name(v->state), reason != NULL ? ": " : "",
 		    reason != NULL ? reason : "");
@@ -581,8 +577,8 @@ ledger_save(struct ledger *l, const struct vm_record *v, int from, const char *r
 		free(detail);
 	}
 	if (error == 0)
-		error = exec(l, "COMMIT");
-	return error != 0 ? rollback(l, error) : 0;
+		error = lg_exec(l, "COMMIT");
+	return error != 0 ? lg_rollback(l, error) : 0;
 }
 
 int
@@ -591,13 +587,13 @@ ledger_get(struct ledger *l, const char *name, struct vm_record *v)
 	sqlite3_stmt *st;
 	int rc;
 
-	if ((rc = prepare(l, "SELECT " VM_COLUMNS " FROM vms WHERE name = ?", &st)) != 0)
+	if ((rc = lg_prepare(l, "SELECT " VM_COLUMNS " FROM vms WHERE name = ?", &st)) != 0)
 		return rc;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		read_vm(st, v);
-	rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : failed(l, rc);
+	rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : lg_failed(l, rc);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -626,7 +622,7 @@ ledger_list(struct ledger *l, const enum vm_state *states, size_t nstates, struc
 	for (size_t i = 0; i < nstates; i++)
 		buf_printf(&sql, ", '%s'", vm_state_name(states[i]));
 	buf_addstr(&sql, ") ORDER BY requested_ms, name");
-	rc = prepare(l, buf_str(&sql), &st);
+	rc = lg_prepare(l, buf_str(&sql), &st);
 	buf_release(&sql);
 	if (rc != 0)
 		return rc;
@@ -641,7 +637,7 @@ ledger_list(struct ledger *l, const enum vm_state *states, size_t nstates, struc
 		}
 		(*list)[(*n)++] = v;
 	}
-	rc = rc == SQLITE_DONE ? 0 : failed(l, rc);
+	rc = rc == SQLITE_DONE ? 0 : lg_failed(l, rc);
 	sqlite3_finalize(st);
 	if (rc != 0) {
 		free(*list);
@@ -649,343 +645,6 @@ ledger_list(struct ledger *l, const enum vm_state *states, size_t nstates, struc
 		*n = 0;
 	}
 	return rc;
-}
-
-/* --- money --- */
-
-/* One number from a query; a query that fails is an error, never $0. */
-static int
-sum(struct ledger *l, const char *sql, const char *arg, double *out)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	*out = 0;
-	if ((rc = prepare(l, sql, &st)) != 0)
-		return rc;
-	if (arg != NULL)
-		sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		*out = sqlite3_column_double(st, 0);
-		rc = 0;
-	} else {
-		rc = failed(l, rc);
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
-/* What one record accrued on `day` by `now`, if it runs and its cost is not closed. */
-static double
-accrued_on(const struct vm_record *v, const char *day, int64_t now)
-{
-	struct day_cost days[MAX_DAYS];
-	int n;
-
-	if (v->started_ms <= 0 || !vm_state_alive(v->state) || now <= v->started_ms)
-		return 0;
-	n = cost_split_days(v->per_hour, v->started_ms, now, v->spot, false, days, MAX_DAYS);
-	for (int i = 0; i < n; i++)
-		if (strcmp(days[i].day, day) == 0)
-			return days[i].amount;
-	return 0;
-}
-
-/* Billed on a day: its closed costs, and what the alive VMs of `list` accrued on it by now. */
-static int
-spent_on(struct ledger *l, const char *day, const struct vm_record *list, size_t n, int64_t now,
-    double *out)
-{
-	int error = sum(l, "SELECT COALESCE(SUM(amount), 0) FROM costs WHERE day = ?", day, out);
-
-	for (size_t i = 0; error == 0 && i < n; i++)
-		*out += accrued_on(&list[i], day, now);
-	return error;
-}
-
-int
-ledger_spent(struct ledger *l, int64_t now, double *out)
-{
-	char day[DAY_LEN];
-	struct vm_record *list;
-	size_t n;
-	int error;
-
-	*out = 0;
-	cost_day(now, day);
-	if ((error = ledger_list(l, NULL, 0, &list, &n)) != 0)
-		return error;
-	error = spent_on(l, day, list, n, now, out);
-	free(list);
-	return error;
-}
-
-static double
-committed_of(const struct vm_record *v, int64_t now)
-{
-	int64_t stop;
-
-	if (!vm_state_alive(v->state))
-		return 0;
-	if (v->started_ms <= 0)
-		return v->reserved; /* in flight: all of it may yet be spent */
-	stop = v->started_ms + v->planned_run_s * 1000;
-	return stop > now && v->per_hour > 0 ? v->per_hour * (double)(stop - now) / 3600000.0 : 0;
-}
-
-int
-ledger_committed(struct ledger *l, int64_t now, double *out)
-{
-	struct vm_record *list;
-	size_t n;
-	int error;
-
-	*out = 0;
-	if ((error = ledger_list(l, NULL, 0, &list, &n)) != 0)
-		return error;
-	for (size_t i = 0; i < n; i++)
-		*out += committed_of(&list[i], now);
-	free(list);
-	return 0;
-}
-
-/* The budget a day was held to (the last one it was checked against). */
-static int
-note_budget(struct ledger *l, double budget, int64_t now)
-{
-	sqlite3_stmt *st;
-	char day[DAY_LEN];
-	int error;
-
-	cost_day(now, day);
-	if ((error = prepare(l,
-	         "INSERT INTO budget_days (day, budget) VALUES (?, ?) ON CONFLICT (day) "
-	         "DO UPDATE SET budget = excluded.budget",
-	         &st)) != 0)
-		return error;
-	sqlite3_bind_text(st, 1, day, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_double(st, 2, budget);
-	return step_done(l, st);
-}
-
-int
-ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules *r, int64_t now,
-    struct budget_plan *plan, char *why, size_t whylen)
-{
-	struct vm_record *list = NULL;
-	size_t n = 0, flight = 0;
-	struct budget_ask ask;
-	char day[DAY_LEN];
-	int error;
-
-	memset(plan, 0, sizeof *plan);
-	/* IMMEDIATE: the write lock now, so no one else checks against the same money. */
-	if ((error = exec(l, "BEGIN IMMEDIATE")) != 0)
-		goto fail;
-	if ((error = ledger_list(l, NULL, 0, &list, &n)) != 0)
-		goto fail;
-	for (size_t i = 0; i < n; i++)
-		flight += list[i].started_ms <= 0;
-	if ((int)n >= r->max_concurrent) {
-		snprintf(why, whylen,
-		    "max concurrent %d reached (%zu alive, %zu of them in flight)",
-		    r->max_concurrent, n, flight);
-		error = -EBUSY;
-		goto fail;
-	}
-	ask.budget = r->budget;
-	ask.committed = 0;
-	for (size_t i = 0; i < n; i++)
-		ask.committed += committed_of(&list[i], now);
-	cost_day(now, day);
-	/* Today's spend unreadable is no spend known: refused, never taken as $0. */
-	if ((error = spent_on(l, day, list, n, now, &ask.spent)) != 0)
-		goto fail;
-	ask.per_hour = v->per_hour;
-	ask.max_run_s = r->max_run_s;
-	ask.min_run_s = r->min_run_s;
-	budget_plan(&ask, plan);
-	if ((error = note_budget(l, r->budget, now)) != 0)
-		goto fail;
-	if (!plan->ok) {
-		snprintf(why, whylen, "%s", plan->why);
-		error = -EAGAIN;
-		goto fail;
-	}
-	v->state = VM_REQUESTED;
-	v->planned_run_s = plan->run_s;
-	v->reserved = plan->cost;
-	v->requested_ms = v->state_ms = now;
-	if ((error = upsert(l, v)) != 0)
-		goto fail;
-	{
-		char *detail =
-		    xasprintf("NEW -> REQUESTED: %s (confidence %.2f; planned run %lld s, "
-		              "$%.4f reserved; $%.2f left today)",
-		        v->reason, v->confidence, (long long)plan->run_s, plan->cost,
-		        plan->left - plan->cost);
-
-		error = ledger_event(l, v->name, "state", detail, now);
-		free(detail);
-		if (error != 0)
-			goto fail;
-	}
-	if ((error = exec(l, "COMMIT")) != 0)
-		goto fail;
-	free(list);
-	return 0;
-fail:
-	free(list);
-	if (error != -EBUSY && error != -EAGAIN)
-		snprintf(why, whylen, "%s", l->error);
-	return rollback(l, error);
-}
-
-int
-ledger_close_cost(struct ledger *l, const char *vm, double per_hour, int64_t *start, int64_t *end,
-    bool spot, bool preempted, double *total)
-{
-	struct day_cost days[MAX_DAYS];
-	sqlite3_stmt *st;
-	int n = *start > 0
-	    ? cost_split_days(per_hour, *start, *end, spot, preempted, days, MAX_DAYS)
-	    : 0;
-	int error, rc;
-
-	*total = 0;
-	if ((error = exec(l, "BEGIN IMMEDIATE")) != 0)
-		return rollback(l, error);
-	/* Closed once: a second close (after a restart, say) changes nothing. */
-	if ((error = prepare(l,
-	         "SELECT cost_closed, cost, started_ms, ended_ms FROM vms WHERE name = ?", &st)) !=
-	    0)
-		return rollback(l, error);
-	sqlite3_bind_text(st, 1, vm, -1, SQLITE_TRANSIENT);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0) {
-		*total = sqlite3_column_double(st, 1);
-		*start = sqlite3_column_int64(st, 2);
-		*end = sqlite3_column_int64(st, 3);
-		sqlite3_finalize(st);
-		return (error = exec(l, "COMMIT")) != 0 ? rollback(l, error) : 0;
-	}
-	error = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : failed(l, rc);
-	sqlite3_finalize(st);
-	for (int i = 0; i < n && error == 0; i++) {
-		if ((error = prepare(
-		         l, "INSERT INTO costs (vm, day, amount) VALUES (?, ?, ?)", &st)) != 0)
-			break;
-		sqlite3_bind_text(st, 1, vm, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, days[i].day, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_double(st, 3, days[i].amount);
-		error = step_done(l, st);
-		*total += days[i].amount;
-	}
-	/* The run beside its cost: a crash before the record is saved cannot part them. */
-	if (error == 0 &&
-	    (error = prepare(l,
-	         "UPDATE vms SET cost = ?, cost_closed = 1, reserved = 0, started_ms = ?, "
-	         "ended_ms = ? WHERE name = ?",
-	         &st)) == 0) {
-		sqlite3_bind_double(st, 1, *total);
-		sqlite3_bind_int64(st, 2, *start);
-		sqlite3_bind_int64(st, 3, *end);
-		sqlite3_bind_text(st, 4, vm, -1, SQLITE_TRANSIENT);
-		error = step_done(l, st);
-	}
-	if (error == 0)
-		error = exec(l, "COMMIT");
-	if (error != 0) {
-		*total = 0;
-		return rollback(l, error);
-	}
-	return 0;
-}
-
-int
-ledger_stats(struct ledger *l, struct vm_stats *s)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	memset(s, 0, sizeof *s);
-	if ((rc = prepare(l, "SELECT state, COUNT(*), SUM(cost) FROM vms GROUP BY state", &st)) !=
-	    0)
-		return rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		enum vm_state state;
-		long count = sqlite3_column_int(st, 1);
-		const unsigned char *name = sqlite3_column_text(st, 0);
-
-		if (name == NULL || vm_state_parse((const char *)name, &state) != 0)
-			continue;
-		s->total_cost += sqlite3_column_double(st, 2);
-		if (state == VM_FAILED)
-			s->failed += count;
-		else if (state == VM_TERMINATED)
-			s->terminated += count;
-		else if (state == VM_PREEMPTED)
-			s->preempted += count;
-		else if (state == VM_ORPHANED)
-			s->orphaned += count;
-		if (vm_state_alive(state))
-			s->alive += count;
-		if (state != VM_FAILED && state != VM_ORPHANED && state != VM_REQUESTED)
-			s->created += count;
-	}
-	rc = rc == SQLITE_DONE ? 0 : failed(l, rc);
-	sqlite3_finalize(st);
-	return rc;
-}
-
-int
-ledger_price(struct ledger *l, const char *type, const char *region, bool spot, double per_hour,
-    const char *effective, const char *source, int64_t now)
-{
-	sqlite3_stmt *st;
-	int error;
-
-	if ((error = prepare(l,
-	         "INSERT INTO prices (t_ms, machine_type, region, spot, per_hour, effective, "
-	         "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-	         &st)) != 0)
-		return error;
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_text(st, 2, type, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 3, region, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(st, 4, spot);
-	sqlite3_bind_double(st, 5, per_hour);
-	sqlite3_bind_text(st, 6, effective, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 7, source, -1, SQLITE_TRANSIENT);
-	return step_done(l, st);
-}
-
-int
-ledger_days(struct ledger *l, int64_t now, int n, struct day_cost **out, int *count)
-{
-	struct day_cost *days = xcalloc((size_t)n + 1, sizeof *days);
-	struct vm_record *list = NULL;
-	size_t nvm = 0;
-	int64_t t = now;
-	int error;
-
-	*out = NULL;
-	*count = 0;
-	if ((error = ledger_list(l, NULL, 0, &list, &nvm)) != 0)
-		goto out;
-	for (int i = 0; i < n && error == 0; i++) {
-		cost_day(t, days[i].day);
-		error = spent_on(l, days[i].day, list, nvm, now, &days[i].amount);
-		t = cost_day_start(t) - 1; /* the last instant of the day before (DST-proof) */
-	}
-out:
-	free(list);
-	if (error != 0) {
-		free(days);
-		return error;
-	}
-	*out = days;
-	*count = n;
-	return 0;
 }
 
 int
@@ -997,7 +656,7 @@ ledger_events(struct ledger *l, const char *vm, int limit, struct ledger_event *
 
 	*out = NULL;
 	*n = 0;
-	if ((rc = prepare(l,
+	if ((rc = lg_prepare(l,
 	         vm != NULL
 	             ? "SELECT t_ms, vm, kind, detail FROM events WHERE vm = ? ORDER BY id DESC "
 	               "LIMIT ?"
@@ -1019,7 +678,7 @@ ledger_events(struct ledger *l, const char *vm, int limit, struct ledger_event *
 		copy_text(e->kind, sizeof e->kind, st, 2);
 		copy_text(e->detail, sizeof e->detail, st, 3);
 	}
-	rc = rc == SQLITE_DONE || rc == SQLITE_ROW || *n == cap ? 0 : failed(l, rc);
+	rc = rc == SQLITE_DONE || rc == SQLITE_ROW || *n == cap ? 0 : lg_failed(l, rc);
 	sqlite3_finalize(st);
 	if (rc != 0) {
 		free(*out);

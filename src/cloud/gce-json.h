@@ -1,0 +1,23 @@
+/* Compute Engine's JSON to results and back (gce-json.c), for gce.c. */
+#ifndef SPILLWAY_GCE_JSON_H
+#define SPILLWAY_GCE_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "cloud/provider.h"
+
+/* The last segment of a URL: a zone or machine type from its link. */
+const char *gce_last_segment(const char *link);
+/* A short text field of an answer: present, a string, and shorter than size. */
+bool gce_fits(const char *, size_t size);
+void gce_op_from_json(json_t *v, struct cloud_op *op);
+const char *gce_instance_from_json(json_t *v, struct cloud_instance *in);
+const char *gce_preemption_from_json(json_t *v, struct cloud_op *op);
+void gce_instances_free(struct cloud_instance *list, size_t n);
+bool gce_valid_name(const char *s);
+json_t *gce_instance_body(const struct cloud_instance_spec *s);
+
+#endif
