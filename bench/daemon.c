@@ -6,12 +6,14 @@
  *     HTTP client (the ledger's reservation committed first), and to
  *     Compute Engine's answer; create to READY beyond the emulator's own
  *     boot delays (1 s to RUNNING, 1.3 s more for the backend).
- *  2. a monitoring pass over 1,000 instances in 3 zones, all READY: API calls,
- *     CPU ms, wall ms, health checks (in parallel).
- *  3. RSS idle (no VM), and with the 1,000 VMs.
+ *  2. a monitoring pass over 100, 1,000 and 3,000 instances in 3 zones, all
+ *     READY: API calls, CPU per VM (the pass must be linear), wall ms,
+ *     health checks (in parallel), RSS.
+ *  3. RSS idle (no VM).
  *
- *	usage: daemon [SPILLWAY_BINARY] [VMS]
+ *	usage: daemon [SPILLWAY_BINARY] [VMS,VMS...]
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +40,33 @@
 #define GUEST_MS 1300
 
 static uv_loop_t loop;
+static char dir[] = "/tmp/spillway-bench-XXXXXX";
 static struct clock clk;
 static struct daemon *dmn;
 static int64_t t_decision, t_sent, t_accepted, t_ready;
 static int ready, ended, created;
+
+/*
+ * Profiling the passes alone: perf record -D -1 --control fifo:F, and
+ * BENCH_PERF_CTL=F here; the measured passes enable it, nothing else.
+ */
+static void
+perf_ctl(const char *cmd)
+{
+	static int fd = -2;
+
+	if (fd == -2)
+		fd = getenv("BENCH_PERF_CTL") != NULL ? open(getenv("BENCH_PERF_CTL"), O_WRONLY) : -1;
+	if (fd >= 0 && write(fd, cmd, strlen(cmd)) < 0)
+		fd = -1;
+}
+
+static void
+remove_dir(void)
+{
+	if (strcmp(dir + strlen(dir) - 6, "XXXXXX") != 0)
+		remove_tree(dir);
+}
 
 static double
 ms(int64_t ns)
@@ -167,8 +192,9 @@ int
 main(int argc, char **argv)
 {
 	const char *bin = argc > 1 ? argv[1] : "build/spillway";
-	int vms = argc > 2 ? atoi(argv[2]) : 1000;
-	char dir[] = "/tmp/spillway-bench-XXXXXX", line[256], creds[300], trace[300], *cause = NULL;
+	char **asked = str_split(argc > 2 ? argv[2] : "100,1000,3000", ',', NULL);
+	int sizes[8], nsizes = 0;
+	char line[256], creds[300], trace[300], *cause = NULL;
 	char *sets[16], bms[16], gms[16];
 	const char *zones[] = {"us-central1-a", "us-central1-b", "us-central1-c"};
 	double to_sent[SAMPLES], to_answer[SAMPLES], overhead[SAMPLES];
@@ -190,8 +216,19 @@ main(int argc, char **argv)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	for (char **v = asked; *v != NULL && nsizes < 8; v++) {
+		int64_t size;
+
+		if (parse_int64(*v, 1, 5000, &size) != 0 || (nsizes > 0 && size <= sizes[nsizes - 1])) {
+			fprintf(stderr, "bench/daemon: VMS is rising sizes from 1 to 5000: 100,1000\n");
+			return 2;
+		}
+		sizes[nsizes++] = (int)size;
+	}
+	str_list_free(asked);
 	if (mkdtemp(dir) == NULL || pipe(out) != 0)
 		return 1;
+	atexit(remove_dir); /* a bench that fails leaves nothing behind */
 	snprintf(creds, sizeof creds, "%s/sa.json", dir);
 	snprintf(bms, sizeof bms, "%d", BOOT_MS);
 	snprintf(gms, sizeof gms, "%d", GUEST_MS);
@@ -297,14 +334,16 @@ main(int argc, char **argv)
 	figure("daemon RSS idle", (double)rss_kb() / 1024, "MB");
 	(void)rss_idle;
 
-	/* 2. vms instances with our owner label, adopted, READY. */
-	{
+	/* 2. instances with our owner label, adopted, READY: a pass at each size. */
+	for (int k = 0; k < nsizes; k++) {
 		const struct cloud_kv labels[] = {
 		    {"managed-by", "spillway"}, {"spillway-owner", "bench"}};
+		int size = sizes[k], have = k > 0 ? sizes[k - 1] : 0;
+		double per_vm;
 
-		want = vms;
+		want = size - have;
 		created = 0;
-		for (int i = 0; i < vms; i++) {
+		for (int i = have; i < size; i++) {
 			char name[64], rid[40];
 			struct cloud_instance_spec s = {.name = name,
 			    .zone = zones[i % 3],
@@ -323,8 +362,8 @@ main(int argc, char **argv)
 			conn.cloud->ops->create(
 			    conn.cloud, &s, rid, clock_now_ms(&clk) + 120000, on_inserted, NULL);
 		}
-		if (!run_until(all_created, 120)) {
-			fprintf(stderr, "bench/daemon: %d of %d inserts\n", created, vms);
+		if (!run_until(all_created, 300)) {
+			fprintf(stderr, "bench/daemon: %d of %d inserts\n", created, want);
 			return 1;
 		}
 		/* RUNNING (the emulator boots them in BOOT_MS), then one pass adopts them. */
@@ -338,26 +377,32 @@ main(int argc, char **argv)
 		manager_counts(daemon_manager(dmn), &before);
 		passes_seen = before.passes;
 		manager_pass_now(daemon_manager(dmn)); /* adopts them all */
-		run_until(pass_over, 60);
-		if (!run_until(all_ready, 120)) {
-			fprintf(stderr, "bench/daemon: %d of %d READY\n", ready, vms);
+		run_until(pass_over, 120);
+		if (!run_until(all_ready, 300)) {
+			fprintf(stderr, "bench/daemon: %d of %d READY\n", ready, want);
 			return 1;
 		}
+		manager_counts(daemon_manager(dmn), &before);
+		passes_seen = before.passes;
+		perf_ctl("enable\n");
+		cpu0 = cpu_ms();
+		manager_pass_now(daemon_manager(dmn));
+		run_until(pass_over, 120);
+		perf_ctl("disable\n");
+		manager_counts(daemon_manager(dmn), &after);
+		per_vm = (cpu_ms() - cpu0) * 1000 / size;
+		printf("  a pass over %d READY VMs in 3 zones: %ld API calls, %ld health checks, "
+		       "%.0f ms CPU (%.1f us per VM), %lld ms wall; RSS %.1f MB\n",
+		    size, after.api_calls - before.api_calls,
+		    after.health_checks - before.health_checks, cpu_ms() - cpu0, per_vm,
+		    (long long)after.last_pass_ms, (double)rss_kb() / 1024);
+		snprintf(line, sizeof line, "daemon pass CPU per VM at %d VMs", size);
+		figure(line, per_vm, "us");
+		snprintf(line, sizeof line, "daemon pass wall at %d VMs", size);
+		figure(line, (double)after.last_pass_ms, "ms");
+		snprintf(line, sizeof line, "daemon RSS with %d VMs", size);
+		figure(line, (double)rss_kb() / 1024, "MB");
 	}
-	manager_counts(daemon_manager(dmn), &before);
-	passes_seen = before.passes;
-	cpu0 = cpu_ms();
-	manager_pass_now(daemon_manager(dmn));
-	run_until(pass_over, 60);
-	manager_counts(daemon_manager(dmn), &after);
-	printf("  a pass over %d READY VMs in 3 zones: %ld API calls, %ld health checks, "
-	       "%.0f ms CPU, %lld ms wall\n",
-	    vms, after.api_calls - before.api_calls, after.health_checks - before.health_checks,
-	    cpu_ms() - cpu0, (long long)after.last_pass_ms);
-	printf("  RSS with %d VMs:               %.1f MB\n", vms, (double)rss_kb() / 1024);
-	figure("daemon pass over its VMs: CPU", cpu_ms() - cpu0, "ms");
-	figure("daemon pass over its VMs: wall", (double)after.last_pass_ms, "ms");
-	figure("daemon RSS with its VMs", (double)rss_kb() / 1024, "MB");
 
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
@@ -367,6 +412,5 @@ main(int argc, char **argv)
 	config_free(&cfg);
 	for (int i = 0; i < n; i++)
 		free(sets[i]);
-	remove_tree(dir);
 	return 0;
 }

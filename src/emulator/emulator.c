@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "emulator/internal.h"
@@ -773,6 +774,25 @@ setup_auth(struct emulator *emu)
 	emu->tokens = json_object();
 }
 
+/*
+ * Each guest holds two listening sockets, and each call to it one more: the
+ * soft limit (often 1,024) would stop the guests near 500. Up to the hard one.
+ */
+static long
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
+}
+
 int
 emulator_new(uv_loop_t *loop, const struct emulator_opts *o, struct emulator **out, char **cause)
 {
@@ -783,6 +803,7 @@ emulator_new(uv_loop_t *loop, const struct emulator_opts *o, struct emulator **o
 
 	emu->loop = loop;
 	emu->opts = *o;
+	emu->fd_limit = raise_fd_limit();
 	clock_real(&emu->real_clock);
 	emu->clock = o->clock != NULL ? o->clock : &emu->real_clock;
 	emu->project = xstrdup(o->project);

@@ -79,9 +79,19 @@ guest_reserve(struct inst *inst)
 			fd = afd;
 		}
 	}
-	if (fd < 0) {
+	if ((fd == -EMFILE || fd == -ENFILE) && !emu->fds_out_said) {
+		/* Said once: the guests from here on run without an address. */
+		log_warnx("emulator: out of file descriptors (the limit is %ld; each guest holds "
+		          "2, each call to it 1 more): %s and the VMs after it run without a "
+		          "guest or an external address; raise the hard limit (ulimit -Hn) to serve "
+		          "more",
+		    emu->fd_limit, inst->name);
+		emu->fds_out_said = true;
+	} else if (fd < 0 && fd != -EMFILE && fd != -ENFILE) {
 		log_warnx("emulator: no address for the guest of %s: %s", inst->name,
 		    cause ? cause : "all tried addresses are in use");
+	}
+	if (fd < 0) {
 		free(cause);
 		return fd;
 	}

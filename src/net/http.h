@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include <stdbool.h>
+
 #include <uv.h>
 
 struct http_client;
@@ -27,6 +29,12 @@ struct http_request {
 	size_t max_response;   /* larger answers fail with -E2BIG */
 	const char *source_ip; /* bind the connection to this local address, or NULL */
 	const char *unix_socket; /* connect to this Unix socket (the URL's host is then a name) */
+	/*
+	 * A connection of its own, closed after: for a peer asked rarely (a VM,
+	 * once a pass). libcurl walks every connection it keeps at the end of
+	 * each call, so a connection kept per VM makes a pass quadratic.
+	 */
+	bool once;
 };
 
 struct http_response {

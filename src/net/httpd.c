@@ -592,8 +592,10 @@ httpd_bind(const char *host, int port, char **cause)
 		len = sizeof *sin6;
 	}
 	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
-		*cause = xasprintf("cannot create a socket: %s", strerror(errno));
-		return -errno;
+		int error = errno; /* before xasprintf, which may change it */
+
+		*cause = xasprintf("cannot create a socket: %s", strerror(error));
+		return -error;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (bind(fd, (struct sockaddr *)&ss, len) == -1) {
@@ -624,8 +626,9 @@ httpd_bind_unix(const char *path, char **cause)
 	}
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
-		*cause = xasprintf("cannot create a socket: %s", strerror(errno));
-		return -errno;
+		error = errno;
+		*cause = xasprintf("cannot create a socket: %s", strerror(error));
+		return -error;
 	}
 	/* A socket file left by a daemon that died is replaced; a live daemon's is not. */
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {

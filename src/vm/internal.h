@@ -67,7 +67,9 @@ struct manager {
 	bool passing;
 	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
 	bool preemptions_failed; /* this pass could not list the preemptions */
-	int health_pending;
+	int health_pending;      /* the pass's lease calls out */
+	struct mvm *health_next; /* the next VM whose lease the pass renews */
+	bool renewing;           /* the pass is renewing leases (probe.c) */
 	int64_t pass_started_ns;
 	int64_t list_sent_ms; /* when the pass's list was asked: what ended since is newer */
 	int64_t preempt_since;

@@ -18,8 +18,11 @@
 
 #define HEALTH_ANSWER_MAX 65536
 #define BOOT_PROBE_MS     1000 /* a booting VM is READY within this of its backend */
+#define HEALTH_IN_FLIGHT  128  /* a pass's lease calls out at once */
 
 /* Up, and so checked each pass: its backend's health and use. */
+static void renew_more(struct manager *);
+
 static bool
 up(enum vm_state s)
 {
@@ -77,8 +80,10 @@ on_health(const struct http_response *r, void *arg)
 		v->rec.unhealthy_ms = now;
 		set_state(v, VM_UNHEALTHY, why);
 	}
-	if (!probe && --m->health_pending == 0)
-		pass_done(m);
+	if (!probe) {
+		m->health_pending--;
+		renew_more(m);
+	}
 }
 
 /* Between passes, a booting VM's backend is asked often: READY is noticed in seconds. */
@@ -91,7 +96,8 @@ on_probe(uv_timer_t *t)
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
 		struct http_request req = {.method = "GET",
 		    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
-		    .max_response = HEALTH_ANSWER_MAX};
+		    .max_response = HEALTH_ANSWER_MAX,
+		    .once = true};
 		char *url;
 
 		if (v->rec.state != VM_BOOTING)
@@ -131,7 +137,8 @@ renew_lease(struct manager *m, struct mvm *v)
 	    .headers = headers,
 	    .body = "",
 	    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
-	    .max_response = HEALTH_ANSWER_MAX};
+	    .max_response = HEALTH_ANSWER_MAX,
+	    .once = true};
 	int error;
 
 	agent_secret(m->o.agent_key, v->rec.name, secret);
@@ -145,16 +152,34 @@ renew_lease(struct manager *m, struct mvm *v)
 	return error;
 }
 
-void
-check_health(struct manager *m)
+/* Leases from the cursor on, at most HEALTH_IN_FLIGHT out; the pass is done with the last. */
+static void
+renew_more(struct manager *m)
 {
-	m->health_pending = 1; /* held until all are sent */
-	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
+	while (m->health_next != NULL && m->health_pending < HEALTH_IN_FLIGHT) {
+		struct mvm *v = m->health_next;
+
+		m->health_next = v->next;
 		if (!up(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL)
 			continue;
 		if (renew_lease(m, v) == 0)
 			m->health_pending++;
 	}
-	if (--m->health_pending == 0)
+	if (m->renewing && m->health_pending == 0 && m->health_next == NULL) {
+		m->renewing = false;
 		pass_done(m);
+	}
+}
+
+/*
+ * Every VM up, a bounded number at a time: a pass over thousands keeps as
+ * many calls (easy handles, sockets) as HEALTH_IN_FLIGHT, not thousands.
+ */
+void
+check_health(struct manager *m)
+{
+	m->renewing = true;
+	m->health_pending = 0;
+	m->health_next = m->vms;
+	renew_more(m);
 }
