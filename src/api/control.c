@@ -308,6 +308,9 @@ unsubscribe(void *arg)
 	if (sub->next != NULL)
 		sub->next->prev = sub->prev;
 	free(sub);
+	/* Nobody listens: nothing to keep alive, and the daemon sleeps. */
+	if (c->subs == NULL)
+		uv_timer_stop(&c->keepalive);
 }
 
 static void
@@ -395,6 +398,8 @@ subscribe(struct control *c, struct httpd_req *r)
 	sub->next = c->subs;
 	if (c->subs != NULL)
 		c->subs->prev = sub;
+	else
+		uv_timer_start(&c->keepalive, on_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
 	c->subs = sub;
 	httpd_stream_write(sub->stream, ": spillway events\n\n", 19);
 }
@@ -702,7 +707,6 @@ control_new(uv_loop_t *loop, struct daemon *d, const char *path, struct control 
 	uv_timer_init(loop, &c->settle);
 	c->keepalive.data = c->settle.data = c;
 	c->handles = 2;
-	uv_timer_start(&c->keepalive, on_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
 	daemon_on_event(d, on_event, c);
 	*out = c;
 	return 0;

@@ -25,6 +25,7 @@
 #define BUSY_MS        10000
 #define WAL_PAGES      "32"    /* 128 KiB of 4 KiB pages */
 #define WAL_KEEP       "65536" /* bytes */
+#define CACHE_KIB      "256"
 
 
 static const char *state_names[VM_STATES] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING",
@@ -270,12 +271,18 @@ connect_file(struct ledger *l, char **cause)
 	}
 	sqlite3_busy_timeout(l->db, BUSY_MS);
 	/*
+	 * A daemon that runs for months: SQLite's memory bounded, whatever the
+	 * ledger's size (its page cache at CACHE_KIB, a small lookaside).
+	 */
+	sqlite3_db_config(l->db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 128, 32);
+	/*
 	 * The WAL is bounded: checkpointed every WAL_PAGES pages (and at each pass,
 	 * ledger_checkpoint) and cut back to WAL_KEEP bytes after, so a small or
 	 * full state directory is not eaten by it.
 	 */
 	if ((error = lg_exec(l,
 	         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+	         "PRAGMA cache_size = -" CACHE_KIB ";"
 	         "PRAGMA journal_size_limit = " WAL_KEEP ";"
 	         "PRAGMA wal_autocheckpoint = " WAL_PAGES ";")) != 0) {
 		*cause = error == -EUCLEAN

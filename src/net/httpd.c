@@ -25,6 +25,7 @@ enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED, REQ_QUEUED };
 
 /* Past max_body we read and drop this much more, then close the connection. */
 #define DRAIN_FACTOR    4
+#define HTTPD_LISTENERS 2
 #define ACCEPT_BATCH    64  /* connections taken per turn of the loop */
 #define ACCEPT_PAUSE_MS 100 /* out of descriptors: accepting waits this long */
 
@@ -44,6 +45,7 @@ struct httpd_req {
 	size_t nhdrs;
 	char peer[INET6_ADDRSTRLEN];
 	long uid; /* the peer's, on a Unix socket; -1 elsewhere */
+	int port; /* the local port it came to */
 	struct httpd_stream *stream;
 	struct httpd_req *prev, *next; /* the server's list of suspended requests */
 };
@@ -70,6 +72,7 @@ struct httpd_stream {
  */
 struct hconn {
 	int fd;
+	int port;                         /* the listener's that took it */
 	char peer[INET6_ADDRSTRLEN + 16]; /* "pid 1234" or "127.0.0.1" */
 	struct MHD_Connection *mc;        /* once MHD has it */
 	bool busy;                        /* a request is being read or answered */
@@ -78,16 +81,23 @@ struct hconn {
 	struct hconn *prev, *next; /* oldest first */
 };
 
+/* A listening socket, ours: accept cannot stall. */
+struct listener {
+	struct httpd *h;
+	int fd;
+	int port;
+	uv_poll_t poll;
+	uv_timer_t pause; /* out of descriptors: accepting waits a little */
+};
+
 struct httpd {
 	uv_loop_t *loop;
 	struct MHD_Daemon *mhd;
 	uv_poll_t poll;
 	uv_timer_t timer;
-	int listen_fd;
-	uv_poll_t accept_poll;   /* the listening socket is ours: accept cannot stall */
-	uv_timer_t accept_pause; /* out of descriptors: accepting waits a little */
+	struct listener ls[HTTPD_LISTENERS]; /* ls[0] is the server's port */
+	int nls;
 	bool fd_warned;
-	int port;
 	size_t max_body;
 	unsigned conn_limit, per_peer;
 	struct hconn *conns, *conns_tail;
@@ -339,7 +349,7 @@ peer_key(int fd, const struct sockaddr_storage *ss, char *out, size_t size)
  * have, and nobody holds the server by connecting and sending nothing.
  */
 static void
-admit(struct httpd *h, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+admit(struct httpd *h, int fd, int port, const struct sockaddr_storage *ss, socklen_t sslen)
 {
 	struct hconn *c;
 	char peer[sizeof c->peer];
@@ -365,6 +375,7 @@ admit(struct httpd *h, int fd, const struct sockaddr_storage *ss, socklen_t ssle
 	}
 	c = xcalloc(1, sizeof *c);
 	c->fd = fd;
+	c->port = port;
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	c->idle_since_ns = monotonic_ns();
 	c->prev = h->conns_tail;
@@ -385,25 +396,25 @@ static void on_accept(uv_poll_t *, int, int);
 static void
 on_accept_pause(uv_timer_t *t)
 {
-	struct httpd *h = t->data;
+	struct listener *l = t->data;
 
-	uv_poll_start(&h->accept_poll, UV_READABLE, on_accept);
+	uv_poll_start(&l->poll, UV_READABLE, on_accept);
 }
 
 /* Take what waits, a bounded number per turn so the loop goes on; never block. */
 static void
 on_accept(uv_poll_t *p, int status, int events)
 {
-	struct httpd *h = p->data;
+	struct listener *l = p->data;
+	struct httpd *h = l->h;
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof ss;
-		int fd = accept4(
-		    h->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
-			admit(h, fd, &ss, len);
+			admit(h, fd, l->port, &ss, len);
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
@@ -418,8 +429,8 @@ on_accept(uv_poll_t *p, int status, int events)
 			h->fd_warned = true;
 			if (old != NULL)
 				evict(old);
-			uv_poll_stop(&h->accept_poll);
-			uv_timer_start(&h->accept_pause, on_accept_pause, ACCEPT_PAUSE_MS, 0);
+			uv_poll_stop(&l->poll);
+			uv_timer_start(&l->pause, on_accept_pause, ACCEPT_PAUSE_MS, 0);
 		}
 		break;
 	}
@@ -471,6 +482,10 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 		*con_cls = r;
 		conn_busy(conn, true);
 		r->uid = h->unix_socket ? peer_uid(conn) : -1;
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		r->port = ci != NULL && ci->socket_context != NULL
+		    ? ((const struct hconn *)ci->socket_context)->port
+		    : h->ls[0].port;
 		if (h->unix_socket && h->same_user && r->uid != (long)geteuid())
 			return refuse(r, 403,
 			    "{\"error\": {\"code\": 403, \"message\": \"this socket serves only the "
@@ -655,6 +670,23 @@ httpd_bind_unix(const char *path, char **cause)
 	return fd;
 }
 
+static void
+add_listener(struct httpd *h, int fd, const struct sockaddr_storage *ss)
+{
+	struct listener *l = &h->ls[h->nls++];
+
+	l->h = h;
+	l->fd = fd;
+	l->port = ss->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+	    : ss->ss_family == AF_INET      ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+	                                    : 0;
+	uv_poll_init(h->loop, &l->poll, fd);
+	uv_timer_init(h->loop, &l->pause);
+	l->poll.data = l->pause.data = l;
+	h->handles += 2;
+	uv_poll_start(&l->poll, UV_READABLE, on_accept);
+}
+
 int
 httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler *handler, void *arg,
     struct httpd **out, char **cause)
@@ -676,40 +708,60 @@ httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler 
 	}
 	h = xcalloc(1, sizeof *h);
 	h->loop = loop;
-	h->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-	    : ss.ss_family == AF_INET      ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-	                                   : 0;
 	h->max_body = o->max_body;
 	h->unix_socket = ss.ss_family == AF_UNIX;
 	h->same_user = o->same_user;
 	h->handler = handler;
 	h->arg = arg;
-	h->listen_fd = fd;
 	h->conn_limit = o->conn_limit > 0 ? o->conn_limit : 1;
 	h->per_peer = o->conn_per_peer < h->conn_limit ? o->conn_per_peer : 0;
 	/* MHD's own limit only backs ours up: evicted connections linger until it closes them. */
+	errno = 0;
 	h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER,
 	    mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_CONNECTION_TIMEOUT,
 	    o->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 2 * h->conn_limit + ACCEPT_BATCH,
 	    MHD_OPTION_END);
 	if (h->mhd == NULL) {
+		/* Out of descriptors, mostly: its epoll set and event fd. */
+		int error = errno == EMFILE || errno == ENFILE ? errno : EIO;
+
 		close(fd);
 		free(h);
-		*cause = xstrdup("cannot start an HTTP server");
-		return -EIO;
+		*cause = xasprintf("cannot start an HTTP server: %s", strerror(error));
+		return -error;
 	}
 	info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
 	uv_poll_init(loop, &h->poll, info->epoll_fd);
 	uv_timer_init(loop, &h->timer);
-	uv_poll_init(loop, &h->accept_poll, fd);
-	uv_timer_init(loop, &h->accept_pause);
-	h->poll.data = h->timer.data = h->accept_poll.data = h->accept_pause.data = h;
-	h->handles = 4;
+	h->poll.data = h->timer.data = h;
+	h->handles = 2;
 	uv_poll_start(&h->poll, UV_READABLE, on_poll);
-	uv_poll_start(&h->accept_poll, UV_READABLE, on_accept);
+	add_listener(h, fd, &ss);
 	run(h);
 	*out = h;
+	return 0;
+}
+
+int
+httpd_listen(struct httpd *h, int fd, char **cause)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	if (h->nls == HTTPD_LISTENERS) {
+		*cause = xasprintf("a server listens on at most %d sockets", HTTPD_LISTENERS);
+		close(fd);
+		return -ENOSPC;
+	}
+	if (listen(fd, 512) == -1 || getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+		int error = errno;
+
+		*cause = xasprintf("cannot listen: %s", strerror(error));
+		close(fd);
+		return -error;
+	}
+	add_listener(h, fd, &ss);
 	return 0;
 }
 
@@ -727,7 +779,7 @@ httpd_new(uv_loop_t *loop, const char *host, int port, const struct httpd_opts *
 int
 httpd_port(const struct httpd *h)
 {
-	return h->port;
+	return h->ls[0].port;
 }
 
 static void
@@ -743,10 +795,20 @@ on_closed(uv_handle_t *handle)
 static void
 on_listen_closed(uv_handle_t *handle)
 {
-	struct httpd *h = handle->data;
+	struct listener *l = handle->data;
 
-	close(h->listen_fd);
-	on_closed(handle);
+	close(l->fd);
+	if (--l->h->handles == 0)
+		free(l->h);
+}
+
+static void
+on_pause_closed(uv_handle_t *handle)
+{
+	struct listener *l = handle->data;
+
+	if (--l->h->handles == 0)
+		free(l->h);
 }
 
 void
@@ -770,17 +832,27 @@ httpd_free(struct httpd *h)
 		MHD_run(h->mhd);
 	/* libuv must stop watching the epoll fd before MHD closes it. */
 	uv_poll_stop(&h->poll);
-	uv_poll_stop(&h->accept_poll);
 	uv_timer_stop(&h->timer);
-	uv_timer_stop(&h->accept_pause);
+	for (int i = 0; i < h->nls; i++) {
+		uv_poll_stop(&h->ls[i].poll);
+		uv_timer_stop(&h->ls[i].pause);
+	}
 	MHD_stop_daemon(h->mhd);
 	/* MHD said CLOSED for each connection it had; what it never took goes now. */
 	while (h->conns != NULL)
 		conn_unlink(h, h->conns);
 	uv_close((uv_handle_t *)&h->poll, on_closed);
 	uv_close((uv_handle_t *)&h->timer, on_closed);
-	uv_close((uv_handle_t *)&h->accept_pause, on_closed);
-	uv_close((uv_handle_t *)&h->accept_poll, on_listen_closed);
+	for (int i = 0; i < h->nls; i++) {
+		uv_close((uv_handle_t *)&h->ls[i].pause, on_pause_closed);
+		uv_close((uv_handle_t *)&h->ls[i].poll, on_listen_closed);
+	}
+}
+
+int
+httpd_req_port(const struct httpd_req *r)
+{
+	return r->port;
 }
 
 const char *

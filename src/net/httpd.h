@@ -54,12 +54,20 @@ int httpd_new_fd(uv_loop_t *, int fd, const struct httpd_opts *, httpd_handler *
     struct httpd **out, char **cause);
 int httpd_port(const struct httpd *);
 /*
+ * Serve on one more socket the caller bound (at most 2 in all): one server,
+ * one epoll set, for what listens on two ports of an address (a guest's
+ * backend and agent). httpd_req_port says which a request came to.
+ */
+int httpd_listen(struct httpd *, int fd, char **cause);
+/*
  * Answer every pending request with 503, stop listening, and free the server
  * once libuv is done with its handles.
  */
 void httpd_free(struct httpd *);
 
 const char *httpd_req_method(const struct httpd_req *);
+/* The local port the request came to. */
+int httpd_req_port(const struct httpd_req *);
 /* The decoded path, without the query. */
 const char *httpd_req_path(const struct httpd_req *);
 /* A decoded query argument or header; NULL when absent. */

@@ -66,6 +66,7 @@ struct manager {
 	int handles;      /* open timers, for the release */
 	bool passing;
 	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
+	bool last_failed; /* the last pass could not list them */
 	bool preemptions_failed; /* this pass could not list the preemptions */
 	int health_pending;      /* the pass's lease calls out */
 	struct mvm *health_next; /* the next VM whose lease the pass renews */
@@ -148,6 +149,8 @@ void finish_termination(struct mvm *);
 void pass(struct manager *);
 void pass_done(struct manager *);
 void schedule(struct manager *);
+/* Something to look after: the next pass at the interval, not at rest's. */
+void wake(struct manager *);
 void ask_price(struct manager *);
 void forget_pass(struct manager *);
 void mark_preempted(struct mvm *, int64_t when, const char *why);

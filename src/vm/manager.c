@@ -108,6 +108,7 @@ add_vm(struct manager *m, const struct vm_record *rec)
 	*m->tail = v;
 	m->tail = &v->next;
 	m->nvms++;
+	wake(m);
 	return v;
 }
 
@@ -344,6 +345,12 @@ manager_pressure(struct manager *m, const struct pressure_snapshot *s, enum pres
 	if (s->level != m->level) {
 		struct manager_event e = {MEV_PRESSURE, now, NULL, 0, NULL, NULL, &m->snap, prev};
 
+		/* From rest: the sweep now, before a VM may be wanted. */
+		if (m->level == PRESSURE_NORMAL && s->level > PRESSURE_NORMAL && !m->passing &&
+		    !m->stopping && m->counts.passes > 0 && !m->o.passive) {
+			uv_timer_stop(&m->timer);
+			pass(m);
+		}
 		m->level = s->level;
 		m->level_since = s->since_ms > 0 ? s->since_ms : now;
 		m->last_rule[0] = '\0';

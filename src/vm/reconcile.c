@@ -7,6 +7,9 @@
  * the pass is O(N log N) in the VMs, not quadratic.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +25,54 @@
 #define ORPHAN_WHY          "it carries our owner label but the ledger did not know it"
 #define LEDGER_AGAIN_WHY    "written again: the ledger was deleted while spillway ran"
 #define PREEMPT_LOOKBACK_MS 300000 /* preemptions are listed this far back, beyond two passes */
+#define REST_PASS_MS        600000 /* at rest: the sweep for orphans */
 
 static void on_timer(uv_timer_t *);
+
+/*
+ * At rest (nothing alive, nothing waiting for the ledger, calm pressure) the
+ * pass is only the sweep for orphans: it runs every REST_PASS_MS, and at once
+ * when pressure rises or a VM is asked for (wake). A laptop's daemon then
+ * wakes about once in 30 s, not at every health-check interval.
+ */
+static bool
+at_rest(const struct manager *m)
+{
+	/* Not while something failed: the list, the price, the ledger are tried again soon. */
+	if (m->level != PRESSURE_NORMAL || m->last_failed || !m->price_known ||
+	    records_problem(m->records, NULL) != NULL)
+		return false;
+	for (const struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (vm_state_alive(v->rec.state) || v->busy)
+			return false;
+	return true;
+}
 
 void
 schedule(struct manager *m)
 {
 	int64_t every = m->cfg->health_check_interval * 1000;
 
+	if (at_rest(m)) {
+		if (every < REST_PASS_MS)
+			every = REST_PASS_MS;
+#ifdef __GLIBC__
+		/* What the pass's answers took goes back: at rest the daemon is small. */
+		malloc_trim(0);
+#endif
+	}
 	if (!m->stopping && m->cfg->enable_monitoring)
 		uv_timer_start(&m->timer, on_timer, clock_timer_ms(m->o.clock, every), 0);
+}
+
+void
+wake(struct manager *m)
+{
+	uint64_t every = clock_timer_ms(m->o.clock, m->cfg->health_check_interval * 1000);
+
+	if (m->handles > 0 && !m->passing && !m->stopping && m->cfg->enable_monitoring &&
+	    uv_is_active((uv_handle_t *)&m->timer) && uv_timer_get_due_in(&m->timer) > every)
+		uv_timer_start(&m->timer, on_timer, every, 0);
 }
 
 static int
@@ -353,6 +394,7 @@ forget_pass(struct manager *m)
 void
 pass_done(struct manager *m)
 {
+	m->last_failed = false;
 	enforce(m);
 	prune(m);
 	consider(m);
@@ -396,7 +438,7 @@ on_listed(const struct cloud_error *e, const struct cloud_instance *list, size_t
 		/* A partial list would look like deleted VMs: reconcile nothing this time. */
 		log_warnx("manager: cannot list the VMs (%s); trying again at the next pass", t);
 		free(t);
-		m->list_failed = true;
+		m->list_failed = m->last_failed = true;
 		m->passing = false;
 		schedule(m);
 		return;
@@ -408,7 +450,7 @@ on_listed(const struct cloud_error *e, const struct cloud_instance *list, size_t
 			log_warnx("manager: the list of VMs holds one that cannot be kept; trying "
 			          "again at the next pass");
 			forget_pass(m);
-			m->list_failed = true;
+			m->list_failed = m->last_failed = true;
 			m->passing = false;
 			schedule(m);
 			return;

@@ -591,6 +591,46 @@ test_shutdown_keeps(void **state_)
 	world_free(w);
 }
 
+/* --- at rest --- */
+
+/*
+ * Nothing alive and calm: the next pass is the rest's sweep, minutes away;
+ * a VM asked for brings it back to the interval, and pressure rising passes
+ * at once.
+ */
+static void
+test_rest(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct pressure_snapshot snap = {.t_ms = T0, .level = PRESSURE_ELEVATED, .since_ms = T0};
+	char name[64];
+	int lists;
+
+	(void)state_;
+	start(w);
+	assert_true(uv_backend_timeout(&w->loop) > 5 * 60000);
+	lists = scripted_calls(w->sc, SC_LIST);
+	manager_pressure(w->m, &snap, PRESSURE_NORMAL);
+	settle(w);
+	assert_int_equal(scripted_calls(w->sc, SC_LIST), lists + 1);
+	assert_true(uv_backend_timeout(&w->loop) <= 30000);
+	snap.level = PRESSURE_NORMAL;
+	manager_pressure(w->m, &snap, PRESSURE_ELEVATED);
+	pass_now(w);
+	assert_true(uv_backend_timeout(&w->loop) > 5 * 60000);
+	/* Provisioning: no boot probe, so the next timer is the pass's. */
+	scripted_insert_status(w->sc, "PROVISIONING");
+	scripted_ops_pending(w->sc, true);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, name), VM_PROVISIONING);
+	assert_true(uv_backend_timeout(&w->loop) <= 30000);
+	pass_now(w);
+	assert_true(uv_backend_timeout(&w->loop) <= 30000);
+	scripted_ops_pending(w->sc, false);
+	scripted_finish(w->sc, name, T0); /* its insert DONE: the shutdown can delete it */
+	world_free(w);
+}
+
 /* --- out of order --- */
 
 /* Terminated while its insert is unanswered: the delete follows the answer, never before. */
@@ -678,6 +718,7 @@ main(void)
 	    cmocka_unit_test(test_orphan_reported),
 	    cmocka_unit_test(test_shutdown_deletes),
 	    cmocka_unit_test(test_shutdown_keeps),
+	    cmocka_unit_test(test_rest),
 	    cmocka_unit_test(test_terminate_during_insert),
 	    cmocka_unit_test(test_delete_before_older_list),
 	    cmocka_unit_test(test_get_after_list),
