@@ -56,7 +56,8 @@ perf_ctl(const char *cmd)
 	static int fd = -2;
 
 	if (fd == -2)
-		fd = getenv("BENCH_PERF_CTL") != NULL ? open(getenv("BENCH_PERF_CTL"), O_WRONLY) : -1;
+		fd = getenv("BENCH_PERF_CTL") != NULL ? open(getenv("BENCH_PERF_CTL"), O_WRONLY)
+		                                      : -1;
 	if (fd >= 0 && write(fd, cmd, strlen(cmd)) < 0)
 		fd = -1;
 }
@@ -219,8 +220,10 @@ main(int argc, char **argv)
 	for (char **v = asked; *v != NULL && nsizes < 8; v++) {
 		int64_t size;
 
-		if (parse_int64(*v, 1, 5000, &size) != 0 || (nsizes > 0 && size <= sizes[nsizes - 1])) {
-			fprintf(stderr, "bench/daemon: VMS is rising sizes from 1 to 5000: 100,1000\n");
+		if (parse_int64(*v, 1, 5000, &size) != 0 ||
+		    (nsizes > 0 && size <= sizes[nsizes - 1])) {
+			fprintf(
+			    stderr, "bench/daemon: VMS is rising sizes from 1 to 5000: 100,1000\n");
 			return 2;
 		}
 		sizes[nsizes++] = (int)size;

@@ -143,7 +143,8 @@ main(int argc, char **argv)
 	wakes = status_field(daemon_pid, "voluntary_ctxt_switches:") - wakes0;
 	ticks = cpu_ticks(daemon_pid) - ticks0;
 	anon = status_field(daemon_pid, "RssAnon:");
-	printf("bench/rest: spillway run at rest (no VM, calm pressure, the live monitor) for %d s\n",
+	printf(
+	    "bench/rest: spillway run at rest (no VM, calm pressure, the live monitor) for %d s\n",
 	    seconds);
 	printf("  wake-ups %ld, CPU %ld ticks, RssAnon %.2f MB\n", wakes, ticks, anon / 1024.0);
 	figure("rest wake-ups in 30 s", (double)wakes * 30 / seconds, "");

@@ -481,7 +481,8 @@ get_vm(const struct request *q)
 
 	if (doc != NULL)
 		return doc;
-	return error_doc(q->status, 404, NULL, "no VM named '%s' (GET /v1/vms lists them)", q->name);
+	return error_doc(
+	    q->status, 404, NULL, "no VM named '%s' (GET /v1/vms lists them)", q->name);
 }
 
 static json_t *
@@ -516,8 +517,8 @@ get_costs(const struct request *q)
 	int64_t n = 7;
 
 	if (q->days != NULL && parse_int64(q->days, 1, 366, &n) != 0)
-		return error_doc(
-		    q->status, 400, NULL, "days=%s: expected a whole number from 1 to 366", q->days);
+		return error_doc(q->status, 400, NULL,
+		    "days=%s: expected a whole number from 1 to 366", q->days);
 	return view_costs(q->s, (int)n);
 }
 
@@ -536,8 +537,8 @@ get_decision(const struct request *q)
 	if (daemon_manager(q->d) == NULL)
 		return error_doc(q->status, 503, NULL, "the daemon is starting; try again");
 	manager_decide(daemon_manager(q->d), &dec);
-	return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "decision",
-	    view_decision(&dec));
+	return json_pack(
+	    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "decision", view_decision(&dec));
 }
 
 /*
@@ -578,10 +579,11 @@ matches(const char *pattern, const char *path, const char **name)
 }
 
 static json_t *
-route(struct daemon *d, struct view_src *s, const char *method, const char *path,
-    const char *days, const char *body, size_t len, unsigned *status)
+route(struct daemon *d, struct view_src *s, const char *method, const char *path, const char *days,
+    const char *body, size_t len, unsigned *status)
 {
-	struct request q = {d, s, NULL, days, body, len, status};
+	struct request q = {
+	    .d = d, .s = s, .days = days, .body = body, .len = len, .status = status};
 	bool known = false;
 
 	*status = 200;

@@ -168,7 +168,9 @@ on_once(const struct pressure_snapshot *s, enum pressure_level previous, void *a
 	{
 		const struct config *cfg = uv_loop_get_data(&r->loop);
 		struct monitor_opts o;
-		struct level_input in = {s->some_pct, s->full_pct, s->available_pct};
+		struct level_input in = {.some_pct = s->some_pct,
+		    .full_pct = s->full_pct,
+		    .available_pct = s->available_pct};
 
 		monitor_opts_from_config(&o, cfg);
 		copy.level = level_target(&o.level, &in, false);

@@ -261,8 +261,8 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 		r.sig[i].data = &r;
 		uv_signal_start(&r.sig[i], on_signal, sigs[i]);
 	}
-	if ((r.emulator && local_emulator_start(&r.loop, &r.clock, &ctx->cfg, NULL, &r.emu,
-	                       &cause) != 0) ||
+	if ((r.emulator &&
+	        local_emulator_start(&r.loop, &r.clock, &ctx->cfg, NULL, &r.emu, &cause) != 0) ||
 	    daemon_new(&r.loop, &o, &r.d, &cause) != 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
 		free(cause);

@@ -229,4 +229,3 @@ gce_instance_body(const struct cloud_instance_spec *s)
 	free(mt);
 	return v;
 }
-

@@ -548,7 +548,8 @@ deliver_zones(struct call *c)
 	size_t i;
 
 	json_array_foreach (c->items, i, it) {
-		const char *name = jx_str(it, "name"), *region = gce_last_segment(jx_str(it, "region"));
+		const char *name = jx_str(it, "name"),
+		           *region = gce_last_segment(jx_str(it, "region"));
 		const char *status = jx_str(it, "status");
 
 		if (name != NULL && region != NULL && strcmp(region, c->region) == 0 &&
@@ -641,10 +642,10 @@ answered(struct call *c, json_t *v)
 		break;
 	}
 	case K_MACHINE: {
-		struct cloud_machine_type mt = {jx_str(v, "name"),
-		    (int)json_integer_value(json_object_get(v, "guestCpus")),
-		    (int)json_integer_value(json_object_get(v, "memoryMb")),
-		    json_is_true(json_object_get(v, "isSharedCpu"))};
+		struct cloud_machine_type mt = {.name = jx_str(v, "name"),
+		    .vcpus = (int)json_integer_value(json_object_get(v, "guestCpus")),
+		    .memory_mb = (int)json_integer_value(json_object_get(v, "memoryMb")),
+		    .shared_core = json_is_true(json_object_get(v, "isSharedCpu"))};
 
 		if (mt.name == NULL || mt.vcpus <= 0 || mt.memory_mb <= 0) {
 			set_error(c, CLOUD_NETWORK, "the answer is not a machine type");
@@ -692,7 +693,8 @@ on_http(const struct http_response *r, void *arg)
 		http_error(c, r);
 		if (c->kind == K_DELETE && r->status == 404) {
 			/* Already gone: what a delete wanted. */
-			struct cloud_op op = {NULL, c->target_zone, "delete", NULL, true, 0, 0};
+			struct cloud_op op = {
+			    .zone = c->target_zone, .type = "delete", .done = true};
 
 			clear_error(c);
 			c->err.attempts = c->attempts;
@@ -727,8 +729,9 @@ gce_create(struct cloud *cl, const struct cloud_instance_spec *s, const char *re
 	struct call *c;
 	json_t *body;
 
-	if (!gce_valid_name(s->name) || !gce_valid_name(s->zone) || !gce_valid_name(s->machine_type) ||
-	    s->image == NULL || request_id == NULL || !uuid_valid(request_id))
+	if (!gce_valid_name(s->name) || !gce_valid_name(s->zone) ||
+	    !gce_valid_name(s->machine_type) || s->image == NULL || request_id == NULL ||
+	    !uuid_valid(request_id))
 		return -EINVAL;
 	c = call_new(g, K_CREATE, (union callback){.op = cb}, arg, deadline_ms);
 	body = gce_instance_body(s);
@@ -809,7 +812,8 @@ gce_destroy(struct cloud *cl, const char *zone, const char *name, const char *re
 	struct gce *g = (struct gce *)cl;
 	struct call *c;
 
-	if (!gce_valid_name(zone) || !gce_valid_name(name) || request_id == NULL || !uuid_valid(request_id))
+	if (!gce_valid_name(zone) || !gce_valid_name(name) || request_id == NULL ||
+	    !uuid_valid(request_id))
 		return -EINVAL;
 	c = call_new(g, K_DELETE, (union callback){.op = cb}, arg, deadline_ms);
 	c->method = "DELETE";

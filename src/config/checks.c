@@ -62,7 +62,8 @@ check_zones(const char *s, char *buf, size_t size)
 const char *
 check_machine_type(const char *s, char *buf, size_t size)
 {
-	return config_matches(s, "^[a-z][a-z0-9]*(-[a-z0-9]+)+$") ? NULL : "not a machine type name";
+	return config_matches(s, "^[a-z][a-z0-9]*(-[a-z0-9]+)+$") ? NULL
+	                                                          : "not a machine type name";
 }
 
 const char *
@@ -98,7 +99,8 @@ check_orphan_policy(const char *s, char *buf, size_t size)
 const char *
 check_image(const char *s, char *buf, size_t size)
 {
-	return config_matches(s, "^(projects/[a-z][-a-z0-9.:]*/)?global/images/(family/)?[a-z][-a-z0-9]*$")
+	return config_matches(
+	           s, "^(projects/[a-z][-a-z0-9.:]*/)?global/images/(family/)?[a-z][-a-z0-9]*$")
 	    ? NULL
 	    : "not an image path";
 }
@@ -247,7 +249,8 @@ const char *
 check_cloudsql(const char *s, char *buf, size_t size)
 {
 	return *s == '\0' ||
-	        config_matches(s, "^([a-z0-9.-]+:)?[a-z][-a-z0-9]*:[a-z]+-[a-z]+[0-9]+:[a-z][-a-z0-9]*$")
+	        config_matches(
+	            s, "^([a-z0-9.-]+:)?[a-z][-a-z0-9]*:[a-z]+-[a-z]+[0-9]+:[a-z][-a-z0-9]*$")
 	    ? NULL
 	    : "not an instance connection name";
 }
@@ -259,4 +262,3 @@ check_log_level(const char *s, char *buf, size_t size)
 
 	return log_parse_level(s, &l) == 0 ? NULL : "not a log level";
 }
-

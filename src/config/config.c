@@ -19,8 +19,7 @@
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 
-
-#define BOOL_ALLOWED "true or false (also yes/no, on/off, 1/0)"
+#define BOOL_ALLOWED    "true or false (also yes/no, on/off, 1/0)"
 
 /* The one table of defaults. ${VAR:-fallback} in a default is expanded at load. */
 const struct key config_keys[] = {
@@ -666,7 +665,7 @@ load_gcloud(struct loader *ld, char **cause)
 		    xasprintf("cannot read gcloud configuration '%s': %s", path, strerror(-error));
 		error = -EINVAL;
 	} else {
-		struct gcloud g = {ld, path};
+		struct gcloud g = {.ld = ld, .path = path};
 
 		ld->callback_said = false;
 		if ((error = ini_parse(text, len, gcloud_key, &g, &line, &why)) != 0) {
@@ -849,7 +848,7 @@ load_defaults(struct config *cfg, char *const *env, char **cause)
 int
 config_load(struct config *cfg, const struct config_args *args, char *const *env, char **cause)
 {
-	struct loader ld = {cfg, env, NULL, false};
+	struct loader ld = {.cfg = cfg, .env = env};
 	const char *file = args != NULL ? args->file : NULL;
 	bool must_exist = file != NULL;
 	char *path = NULL;
@@ -966,4 +965,3 @@ config_free(struct config *cfg)
 	free(cfg->file);
 	memset(cfg, 0, sizeof *cfg);
 }
-

@@ -109,8 +109,12 @@ void
 decide(const struct decide_input *in, struct decision *d)
 {
 	const struct pressure_snapshot *s = in->snap;
-	struct budget_ask ask = {
-	    in->budget, in->spent, in->committed, in->per_hour, in->max_run_s, in->min_run_s};
+	struct budget_ask ask = {.budget = in->budget,
+	    .spent = in->spent,
+	    .committed = in->committed,
+	    .per_hour = in->per_hour,
+	    .max_run_s = in->max_run_s,
+	    .min_run_s = in->min_run_s};
 	struct budget_plan plan;
 	char seen[256], size[32] = "";
 	int64_t kb;

@@ -306,7 +306,7 @@ parse_regex_syntax(struct lexer *lx, struct node **out)
 int
 filter_parse(const char *s, struct filter **out, char **cause)
 {
-	struct lexer lx = {s, s, cause};
+	struct lexer lx = {.start = s, .p = s, .cause = cause};
 	struct filter *f = xcalloc(1, sizeof *f);
 	struct lexer probe = lx;
 	char *first;

@@ -159,7 +159,8 @@ check_disks(struct rq *rq, json_t *body)
 		}
 	}
 	if (boots != 1) {
-		compute_bad_field(rq, "resource.disks", "", "Exactly one boot disk must be specified.");
+		compute_bad_field(
+		    rq, "resource.disks", "", "Exactly one boot disk must be specified.");
 		return -EINVAL;
 	}
 	return 0;
@@ -293,7 +294,8 @@ check_instance(struct rq *rq, struct zone *z, json_t *body, struct spec *sp)
 		return -EINVAL;
 	}
 	if (mt == NULL) {
-		compute_bad_field(rq, "resource.machineType", "", "Machine type must be specified.");
+		compute_bad_field(
+		    rq, "resource.machineType", "", "Machine type must be specified.");
 		return -EINVAL;
 	}
 	if ((sp->machine = machine_type_name(emu, mt, z->name)) == NULL) {
@@ -324,8 +326,9 @@ check_instance(struct rq *rq, struct zone *z, json_t *body, struct spec *sp)
 
 			if (type != NULL && strcmp(type, "ONE_TO_ONE_NAT") != 0 &&
 			    strcmp(type, "DIRECT_IPV6") != 0) {
-				compute_bad_field(rq, "resource.networkInterfaces[0].accessConfigs[0].type",
-				    type, "Must be ONE_TO_ONE_NAT.");
+				compute_bad_field(rq,
+				    "resource.networkInterfaces[0].accessConfigs[0].type", type,
+				    "Must be ONE_TO_ONE_NAT.");
 				return -EINVAL;
 			}
 		}
@@ -604,4 +607,3 @@ out:
 	free(cause);
 	json_decref(body);
 }
-

@@ -102,8 +102,8 @@ struct rq {
 
 struct emulator {
 	uv_loop_t *loop;
-	long fd_limit;      /* RLIMIT_NOFILE, raised to its hard limit at start */
-	bool fds_out_said;  /* guests past it: said once */
+	long fd_limit;     /* RLIMIT_NOFILE, raised to its hard limit at start */
+	bool fds_out_said; /* guests past it: said once */
 	struct clock real_clock;
 	const struct clock *clock;
 	struct httpd *http;

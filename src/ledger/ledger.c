@@ -27,7 +27,6 @@
 #define WAL_KEEP       "65536" /* bytes */
 #define CACHE_KIB      "256"
 
-
 static const char *state_names[VM_STATES] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING",
     "READY", "UNHEALTHY", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED", "ORPHANED"};
 

@@ -273,8 +273,8 @@ ledger_stats(struct ledger *l, struct vm_stats *s)
 	int rc;
 
 	memset(s, 0, sizeof *s);
-	if ((rc = lg_prepare(l, "SELECT state, COUNT(*), SUM(cost) FROM vms GROUP BY state", &st)) !=
-	    0)
+	if ((rc = lg_prepare(
+	         l, "SELECT state, COUNT(*), SUM(cost) FROM vms GROUP BY state", &st)) != 0)
 		return rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		enum vm_state state;

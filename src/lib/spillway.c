@@ -314,7 +314,7 @@ spillway_open(
 	json_t *doc = NULL;
 	int error;
 
-	jx_init();
+	/* jansson's allocator is the host's to choose (jx_init is the CLI's): not set here. */
 	sp->lock = -1;
 	sp->queue = json_array();
 	if (config_load(&sp->cfg, &args, NULL, &cause) != 0) {

@@ -13,7 +13,7 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define IDLE_HANDLES      256 /* a pass keeps this many calls to VMs in flight */
+#define IDLE_HANDLES      256   /* a pass keeps this many calls to VMs in flight */
 #define HTTP_MAX_CONNECTS 20000 /* about the file descriptors a process has */
 
 struct http_client {

@@ -125,7 +125,7 @@ struct level_input
 macos_level_input(
     const struct level_config *c, int vm_level, double compressed_ratio, double available_pct)
 {
-	struct level_input in = {0, 0, available_pct};
+	struct level_input in = {.available_pct = available_pct};
 
 	/* The kernel's own verdict stands for a stall just over the threshold it matches. */
 	if (vm_level >= 4)

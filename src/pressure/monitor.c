@@ -20,7 +20,7 @@
 #define HISTORY              64
 #define CAP_SYS_RESOURCE_BIT 24
 
-struct consumer {
+struct listener {
 	monitor_cb *cb;
 	void *arg;
 	bool level; /* level changes, or every sample */
@@ -46,7 +46,7 @@ struct monitor {
 	size_t nhistory, head; /* a ring: head is the next slot */
 	struct level_state state;
 	struct pressure_snapshot snap;
-	struct consumer *consumers;
+	struct listener *consumers;
 	size_t nconsumers;
 	long samples, events;
 	/* replay */
@@ -159,7 +159,7 @@ process(struct monitor *m, const struct pressure_sample *s)
 {
 	const struct pressure_sample *base;
 	struct pressure_snapshot *snap = &m->snap;
-	struct level_input in = {0, 0, -1};
+	struct level_input in = {.available_pct = -1};
 	enum pressure_level previous = m->state.level;
 	int64_t dt;
 
@@ -570,14 +570,14 @@ void
 monitor_on_level(struct monitor *m, monitor_cb *cb, void *arg)
 {
 	m->consumers = xreallocarray(m->consumers, m->nconsumers + 1, sizeof *m->consumers);
-	m->consumers[m->nconsumers++] = (struct consumer){cb, arg, true};
+	m->consumers[m->nconsumers++] = (struct listener){.cb = cb, .arg = arg, .level = true};
 }
 
 void
 monitor_on_sample(struct monitor *m, monitor_cb *cb, void *arg)
 {
 	m->consumers = xreallocarray(m->consumers, m->nconsumers + 1, sizeof *m->consumers);
-	m->consumers[m->nconsumers++] = (struct consumer){cb, arg, false};
+	m->consumers[m->nconsumers++] = (struct listener){.cb = cb, .arg = arg, .level = false};
 }
 
 const struct pressure_snapshot *
@@ -698,7 +698,8 @@ pressure_glance(const struct config *cfg, struct pressure_snapshot *s)
 	    : xstrdup("/proc/pressure/memory");
 	if ((error = read_file(path, 1 << 12, &text, NULL)) == 0 &&
 	    (error = psi_parse(text, &psi)) == 0) {
-		struct level_input in = {psi.some.avg10, psi.full.avg10, s->available_pct};
+		struct level_input in = {
+		    .some_pct = psi.some.avg10, .full_pct = psi.full.avg10, .available_pct = s->available_pct};
 
 		s->some_pct = s->some_avg10 = psi.some.avg10;
 		s->full_pct = s->full_avg10 = psi.full.avg10;

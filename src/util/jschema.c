@@ -236,7 +236,7 @@ int
 jschema_validate(const json_t *schemas, const char *type, const json_t *value, const char *root,
     int flags, char **cause)
 {
-	struct ctx c = {schemas, flags, BUF_INIT(4096), cause};
+	struct ctx c = {.schemas = schemas, .flags = flags, .path = BUF_INIT(4096), .cause = cause};
 	json_t *ref = json_pack("{s:s}", "$ref", type);
 	int error;
 

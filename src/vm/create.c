@@ -29,7 +29,6 @@
 static bool transient(enum cloud_errc);
 static void on_inserted(const struct cloud_error *, const struct cloud_op *, void *);
 
-
 static bool
 zone_skipped(struct manager *m, const char *zone)
 {
@@ -122,7 +121,6 @@ cool_down(struct manager *m, const char *why)
 }
 
 /* --- termination --- */
-
 
 /*
  * What became of the insert of a VM given up before it ran: DONE before the
@@ -321,8 +319,6 @@ vm_metadata_check(const json_t *asked, char *out, size_t size, char *why, size_t
 	return 0;
 }
 
-
-
 static void
 after_call(struct mvm *v)
 {
@@ -354,7 +350,7 @@ on_got(const struct cloud_error *e, const struct cloud_instance *in, void *arg)
 void
 give_up_create(struct mvm *v, const char *why)
 {
-	struct cloud_error e = {CLOUD_DEADLINE, 0, NULL, why, NULL, NULL, 0, 0};
+	struct cloud_error e = {.code = CLOUD_DEADLINE, .message = why};
 
 	back_off(v->m, &e, v->rec.name);
 	v->gave_up_ms = now_ms(v->m);
@@ -368,7 +364,8 @@ create_failed(struct mvm *v, const struct cloud_error *e)
 	struct manager *m = v->m;
 	char *text = cloud_error_text(e);
 
-	if (e->code == CLOUD_STOCKOUT && !rules_past_create_deadline(v->m->cfg, &v->rec, now_ms(v->m))) {
+	if (e->code == CLOUD_STOCKOUT &&
+	    !rules_past_create_deadline(v->m->cfg, &v->rec, now_ms(v->m))) {
 		const char *zone;
 
 		skip_zone(m, e->zone != NULL ? e->zone : v->rec.zone, text);
@@ -441,7 +438,8 @@ on_inserted(const struct cloud_error *e, const struct cloud_op *op, void *arg)
 		 * DONE operation is a VM that ran (or an error); one still running is
 		 * an insert that takes effect only now, too late.
 		 */
-		if (rules_past_create_deadline(v->m->cfg, &v->rec, now_ms(v->m)) && !op->done && v->terminate_after == NULL)
+		if (rules_past_create_deadline(v->m->cfg, &v->rec, now_ms(v->m)) && !op->done &&
+		    v->terminate_after == NULL)
 			give_up_create(v, "the insert took effect only after the create deadline");
 		else if (v->terminate_after == NULL) {
 			v->busy = true;
@@ -508,8 +506,8 @@ send_insert(struct mvm *v)
 	if (jx_parse(v->rec.metadata, strlen(v->rec.metadata), &asked, NULL) == 0)
 		json_object_foreach (asked, key, value)
 			if (nmetadata < nitems(metadata) && json_is_string(value))
-				metadata[nmetadata++] =
-				    (struct cloud_kv){key, json_string_value(value)};
+				metadata[nmetadata++] = (struct cloud_kv){
+				    .key = key, .value = json_string_value(value)};
 	s.nmetadata = nmetadata;
 	if (v->rec.state == VM_REQUESTED)
 		set_state(v, VM_CREATING, "sending the insert");
@@ -518,7 +516,7 @@ send_insert(struct mvm *v)
 	if (m->o.cloud->ops->create(m->o.cloud, &s, v->rec.request_id, now_ms(m) + CALL_DEADLINE_MS,
 	        on_inserted, v) != 0) {
 		struct cloud_error e = {
-		    CLOUD_INVALID, 0, NULL, "the insert could not be sent", NULL, NULL, 0, 0};
+		    .code = CLOUD_INVALID, .message = "the insert could not be sent"};
 
 		v->busy = false;
 		create_failed(v, &e);
@@ -553,8 +551,10 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 {
 	char why[512];
 	const struct config *cfg = m->cfg;
-	struct reserve_rules rules = {cfg->daily_budget, (int)cfg->max_concurrent,
-	    (int64_t)(cfg->max_lifetime_hours * 3600), (int64_t)(cfg->min_run_minutes * 60)};
+	struct reserve_rules rules = {.budget = cfg->daily_budget,
+	    .max_concurrent = (int)cfg->max_concurrent,
+	    .max_run_s = (int64_t)(cfg->max_lifetime_hours * 3600),
+	    .min_run_s = (int64_t)(cfg->min_run_minutes * 60)};
 	struct vm_record rec;
 	struct budget_plan plan;
 	const char *zone = next_zone(m, NULL);
@@ -593,12 +593,14 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 	snprintf(name, namelen, "%s", rec.name);
 	v = add_vm(m, &rec);
 	{
-		struct manager_event e = {MEV_STATE, now_ms(m), &v->rec, -1, reason, NULL, NULL, 0};
+		struct manager_event e = {.kind = MEV_STATE,
+		    .t_ms = now_ms(m),
+		    .vm = &v->rec,
+		    .from = -1,
+		    .reason = reason};
 
 		emit(m, &e);
 	}
 	send_insert(v);
 	return 0;
 }
-
-

@@ -48,11 +48,7 @@ struct daemon {
 	struct trace trace;
 	struct manager *manager;
 	struct hooks *hooks;
-	struct consumer {
-		manager_event_cb *cb;
-		void *arg;
-	} consumers[4]; /* besides o.on_event: the control API's */
-	int nconsumers;
+	struct manager_listeners listeners; /* besides o.on_event: the control API's */
 	bool started;
 	/*
 	 * What start-up and stop say to the caller is said from this timer, at
@@ -175,8 +171,7 @@ on_event(const struct manager_event *e, void *arg)
 	}
 	if (d->o.on_event != NULL)
 		d->o.on_event(e, d->o.event_arg);
-	for (int i = 0; i < d->nconsumers; i++)
-		d->consumers[i].cb(e, d->consumers[i].arg);
+	manager_listeners_emit(&d->listeners, e);
 }
 
 void
@@ -200,9 +195,7 @@ daemon_ask_stop(struct daemon *d, bool keep, bool *kept)
 void
 daemon_on_event(struct daemon *d, manager_event_cb *cb, void *arg)
 {
-	if (d->nconsumers == (int)(sizeof d->consumers / sizeof d->consumers[0]))
-		fatalx("daemon: too many event consumers");
-	d->consumers[d->nconsumers++] = (struct consumer){cb, arg};
+	manager_listeners_add(&d->listeners, cb, arg);
 }
 
 const struct pressure_snapshot *
@@ -396,14 +389,12 @@ static void
 resolve_zones(struct daemon *d)
 {
 	if (*d->cfg->fallback_zones != '\0') {
-		on_zones(
-		    &(struct cloud_error){CLOUD_OK, 0, NULL, NULL, NULL, NULL, 0, 0}, NULL, 0, d);
+		on_zones(&(struct cloud_error){.code = CLOUD_OK}, NULL, 0, d);
 		return;
 	}
 	if (d->conn.cloud->ops->zones(
 	        d->conn.cloud, d->cfg->region, clock_now_ms(d->o.clock) + 60000, on_zones, d) != 0)
-		on_zones(
-		    &(struct cloud_error){CLOUD_INVALID, 0, NULL, "not a region", NULL, NULL, 0, 0},
+		on_zones(&(struct cloud_error){.code = CLOUD_INVALID, .message = "not a region"},
 		    NULL, 0, d);
 }
 
@@ -799,6 +790,7 @@ daemon_free(struct daemon *d)
 	free(d->catalog_source);
 	str_list_free(d->zones);
 	str_list_free(d->env);
+	manager_listeners_free(&d->listeners);
 	uv_close((uv_handle_t *)&d->notify, daemon_release);
 }
 

@@ -34,7 +34,7 @@ struct daemon_opts {
 	 * configuration's place, on every reload too. NULL: as configured.
 	 */
 	const struct daemon_cloud *cloud_at;
-	bool keep; /* leave the VMs at shutdown */
+	bool keep;           /* leave the VMs at shutdown */
 	bool passive;        /* no decisions or rules: only what is asked (manager_opts.passive) */
 	const char *replay;  /* a pressure trace instead of the live monitor */
 	double replay_speed; /* 0: the clock's own pace */

@@ -43,11 +43,6 @@ struct mvm {
 	struct mvm *next;
 };
 
-struct consumer {
-	manager_event_cb *cb;
-	void *arg;
-};
-
 struct skip {
 	char zone[64];
 	int64_t until;
@@ -101,8 +96,7 @@ struct manager {
 	int vcpus, memory_mb;
 	char price_why[256];
 	char last_rule[16];
-	struct consumer *consumers;
-	size_t nconsumers;
+	struct manager_listeners listeners;
 	/* shutdown */
 	bool stopping;
 	int64_t stop_deadline_ns;
@@ -137,8 +131,8 @@ const char *next_zone(struct manager *, const char *after);
 int zones_available(struct manager *);
 void skip_zone(struct manager *, const char *zone, const char *why);
 void cool_down(struct manager *, const char *why);
-int create_vm(struct manager *, const char *components, const char *reason,
-    const char *metadata, double confidence, char *name, size_t namelen, struct decision *no);
+int create_vm(struct manager *, const char *components, const char *reason, const char *metadata,
+    double confidence, char *name, size_t namelen, struct decision *no);
 void send_insert(struct mvm *);
 void send_delete(struct mvm *);
 void terminate(struct mvm *, const char *reason, enum vm_state end);

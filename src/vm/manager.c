@@ -17,21 +17,40 @@
 #define SHUTDOWN_POLL_MS 100
 
 void
+manager_listeners_add(struct manager_listeners *l, manager_event_cb *cb, void *arg)
+{
+	l->v = xreallocarray(l->v, l->n + 1, sizeof *l->v);
+	l->v[l->n++] = (struct manager_listener){.cb = cb, .arg = arg};
+}
+
+void
+manager_listeners_emit(const struct manager_listeners *l, const struct manager_event *e)
+{
+	for (size_t i = 0; i < l->n; i++)
+		l->v[i].cb(e, l->v[i].arg);
+}
+
+void
+manager_listeners_free(struct manager_listeners *l)
+{
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+void
 emit(struct manager *m, const struct manager_event *e)
 {
-	for (size_t i = 0; i < m->nconsumers; i++)
-		m->consumers[i].cb(e, m->consumers[i].arg);
+	manager_listeners_emit(&m->listeners, e);
 }
 
 void
 manager_on_event(struct manager *m, manager_event_cb *cb, void *arg)
 {
-	m->consumers = xreallocarray(m->consumers, m->nconsumers + 1, sizeof *m->consumers);
-	m->consumers[m->nconsumers++] = (struct consumer){cb, arg};
+	manager_listeners_add(&m->listeners, cb, arg);
 }
 
 /* --- states --- */
-
 
 /*
  * The components are on a VM exactly while it is READY: the application hears
@@ -42,8 +61,11 @@ void
 announce(struct mvm *v, enum vm_state from, const char *reason)
 {
 	bool ready = v->rec.state == VM_READY;
-	struct manager_event e = {
-	    ready ? MEV_READY : MEV_GONE, now_ms(v->m), &v->rec, (int)from, reason, NULL, NULL, 0};
+	struct manager_event e = {.kind = ready ? MEV_READY : MEV_GONE,
+	    .t_ms = now_ms(v->m),
+	    .vm = &v->rec,
+	    .from = (int)from,
+	    .reason = reason};
 	char why[sizeof v->rec.end_reason + 16];
 
 	if (ready == v->announced)
@@ -64,7 +86,11 @@ set_state(struct mvm *v, enum vm_state to, const char *reason)
 {
 	struct manager *m = v->m;
 	enum vm_state from = v->rec.state;
-	struct manager_event e = {MEV_STATE, now_ms(m), &v->rec, (int)from, reason, NULL, NULL, 0};
+	struct manager_event e = {.kind = MEV_STATE,
+	    .t_ms = now_ms(m),
+	    .vm = &v->rec,
+	    .from = (int)from,
+	    .reason = reason};
 
 	if (from == to)
 		return;
@@ -196,7 +222,7 @@ void
 consider(struct manager *m)
 {
 	struct decision d;
-	struct manager_event e = {MEV_DECISION, now_ms(m), NULL, 0, NULL, &d, NULL, 0};
+	struct manager_event e = {.kind = MEV_DECISION, .t_ms = now_ms(m), .decision = &d};
 	char name[64];
 
 	if (m->stopping || m->o.passive || m->level < PRESSURE_HIGH)
@@ -265,7 +291,6 @@ manager_terminate(struct manager *m, const char *name, const char *reason)
 	terminate(v, reason, VM_TERMINATED);
 	return 0;
 }
-
 
 static bool
 priced_alike(const struct config *a, const struct config *b)
@@ -343,7 +368,8 @@ manager_pressure(struct manager *m, const struct pressure_snapshot *s, enum pres
 
 	m->snap = *s;
 	if (s->level != m->level) {
-		struct manager_event e = {MEV_PRESSURE, now, NULL, 0, NULL, NULL, &m->snap, prev};
+		struct manager_event e = {
+		    .kind = MEV_PRESSURE, .t_ms = now, .snap = &m->snap, .previous = prev};
 
 		/* From rest: the sweep now, before a VM may be wanted. */
 		if (m->level == PRESSURE_NORMAL && s->level > PRESSURE_NORMAL && !m->passing &&
@@ -516,7 +542,7 @@ manager_release(uv_handle_t *h)
 	}
 	forget_pass(m);
 	records_free(m->records);
-	free(m->consumers);
+	manager_listeners_free(&m->listeners);
 	free(m);
 }
 

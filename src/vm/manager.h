@@ -69,6 +69,18 @@ struct manager_event {
 
 typedef void manager_event_cb(const struct manager_event *, void *arg);
 
+/* Who hears events, in the order they asked: the manager's, and the daemon's that relays them. */
+struct manager_listeners {
+	struct manager_listener {
+		manager_event_cb *cb;
+		void *arg;
+	} * v;
+	size_t n;
+};
+void manager_listeners_add(struct manager_listeners *, manager_event_cb *, void *arg);
+void manager_listeners_emit(const struct manager_listeners *, const struct manager_event *);
+void manager_listeners_free(struct manager_listeners *);
+
 struct manager;
 
 int manager_new(uv_loop_t *, const struct manager_opts *, struct manager **, char **cause);

@@ -199,8 +199,8 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 		case VM_REQUESTED:
 		case VM_CREATING:
 		case VM_PROVISIONING:
-			rules_judge(m->cfg, &v->rec, &(struct rules_seen){.status = status}, now,
-			    &verdict);
+			rules_judge(
+			    m->cfg, &v->rec, &(struct rules_seen){.status = status}, now, &verdict);
 			if (strcmp(status, "RUNNING") == 0)
 				set_state(v, VM_BOOTING, "it runs");
 			else if (verdict.kind == VERDICT_GIVE_UP)
@@ -459,8 +459,7 @@ on_listed(const struct cloud_error *e, const struct cloud_instance *list, size_t
 	m->counts.api_calls += (long)str_list_len((char *const *)m->o.zones);
 	if (m->o.cloud->ops->preemptions(m->o.cloud, m->o.zones, m->preempt_since,
 	        now_ms(m) + CALL_DEADLINE_MS, on_preemptions, m) != 0)
-		on_preemptions(
-		    &(struct cloud_error){CLOUD_INVALID, 0, NULL, "not sent", NULL, NULL, 0, 0},
+		on_preemptions(&(struct cloud_error){.code = CLOUD_INVALID, .message = "not sent"},
 		    NULL, 0, m);
 }
 
@@ -482,8 +481,14 @@ on_machine_type(const struct cloud_error *e, const struct cloud_machine_type *mt
 		return;
 	}
 	{
-		struct price_query q = {cfg->machine_type, cfg->region, cfg->use_spot, mt->vcpus,
-		    mt->memory_mb, (int)cfg->disk_gb, cfg->disk_type, true};
+		struct price_query q = {.machine_type = cfg->machine_type,
+		    .region = cfg->region,
+		    .spot = cfg->use_spot,
+		    .vcpus = mt->vcpus,
+		    .memory_mb = mt->memory_mb,
+		    .disk_gb = (int)cfg->disk_gb,
+		    .disk_type = cfg->disk_type,
+		    .external_ip = true};
 		struct price p;
 
 		if (price_lookup(m->o.catalog, &q, &p, &cause) != 0) {

@@ -70,8 +70,7 @@ running(const struct config *cfg, const struct vm_record *r, int64_t now, struct
 		/* Idle is its backend unused since READY, never local calm: offloading is
 		 * what calms the workstation. */
 		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
-		    "idle: its backend unused for %.0f min",
-		    cfg->idle_timeout_minutes);
+		    "idle: its backend unused for %.0f min", cfg->idle_timeout_minutes);
 	}
 }
 

@@ -23,7 +23,7 @@
 
 /* What was seen of a VM besides its record. */
 struct rules_seen {
-	const char *status; /* the cloud's status in this pass's list; NULL: not listed */
+	const char *status;  /* the cloud's status in this pass's list; NULL: not listed */
 	int64_t progress_ms; /* booting: when its install was last seen to move; 0: never */
 };
 
@@ -35,9 +35,9 @@ enum verdict_kind {
 
 struct verdict {
 	enum verdict_kind kind;
-	enum vm_state end;  /* VERDICT_END: FAILED or TERMINATED */
-	bool replace_now;   /* no cooldown before another VM: this one failed its user */
-	char reason[256];   /* the rule and its numbers, for the ledger and the events */
+	enum vm_state end; /* VERDICT_END: FAILED or TERMINATED */
+	bool replace_now;  /* no cooldown before another VM: this one failed its user */
+	char reason[256];  /* the rule and its numbers, for the ledger and the events */
 };
 
 /* Past the create deadline: a VM that does not run by now is given up. */

@@ -102,7 +102,8 @@ op_by(const struct scripted *s, const char *request_id, const char *name)
 
 /* A call: its answer queued, or its scripted error. Returns the answer to fill, or NULL. */
 static struct answer *
-call(struct scripted *s, enum sc_call kind, union sc_cb cb, void *arg, int64_t deadline, bool *effect)
+call(struct scripted *s, enum sc_call kind, union sc_cb cb, void *arg, int64_t deadline,
+    bool *effect)
 {
 	struct answer *a = xcalloc(1, sizeof *a), **tail = &s->answers;
 
@@ -194,8 +195,8 @@ snapshot(const struct scripted *s, const char *only, size_t *n)
 }
 
 static int
-sc_get(struct cloud *c, const char *zone, const char *name, int64_t deadline,
-    cloud_instance_cb *cb, void *arg)
+sc_get(struct cloud *c, const char *zone, const char *name, int64_t deadline, cloud_instance_cb *cb,
+    void *arg)
 {
 	struct scripted *s = (struct scripted *)c;
 	bool effect;
@@ -268,8 +269,8 @@ sc_destroy(struct cloud *c, const char *zone, const char *name, const char *requ
 }
 
 static int
-sc_wait(struct cloud *c, const char *zone, const char *op, int64_t deadline, cloud_op_cb *cb,
-    void *arg)
+sc_wait(
+    struct cloud *c, const char *zone, const char *op, int64_t deadline, cloud_op_cb *cb, void *arg)
 {
 	struct scripted *s = (struct scripted *)c;
 	bool effect;
@@ -286,7 +287,8 @@ sc_preemptions(struct cloud *c, const char *const *zones, int64_t since, int64_t
 {
 	struct scripted *s = (struct scripted *)c;
 	bool effect;
-	struct answer *a = call(s, SC_PREEMPTIONS, (union sc_cb){.ops = cb}, arg, deadline, &effect);
+	struct answer *a =
+	    call(s, SC_PREEMPTIONS, (union sc_cb){.ops = cb}, arg, deadline, &effect);
 
 	(void)zones;
 	if (!effect)
@@ -431,7 +433,7 @@ answer(struct scripted *s, struct answer *a)
 	case SC_MACHINE:
 		a->cb.mt(&e,
 		    &(struct cloud_machine_type){
-			.name = "e2-highmem-4", .vcpus = 4, .memory_mb = 32768},
+		        .name = "e2-highmem-4", .vcpus = 4, .memory_mb = 32768},
 		    a->arg);
 		break;
 	case SC_ZONES: {

@@ -25,8 +25,17 @@
 #include "cloud/provider.h"
 #include "util/clock.h"
 
-enum sc_call { SC_CREATE, SC_GET, SC_LIST, SC_DESTROY, SC_WAIT, SC_PREEMPTIONS, SC_MACHINE,
-	SC_ZONES, SC_NCALLS };
+enum sc_call {
+	SC_CREATE,
+	SC_GET,
+	SC_LIST,
+	SC_DESTROY,
+	SC_WAIT,
+	SC_PREEMPTIONS,
+	SC_MACHINE,
+	SC_ZONES,
+	SC_NCALLS
+};
 
 struct scripted;
 

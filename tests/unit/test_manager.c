@@ -80,8 +80,8 @@ pass_now(struct world *w)
 static void
 load(struct world *w, const char *const *sets)
 {
-	const char *base[24] = {"gcp.project=spillway-test", "gcp.zone=us-central1-a",
-	    "daemon.owner=test", NULL};
+	const char *base[24] = {
+	    "gcp.project=spillway-test", "gcp.zone=us-central1-a", "daemon.owner=test", NULL};
 	struct config_args a = {NULL, base};
 	size_t n = 3;
 	char *cause = NULL;
@@ -394,8 +394,8 @@ test_preempted(void **state_)
 	assert_int_equal(record(w, "spillway-a").ended_ms, T0 + 10000);
 	n = manager_backoffs(w->m, b, 8);
 	for (size_t i = 0; i < n; i++)
-		skipped |= strcmp(b[i].rule, "stockout") == 0 &&
-		    strcmp(b[i].zone, "us-central1-a") == 0;
+		skipped |=
+		    strcmp(b[i].rule, "stockout") == 0 && strcmp(b[i].zone, "us-central1-a") == 0;
 	assert_true(skipped);
 	world_free(w);
 }
