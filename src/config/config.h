@@ -84,6 +84,7 @@ struct config {
 	int64_t retry_cap_ms;
 	int64_t retry_attempts;
 	char *state_dir;
+	int64_t retention_days; /* 0: keep every record */
 	char *socket_path;
 	char *log_level;
 	/* pressure */

@@ -21,7 +21,7 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define BUSY_MS        10000
 #define WAL_PAGES      "32"    /* 128 KiB of 4 KiB pages */
 #define WAL_KEEP       "65536" /* bytes */
@@ -127,6 +127,11 @@ static const char *migrations[] = {
     "CREATE TABLE budget_days4 (day TEXT PRIMARY KEY, budget REAL NOT NULL CHECK (budget >= 0));"
     "INSERT INTO budget_days4 SELECT day, MAX(budget, 0) FROM budget_days;"
     "DROP TABLE budget_days; ALTER TABLE budget_days4 RENAME TO budget_days;",
+    /* 5: VMs past ledger.retention_days, summarised per day: their money and their outcomes */
+    "CREATE TABLE archive (day TEXT PRIMARY KEY,"
+    " amount REAL NOT NULL DEFAULT 0 CHECK (amount >= 0),"
+    " terminated INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
+    " preempted INTEGER NOT NULL DEFAULT 0);",
 };
 
 /*

@@ -142,6 +142,14 @@ int ledger_spent(struct ledger *, int64_t now, double *spent);
 /* What alive VMs can still cost until their hard stop (in flight: their whole reservation). */
 int ledger_committed(struct ledger *, int64_t now, double *committed);
 int ledger_stats(struct ledger *, struct vm_stats *);
+/*
+ * Retention: VMs ended more than `days` ago (their cost closed) are
+ * summarised per day (their money, how they ended) and their rows and events
+ * deleted, with the daemon's own events as old: the ledger's size, and what
+ * SQLite caches of it, stay bounded. Totals and per-day costs are unchanged.
+ * One transaction. *pruned: how many VMs.
+ */
+int ledger_prune(struct ledger *, int64_t now, int days, int *pruned);
 int ledger_price(struct ledger *, const char *machine_type, const char *region, bool spot,
     double per_hour, const char *effective, const char *source, int64_t now);
 

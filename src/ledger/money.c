@@ -61,7 +61,10 @@ static int
 spent_on(struct ledger *l, const char *day, const struct vm_record *list, size_t n, int64_t now,
     double *out)
 {
-	int error = sum(l, "SELECT COALESCE(SUM(amount), 0) FROM costs WHERE day = ?", day, out);
+	int error = sum(l,
+	    "SELECT COALESCE((SELECT SUM(amount) FROM costs WHERE day = ?1), 0) +"
+	    " COALESCE((SELECT amount FROM archive WHERE day = ?1), 0)",
+	    day, out);
 
 	for (size_t i = 0; error == 0 && i < n; i++)
 		*out += accrued_on(&list[i], day, now);
@@ -299,7 +302,121 @@ ledger_stats(struct ledger *l, struct vm_stats *s)
 	}
 	rc = rc == SQLITE_DONE ? 0 : lg_failed(l, rc);
 	sqlite3_finalize(st);
+	if (rc != 0)
+		return rc;
+	/* What retention summarised: its money and its outcomes, per day. */
+	if ((rc = lg_prepare(l,
+	         "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(terminated), 0),"
+	         " COALESCE(SUM(failed), 0), COALESCE(SUM(preempted), 0) FROM archive",
+	         &st)) != 0)
+		return rc;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		s->total_cost += sqlite3_column_double(st, 0);
+		s->terminated += sqlite3_column_int(st, 1);
+		s->failed += sqlite3_column_int(st, 2);
+		s->preempted += sqlite3_column_int(st, 3);
+		s->created += sqlite3_column_int(st, 1) + sqlite3_column_int(st, 3);
+		rc = 0;
+	} else {
+		rc = lg_failed(l, rc);
+	}
+	sqlite3_finalize(st);
 	return rc;
+}
+
+/* One VM past retention into the day's summary, then gone: its costs, its events, its row. */
+static int
+archive_vm(struct ledger *l, const char *name, enum vm_state state, int64_t requested_ms)
+{
+	char day[DAY_LEN];
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = lg_prepare(l,
+	         "INSERT INTO archive (day, amount) SELECT day, SUM(amount) FROM costs WHERE vm = ?"
+	         " GROUP BY day ON CONFLICT (day) DO UPDATE SET amount = amount + excluded.amount",
+	         &st)) != 0)
+		return rc;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	if ((rc = lg_step_done(l, st)) != 0)
+		return rc;
+	cost_day(requested_ms, day);
+	if ((rc = lg_prepare(l,
+	         "INSERT INTO archive (day, terminated, failed, preempted) VALUES (?, ?, ?, ?)"
+	         " ON CONFLICT (day) DO UPDATE SET terminated = terminated + excluded.terminated,"
+	         " failed = failed + excluded.failed, preempted = preempted + excluded.preempted",
+	         &st)) != 0)
+		return rc;
+	sqlite3_bind_text(st, 1, day, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 2, state == VM_TERMINATED);
+	sqlite3_bind_int(st, 3, state == VM_FAILED);
+	sqlite3_bind_int(st, 4, state == VM_PREEMPTED);
+	if ((rc = lg_step_done(l, st)) != 0)
+		return rc;
+	for (int i = 0; i < 3; i++) {
+		static const char *const sql[] = {"DELETE FROM costs WHERE vm = ?",
+		    "DELETE FROM events WHERE vm = ?", "DELETE FROM vms WHERE name = ?"};
+
+		if ((rc = lg_prepare(l, sql[i], &st)) != 0)
+			return rc;
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+		if ((rc = lg_step_done(l, st)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+ledger_prune(struct ledger *l, int64_t now, int days, int *pruned)
+{
+	int64_t cutoff = now - (int64_t)days * 86400000;
+	sqlite3_stmt *st;
+	struct {
+		char name[64];
+		enum vm_state state;
+		int64_t requested_ms;
+	} *old = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	*pruned = 0;
+	if ((rc = lg_exec(l, "BEGIN IMMEDIATE")) != 0)
+		return rc;
+	/* Ended, its cost closed, and nothing about it since the cutoff. */
+	if ((rc = lg_prepare(l,
+	         "SELECT name, state, requested_ms FROM vms WHERE state IN"
+	         " ('TERMINATED', 'FAILED', 'PREEMPTED') AND (cost_closed = 1 OR state = 'FAILED')"
+	         " AND state_ms < ?1 AND ended_ms < ?1",
+	         &st)) != 0)
+		return lg_rollback(l, rc);
+	sqlite3_bind_int64(st, 1, cutoff);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *name = sqlite3_column_text(st, 0);
+
+		if (n == cap)
+			old = xreallocarray(old, cap = cap ? 2 * cap : 64, sizeof *old);
+		snprintf(old[n].name, sizeof old[n].name, "%s", name ? (const char *)name : "");
+		if (vm_state_parse((const char *)sqlite3_column_text(st, 1), &old[n].state) != 0)
+			continue;
+		old[n++].requested_ms = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	rc = rc == SQLITE_DONE ? 0 : lg_failed(l, rc);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = archive_vm(l, old[i].name, old[i].state, old[i].requested_ms);
+	/* The daemon's own events and prices as old go too; the money stays, summarised. */
+	if (rc == 0 && (rc = lg_prepare(l,
+	                    "DELETE FROM events WHERE vm = '-' AND t_ms < ?1;", &st)) == 0) {
+		sqlite3_bind_int64(st, 1, cutoff);
+		rc = lg_step_done(l, st);
+	}
+	free(old);
+	if (rc != 0)
+		return lg_rollback(l, rc);
+	if ((rc = lg_exec(l, "COMMIT")) != 0)
+		return lg_rollback(l, rc);
+	*pruned = (int)n;
+	return 0;
 }
 
 int

@@ -69,6 +69,7 @@ struct manager {
 	int64_t pass_started_ns;
 	int64_t list_sent_ms; /* when the pass's list was asked: what ended since is newer */
 	int64_t preempt_since;
+	int64_t retained_ms; /* when the ledger's retention last ran */
 	/* The pass's instances and preemptions, sorted by name, while it runs. */
 	struct cloud_seen *listed;
 	bool *claimed; /* listed[i] is a VM the ledger has alive */

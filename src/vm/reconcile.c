@@ -568,6 +568,24 @@ ask_price(struct manager *m)
 		m->price_asked = false;
 }
 
+/* Once a day (and at the first pass), what is past ledger.retention_days is summarised. */
+static void
+retain(struct manager *m)
+{
+	int64_t now = now_ms(m);
+	int pruned;
+
+	if (m->cfg->retention_days <= 0 || m->o.passive ||
+	    (m->retained_ms > 0 && now - m->retained_ms < 86400000))
+		return;
+	m->retained_ms = now;
+	if (ledger_prune(m->o.ledger, now, (int)m->cfg->retention_days, &pruned) != 0)
+		log_warnx("the ledger keeps its old records for now: %s", ledger_error(m->o.ledger));
+	else if (pruned > 0)
+		log_info("ledger: %d VM%s ended over %lld days ago summarised per day", pruned,
+		    pruned == 1 ? "" : "s", (long long)m->cfg->retention_days);
+}
+
 void
 pass(struct manager *m)
 {
@@ -577,8 +595,10 @@ pass(struct manager *m)
 	m->pass_started_ns = monotonic_ns();
 	check_ledger(m);
 	/* What the ledger could not take before, first; then the WAL is cut back. */
-	if (records_flush(m->records, now_ms(m)) == 0)
+	if (records_flush(m->records, now_ms(m)) == 0) {
+		retain(m);
 		ledger_checkpoint(m->o.ledger);
+	}
 	ask_price(m);
 	m->counts.api_calls += (long)str_list_len((char *const *)m->o.zones);
 	m->list_sent_ms = now_ms(m);

@@ -537,7 +537,7 @@ test_ledger_migration_repairs(void **state)
 	    "DROP TABLE costs; ALTER TABLE c3 RENAME TO costs;"
 	    "UPDATE vms SET per_hour = -36.97, cost = -30.84;"
 	    "INSERT INTO costs VALUES ('spillway-a', '2026-11-27', -30.84);"
-	    "PRAGMA user_version = 3;");
+	    "DROP TABLE archive; PRAGMA user_version = 3;");
 	assert_int_equal(ledger_open(dir, &l, &cause), 0);
 	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);
 	assert_true(got.per_hour == 0 && got.cost == 0);
@@ -771,6 +771,79 @@ test_ledger_two_processes(void **state)
 	free(dir);
 }
 
+/* A VM that ran from `start` for `run_ms`, ended (TERMINATED, its cost closed) with an event. */
+static void
+ran(struct ledger *l, const char *name, int64_t start, int64_t run_ms)
+{
+	struct vm_record v = intent(name, 0.06);
+	int64_t s = start, e = start + run_ms;
+	double total;
+
+	v.state = VM_READY;
+	v.requested_ms = v.state_ms = start - 60000;
+	v.started_ms = start;
+	assert_int_equal(ledger_save(l, &v, -1, "created", start - 60000), 0);
+	assert_int_equal(ledger_close_cost(l, name, 0.06, &s, &e, true, false, &total), 0);
+	assert_int_equal(ledger_get(l, name, &v), 0);
+	v.state = VM_TERMINATED;
+	v.ended_ms = v.state_ms = start + run_ms;
+	assert_int_equal(ledger_save(l, &v, VM_READY, "idle", start + run_ms), 0);
+}
+
+/*
+ * Retention: a VM ended 100 days ago is summarised (its row and events go),
+ * one ended yesterday stays, and the totals and the days' costs are what
+ * they were.
+ */
+static void
+test_ledger_retention(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL;
+	int64_t now = local_ms(2026, 11, 27, 12, 0, 0), old = now - 100 * 24 * H;
+	struct vm_stats before, after;
+	struct day_cost *d0, *d1;
+	struct ledger_event *ev;
+	struct vm_record got;
+	struct ledger *l;
+	int n0, n1, pruned;
+	size_t nev;
+
+	(void)state;
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	ran(l, "spillway-old", old, 2 * H);
+	ran(l, "spillway-new", now - 24 * H, 3 * H);
+	assert_int_equal(ledger_stats(l, &before), 0);
+	assert_int_equal(ledger_days(l, now, 120, &d0, &n0), 0);
+	assert_int_equal(ledger_prune(l, now, 90, &pruned), 0);
+	assert_int_equal(pruned, 1);
+	assert_int_equal(ledger_get(l, "spillway-old", &got), -ENOENT);
+	assert_int_equal(ledger_events(l, "spillway-old", 100, &ev, &nev), 0);
+	assert_int_equal(nev, 0);
+	free(ev);
+	assert_int_equal(ledger_get(l, "spillway-new", &got), 0);
+	assert_int_equal(ledger_stats(l, &after), 0);
+	assert_true(fabs(after.total_cost - before.total_cost) < 1e-9);
+	assert_true(before.total_cost > 0.1);
+	assert_int_equal(after.terminated, before.terminated);
+	assert_int_equal(after.created, before.created);
+	assert_int_equal(ledger_days(l, now, 120, &d1, &n1), 0);
+	assert_int_equal(n0, n1);
+	for (int i = 0; i < n0; i++) {
+		assert_string_equal(d0[i].day, d1[i].day);
+		assert_true(fabs(d0[i].amount - d1[i].amount) < 1e-9);
+	}
+	free(d0);
+	free(d1);
+	/* Again: nothing more to summarise, nothing counted twice. */
+	assert_int_equal(ledger_prune(l, now, 90, &pruned), 0);
+	assert_int_equal(pruned, 0);
+	assert_int_equal(ledger_stats(l, &after), 0);
+	assert_true(fabs(after.total_cost - before.total_cost) < 1e-9);
+	ledger_close(l);
+	remove_tree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -788,6 +861,7 @@ main(void)
 	    cmocka_unit_test(test_ledger_migration_repairs),
 	    cmocka_unit_test(test_ledger_fails_closed),
 	    cmocka_unit_test(test_costs_list_vms_across_midnight),
+	    cmocka_unit_test(test_ledger_retention),
 	    cmocka_unit_test(test_records_wait),
 	    cmocka_unit_test(test_ledger_two_processes),
 	};
