@@ -116,11 +116,11 @@ on_probe(uv_timer_t *t)
 		uv_timer_start(&m->probe, on_probe, clock_timer_ms(m->o.clock, BOOT_PROBE_MS), 0);
 }
 
+/* A VM turned BOOTING: its backend is asked now, not at the next round of the others'. */
 void
 probe_soon(struct manager *m)
 {
-	if (!uv_is_active((uv_handle_t *)&m->probe))
-		uv_timer_start(&m->probe, on_probe, 0, 0);
+	uv_timer_start(&m->probe, on_probe, 0, 0);
 }
 
 /*

@@ -660,6 +660,17 @@ scripted_finish(struct scripted *s, const char *name, int64_t t_ms)
 }
 
 void
+scripted_forget_done(struct scripted *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nops; i++)
+		if (!s->ops[i].done)
+			s->ops[n++] = s->ops[i];
+	s->nops = n;
+}
+
+void
 scripted_fail(struct scripted *s, enum sc_call kind, enum cloud_errc code, int n)
 {
 	s->fail[kind] = n;

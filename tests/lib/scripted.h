@@ -61,6 +61,8 @@ void scripted_ops_pending(struct scripted *, bool);
 /* Every operation on this instance DONE now (its insert ended at t_ms). */
 void scripted_finish(struct scripted *, const char *name, int64_t t_ms);
 
+/* Forget the operations that are DONE (the cloud's memory is not the caller's: benches). */
+void scripted_forget_done(struct scripted *);
 /* The next n calls of a kind fail with code (no effect), or take effect and are lost. */
 void scripted_fail(struct scripted *, enum sc_call, enum cloud_errc code, int n);
 void scripted_lose(struct scripted *, enum sc_call, int n);
