@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -39,19 +40,6 @@ cleanup(void)
 {
 	if (strcmp(dir + strlen(dir) - 6, "XXXXXX") != 0)
 		remove_tree(dir);
-}
-
-static long
-rss_anon_kb(void)
-{
-	char *text = NULL, *p;
-	long kb = -1;
-
-	if (read_file("/proc/self/status", 1 << 16, &text, NULL) == 0 &&
-	    (p = strstr(text, "RssAnon:")) != NULL)
-		kb = strtol(p + 8, NULL, 10);
-	free(text);
-	return kb;
 }
 
 /* The VM's backend and agent: healthy and used, always. */
@@ -193,9 +181,9 @@ main(int argc, char **argv)
 		scripted_deliver(sc);
 		uv_run(&loop, UV_RUN_NOWAIT);
 		if (i + 1 == SETTLE)
-			settled = rss_anon_kb();
+			settled = proc_status(getpid(), "RssAnon:");
 	}
-	end = rss_anon_kb();
+	end = proc_status(getpid(), "RssAnon:");
 	printf("bench/cycles: %d create -> READY -> terminate cycles (manager, ledger, HTTP; "
 	       "scripted cloud)\n",
 	    cycles);

@@ -85,19 +85,6 @@ cpu_ms(void)
 	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
-static long
-rss_kb(void)
-{
-	char *text = NULL, *p;
-	long kb = -1;
-
-	if (read_file("/proc/self/status", 1 << 16, &text, NULL) == 0 &&
-	    (p = strstr(text, "VmRSS:")) != NULL)
-		kb = strtol(p + 6, NULL, 10);
-	free(text);
-	return kb;
-}
-
 static void
 on_event(const struct manager_event *e, void *arg)
 {
@@ -284,7 +271,7 @@ main(int argc, char **argv)
 		o.env = env;
 		o.on_event = on_event;
 		o.on_started = started;
-		rss_idle = rss_kb();
+		rss_idle = proc_status(getpid(), "VmRSS:");
 		if (daemon_new(&loop, &o, &dmn, &cause) != 0 ||
 		    cloud_connect(&loop, &clk, &cfg, env, &conn, &cause) != 0) {
 			fprintf(stderr, "bench/daemon: %s\n", cause);
@@ -330,11 +317,11 @@ main(int argc, char **argv)
 	printf("  create -> READY beyond the emulator's %d ms: median %.0f ms, max %.0f ms "
 	       "(boot probes every second)\n",
 	    BOOT_MS + GUEST_MS, overhead[SAMPLES / 2], overhead[SAMPLES - 1]);
-	printf("  RSS idle (no VM):               %.1f MB\n", (double)rss_kb() / 1024);
+	printf("  RSS idle (no VM):               %.1f MB\n", (double)proc_status(getpid(), "VmRSS:") / 1024);
 	figure("daemon decision to insert sent (median)", to_sent[SAMPLES / 2], "ms");
 	figure("daemon create to READY beyond the emulator's boot (median)", overhead[SAMPLES / 2],
 	    "ms");
-	figure("daemon RSS idle", (double)rss_kb() / 1024, "MB");
+	figure("daemon RSS idle", (double)proc_status(getpid(), "VmRSS:") / 1024, "MB");
 	(void)rss_idle;
 
 	/* 2. instances with our owner label, adopted, READY: a pass at each size. */
@@ -398,13 +385,13 @@ main(int argc, char **argv)
 		       "%.0f ms CPU (%.1f us per VM), %lld ms wall; RSS %.1f MB\n",
 		    size, after.api_calls - before.api_calls,
 		    after.health_checks - before.health_checks, cpu_ms() - cpu0, per_vm,
-		    (long long)after.last_pass_ms, (double)rss_kb() / 1024);
+		    (long long)after.last_pass_ms, (double)proc_status(getpid(), "VmRSS:") / 1024);
 		snprintf(line, sizeof line, "daemon pass CPU per VM at %d VMs", size);
 		figure(line, per_vm, "us");
 		snprintf(line, sizeof line, "daemon pass wall at %d VMs", size);
 		figure(line, (double)after.last_pass_ms, "ms");
 		snprintf(line, sizeof line, "daemon RSS with %d VMs", size);
-		figure(line, (double)rss_kb() / 1024, "MB");
+		figure(line, (double)proc_status(getpid(), "VmRSS:") / 1024, "MB");
 	}
 
 	kill(pid, SIGTERM);

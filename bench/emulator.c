@@ -83,19 +83,6 @@ call(const char *method, const char *url, const char *data)
 	return status;
 }
 
-static long
-rss_kb(pid_t pid)
-{
-	char path[64], *text = NULL, *p;
-	long kb = -1;
-
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	if (read_file(path, 1 << 16, &text, NULL) == 0 && (p = strstr(text, "VmRSS:")) != NULL)
-		kb = strtol(p + 6, NULL, 10);
-	free(text);
-	return kb;
-}
-
 static pid_t
 start(const char *bin, const char *dir, int *port)
 {
@@ -224,7 +211,7 @@ main(int argc, char **argv)
 	pid = start(bin, dir, &port);
 	snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
 	get_token(dir, base);
-	idle_kb = rss_kb(pid);
+	idle_kb = proc_status(pid, "VmRSS:");
 
 	url = xasprintf("%s/compute/v1/projects/spillway-emulator/zones/" ZONE "/instances", base);
 	t0 = now_s();
@@ -249,7 +236,7 @@ main(int argc, char **argv)
 	/* Wait until every instance runs, with its guest serving. */
 	while (list_all(base, "status%20%3D%20RUNNING", &pages) < (size_t)count)
 		usleep(20000);
-	full_kb = rss_kb(pid);
+	full_kb = proc_status(pid, "VmRSS:");
 	if (served < (size_t)count) {
 		fprintf(stderr, "bench/emulator: %zu of %d guests are served\n", served, count);
 		return 1;

@@ -36,20 +36,6 @@ cleanup(void)
 		remove_tree(dir);
 }
 
-/* A field of /proc/PID/status ("voluntary_ctxt_switches:"), or -1. */
-static long
-status_field(pid_t pid, const char *name)
-{
-	char path[64], *text = NULL, *p;
-	long v = -1;
-
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	if (read_file(path, 1 << 16, &text, NULL) == 0 && (p = strstr(text, name)) != NULL)
-		v = strtol(p + strlen(name), NULL, 10);
-	free(text);
-	return v;
-}
-
 /* utime + stime, in clock ticks. */
 static long
 cpu_ticks(pid_t pid)
@@ -133,16 +119,16 @@ main(int argc, char **argv)
 	for (int i = 0; i < 100 && access(strchr(sock, '=') + 1, F_OK) != 0; i++)
 		usleep(100000);
 	sleep(SETTLE_S);
-	wakes0 = status_field(daemon_pid, "voluntary_ctxt_switches:");
+	wakes0 = proc_status(daemon_pid, "voluntary_ctxt_switches:");
 	ticks0 = cpu_ticks(daemon_pid);
 	if (wakes0 < 0 || waitpid(daemon_pid, NULL, WNOHANG) != 0) {
 		fprintf(stderr, "bench/rest: the daemon did not run\n");
 		return 1;
 	}
 	sleep((unsigned)seconds);
-	wakes = status_field(daemon_pid, "voluntary_ctxt_switches:") - wakes0;
+	wakes = proc_status(daemon_pid, "voluntary_ctxt_switches:") - wakes0;
 	ticks = cpu_ticks(daemon_pid) - ticks0;
-	anon = status_field(daemon_pid, "RssAnon:");
+	anon = proc_status(daemon_pid, "RssAnon:");
 	printf(
 	    "bench/rest: spillway run at rest (no VM, calm pressure, the live monitor) for %d s\n",
 	    seconds);
