@@ -208,8 +208,66 @@ enum {
 	OPT_SEED_COSTS,
 };
 
-int
-main(int argc, char **argv)
+/* The command by its name; else why not, with the nearest name when it is a typo. */
+static const struct cmd_entry *
+find_command(const char *name)
+{
+	const struct cmd_entry *near = NULL;
+	size_t best = 3; /* a typo or two, not another word */
+
+	for (size_t i = 0; i < nitems(commands); i++)
+		if (strcmp(commands[i]->name, name) == 0)
+			return commands[i];
+	for (size_t i = 0; i < nitems(commands); i++) {
+		size_t d = str_distance(name, commands[i]->name);
+
+		if (d < best) {
+			best = d;
+			near = commands[i];
+		}
+	}
+	if (near != NULL)
+		fprintf(stderr, "spillway: unknown command '%s'; did you mean '%s'?\n", name,
+		    near->name);
+	else
+		fprintf(
+		    stderr, "spillway: unknown command '%s'; 'spillway help' lists them\n", name);
+	return NULL;
+}
+
+/*
+ * The original status tool's flags are commands: "spillway --create ARGS" is
+ * "spillway create ARGS", --verbose is "status -v". The new argv (the caller
+ * frees it, not its strings) and its length.
+ */
+static const char **
+seeded(const char *seed, int rest, char **args, int *argc)
+{
+	const char **argv = xcalloc((size_t)rest + 4, sizeof *argv);
+	int n = 0;
+
+	argv[n++] = seed;
+	if (strcmp(seed, "status") == 0)
+		argv[n++] = "-v";
+	for (int i = 0; i < rest; i++)
+		argv[n++] = args[i];
+	*argc = n;
+	return argv;
+}
+
+/* What comes before the command: the configuration's file and sets, the log level, a seed flag. */
+struct globals {
+	struct config_args cargs;
+	const char **sets; /* NULL-terminated, each the caller's to free */
+	size_t nsets;
+	enum log_level level;
+	bool level_given;
+	const char *seed; /* a flag of the original tool that stands for a command */
+};
+
+/* Parse them; -1 to go on to the command, else the exit status now. */
+static int
+parse_globals(int argc, char **argv, struct globals *g)
 {
 	static const struct option global[] = {
 	    {"config", required_argument, NULL, OPT_CONFIG},
@@ -227,30 +285,15 @@ main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	struct config_args cargs = {0};
-	const char **sets = xcalloc(1, sizeof *sets);
-	size_t nsets = 0;
-	const struct cmd_entry *e = NULL;
-	struct cmd_ctx ctx;
-	struct args a;
-	enum log_level level = LOG_LEVEL_INFO;
-	bool level_given = false;
-	const char *seed = NULL, **seed_argv = NULL;
-	char *cause = NULL;
-	int c, status = EXIT_USAGE;
+	int c;
 
-	signal(SIGPIPE, SIG_IGN);
-	jx_init();
-	log_init("spillway", LOG_LEVEL_INFO);
-	memset(&ctx, 0, sizeof ctx);
-	memset(&a, 0, sizeof a);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+h", global, NULL)) != -1) {
 		char *set = NULL;
 
 		switch (c) {
 		case OPT_CONFIG:
-			cargs.file = optarg;
+			g->cargs.file = optarg;
 			break;
 		case OPT_SET:
 			set = xstrdup(optarg);
@@ -265,63 +308,74 @@ main(int argc, char **argv)
 			set = xasprintf("gcp.zone=%s", optarg);
 			break;
 		case OPT_LOG_LEVEL:
-			if (log_parse_level(optarg, &level) != 0) {
+			if (log_parse_level(optarg, &g->level) != 0) {
 				fprintf(stderr,
 				    "spillway: invalid log level '%s'; allowed: error, "
 				    "warning, info, debug\n",
 				    optarg);
-				goto out;
+				return EXIT_USAGE;
 			}
-			log_set_level(level);
-			level_given = true;
+			log_set_level(g->level);
+			g->level_given = true;
 			break;
 		case OPT_VERSION:
 			printf("spillway %s\n", SPILLWAY_VERSION);
-			status = EXIT_OK;
-			goto out;
+			return EXIT_OK;
 		case OPT_SEED_VERBOSE:
-			seed = "status";
+			g->seed = "status";
 			break;
 		case OPT_SEED_CREATE:
-			seed = "create";
+			g->seed = "create";
 			break;
 		case OPT_SEED_TERMINATE:
-			seed = "terminate";
+			g->seed = "terminate";
 			break;
 		case OPT_SEED_COSTS:
-			seed = "costs";
+			g->seed = "costs";
 			break;
 		case 'h':
 			usage(stdout);
-			status = EXIT_OK;
-			goto out;
+			return EXIT_OK;
 		default:
 			fprintf(stderr, "spillway: unknown or incomplete option '%s'\n",
 			    argv[optind - 1]);
 			usage(stderr);
-			goto out;
+			return EXIT_USAGE;
 		}
 		if (set != NULL) {
-			sets = xreallocarray(sets, nsets + 2, sizeof *sets);
-			sets[nsets++] = set;
-			sets[nsets] = NULL;
+			g->sets = xreallocarray(g->sets, g->nsets + 2, sizeof *g->sets);
+			g->sets[g->nsets++] = set;
+			g->sets[g->nsets] = NULL;
 		}
-		if (seed != NULL)
+		if (g->seed != NULL)
 			break; /* what follows is the command's */
 	}
-	cargs.sets = sets;
-	if (seed != NULL) {
-		/* "spillway --create ARGS" is "spillway create ARGS"; --verbose is "status -v". */
-		int n = 0;
+	g->cargs.sets = g->sets;
+	return -1;
+}
 
-		seed_argv = xcalloc((size_t)(argc - optind) + 4, sizeof *seed_argv);
-		seed_argv[n++] = seed;
-		if (strcmp(seed, "status") == 0)
-			seed_argv[n++] = "-v";
-		for (int i = optind; i < argc; i++)
-			seed_argv[n++] = argv[i];
-		argc = n;
-		argv = (char **)seed_argv;
+int
+main(int argc, char **argv)
+{
+	struct globals g = {.sets = xcalloc(1, sizeof *g.sets), .level = LOG_LEVEL_INFO};
+	const struct cmd_entry *e = NULL;
+	struct cmd_ctx ctx;
+	struct args a;
+	const char **seed_argv = NULL;
+	enum log_level level;
+	char *cause = NULL;
+	int c, status;
+
+	signal(SIGPIPE, SIG_IGN);
+	jx_init();
+	log_init("spillway", LOG_LEVEL_INFO);
+	memset(&ctx, 0, sizeof ctx);
+	memset(&a, 0, sizeof a);
+	if ((status = parse_globals(argc, argv, &g)) >= 0)
+		goto out;
+	status = EXIT_USAGE;
+	if (g.seed != NULL) {
+		argv = (char **)(seed_argv = seeded(g.seed, argc - optind, argv + optind, &argc));
 		optind = 0;
 	}
 	if (optind >= argc) {
@@ -333,51 +387,29 @@ main(int argc, char **argv)
 		status = EXIT_OK;
 		goto out;
 	}
-	for (size_t i = 0; i < nitems(commands); i++)
-		if (strcmp(commands[i]->name, argv[optind]) == 0)
-			e = commands[i];
-	if (e == NULL) {
-		const struct cmd_entry *near = NULL;
-		size_t best = 3; /* a typo or two, not another word */
-
-		for (size_t i = 0; i < nitems(commands); i++) {
-			size_t d = str_distance(argv[optind], commands[i]->name);
-
-			if (d < best) {
-				best = d;
-				near = commands[i];
-			}
-		}
-		if (near != NULL)
-			fprintf(stderr, "spillway: unknown command '%s'; did you mean '%s'?\n",
-			    argv[optind], near->name);
-		else
-			fprintf(stderr,
-			    "spillway: unknown command '%s'; 'spillway help' lists them\n",
-			    argv[optind]);
+	if ((e = find_command(argv[optind])) == NULL)
 		goto out;
-	}
 	if ((c = parse_args(e, argc - optind, argv + optind, &a)) != 0) {
 		status = c == -1 ? EXIT_OK : EXIT_USAGE;
 		goto out;
 	}
-	ctx.config_args = &cargs;
+	ctx.config_args = &g.cargs;
 	if (e->flags & CMD_CONFIG) {
-		if (config_load(&ctx.cfg, &cargs, NULL, &cause) != 0) {
+		if (config_load(&ctx.cfg, &g.cargs, NULL, &cause) != 0) {
 			fprintf(stderr, "spillway: %s\n", cause);
 			goto out;
 		}
 		/* --log-level beats the configured level. */
-		if (!level_given && log_parse_level(ctx.cfg.log_level, &level) == 0)
+		if (!g.level_given && log_parse_level(ctx.cfg.log_level, &level) == 0)
 			log_set_level(level);
 	}
 	status = e->exec(&ctx, &a);
 out:
 	config_free(&ctx.cfg);
 	args_free(&a);
-	for (size_t i = 0; i < nsets; i++)
-		free((char *)sets[i]);
-	free(sets);
+	for (size_t i = 0; i < g.nsets; i++)
+		free((char *)g.sets[i]);
+	free(g.sets);
 	free(seed_argv);
 	free(cause);
 	log_close();
