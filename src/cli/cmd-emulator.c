@@ -296,18 +296,13 @@ local_emulator_stop(struct local_emulator *l)
 	memset(l, 0, sizeof *l);
 }
 
+#define HOST_LEN 64
+
+/* The command line as the emulator's options: 0, or the exit status of a usage error. */
 static int
-exec_emulator(struct cmd_ctx *ctx, const struct args *a)
+emulator_options(const struct cmd_entry *e, const struct args *a, struct emulator_opts *o,
+    struct clock *clock, char host[HOST_LEN])
 {
-	const struct cmd_entry *e = &cmd_emulator_entry;
-	struct emulator_opts o;
-	struct clock clock;
-	struct run r = {0};
-	uv_loop_t loop;
-	char host[64], *cause = NULL, line[96], dir[256] = "", *creds = NULL, *said;
-	const char *v;
-	long long n;
-	int port, status = EXIT_FAIL, ready = -1;
 	static const struct {
 		int opt;
 		const char *name;
@@ -316,16 +311,20 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 	    {OPT_GUEST_BOOT_MS, "--guest-boot-ms", 3600000}, {OPT_WAIT_MS, "--wait-ms", 3600000},
 	    {OPT_NOTICE_MS, "--preempt-notice-ms", 3600000}};
 
-	emulator_opts_default(&o);
+	const char *v;
+	long long n;
+	int port;
+
+	emulator_opts_default(o);
 	if (parse_listen(e, args_get(a, 'l') != NULL ? args_get(a, 'l') : "127.0.0.1:0", host,
-	        sizeof host, &port) != 0)
+	        HOST_LEN, &port) != 0)
 		return EXIT_USAGE;
-	o.host = host;
-	o.port = port;
+	o->host = host;
+	o->port = port;
 	if ((v = args_get(a, OPT_PROJECT)) != NULL)
-		o.project = v;
+		o->project = v;
 	if ((v = args_get(a, OPT_ZONES)) != NULL)
-		o.zones = v;
+		o->zones = v;
 	for (size_t i = 0; i < nitems(durations); i++) {
 		if ((v = args_get(a, durations[i].opt)) == NULL)
 			continue;
@@ -333,40 +332,40 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 			return EXIT_USAGE;
 		switch (durations[i].opt) {
 		case OPT_BOOT_MS:
-			o.boot_ms = n;
+			o->boot_ms = n;
 			break;
 		case OPT_STOP_MS:
-			o.stop_ms = n;
+			o->stop_ms = n;
 			break;
 		case OPT_GUEST_BOOT_MS:
-			o.guest_boot_ms = n;
+			o->guest_boot_ms = n;
 			break;
 		case OPT_WAIT_MS:
-			o.wait_ms = n;
+			o->wait_ms = n;
 			break;
 		default:
-			o.preempt_notice_ms = n;
+			o->preempt_notice_ms = n;
 			break;
 		}
 	}
 	if ((v = args_get(a, OPT_GUEST_PORT)) != NULL) {
 		if (cmd_int_arg(e, "--guest-port", v, 1, 65535, &n) != 0)
 			return EXIT_USAGE;
-		o.guest_port = (int)n;
+		o->guest_port = (int)n;
 	}
 	if ((v = args_get(a, OPT_AGENT_PORT)) != NULL) {
 		if (cmd_int_arg(e, "--agent-port", v, 1, 65535, &n) != 0)
 			return EXIT_USAGE;
-		o.agent_port = (int)n;
+		o->agent_port = (int)n;
 	}
-	o.firewall_source = args_get(a, OPT_FIREWALL_SOURCE);
-	o.denied = args_get(a, OPT_DENY);
+	o->firewall_source = args_get(a, OPT_FIREWALL_SOURCE);
+	o->denied = args_get(a, OPT_DENY);
 	if ((v = args_get(a, OPT_SEED)) != NULL) {
 		if (cmd_int_arg(e, "--seed", v, 1, INT64_MAX, &n) != 0)
 			return EXIT_USAGE;
-		o.seed = (uint64_t)n;
+		o->seed = (uint64_t)n;
 	}
-	clock_real(&clock);
+	clock_real(clock);
 	if ((v = args_get(a, OPT_TIME_SCALE)) != NULL) {
 		double scale;
 		long long epoch = realtime_ns() / NS_PER_S;
@@ -379,11 +378,28 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 		if ((v = args_get(a, OPT_CLOCK_EPOCH)) != NULL &&
 		    cmd_int_arg(e, "--clock-epoch", v, 0, INT32_MAX, &epoch) != 0)
 			return EXIT_USAGE;
-		clock_scaled(&clock, scale, epoch * NS_PER_S);
+		clock_scaled(clock, scale, epoch * NS_PER_S);
 	}
-	o.clock = &clock;
-	o.faults = args_get(a, OPT_FAULTS);
-	o.request_log = args_get(a, OPT_REQUEST_LOG);
+	o->clock = clock;
+	o->faults = args_get(a, OPT_FAULTS);
+	o->request_log = args_get(a, OPT_REQUEST_LOG);
+	return 0;
+}
+
+static int
+exec_emulator(struct cmd_ctx *ctx, const struct args *a)
+{
+	const struct cmd_entry *e = &cmd_emulator_entry;
+	struct emulator_opts o;
+	struct clock clock;
+	struct run r = {0};
+	uv_loop_t loop;
+	char host[HOST_LEN], *cause = NULL, line[96], dir[256] = "", *creds = NULL, *said;
+	const char *v;
+	int status, ready = -1;
+	if ((status = emulator_options(e, a, &o, &clock, host)) != 0)
+		return status;
+	status = EXIT_FAIL;
 	if (args_has(a, OPT_DETACH))
 		detach(&ready);
 	if (args_has(a, OPT_PRINT_ENV)) {
