@@ -344,37 +344,13 @@ check_instance(struct rq *rq, struct zone *z, json_t *body, struct spec *sp)
 }
 
 /* The Instance as Google returns it, from the Instance as the client sent it. */
-static json_t *
-build_instance(struct inst *inst, json_t *body, const struct spec *sp, const char *id)
+/* The disks as Google answers them: a source, a device name, defaults filled. */
+static void
+build_disks(json_t *res, const struct inst *inst, const char *zl)
 {
-	struct emulator *emu = inst->emu;
-	struct zone *z = inst->zone;
-	json_t *res = json_deep_copy(body), *disks, *d, *nics, *nic, *sched, *sas, *sa, *md;
-	char *zl = compute_zone_link(emu, z), *link;
+	json_t *disks, *d;
+	char *link;
 	size_t i;
-
-	json_object_set_new(res, "kind", json_string("compute#instance"));
-	json_object_set_new(res, "id", json_string(id));
-	json_object_set_new(res, "creationTimestamp", compute_now_json(emu));
-	json_object_set_new(res, "zone", json_string(zl));
-	link = xasprintf("%s/machineTypes/%s", zl, sp->machine);
-	json_object_set_new(res, "machineType", json_string(link));
-	free(link);
-	link = xasprintf("%s/instances/%s", zl, inst->name);
-	json_object_set_new(res, "selfLink", json_string(link));
-	free(link);
-	json_object_set_new(res, "status", json_string("PROVISIONING"));
-	json_object_set_new(res, "cpuPlatform",
-	    json_string(str_prefix(sp->machine, "n2d") ? "AMD Rome"
-	            : str_prefix(sp->machine, "n2")    ? "Intel Cascade Lake"
-	                                               : "Intel Broadwell"));
-	if (json_object_get(res, "canIpForward") == NULL)
-		json_object_set_new(res, "canIpForward", json_false());
-	if (json_object_get(res, "deletionProtection") == NULL)
-		json_object_set_new(res, "deletionProtection", json_false());
-	json_object_set_new(res, "startRestricted", json_false());
-	set_fingerprint(res, "fingerprint");
-	set_fingerprint(res, "labelFingerprint");
 
 	disks = json_object_get(res, "disks");
 	json_array_foreach (disks, i, d) {
@@ -414,6 +390,15 @@ build_instance(struct inst *inst, json_t *body, const struct spec *sp, const cha
 		json_object_set_new(d, "architecture", json_string("X86_64"));
 		free(devname);
 	}
+}
+
+/* Each network interface: its links, an internal address, its access configs' defaults. */
+static void
+build_nics(json_t *res, struct emulator *emu, const struct zone *z)
+{
+	json_t *nics, *nic;
+	char *link;
+	size_t i;
 
 	nics = json_object_get(res, "networkInterfaces");
 	json_array_foreach (nics, i, nic) {
@@ -450,6 +435,13 @@ build_instance(struct inst *inst, json_t *body, const struct spec *sp, const cha
 				json_object_set_new(ac, "networkTier", json_string("PREMIUM"));
 		}
 	}
+}
+
+/* Scheduling as Google fills it in for Spot and standard VMs. */
+static void
+build_scheduling(json_t *res, const struct spec *sp)
+{
+	json_t *sched;
 
 	sched = json_object_get(res, "scheduling");
 	if (sched == NULL) {
@@ -468,6 +460,15 @@ build_instance(struct inst *inst, json_t *body, const struct spec *sp, const cha
 		json_object_set_new(sched, "preemptible", json_false());
 	if (sp->spot && json_object_get(sched, "instanceTerminationAction") == NULL)
 		json_object_set_new(sched, "instanceTerminationAction", json_string("STOP"));
+}
+
+/* "default" service accounts as the project's compute account. */
+static void
+build_accounts(json_t *res, struct emulator *emu)
+{
+	json_t *sas, *sa;
+	char *link;
+	size_t i;
 
 	sas = json_object_get(res, "serviceAccounts");
 	json_array_foreach (sas, i, sa) {
@@ -480,7 +481,43 @@ build_instance(struct inst *inst, json_t *body, const struct spec *sp, const cha
 			free(link);
 		}
 	}
+}
 
+static json_t *
+build_instance(struct inst *inst, json_t *body, const struct spec *sp, const char *id)
+{
+	struct emulator *emu = inst->emu;
+	struct zone *z = inst->zone;
+	json_t *res = json_deep_copy(body), *md;
+	char *zl = compute_zone_link(emu, z), *link;
+
+	json_object_set_new(res, "kind", json_string("compute#instance"));
+	json_object_set_new(res, "id", json_string(id));
+	json_object_set_new(res, "creationTimestamp", compute_now_json(emu));
+	json_object_set_new(res, "zone", json_string(zl));
+	link = xasprintf("%s/machineTypes/%s", zl, sp->machine);
+	json_object_set_new(res, "machineType", json_string(link));
+	free(link);
+	link = xasprintf("%s/instances/%s", zl, inst->name);
+	json_object_set_new(res, "selfLink", json_string(link));
+	free(link);
+	json_object_set_new(res, "status", json_string("PROVISIONING"));
+	json_object_set_new(res, "cpuPlatform",
+	    json_string(str_prefix(sp->machine, "n2d") ? "AMD Rome"
+	            : str_prefix(sp->machine, "n2")    ? "Intel Cascade Lake"
+	                                               : "Intel Broadwell"));
+	if (json_object_get(res, "canIpForward") == NULL)
+		json_object_set_new(res, "canIpForward", json_false());
+	if (json_object_get(res, "deletionProtection") == NULL)
+		json_object_set_new(res, "deletionProtection", json_false());
+	json_object_set_new(res, "startRestricted", json_false());
+	set_fingerprint(res, "fingerprint");
+	set_fingerprint(res, "labelFingerprint");
+
+	build_disks(res, inst, zl);
+	build_nics(res, emu, z);
+	build_scheduling(res, sp);
+	build_accounts(res, emu);
 	md = json_object_get(res, "metadata");
 	if (md == NULL) {
 		md = json_object();
