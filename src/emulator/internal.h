@@ -160,6 +160,8 @@ void emu_split_path(const char *path, char ***parts, size_t *n);
 
 /* compute.c */
 void compute_route(struct rq *, char **parts, size_t n);
+/* admin.c: /emulator/v1/... */
+void emu_admin_route(struct rq *, char **parts, size_t n);
 void compute_free_zone(struct zone *);
 void compute_preempt(struct inst *);
 json_t *compute_op_json(struct op *);
