@@ -195,10 +195,66 @@ on_replayed(void *arg)
 	stop(r);
 }
 
+/* The options that go together, and --speed: 0, or the exit status of a usage error. */
+static int
+check_options(const struct args *a, const char *cgroup, double *speed)
+{
+	const struct cmd_entry *e = &cmd_pressure_entry;
+
+	if (cgroup != NULL && cgroup[0] != '/')
+		return cmd_usage_error(e,
+		    "--cgroup '%s': expected the absolute path of a cgroup v2 "
+		    "directory, such as /sys/fs/cgroup/user.slice",
+		    cgroup);
+	if (args_get(a, OPT_REPLAY) != NULL &&
+	    (args_has(a, 'w') || args_has(a, OPT_RECORD) || cgroup != NULL))
+		return cmd_usage_error(e, "--replay cannot go with --watch, --record or --cgroup");
+	if (args_has(a, OPT_SPEED) && parse_double(args_get(a, OPT_SPEED), 0.001, 1e6, speed) != 0)
+		return cmd_usage_error(e,
+		    "invalid value '%s' for --speed: expected a number from "
+		    "0.001 to 1000000",
+		    args_get(a, OPT_SPEED));
+	if (args_has(a, OPT_REALTIME))
+		*speed = 1;
+	return 0;
+}
+
+/* The live monitor: one snapshot, or --watch until a signal. 0, or the exit status. */
+static int
+start_live(struct run *r, bool watch)
+{
+	char *cause = NULL;
+
+	if (monitor_start(r->m, &cause) != 0) {
+		fprintf(stderr, "spillway pressure: %s\n", cause);
+		free(cause);
+		monitor_free(r->m);
+		return EXIT_FAIL;
+	}
+	if (!watch) {
+		monitor_on_sample(r->m, on_once, r);
+		return 0;
+	}
+	if (!r->json) {
+		printf(
+		    "watching %s: %s\n", monitor_snapshot(r->m)->source, monitor_mode_reason(r->m));
+		fflush(stdout);
+	}
+	if (r->all)
+		monitor_on_sample(r->m, on_change, r);
+	else
+		monitor_on_level(r->m, on_change, r);
+	uv_signal_init(&r->loop, &r->sigint);
+	uv_signal_init(&r->loop, &r->sigterm);
+	r->sigint.data = r->sigterm.data = r;
+	uv_signal_start(&r->sigint, on_signal, SIGINT);
+	uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+	return 0;
+}
+
 static int
 exec_pressure(struct cmd_ctx *ctx, const struct args *a)
 {
-	const struct cmd_entry *e = &cmd_pressure_entry;
 	struct run r = {0};
 	struct monitor_opts o;
 	struct trace trace = {NULL, 0};
@@ -209,20 +265,8 @@ exec_pressure(struct cmd_ctx *ctx, const struct args *a)
 
 	if (cgroup == NULL && *ctx->cfg.pressure_cgroup != '\0')
 		cgroup = ctx->cfg.pressure_cgroup;
-	if (cgroup != NULL && cgroup[0] != '/')
-		return cmd_usage_error(e,
-		    "--cgroup '%s': expected the absolute path of a cgroup v2 "
-		    "directory, such as /sys/fs/cgroup/user.slice",
-		    cgroup);
-	if (replay != NULL && (args_has(a, 'w') || args_has(a, OPT_RECORD) || cgroup != NULL))
-		return cmd_usage_error(e, "--replay cannot go with --watch, --record or --cgroup");
-	if (args_has(a, OPT_SPEED) && parse_double(args_get(a, OPT_SPEED), 0.001, 1e6, &speed) != 0)
-		return cmd_usage_error(e,
-		    "invalid value '%s' for --speed: expected a number from "
-		    "0.001 to 1000000",
-		    args_get(a, OPT_SPEED));
-	if (args_has(a, OPT_REALTIME))
-		speed = 1;
+	if ((status = check_options(a, cgroup, &speed)) != 0)
+		return status;
 	if (monitor_check(&ctx->cfg, have_cap_sys_resource(), &cause) != 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
 		free(cause);
@@ -270,32 +314,8 @@ exec_pressure(struct cmd_ctx *ctx, const struct args *a)
 		else
 			monitor_on_level(r.m, on_change, &r);
 		monitor_replay(r.m, &trace, speed, on_replayed, &r);
-	} else {
-		if (monitor_start(r.m, &cause) != 0) {
-			fprintf(stderr, "spillway pressure: %s\n", cause);
-			free(cause);
-			monitor_free(r.m);
-			status = EXIT_FAIL;
-			goto out;
-		}
-		if (args_has(a, 'w')) {
-			if (!r.json) {
-				printf("watching %s: %s\n", monitor_snapshot(r.m)->source,
-				    monitor_mode_reason(r.m));
-				fflush(stdout);
-			}
-			if (r.all)
-				monitor_on_sample(r.m, on_change, &r);
-			else
-				monitor_on_level(r.m, on_change, &r);
-			uv_signal_init(&r.loop, &r.sigint);
-			uv_signal_init(&r.loop, &r.sigterm);
-			r.sigint.data = r.sigterm.data = &r;
-			uv_signal_start(&r.sigint, on_signal, SIGINT);
-			uv_signal_start(&r.sigterm, on_signal, SIGTERM);
-		} else {
-			monitor_on_sample(r.m, on_once, &r);
-		}
+	} else if ((status = start_live(&r, args_has(a, 'w'))) != 0) {
+		goto out;
 	}
 	uv_run(&r.loop, UV_RUN_DEFAULT);
 out:

@@ -186,19 +186,13 @@ daemonize(const struct config *cfg)
 	return 0;
 }
 
+/* The options checked, and the clock they ask for: 0, or the exit status of a usage error. */
 static int
-exec_run(struct cmd_ctx *ctx, const struct args *a)
+run_options(const struct args *a, const char *provider, struct clock *clock, double *speed)
 {
 	const struct cmd_entry *e = &cmd_run_entry;
-	const char *provider = args_get(a, OPT_PROVIDER) ? args_get(a, OPT_PROVIDER) : "gce";
-	struct daemon_opts o = {0};
-	struct run r = {0};
-	FILE *logf = NULL;
-	char *cause = NULL;
-	double scale = 1, speed = 0;
+	double scale = 1;
 	long long epoch = 0;
-	int lock;
-	const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
 
 	if (strcmp(provider, "gce") != 0 && strcmp(provider, "emulator") != 0)
 		return cmd_usage_error(e, "--provider '%s': expected gce or emulator", provider);
@@ -211,10 +205,34 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 	if (args_has(a, OPT_EPOCH) &&
 	    cmd_int_arg(e, "--clock-epoch", args_get(a, OPT_EPOCH), 0, INT32_MAX, &epoch) != 0)
 		return EXIT_USAGE;
-	if (args_has(a, OPT_SPEED) && parse_double(args_get(a, OPT_SPEED), 0.001, 1e6, &speed) != 0)
+	if (args_has(a, OPT_SPEED) && parse_double(args_get(a, OPT_SPEED), 0.001, 1e6, speed) != 0)
 		return cmd_usage_error(e, "invalid value '%s' for --speed", args_get(a, OPT_SPEED));
 	if (args_has(a, OPT_SPEED) && !args_has(a, OPT_REPLAY))
 		return cmd_usage_error(e, "--speed goes with --replay");
+	if (scale != 1 || args_has(a, OPT_EPOCH))
+		clock_scaled(
+		    clock, scale, args_has(a, OPT_EPOCH) ? epoch * NS_PER_S : realtime_ns());
+	else
+		clock_real(clock);
+	return 0;
+}
+
+static int
+exec_run(struct cmd_ctx *ctx, const struct args *a)
+{
+	const char *provider = args_get(a, OPT_PROVIDER) ? args_get(a, OPT_PROVIDER) : "gce";
+	struct daemon_opts o = {0};
+	struct run r = {0};
+	FILE *logf = NULL;
+	char *cause = NULL;
+	double speed = 0;
+	int lock;
+	const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+
+	int status;
+
+	if ((status = run_options(a, provider, &r.clock, &speed)) != 0)
+		return status;
 	emulator_state(&ctx->cfg, strcmp(provider, "emulator") == 0);
 	if ((lock = daemon_lock(&ctx->cfg, &cause)) < 0) {
 		fprintf(stderr, "spillway: %s\n", cause);
@@ -235,11 +253,6 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 		}
 		log_set_file(logf);
 	}
-	if (scale != 1 || args_has(a, OPT_EPOCH))
-		clock_scaled(
-		    &r.clock, scale, args_has(a, OPT_EPOCH) ? epoch * NS_PER_S : realtime_ns());
-	else
-		clock_real(&r.clock);
 	uv_loop_init(&r.loop);
 	r.ctx = ctx;
 	r.status = EXIT_OK;
