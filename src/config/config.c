@@ -355,6 +355,7 @@ set_value(struct config *cfg, size_t i, const char *value, enum config_source sr
 	const struct key *k = &keys[i];
 	void *field = (char *)cfg + k->offset;
 	const char *why = NULL;
+	char buf[256]; /* a validator's words; why may point here until the end */
 	int error = 0;
 
 	switch (k->type) {
@@ -392,7 +393,7 @@ set_value(struct config *cfg, size_t i, const char *value, enum config_source sr
 		break;
 	}
 	case T_STRING: {
-		char *copy = xstrdup(value), buf[256];
+		char *copy = xstrdup(value);
 		char *v = str_trim(copy);
 
 		if (k->check != NULL && (why = k->check(v, buf, sizeof buf)) != NULL) {

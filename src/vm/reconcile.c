@@ -105,7 +105,8 @@ find_listed(const struct manager *m, const char *name)
 	const struct cloud_seen *it;
 
 	snprintf(key.name, sizeof key.name, "%s", name);
-	it = bsearch(&key, m->listed, m->nlisted, sizeof *m->listed, seen_cmp);
+	it = m->nlisted > 0 ? bsearch(&key, m->listed, m->nlisted, sizeof *m->listed, seen_cmp)
+	                    : NULL;
 	return it != NULL ? it - m->listed : -1;
 }
 
@@ -273,7 +274,7 @@ find_orphans(struct manager *m, struct mvm **byname, size_t nvms)
 		if (m->claimed[i])
 			continue;
 		snprintf(key.rec.name, sizeof key.rec.name, "%s", name);
-		found = bsearch(&kp, byname, nvms, sizeof *byname, vm_cmp);
+		found = nvms > 0 ? bsearch(&kp, byname, nvms, sizeof *byname, vm_cmp) : NULL;
 		v = found != NULL ? *found : NULL;
 		if (v != NULL && vm_state_alive(v->rec.state))
 			continue;
@@ -336,8 +337,10 @@ reconcile(struct manager *m)
 	struct mvm **byname = xcalloc(m->nvms + 1, sizeof *byname);
 	size_t n = 0;
 
-	qsort(m->listed, m->nlisted, sizeof *m->listed, seen_cmp);
-	qsort(m->preemptions, m->npreemptions, sizeof *m->preemptions, preempted_cmp);
+	if (m->nlisted > 0)
+		qsort(m->listed, m->nlisted, sizeof *m->listed, seen_cmp);
+	if (m->npreemptions > 0) /* NULL when they could not be listed */
+		qsort(m->preemptions, m->npreemptions, sizeof *m->preemptions, preempted_cmp);
 	m->claimed = xcalloc(m->nlisted + 1, sizeof *m->claimed);
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
 		byname[n++] = v;
@@ -580,7 +583,8 @@ retain(struct manager *m)
 		return;
 	m->retained_ms = now;
 	if (ledger_prune(m->o.ledger, now, (int)m->cfg->retention_days, &pruned) != 0)
-		log_warnx("the ledger keeps its old records for now: %s", ledger_error(m->o.ledger));
+		log_warnx(
+		    "the ledger keeps its old records for now: %s", ledger_error(m->o.ledger));
 	else if (pruned > 0)
 		log_info("ledger: %d VM%s ended over %lld days ago summarised per day", pruned,
 		    pruned == 1 ? "" : "s", (long long)m->cfg->retention_days);
