@@ -219,8 +219,8 @@ const struct key config_keys[] = {
     {"spillway.state_dir", "SPILLWAY_STATE_DIR", T_STRING, OFF(state_dir),
         "${XDG_STATE_HOME:-${HOME}/.local/state}/spillway", 0, 0, check_path, "an absolute path",
         "ledger and state", true},
-    {"ledger.retention_days", "SPILLWAY_LEDGER_RETENTION_DAYS", T_INT, OFF(retention_days), "90",
-        0, 36500, NULL, "days, from 1 to 36500, or 0 to keep every record",
+    {"ledger.retention_days", "SPILLWAY_LEDGER_RETENTION_DAYS", T_INT, OFF(retention_days), "90", 0,
+        36500, NULL, "days, from 1 to 36500, or 0 to keep every record",
         "VMs ended longer ago are summarised per day in the ledger (the money stays)", false},
     {"spillway.socket", "SPILLWAY_SOCKET", T_STRING, OFF(socket_path),
         "${XDG_RUNTIME_DIR:-/tmp/spillway-${UID}}/spillway/control.sock", 0, 0, check_path,
@@ -849,6 +849,70 @@ load_defaults(struct config *cfg, char *const *env, char **cause)
 	return 0;
 }
 
+/* The command line's --set KEY=VALUE, last and strongest. */
+static int
+load_sets(struct config *cfg, const char *const *sets, char **cause)
+{
+	int error;
+
+	for (const char *const *s = sets; s != NULL && *s != NULL; s++) {
+		const char *eq = strchr(*s, '=');
+		char *name = eq != NULL ? xstrndup(*s, (size_t)(eq - *s)) : xstrdup(*s);
+		ssize_t i = find_key(name);
+		char *where;
+
+		if (eq == NULL || i < 0) {
+			char *hint = eq == NULL ? xstrdup("; expected KEY=VALUE") : suggest(name);
+
+			*cause = xasprintf(
+			    "--set '%s': %s%s", *s, eq == NULL ? "no value" : "unknown key", hint);
+			free(hint);
+			free(name);
+			return -EINVAL;
+		}
+		where = xasprintf("--set %s", keys[i].name);
+		error = set_value(cfg, (size_t)i, eq + 1, CONFIG_FLAG, where, cause);
+		free(where);
+		free(name);
+		if (error != 0)
+			return error;
+	}
+	return 0;
+}
+
+/* What holds between keys once they are all read (the placement's is check_placement). */
+static int
+check_between(struct config *cfg, char **cause)
+{
+	int error;
+
+	for (size_t i = 0; i < cfg->ncomponents; i++) {
+		if (*cfg->components[i].match == '\0') {
+			*cause = xasprintf(
+			    "component '%s' (%s) has no 'match': give the pattern of its "
+			    "processes, such as match = llama|ollama",
+			    cfg->components[i].name,
+			    cfg->components[i].origin.where ? cfg->components[i].origin.where : "");
+			return -EINVAL;
+		}
+	}
+	if (!(cfg->elevated_pct < cfg->high_pct && cfg->high_pct < cfg->critical_pct)) {
+		*cause = xasprintf("pressure thresholds must rise: pressure.elevated_pct (%g) < "
+		                   "pressure.high_pct (%g) < pressure.critical_pct (%g)",
+		    cfg->elevated_pct, cfg->high_pct, cfg->critical_pct);
+		return -EINVAL;
+	}
+	if ((error = check_backend(cfg, cause)) != 0)
+		return error;
+	if (cfg->retry_cap_ms < cfg->retry_base_ms) {
+		*cause = xasprintf("spillway.retry_cap_ms (%lld) is below spillway.retry_base_ms "
+		                   "(%lld); the longest backoff cannot be shorter than the first",
+		    (long long)cfg->retry_cap_ms, (long long)cfg->retry_base_ms);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int
 config_load(struct config *cfg, const struct config_args *args, char *const *env, char **cause)
 {
@@ -886,62 +950,13 @@ config_load(struct config *cfg, const struct config_args *args, char *const *env
 		    (error = set_value(cfg, i, v, CONFIG_ENV, keys[i].env, cause)) != 0)
 			goto out;
 	}
-	for (const char *const *s = args != NULL ? args->sets : NULL; s != NULL && *s != NULL;
-	     s++) {
-		const char *eq = strchr(*s, '=');
-		char *name = eq != NULL ? xstrndup(*s, (size_t)(eq - *s)) : xstrdup(*s);
-		ssize_t i = find_key(name);
-
-		if (eq == NULL || i < 0) {
-			char *hint = eq == NULL ? xstrdup("; expected KEY=VALUE") : suggest(name);
-
-			*cause = xasprintf(
-			    "--set '%s': %s%s", *s, eq == NULL ? "no value" : "unknown key", hint);
-			free(hint);
-			free(name);
-			error = -EINVAL;
-			goto out;
-		}
-		{
-			char *where = xasprintf("--set %s", keys[i].name);
-
-			error = set_value(cfg, (size_t)i, eq + 1, CONFIG_FLAG, where, cause);
-			free(where);
-		}
-		free(name);
-		if (error != 0)
-			goto out;
-	}
+	if ((error = load_sets(cfg, args != NULL ? args->sets : NULL, cause)) != 0)
+		goto out;
 	if ((error = project_from_credentials(cfg, env, cause)) != 0)
 		goto out;
 	if ((error = check_placement(cfg, cause)) != 0)
 		goto out;
-	for (size_t i = 0; i < cfg->ncomponents; i++) {
-		if (*cfg->components[i].match == '\0') {
-			*cause = xasprintf(
-			    "component '%s' (%s) has no 'match': give the pattern of its "
-			    "processes, such as match = llama|ollama",
-			    cfg->components[i].name,
-			    cfg->components[i].origin.where ? cfg->components[i].origin.where : "");
-			error = -EINVAL;
-			goto out;
-		}
-	}
-	if (!(cfg->elevated_pct < cfg->high_pct && cfg->high_pct < cfg->critical_pct)) {
-		*cause = xasprintf("pressure thresholds must rise: pressure.elevated_pct (%g) < "
-		                   "pressure.high_pct (%g) < pressure.critical_pct (%g)",
-		    cfg->elevated_pct, cfg->high_pct, cfg->critical_pct);
-		error = -EINVAL;
-		goto out;
-	}
-	if ((error = check_backend(cfg, cause)) != 0)
-		goto out;
-	if (cfg->retry_cap_ms < cfg->retry_base_ms) {
-		*cause = xasprintf("spillway.retry_cap_ms (%lld) is below spillway.retry_base_ms "
-		                   "(%lld); the longest backoff cannot be shorter than the first",
-		    (long long)cfg->retry_cap_ms, (long long)cfg->retry_base_ms);
-		error = -EINVAL;
-	}
+	error = check_between(cfg, cause);
 out:
 	free(path);
 	if (error != 0)
