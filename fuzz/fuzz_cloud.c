@@ -1,7 +1,7 @@
 /*
  * Compute Engine's answers as the client reads them: instances, lists,
  * operations (with their errors), Google's error envelopes of any status.
- * The client's own parsers, included whole so their static functions run;
+ * The client's own parsers (gce.c included whole so its static functions run, gce-json.c);
  * then what the manager keeps of what they pass on (cloud_seen_copy,
  * cloud_preempted_copy), which must take every answer the parsers accept:
  * no remote input may reach an abort.
@@ -19,7 +19,7 @@ keep_instance(json_t *v)
 	struct cloud_instance in;
 	struct cloud_seen seen;
 
-	if (instance_from_json(v, &in) == NULL && cloud_seen_copy(&in, &seen) != 0)
+	if (gce_instance_from_json(v, &in) == NULL && cloud_seen_copy(&in, &seen) != 0)
 		abort(); /* the provider passed on what cannot be kept */
 	free((void *)in.labels);
 	free((void *)in.metadata);
@@ -50,10 +50,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	keep_instance(v);
 	json_array_foreach (json_object_get(v, "items"), i, it) {
 		keep_instance(it);
-		if (preemption_from_json(it, &op) == NULL && cloud_preempted_copy(&op, &p) != 0)
+		if (gce_preemption_from_json(it, &op) == NULL && cloud_preempted_copy(&op, &p) != 0)
 			abort();
 	}
-	op_from_json(v, &op);
+	gce_op_from_json(v, &op);
 	memset(&c, 0, sizeof c);
 	op_failed(&c, v);
 	clear_error(&c);
