@@ -38,6 +38,15 @@ static pid_t monitor;
 static char pressure[300];
 static char gone[300]; /* the cgroup removed under the monitor, until it is */
 
+/* The kernel's own stall counter beside the monitor: the cgroup's "some total", every 100 ms. */
+#define KSAMPLES 4096
+static struct {
+	double t;
+	long long total_us;
+} ks[KSAMPLES];
+static int nks;
+static bool sampling;
+
 static double
 now_s(void)
 {
@@ -102,6 +111,38 @@ start_monitor(int *out_fd)
 	return 0;
 }
 
+static void
+kernel_sample(void)
+{
+	char buf[512], *p;
+	FILE *f;
+
+	if (!sampling || nks == KSAMPLES || (f = fopen(pressure, "r")) == NULL)
+		return;
+	if (fgets(buf, sizeof buf, f) != NULL && (p = strstr(buf, "total=")) != NULL) {
+		ks[nks].t = now_s();
+		ks[nks++].total_us = strtoll(p + 6, NULL, 10);
+	}
+	fclose(f);
+}
+
+/* The start of the first whole second in which the kernel counted over `pct` % stalled, or -1. */
+static double
+first_second_over(double pct)
+{
+	for (int i = 0; i < nks; i++)
+		for (int j = i + 1; j < nks; j++) {
+			double dt = ks[j].t - ks[i].t;
+
+			if (dt < 1.0)
+				continue;
+			if ((double)(ks[j].total_us - ks[i].total_us) / 1e6 / dt * 100 >= pct)
+				return ks[i].t;
+			break;
+		}
+	return -1;
+}
+
 /* Read the monitor's lines until one says a level at least `want` (or exactly NORMAL). */
 static bool
 wait_level(int fd, const char *want, double timeout_s, char *line, size_t size)
@@ -139,11 +180,16 @@ wait_level(int fd, const char *want, double timeout_s, char *line, size_t size)
 		}
 		{
 			struct pollfd p = {fd, POLLIN, 0};
-			int left = (int)((deadline - now_s()) * 1000);
+			int left = (int)((deadline - now_s()) * 1000), got;
 			ssize_t n;
 
-			if (left <= 0 || poll(&p, 1, left) <= 0)
+			kernel_sample();
+			if (left <= 0)
 				return false;
+			if ((got = poll(&p, 1, left < 100 ? left : 100)) < 0)
+				return false;
+			if (got == 0)
+				continue;
 			if ((n = read(fd, pending + used, sizeof pending - used - 1)) <= 0)
 				return false;
 			used += (size_t)n;
@@ -237,12 +283,24 @@ main(void)
 	/* Give the monitor a moment to arm its trigger; the load must come after. */
 	usleep(500 * 1000);
 	load_start = now_s();
+	sampling = true;
 	memload_start(&load, READERS);
 	if (!wait_level(fd, "HIGH", 90, line, sizeof line))
 		finish(1, "FAIL: the level did not reach HIGH within 90 s of real memory stalls");
 	high_at = now_s();
+	sampling = false;
 	printf(
 	    "HIGH %.2f s after the load started (sustain for HIGH: 6 s)\n", high_at - load_start);
+	{
+		double onset = first_second_over(10);
+
+		/* Measured, not asserted yet: HIGH should come within sustain + 1 s of it. */
+		if (onset >= 0)
+			printf(
+			    "HIGH %.2f s after the first whole second the kernel counted over 10 %% "
+			    "stalled (%d samples of its counter)\n",
+			    high_at - onset, nks);
+	}
 	memload_stop(&load);
 	if (!wait_level(fd, "NORMAL", 90, line, sizeof line))
 		finish(1,
