@@ -291,23 +291,44 @@ check_done(struct http_client *c)
 	}
 }
 
+/*
+ * The host of a URL after its "://", an IPv6 one with its brackets (and then
+ * only before its end, a port or a path). 0, or -1 when there is none that fits.
+ */
+static int
+url_host(const char *url, char *host, size_t size)
+{
+	const char *p = strstr(url, "://");
+	size_t n;
+
+	if (p == NULL)
+		return -1;
+	p += 3;
+	if (*p == '[') {
+		const char *end = strchr(p, ']');
+
+		if (end == NULL || (end[1] != '\0' && end[1] != ':' && end[1] != '/'))
+			return -1;
+		n = (size_t)(end + 1 - p);
+	} else {
+		n = strcspn(p, ":/?#");
+	}
+	if (n >= size)
+		return -1;
+	memcpy(host, p, n);
+	host[n] = '\0';
+	return 0;
+}
+
 int
 http_url_is_loopback(const char *url)
 {
 	char host[64];
 	struct in_addr a;
-	size_t n;
 
-	if (strncasecmp(url, "http://", 7) != 0)
+	if (strncasecmp(url, "http://", 7) != 0 || url_host(url, host, sizeof host) != 0)
 		return 0;
-	url += 7;
-	if (strncmp(url, "[::1]", 5) == 0)
-		return url[5] == '\0' || url[5] == ':' || url[5] == '/';
-	if ((n = strcspn(url, ":/?#")) >= sizeof host)
-		return 0;
-	memcpy(host, url, n);
-	host[n] = '\0';
-	if (strcasecmp(host, "localhost") == 0)
+	if (strcmp(host, "[::1]") == 0 || strcasecmp(host, "localhost") == 0)
 		return 1;
 	return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
@@ -316,21 +337,11 @@ http_url_is_loopback(const char *url)
 static bool
 url_has_address(const char *url)
 {
-	const char *p = strstr(url, "://");
 	char host[64];
 	unsigned char a[16];
-	size_t n;
 
-	if (p == NULL)
-		return false;
-	p += 3;
-	if (*p == '[')
-		return true;
-	if ((n = strcspn(p, ":/?#")) >= sizeof host)
-		return false;
-	memcpy(host, p, n);
-	host[n] = '\0';
-	return inet_pton(AF_INET, host, a) == 1;
+	return url_host(url, host, sizeof host) == 0 &&
+	    (host[0] == '[' || inet_pton(AF_INET, host, a) == 1);
 }
 
 int
