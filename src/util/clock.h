@@ -24,6 +24,13 @@ struct clock {
 #define NS_PER_MS INT64_C(1000000)
 #define NS_PER_S  INT64_C(1000000000)
 
+/* A duration in minutes (a setting's), as milliseconds. */
+static inline int64_t
+minutes_ms(double minutes)
+{
+	return (int64_t)(minutes * 60000.0);
+}
+
 int64_t realtime_ns(void);
 /* CLOCK_MONOTONIC, for measuring intervals (never for timestamps). */
 int64_t monotonic_ns(void);

@@ -43,7 +43,7 @@ zone_skipped(struct manager *m, const char *zone)
 void
 skip_zone(struct manager *m, const char *zone, const char *why)
 {
-	int64_t until = now_ms(m) + minutes(m->cfg->stockout_skip_minutes);
+	int64_t until = now_ms(m) + minutes_ms(m->cfg->stockout_skip_minutes);
 	int i;
 
 	for (i = 0; i < m->nskips && strcmp(m->skips[i].zone, zone) != 0; i++)
@@ -116,7 +116,7 @@ back_off(struct manager *m, const struct cloud_error *e, const char *name)
 void
 cool_down(struct manager *m, const char *why)
 {
-	m->cooldown_until = now_ms(m) + minutes(m->cfg->cooldown_minutes);
+	m->cooldown_until = now_ms(m) + minutes_ms(m->cfg->cooldown_minutes);
 	snprintf(m->cooldown_why, sizeof m->cooldown_why, "%s", why);
 }
 
@@ -429,7 +429,8 @@ on_inserted(const struct cloud_error *e, const struct cloud_op *op, void *arg)
 
 	v->busy = false;
 	if (e->code == CLOUD_OK) {
-		int64_t deadline = v->rec.requested_ms + minutes(m->cfg->create_deadline_minutes);
+		int64_t deadline =
+		    v->rec.requested_ms + minutes_ms(m->cfg->create_deadline_minutes);
 
 		snprintf(v->rec.op, sizeof v->rec.op, "%s", op->name);
 		set_state(v, VM_PROVISIONING, "Compute Engine accepted the insert");

@@ -94,7 +94,6 @@ struct manager {
 	bool price_known;
 	bool price_asked;
 	double per_hour;
-	int vcpus, memory_mb;
 	char price_why[256];
 	char last_rule[16];
 	struct manager_listeners listeners;
@@ -110,12 +109,6 @@ static inline int64_t
 now_ms(const struct manager *m)
 {
 	return clock_now_ms(m->o.clock);
-}
-
-static inline int64_t
-minutes(double m)
-{
-	return (int64_t)(m * 60000.0);
 }
 
 /* manager.c */

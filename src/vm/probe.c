@@ -20,9 +20,9 @@
 #define BOOT_PROBE_MS     1000 /* a booting VM is READY within this of its backend */
 #define HEALTH_IN_FLIGHT  128  /* a pass's lease calls out at once */
 
-/* Up, and so checked each pass: its backend's health and use. */
 static void renew_more(struct manager *);
 
+/* Up, and so checked each pass: its backend's health and use. */
 static bool
 up(enum vm_state s)
 {

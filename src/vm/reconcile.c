@@ -200,11 +200,13 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 		case VM_REQUESTED:
 		case VM_CREATING:
 		case VM_PROVISIONING:
+			if (strcmp(status, "RUNNING") == 0) {
+				set_state(v, VM_BOOTING, "it runs");
+				break;
+			}
 			rules_judge(
 			    m->cfg, &v->rec, &(struct rules_seen){.status = status}, now, &verdict);
-			if (strcmp(status, "RUNNING") == 0)
-				set_state(v, VM_BOOTING, "it runs");
-			else if (verdict.kind == VERDICT_GIVE_UP)
+			if (verdict.kind == VERDICT_GIVE_UP)
 				give_up_create(v, verdict.reason);
 			else if (v->rec.state != VM_PROVISIONING)
 				set_state(v, VM_PROVISIONING, "the insert took effect");
@@ -281,15 +283,15 @@ find_orphans(struct manager *m, struct mvm **byname, size_t nvms)
 		/* It ended after the list was asked (its delete is done): the list is stale. */
 		if (v != NULL && v->rec.state_ms >= m->list_sent_ms)
 			continue;
-		/* Preempted: it goes away by itself (its termination action is DELETE). */
-		if ((v != NULL && v->rec.state == VM_PREEMPTED) ||
-		    (v == NULL && ledger_get(m->o.ledger, name, &rec) == 0 &&
-		        rec.state == VM_PREEMPTED))
-			continue;
+		if (v != NULL && v->rec.state == VM_PREEMPTED)
+			continue; /* it goes away by itself */
 		if (v == NULL) {
 			int got = ledger_get(m->o.ledger, name, &rec);
 			bool known = got == 0;
 
+			/* Preempted: it goes away by itself (its termination action is DELETE). */
+			if (known && rec.state == VM_PREEMPTED)
+				continue;
 			if (got != 0 && got != -ENOENT)
 				continue; /* the ledger cannot say: the next pass looks again */
 			if (!known) {
@@ -501,8 +503,6 @@ on_machine_type(const struct cloud_error *e, const struct cloud_machine_type *mt
 			return;
 		}
 		m->per_hour = p.per_hour;
-		m->vcpus = mt->vcpus;
-		m->memory_mb = mt->memory_mb;
 		m->price_known = true;
 		log_info("manager: %s (%d vCPUs, %d MiB, %s) costs $%.4f/h in %s (prices of %s)",
 		    cfg->machine_type, mt->vcpus, mt->memory_mb,

@@ -2,18 +2,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/clock.h"
 #include "vm/rules.h"
-
-static int64_t
-minutes(double m)
-{
-	return (int64_t)(m * 60000.0);
-}
 
 bool
 rules_past_create_deadline(const struct config *cfg, const struct vm_record *r, int64_t now)
 {
-	return now - r->requested_ms >= minutes(cfg->create_deadline_minutes);
+	return now - r->requested_ms >= minutes_ms(cfg->create_deadline_minutes);
 }
 
 int64_t
@@ -38,7 +33,7 @@ booting(const struct config *cfg, const struct vm_record *r, const struct rules_
 {
 	int64_t from = s->progress_ms > r->started_ms ? s->progress_ms : r->started_ms;
 
-	if (r->started_ms <= 0 || now - from <= minutes(cfg->boot_timeout_minutes))
+	if (r->started_ms <= 0 || now - from <= minutes_ms(cfg->boot_timeout_minutes))
 		return;
 	if (s->progress_ms > 0)
 		snprintf(end(v, VERDICT_END, VM_FAILED), sizeof v->reason,
@@ -55,7 +50,8 @@ running(const struct config *cfg, const struct vm_record *r, int64_t now, struct
 {
 	int64_t every = cfg->health_check_interval * 1000;
 
-	if (r->state == VM_UNHEALTHY && now - r->unhealthy_ms > minutes(cfg->unhealthy_minutes)) {
+	if (r->state == VM_UNHEALTHY &&
+	    now - r->unhealthy_ms > minutes_ms(cfg->unhealthy_minutes)) {
 		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
 		    "unhealthy for %.1f min (another VM comes if the pressure holds)",
 		    cfg->unhealthy_minutes);
@@ -66,7 +62,7 @@ running(const struct config *cfg, const struct vm_record *r, int64_t now, struct
 		    "lifetime: its planned run of %.2f h is over",
 		    (double)r->planned_run_s / 3600.0);
 	} else if (r->state == VM_READY && r->last_activity_ms > 0 &&
-	    now - rules_last_used(r) >= minutes(cfg->idle_timeout_minutes)) {
+	    now - rules_last_used(r) >= minutes_ms(cfg->idle_timeout_minutes)) {
 		/* Idle is its backend unused since READY, never local calm: offloading is
 		 * what calms the workstation. */
 		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
@@ -98,7 +94,7 @@ rules_judge(const struct config *cfg, const struct vm_record *r, const struct ru
 		break;
 	case VM_ORPHANED:
 		if (strcmp(cfg->orphan_policy, "delete") == 0 &&
-		    now - r->state_ms >= minutes(cfg->orphan_grace_minutes))
+		    now - r->state_ms >= minutes_ms(cfg->orphan_grace_minutes))
 			snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
 			    "orphan: carries our owner label, unknown to the ledger; grace period "
 			    "over");
