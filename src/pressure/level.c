@@ -80,7 +80,7 @@ level_step(
 	for (int l = PRESSURE_ELEVATED; l < PRESSURE_LEVELS; l++) {
 		if (s.candidate_ms[l] < 0) {
 			if (meets(c, in, (enum pressure_level)l, false))
-				s.candidate_ms[l] = now;
+				s.candidate_ms[l] = now - in->span_ms;
 		} else if (!meets(c, in, (enum pressure_level)l, true)) {
 			s.candidate_ms[l] = -1;
 		}

@@ -2,8 +2,8 @@
  * The level: a pure function step(config, state, input, now) -> state.
  *
  * For each level there is an arm threshold and a disarm threshold (arm times
- * disarm_ratio). A level is a candidate from the moment the input reaches its
- * arm threshold, and stays one while the input stays above its disarm
+ * disarm_ratio). A level is a candidate from the start of the span in which
+ * the input reaches its arm threshold, and stays one while the input stays above its disarm
  * threshold; the level rises as far as every level on the way has been a
  * candidate for its own sustain time (so a burst fit for CRITICAL still waits
  * for HIGH's sustain). The level falls only after the input has stayed below the
@@ -30,11 +30,16 @@ struct level_config {
 	int64_t dwell_ms;
 };
 
-/* What the level is decided from, derived over the window. */
+/*
+ * What the level is decided from: the shares measured over the span_ms before
+ * now (0: an instant). A level the input meets is a candidate from the start
+ * of that span, since the stall was already there then.
+ */
 struct level_input {
 	double some_pct;
 	double full_pct;
 	double available_pct; /* < 0: unknown */
+	int64_t span_ms;
 };
 
 struct level_state {

@@ -18,6 +18,7 @@
 
 #define SYSTEM_PSI           "/proc/pressure/memory"
 #define HISTORY              64
+#define SHARE_MS             1000 /* the stretch a stall share is measured over */
 #define CAP_SYS_RESOURCE_BIT 24
 
 struct listener {
@@ -126,15 +127,19 @@ history_push(struct monitor *m, const struct pressure_sample *s)
 		m->nhistory++;
 }
 
-/* The sample to measure from: the newest at least a window old, else the oldest kept. */
+/*
+ * The sample to measure from: the newest at least a second old, else the
+ * oldest kept. A second, not the trigger's window: a longer stretch would
+ * blur when the stall began, and the sustain times are the smoothing.
+ */
 static const struct pressure_sample *
-window_base(const struct monitor *m, int64_t now)
+share_base(const struct monitor *m, int64_t now)
 {
 	const struct pressure_sample *base = NULL;
 
 	for (size_t back = 1; back < m->nhistory; back++) {
 		base = history_at(m, back);
-		if (base->t_ms <= now - m->opts.window_ms)
+		if (base->t_ms <= now - SHARE_MS)
 			break;
 	}
 	return base;
@@ -172,11 +177,13 @@ process(struct monitor *m, const struct pressure_sample *s)
 		fflush(m->record);
 	}
 	history_push(m, s);
-	base = window_base(m, s->t_ms);
+	base = share_base(m, s->t_ms);
 	dt = base != NULL ? s->t_ms - base->t_ms : 0;
 	if (s->has_psi && base != NULL && base->has_psi && dt > 0) {
 		in.some_pct = rate(s->psi.some.total_us, base->psi.some.total_us, dt) / 1e4;
 		in.full_pct = rate(s->psi.full.total_us, base->psi.full.total_us, dt) / 1e4;
+		/* Over a longer gap (asleep between episodes), the share says not when. */
+		in.span_ms = dt <= 2 * SHARE_MS ? dt : 0;
 	}
 	/* The kernel said the stall passed the trigger's share of the window. */
 	if (s->event && in.some_pct < m->trigger_pct)

@@ -3,7 +3,7 @@
  *
  * A sample is one raw reading of the sources (PSI totals and averages,
  * /proc/meminfo, /proc/vmstat counters) at a time; a snapshot is what the
- * monitor makes of the samples: stall percentages and rates over the window,
+ * monitor makes of the samples: stall percentages and rates over the last second,
  * the level, the top processes and the memory of each component.
  */
 #ifndef SPILLWAY_PRESSURE_H
@@ -90,7 +90,7 @@ struct pressure_snapshot {
 	double some_avg10, some_avg60, full_avg10, full_avg60;
 	int64_t mem_total_kb, mem_available_kb, swap_used_kb;
 	double available_pct;
-	double refault_rate, swapin_rate, majfault_rate; /* per second over the window */
+	double refault_rate, swapin_rate, majfault_rate; /* per second over the last second */
 	enum pressure_mode mode;
 	const char *source;   /* the pressure file, or "trace FILE" */
 	int64_t processes_ms; /* when the processes below were read; 0: never */

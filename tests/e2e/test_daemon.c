@@ -223,9 +223,13 @@ test_startup_and_lease(void **state)
 	world_end(&w);
 }
 
-/* A recorded 3 s spike: the level never reaches HIGH; no VM, no insert. */
+/*
+ * Recorded bursts, six of 3 s with 2 s of calm between them: ELEVATED, never
+ * HIGH; no VM, no insert. (The recorded 3 s spike alone stalls in one second
+ * only and changes no level: tests/e2e/test_pressure_cli.c.)
+ */
 static void
-test_spike_no_vm(void **state)
+test_bursts_no_vm(void **state)
 {
 	const char *env[] = {"SPILLWAY_PRESSURE_DWELL_S=5", NULL};
 	struct world w;
@@ -233,7 +237,7 @@ test_spike_no_vm(void **state)
 	struct insert ins[4];
 
 	world_init(&w, SCALE, NULL);
-	recorded_trace(&w, "pressure-spike.trace");
+	recorded_trace(&w, "pressure-sawtooth.trace");
 	world_run(&w, NULL, env); /* calm for 5 s is NORMAL again, inside the trace */
 	wait_event(&w, "pressure", "ELEVATED");
 	wait_event(&w, "pressure", "NORMAL");
@@ -995,7 +999,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sustained_one_vm),
 	    cmocka_unit_test(test_startup_and_lease),
-	    cmocka_unit_test(test_spike_no_vm),
+	    cmocka_unit_test(test_bursts_no_vm),
 	    cmocka_unit_test(test_budget_shortens_run),
 	    cmocka_unit_test(test_budget_refused),
 	    cmocka_unit_test(test_concurrency_counts_in_flight),

@@ -3,7 +3,9 @@
  * two processes inside it re-reading a 256 MiB file, and `spillway pressure
  * --watch` on that cgroup's memory.pressure through PSI triggers. It must
  * reach HIGH (or beyond) while the load runs and return to NORMAL after it
- * stops.
+ * stops. Then the same load watched sample by sample (--all, which samples
+ * every second rather than waiting for the kernel's trigger): HIGH must come
+ * within HIGH's sustain + 1 s of the stall's onset as the kernel counted it.
  *
  * Where the machine cannot do this (no PSI, no writable memory cgroup), it
  * says why and exits 77: skipped, never passed. The cgroups, the processes and
@@ -90,7 +92,7 @@ static void __attribute__((noreturn, format(printf, 2, 3))) finish(int status, c
 }
 
 static int
-start_monitor(int *out_fd)
+start_monitor(bool all, int *out_fd)
 {
 	int out[2];
 
@@ -103,7 +105,7 @@ start_monitor(int *out_fd)
 		setenv("SPILLWAY_PRESSURE_DWELL_S", "4", 1);
 		setenv("HOME", "/nonexistent", 1);
 		execl(getenv("SPILLWAY_BIN"), "spillway", "pressure", "--watch", "--json",
-		    "--cgroup", load.v2, (char *)NULL);
+		    "--cgroup", load.v2, all ? "--all" : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	close(out[1]);
@@ -126,28 +128,61 @@ kernel_sample(void)
 	fclose(f);
 }
 
-/* The start of the first whole second in which the kernel counted over `pct` % stalled, or -1. */
+/* The kernel's stalled share from sample i over the first whole second after it, or -1. */
 static double
-first_second_over(double pct)
+second_share(int i)
 {
-	for (int i = 0; i < nks; i++)
-		for (int j = i + 1; j < nks; j++) {
-			double dt = ks[j].t - ks[i].t;
-
-			if (dt < 1.0)
-				continue;
-			if ((double)(ks[j].total_us - ks[i].total_us) / 1e6 / dt * 100 >= pct)
-				return ks[i].t;
-			break;
-		}
+	for (int j = i + 1; j < nks; j++)
+		if (ks[j].t - ks[i].t >= 1.0)
+			return (double)(ks[j].total_us - ks[i].total_us) / 1e6 /
+			    (ks[j].t - ks[i].t) * 100;
 	return -1;
+}
+
+/* The first sample from `from` on whose whole second after it was at least `pct` % stalled. */
+static int
+first_second_over(int from, double pct)
+{
+	for (int i = from; i < nks; i++) {
+		double share = second_share(i);
+
+		if (share < 0)
+			break;
+		if (share >= pct)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * When the stall HIGH rose on began: the first whole second over HIGH's 10 %
+ * after the last whole second that fell below its disarm share (5 %), since
+ * such a dip ends a candidate, in the monitor and here alike. -1: none.
+ */
+static double
+onset_of_high(double *first)
+{
+	int at, dip = -1;
+
+	*first = -1;
+	if ((at = first_second_over(0, 10)) < 0)
+		return -1;
+	*first = ks[at].t;
+	for (int i = at; i < nks && second_share(i) >= 0; i++)
+		if (second_share(i) < 5)
+			dip = i;
+	if (dip < 0)
+		return *first;
+	printf("  the kernel's stall fell below 5 %% in the second from +%.1f s\n",
+	    ks[dip].t - *first);
+	return (at = first_second_over(dip + 1, 10)) >= 0 ? ks[at].t : -1;
 }
 
 /* Read the monitor's lines until one says a level at least `want` (or exactly NORMAL). */
 static bool
 wait_level(int fd, const char *want, double timeout_s, char *line, size_t size)
 {
-	static char pending[1 << 16];
+	static char pending[1 << 16], shown[16];
 	static size_t used;
 	double deadline = now_s() + timeout_s;
 
@@ -171,9 +206,11 @@ wait_level(int fd, const char *want, double timeout_s, char *line, size_t size)
 			hit = strcmp(want, "NORMAL") == 0
 			    ? strcmp(level, "NORMAL") == 0
 			    : strcmp(level, "HIGH") == 0 || strcmp(level, "CRITICAL") == 0;
-			printf("  monitor: %s (some %.1f%%, full %.1f%%)\n", level,
-			    json_real_value(json_object_get(v, "some_pct")),
-			    json_real_value(json_object_get(v, "full_pct")));
+			if (strcmp(level, shown) != 0)
+				printf("  monitor: %s (some %.1f%%, full %.1f%%)\n", level,
+				    json_real_value(json_object_get(v, "some_pct")),
+				    json_real_value(json_object_get(v, "full_pct")));
+			snprintf(shown, sizeof shown, "%s", level);
 			json_decref(v);
 			if (hit)
 				return true;
@@ -242,7 +279,8 @@ vanishing_cgroup(void)
 			break;
 		if (now_s() > deadline || poll(&p, 1, 1000) < 0 ||
 		    (p.revents && (n = read(err[0], buf + used, sizeof buf - 1 - used)) <= 0))
-			finish(1, "FAIL: no fallback message after %s went away; stderr: %s", dir, buf);
+			finish(1, "FAIL: no fallback message after %s went away; stderr: %s", dir,
+			    buf);
 		if (p.revents)
 			used += (size_t)n;
 	}
@@ -257,12 +295,103 @@ vanishing_cgroup(void)
 	close(out[0]);
 }
 
+/* The monitor, run until it exits on SIGTERM; it must exit cleanly. */
+static void
+stop_monitor(int fd)
+{
+	int status;
+
+	kill(monitor, SIGTERM);
+	waitpid(monitor, &status, 0);
+	monitor = 0;
+	close(fd);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		finish(1, "FAIL: the monitor did not exit cleanly on SIGTERM (0x%x)", status);
+}
+
+/*
+ * Start the load and wait for HIGH, sampling the kernel's counter meanwhile
+ * if asked. Not beside a trigger: each read of memory.pressure moves the
+ * kernel's next averaging on, and unprivileged triggers are served only by
+ * that averaging, so a reader every 100 ms delays their events (by 1.35 s
+ * here: docs/pressure.md).
+ */
+static double
+load_until_high(int fd, bool counter, char *line, size_t size)
+{
+	double start, high_at;
+
+	/* Give the monitor a moment to arm its trigger or take its first sample. */
+	usleep(1500 * 1000);
+	nks = 0;
+	start = now_s();
+	sampling = counter;
+	memload_start(&load, READERS);
+	if (!wait_level(fd, "HIGH", 90, line, size))
+		finish(1, "FAIL: the level did not reach HIGH within 90 s of real memory stalls");
+	high_at = now_s();
+	sampling = false;
+	printf("HIGH %.2f s after the load started (sustain for HIGH: 6 s)\n", high_at - start);
+	return high_at;
+}
+
+/*
+ * Watched through the kernel's trigger: HIGH, then NORMAL once the load
+ * stops. The delay is printed, not asserted: the monitor cannot see a stall
+ * before the kernel's first event, which without CAP_SYS_RESOURCE comes from
+ * the kernel's 2-second averaging (docs/pressure.md). The stall begins with
+ * the load (the counter, sampled below, is over 10 % from its first second).
+ */
+static void
+through_trigger(char *line, size_t size)
+{
+	double high_at, calm_at;
+	int fd;
+
+	if (start_monitor(false, &fd) != 0)
+		finish(1, "FAIL: cannot start the monitor");
+	high_at = load_until_high(fd, false, line, size);
+	memload_stop(&load);
+	if (!wait_level(fd, "NORMAL", 90, line, size))
+		finish(1,
+		    "FAIL: the level did not return to NORMAL within 90 s after the load stopped");
+	calm_at = now_s();
+	printf("NORMAL %.2f s after the load stopped (dwell: 4 s)\n", calm_at - high_at);
+	stop_monitor(fd);
+}
+
+/* Sampled every second: HIGH within sustain + 1 s of the stall's onset. */
+static void
+on_time(char *line, size_t size)
+{
+	double high_at, first, onset;
+	int fd;
+
+	memload_drop(&load);
+	if (start_monitor(true, &fd) != 0)
+		finish(1, "FAIL: cannot start the monitor");
+	high_at = load_until_high(fd, true, line, size);
+	if ((onset = onset_of_high(&first)) < 0)
+		finish(1,
+		    "FAIL: HIGH, yet the kernel's counter (%d samples) had no whole second "
+		    "over 10 %% stalled that held",
+		    nks);
+	printf("HIGH %.2f s after the first whole second the kernel counted over 10 %% stalled, "
+	       "%.2f s after the stall it rose on began (%d samples of its counter)\n",
+	    high_at - first, high_at - onset, nks);
+	/* Sustain + 1 s, and the 0.1 s of this test's own sampling of the counter. */
+	if (high_at - onset > 7.1)
+		finish(1,
+		    "FAIL: HIGH %.2f s after the stall began; the goal is sustain + 1 s = 7 s",
+		    high_at - onset);
+	memload_stop(&load);
+	stop_monitor(fd);
+}
+
 int
 main(void)
 {
 	char line[8192];
-	double load_start, high_at, calm_at;
-	int fd;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (getenv("SPILLWAY_BIN") == NULL)
@@ -278,45 +407,10 @@ main(void)
 	}
 	printf("cgroups %s %s, limit %s, file %d MiB, %d readers; watching %s\n", load.v1, load.v2,
 	    LIMIT, FILE_MB, READERS, memload_pressure(&load, pressure, sizeof pressure));
-	if (start_monitor(&fd) != 0)
-		finish(1, "FAIL: cannot start the monitor");
-	/* Give the monitor a moment to arm its trigger; the load must come after. */
-	usleep(500 * 1000);
-	load_start = now_s();
-	sampling = true;
-	memload_start(&load, READERS);
-	if (!wait_level(fd, "HIGH", 90, line, sizeof line))
-		finish(1, "FAIL: the level did not reach HIGH within 90 s of real memory stalls");
-	high_at = now_s();
-	sampling = false;
-	printf(
-	    "HIGH %.2f s after the load started (sustain for HIGH: 6 s)\n", high_at - load_start);
-	{
-		double onset = first_second_over(10);
-
-		/* Measured, not asserted yet: HIGH should come within sustain + 1 s of it. */
-		if (onset >= 0)
-			printf(
-			    "HIGH %.2f s after the first whole second the kernel counted over 10 %% "
-			    "stalled (%d samples of its counter)\n",
-			    high_at - onset, nks);
-	}
-	memload_stop(&load);
-	if (!wait_level(fd, "NORMAL", 90, line, sizeof line))
-		finish(1,
-		    "FAIL: the level did not return to NORMAL within 90 s after the load stopped");
-	calm_at = now_s();
-	printf("NORMAL %.2f s after the load stopped (dwell: 4 s)\n", calm_at - high_at);
-	kill(monitor, SIGTERM);
-	{
-		int status;
-
-		waitpid(monitor, &status, 0);
-		monitor = 0;
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			finish(
-			    1, "FAIL: the monitor did not exit cleanly on SIGTERM (0x%x)", status);
-	}
+	through_trigger(line, sizeof line);
+	on_time(line, sizeof line);
 	vanishing_cgroup();
-	finish(0, "ok: HIGH under real pressure, NORMAL after it; a vanished cgroup falls back");
+	finish(0,
+	    "ok: HIGH under real pressure and on time, NORMAL after it; a vanished cgroup "
+	    "falls back");
 }

@@ -105,10 +105,13 @@ config(void)
 	return c;
 }
 
-/* Run a signal (some%, one sample a second) through the step; record the level at each second. */
+/*
+ * Run a signal (some%, one sample a second, each measured over the span_ms
+ * before it) through the step; record the level at each second.
+ */
 static void
-run(const double *some, const double *full, int n, enum pressure_level *levels, int64_t *changes,
-    int *nchanges)
+run_spans(const double *some, const double *full, int n, int64_t span_ms,
+    enum pressure_level *levels, int64_t *changes, int *nchanges)
 {
 	struct level_config c = config();
 	struct level_state s;
@@ -116,7 +119,10 @@ run(const double *some, const double *full, int n, enum pressure_level *levels, 
 	level_init(&s, 0);
 	*nchanges = 0;
 	for (int i = 0; i < n; i++) {
-		struct level_input in = {some[i], full != NULL ? full[i] : 0, 50};
+		struct level_input in = {.some_pct = some[i],
+		    .full_pct = full != NULL ? full[i] : 0,
+		    .available_pct = 50,
+		    .span_ms = span_ms};
 		enum pressure_level before = s.level;
 
 		s = level_step(&c, s, &in, (int64_t)i * 1000);
@@ -124,6 +130,14 @@ run(const double *some, const double *full, int n, enum pressure_level *levels, 
 		if (s.level != before)
 			changes[(*nchanges)++] = (int64_t)i * 1000;
 	}
+}
+
+/* Instants: each sample stands for its own moment only. */
+static void
+run(const double *some, const double *full, int n, enum pressure_level *levels, int64_t *changes,
+    int *nchanges)
+{
+	run_spans(some, full, n, 0, levels, changes, nchanges);
 }
 
 static void
@@ -164,6 +178,29 @@ test_sustained_and_recovery(void **state)
 	assert_int_equal(l[11], PRESSURE_HIGH);
 	assert_int_equal(ch[2], 55000); /* calm from 25 s; back to NORMAL after 30 s */
 	assert_int_equal(l[55], PRESSURE_NORMAL);
+}
+
+/*
+ * Shares measured over the second before each sample: the stall was there
+ * from the start of the first second that met a threshold, so the sustain
+ * counts from there (HIGH 6 s after the stall began at 4 s, not 7 s).
+ */
+static void
+test_candidate_from_span_start(void **state)
+{
+	double some[40] = {0};
+	enum pressure_level l[40];
+	int64_t ch[40];
+	int n;
+
+	for (int i = 5; i < 25; i++)
+		some[i] = 20;
+	run_spans(some, NULL, 40, 1000, l, ch, &n);
+	assert_true(n >= 2);
+	assert_int_equal(ch[0], 6000);  /* ELEVATED: 2 s after 4 s */
+	assert_int_equal(ch[1], 10000); /* HIGH: 6 s after 4 s */
+	assert_int_equal(l[9], PRESSURE_ELEVATED);
+	assert_int_equal(l[10], PRESSURE_HIGH);
 }
 
 static void
@@ -228,7 +265,7 @@ test_low_memory_alone(void **state)
 {
 	struct level_config c = config();
 	struct level_state s;
-	struct level_input in = {0, 0, 3}; /* 3 % available, below 5 % */
+	struct level_input in = {.available_pct = 3}; /* 3 % available, below 5 % */
 
 	level_init(&s, 0);
 	s = level_step(&c, s, &in, 0);
@@ -244,7 +281,8 @@ test_macos_mapping(void **state)
 {
 	struct level_config c = config();
 
-	assert_int_equal(level_target(&c, &(struct level_input){0, 0, -1}, false), PRESSURE_NORMAL);
+	assert_int_equal(
+	    level_target(&c, &(struct level_input){.available_pct = -1}, false), PRESSURE_NORMAL);
 	{
 		struct level_input in = macos_level_input(&c, 4, 0, 50);
 
@@ -412,6 +450,7 @@ main(void)
 	    cmocka_unit_test(test_vmstat_parse),
 	    cmocka_unit_test(test_spike),
 	    cmocka_unit_test(test_sustained_and_recovery),
+	    cmocka_unit_test(test_candidate_from_span_start),
 	    cmocka_unit_test(test_sawtooth_one_transition),
 	    cmocka_unit_test(test_partial_recovery),
 	    cmocka_unit_test(test_critical),
