@@ -10,7 +10,7 @@
 
 #include "api/control.h"
 #include "config/config.h"
-#include "emulator/emulator.h"
+#include "cli/local-emulator.h"
 #include "fuzz.h"
 #include "util/clock.h"
 #include "util/jx.h"
@@ -24,33 +24,7 @@ static struct config cfg;
 static struct daemon *d;
 static bool started;
 static char *env[5];
-static struct emulator *emu;
-static struct daemon_cloud at; /* where the daemon finds the emulator */
-
-/* The emulator in this process, its key in dir: what `run --provider emulator` does. */
-static void
-start_emulator(const char *dir)
-{
-	struct emulator_opts eo;
-	char *cause = NULL, *sa;
-
-	emulator_opts_default(&eo);
-	eo.clock = &clk;
-	eo.guest_port = (int)cfg.backend_port;
-	eo.agent_port = (int)cfg.agent_port;
-	if (emulator_new(&loop, &eo, &emu, &cause) != 0) {
-		fprintf(stderr, "fuzz_control: the emulator: %s\n", cause);
-		abort();
-	}
-	at.credentials = xasprintf("%s/emulator-credentials.json", dir);
-	sa = emulator_service_account_json(emu);
-	if (write_file_atomic(at.credentials, sa, strlen(sa), 0600) != 0)
-		abort();
-	free(sa);
-	at.compute_endpoint = xasprintf("%s/compute/v1/", emulator_url(emu));
-	at.billing_endpoint = xasprintf("%s/v1/", emulator_url(emu));
-	at.project = xstrdup(eo.project);
-}
+static struct local_emulator emu; /* as `run --provider emulator` has it */
 
 static void
 on_started(void *arg, int error, const char *cause)
@@ -83,10 +57,13 @@ once(void)
 		abort();
 	uv_loop_init(&loop);
 	clock_real(&clk);
-	start_emulator(dir);
+	if (local_emulator_start(&loop, &clk, &cfg, NULL, &emu, &cause) != 0) {
+		fprintf(stderr, "fuzz_control: the emulator: %s\n", cause);
+		abort();
+	}
 	o.cfg = &cfg;
 	o.clock = &clk;
-	o.cloud_at = &at;
+	o.cloud_at = &emu.at;
 	o.passive = true;
 	o.env = env;
 	o.on_started = on_started;

@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "cli/cmd.h"
+#include "cli/local-emulator.h"
 #include "api/control.h"
 #include "api/view.h"
 #include "cli/report.h"

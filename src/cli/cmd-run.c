@@ -20,6 +20,7 @@
 
 #include "api/control.h"
 #include "cli/cmd.h"
+#include "cli/local-emulator.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"

@@ -15,7 +15,6 @@
 
 #include "config/config.h"
 #include "util/compat.h"
-#include "vm/daemon.h"
 
 #define EXIT_OK      0
 #define EXIT_FAIL    1
@@ -60,22 +59,6 @@ int cmd_usage_error(const struct cmd_entry *, const char *fmt, ...) PRINTFLIKE(2
 /* Parse a whole number option value, or print the error. 0 or -EINVAL. */
 int cmd_int_arg(const struct cmd_entry *, const char *option, const char *value, long long min,
     long long max, long long *out);
-
-/*
- * A Compute Engine emulator in this process (run --provider emulator, demo):
- * its service account key in the state directory (0600), and where the
- * daemon finds it (daemon_opts.cloud_at). Stopped after the daemon is freed.
- * opts NULL: the defaults. 0, or -errno and a cause.
- */
-struct emulator_opts;
-struct local_emulator {
-	struct emulator *emu;
-	char *credentials;
-	struct daemon_cloud at;
-};
-int local_emulator_start(uv_loop_t *, const struct clock *, const struct config *,
-    const struct emulator_opts *, struct local_emulator *, char **cause);
-void local_emulator_stop(struct local_emulator *);
 
 extern const struct cmd_entry cmd_cloud_entry;
 extern const struct cmd_entry cmd_config_entry;
