@@ -76,11 +76,17 @@ struct level_state
 level_step(
     const struct level_config *c, struct level_state s, const struct level_input *in, int64_t now)
 {
+	/* The stall alone: it, not MemAvailable, was there over the whole span. */
+	struct level_input stall = *in;
+
+	stall.available_pct = -1;
 	/* Candidates: armed at the arm threshold, held down to the disarm threshold. */
 	for (int l = PRESSURE_ELEVATED; l < PRESSURE_LEVELS; l++) {
 		if (s.candidate_ms[l] < 0) {
-			if (meets(c, in, (enum pressure_level)l, false))
+			if (meets(c, &stall, (enum pressure_level)l, false))
 				s.candidate_ms[l] = now - in->span_ms;
+			else if (meets(c, in, (enum pressure_level)l, false))
+				s.candidate_ms[l] = now;
 		} else if (!meets(c, in, (enum pressure_level)l, true)) {
 			s.candidate_ms[l] = -1;
 		}

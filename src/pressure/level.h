@@ -3,10 +3,11 @@
  *
  * For each level there is an arm threshold and a disarm threshold (arm times
  * disarm_ratio). A level is a candidate from the start of the span in which
- * the input reaches its arm threshold, and stays one while the input stays above its disarm
- * threshold; the level rises as far as every level on the way has been a
- * candidate for its own sustain time (so a burst fit for CRITICAL still waits
- * for HIGH's sustain). The level falls only after the input has stayed below the
+ * the stall reaches its arm threshold (from now, for MemAvailable, read only
+ * now), and stays one while the input stays above its disarm threshold; the
+ * level rises as far as every level on the way has been a candidate for its
+ * own sustain time (so a burst fit for CRITICAL still waits for HIGH's
+ * sustain). The level falls only after the input has stayed below the
  * current level's disarm threshold for the dwell time, and then to what the
  * input justifies. So a short spike never reaches HIGH, a sawtooth around a
  * threshold causes one transition, and recovery waits for calm.
@@ -31,9 +32,9 @@ struct level_config {
 };
 
 /*
- * What the level is decided from: the shares measured over the span_ms before
- * now (0: an instant). A level the input meets is a candidate from the start
- * of that span, since the stall was already there then.
+ * What the level is decided from: the stall shares measured over the span_ms
+ * before now (0: an instant), and MemAvailable now. A level the shares meet
+ * is a candidate from the start of that span, since the stall was there then.
  */
 struct level_input {
 	double some_pct;

@@ -168,9 +168,14 @@ onset_of_high(double *first)
 	if ((at = first_second_over(0, 10)) < 0)
 		return -1;
 	*first = ks[at].t;
-	for (int i = at; i < nks && second_share(i) >= 0; i++)
-		if (second_share(i) < 5)
+	for (int i = at; i < nks; i++) {
+		double share = second_share(i);
+
+		if (share < 0)
+			break;
+		if (share < 5)
 			dip = i;
+	}
 	if (dip < 0)
 		return *first;
 	printf("  the kernel's stall fell below 5 %% in the second from +%.1f s\n",

@@ -274,6 +274,15 @@ test_low_memory_alone(void **state)
 	s = level_step(&c, s, &in, 2000);
 	assert_int_equal(s.level, PRESSURE_ELEVATED);
 	assert_int_equal(level_target(&c, &in, false), PRESSURE_ELEVATED);
+
+	/* MemAvailable is read at the sample: a share's span does not date it back. */
+	in.span_ms = 1000;
+	level_init(&s, 0);
+	s = level_step(&c, s, &in, 1000);
+	s = level_step(&c, s, &in, 2000);
+	assert_int_equal(s.level, PRESSURE_NORMAL);
+	s = level_step(&c, s, &in, 3000);
+	assert_int_equal(s.level, PRESSURE_ELEVATED);
 }
 
 static void
