@@ -19,6 +19,7 @@ struct ledger {
 	dev_t dev; /* the file opened */
 	ino_t ino;
 	char error[512]; /* the last failure, for people (ledger_error) */
+	bool resting;    /* closed by ledger_rest: opened again at its next use */
 };
 
 /* SQLite's rc as -errno, said in l->error. */

@@ -183,6 +183,38 @@ ledger_error(const struct ledger *l)
 	return l->error[0] != '\0' ? l->error : "no error";
 }
 
+static int connect_file(struct ledger *, char **cause);
+
+/* The file at the ledger's path is the one it opened. */
+static bool
+same_file(const struct ledger *l)
+{
+	struct stat st;
+
+	return stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino;
+}
+
+/*
+ * A resting ledger (ledger_rest) opens its file again at its next use, if it
+ * is still the one it had; one deleted or replaced meanwhile is left to
+ * ledger_refresh, which tells its caller to write what it knows into the new one.
+ */
+static void
+wake_up(struct ledger *l)
+{
+	char *cause = NULL;
+
+	if (!l->resting || !same_file(l))
+		return;
+	l->resting = false;
+	if (connect_file(l, &cause) != 0) {
+		snprintf(l->error, sizeof l->error, "%s", cause);
+		sqlite3_close(l->db);
+		l->db = NULL;
+	}
+	free(cause);
+}
+
 /* A ledger whose file could not be opened again (ledger_refresh) answers every call so. */
 static int
 closed(struct ledger *l)
@@ -197,6 +229,7 @@ lg_exec(struct ledger *l, const char *sql)
 {
 	int rc;
 
+	wake_up(l);
 	if (l->db == NULL)
 		return closed(l);
 	rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
@@ -322,11 +355,10 @@ ledger_open(const char *dir, struct ledger **out, char **cause)
 int
 ledger_refresh(struct ledger *l, bool *reopened, char **cause)
 {
-	struct stat st;
 	int error;
 
 	*reopened = false;
-	if (stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+	if (same_file(l))
 		return 0;
 	/*
 	 * Deleted (or another file put there) under us: what we write would go to
@@ -335,6 +367,7 @@ ledger_refresh(struct ledger *l, bool *reopened, char **cause)
 	 */
 	sqlite3_close(l->db);
 	l->db = NULL;
+	l->resting = false;
 	if ((error = make_dirs(l->dir, 0700)) != 0 || (error = connect_file(l, cause)) != 0) {
 		if (*cause == NULL)
 			*cause = xasprintf("cannot make the state directory '%s' again: %s", l->dir,
@@ -353,8 +386,11 @@ ledger_check(struct ledger *l, char **cause)
 {
 	sqlite3_stmt *st = NULL;
 	const unsigned char *first = NULL;
-	int rc = l->db != NULL ? sqlite3_prepare_v2(l->db, "PRAGMA quick_check", -1, &st, NULL)
-	                       : SQLITE_MISUSE;
+	int rc;
+
+	wake_up(l);
+	rc = l->db != NULL ? sqlite3_prepare_v2(l->db, "PRAGMA quick_check", -1, &st, NULL)
+	                   : SQLITE_MISUSE;
 
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		first = sqlite3_column_text(st, 0);
@@ -380,12 +416,24 @@ ledger_checkpoint(struct ledger *l)
 {
 	int rc;
 
+	if (l->resting)
+		return 0; /* closing folded the WAL into the file */
 	if (l->db == NULL)
 		return closed(l);
 	rc = sqlite3_wal_checkpoint_v2(l->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 
 	/* A reader in the way (a CLI reading) is no error: the next one gets there. */
 	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : lg_failed(l, rc);
+}
+
+void
+ledger_rest(struct ledger *l)
+{
+	/* Not in a transaction, nor with a statement open: then it stays open. */
+	if (l->db == NULL || !sqlite3_get_autocommit(l->db) || sqlite3_close(l->db) != SQLITE_OK)
+		return;
+	l->db = NULL;
+	l->resting = true;
 }
 
 void
@@ -511,6 +559,7 @@ lg_prepare(struct ledger *l, const char *sql, sqlite3_stmt **st)
 {
 	int rc;
 
+	wake_up(l);
 	if (l->db == NULL)
 		return closed(l);
 	rc = sqlite3_prepare_v2(l->db, sql, -1, st, NULL);

@@ -84,6 +84,13 @@ int ledger_check(struct ledger *, char **cause);
  */
 int ledger_checkpoint(struct ledger *);
 /*
+ * At rest (the manager, nothing alive): the connection is closed, its WAL
+ * folded into the file and SQLite's memory (schema, page cache) given back;
+ * the next call opens the file again.
+ */
+void ledger_rest(struct ledger *);
+void ledger_rest(struct ledger *);
+/*
  * Whether the file at the ledger's path is still the one open; if it was
  * deleted or replaced, the file there is opened (a new one made, migrated)
  * and *reopened set: the caller writes what it knows into it. 0, or -errno

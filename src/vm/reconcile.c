@@ -56,6 +56,7 @@ schedule(struct manager *m)
 	if (at_rest(m)) {
 		if (every < REST_PASS_MS)
 			every = REST_PASS_MS;
+		ledger_rest(m->o.ledger); /* its next call opens it again */
 #ifdef __GLIBC__
 		/* What the pass's answers took goes back: at rest the daemon is small. */
 		malloc_trim(0);

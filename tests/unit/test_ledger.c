@@ -374,6 +374,49 @@ test_ledger_file(void **state)
 	free(dir);
 }
 
+/*
+ * At rest the connection is closed (its WAL folded into the file, SQLite's
+ * memory given back) and the next call opens the file again; a file deleted
+ * meanwhile is not made again behind the caller's back: ledger_refresh says so.
+ */
+static void
+test_ledger_rest(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL, why[256], *wal;
+	struct reserve_rules rules = {1.0, 2, 3600, 15 * 60};
+	struct vm_record a = intent("spillway-a", 0.06), got;
+	struct budget_plan plan;
+	struct ledger *l;
+	int64_t t0 = local_ms(2026, 11, 27, 10, 0, 0);
+	bool reopened = true;
+
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	wal = xasprintf("%s-wal", ledger_path(l));
+	assert_int_equal(ledger_reserve(l, &a, &rules, t0, &plan, why, sizeof why), 0);
+	assert_int_equal(access(wal, F_OK), 0);
+	ledger_rest(l);
+	assert_int_equal(access(wal, F_OK), -1);
+	assert_int_equal(ledger_checkpoint(l), 0);
+	assert_int_equal(ledger_refresh(l, &reopened, &cause), 0);
+	assert_false(reopened);
+	/* The next call opens it again and finds what was written. */
+	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);
+	assert_int_equal(got.state, VM_REQUESTED);
+	assert_int_equal(ledger_check(l, &cause), 0);
+	/* Deleted while at rest: calls fail until the refresh makes a new file and says so. */
+	ledger_rest(l);
+	assert_int_equal(unlink(ledger_path(l)), 0);
+	assert_int_equal(ledger_get(l, "spillway-a", &got), -EIO);
+	assert_int_equal(access(ledger_path(l), F_OK), -1);
+	assert_int_equal(ledger_refresh(l, &reopened, &cause), 0);
+	assert_true(reopened);
+	assert_int_equal(ledger_get(l, "spillway-a", &got), -ENOENT);
+	ledger_close(l);
+	remove_tree(dir);
+	free(wal);
+	free(dir);
+}
+
 static void
 test_ledger_reserve_and_close(void **state)
 {
@@ -855,6 +898,7 @@ main(void)
 	    cmocka_unit_test(test_price_catalog_refused),
 	    cmocka_unit_test(test_budget_plan_no_price),
 	    cmocka_unit_test(test_ledger_file),
+	    cmocka_unit_test(test_ledger_rest),
 	    cmocka_unit_test(test_ledger_reserve_and_close),
 	    cmocka_unit_test(test_ledger_budget_refusal),
 	    cmocka_unit_test(test_ledger_never_negative),

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -609,6 +610,13 @@ test_rest(void **state_)
 	(void)state_;
 	start(w);
 	assert_true(uv_backend_timeout(&w->loop) > 5 * 60000);
+	/* At rest the ledger's connection is closed: its WAL is folded into the file. */
+	{
+		char *wal = xasprintf("%s-wal", ledger_path(w->ledger));
+
+		assert_int_equal(access(wal, F_OK), -1);
+		free(wal);
+	}
 	lists = scripted_calls(w->sc, SC_LIST);
 	manager_pressure(w->m, &snap, PRESSURE_NORMAL);
 	settle(w);
