@@ -112,6 +112,12 @@ source(struct daemon *d, struct view_src *s, struct backoff *b)
 		s->waiting = w;
 		s->ledger_problem = manager_ledger_problem(m, &s->ledger_waiting);
 	}
+	if (daemon_router(d) != NULL) {
+		struct route_stats *routes;
+
+		s->nroutes = router_stats(daemon_router(d), &routes);
+		s->routes = routes;
+	}
 }
 
 static void
@@ -120,6 +126,9 @@ source_release(struct view_src *s)
 	free((void *)s->waiting);
 	s->waiting = NULL;
 	s->nwaiting = 0;
+	free((void *)s->routes);
+	s->routes = NULL;
+	s->nroutes = 0;
 }
 
 /* --- POST /v1/vms --- */
@@ -530,6 +539,12 @@ get_pressure(const struct request *q)
 }
 
 static json_t *
+get_routes(const struct request *q)
+{
+	return view_routes(q->s);
+}
+
+static json_t *
 get_decision(const struct request *q)
 {
 	struct decision dec;
@@ -558,6 +573,7 @@ static const struct route {
     {"GET", "/v1/costs", get_costs},
     {"GET", "/v1/pressure", get_pressure},
     {"GET", "/v1/decision", get_decision},
+    {"GET", "/v1/routes", get_routes},
     {"GET", "/v1/events", NULL},
     {"POST", "/v1/stop", post_stop},
 };

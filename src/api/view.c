@@ -218,6 +218,53 @@ view_pressure(const struct pressure_snapshot *p)
 	return pressure_snapshot_json(p, NULL);
 }
 
+static json_t *
+route_array(const struct view_src *s)
+{
+	json_t *list = json_array();
+
+	if (s->routes != NULL) {
+		for (size_t i = 0; i < s->nroutes; i++) {
+			const struct route_stats *r = &s->routes[i];
+
+			json_array_append_new(list,
+			    json_pack(
+			        "{s:s, s:s, s:o, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+			        "component", r->component, "listen", r->listen, "local",
+			        r->local[0] ? json_string(r->local) : json_null(), "to", r->to,
+			        "vm", r->vm[0] ? json_string(r->vm) : json_null(), "why", r->why,
+			        "open", (json_int_t)r->open, "waiting", (json_int_t)r->waiting,
+			        "connections", (json_int_t)r->total, "refused",
+			        (json_int_t)r->refused, "bytes_up", (json_int_t)r->bytes_up,
+			        "bytes_down", (json_int_t)r->bytes_down, "last_use",
+			        when(r->last_use_ms)));
+		}
+		return list;
+	}
+	/* No daemon: what is configured, and that nothing listens. */
+	for (size_t i = 0; i < s->cfg->ncomponents; i++) {
+		const struct component_def *c = &s->cfg->components[i];
+
+		if (*c->listen == '\0')
+			continue;
+		json_array_append_new(list,
+		    json_pack("{s:s, s:s, s:o, s:s, s:n, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:n}",
+		        "component", c->name, "listen", c->listen, "local",
+		        *c->local ? json_string(c->local) : json_null(), "to", "none", "vm", "why",
+		        "spillway is not running: nothing listens here (spillway run)", "open", 0,
+		        "waiting", 0, "connections", 0, "refused", 0, "bytes_up", 0, "bytes_down",
+		        0, "last_use"));
+	}
+	return list;
+}
+
+json_t *
+view_routes(const struct view_src *s)
+{
+	return json_pack(
+	    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "routes", route_array(s));
+}
+
 json_t *
 view_status(const struct view_src *s)
 {
@@ -245,7 +292,7 @@ view_status(const struct view_src *s)
 	}
 	return json_pack("{s:i, s:{s:b, s:o}, s:{s:s, s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:f, s:f, "
 	                 "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o, "
-	                 "s:{s:s, s:o, s:I}}",
+	                 "s:{s:s, s:o, s:I}, s:o}",
 	    "schema_version", VIEW_SCHEMA_VERSION, "daemon", "running", s->daemon_pid > 0, "pid",
 	    s->daemon_pid > 0 ? json_integer(s->daemon_pid) : json_null(), "config", "project",
 	    c->project, "region", c->region, "zone", c->zone, "machine_type", c->machine_type,
@@ -258,7 +305,7 @@ view_status(const struct view_src *s)
 	    "total_cost", st.total_cost, "today", today(s), "backoffs", backoffs, "events",
 	    events(s, NULL, VIEW_EVENTS), "ledger", "path", ledger_path(s->ledger), "problem",
 	    s->ledger_problem != NULL ? json_string(s->ledger_problem) : json_null(), "waiting",
-	    (json_int_t)s->ledger_waiting);
+	    (json_int_t)s->ledger_waiting, "routes", route_array(s));
 }
 
 json_t *

@@ -17,6 +17,7 @@
 #include "decide/decide.h"
 #include "ledger/ledger.h"
 #include "pressure/pressure.h"
+#include "route/route.h"
 
 #define VIEW_SCHEMA_VERSION 2
 #define VIEW_EVENTS         20 /* recent events in a status */
@@ -36,6 +37,8 @@ struct view_src {
 	size_t nwaiting;
 	const char *ledger_problem; /* why they wait, or NULL */
 	size_t ledger_waiting;      /* writes waiting: records, costs and events */
+	const struct route_stats *routes; /* the daemon's routes; NULL: none listens */
+	size_t nroutes;
 };
 
 json_t *view_vm(const struct view_src *, const struct vm_record *);
@@ -46,6 +49,8 @@ json_t *view_vm_detail(const struct view_src *, const char *name);
 json_t *view_costs(const struct view_src *, int days);
 json_t *view_pressure(const struct pressure_snapshot *);
 json_t *view_decision(const struct decision *);
+/* The components' routes: the daemon's counts, or the configuration's with nothing listening. */
+json_t *view_routes(const struct view_src *);
 /* An error document: {"error": {"code", "rule", "message"}}. */
 json_t *view_error(int code, const char *rule, const char *message);
 

@@ -70,6 +70,7 @@ extern const struct cmd_entry cmd_emulator_entry;
 extern const struct cmd_entry cmd_pressure_entry;
 extern const struct cmd_entry cmd_run_entry;
 extern const struct cmd_entry cmd_status_entry;
+extern const struct cmd_entry cmd_routes_entry;
 extern const struct cmd_entry cmd_stop_entry;
 extern const struct cmd_entry cmd_terminate_entry;
 

@@ -83,6 +83,8 @@ build(struct cmd_ctx *ctx, const char *path, long *status, json_t **doc)
 			*doc = view_error(404, NULL, msg);
 			free(msg);
 		}
+	} else if (strcmp(path, "/v1/routes") == 0) {
+		*doc = view_routes(&s);
 	} else if (str_prefix(path, "/v1/costs?days=")) {
 		*doc = view_costs(&s, (int)strtol(path + 15, NULL, 10));
 	} else {

@@ -24,6 +24,7 @@ static const struct cmd_entry *const commands[] = {
     &cmd_doctor_entry,
     &cmd_emulator_entry,
     &cmd_pressure_entry,
+    &cmd_routes_entry,
     &cmd_run_entry,
     &cmd_status_entry,
     &cmd_stop_entry,

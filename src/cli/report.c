@@ -141,6 +141,48 @@ today(FILE *f, const json_t *t)
 	    color ? (left < budget * 0.1 ? RED : GREEN) : "", left, color ? RESET : "", budget);
 }
 
+/* Bytes as people read them: 512 B, 3.2 kB, 41.0 MB. */
+static void
+bytes_text(double n, char *out, size_t size)
+{
+	static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
+	size_t u = 0;
+
+	while (n >= 1000 && u + 1 < sizeof units / sizeof units[0]) {
+		n /= 1000;
+		u++;
+	}
+	snprintf(out, size, u == 0 ? "%.0f %s" : "%.1f %s", n, units[u]);
+}
+
+void
+report_routes(FILE *f, const json_t *routes)
+{
+	size_t i;
+	json_t *r;
+
+	if (json_array_size(routes) == 0) {
+		fprintf(f,
+		    "no routes: give a component a listen address ([component \"NAME\"] "
+		    "listen = 127.0.0.1:PORT), docs/offload.md\n");
+		return;
+	}
+	fprintf(f, "  %-12s  %-21s  %-21s  %-30s  %5s  %9s  %9s  %s\n", "COMPONENT", "LISTEN",
+	    "LOCAL", "NOW", "OPEN", "UP", "DOWN", "LAST USE");
+	json_array_foreach (routes, i, r) {
+		char up[32], down[32], now[64];
+
+		bytes_text(num(r, "bytes_up"), up, sizeof up);
+		bytes_text(num(r, "bytes_down"), down, sizeof down);
+		snprintf(now, sizeof now, "%s", jx_str(r, "vm") ? str(r, "vm") : str(r, "to"));
+		fprintf(f, "  %-12s  %-21s  %-21s  %-30s  %5lld  %9s  %9s  %s\n",
+		    str(r, "component"), str(r, "listen"),
+		    jx_str(r, "local") ? str(r, "local") : "-", now, (long long)num(r, "open"), up,
+		    down, jx_str(r, "last_use") ? str(r, "last_use") : "never");
+		fprintf(f, "  %-12s  %s\n", "", str(r, "why"));
+	}
+}
+
 void
 report_status(FILE *f, const json_t *s, bool verbose)
 {
@@ -203,6 +245,10 @@ report_status(FILE *f, const json_t *s, bool verbose)
 	} else {
 		fprintf(f, "VMs        %zu active\n", json_array_size(vms));
 		report_vms(f, vms, verbose);
+	}
+	if (verbose && json_array_size(json_object_get(s, "routes")) > 0) {
+		fprintf(f, "routes     %zu\n", json_array_size(json_object_get(s, "routes")));
+		report_routes(f, json_object_get(s, "routes"));
 	}
 	if (verbose) {
 		size_t nev = json_array_size(json_object_get(s, "events"));

@@ -15,6 +15,7 @@
 bool report_color(FILE *f);
 void report_status(FILE *, const json_t *status, bool verbose);
 void report_costs(FILE *, const json_t *costs);
+void report_routes(FILE *, const json_t *routes);
 /* A table of VM documents; verbose adds labels, requestId and reason under each. */
 void report_vms(FILE *, const json_t *vms, bool verbose);
 /* A document as the --json output: indented, one trailing newline. */

@@ -1,7 +1,5 @@
 #include <ctype.h>
 #include <errno.h>
-#include <regex.h>
-#include <strings.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +169,12 @@ const struct key config_keys[] = {
         "run when the pressure level changes", false},
     {"hooks.timeout_s", "SPILLWAY_HOOK_TIMEOUT_S", T_DOUBLE, OFF(hook_timeout_s), "30", 0.1, 3600,
         NULL, "seconds, from 0.1 to 3600", "a hook running longer is killed", false},
+    {"route.wait_s", "SPILLWAY_ROUTE_WAIT_S", T_DOUBLE, OFF(route_wait_s), "0", 0, 600, NULL,
+        "seconds, from 0 to 600",
+        "a connection with no VM READY and no local copy waits this long for a booting VM", false},
+    {"route.allow_other_users", "SPILLWAY_ROUTE_ALLOW_OTHER_USERS", T_BOOL,
+        OFF(route_allow_other_users), "false", 0, 0, NULL, BOOL_ALLOWED,
+        "let other users' processes connect to the routes", false},
     {"pricing.catalog", "SPILLWAY_PRICE_CATALOG", T_STRING, OFF(price_catalog), "", 0, 0,
         check_path_or_empty, "an absolute path, or empty",
         "a price catalog file (Cloud Billing SKU list); empty: the last refreshed, else the shipped one",
@@ -445,101 +449,6 @@ suggest(const char *name)
 	if (best <= 3)
 		return xasprintf(" (did you mean '%s'?)", keys[at].name);
 	return xstrdup("; 'spillway config' lists every key");
-}
-
-/* --- components --- */
-
-/* The original system's presets: the smallest set first, the heaviest last. */
-static const struct {
-	const char *name;
-	int64_t size_mb, priority;
-	const char *match;
-} presets[] = {
-    {"vision", 2048, 1, "vision|yolo|opencv|detectron|clip"},
-    {"chatbots", 1536, 2, "chatbot|rasa|botpress|dialogflow"},
-    {"ml_models", 4096, 3, "torch|tensorflow|onnx|sklearn|transformers"},
-    {"local_llm", 8192, 4, "llama|ollama|vllm|gpt4all|koboldcpp|text-generation"},
-};
-
-static struct component_def *
-component_add(struct config *cfg, const char *name)
-{
-	struct component_def *c;
-
-	cfg->components = xreallocarray(cfg->components, cfg->ncomponents + 1, sizeof *c);
-	c = &cfg->components[cfg->ncomponents++];
-	memset(c, 0, sizeof *c);
-	c->name = xstrdup(name);
-	c->size_mb = 1024;
-	c->priority = 100;
-	c->match = xstrdup("");
-	return c;
-}
-
-const struct component_def *
-config_component(const struct config *cfg, const char *name)
-{
-	for (size_t i = 0; i < cfg->ncomponents; i++)
-		if (strcasecmp(cfg->components[i].name, name) == 0)
-			return &cfg->components[i];
-	return NULL;
-}
-
-static int
-component_key(struct config *cfg, const char *name, const char *key, const char *value,
-    const char *where, char **cause)
-{
-	struct component_def *c = (struct component_def *)config_component(cfg, name);
-	int64_t n;
-
-	if (!config_matches(name, "^[a-z][a-z0-9_-]{0,31}$")) {
-		*cause = xasprintf("%s: component name '%s' is not allowed: 1 to 32 lowercase "
-		                   "letters, digits, '_' and '-', starting with a letter",
-		    where, name);
-		return -EINVAL;
-	}
-	if (c == NULL)
-		c = component_add(cfg, name);
-	if (strcmp(key, "size_mb") == 0 || strcmp(key, "priority") == 0) {
-		bool size = key[0] == 's';
-
-		if (parse_int64(value, size ? 1 : 0, size ? 1048576 : 1000, &n) != 0) {
-			*cause = xasprintf("invalid value '%s' for %s of component '%s' (in %s); "
-			                   "allowed: %s",
-			    value, key, name, where,
-			    size ? "megabytes, from 1 to 1048576"
-			         : "a whole number from 0 to 1000");
-			return -EINVAL;
-		}
-		if (size)
-			c->size_mb = n;
-		else
-			c->priority = n;
-	} else if (strcmp(key, "match") == 0) {
-		regex_t re;
-
-		if (*value == '\0' ||
-		    regcomp(&re, value, REG_EXTENDED | REG_ICASE | REG_NOSUB) != 0) {
-			*cause =
-			    xasprintf("invalid value '%s' for match of component '%s' (in %s); "
-			              "allowed: an extended regular expression, such as "
-			              "'llama|ollama'",
-			        value, name, where);
-			return -EINVAL;
-		}
-		regfree(&re);
-		free(c->match);
-		c->match = xstrdup(value);
-	} else {
-		*cause = xasprintf("%s: unknown key '%s' in [component \"%s\"]; known: size_mb, "
-		                   "priority, match",
-		    where, key, name);
-		return -EINVAL;
-	}
-	free(c->origin.where);
-	c->origin.source = CONFIG_FILE;
-	c->origin.where = xstrdup(where);
-	return 0;
 }
 
 /* --- the file --- */
@@ -828,14 +737,7 @@ check_backend(const struct config *cfg, char **cause)
 static int
 load_defaults(struct config *cfg, char *const *env, char **cause)
 {
-	for (size_t i = 0; i < nitems(presets); i++) {
-		struct component_def *c = component_add(cfg, presets[i].name);
-
-		c->size_mb = presets[i].size_mb;
-		c->priority = presets[i].priority;
-		free(c->match);
-		c->match = xstrdup(presets[i].match);
-	}
+	components_preset(cfg);
 	for (size_t i = 0; i < NKEYS; i++) {
 		struct buf b = BUF_INIT(4096);
 		int error;
@@ -895,6 +797,24 @@ check_between(struct config *cfg, char **cause)
 			    cfg->components[i].origin.where ? cfg->components[i].origin.where : "");
 			return -EINVAL;
 		}
+		if (*cfg->components[i].local != '\0' && *cfg->components[i].listen == '\0') {
+			*cause = xasprintf(
+			    "component '%s' (%s) has 'local' but no 'listen': the route "
+			    "needs the address the application uses, such as listen = "
+			    "127.0.0.1:9101",
+			    cfg->components[i].name,
+			    cfg->components[i].origin.where ? cfg->components[i].origin.where : "");
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i && *cfg->components[i].listen != '\0'; j++)
+			if (strcmp(cfg->components[i].listen, cfg->components[j].listen) == 0) {
+				*cause =
+				    xasprintf("components '%s' and '%s' both listen on %s: give "
+				              "each route its own address",
+				        cfg->components[j].name, cfg->components[i].name,
+				        cfg->components[i].listen);
+				return -EINVAL;
+			}
 	}
 	if (!(cfg->elevated_pct < cfg->high_pct && cfg->high_pct < cfg->critical_pct)) {
 		*cause = xasprintf("pressure thresholds must rise: pressure.elevated_pct (%g) < "
@@ -974,12 +894,7 @@ config_free(struct config *cfg)
 			free(*(char **)((char *)cfg + keys[i].offset));
 		free(cfg->origins[i].where);
 	}
-	for (size_t i = 0; i < cfg->ncomponents; i++) {
-		free(cfg->components[i].name);
-		free(cfg->components[i].match);
-		free(cfg->components[i].origin.where);
-	}
-	free(cfg->components);
+	components_free(cfg);
 	free(cfg->origins);
 	free(cfg->file);
 	memset(cfg, 0, sizeof *cfg);

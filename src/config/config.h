@@ -45,6 +45,8 @@ struct component_def {
 	int64_t size_mb;  /* estimated memory, used when none can be measured */
 	int64_t priority; /* lower goes first */
 	char *match;      /* extended regex, case-insensitive, against comm and cmdline */
+	char *listen;     /* the route: where the application reaches it (loopback); "" none */
+	char *local;      /* where its local copy serves, the route's fallback; "" none */
 	struct config_origin origin;
 };
 
@@ -127,6 +129,9 @@ struct config {
 	double hook_timeout_s;
 	char *price_catalog;
 	char *billing_endpoint;
+	/* routes (docs/offload.md) */
+	double route_wait_s;
+	bool route_allow_other_users;
 
 	struct component_def *components;
 	size_t ncomponents;

@@ -1,6 +1,7 @@
 /*
  * What the configuration's files share, and nobody else sees: the table of
- * settings (config.c), its validators (checks.c) and its output (output.c).
+ * settings (config.c), the components (components.c), its validators
+ * (checks.c) and its output (output.c).
  */
 #ifndef SPILLWAY_CONFIG_INTERNAL_H
 #define SPILLWAY_CONFIG_INTERNAL_H
@@ -35,6 +36,13 @@ extern const size_t config_nkeys_all;
 /* config.c */
 ssize_t find_key(const char *name); /* its index, or -1 */
 const char *source_label(enum config_source);
+
+/* components.c */
+void components_preset(struct config *);
+void components_free(struct config *);
+/* A key of a [component "NAME"] section (where: "FILE:LINE"). */
+int component_key(struct config *, const char *name, const char *key, const char *value,
+    const char *where, char **cause);
 
 /* output.c */
 char *components_text(const struct config *);

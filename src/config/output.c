@@ -59,9 +59,9 @@ components_text(const struct config *c)
 	struct buf b = BUF_INIT(1 << 20);
 
 	for (size_t i = 0; i < c->ncomponents; i++)
-		buf_printf(&b, "%s %lld %lld %s\n", c->components[i].name,
+		buf_printf(&b, "%s %lld %lld %s %s %s\n", c->components[i].name,
 		    (long long)c->components[i].size_mb, (long long)c->components[i].priority,
-		    c->components[i].match);
+		    c->components[i].match, c->components[i].listen, c->components[i].local);
 	return buf_detach(&b, NULL);
 }
 
@@ -140,9 +140,10 @@ config_to_json(const struct config *cfg)
 		const struct component_def *c = &cfg->components[i];
 
 		json_array_append_new(comps,
-		    jx_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "name", c->name, "size_mb",
+		    jx_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:o}", "name", c->name, "size_mb",
 		        (json_int_t)c->size_mb, "priority", (json_int_t)c->priority, "match",
-		        c->match, "source", source_label(c->origin.source), "origin",
+		        c->match, "listen", c->listen, "local", c->local, "source",
+		        source_label(c->origin.source), "origin",
 		        c->origin.where ? json_string(c->origin.where) : json_null()));
 	}
 	return jx_pack("{s:i, s:o, s:o, s:o}", "schema_version", 1, "file",
@@ -198,6 +199,9 @@ config_print(const struct config *cfg, FILE *f)
 		    (long long)c->priority, c->match, source_label(c->origin.source),
 		    c->origin.where ? " (" : "", c->origin.where ? c->origin.where : "",
 		    c->origin.where ? ")" : "");
+		if (*c->listen != '\0')
+			fprintf(f, "%-12s route: listen %s, local %s\n", "", c->listen,
+			    *c->local != '\0' ? c->local : "none");
 	}
 }
 

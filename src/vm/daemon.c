@@ -9,17 +9,18 @@
 
 #include <openssl/sha.h>
 
-#include "vm/hooks.h"
 #include "cloud/connect.h"
 #include "ledger/ledger.h"
 #include "ledger/pricing.h"
 #include "pressure/monitor.h"
+#include "route/route.h"
 #include "util/buf.h"
 #include "util/jx.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
 #include "vm/daemon.h"
+#include "vm/hooks.h"
 #include "vm/startup.h"
 
 #define CATALOG_MAX        (32 << 20)
@@ -48,6 +49,7 @@ struct daemon {
 	struct trace trace;
 	struct manager *manager;
 	struct hooks *hooks;
+	struct router *router;              /* the components' routes */
 	struct manager_listeners listeners; /* besides o.on_event: the control API's */
 	bool started;
 	/*
@@ -148,6 +150,8 @@ on_event(const struct manager_event *e, void *arg)
 		env.endpoint = endpoint;
 	}
 	env.reason = e->reason;
+	if (e->vm != NULL)
+		router_vm(d->router, e->vm);
 	switch (e->kind) {
 	case MEV_READY:
 		name = env.event = "ready";
@@ -172,6 +176,16 @@ on_event(const struct manager_event *e, void *arg)
 	if (d->o.on_event != NULL)
 		d->o.on_event(e, d->o.event_arg);
 	manager_listeners_emit(&d->listeners, e);
+}
+
+/* A route could not reach a VM: its health is checked now, not at the next pass. */
+static void
+on_unreachable(void *arg, const char *vm, const char *why)
+{
+	struct daemon *d = arg;
+
+	if (d->manager != NULL)
+		manager_check_vm(d->manager, vm);
 }
 
 void
@@ -609,6 +623,13 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 	if ((error = cloud_connect(
 	         loop, o->clock, d->cfg, d->env != NULL ? d->env : o->env, &d->conn, cause)) != 0)
 		goto fail;
+	{
+		struct router_opts ro = {
+		    .clock = o->clock, .unreachable = on_unreachable, .arg = d};
+
+		if ((error = router_new(loop, d->cfg, &ro, &d->router, cause)) != 0)
+			goto fail;
+	}
 	d->hooks = hooks_new(loop, (int64_t)(d->cfg->hook_timeout_s * 1000));
 	if (o->hook_output != NULL)
 		hooks_on_output(d->hooks, o->hook_output, o->event_arg);
@@ -734,6 +755,11 @@ daemon_reload(struct daemon *d, const struct config *cfg, char **cause)
 	        strcmp(old.region, cfg->region) != 0))
 		resolve_zones(d);
 	hooks_set_timeout(d->hooks, (int64_t)(cfg->hook_timeout_s * 1000));
+	if (router_set_config(d->router, cfg, cause) != 0) {
+		log_warnx("the routes: %s (the others apply)", *cause);
+		free(*cause);
+		*cause = NULL;
+	}
 	if (d->monitor != NULL) {
 		struct monitor_opts o;
 
@@ -782,6 +808,7 @@ daemon_free(struct daemon *d)
 	/* The provider first: its calls in flight are cancelled, so the manager hears none. */
 	cloud_disconnect(&d->conn);
 	manager_free(d->manager);
+	router_free(d->router);
 	hooks_free(d->hooks);
 	ledger_close(d->ledger);
 	trace_free(&d->trace);
@@ -798,6 +825,12 @@ struct manager *
 daemon_manager(struct daemon *d)
 {
 	return d->manager;
+}
+
+struct router *
+daemon_router(struct daemon *d)
+{
+	return d->router;
 }
 
 struct ledger *

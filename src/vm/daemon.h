@@ -81,6 +81,8 @@ const struct clock *daemon_clock(const struct daemon *);
 /* NULL until started (the first pass is under way). */
 struct manager *daemon_manager(struct daemon *);
 struct ledger *daemon_ledger(struct daemon *);
+struct router *daemon_router(struct daemon *); /* the components' routes */
+struct router *daemon_router(struct daemon *); /* the components' routes */
 const char *daemon_owner(const struct daemon *);
 /*
  * One daemon per state directory: an exclusive lock on its daemon.lock (with

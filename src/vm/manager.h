@@ -103,6 +103,8 @@ bool manager_alive_outside(const struct manager *, const char *const *zones, cha
 void manager_set_keep(struct manager *, bool keep);
 /* A pass now (tests, SIGUSR1). */
 void manager_pass_now(struct manager *);
+/* A VM's health asked now (a route could not reach it), unless a check is in flight. */
+void manager_check_vm(struct manager *, const char *name);
 /*
  * A VM by hand: the daemon's rules of money and limits, not those of pressure.
  * metadata: instance metadata to add (vm_metadata_check's output), or NULL.

@@ -152,6 +152,19 @@ renew_lease(struct manager *m, struct mvm *v)
 	return error;
 }
 
+void
+manager_check_vm(struct manager *m, const char *name)
+{
+	struct mvm *v = find_vm(m, name);
+
+	if (v == NULL || !up(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL ||
+	    m->stopping)
+		return;
+	/* Out of the pass's count: its answer does not move the pass's cursor. */
+	if (renew_lease(m, v) == 0)
+		v->probe = true;
+}
+
 /* Leases from the cursor on, at most HEALTH_IN_FLIGHT out; the pass is done with the last. */
 static void
 renew_more(struct manager *m)

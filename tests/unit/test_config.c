@@ -300,6 +300,51 @@ test_bad_values(void **state)
 	}
 }
 
+/* A route: listen on loopback only, one address each, local only beside a listen. */
+static void
+test_routes(void **state)
+{
+	struct fixture *f = *state;
+	char *cause, *path = xasprintf("%s/r.conf", f->dir);
+	struct config c;
+	struct config_args a = {path, NULL};
+
+	put(f->dir, "r.conf",
+	    "[component \"vision\"]\nlisten = 127.0.0.1:9101\nlocal = 127.0.0.1:8101\n"
+	    "[component \"asr\"]\nmatch = whisper\nlisten = [::1]:9102\n");
+	assert_int_equal(config_load(&c, &a, f->env, &cause), 0);
+	assert_string_equal(config_component(&c, "vision")->listen, "127.0.0.1:9101");
+	assert_string_equal(config_component(&c, "vision")->local, "127.0.0.1:8101");
+	assert_string_equal(config_component(&c, "asr")->local, "");
+	assert_string_equal(config_component(&c, "chatbots")->listen, "");
+	assert_true(c.route_wait_s == 0 && !c.route_allow_other_users);
+	config_free(&c);
+	put(f->dir, "r.conf", "[component \"vision\"]\nlisten = 0.0.0.0:9101\n");
+	cause = load_err(f, path, NULL);
+	expect_in(cause, "invalid value '0.0.0.0:9101' for listen of component 'vision'");
+	expect_in(cause, "loopback only");
+	free(cause);
+	put(f->dir, "r.conf", "[component \"vision\"]\nlocal = localhost:80\n");
+	cause = load_err(f, path, NULL);
+	expect_in(cause, "'localhost' is not an IP address");
+	free(cause);
+	put(f->dir, "r.conf", "[component \"vision\"]\nlisten = 127.0.0.1:99999\n");
+	cause = load_err(f, path, NULL);
+	expect_in(cause, "the port is not a number from 1 to 65535");
+	free(cause);
+	put(f->dir, "r.conf", "[component \"vision\"]\nlocal = 127.0.0.1:8101\n");
+	cause = load_err(f, path, NULL);
+	expect_in(cause, "has 'local' but no 'listen'");
+	free(cause);
+	put(f->dir, "r.conf",
+	    "[component \"vision\"]\nlisten = 127.0.0.1:9101\n[component \"chatbots\"]\n"
+	    "listen = 127.0.0.1:9101\n");
+	cause = load_err(f, path, NULL);
+	expect_in(cause, "components 'vision' and 'chatbots' both listen on 127.0.0.1:9101");
+	free(cause);
+	free(path);
+}
+
 static void
 test_file_errors(void **state)
 {
@@ -466,6 +511,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backend_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_placement_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_json, setup, teardown),
 	};

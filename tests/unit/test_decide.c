@@ -18,10 +18,10 @@
 #define NOW 1800000000000LL
 
 static struct component_def presets[] = {
-    {"chatbots", 1536, 2, "chatbot", {0, NULL}},
-    {"vision", 2048, 1, "vision", {0, NULL}},
-    {"local_llm", 8192, 4, "llama", {0, NULL}},
-    {"ml_models", 4096, 3, "torch", {0, NULL}},
+    {.name = "chatbots", .size_mb = 1536, .priority = 2, .match = "chatbot"},
+    {.name = "vision", .size_mb = 2048, .priority = 1, .match = "vision"},
+    {.name = "local_llm", .size_mb = 8192, .priority = 4, .match = "llama"},
+    {.name = "ml_models", .size_mb = 4096, .priority = 3, .match = "torch"},
 };
 
 static struct pressure_snapshot snap;

@@ -416,8 +416,8 @@ test_processes(void **state)
 {
 	char dir[] = "/tmp/spillway-proc-XXXXXX", *cmd;
 	struct component_def defs[] = {
-	    {"vision", 2048, 1, "vision|yolo", {0}},
-	    {"local_llm", 8192, 4, "llama|ollama", {0}},
+	    {.name = "vision", .size_mb = 2048, .priority = 1, .match = "vision|yolo"},
+	    {.name = "local_llm", .size_mb = 8192, .priority = 4, .match = "llama|ollama"},
 	};
 	struct pressure_snapshot snap;
 

@@ -1,0 +1,853 @@
+/*
+ * The router (route.h): the listeners, the VMs as the manager reports them,
+ * and the connections. A connection is two sides, the application's (down)
+ * and its target's (up); what one side reads is written to the other at
+ * once (uv_try_write from one scratch buffer, so a connection that keeps up
+ * holds no buffer), and what the other cannot take yet is queued; past
+ * HIGH_WATER queued the reading side stops until it drains. An end of file
+ * is passed on as a shutdown of the other side's writing; an error resets
+ * both. The router owns its routes, VMs and connections; a route removed by a
+ * reload lives on until its last connection ends.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "net/addr.h"
+#include "net/peer.h"
+#include "route/route.h"
+#include "util/log.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define CHUNK      65536
+#define HIGH_WATER (256 * 1024) /* queued to one side before the other is read no more */
+#define CONNECT_MS 5000         /* a target that does not answer by then is given up */
+#define BACKLOG    511
+
+struct rvm {
+	char name[64];
+	char host[64]; /* its address (natIP) */
+	enum vm_state state;
+	bool draining;
+	char components[256];
+	long open;
+	int64_t last_use_ms;
+	struct rvm *next;
+};
+
+struct route {
+	struct router *r;
+	char *component, *listen, *local;
+	struct sockaddr_storage local_addr;
+	uv_tcp_t server;
+	bool gone;  /* removed by a reload: freed once closed and unused */
+	long conns; /* connections that point here */
+	struct route_stats st;
+	struct route *next;
+};
+
+struct side {
+	uv_tcp_t tcp; /* its data: the side */
+	struct conn *c;
+	bool eof;     /* it sent its last byte */
+	bool stopped; /* not read: the other side has too much queued */
+	size_t queued;
+};
+
+enum conn_state { C_WAITING, C_CONNECTING, C_OPEN, C_CLOSING };
+
+/*
+ * Its sides are allocated apart: a target given up is still closing while
+ * the next one is tried. Freed when its last handle (sides, timer) closed.
+ */
+struct conn {
+	struct route *route;
+	char vm[64]; /* the VM it goes to; "" local */
+	enum conn_state state;
+	struct side *down, *up;
+	uv_connect_t connect;
+	uv_timer_t timer; /* waiting for a VM, or for a target to answer */
+	int handles;
+	int shutdowns;
+	struct conn *next, *prev;
+};
+
+struct router {
+	uv_loop_t *loop;
+	struct router_opts o;
+	const struct config *cfg;
+	struct route *routes;
+	struct rvm *vms;
+	struct conn *conns;
+	bool freed;
+	int handles; /* listeners not yet closed */
+	char scratch[CHUNK];
+};
+
+struct wreq {
+	uv_write_t req;
+	struct side *to;
+	size_t len;
+	char data[];
+};
+
+static void route_conn(struct conn *);
+static void conn_close(struct conn *, bool reset);
+static void connect_to(struct conn *, const struct sockaddr *);
+
+static int64_t
+now_ms(const struct router *r)
+{
+	return clock_now_ms(r->o.clock);
+}
+
+static struct rvm *
+find_vm(const struct router *r, const char *name)
+{
+	for (struct rvm *v = r->vms; v != NULL; v = v->next)
+		if (strcmp(v->name, name) == 0)
+			return v;
+	return NULL;
+}
+
+/* Whether a VM's comma-separated components hold this one. */
+static bool
+serves(const struct rvm *v, const char *component)
+{
+	size_t n = strlen(component);
+
+	for (const char *p = v->components; *p != '\0';) {
+		size_t len = strcspn(p, ",");
+
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		if (len == n && strncasecmp(p, component, n) == 0)
+			return true;
+		p += strcspn(p, ",");
+		p += strspn(p, ", ");
+	}
+	return false;
+}
+
+/* Where a new connection to this route goes now; *vm the chosen VM. */
+static void
+choose(const struct route *rt, struct route_choice *c, struct rvm **vm)
+{
+	const struct router *r = rt->r;
+	struct route_vm_view *views;
+	struct rvm **which;
+	size_t n = 0;
+
+	for (struct rvm *v = r->vms; v != NULL; v = v->next)
+		n++;
+	views = xcalloc(n + 1, sizeof *views);
+	which = xcalloc(n + 1, sizeof *which);
+	n = 0;
+	for (struct rvm *v = r->vms; v != NULL; v = v->next) {
+		views[n] = (struct route_vm_view){.name = v->name,
+		    .state = v->state,
+		    .draining = v->draining,
+		    .serves = serves(v, rt->component),
+		    .open = v->open};
+		which[n++] = v;
+	}
+	route_choose(rt->component, views, n, *rt->local != '\0', r->cfg->route_wait_s, c);
+	*vm = c->to == ROUTE_TO_VM ? which[c->vm] : NULL;
+	free(views);
+	free(which);
+}
+
+/* --- closing --- */
+
+static void
+route_free(struct route *rt)
+{
+	free(rt->component);
+	free(rt->listen);
+	free(rt->local);
+	free(rt);
+}
+
+static void
+conn_handle_gone(struct conn *c)
+{
+	struct route *rt = c->route;
+
+	if (--c->handles > 0)
+		return;
+	if (--rt->conns == 0 && rt->gone && rt->server.data == NULL)
+		route_free(rt);
+	free(c);
+}
+
+static void
+on_side_closed(uv_handle_t *h)
+{
+	struct side *s = h->data;
+	struct conn *c = s->c;
+
+	free(s);
+	conn_handle_gone(c);
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+	conn_handle_gone(h->data);
+}
+
+/* reset: the peer sees its connection reset, not an orderly end. */
+static void
+close_side(struct side *s, bool reset)
+{
+	if (!reset || uv_tcp_close_reset(&s->tcp, on_side_closed) != 0)
+		uv_close((uv_handle_t *)&s->tcp, on_side_closed);
+}
+
+static struct side *
+side_new(struct conn *c)
+{
+	struct side *s = xcalloc(1, sizeof *s);
+
+	uv_tcp_init(c->route->r->loop, &s->tcp);
+	s->tcp.data = s;
+	s->c = c;
+	c->handles++;
+	return s;
+}
+
+static void
+conn_close(struct conn *c, bool reset)
+{
+	struct route *rt = c->route;
+	struct rvm *v;
+
+	if (c->state == C_CLOSING)
+		return;
+	if (c->state == C_OPEN && c->vm[0] != '\0' && (v = find_vm(rt->r, c->vm)) != NULL) {
+		v->open--;
+		v->last_use_ms = now_ms(rt->r);
+	}
+	c->state = C_CLOSING;
+	rt->st.open--;
+	rt->st.last_use_ms = now_ms(rt->r);
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		rt->r->conns = c->next;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+	if (c->up != NULL)
+		close_side(c->up, reset);
+	close_side(c->down, reset);
+	c->up = c->down = NULL;
+}
+
+/* --- moving bytes --- */
+
+static struct side *
+other(struct side *s)
+{
+	return s == s->c->down ? s->c->up : s->c->down;
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct side *s = h->data;
+	struct router *r = s->c->route->r;
+
+	/* One buffer for all: what is read is written, or copied, before the next read. */
+	*buf = uv_buf_init(r->scratch, sizeof r->scratch);
+}
+
+static void on_read(uv_stream_t *, ssize_t, const uv_buf_t *);
+
+static void
+start_reading(struct side *s)
+{
+	s->stopped = false;
+	if (!s->eof)
+		uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+}
+
+static void
+on_written(uv_write_t *req, int status)
+{
+	struct wreq *w = (struct wreq *)req;
+	struct side *to = w->to, *from;
+	struct conn *c = to->c;
+
+	to->queued -= w->len;
+	free(w);
+	if (c->state != C_OPEN)
+		return;
+	from = other(to);
+	if (status < 0) {
+		log_debug("route %s: a write failed: %s", c->route->component, uv_strerror(status));
+		conn_close(c, true);
+	} else if (from->stopped && to->queued < HIGH_WATER / 2) {
+		start_reading(from);
+	}
+}
+
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct conn *c = req->data;
+
+	free(req);
+	/* Both ways ended: the connection is done. */
+	if (++c->shutdowns == 2 && c->state == C_OPEN)
+		conn_close(c, false);
+}
+
+/* Pass on an end of file: the other side's writing is shut once its queue is sent. */
+static void
+pass_eof(struct side *from)
+{
+	struct side *to = other(from);
+	uv_shutdown_t *req = xcalloc(1, sizeof *req);
+
+	from->eof = true;
+	uv_read_stop((uv_stream_t *)&from->tcp);
+	req->data = from->c;
+	if (uv_shutdown(req, (uv_stream_t *)&to->tcp, on_shutdown) != 0) {
+		free(req);
+		conn_close(from->c, true);
+	}
+}
+
+static void
+on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
+{
+	struct side *from = stream->data, *to = other(from);
+	struct conn *c = from->c;
+	struct route *rt = c->route;
+	struct rvm *v;
+	uv_buf_t b;
+	int sent;
+
+	if (n == 0)
+		return;
+	if (n == UV_EOF) {
+		pass_eof(from);
+		return;
+	}
+	if (n < 0) {
+		log_debug("route %s: the %s's side: %s", rt->component,
+		    from == c->down ? "application" : "target", uv_strerror((int)n));
+		conn_close(c, true);
+		return;
+	}
+	*(from == c->down ? &rt->st.bytes_up : &rt->st.bytes_down) += (uint64_t)n;
+	rt->st.last_use_ms = now_ms(rt->r);
+	if (c->vm[0] != '\0' && (v = find_vm(rt->r, c->vm)) != NULL)
+		v->last_use_ms = rt->st.last_use_ms;
+	b = uv_buf_init(buf->base, (unsigned)n);
+	/* Straight through when it can take it; EAGAIN also when writes are queued before. */
+	if ((sent = uv_try_write((uv_stream_t *)&to->tcp, &b, 1)) == UV_EAGAIN)
+		sent = 0;
+	if (sent < 0) {
+		conn_close(c, true);
+		return;
+	}
+	if ((size_t)sent < (size_t)n) {
+		size_t rest = (size_t)n - (size_t)sent;
+		struct wreq *w = xmalloc(sizeof *w + rest);
+
+		memcpy(w->data, buf->base + sent, rest);
+		w->to = to;
+		w->len = rest;
+		b = uv_buf_init(w->data, (unsigned)rest);
+		if (uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, on_written) != 0) {
+			free(w);
+			conn_close(c, true);
+			return;
+		}
+		to->queued += rest;
+		if (to->queued >= HIGH_WATER) {
+			from->stopped = true;
+			uv_read_stop(stream);
+		}
+	}
+}
+
+/* --- connecting --- */
+
+static void
+on_wait_over(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	log_info("route %s: no VM READY within route.wait_s (%g s): connection closed",
+	    c->route->component, c->route->r->cfg->route_wait_s);
+	conn_close(c, false);
+}
+
+/* The target did not answer: closing its side cancels the connect (on_connect hears it). */
+static void
+on_connect_timeout(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	close_side(c->up, false);
+	c->up = NULL;
+}
+
+/* A VM that could not be reached: the local copy takes the connection (nothing was sent). */
+static void
+vm_unreachable(struct conn *c, const char *why)
+{
+	struct route *rt = c->route;
+	struct router *r = rt->r;
+	char vm[64];
+
+	snprintf(vm, sizeof vm, "%s", c->vm);
+	log_warnx("route %s: %s cannot be reached (%s): the connection goes %s", rt->component, vm,
+	    why, *rt->local != '\0' ? "to the local copy" : "nowhere");
+	if (r->o.unreachable != NULL)
+		r->o.unreachable(r->o.arg, vm, why);
+	if (*rt->local == '\0' || c->state == C_CLOSING) {
+		conn_close(c, false);
+		return;
+	}
+	c->vm[0] = '\0';
+	connect_to(c, (struct sockaddr *)&rt->local_addr);
+}
+
+static void
+on_connect(uv_connect_t *req, int status)
+{
+	struct conn *c = req->data;
+	struct router *r = c->route->r;
+	struct rvm *v;
+
+	if (c->state != C_CONNECTING)
+		return;
+	uv_timer_stop(&c->timer);
+	if (status != 0) {
+		const char *why =
+		    status == UV_ECANCELED ? "it did not answer in time" : uv_strerror(status);
+
+		if (c->up != NULL)
+			close_side(c->up, false);
+		c->up = NULL;
+		if (c->vm[0] != '\0') {
+			vm_unreachable(c, why);
+		} else {
+			log_warnx(
+			    "route %s: its local copy at %s cannot be reached (%s): connection "
+			    "closed",
+			    c->route->component, c->route->local, why);
+			conn_close(c, false);
+		}
+		return;
+	}
+	c->state = C_OPEN;
+	if (c->vm[0] != '\0' && (v = find_vm(r, c->vm)) != NULL) {
+		v->open++;
+		v->last_use_ms = now_ms(r);
+	}
+	uv_tcp_nodelay(&c->up->tcp, 1);
+	start_reading(c->down);
+	start_reading(c->up);
+}
+
+static void
+connect_to(struct conn *c, const struct sockaddr *to)
+{
+	c->state = C_CONNECTING;
+	c->up = side_new(c);
+	c->connect.data = c;
+	if (uv_tcp_connect(&c->connect, &c->up->tcp, to, on_connect) != 0) {
+		conn_close(c, false);
+		return;
+	}
+	uv_timer_start(&c->timer, on_connect_timeout, CONNECT_MS, 0);
+}
+
+/* A connection with no target yet (new, waiting, or refused by a VM): where it goes now. */
+static void
+route_conn(struct conn *c)
+{
+	struct route *rt = c->route;
+	struct router *r = rt->r;
+	struct route_choice ch;
+	struct sockaddr_storage ss;
+	char text[ADDR_TEXT_MAX + 8], why[128];
+	struct rvm *v;
+
+	choose(rt, &ch, &v);
+	switch (ch.to) {
+	case ROUTE_TO_WAIT:
+		if (!uv_is_active((uv_handle_t *)&c->timer))
+			uv_timer_start(&c->timer, on_wait_over,
+			    clock_timer_ms(r->o.clock, (int64_t)(r->cfg->route_wait_s * 1000)), 0);
+		break;
+	case ROUTE_TO_NONE:
+		log_info("route %s: connection closed: %s", rt->component, ch.why);
+		conn_close(c, false);
+		break;
+	case ROUTE_TO_LOCAL:
+		uv_timer_stop(&c->timer);
+		c->vm[0] = '\0';
+		connect_to(c, (struct sockaddr *)&rt->local_addr);
+		break;
+	case ROUTE_TO_VM:
+		uv_timer_stop(&c->timer);
+		snprintf(c->vm, sizeof c->vm, "%s", v->name);
+		snprintf(text, sizeof text, "%s:%lld", v->host, (long long)r->cfg->backend_port);
+		if (addr_parse(text, &ss, why, sizeof why) != 0) {
+			vm_unreachable(c, why);
+			break;
+		}
+		connect_to(c, (struct sockaddr *)&ss);
+		break;
+	}
+}
+
+/* --- accepting --- */
+
+/* Another user's process at a route: refused unless route.allow_other_users. */
+static bool
+peer_allowed(struct route *rt, uv_tcp_t *tcp)
+{
+	struct sockaddr_storage peer, mine;
+	int n = sizeof peer, m = sizeof mine, error;
+	uid_t uid;
+	char who[ADDR_TEXT_MAX];
+
+	if (rt->r->cfg->route_allow_other_users)
+		return true;
+	if (uv_tcp_getpeername(tcp, (struct sockaddr *)&peer, &n) != 0 ||
+	    uv_tcp_getsockname(tcp, (struct sockaddr *)&mine, &m) != 0)
+		return false;
+	addr_text((struct sockaddr *)&peer, who, sizeof who);
+	if ((error = peer_uid((struct sockaddr *)&peer, (struct sockaddr *)&mine, &uid)) != 0) {
+		log_warnx(
+		    "route %s: a connection from %s refused: whose it is cannot be told (%s); "
+		    "route.allow_other_users = true lets every local user in",
+		    rt->component, who, strerror(-error));
+		return false;
+	}
+	if (uid == getuid())
+		return true;
+	log_warnx("route %s: a connection from %s refused: it belongs to uid %u, not this user "
+	          "(route.allow_other_users = true lets other users in)",
+	    rt->component, who, (unsigned)uid);
+	return false;
+}
+
+static void
+on_accept(uv_stream_t *server, int status)
+{
+	struct route *rt = server->data;
+	struct router *r = rt->r;
+	struct conn *c;
+
+	if (status != 0) {
+		log_warnx("route %s: accept: %s", rt->component, uv_strerror(status));
+		return;
+	}
+	c = xcalloc(1, sizeof *c);
+	c->route = rt;
+	rt->conns++;
+	rt->st.open++;
+	rt->st.last_use_ms = now_ms(r);
+	c->down = side_new(c);
+	uv_timer_init(r->loop, &c->timer);
+	c->timer.data = c;
+	c->handles++;
+	c->state = C_WAITING;
+	c->next = r->conns;
+	if (r->conns != NULL)
+		r->conns->prev = c;
+	r->conns = c;
+	if (uv_accept(server, (uv_stream_t *)&c->down->tcp) != 0) {
+		conn_close(c, false);
+		return;
+	}
+	rt->st.total++;
+	if (!peer_allowed(rt, &c->down->tcp)) {
+		rt->st.refused++;
+		conn_close(c, false);
+		return;
+	}
+	uv_tcp_nodelay(&c->down->tcp, 1);
+	route_conn(c);
+}
+
+/* --- routes and VMs --- */
+
+static void
+on_server_closed(uv_handle_t *h)
+{
+	struct route *rt = h->data;
+	struct router *r = rt->r;
+
+	rt->server.data = NULL;
+	if (rt->conns == 0)
+		route_free(rt);
+	if (--r->handles == 0 && r->freed)
+		free(r);
+}
+
+/* Its listener closed; it is freed with its last connection. */
+static void
+route_drop(struct route *rt)
+{
+	rt->gone = true;
+	uv_close((uv_handle_t *)&rt->server, on_server_closed);
+}
+
+static int
+route_add(struct router *r, const struct component_def *def, struct route **out, char **cause)
+{
+	struct route *rt = xcalloc(1, sizeof *rt);
+	struct sockaddr_storage ss;
+	char why[128];
+	int error;
+
+	rt->r = r;
+	rt->component = xstrdup(def->name);
+	rt->listen = xstrdup(def->listen);
+	rt->local = xstrdup(def->local);
+	if (addr_parse(def->listen, &ss, why, sizeof why) != 0 ||
+	    (*def->local != '\0' &&
+	        addr_parse(def->local, &rt->local_addr, why, sizeof why) != 0)) {
+		*cause = xasprintf("component '%s': %s", def->name, why); /* checked at load */
+		route_free(rt);
+		return -EINVAL;
+	}
+	uv_tcp_init(r->loop, &rt->server);
+	rt->server.data = rt;
+	r->handles++;
+	if ((error = uv_tcp_bind(&rt->server, (struct sockaddr *)&ss, 0)) != 0 ||
+	    (error = uv_listen((uv_stream_t *)&rt->server, BACKLOG, on_accept)) != 0) {
+		*cause = xasprintf("component '%s' cannot listen on %s: %s%s", def->name,
+		    def->listen, uv_strerror(error),
+		    error == UV_EADDRINUSE ? " (another program, or another spillway, has it: give "
+		                             "the component another listen address)"
+		                           : "");
+		route_drop(rt);
+		return error;
+	}
+	snprintf(rt->st.component, sizeof rt->st.component, "%s", def->name);
+	snprintf(rt->st.listen, sizeof rt->st.listen, "%s", def->listen);
+	snprintf(rt->st.local, sizeof rt->st.local, "%s", def->local);
+	*out = rt;
+	return 0;
+}
+
+static struct route *
+find_route(struct router *r, const char *listen)
+{
+	for (struct route *rt = r->routes; rt != NULL; rt = rt->next)
+		if (strcmp(rt->listen, listen) == 0)
+			return rt;
+	return NULL;
+}
+
+int
+router_set_config(struct router *r, const struct config *cfg, char **cause)
+{
+	struct route *kept = NULL, **tail = &kept, *rt, *next;
+	int error = 0;
+
+	/* Routes whose address stays are kept (and take the new local and component). */
+	for (size_t i = 0; i < cfg->ncomponents && error == 0; i++) {
+		const struct component_def *def = &cfg->components[i];
+
+		if (*def->listen == '\0')
+			continue;
+		if ((rt = find_route(r, def->listen)) != NULL) {
+			/* Out of the old list, into the new. */
+			struct route **pp = &r->routes;
+
+			while (*pp != rt)
+				pp = &(*pp)->next;
+			*pp = rt->next;
+			free(rt->component);
+			free(rt->local);
+			rt->component = xstrdup(def->name);
+			rt->local = xstrdup(def->local);
+			memset(&rt->local_addr, 0, sizeof rt->local_addr);
+			if (*def->local != '\0') {
+				char why[128];
+
+				addr_parse(def->local, &rt->local_addr, why, sizeof why);
+			}
+			snprintf(rt->st.component, sizeof rt->st.component, "%s", def->name);
+			snprintf(rt->st.local, sizeof rt->st.local, "%s", def->local);
+		} else if ((error = route_add(r, def, &rt, cause)) != 0) {
+			break;
+		}
+		rt->next = NULL;
+		*tail = rt;
+		tail = &rt->next;
+	}
+	/*
+	 * What is left of the old list is no longer configured, and closed; after
+	 * a failure it stays, beside what could be set up.
+	 */
+	for (rt = r->routes; rt != NULL; rt = next) {
+		next = rt->next;
+		if (error == 0) {
+			route_drop(rt);
+		} else {
+			rt->next = NULL;
+			*tail = rt;
+			tail = &rt->next;
+		}
+	}
+	r->routes = kept;
+	r->cfg = cfg;
+	return error;
+}
+
+int
+router_new(uv_loop_t *loop, const struct config *cfg, const struct router_opts *o,
+    struct router **out, char **cause)
+{
+	struct router *r = xcalloc(1, sizeof *r);
+	int error;
+
+	r->loop = loop;
+	r->o = *o;
+	r->cfg = cfg;
+	if ((error = router_set_config(r, cfg, cause)) != 0) {
+		router_free(r);
+		return error;
+	}
+	*out = r;
+	return 0;
+}
+
+/* Connections waiting for a VM: one may be READY now. */
+static void
+serve_waiting(struct router *r)
+{
+	struct conn *c, *next;
+
+	for (c = r->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == C_WAITING)
+			route_conn(c);
+	}
+}
+
+/* A VM that leaves: its connections are reset (the application's next one goes elsewhere). */
+static void
+vm_leaves(struct router *r, struct rvm *v)
+{
+	struct conn *c, *next;
+
+	for (c = r->conns; c != NULL; c = next) {
+		next = c->next;
+		if (strcmp(c->vm, v->name) == 0)
+			conn_close(c, true);
+	}
+}
+
+void
+router_vm(struct router *r, const struct vm_record *rec)
+{
+	struct rvm *v = find_vm(r, rec->name), **pp;
+	bool leaves = !vm_state_alive(rec->state) || rec->state == VM_TERMINATING;
+
+	if (v == NULL && leaves)
+		return;
+	if (v == NULL) {
+		v = xcalloc(1, sizeof *v);
+		snprintf(v->name, sizeof v->name, "%s", rec->name);
+		v->next = r->vms;
+		r->vms = v;
+	}
+	v->state = rec->state;
+	snprintf(v->host, sizeof v->host, "%s", rec->nat_ip);
+	snprintf(v->components, sizeof v->components, "%s", rec->components);
+	if (leaves) {
+		vm_leaves(r, v);
+		for (pp = &r->vms; *pp != v; pp = &(*pp)->next)
+			;
+		*pp = v->next;
+		free(v);
+		serve_waiting(r);
+		return;
+	}
+	if (rec->state == VM_READY)
+		serve_waiting(r);
+}
+
+void
+router_drain(struct router *r, const char *vm, bool draining)
+{
+	struct rvm *v = find_vm(r, vm);
+
+	if (v != NULL)
+		v->draining = draining;
+}
+
+long
+router_vm_open(const struct router *r, const char *vm, int64_t *last_use_ms)
+{
+	const struct rvm *v = find_vm(r, vm);
+
+	*last_use_ms = v != NULL ? v->last_use_ms : 0;
+	return v != NULL ? v->open : 0;
+}
+
+size_t
+router_stats(const struct router *r, struct route_stats **out)
+{
+	size_t n = 0, i = 0;
+
+	for (const struct route *rt = r->routes; rt != NULL; rt = rt->next)
+		n++;
+	*out = xcalloc(n + 1, sizeof **out);
+	for (const struct route *rt = r->routes; rt != NULL; rt = rt->next, i++) {
+		struct route_choice ch;
+		struct rvm *v;
+
+		(*out)[i] = rt->st;
+		for (const struct conn *c = r->conns; c != NULL; c = c->next)
+			(*out)[i].waiting += c->route == rt && c->state == C_WAITING;
+		choose(rt, &ch, &v);
+		snprintf((*out)[i].to, sizeof(*out)[i].to, "%s", route_to_name(ch.to));
+		snprintf((*out)[i].vm, sizeof(*out)[i].vm, "%s", v != NULL ? v->name : "");
+		snprintf((*out)[i].why, sizeof(*out)[i].why, "%s", ch.why);
+	}
+	return n;
+}
+
+void
+router_free(struct router *r)
+{
+	struct route *rt, *next;
+	struct rvm *v, *vnext;
+
+	if (r == NULL)
+		return;
+	while (r->conns != NULL)
+		conn_close(r->conns, false);
+	for (rt = r->routes; rt != NULL; rt = next) {
+		next = rt->next;
+		route_drop(rt);
+	}
+	r->routes = NULL;
+	for (v = r->vms; v != NULL; v = vnext) {
+		vnext = v->next;
+		free(v);
+	}
+	r->vms = NULL;
+	r->freed = true;
+	if (r->handles == 0)
+		free(r);
+}

@@ -1,0 +1,297 @@
+/*
+ * Routes end to end: `spillway run` with a component's listen and local
+ * addresses against `spillway emulator`, connections opened here as an
+ * application would. Each one is answered by whoever the route chose: the
+ * local copy (a canned server here), or the VM's backend (the emulator's
+ * guest, which answers with its instance's name).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "util/buf.h"
+#include "util/jx.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+#include "world.h"
+
+/* A port nobody listens on now. */
+static int
+free_port(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof sin;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	getsockname(fd, (struct sockaddr *)&sin, &len);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+/*
+ * An HTTP/1.0 GET through the route, as an application sends it: what came
+ * back until the other end closed ("" when it closed without a word).
+ */
+static char *
+get_through(int port, const char *path)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	    .sin_port = htons((uint16_t)port),
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 60};
+	struct buf b = BUF_INIT(4096);
+	char chunk[4096], *text;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	dprintf(fd, "GET %s HTTP/1.0\r\nHost: app\r\n\r\n", path);
+	while ((n = read(fd, chunk, sizeof chunk)) > 0)
+		buf_add(&b, chunk, (size_t)n);
+	close(fd);
+	text = xstrdup(buf_str(&b));
+	buf_release(&b);
+	return text;
+}
+
+static struct world *shown; /* its daemon's log is shown when an answer is wrong */
+
+static void
+expect_answer(int port, const char *want)
+{
+	char *got = get_through(port, "/work");
+
+	if (strstr(got, want) == NULL) {
+		if (shown != NULL)
+			dmn_dump(&shown->d);
+		fail_msg("through the route: '%s', not '%s'", got, want);
+	}
+	free(got);
+}
+
+static long long
+jx_int(const json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static json_t *
+route_doc(struct world *w)
+{
+	struct resp r;
+	json_t *route;
+
+	dmn_call(&w->d, &r, "GET", "/v1/routes", NULL);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(json_array_size(json_object_get(r.json, "routes")), 1);
+	route = json_incref(json_array_get(json_object_get(r.json, "routes"), 0));
+	resp_free(&r);
+	return route;
+}
+
+/* The route's document once its connections have all ended (they end just after their answer). */
+static json_t *
+route_idle(struct world *w)
+{
+	json_t *route = route_doc(w);
+
+	for (int i = 0; i < 200 && jx_int(route, "open") != 0; i++) {
+		json_decref(route);
+		sleep_ms(25);
+		route = route_doc(w);
+	}
+	assert_int_equal(jx_int(route, "open"), 0);
+	return route;
+}
+
+static void
+write_config(const char *path, int listen, int local)
+{
+	char *text = local > 0
+	    ? xasprintf("[component \"vision\"]\nlisten = 127.0.0.1:%d\n"
+	                "local = 127.0.0.1:%d\n",
+	          listen, local)
+	    : xasprintf("[component \"vision\"]\nlisten = 127.0.0.1:%d\n", listen);
+
+	assert_int_equal(write_file_atomic(path, text, strlen(text), 0600), 0);
+	free(text);
+}
+
+static void
+start(struct world *w, int listen, int local, const char *extra_env)
+{
+	char conf[320], env_conf[340];
+	const char *env[] = {env_conf, extra_env, NULL};
+
+	world_init(w, SCALE, NULL);
+	shown = w;
+	write_trace(w->trace, 0, 3600);
+	snprintf(conf, sizeof conf, "%s/spillway.conf", w->d.state);
+	snprintf(env_conf, sizeof env_conf, "SPILLWAY_CONFIG=%s", conf);
+	write_config(conf, listen, local);
+	world_run(w, NULL, env); /* its routes listen before its control socket answers */
+	json_decref(route_doc(w));
+}
+
+static struct vm_record
+create_vm(struct world *w)
+{
+	struct vm_record v;
+	struct resp r;
+
+	for (int i = 0; i < 400; i++) {
+		dmn_call(&w->d, &r, "POST", "/v1/vms", "{\"components\": [\"vision\"]}");
+		if (r.status != 503)
+			break;
+		resp_free(&r);
+		sleep_ms(50);
+	}
+	if (r.status != 201)
+		fail_msg("POST /v1/vms: %ld %s", r.status, r.body);
+	assert_int_equal(ledger_get(w->ledger, jx_str(r.json, "vm.name"), &v), 0);
+	resp_free(&r);
+	return v;
+}
+
+/*
+ * Local, then the VM once it is READY, then local again once it is gone:
+ * the application's address never changes, and routes says where and why.
+ */
+static void
+test_local_vm_local(void **state)
+{
+	struct world w;
+	struct canned local;
+	struct vm_record v;
+	int port = free_port();
+	json_t *route;
+
+	canned_start(&local, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n", 10, 0);
+	local.text = "from-local";
+	start(&w, port, local.port, NULL);
+	expect_answer(port, "from-local");
+	route = route_doc(&w);
+	assert_string_equal(jx_str(route, "to"), "local");
+	assert_non_null(strstr(jx_str(route, "why"), "no VM is READY for vision"));
+	json_decref(route);
+
+	v = create_vm(&w);
+	wait_vm(&w, v.name, VM_READY);
+	expect_answer(port, v.name);
+	route = route_idle(&w);
+	assert_string_equal(jx_str(route, "to"), "vm");
+	assert_string_equal(jx_str(route, "vm"), v.name);
+	assert_int_equal(jx_int(route, "connections"), 2);
+	assert_true(jx_int(route, "bytes_up") > 0 && jx_int(route, "bytes_down") > 0);
+	assert_true(json_is_string(json_object_get(route, "last_use")));
+	json_decref(route);
+
+	{
+		struct resp r;
+		char *path = xasprintf("/v1/vms/%s", v.name);
+
+		dmn_call(&w.d, &r, "DELETE", path, NULL);
+		assert_true(r.status == 200 || r.status == 202);
+		resp_free(&r);
+		free(path);
+	}
+	wait_vm(&w, v.name, VM_TERMINATED);
+	expect_answer(port, "from-local");
+	world_end(&w);
+	canned_stop(&local);
+}
+
+/*
+ * No local copy: with no VM a connection is closed at once; with one on its
+ * way and route.wait_s, it waits and the VM answers it.
+ */
+static void
+test_wait_for_vm(void **state)
+{
+	struct world w;
+	struct vm_record v;
+	int port = free_port();
+	char *got;
+
+	start(&w, port, 0, "SPILLWAY_ROUTE_WAIT_S=600");
+	got = get_through(port, "/work");
+	assert_string_equal(got, "");
+	free(got);
+	v = create_vm(&w);
+	expect_answer(port, v.name); /* sent while it boots: answered once READY */
+	{
+		json_t *route = route_idle(&w);
+
+		assert_int_equal(jx_int(route, "waiting"), 0);
+		assert_int_equal(jx_int(route, "connections"), 2);
+		json_decref(route);
+	}
+	world_end(&w);
+}
+
+/* Another user's process at the route: refused, and counted. */
+static void
+test_other_user_refused(void **state)
+{
+	struct world w;
+	int port = free_port(), status;
+	pid_t pid;
+	json_t *route;
+
+	if (geteuid() != 0) {
+		print_message("skipped: another user's process needs root to be made here\n");
+		skip();
+	}
+	start(&w, port, free_port(), NULL);
+	if ((pid = fork()) == 0) {
+		char *got;
+
+		if (setuid(65534) != 0)
+			_exit(2);
+		got = get_through(port, "/work");
+		_exit(strcmp(got, "") == 0 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	route = route_doc(&w);
+	assert_int_equal(jx_int(route, "refused"), 1);
+	json_decref(route);
+	{
+		char *log = read_text(w.d.log);
+
+		assert_non_null(strstr(log, "belongs to uid 65534"));
+		free(log);
+	}
+	world_end(&w);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_local_vm_local),
+	    cmocka_unit_test(test_wait_for_vm),
+	    cmocka_unit_test(test_other_user_refused),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
