@@ -131,6 +131,7 @@ struct config {
 	char *billing_endpoint;
 	/* routes (docs/offload.md) */
 	double route_wait_s;
+	double route_drain_s;
 	bool route_allow_other_users;
 
 	struct component_def *components;

@@ -28,7 +28,7 @@
 #define CACHE_KIB      "256"
 
 static const char *state_names[VM_STATES] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING",
-    "READY", "UNHEALTHY", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED", "ORPHANED"};
+    "READY", "UNHEALTHY", "DRAINING", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED", "ORPHANED"};
 
 const char *
 vm_state_name(enum vm_state s)

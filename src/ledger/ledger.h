@@ -23,14 +23,15 @@ enum vm_state {
 	VM_BOOTING,      /* it runs; the backend is not healthy yet */
 	VM_READY,        /* healthy: components offloaded */
 	VM_UNHEALTHY,    /* health checks fail */
-	VM_TERMINATING,  /* the delete is sent (its requestId is in the ledger) */
-	VM_TERMINATED,   /* gone, cost closed */
-	VM_FAILED,       /* never ran (quota, stockout, refused, timed out) */
-	VM_PREEMPTED,    /* Google took it back; cost closed */
-	VM_ORPHANED,     /* ours by label, unknown to the ledger: to adopt or delete */
+	VM_DRAINING,    /* to be deleted: routes send new connections elsewhere, open ones finish */
+	VM_TERMINATING, /* the delete is sent (its requestId is in the ledger) */
+	VM_TERMINATED,  /* gone, cost closed */
+	VM_FAILED,      /* never ran (quota, stockout, refused, timed out) */
+	VM_PREEMPTED,   /* Google took it back; cost closed */
+	VM_ORPHANED,    /* ours by label, unknown to the ledger: to adopt or delete */
 };
 
-#define VM_STATES 11
+#define VM_STATES 12
 
 struct vm_record {
 	char name[64];

@@ -83,8 +83,9 @@ struct router {
 	struct route *routes;
 	struct rvm *vms;
 	struct conn *conns;
+	uv_timer_t later; /* says drained VMs on the loop's next turn */
 	bool freed;
-	int handles; /* listeners not yet closed */
+	int handles; /* listeners and the timer, not yet closed */
 	char scratch[CHUNK];
 };
 
@@ -200,6 +201,22 @@ on_timer_closed(uv_handle_t *h)
 	conn_handle_gone(h->data);
 }
 
+/* Draining VMs with no connection left: the manager hears it (it deletes them). */
+static void
+on_later(uv_timer_t *t)
+{
+	struct router *r = t->data;
+	char names[16][64];
+	size_t n = 0;
+
+	/* Collected first: what the manager does changes the list. */
+	for (struct rvm *v = r->vms; v != NULL && n < 16; v = v->next)
+		if (v->draining && v->open == 0)
+			snprintf(names[n++], sizeof names[0], "%s", v->name);
+	for (size_t i = 0; i < n && r->o.drained != NULL; i++)
+		r->o.drained(r->o.arg, names[i]);
+}
+
 /* reset: the peer sees its connection reset, not an orderly end. */
 static void
 close_side(struct side *s, bool reset)
@@ -220,18 +237,31 @@ side_new(struct conn *c)
 	return s;
 }
 
+/* A connection no longer the VM's (it ends, or goes local): a draining VM may be done. */
+static void
+vm_release(struct conn *c)
+{
+	struct router *r = c->route->r;
+	struct rvm *v;
+
+	if (c->vm[0] != '\0' && (v = find_vm(r, c->vm)) != NULL) {
+		v->open--;
+		v->last_use_ms = now_ms(r);
+		/* Not from here: the manager's answer (the delete) closes connections too. */
+		if (v->draining && v->open == 0 && !r->freed)
+			uv_timer_start(&r->later, on_later, 0, 0);
+	}
+	c->vm[0] = '\0';
+}
+
 static void
 conn_close(struct conn *c, bool reset)
 {
 	struct route *rt = c->route;
-	struct rvm *v;
 
 	if (c->state == C_CLOSING)
 		return;
-	if (c->state == C_OPEN && c->vm[0] != '\0' && (v = find_vm(rt->r, c->vm)) != NULL) {
-		v->open--;
-		v->last_use_ms = now_ms(rt->r);
-	}
+	vm_release(c);
 	c->state = C_CLOSING;
 	rt->st.open--;
 	rt->st.last_use_ms = now_ms(rt->r);
@@ -418,7 +448,7 @@ vm_unreachable(struct conn *c, const char *why)
 		conn_close(c, false);
 		return;
 	}
-	c->vm[0] = '\0';
+	vm_release(c);
 	connect_to(c, (struct sockaddr *)&rt->local_addr);
 }
 
@@ -451,10 +481,8 @@ on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	c->state = C_OPEN;
-	if (c->vm[0] != '\0' && (v = find_vm(r, c->vm)) != NULL) {
-		v->open++;
+	if (c->vm[0] != '\0' && (v = find_vm(r, c->vm)) != NULL)
 		v->last_use_ms = now_ms(r);
-	}
 	uv_tcp_nodelay(&c->up->tcp, 1);
 	start_reading(c->down);
 	start_reading(c->up);
@@ -502,7 +530,9 @@ route_conn(struct conn *c)
 		break;
 	case ROUTE_TO_VM:
 		uv_timer_stop(&c->timer);
+		/* Counted from now: a connection on its way to a VM keeps it from draining away. */
 		snprintf(c->vm, sizeof c->vm, "%s", v->name);
+		v->open++;
 		snprintf(text, sizeof text, "%s:%lld", v->host, (long long)r->cfg->backend_port);
 		if (addr_parse(text, &ss, why, sizeof why) != 0) {
 			vm_unreachable(c, why);
@@ -585,6 +615,15 @@ on_accept(uv_stream_t *server, int status)
 }
 
 /* --- routes and VMs --- */
+
+static void
+on_later_closed(uv_handle_t *h)
+{
+	struct router *r = h->data;
+
+	if (--r->handles == 0)
+		free(r);
+}
 
 static void
 on_server_closed(uv_handle_t *h)
@@ -722,6 +761,9 @@ router_new(uv_loop_t *loop, const struct config *cfg, const struct router_opts *
 	r->loop = loop;
 	r->o = *o;
 	r->cfg = cfg;
+	uv_timer_init(loop, &r->later);
+	r->later.data = r;
+	r->handles++;
 	if ((error = router_set_config(r, cfg, cause)) != 0) {
 		router_free(r);
 		return error;
@@ -771,6 +813,7 @@ router_vm(struct router *r, const struct vm_record *rec)
 		r->vms = v;
 	}
 	v->state = rec->state;
+	v->draining = rec->state == VM_DRAINING;
 	snprintf(v->host, sizeof v->host, "%s", rec->nat_ip);
 	snprintf(v->components, sizeof v->components, "%s", rec->components);
 	if (leaves) {
@@ -784,15 +827,6 @@ router_vm(struct router *r, const struct vm_record *rec)
 	}
 	if (rec->state == VM_READY)
 		serve_waiting(r);
-}
-
-void
-router_drain(struct router *r, const char *vm, bool draining)
-{
-	struct rvm *v = find_vm(r, vm);
-
-	if (v != NULL)
-		v->draining = draining;
 }
 
 long
@@ -835,6 +869,7 @@ router_free(struct router *r)
 
 	if (r == NULL)
 		return;
+	r->freed = true;
 	while (r->conns != NULL)
 		conn_close(r->conns, false);
 	for (rt = r->routes; rt != NULL; rt = next) {
@@ -847,7 +882,5 @@ router_free(struct router *r)
 		free(v);
 	}
 	r->vms = NULL;
-	r->freed = true;
-	if (r->handles == 0)
-		free(r);
+	uv_close((uv_handle_t *)&r->later, on_later_closed);
 }

@@ -58,6 +58,8 @@ struct router_opts {
 	 * local instead; its health is worth checking now.
 	 */
 	void (*unreachable)(void *arg, const char *vm, const char *why);
+	/* A DRAINING VM's last connection ended (said on a later turn of the loop). */
+	void (*drained)(void *arg, const char *vm);
 	void *arg;
 };
 
@@ -85,10 +87,9 @@ int router_new(
     uv_loop_t *, const struct config *, const struct router_opts *, struct router **, char **cause);
 /* A reload: routes added, removed or changed; open connections stay where they are. */
 int router_set_config(struct router *, const struct config *, char **cause);
-/* A VM's record as the manager has it now (every state change). */
+/* A VM's record as the manager has it now (every state change); DRAINING takes no new connection.
+ */
 void router_vm(struct router *, const struct vm_record *);
-/* A VM that routes no new connections (draining) or routes again. */
-void router_drain(struct router *, const char *vm, bool draining);
 /* Connections open to a VM now, and when it was last used through a route (0: never). */
 long router_vm_open(const struct router *, const char *vm, int64_t *last_use_ms);
 /* Every route, in the configuration's order; the caller frees *out. */

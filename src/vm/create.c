@@ -241,6 +241,114 @@ terminate(struct mvm *v, const char *reason, enum vm_state end)
 	send_delete(v);
 }
 
+/* The routes' connections open to it now (0 without routes). */
+static long
+routed_open(const struct mvm *v)
+{
+	const struct manager *m = v->m;
+	int64_t last;
+
+	return m->o.traffic != NULL ? m->o.traffic(m->o.traffic_arg, v->rec.name, &last) : 0;
+}
+
+void
+leave(struct mvm *v, const char *reason, enum vm_state end, int64_t limit_ms)
+{
+	struct manager *m = v->m;
+	int64_t now = now_ms(m);
+	long open;
+
+	if (v->rec.state == VM_DRAINING) {
+		/* Already on its way out: a sooner end (a preemption) wins. */
+		if (end == VM_PREEMPTED)
+			v->end_state = end;
+		if (now + limit_ms < v->drain_until_ms) {
+			v->drain_until_ms = now + limit_ms;
+			drain_timer(m);
+		}
+		return;
+	}
+	if ((v->rec.state != VM_READY && v->rec.state != VM_UNHEALTHY) || limit_ms <= 0 ||
+	    (open = routed_open(v)) == 0) {
+		terminate(v, reason, end);
+		return;
+	}
+	free(v->drain_why);
+	v->drain_why = xstrdup(reason);
+	v->end_state = end;
+	v->drain_until_ms = now + limit_ms;
+	{
+		char why[sizeof v->rec.end_reason + 96];
+
+		/* The routes hear it first (set_state's event): no new connection goes there. */
+		snprintf(why, sizeof why, "%s; draining %ld connection%s for up to %g s", reason,
+		    open, open == 1 ? "" : "s", (double)limit_ms / 1000);
+		set_state(v, VM_DRAINING, why);
+	}
+	drain_timer(m);
+}
+
+/* Drained, or its time is up: the delete it was draining for. */
+static void
+drained(struct mvm *v, const char *how)
+{
+	char why[sizeof v->rec.end_reason];
+
+	snprintf(why, sizeof why, "%s (%s)", v->drain_why != NULL ? v->drain_why : "drained", how);
+	free(v->drain_why);
+	v->drain_why = NULL;
+	v->drain_until_ms = 0;
+	terminate(v, why, v->end_state);
+}
+
+static void
+on_drain_timer(uv_timer_t *t)
+{
+	struct manager *m = t->data;
+	int64_t now = now_ms(m);
+
+	for (struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (v->rec.state == VM_DRAINING && v->drain_until_ms <= now) {
+			long open = routed_open(v);
+			char how[96] = "its connections ended";
+
+			if (open > 0)
+				snprintf(how, sizeof how,
+				    "route.drain_s over with %ld connection%s open", open,
+				    open == 1 ? "" : "s");
+			drained(v, how);
+		}
+	drain_timer(m);
+}
+
+void
+drain_timer(struct manager *m)
+{
+	int64_t next = 0;
+
+	for (struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (v->rec.state == VM_DRAINING && (next == 0 || v->drain_until_ms < next))
+			next = v->drain_until_ms;
+	uv_timer_stop(&m->drain);
+	if (next > 0) {
+		int64_t in = next - now_ms(m);
+
+		uv_timer_start(
+		    &m->drain, on_drain_timer, clock_timer_ms(m->o.clock, in > 0 ? in : 0), 0);
+	}
+}
+
+void
+manager_drained(struct manager *m, const char *name)
+{
+	struct mvm *v = find_vm(m, name);
+
+	if (v != NULL && v->rec.state == VM_DRAINING && routed_open(v) == 0) {
+		drained(v, "its connections ended");
+		drain_timer(m);
+	}
+}
+
 static void
 close_cost(struct mvm *v, int64_t end, bool preempted)
 {

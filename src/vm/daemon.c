@@ -150,7 +150,7 @@ on_event(const struct manager_event *e, void *arg)
 		env.endpoint = endpoint;
 	}
 	env.reason = e->reason;
-	if (e->vm != NULL)
+	if (e->vm != NULL && d->router != NULL)
 		router_vm(d->router, e->vm);
 	switch (e->kind) {
 	case MEV_READY:
@@ -176,6 +176,26 @@ on_event(const struct manager_event *e, void *arg)
 	if (d->o.on_event != NULL)
 		d->o.on_event(e, d->o.event_arg);
 	manager_listeners_emit(&d->listeners, e);
+}
+
+/* A draining VM's last routed connection ended: its delete goes now. */
+static void
+on_drained(void *arg, const char *vm)
+{
+	struct daemon *d = arg;
+
+	if (d->manager != NULL)
+		manager_drained(d->manager, vm);
+}
+
+/* The routes' count for the manager's rules (manager_opts.traffic). */
+static long
+traffic(void *arg, const char *vm, int64_t *last_use_ms)
+{
+	struct daemon *d = arg;
+
+	*last_use_ms = 0;
+	return d->router != NULL ? router_vm_open(d->router, vm, last_use_ms) : 0;
 }
 
 /* A route could not reach a VM: its health is checked now, not at the next pass. */
@@ -324,6 +344,8 @@ start_manager(struct daemon *d)
 	    .zones = (const char *const *)d->zones,
 	    .keep = d->o.keep || d->o.passive,
 	    .passive = d->o.passive,
+	    .traffic = traffic,
+	    .traffic_arg = d,
 	};
 	char *cause = NULL;
 
@@ -624,10 +646,13 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 	         loop, o->clock, d->cfg, d->env != NULL ? d->env : o->env, &d->conn, cause)) != 0)
 		goto fail;
 	{
-		struct router_opts ro = {
-		    .clock = o->clock, .unreachable = on_unreachable, .arg = d};
+		struct router_opts ro = {.clock = o->clock,
+		    .unreachable = on_unreachable,
+		    .drained = on_drained,
+		    .arg = d};
 
-		if ((error = router_new(loop, d->cfg, &ro, &d->router, cause)) != 0)
+		/* Not for a CLI without a daemon: it only does what it is asked. */
+		if (!o->passive && (error = router_new(loop, d->cfg, &ro, &d->router, cause)) != 0)
 			goto fail;
 	}
 	d->hooks = hooks_new(loop, (int64_t)(d->cfg->hook_timeout_s * 1000));
@@ -755,7 +780,7 @@ daemon_reload(struct daemon *d, const struct config *cfg, char **cause)
 	        strcmp(old.region, cfg->region) != 0))
 		resolve_zones(d);
 	hooks_set_timeout(d->hooks, (int64_t)(cfg->hook_timeout_s * 1000));
-	if (router_set_config(d->router, cfg, cause) != 0) {
+	if (d->router != NULL && router_set_config(d->router, cfg, cause) != 0) {
 		log_warnx("the routes: %s (the others apply)", *cause);
 		free(*cause);
 		*cause = NULL;

@@ -34,6 +34,8 @@ struct mvm {
 	bool preempted;
 	int64_t preempted_ms;
 	enum vm_state end_state; /* what TERMINATING ends in */
+	int64_t drain_until_ms;  /* DRAINING: deleted then, open connections or not */
+	char *drain_why;         /* DRAINING: why it goes (the delete's reason) */
 	int64_t gave_up_ms;      /* its create was given up then (it did not run yet) */
 	int64_t deleted_ms;      /* when the cloud took its delete */
 	int64_t boot_moved_s;    /* booting: the agent's last "boot.updated" (its clock) */
@@ -58,6 +60,7 @@ struct manager {
 	size_t nvms;
 	uv_timer_t timer;
 	uv_timer_t probe; /* health of BOOTING VMs, more often than the passes */
+	uv_timer_t drain; /* the next DRAINING VM's deadline */
 	int handles;      /* open timers, for the release */
 	bool passing;
 	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
@@ -105,6 +108,13 @@ struct manager {
 	struct manager_counts counts;
 };
 
+/* route.drain_s, in ms. */
+static inline int64_t
+drain_ms(const struct manager *m)
+{
+	return (int64_t)(m->cfg->route_drain_s * 1000);
+}
+
 static inline int64_t
 now_ms(const struct manager *m)
 {
@@ -130,6 +140,12 @@ int create_vm(struct manager *, const char *components, const char *reason, cons
 void send_insert(struct mvm *);
 void send_delete(struct mvm *);
 void terminate(struct mvm *, const char *reason, enum vm_state end);
+/*
+ * The delete of a VM spillway chose to end: one with routed connections open
+ * is DRAINING first, for at most limit_ms (route.drain_s); others go now.
+ */
+void leave(struct mvm *, const char *reason, enum vm_state end, int64_t limit_ms);
+void drain_timer(struct manager *); /* the drain timer at the next DRAINING deadline */
 void give_up_create(struct mvm *, const char *why);
 void finish_termination(struct mvm *);
 

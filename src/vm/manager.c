@@ -131,6 +131,11 @@ add_vm(struct manager *m, const struct vm_record *rec)
 	/* A READY VM from the ledger is announced again once it answers: the application may
 	 * have restarted too. */
 	v->adopted = rec->state == VM_READY;
+	/* Draining when the last daemon ended: its connections ended with it. */
+	if (rec->state == VM_DRAINING) {
+		v->drain_until_ms = 1;
+		v->drain_why = xstrdup("it was draining when spillway stopped");
+	}
 	*m->tail = v;
 	m->tail = &v->next;
 	m->nvms++;
@@ -288,7 +293,7 @@ manager_terminate(struct manager *m, const char *name, const char *reason)
 
 	if (v == NULL || !vm_state_alive(v->rec.state))
 		return -ENOENT;
-	terminate(v, reason, VM_TERMINATED);
+	leave(v, reason, VM_TERMINATED, drain_ms(m));
 	return 0;
 }
 
@@ -415,8 +420,9 @@ manager_new(uv_loop_t *loop, const struct manager_opts *o, struct manager **out,
 	free(list);
 	uv_timer_init(loop, &m->timer);
 	uv_timer_init(loop, &m->probe);
-	m->timer.data = m->probe.data = m;
-	m->handles = 2;
+	uv_timer_init(loop, &m->drain);
+	m->timer.data = m->probe.data = m->drain.data = m;
+	m->handles = 3;
 	*out = m;
 	return 0;
 }
@@ -424,6 +430,7 @@ manager_new(uv_loop_t *loop, const struct manager_opts *o, struct manager **out,
 void
 manager_start(struct manager *m)
 {
+	drain_timer(m); /* a VM that was draining when the last daemon ended */
 	pass(m);
 }
 
@@ -467,7 +474,8 @@ manager_shutdown(struct manager *m, void (*done)(void *), void *arg)
 	if (!m->o.keep)
 		for (struct mvm *v = m->vms; v != NULL; v = v->next)
 			if (vm_state_alive(v->rec.state))
-				terminate(v, "shutdown: spillway is stopping", VM_TERMINATED);
+				leave(v, "shutdown: spillway is stopping", VM_TERMINATED,
+				    drain_ms(m));
 	m->stop_deadline_ns = monotonic_ns() + (int64_t)(m->cfg->shutdown_timeout_s * 1e9);
 	if (m->o.keep)
 		m->stop_deadline_ns = monotonic_ns();
@@ -538,6 +546,7 @@ manager_release(uv_handle_t *h)
 
 		m->vms = v->next;
 		free(v->terminate_after);
+		free(v->drain_why);
 		free(v);
 	}
 	forget_pass(m);
@@ -559,4 +568,5 @@ manager_free(struct manager *m)
 	uv_timer_stop(&m->timer);
 	uv_close((uv_handle_t *)&m->timer, manager_release);
 	uv_close((uv_handle_t *)&m->probe, manager_release);
+	uv_close((uv_handle_t *)&m->drain, manager_release);
 }

@@ -3,7 +3,7 @@
  * the closing of its cost.
  *
  *	REQUESTED -> CREATING -> PROVISIONING -> BOOTING -> READY <-> UNHEALTHY
- *	    -> TERMINATING -> TERMINATED          (and FAILED, PREEMPTED, ORPHANED)
+ *	    [-> DRAINING] -> TERMINATING -> TERMINATED  (and FAILED, PREEMPTED, ORPHANED)
  *
  * Every intent is in the ledger before the call that acts on it (the insert's
  * and the delete's requestIds included), so a crash at any point leaves what
@@ -44,7 +44,14 @@ struct manager_opts {
 	const char *owner;              /* the spillway-owner label */
 	const char *const *zones;       /* the zone first, then the fallbacks */
 	const unsigned char *agent_key; /* AGENT_KEY_LEN bytes: the VMs' lease secrets */
-	bool keep;                      /* leave VMs running at shutdown */
+	/*
+	 * The routes' connections open to a VM now and their last use (0: never);
+	 * NULL: no routes. Idleness counts them, and a VM with some is drained
+	 * before it is deleted (manager_drained).
+	 */
+	long (*traffic)(void *arg, const char *vm, int64_t *last_use_ms);
+	void *traffic_arg;
+	bool keep;    /* leave VMs running at shutdown */
 	bool passive; /* acts only when asked: no decisions, no rules (the CLI without a daemon) */
 };
 
@@ -103,6 +110,8 @@ bool manager_alive_outside(const struct manager *, const char *const *zones, cha
 void manager_set_keep(struct manager *, bool keep);
 /* A pass now (tests, SIGUSR1). */
 void manager_pass_now(struct manager *);
+/* A DRAINING VM's last routed connection ended: its delete goes now. */
+void manager_drained(struct manager *, const char *name);
 /* A VM's health asked now (a route could not reach it), unless a check is in flight. */
 void manager_check_vm(struct manager *, const char *name);
 /*

@@ -215,6 +215,7 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 		case VM_BOOTING:
 		case VM_READY:
 		case VM_UNHEALTHY:
+		case VM_DRAINING:
 			if (v->preempted)
 				terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
 			else if (strcmp(status, "TERMINATED") == 0 ||
@@ -249,6 +250,7 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 	case VM_BOOTING:
 	case VM_READY:
 	case VM_UNHEALTHY:
+	case VM_DRAINING:
 	case VM_TERMINATING:
 		vanished(m, v, now);
 		break;
@@ -370,6 +372,10 @@ enforce(struct manager *m)
 		return;
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
 		struct rules_seen seen = {.progress_ms = v->progress_ms};
+
+		if (m->o.traffic != NULL)
+			seen.routed_open =
+			    m->o.traffic(m->o.traffic_arg, v->rec.name, &seen.routed_ms);
 		struct verdict verdict;
 
 		/* Creating: judged where its listing is (reconcile_one). */
@@ -378,7 +384,7 @@ enforce(struct manager *m)
 		rules_judge(m->cfg, &v->rec, &seen, now, &verdict);
 		if (verdict.kind == VERDICT_KEEP)
 			continue;
-		terminate(v, verdict.reason, verdict.end);
+		leave(v, verdict.reason, verdict.end, drain_ms(m));
 		if (verdict.replace_now)
 			m->cooldown_until = 0;
 	}

@@ -46,9 +46,13 @@ booting(const struct config *cfg, const struct vm_record *r, const struct rules_
 }
 
 static void
-running(const struct config *cfg, const struct vm_record *r, int64_t now, struct verdict *v)
+running(const struct config *cfg, const struct vm_record *r, const struct rules_seen *s,
+    int64_t now, struct verdict *v)
 {
-	int64_t every = cfg->health_check_interval * 1000;
+	int64_t every = cfg->health_check_interval * 1000, used = rules_last_used(r);
+
+	if (s->routed_ms > used)
+		used = s->routed_ms;
 
 	if (r->state == VM_UNHEALTHY &&
 	    now - r->unhealthy_ms > minutes_ms(cfg->unhealthy_minutes)) {
@@ -61,8 +65,8 @@ running(const struct config *cfg, const struct vm_record *r, int64_t now, struct
 		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
 		    "lifetime: its planned run of %.2f h is over",
 		    (double)r->planned_run_s / 3600.0);
-	} else if (r->state == VM_READY && r->last_activity_ms > 0 &&
-	    now - rules_last_used(r) >= minutes_ms(cfg->idle_timeout_minutes)) {
+	} else if (r->state == VM_READY && (r->last_activity_ms > 0 || s->routed_ms > 0) &&
+	    s->routed_open == 0 && now - used >= minutes_ms(cfg->idle_timeout_minutes)) {
 		/* Idle is its backend unused since READY, never local calm: offloading is
 		 * what calms the workstation. */
 		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
@@ -90,7 +94,7 @@ rules_judge(const struct config *cfg, const struct vm_record *r, const struct ru
 		break;
 	case VM_READY:
 	case VM_UNHEALTHY:
-		running(cfg, r, now, v);
+		running(cfg, r, s, now, v);
 		break;
 	case VM_ORPHANED:
 		if (strcmp(cfg->orphan_policy, "delete") == 0 &&

@@ -9,7 +9,9 @@
  *	           install last moved: FAILED
  *	UNHEALTHY  longer than unhealthy_minutes: ended, and another may come now
  *	READY      its planned run is over (within a pass): lifetime; its backend
- *	           unused idle_timeout since it was READY: idle
+ *	           unused idle_timeout since it was READY (by the routes' traffic
+ *	           first, and the agent's report of what did not pass through
+ *	           them): idle
  *	ORPHANED   under orphan_policy = delete, past orphan_grace_minutes
  */
 #ifndef SPILLWAY_RULES_H
@@ -25,6 +27,8 @@
 struct rules_seen {
 	const char *status;  /* the cloud's status in this pass's list; NULL: not listed */
 	int64_t progress_ms; /* booting: when its install was last seen to move; 0: never */
+	long routed_open;    /* connections open to it through the routes: it is in use */
+	int64_t routed_ms;   /* the routes' last use of it; 0: never */
 };
 
 enum verdict_kind {

@@ -123,6 +123,17 @@ route_idle(struct world *w)
 	return route;
 }
 
+/* Connections open through the route now. */
+static long long
+jx_open(struct world *w)
+{
+	json_t *route = route_doc(w);
+	long long n = jx_int(route, "open");
+
+	json_decref(route);
+	return n;
+}
+
 static void
 write_config(const char *path, int listen, int local)
 {
@@ -172,6 +183,53 @@ create_vm(struct world *w)
 	return v;
 }
 
+/* A connection through the route with a request begun, not finished: it stays open. */
+static int
+open_begun(int port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	    .sin_port = htons((uint16_t)port),
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 60};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	dprintf(fd, "GET /long HTTP/1.0\r\nHost: app\r\n");
+	return fd;
+}
+
+/* Finish the request and read the answer to its end ("" when the connection was cut). */
+static char *
+finish(int fd)
+{
+	struct buf b = BUF_INIT(4096);
+	char chunk[4096], *text;
+	ssize_t n;
+
+	dprintf(fd, "\r\n");
+	while ((n = read(fd, chunk, sizeof chunk)) > 0)
+		buf_add(&b, chunk, (size_t)n);
+	close(fd);
+	text = xstrdup(buf_str(&b));
+	buf_release(&b);
+	return text;
+}
+
+static void
+delete_vm(struct world *w, const char *name)
+{
+	struct resp r;
+	char *path = xasprintf("/v1/vms/%s", name);
+
+	dmn_call(&w->d, &r, "DELETE", path, NULL);
+	if (r.status != 200 && r.status != 202)
+		fail_msg("DELETE %s: %ld %s", path, r.status, r.body);
+	resp_free(&r);
+	free(path);
+}
+
 /*
  * Local, then the VM once it is READY, then local again once it is gone:
  * the application's address never changes, and routes says where and why.
@@ -205,16 +263,17 @@ test_local_vm_local(void **state)
 	assert_true(json_is_string(json_object_get(route, "last_use")));
 	json_decref(route);
 
-	{
-		struct resp r;
-		char *path = xasprintf("/v1/vms/%s", v.name);
-
-		dmn_call(&w.d, &r, "DELETE", path, NULL);
-		assert_true(r.status == 200 || r.status == 202);
-		resp_free(&r);
-		free(path);
-	}
+	delete_vm(&w, v.name); /* nothing open: deleted at once, no DRAINING */
 	wait_vm(&w, v.name, VM_TERMINATED);
+	{
+		struct ledger_event *ev;
+		size_t n;
+
+		assert_int_equal(ledger_events(w.ledger, v.name, 100, &ev, &n), 0);
+		for (size_t i = 0; i < n; i++)
+			assert_null(strstr(ev[i].detail, "DRAINING"));
+		free(ev);
+	}
 	expect_answer(port, "from-local");
 	world_end(&w);
 	canned_stop(&local);
@@ -245,6 +304,66 @@ test_wait_for_vm(void **state)
 		assert_int_equal(jx_int(route, "connections"), 2);
 		json_decref(route);
 	}
+	world_end(&w);
+}
+
+/*
+ * A VM deleted with a connection open drains: new connections go to the
+ * local copy at once, the open one finishes on the VM, and the delete goes
+ * when it ends, long before route.drain_s.
+ */
+static void
+test_drain_until_done(void **state)
+{
+	struct world w;
+	struct canned local;
+	struct vm_record v;
+	int port = free_port(), fd;
+	char *got;
+
+	canned_start(&local, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n", 10, 0);
+	local.text = "from-local";
+	start(&w, port, local.port, "SPILLWAY_ROUTE_DRAIN_S=3600");
+	v = create_vm(&w);
+	wait_vm(&w, v.name, VM_READY);
+	fd = open_begun(port);
+	while (jx_open(&w) != 1)
+		sleep_ms(20);
+	delete_vm(&w, v.name);
+	wait_vm(&w, v.name, VM_DRAINING);
+	wait_event(&w, "state", "draining 1 connection for up to 3600 s");
+	expect_answer(port, "from-local");
+	got = finish(fd);
+	if (strstr(got, v.name) == NULL)
+		fail_msg("the open connection's answer: '%s'", got);
+	free(got);
+	wait_vm(&w, v.name, VM_TERMINATED);
+	wait_event(&w, "state", "(its connections ended)");
+	world_end(&w);
+	canned_stop(&local);
+}
+
+/* Past route.drain_s the delete goes anyway, and what is still open is reset. */
+static void
+test_drain_deadline(void **state)
+{
+	struct world w;
+	struct vm_record v;
+	int port = free_port(), fd;
+	char *got;
+
+	start(&w, port, 0, "SPILLWAY_ROUTE_DRAIN_S=120"); /* 2 s at the test's pace */
+	v = create_vm(&w);
+	wait_vm(&w, v.name, VM_READY);
+	fd = open_begun(port);
+	while (jx_open(&w) != 1)
+		sleep_ms(20);
+	delete_vm(&w, v.name);
+	wait_vm(&w, v.name, VM_TERMINATED);
+	wait_event(&w, "state", "(route.drain_s over with 1 connection open)");
+	got = finish(fd);
+	assert_string_equal(got, "");
+	free(got);
 	world_end(&w);
 }
 
@@ -290,6 +409,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_local_vm_local),
 	    cmocka_unit_test(test_wait_for_vm),
+	    cmocka_unit_test(test_drain_until_done),
+	    cmocka_unit_test(test_drain_deadline),
 	    cmocka_unit_test(test_other_user_refused),
 	};
 

@@ -317,7 +317,7 @@ test_routes(void **state)
 	assert_string_equal(config_component(&c, "vision")->local, "127.0.0.1:8101");
 	assert_string_equal(config_component(&c, "asr")->local, "");
 	assert_string_equal(config_component(&c, "chatbots")->listen, "");
-	assert_true(c.route_wait_s == 0 && !c.route_allow_other_users);
+	assert_true(c.route_drain_s == 30 && c.route_wait_s == 0 && !c.route_allow_other_users);
 	config_free(&c);
 	put(f->dir, "r.conf", "[component \"vision\"]\nlisten = 0.0.0.0:9101\n");
 	cause = load_err(f, path, NULL);

@@ -37,8 +37,19 @@ struct world {
 	unsigned char key[32];
 	const char *zones[4];
 	bool keep, stopped;
+	long open; /* the routes' connections to every VM, as the manager asks */
+	int64_t last_use;
 	char events[4096]; /* "name STATE;" as the manager sent them */
 };
+
+static long
+traffic(void *arg, const char *vm, int64_t *last_use_ms)
+{
+	struct world *w = arg;
+
+	*last_use_ms = w->last_use;
+	return w->open;
+}
 
 static void
 on_event(const struct manager_event *e, void *arg)
@@ -109,6 +120,8 @@ start(struct world *w)
 	    .zones = w->zones,
 	    .agent_key = w->key,
 	    .keep = w->keep,
+	    .traffic = traffic,
+	    .traffic_arg = w,
 	};
 	char *cause = NULL;
 
@@ -639,6 +652,94 @@ test_rest(void **state_)
 	world_free(w);
 }
 
+/* --- draining --- */
+
+/* A READY VM of the last daemon, running, with the routes' connections open to it. */
+static void
+ready_vm(struct world *w, const char *name)
+{
+	seed(w, name, VM_READY, T0 - 600000);
+	scripted_put(w->sc, name, "us-central1-a", "RUNNING", "", T0 - 570000);
+	start(w);
+	assert_int_equal(state(w, name), VM_READY);
+}
+
+/* Deleted with connections open: DRAINING until the last ends, then the delete. */
+static void
+test_drain_then_delete(void **state_)
+{
+	const char *sets[] = {"route.drain_s=3600", NULL};
+	struct world *w = world_new(sets);
+	struct vm_record r;
+
+	(void)state_;
+	w->open = 2;
+	ready_vm(w, "spillway-a");
+	assert_int_equal(manager_terminate(w->m, "spillway-a", "by hand"), 0);
+	settle(w);
+	assert_int_equal(state(w, "spillway-a"), VM_DRAINING);
+	assert_int_equal(scripted_calls(w->sc, SC_DESTROY), 0);
+	/* Still open: nothing yet, passes and all. */
+	manager_drained(w->m, "spillway-a");
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-a"), VM_DRAINING);
+	w->open = 0;
+	manager_drained(w->m, "spillway-a");
+	settle(w);
+	r = record(w, "spillway-a");
+	assert_int_equal(r.state, VM_TERMINATED);
+	assert_string_equal(r.end_reason, "by hand (its connections ended)");
+	assert_non_null(strstr(w->events, "DRAINING;TERMINATING;TERMINATED;"));
+	world_free(w);
+}
+
+/* Past route.drain_s the delete goes anyway; with nothing open there is no DRAINING. */
+static void
+test_drain_deadline(void **state_)
+{
+	const char *sets[] = {"route.drain_s=0.2", NULL};
+	struct world *w = world_new(sets);
+
+	(void)state_;
+	w->open = 1;
+	ready_vm(w, "spillway-a");
+	assert_int_equal(manager_terminate(w->m, "spillway-a", "by hand"), 0);
+	settle(w);
+	assert_int_equal(state(w, "spillway-a"), VM_DRAINING);
+	usleep(250000); /* the drain timer, in real time as the manual clock has it */
+	advance(w, 250);
+	settle(w); /* the delete the timer sent, answered */
+	assert_int_equal(state(w, "spillway-a"), VM_TERMINATED);
+	assert_string_equal(record(w, "spillway-a").end_reason,
+	    "by hand (route.drain_s over with 1 connection open)");
+	world_free(w);
+
+	w = world_new(sets);
+	ready_vm(w, "spillway-b");
+	assert_int_equal(manager_terminate(w->m, "spillway-b", "by hand"), 0);
+	settle(w);
+	assert_int_equal(state(w, "spillway-b"), VM_TERMINATED);
+	assert_null(strstr(w->events, "DRAINING"));
+	world_free(w);
+}
+
+/* Draining when the last daemon stopped: its connections went with it, so it is deleted now. */
+static void
+test_draining_taken_over(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	seed(w, "spillway-a", VM_DRAINING, T0 - 600000);
+	scripted_put(w->sc, "spillway-a", "us-central1-a", "RUNNING", "", T0 - 570000);
+	start(w);
+	settle(w);
+	assert_int_equal(state(w, "spillway-a"), VM_TERMINATED);
+	assert_string_equal(record(w, "spillway-a").end_reason,
+	    "it was draining when spillway stopped (its connections ended)");
+	world_free(w);
+}
+
 /* --- out of order --- */
 
 /* Terminated while its insert is unanswered: the delete follows the answer, never before. */
@@ -727,6 +828,9 @@ main(void)
 	    cmocka_unit_test(test_shutdown_deletes),
 	    cmocka_unit_test(test_shutdown_keeps),
 	    cmocka_unit_test(test_rest),
+	    cmocka_unit_test(test_drain_then_delete),
+	    cmocka_unit_test(test_drain_deadline),
+	    cmocka_unit_test(test_draining_taken_over),
 	    cmocka_unit_test(test_terminate_during_insert),
 	    cmocka_unit_test(test_delete_before_older_list),
 	    cmocka_unit_test(test_get_after_list),

@@ -157,6 +157,31 @@ test_idle(void **state)
 	assert_int_equal(judge(&r, NULL).kind, VERDICT_KEEP);
 }
 
+/* The routes' traffic comes first: a connection open is use, and so is their last byte. */
+static void
+test_idle_from_routes(void **state)
+{
+	struct vm_record r = vm(VM_READY);
+	struct rules_seen seen = {.routed_ms = NOW - 30 * MIN};
+
+	(void)state;
+	/* Never reported by the agent, but idle through the routes. */
+	assert_int_equal(judge(&r, &seen).kind, VERDICT_END);
+	/* The agent saw use the routes did not carry. */
+	r.last_activity_ms = NOW - 5 * MIN;
+	assert_int_equal(judge(&r, &seen).kind, VERDICT_KEEP);
+	/* The routes carried what the agent's report is too old to show. */
+	r.last_activity_ms = NOW - 90 * MIN;
+	seen.routed_ms = NOW - 29 * MIN;
+	assert_int_equal(judge(&r, &seen).kind, VERDICT_KEEP);
+	/* A long connection, quiet but open (a WebSocket), is use. */
+	seen.routed_ms = NOW - 600 * MIN;
+	seen.routed_open = 1;
+	assert_int_equal(judge(&r, &seen).kind, VERDICT_KEEP);
+	seen.routed_open = 0;
+	assert_int_equal(judge(&r, &seen).kind, VERDICT_END);
+}
+
 static void
 test_orphan_grace(void **state)
 {
@@ -196,6 +221,7 @@ main(void)
 	    cmocka_unit_test_setup(test_unhealthy, setup),
 	    cmocka_unit_test_setup(test_lifetime, setup),
 	    cmocka_unit_test_setup(test_idle, setup),
+	    cmocka_unit_test_setup(test_idle_from_routes, setup),
 	    cmocka_unit_test_setup(test_orphan_grace, setup),
 	    cmocka_unit_test_setup(test_ended_states_kept, setup),
 	};
