@@ -613,27 +613,6 @@ setup_auth(struct emulator *emu)
  */
 #define FD_WANTED 65536
 
-static long
-raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return -1;
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < FD_WANTED) {
-		struct rlimit more = {FD_WANTED, FD_WANTED};
-
-		if (setrlimit(RLIMIT_NOFILE, &more) == 0)
-			rl = more;
-	}
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	return rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
-}
-
 int
 emulator_new(uv_loop_t *loop, const struct emulator_opts *o, struct emulator **out, char **cause)
 {
@@ -644,7 +623,7 @@ emulator_new(uv_loop_t *loop, const struct emulator_opts *o, struct emulator **o
 
 	emu->loop = loop;
 	emu->opts = *o;
-	emu->fd_limit = raise_fd_limit();
+	emu->fd_limit = raise_fd_limit(FD_WANTED);
 	clock_real(&emu->real_clock);
 	emu->clock = o->clock != NULL ? o->clock : &emu->real_clock;
 	emu->project = xstrdup(o->project);

@@ -306,7 +306,8 @@ guest_start(struct inst *inst)
 {
 	struct emulator *emu = inst->emu;
 	struct guest *g = inst->guest;
-	struct httpd_opts ho = {.max_body = 64 * 1024, .conn_timeout_s = 30, .conn_limit = 256};
+	/* As many connections as a backend behind spillway's routes is asked to hold (1,000). */
+	struct httpd_opts ho = {.max_body = 64 * 1024, .conn_timeout_s = 30, .conn_limit = 1024};
 	char *cause = NULL;
 	int fd, afd, error;
 

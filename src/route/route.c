@@ -27,6 +27,7 @@
 #define HIGH_WATER (256 * 1024) /* queued to one side before the other is read no more */
 #define CONNECT_MS 5000         /* a target that does not answer by then is given up */
 #define BACKLOG    511
+#define ROUTE_FDS  65536 /* wanted for connections, where the hard limit allows */
 
 struct rvm {
 	char name[64];
@@ -768,6 +769,9 @@ router_new(uv_loop_t *loop, const struct config *cfg, const struct router_opts *
 		router_free(r);
 		return error;
 	}
+	/* Each connection holds two descriptors: a soft limit of 1,024 is 500 connections. */
+	if (r->routes != NULL)
+		raise_fd_limit(ROUTE_FDS);
 	*out = r;
 	return 0;
 }

@@ -51,6 +51,11 @@ int read_file(const char *path, size_t max, char **out, size_t *len);
 int write_file_atomic(const char *path, const void *, size_t, unsigned mode);
 /* Remove a directory and everything under it (not following links). 0 or -errno. */
 int remove_tree(const char *path);
+/*
+ * The soft limit of open files raised to the hard one, and the hard one to
+ * want where the process may: the limit now (-1: none).
+ */
+long raise_fd_limit(long want);
 /* mkdir -p: each missing directory created with mode. 0, or -errno. */
 int make_dirs(const char *path, unsigned mode);
 

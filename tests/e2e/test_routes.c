@@ -367,6 +367,129 @@ test_drain_deadline(void **state)
 	world_end(&w);
 }
 
+/* The daemon's resident memory, kB. */
+static long
+rss_kb(pid_t pid)
+{
+	char path[64], *text, *p;
+	long kb = -1;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	text = read_text(path);
+	if ((p = strstr(text, "VmRSS:")) != NULL)
+		kb = strtol(p + 6, NULL, 10);
+	free(text);
+	return kb;
+}
+
+/*
+ * An application that asks and never reads: the target is read no more once
+ * 256 KiB wait for it, so the daemon holds little whatever the answer's size,
+ * and everything else goes on.
+ */
+static void
+test_reader_that_never_reads(void **state)
+{
+	struct world w;
+	struct canned local;
+	int port = free_port(), fd;
+	long before, after;
+	long long down = -1, was;
+	json_t *route;
+
+	canned_start(&local, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n", 256 << 20, 'x');
+	start(&w, port, local.port, NULL);
+	before = rss_kb(w.d.pid);
+	fd = open_begun(port);
+	dprintf(fd, "\r\n"); /* asked; never read */
+	/* Until nothing more moves: the sockets' buffers and the queue are full. */
+	for (int still = 0; still < 10;) {
+		sleep_ms(100);
+		route = route_doc(&w);
+		was = down;
+		down = jx_int(route, "bytes_down");
+		json_decref(route);
+		still = down == was && down > 0 ? still + 1 : 0;
+	}
+	after = rss_kb(w.d.pid);
+	print_message("a 256 MiB answer to a reader that never reads: %lld bytes moved, the "
+	              "daemon's RSS %ld -> %ld kB\n",
+	    down, before, after);
+	assert_true(down < 64 << 20);
+	assert_true(after - before < 8192);
+	/* Meanwhile the daemon answers as ever. */
+	route = route_doc(&w);
+	assert_int_equal(jx_int(route, "open"), 1);
+	json_decref(route);
+	close(fd);
+	json_decref(route_idle(&w));
+	world_end(&w);
+	canned_stop(&local);
+}
+
+/* 1,000 connections at once, all to the VM, all answered. */
+static void
+test_thousand_connections(void **state)
+{
+	enum { N = 1000 };
+	struct world w;
+	struct vm_record v;
+	int port = free_port(), *fds = calloc(N, sizeof *fds), answered = 0;
+	json_t *route;
+
+	long limit = raise_fd_limit(4096);
+
+	if (limit >= 0 && limit < N + 64) {
+		print_message("skipped: this process may not open %d sockets (ulimit -Hn)\n", N);
+		free(fds);
+		skip();
+	}
+	start(&w, port, 0, NULL);
+	v = create_vm(&w);
+	wait_vm(&w, v.name, VM_READY);
+	for (int i = 0; i < N; i++)
+		fds[i] = open_begun(port);
+	for (int i = 0; i < N; i++) {
+		char *got = finish(fds[i]);
+
+		answered += strstr(got, v.name) != NULL;
+		free(got);
+	}
+	if (answered != N) {
+		dmn_dump(&w.d);
+		fail_msg("%d of %d connections answered", answered, N);
+	}
+	route = route_idle(&w);
+	assert_int_equal(jx_int(route, "connections"), N);
+	json_decref(route);
+	free(fds);
+	world_end(&w);
+}
+
+/* The local copy down: the connection is closed, the log says why, the daemon goes on. */
+static void
+test_local_down(void **state)
+{
+	struct world w;
+	int port = free_port(), local = free_port();
+	char *got, *log, *want;
+
+	start(&w, port, local, NULL);
+	got = get_through(port, "/work");
+	assert_string_equal(got, "");
+	free(got);
+	json_decref(route_idle(&w));
+	log = read_text(w.d.log);
+	want = xasprintf("route vision: its local copy at 127.0.0.1:%d cannot be reached "
+	                 "(connection refused): connection closed",
+	    local);
+	if (strstr(log, want) == NULL)
+		fail_msg("the log does not say '%s':\n%s", want, log);
+	free(want);
+	free(log);
+	world_end(&w);
+}
+
 /* Another user's process at the route: refused, and counted. */
 static void
 test_other_user_refused(void **state)
@@ -411,6 +534,9 @@ main(void)
 	    cmocka_unit_test(test_wait_for_vm),
 	    cmocka_unit_test(test_drain_until_done),
 	    cmocka_unit_test(test_drain_deadline),
+	    cmocka_unit_test(test_reader_that_never_reads),
+	    cmocka_unit_test(test_thousand_connections),
+	    cmocka_unit_test(test_local_down),
 	    cmocka_unit_test(test_other_user_refused),
 	};
 
