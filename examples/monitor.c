@@ -60,6 +60,16 @@ main(int argc, char **argv)
 	for (int i = 0; i < n && i < 16; i++)
 		printf("vm: %s %s %s %s %lld s $%.4f\n", vms[i].name, vms[i].state, vms[i].zone,
 		    vms[i].endpoint[0] ? vms[i].endpoint : "-", vms[i].uptime_s, vms[i].cost);
+	{
+		struct spillway_route routes[8];
+		int nr = spillway_routes(sp, routes, 8);
+
+		for (int i = 0; i < nr && i < 8; i++)
+			printf("route: %s %s -> %s%s%s, %ld open, %lld bytes up, %lld down\n",
+			    routes[i].component, routes[i].listen, routes[i].to,
+			    routes[i].vm[0] ? " " : "", routes[i].vm, routes[i].open,
+			    routes[i].bytes_up, routes[i].bytes_down);
+	}
 	if (spillway_stats(sp, &s) == 0)
 		printf("stats: %ld created, %ld active, %ld failed, %ld terminated, %ld preempted, "
 		       "$%.4f in all, $%.4f of $%.2f today; %d events\n",

@@ -103,6 +103,21 @@ struct spillway_vm {
  */
 int spillway_vms(spillway *, bool all, struct spillway_vm *, size_t max);
 
+/* A component's route (docs/offload.md): where its connections go now and its traffic. */
+struct spillway_route {
+	char component[64];
+	char listen[64];
+	char local[64]; /* "" when it has no local copy */
+	char to[8];     /* where a new connection goes now: "vm", "local", "wait" or "none" */
+	char vm[64];    /* to is "vm": which */
+	char why[160];
+	long open;                      /* connections open now */
+	long long bytes_up, bytes_down; /* from the application, to it */
+	long long last_use_ms;          /* Unix ms; 0: never */
+};
+/* The routes: fills at most max and returns how many there are, or -errno. */
+int spillway_routes(spillway *, struct spillway_route *, size_t max);
+
 enum spillway_event_type {
 	SPILLWAY_EVENT_PRESSURE, /* the level changed: level */
 	SPILLWAY_EVENT_DECISION, /* spillway decided (or refused): reason */

@@ -8,7 +8,9 @@
 #include "util/xmalloc.h"
 
 static const enum vm_state every_state[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
-    VM_READY, VM_UNHEALTHY, VM_DRAINING, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED, VM_ORPHANED};
+    VM_READY, VM_UNHEALTHY, VM_DRAINING, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED,
+    VM_ORPHANED};
+_Static_assert(sizeof every_state / sizeof every_state[0] == VM_STATES, "every state");
 
 static json_t *
 when(int64_t ms)

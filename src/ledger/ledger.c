@@ -27,8 +27,9 @@
 #define WAL_KEEP       "65536" /* bytes */
 #define CACHE_KIB      "256"
 
-static const char *state_names[VM_STATES] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING",
-    "READY", "UNHEALTHY", "DRAINING", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED", "ORPHANED"};
+static const char *state_names[] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING", "READY",
+    "UNHEALTHY", "DRAINING", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED", "ORPHANED"};
+_Static_assert(sizeof state_names / sizeof state_names[0] == VM_STATES, "a name for every state");
 
 const char *
 vm_state_name(enum vm_state s)

@@ -18,6 +18,7 @@
 #include "api/client.h"
 #include "api/control.h"
 #include "spillway.h"
+#include "util/clock.h"
 #include "util/jx.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -148,6 +149,41 @@ vm_from(const spillway *sp, const json_t *j, struct spillway_vm *vm)
 	}
 	vm->uptime_s = (long long)json_integer_value(json_object_get(j, "uptime_s"));
 	vm->cost = json_number_value(json_object_get(j, "cost"));
+}
+
+int
+spillway_routes(spillway *sp, struct spillway_route *out, size_t max)
+{
+	json_t *doc = NULL, *r;
+	long status;
+	size_t i;
+	int error = ask(sp, "GET", "/v1/routes", NULL, NULL, &status, &doc, NULL, 0);
+
+	if (error != 0)
+		return error;
+	json_array_foreach (json_object_get(doc, "routes"), i, r) {
+		struct spillway_route *o = &out[i];
+		int64_t ms = 0;
+
+		if (i >= max)
+			continue;
+		memset(o, 0, sizeof *o);
+		copy(o->component, sizeof o->component, jx_str(r, "component"));
+		copy(o->listen, sizeof o->listen, jx_str(r, "listen"));
+		copy(o->local, sizeof o->local, jx_str(r, "local"));
+		copy(o->to, sizeof o->to, jx_str(r, "to"));
+		copy(o->vm, sizeof o->vm, jx_str(r, "vm"));
+		copy(o->why, sizeof o->why, jx_str(r, "why"));
+		o->open = (long)json_integer_value(json_object_get(r, "open"));
+		o->bytes_up = (long long)json_integer_value(json_object_get(r, "bytes_up"));
+		o->bytes_down = (long long)json_integer_value(json_object_get(r, "bytes_down"));
+		if (jx_str(r, "last_use") != NULL &&
+		    time_parse_rfc3339(jx_str(r, "last_use"), &ms) == 0)
+			o->last_use_ms = ms;
+	}
+	i = json_array_size(json_object_get(doc, "routes"));
+	json_decref(doc);
+	return (int)i;
 }
 
 /* --- events --- */

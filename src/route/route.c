@@ -207,15 +207,20 @@ static void
 on_later(uv_timer_t *t)
 {
 	struct router *r = t->data;
-	char names[16][64];
+	char(*names)[64];
 	size_t n = 0;
 
+	for (struct rvm *v = r->vms; v != NULL; v = v->next)
+		n += v->draining && v->open == 0;
 	/* Collected first: what the manager does changes the list. */
-	for (struct rvm *v = r->vms; v != NULL && n < 16; v = v->next)
+	names = xcalloc(n + 1, sizeof *names);
+	n = 0;
+	for (struct rvm *v = r->vms; v != NULL; v = v->next)
 		if (v->draining && v->open == 0)
 			snprintf(names[n++], sizeof names[0], "%s", v->name);
 	for (size_t i = 0; i < n && r->o.drained != NULL; i++)
 		r->o.drained(r->o.arg, names[i]);
+	free(names);
 }
 
 /* reset: the peer sees its connection reset, not an orderly end. */

@@ -256,6 +256,26 @@ test_local_vm_local(void **state)
 	wait_vm(&w, v.name, VM_READY);
 	expect_answer(port, v.name);
 	route = route_idle(&w);
+	/* The library says the same (examples/monitor, through the daemon's socket). */
+	{
+		char *cmd =
+		    xasprintf("SPILLWAY_SOCKET=%s/control.sock SPILLWAY_CONFIG=%s/spillway.conf "
+		              "HOME=%s %s/monitor 0",
+		        w.d.state, w.d.state, w.d.state, getenv("SPILLWAY_EXAMPLES"));
+		char *want = xasprintf("route: vision 127.0.0.1:%d -> vm %s, 0 open", port, v.name);
+		FILE *p = popen(cmd, "r");
+		char line[512];
+		bool seen = false;
+
+		assert_non_null(p);
+		while (fgets(line, sizeof line, p) != NULL)
+			seen = seen || strstr(line, want) != NULL;
+		assert_int_equal(pclose(p), 0);
+		if (!seen)
+			fail_msg("examples/monitor did not print '%s'", want);
+		free(want);
+		free(cmd);
+	}
 	assert_string_equal(jx_str(route, "to"), "vm");
 	assert_string_equal(jx_str(route, "vm"), v.name);
 	assert_int_equal(jx_int(route, "connections"), 2);
@@ -307,6 +327,21 @@ test_wait_for_vm(void **state)
 	world_end(&w);
 }
 
+/* A READY VM, a connection through the route open to it, and its delete asked: the connection. */
+static int
+open_then_delete(struct world *w, int port, struct vm_record *v)
+{
+	int fd;
+
+	*v = create_vm(w);
+	wait_vm(w, v->name, VM_READY);
+	fd = open_begun(port);
+	while (jx_open(w) != 1)
+		sleep_ms(20);
+	delete_vm(w, v->name);
+	return fd;
+}
+
 /*
  * A VM deleted with a connection open drains: new connections go to the
  * local copy at once, the open one finishes on the VM, and the delete goes
@@ -324,12 +359,7 @@ test_drain_until_done(void **state)
 	canned_start(&local, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n", 10, 0);
 	local.text = "from-local";
 	start(&w, port, local.port, "SPILLWAY_ROUTE_DRAIN_S=3600");
-	v = create_vm(&w);
-	wait_vm(&w, v.name, VM_READY);
-	fd = open_begun(port);
-	while (jx_open(&w) != 1)
-		sleep_ms(20);
-	delete_vm(&w, v.name);
+	fd = open_then_delete(&w, port, &v);
 	wait_vm(&w, v.name, VM_DRAINING);
 	wait_event(&w, "state", "draining 1 connection for up to 3600 s");
 	expect_answer(port, "from-local");
@@ -353,12 +383,7 @@ test_drain_deadline(void **state)
 	char *got;
 
 	start(&w, port, 0, "SPILLWAY_ROUTE_DRAIN_S=120"); /* 2 s at the test's pace */
-	v = create_vm(&w);
-	wait_vm(&w, v.name, VM_READY);
-	fd = open_begun(port);
-	while (jx_open(&w) != 1)
-		sleep_ms(20);
-	delete_vm(&w, v.name);
+	fd = open_then_delete(&w, port, &v);
 	wait_vm(&w, v.name, VM_TERMINATED);
 	wait_event(&w, "state", "(route.drain_s over with 1 connection open)");
 	got = finish(fd);
