@@ -10,6 +10,7 @@
  * reload lives on until its last connection ends.
  */
 #include <errno.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,8 @@ struct router {
 	struct router_opts o;
 	const struct config *cfg;
 	struct route *routes;
-	struct rvm *vms;
+	struct rvm *vms; /* in the order they came; byname: the same, by name */
+	void *byname;
 	struct conn *conns;
 	uv_timer_t later; /* says drained VMs on the loop's next turn */
 	bool freed;
@@ -107,13 +109,25 @@ now_ms(const struct router *r)
 	return clock_now_ms(r->o.clock);
 }
 
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct rvm *)a)->name, ((const struct rvm *)b)->name);
+}
+
+/*
+ * By name, in a tree: the manager's pass asks for every VM (router_vm_open),
+ * so a scan of the list would make the pass quadratic in the VMs.
+ */
 static struct rvm *
 find_vm(const struct router *r, const char *name)
 {
-	for (struct rvm *v = r->vms; v != NULL; v = v->next)
-		if (strcmp(v->name, name) == 0)
-			return v;
-	return NULL;
+	struct rvm key;
+	void *const *found;
+
+	snprintf(key.name, sizeof key.name, "%s", name);
+	found = tfind(&key, &r->byname, by_name);
+	return found != NULL ? *(struct rvm *const *)found : NULL;
 }
 
 /* Whether a VM's comma-separated components hold this one. */
@@ -820,6 +834,7 @@ router_vm(struct router *r, const struct vm_record *rec)
 		snprintf(v->name, sizeof v->name, "%s", rec->name);
 		v->next = r->vms;
 		r->vms = v;
+		tsearch(v, &r->byname, by_name);
 	}
 	v->state = rec->state;
 	v->draining = rec->state == VM_DRAINING;
@@ -830,6 +845,7 @@ router_vm(struct router *r, const struct vm_record *rec)
 		for (pp = &r->vms; *pp != v; pp = &(*pp)->next)
 			;
 		*pp = v->next;
+		tdelete(v, &r->byname, by_name);
 		free(v);
 		serve_waiting(r);
 		return;
@@ -888,6 +904,7 @@ router_free(struct router *r)
 	r->routes = NULL;
 	for (v = r->vms; v != NULL; v = vnext) {
 		vnext = v->next;
+		tdelete(v, &r->byname, by_name);
 		free(v);
 	}
 	r->vms = NULL;
