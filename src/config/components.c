@@ -116,11 +116,12 @@ component_key(struct config *cfg, const char *name, const char *key, const char 
 			        listen ? "127.0.0.1:9101" : "127.0.0.1:8101");
 			return -EINVAL;
 		}
-		free(listen ? c->listen : c->local);
-		if (listen)
-			c->listen = xstrdup(value);
-		else
-			c->local = xstrdup(value);
+		{
+			char **field = listen ? &c->listen : &c->local;
+
+			free(*field);
+			*field = xstrdup(value);
+		}
 	} else {
 		*cause = xasprintf("%s: unknown key '%s' in [component \"%s\"]; known: size_mb, "
 		                   "priority, match, listen, local",

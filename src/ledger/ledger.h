@@ -90,7 +90,6 @@ int ledger_checkpoint(struct ledger *);
  * the next call opens the file again.
  */
 void ledger_rest(struct ledger *);
-void ledger_rest(struct ledger *);
 /*
  * Whether the file at the ledger's path is still the one open; if it was
  * deleted or replaced, the file there is opened (a new one made, migrated)

@@ -162,11 +162,12 @@ spillway_routes(spillway *sp, struct spillway_route *out, size_t max)
 	if (error != 0)
 		return error;
 	json_array_foreach (json_object_get(doc, "routes"), i, r) {
-		struct spillway_route *o = &out[i];
+		struct spillway_route *o;
 		int64_t ms = 0;
 
 		if (i >= max)
 			continue;
+		o = &out[i];
 		memset(o, 0, sizeof *o);
 		copy(o->component, sizeof o->component, jx_str(r, "component"));
 		copy(o->listen, sizeof o->listen, jx_str(r, "listen"));

@@ -30,7 +30,7 @@ route_choose(const char *component, const struct route_vm_view *vms, size_t n, b
 	size_t best = n;
 
 	for (size_t i = 0; i < n; i++) {
-		if (!vms[i].serves || vms[i].draining)
+		if (!vms[i].serves)
 			continue;
 		if (vms[i].state == VM_READY && (best == n || vms[i].open < vms[best].open))
 			best = i;

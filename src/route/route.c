@@ -34,7 +34,6 @@ struct rvm {
 	char name[64];
 	char host[64]; /* its address (natIP) */
 	enum vm_state state;
-	bool draining;
 	char components[256];
 	long open;
 	int64_t last_use_ms;
@@ -166,7 +165,6 @@ choose(const struct route *rt, struct route_choice *c, struct rvm **vm)
 	for (struct rvm *v = r->vms; v != NULL; v = v->next) {
 		views[n] = (struct route_vm_view){.name = v->name,
 		    .state = v->state,
-		    .draining = v->draining,
 		    .serves = serves(v, rt->component),
 		    .open = v->open};
 		which[n++] = v;
@@ -225,12 +223,12 @@ on_later(uv_timer_t *t)
 	size_t n = 0;
 
 	for (struct rvm *v = r->vms; v != NULL; v = v->next)
-		n += v->draining && v->open == 0;
+		n += v->state == VM_DRAINING && v->open == 0;
 	/* Collected first: what the manager does changes the list. */
 	names = xcalloc(n + 1, sizeof *names);
 	n = 0;
 	for (struct rvm *v = r->vms; v != NULL; v = v->next)
-		if (v->draining && v->open == 0)
+		if (v->state == VM_DRAINING && v->open == 0)
 			snprintf(names[n++], sizeof names[0], "%s", v->name);
 	for (size_t i = 0; i < n && r->o.drained != NULL; i++)
 		r->o.drained(r->o.arg, names[i]);
@@ -268,7 +266,7 @@ vm_release(struct conn *c)
 		v->open--;
 		v->last_use_ms = now_ms(r);
 		/* Not from here: the manager's answer (the delete) closes connections too. */
-		if (v->draining && v->open == 0 && !r->freed)
+		if (v->state == VM_DRAINING && v->open == 0 && !r->freed)
 			uv_timer_start(&r->later, on_later, 0, 0);
 	}
 	c->vm[0] = '\0';
@@ -837,7 +835,6 @@ router_vm(struct router *r, const struct vm_record *rec)
 		tsearch(v, &r->byname, by_name);
 	}
 	v->state = rec->state;
-	v->draining = rec->state == VM_DRAINING;
 	snprintf(v->host, sizeof v->host, "%s", rec->nat_ip);
 	snprintf(v->components, sizeof v->components, "%s", rec->components);
 	if (leaves) {

@@ -32,10 +32,9 @@ enum route_to {
 
 struct route_vm_view {
 	const char *name;
-	enum vm_state state;
-	bool draining; /* sends new connections elsewhere */
-	bool serves;   /* runs this route's component */
-	long open;     /* connections open to it now */
+	enum vm_state state; /* DRAINING: sends new connections elsewhere */
+	bool serves;         /* runs this route's component */
+	long open;           /* connections open to it now */
 };
 
 struct route_choice {

@@ -241,14 +241,13 @@ terminate(struct mvm *v, const char *reason, enum vm_state end)
 	send_delete(v);
 }
 
-/* The routes' connections open to it now (0 without routes). */
+/* The routes' connections open to it now. */
 static long
 routed_open(const struct mvm *v)
 {
-	const struct manager *m = v->m;
 	int64_t last;
 
-	return m->o.traffic != NULL ? m->o.traffic(m->o.traffic_arg, v->rec.name, &last) : 0;
+	return vm_traffic(v, &last);
 }
 
 void

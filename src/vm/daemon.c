@@ -194,7 +194,6 @@ traffic(void *arg, const char *vm, int64_t *last_use_ms)
 {
 	struct daemon *d = arg;
 
-	*last_use_ms = 0;
 	return d->router != NULL ? router_vm_open(d->router, vm, last_use_ms) : 0;
 }
 

@@ -108,6 +108,16 @@ struct manager {
 	struct manager_counts counts;
 };
 
+/* The routes' connections open to a VM now and their last use (0 and 0 without routes). */
+static inline long
+vm_traffic(const struct mvm *v, int64_t *last_use_ms)
+{
+	const struct manager *m = v->m;
+
+	*last_use_ms = 0;
+	return m->o.traffic != NULL ? m->o.traffic(m->o.traffic_arg, v->rec.name, last_use_ms) : 0;
+}
+
 /* route.drain_s, in ms. */
 static inline int64_t
 drain_ms(const struct manager *m)

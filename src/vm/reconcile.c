@@ -373,9 +373,7 @@ enforce(struct manager *m)
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
 		struct rules_seen seen = {.progress_ms = v->progress_ms};
 
-		if (m->o.traffic != NULL)
-			seen.routed_open =
-			    m->o.traffic(m->o.traffic_arg, v->rec.name, &seen.routed_ms);
+		seen.routed_open = vm_traffic(v, &seen.routed_ms);
 		struct verdict verdict;
 
 		/* Creating: judged where its listing is (reconcile_one). */

@@ -45,32 +45,46 @@ free_port(void)
 	return port;
 }
 
-/*
- * An HTTP/1.0 GET through the route, as an application sends it: what came
- * back until the other end closed ("" when it closed without a word).
- */
-static char *
-get_through(int port, const char *path)
+/* A connection to the route, as an application opens it (reads time out after 60 s). */
+static int
+dial(int port)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET,
 	    .sin_port = htons((uint16_t)port),
 	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct timeval tv = {.tv_sec = 60};
-	struct buf b = BUF_INIT(4096);
-	char chunk[4096], *text;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	ssize_t n;
 
 	assert_true(fd >= 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-	dprintf(fd, "GET %s HTTP/1.0\r\nHost: app\r\n\r\n", path);
+	return fd;
+}
+
+/* What came back until the other end closed ("" when it closed without a word); fd closed. */
+static char *
+read_all(int fd)
+{
+	struct buf b = BUF_INIT(4096);
+	char chunk[4096], *text;
+	ssize_t n;
+
 	while ((n = read(fd, chunk, sizeof chunk)) > 0)
 		buf_add(&b, chunk, (size_t)n);
 	close(fd);
 	text = xstrdup(buf_str(&b));
 	buf_release(&b);
 	return text;
+}
+
+/* An HTTP/1.0 GET through the route, sent whole, and its answer. */
+static char *
+get_through(int port, const char *path)
+{
+	int fd = dial(port);
+
+	dprintf(fd, "GET %s HTTP/1.0\r\nHost: app\r\n\r\n", path);
+	return read_all(fd);
 }
 
 static struct world *shown; /* its daemon's log is shown when an answer is wrong */
@@ -187,15 +201,8 @@ create_vm(struct world *w)
 static int
 open_begun(int port)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET,
-	    .sin_port = htons((uint16_t)port),
-	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 60};
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = dial(port);
 
-	assert_true(fd >= 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
 	dprintf(fd, "GET /long HTTP/1.0\r\nHost: app\r\n");
 	return fd;
 }
@@ -204,17 +211,8 @@ open_begun(int port)
 static char *
 finish(int fd)
 {
-	struct buf b = BUF_INIT(4096);
-	char chunk[4096], *text;
-	ssize_t n;
-
 	dprintf(fd, "\r\n");
-	while ((n = read(fd, chunk, sizeof chunk)) > 0)
-		buf_add(&b, chunk, (size_t)n);
-	close(fd);
-	text = xstrdup(buf_str(&b));
-	buf_release(&b);
-	return text;
+	return read_all(fd);
 }
 
 static void

@@ -27,7 +27,7 @@ test_ready_vm_first(void **state)
 	    {.name = "a", .state = VM_READY, .serves = true, .open = 3},
 	    {.name = "b", .state = VM_READY, .serves = true, .open = 1},
 	    {.name = "c", .state = VM_READY, .serves = false, .open = 0},
-	    {.name = "d", .state = VM_READY, .serves = true, .draining = true, .open = 0},
+	    {.name = "d", .state = VM_DRAINING, .serves = true, .open = 0},
 	    {.name = "e", .state = VM_UNHEALTHY, .serves = true, .open = 0},
 	};
 	struct route_choice c = pick(vms, 5, true, 0);
@@ -46,7 +46,7 @@ test_local_wait_none(void **state)
 {
 	struct route_vm_view vms[] = {
 	    {.name = "a", .state = VM_BOOTING, .serves = true},
-	    {.name = "b", .state = VM_READY, .serves = true, .draining = true},
+	    {.name = "b", .state = VM_DRAINING, .serves = true},
 	};
 	struct route_choice c;
 
