@@ -1,8 +1,17 @@
 #!/usr/bin/python3
 """spillway's watchdog on the VM.
 
-The startup script starts it once the backend answers. It makes sure the VM
-never outlives its purpose, even when the workstation that created it is gone:
+The startup script starts it before the install. It is the VM's only door and
+makes sure the VM never outlives its purpose, even when the workstation that
+created it is gone.
+
+Its port speaks TLS only, with a key made here at start; the key's SHA-256
+("sha256//BASE64" of its SubjectPublicKeyInfo) is published in the guest
+attribute spillway/tls-key, which the daemon reads through the Compute API
+and pins. Only the client whose certificate is the metadata's
+spillway-client-cert gets in. ALPN "spillway-fwd/1" passes the connection's
+bytes to the backend on 127.0.0.1 (the backend's port needs no firewall
+rule); anything else is this agent's HTTP API:
 
   GET  /spillway/status   the backend's health, its last activity, uptime, and
                           whether Compute Engine announced a preemption
@@ -18,23 +27,29 @@ Compute API with the metadata server's token, or powers off if it cannot (a
 stopped Spot VM costs its disk only, and the daemon deletes it when it sees
 it). That is in addition to the VM's maxRunDuration, never instead of it.
 
-Activity is a TCP connection to the backend's port from another address than
-127.0.0.1 or ::1 (this agent and the startup script ask from there), as
-/proc/net/tcp shows it, or the backend's own "idle_seconds" in its health
-answer. A preemption notice (instance/preempted, watched with
-wait_for_change) is reported at once and the backend is stopped, well within
-the 30 s Compute Engine gives.
+Activity is a connection passed to the backend, a TCP connection to the
+backend's port from another address than 127.0.0.1 or ::1 (this agent and
+the startup script ask from there), as /proc/net/tcp shows it, or the
+backend's own "idle_seconds" in its health answer. A preemption notice
+(instance/preempted, watched with wait_for_change) is reported at once; the
+backend is stopped once the connections passed to it ended, or 20 s after
+the notice (the daemon drains them for as long), well within the 30 s
+Compute Engine gives.
 
 Settings are instance metadata attributes; the secret is read from the
 metadata server and kept in memory only. SPILLWAY_METADATA_URL,
 SPILLWAY_COMPUTE_URL, SPILLWAY_METADATA_INSTANCE (the emulator's name for the
 asking instance), SPILLWAY_AGENT_ADDRESS and SPILLWAY_ROOT exist for tests.
 """
+import base64
 import hashlib
 import hmac
 import http.server
 import json
 import os
+import select
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -49,6 +64,9 @@ COMPUTE = os.environ.get("SPILLWAY_COMPUTE_URL",
                          "https://compute.googleapis.com/compute/v1")
 ROOT = os.environ.get("SPILLWAY_ROOT", "")
 SKEW_S = 300
+ALPN_FORWARD, ALPN_HTTP = "spillway-fwd/1", "http/1.1"
+HANDSHAKE_S = 10
+PREEMPT_DRAIN_S = 20
 
 
 def boot_progress():
@@ -131,6 +149,42 @@ def connections(port):
     return n
 
 
+def make_identity(name):
+    """A fresh key and self-signed certificate (files 0600); the key's pin."""
+    d = ROOT + "/var/lib/spillway/agent-tls"
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    key, cert = d + "/key.pem", d + "/cert.pem"
+    old = os.umask(0o077)
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+                        "-subj", "/CN=" + name, "-keyout", key, "-out", cert],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=60)
+        der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                             check=True, capture_output=True, timeout=60).stdout
+    finally:
+        os.umask(old)
+    pin = "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+    return cert, key, pin
+
+
+def publish(key, value):
+    """A guest attribute, until the metadata server takes it."""
+    req = urllib.request.Request(MD + "/instance/guest-attributes/" + key, data=value.encode(),
+                                 method="PUT", headers=MD_HEADERS)
+    for attempt in range(60):
+        try:
+            with _open(req, timeout=10):
+                return True
+        except (OSError, ValueError) as e:
+            if attempt == 0:
+                log("cannot publish %s yet (%s): trying again" % (key, e))
+            time.sleep(min(10, 1 + attempt))
+    log("could not publish %s: the daemon cannot reach this agent" % key)
+    return False
+
+
 class Agent:
     def __init__(self):
         self.name = metadata("instance/name")[0]
@@ -146,6 +200,11 @@ class Agent:
         self.last_time = 0
         self.healthy = False
         self.preempted = False
+        self.forwarding = 0  # connections passed to the backend, open now
+        self.drained = threading.Condition(self.lock)
+        self.client_cert = attr("spillway-client-cert")
+        if not self.client_cert:
+            log("no spillway-client-cert: nobody can reach this agent")
         if not self.secret:
             log("no spillway-agent-secret: no lease can be renewed")
 
@@ -202,7 +261,7 @@ class Agent:
             self.healthy = healthy
             if idle is not None:
                 self.active = max(self.active, now - idle)
-            if connections(self.port) > 0:
+            if self.forwarding > 0 or connections(self.port) > 0:
                 self.active = now
 
     def expired(self):
@@ -240,9 +299,88 @@ class Agent:
             if value.strip() == "TRUE":
                 with self.lock:
                     self.preempted = True
-                log("Compute Engine announced a preemption: stopping the backend")
+                    log("Compute Engine announced a preemption: the backend stops once "
+                        "its %d connections ended, or in %d s" % (self.forwarding,
+                                                                PREEMPT_DRAIN_S))
+                    end = time.monotonic() + PREEMPT_DRAIN_S
+                    while self.forwarding > 0 and time.monotonic() < end:
+                        self.drained.wait(end - time.monotonic())
+                log("stopping the backend")
                 systemctl("stop", BACKEND_UNIT)
                 return
+
+    def forward(self, tls):
+        """The connection's bytes to the backend and back, until both ends are done."""
+        try:
+            back = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        except OSError as e:
+            log("cannot reach the backend on port %d: %s" % (self.port, e))
+            return
+        with self.lock:
+            self.forwarding += 1
+            self.active = time.monotonic()
+        try:
+            pump(tls, back)
+        finally:
+            back.close()
+            with self.lock:
+                self.forwarding -= 1
+                self.active = time.monotonic()
+                self.drained.notify_all()
+
+
+def pump(tls, back):
+    """Both ways in one thread. The client's end of file (close_notify) is passed on as a
+    shutdown of the backend's writing; the backend's ends the connection (close_notify)."""
+    tls.setblocking(False)
+    back.setblocking(False)
+    to_back, to_tls = b"", b""
+    tls_eof = back_eof = back_shut = False
+    while True:
+        if tls_eof and not to_back and not back_shut:
+            back.shutdown(socket.SHUT_WR)
+            back_shut = True
+        if back_eof and not to_tls:
+            try:
+                tls.unwrap()
+            except (OSError, ssl.SSLError, ValueError):
+                pass  # sent; the peer's own close_notify is not waited for
+            return
+        rd = []
+        if not tls_eof and len(to_back) < 1 << 20:
+            rd.append(tls)
+        if not back_eof and len(to_tls) < 1 << 20:
+            rd.append(back)
+        wr = ([back] if to_back else []) + ([tls] if to_tls else [])
+        if tls in rd and tls.pending():
+            r, w = [tls], []
+        else:
+            r, w, _ = select.select(rd, wr, [], 600)
+            if not r and not w:
+                return  # nothing either way for 10 minutes
+        try:
+            if tls in r:
+                try:
+                    data = tls.recv(65536)
+                    tls_eof = not data
+                    to_back += data
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+                except ssl.SSLZeroReturnError:
+                    tls_eof = True
+            if back in r:
+                data = back.recv(65536)
+                back_eof = not data
+                to_tls += data
+            if back in w:
+                to_back = to_back[back.send(to_back):]
+            if tls in w:
+                try:
+                    to_tls = to_tls[tls.send(to_tls):]
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+        except (OSError, ssl.SSLError):
+            return
 
 
 def self_delete(why):
@@ -310,11 +448,44 @@ def main():
         def log_message(self, *args):
             pass  # one line per pass would bury what matters
 
-    server = http.server.ThreadingHTTPServer(
-        (os.environ.get("SPILLWAY_AGENT_ADDRESS", ""), agent.agent_port), Handler)
-    server.daemon_threads = True
+    cert, key, pin = make_identity(agent.name)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols([ALPN_FORWARD, ALPN_HTTP])
+    ctx.verify_mode = ssl.CERT_REQUIRED  # without a client certificate to trust: nobody
+    client = None
+    if agent.client_cert:
+        ctx.load_verify_locations(cadata=agent.client_cert)
+        client = ssl.PEM_cert_to_DER_cert(agent.client_cert)
+
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def finish_request(self, request, address):
+            """In the connection's thread: TLS, who it is, then where it goes."""
+            request.settimeout(HANDSHAKE_S)
+            try:
+                tls = ctx.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as e:
+                log("refused a connection from %s: %s" % (address[0], e))
+                return
+            try:
+                if tls.getpeercert(binary_form=True) != client:
+                    log("refused %s: not the certificate of this VM's daemon" % address[0])
+                elif tls.selected_alpn_protocol() == ALPN_FORWARD:
+                    tls.settimeout(None)
+                    agent.forward(tls)
+                else:
+                    tls.settimeout(60)
+                    Handler(tls, address, self)
+            finally:
+                tls.close()
+
+    server = Server((os.environ.get("SPILLWAY_AGENT_ADDRESS", ""), agent.agent_port), Handler)
     for target in (server.serve_forever, agent.watch_preemption):
         threading.Thread(target=target, daemon=True).start()
+    threading.Thread(target=publish, args=("spillway/tls-key", pin), daemon=True).start()
     log("watching %s: lease %d s, agent on port %d"
         % (agent.name, agent.lease_s, agent.agent_port))
     agent.watch()

@@ -416,17 +416,18 @@ rule_targets_us(const json_t *rule, const char *tags)
 	return hit;
 }
 
-/* The backend's port and the agent's must both be open to us, and to us alone. */
+/*
+ * The agent's port must be open to us, and to us alone; the backend's need
+ * not be open at all (the agent passes its traffic, docs/offload.md), and a
+ * rule that opens it to everyone exposes a backend without authentication.
+ */
 static void
 firewall(struct doctor *d)
 {
 	const struct config *cfg = &d->ctx->cfg;
-	const long long ports[] = {cfg->backend_port, cfg->agent_port};
-	const char *what[] = {"the backend", "the watchdog agent"};
 	char *url =
 	    xasprintf("%sprojects/%s/global/firewalls", cfg->compute_endpoint, cfg->project);
-	const json_t *open[2] = {NULL, NULL}, *world = NULL;
-	long long world_port = 0;
+	const json_t *open = NULL, *world = NULL, *backend = NULL;
 	size_t i, k;
 	json_t *rule, *src;
 
@@ -436,42 +437,46 @@ firewall(struct doctor *d)
 		return;
 	}
 	free(url);
-	for (size_t p = 0; p < nitems(ports); p++) {
-		json_array_foreach (json_object_get(d->answer, "items"), i, rule) {
-			const char *dir = jx_str(rule, "direction");
+	json_array_foreach (json_object_get(d->answer, "items"), i, rule) {
+		const char *dir = jx_str(rule, "direction");
+		bool agent = rule_opens_port(rule, cfg->agent_port);
 
-			if ((dir != NULL && strcmp(dir, "INGRESS") != 0) ||
-			    json_is_true(json_object_get(rule, "disabled")) ||
-			    !rule_opens_port(rule, ports[p]) ||
-			    !rule_targets_us(rule, cfg->network_tags))
-				continue;
-			open[p] = rule;
-			json_array_foreach (json_object_get(rule, "sourceRanges"), k, src)
-				if (strcmp(json_string_value(src), "0.0.0.0/0") == 0) {
-					world = rule;
-					world_port = ports[p];
-				}
-		}
+		if ((dir != NULL && strcmp(dir, "INGRESS") != 0) ||
+		    json_is_true(json_object_get(rule, "disabled")) ||
+		    !rule_targets_us(rule, cfg->network_tags))
+			continue;
+		if (rule_opens_port(rule, cfg->backend_port))
+			backend = rule;
+		if (!agent)
+			continue;
+		open = rule;
+		json_array_foreach (json_object_get(rule, "sourceRanges"), k, src)
+			if (strcmp(json_string_value(src), "0.0.0.0/0") == 0)
+				world = rule;
 	}
-	for (size_t p = 0; p < nitems(ports); p++)
-		if (open[p] == NULL) {
-			say(d, "fail", "firewall",
-			    "no rule lets this machine reach tcp:%lld (%s) on VMs tagged %s: "
-			    "gcloud compute firewall-rules create spillway-backend "
-			    "--allow tcp:%lld,tcp:%lld --target-tags %s --source-ranges YOUR_IP/32",
-			    ports[p], what[p], cfg->network_tags, ports[0], ports[1],
-			    cfg->network_tags);
-			return;
-		}
-	if (world != NULL)
+	if (open == NULL)
+		say(d, "fail", "firewall",
+		    "no rule lets this machine reach tcp:%lld (the VMs' agent) on VMs tagged %s: "
+		    "gcloud compute firewall-rules create spillway-agent --allow tcp:%lld "
+		    "--target-tags %s --source-ranges YOUR_IP/32",
+		    (long long)cfg->agent_port, cfg->network_tags, (long long)cfg->agent_port,
+		    cfg->network_tags);
+	else if (backend != NULL)
 		say(d, "warn", "firewall",
-		    "rule %s opens tcp:%lld to 0.0.0.0/0: anyone can reach it; narrow its "
-		    "--source-ranges to your address",
-		    jx_str(world, "name"), world_port);
+		    "rule %s opens the backend's port tcp:%lld, which nothing needs: spillway "
+		    "reaches the backend through the agent's TLS port; remove tcp:%lld from it",
+		    jx_str(backend, "name"), (long long)cfg->backend_port,
+		    (long long)cfg->backend_port);
+	else if (world != NULL)
+		say(d, "warn", "firewall",
+		    "rule %s opens tcp:%lld to 0.0.0.0/0: anyone can try the agent (it lets "
+		    "only this daemon in); narrow its --source-ranges to your address",
+		    jx_str(world, "name"), (long long)cfg->agent_port);
 	else
 		say(d, "ok", "firewall",
-		    "tcp:%lld and tcp:%lld are open to VMs tagged %s, not to everyone", ports[0],
-		    ports[1], cfg->network_tags);
+		    "tcp:%lld (the agent, TLS) is open to VMs tagged %s, not to everyone; the "
+		    "backend's port is closed",
+		    (long long)cfg->agent_port, cfg->network_tags);
 }
 
 /*

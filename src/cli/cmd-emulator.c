@@ -44,6 +44,7 @@ enum {
 	OPT_TIME_SCALE,
 	OPT_CLOCK_EPOCH,
 	OPT_FIREWALL_SOURCE,
+	OPT_FIREWALL_PORTS,
 	OPT_DENY,
 	OPT_PRINT_ENV,
 	OPT_DETACH,
@@ -69,6 +70,7 @@ static const struct option options[] = {
     {"time-scale", required_argument, NULL, OPT_TIME_SCALE},
     {"clock-epoch", required_argument, NULL, OPT_CLOCK_EPOCH},
     {"firewall-source", required_argument, NULL, OPT_FIREWALL_SOURCE},
+    {"firewall-ports", required_argument, NULL, OPT_FIREWALL_PORTS},
     {"deny-permissions", required_argument, NULL, OPT_DENY},
     {"print-env", no_argument, NULL, OPT_PRINT_ENV},
     {"detach", no_argument, NULL, OPT_DETACH},
@@ -307,6 +309,15 @@ emulator_options(const struct cmd_entry *e, const struct args *a, struct emulato
 		o->agent_port = (int)n;
 	}
 	o->firewall_source = args_get(a, OPT_FIREWALL_SOURCE);
+	if ((v = args_get(a, OPT_FIREWALL_PORTS)) != NULL) {
+		if (strspn(v, "0123456789,") != strlen(v) || *v == '\0' || *v == ',') {
+			cmd_usage_error(e,
+			    "--firewall-ports: '%s' is not ports separated by commas (8011,8010)",
+			    v);
+			return EXIT_USAGE;
+		}
+		o->firewall_ports = v;
+	}
 	o->denied = args_get(a, OPT_DENY);
 	if ((v = args_get(a, OPT_SEED)) != NULL) {
 		if (cmd_int_arg(e, "--seed", v, 1, INT64_MAX, &n) != 0)
@@ -421,7 +432,7 @@ const struct cmd_entry cmd_emulator_entry = {
         "[--request-log F]\n"
         "        [--write-credentials F] [--write-user-credentials F] [--seed N]\n"
         "        [--time-scale X [--clock-epoch UNIX-SECONDS]]\n"
-        "        [--firewall-source CIDR] [--deny-permissions P1,P2] [--print-env] [--detach]",
+        "        [--firewall-source CIDR [--firewall-ports P1,P2]] [--deny-permissions P1,P2] [--print-env] [--detach]",
     .summary = "run a local Compute Engine (API, OAuth, metadata server, guests)",
     .options = options,
     .min_args = 0,

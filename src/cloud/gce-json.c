@@ -1,6 +1,6 @@
 /*
  * Compute Engine's JSON, pure: its answers into the provider's results
- * (operations, instances, preemptions), and an instance spec into the body of
+ * (operations, instances, preemptions, errors), and an instance spec into the body of
  * an insert, exactly as the discovery document spells it. What does not fit
  * the provider's bounds (provider.h) is refused here, not cut.
  */
@@ -228,4 +228,92 @@ gce_instance_body(const struct cloud_instance_spec *s)
 	}
 	free(mt);
 	return v;
+}
+
+/* --- errors --- */
+
+void
+gce_error_release(struct gce_error *e)
+{
+	json_decref(e->json);
+	free(e->text);
+	free(e->zone);
+	free(e->metric);
+	memset(e, 0, sizeof *e);
+}
+
+/* "Quota 'CPUS' exceeded.  Limit: 24.0 in region us-west1." */
+static void
+parse_quota(struct gce_error *e, const char *message)
+{
+	const char *q = message != NULL ? strstr(message, "Quota '") : NULL;
+	const char *lim = message != NULL ? strstr(message, "Limit: ") : NULL;
+
+	if (q != NULL) {
+		const char *end = strchr(q + 7, '\'');
+
+		if (end != NULL)
+			e->metric = xstrndup(q + 7, (size_t)(end - q - 7));
+	}
+	if (lim != NULL)
+		e->err.quota_limit = strtod(lim + 7, NULL);
+	e->err.quota_metric = e->metric;
+}
+
+void
+gce_error_from_http(long status, const char *body, size_t len, struct gce_error *e)
+{
+	json_t *v = NULL;
+	const char *reason = NULL, *message = NULL;
+
+	if (jx_parse(body, len, &v, NULL) == 0) {
+		reason = jx_str(v, "error.errors.0.reason");
+		message = jx_str(v, "error.message");
+		if (reason == NULL)
+			reason = jx_str(v, "error.status");
+	}
+	e->json = v;
+	e->err.http_status = (int)status;
+	e->err.code = cloud_classify_http(status, reason);
+	e->err.reason = reason;
+	if (message == NULL) {
+		e->text = xasprintf("HTTP %ld without a Google error body", status);
+		message = e->text;
+	}
+	e->err.message = message;
+	if (e->err.code == CLOUD_QUOTA)
+		parse_quota(e, message);
+}
+
+bool
+gce_error_from_op(json_t *op, const char *target_zone, struct gce_error *e)
+{
+	json_t *first = jx_get(op, "error.errors.0");
+	const char *code;
+	int64_t http = 0;
+
+	if (first == NULL)
+		return false;
+	jx_int64(json_object_get(op, "httpErrorStatusCode"), &http);
+	code = jx_str(first, "code");
+	e->json = json_incref(op);
+	e->err.code = cloud_classify_op(code, (int)http);
+	e->err.http_status = (int)http;
+	e->err.reason = code;
+	e->err.message = jx_str(first, "message") != NULL ? jx_str(first, "message") : code;
+	if (e->err.code == CLOUD_STOCKOUT) {
+		/* The zone out of capacity: the operation's, else the one the call went to. */
+		const char *zone = gce_last_segment(jx_str(op, "zone"));
+
+		e->zone = xstrdup(zone != NULL ? zone : or_default(target_zone, ""));
+		e->err.zone = e->zone;
+	}
+	if (e->err.code == CLOUD_QUOTA) {
+		json_t *qi = jx_get(first, "errorDetails.0.quotaInfo");
+
+		parse_quota(e, e->err.message);
+		if (qi != NULL && json_is_number(json_object_get(qi, "limit")))
+			e->err.quota_limit = json_number_value(json_object_get(qi, "limit"));
+	}
+	return true;
 }

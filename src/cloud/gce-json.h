@@ -20,4 +20,16 @@ void gce_instances_free(struct cloud_instance *list, size_t n);
 bool gce_valid_name(const char *s);
 json_t *gce_instance_body(const struct cloud_instance_spec *s);
 
+/* A typed error and what its strings point into (gce_error_release frees it). */
+struct gce_error {
+	struct cloud_error err;
+	json_t *json;
+	char *text, *zone, *metric;
+};
+/* From an HTTP answer that is not 2xx: Google's envelope, or whatever came instead. */
+void gce_error_from_http(long status, const char *body, size_t len, struct gce_error *);
+/* From an operation: false when it carries no error; a stockout's zone else target_zone. */
+bool gce_error_from_op(json_t *op, const char *target_zone, struct gce_error *);
+void gce_error_release(struct gce_error *);
+
 #endif

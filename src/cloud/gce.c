@@ -32,7 +32,7 @@
 #define WAIT_TIMEOUT_MS 130000 /* zoneOperations.wait returns within about 2 minutes */
 #define PAGE_SIZE       500
 
-enum kind { K_CREATE, K_GET, K_LIST, K_DELETE, K_WAIT, K_PREEMPT, K_MACHINE, K_ZONES };
+enum kind { K_CREATE, K_GET, K_LIST, K_DELETE, K_WAIT, K_PREEMPT, K_MACHINE, K_ZONES, K_GUEST };
 
 struct gce {
 	struct cloud base;
@@ -57,6 +57,7 @@ union callback {
 	cloud_ops_cb *ops;
 	cloud_machine_cb *machine;
 	cloud_zones_cb *zones;
+	cloud_value_cb *value;
 };
 
 struct call {
@@ -76,11 +77,7 @@ struct call {
 	char *path; /* after the endpoint, without the page token */
 	char *body;
 	/* the last error, and what its strings point into */
-	struct cloud_error err;
-	json_t *err_json;
-	char *err_text;
-	char *err_zone;
-	char *err_metric;
+	struct gce_error e; /* e.err: what the caller hears */
 	/* listings: zones to go, the page within one, what has been gathered */
 	char **zones;
 	size_t zone;
@@ -122,13 +119,7 @@ now_ms(struct gce *g)
 static void
 clear_error(struct call *c)
 {
-	json_decref(c->err_json);
-	free(c->err_text);
-	free(c->err_zone);
-	free(c->err_metric);
-	c->err_json = NULL;
-	c->err_text = c->err_zone = c->err_metric = NULL;
-	memset(&c->err, 0, sizeof c->err);
+	gce_error_release(&c->e);
 }
 
 static void set_error(struct call *, enum cloud_errc, const char *, ...) PRINTFLIKE(3, 4);
@@ -140,10 +131,10 @@ set_error(struct call *c, enum cloud_errc code, const char *fmt, ...)
 
 	clear_error(c);
 	va_start(ap, fmt);
-	c->err_text = xvasprintf(fmt, ap);
+	c->e.text = xvasprintf(fmt, ap);
 	va_end(ap);
-	c->err.code = code;
-	c->err.message = c->err_text;
+	c->e.err.code = code;
+	c->e.err.message = c->e.text;
 }
 
 static void
@@ -206,31 +197,34 @@ call_new(struct gce *g, enum kind kind, union callback cb, void *arg, int64_t de
 	return c;
 }
 
-/* Finish with the error in c->err. */
+/* Finish with the error in c->e.err. */
 static void
 fail(struct call *c)
 {
-	c->err.attempts = c->attempts;
+	c->e.err.attempts = c->attempts;
 	switch (c->kind) {
 	case K_CREATE:
 	case K_DELETE:
 	case K_WAIT:
-		c->cb.op(&c->err, NULL, c->arg);
+		c->cb.op(&c->e.err, NULL, c->arg);
 		break;
 	case K_GET:
-		c->cb.instance(&c->err, NULL, c->arg);
+		c->cb.instance(&c->e.err, NULL, c->arg);
 		break;
 	case K_LIST:
-		c->cb.list(&c->err, NULL, 0, c->arg);
+		c->cb.list(&c->e.err, NULL, 0, c->arg);
 		break;
 	case K_PREEMPT:
-		c->cb.ops(&c->err, NULL, 0, c->arg);
+		c->cb.ops(&c->e.err, NULL, 0, c->arg);
 		break;
 	case K_MACHINE:
-		c->cb.machine(&c->err, NULL, c->arg);
+		c->cb.machine(&c->e.err, NULL, c->arg);
 		break;
 	case K_ZONES:
-		c->cb.zones(&c->err, NULL, 0, c->arg);
+		c->cb.zones(&c->e.err, NULL, 0, c->arg);
+		break;
+	case K_GUEST:
+		c->cb.value(&c->e.err, NULL, c->arg);
 		break;
 	}
 	call_free(c);
@@ -287,10 +281,10 @@ call_start(struct call *c)
 	const char *tok;
 
 	if (now_ms(g) >= c->deadline_ms) {
-		if (c->err.code == CLOUD_OK)
+		if (c->e.err.code == CLOUD_OK)
 			set_error(c, CLOUD_DEADLINE, "the deadline passed");
 		else
-			c->err.code = CLOUD_DEADLINE;
+			c->e.err.code = CLOUD_DEADLINE;
 		fail(c);
 		return;
 	}
@@ -317,13 +311,13 @@ retry(struct call *c)
 	}
 	wait = retry_backoff_ms(&g->opts.retry, c->attempts, jitter(g));
 	if (now_ms(g) + wait >= c->deadline_ms) {
-		c->err.code = CLOUD_DEADLINE;
+		c->e.err.code = CLOUD_DEADLINE;
 		fail(c);
 		return;
 	}
 	g->retries++;
 	log_debug("gce: %s %s: %s; retry %d in %" PRId64 " ms", c->method, c->path,
-	    cloud_errc_name(c->err.code), c->attempts, wait);
+	    cloud_errc_name(c->e.err.code), c->attempts, wait);
 	uv_timer_start(&c->timer, on_timer, clock_timer_ms(g->clock, wait), 0);
 }
 
@@ -376,84 +370,20 @@ send_request(struct call *c, const char *token)
 	}
 }
 
-/* "Quota 'CPUS' exceeded.  Limit: 24.0 in region us-west1." */
-static void
-parse_quota(struct call *c, const char *message)
-{
-	const char *q = message != NULL ? strstr(message, "Quota '") : NULL;
-	const char *lim = message != NULL ? strstr(message, "Limit: ") : NULL;
-
-	if (q != NULL) {
-		const char *end = strchr(q + 7, '\'');
-
-		if (end != NULL)
-			c->err_metric = xstrndup(q + 7, (size_t)(end - q - 7));
-	}
-	if (lim != NULL)
-		c->err.quota_limit = strtod(lim + 7, NULL);
-	c->err.quota_metric = c->err_metric;
-}
-
 /* A Google error envelope, or whatever came instead. */
 static void
 http_error(struct call *c, const struct http_response *r)
 {
-	json_t *v = NULL;
-	const char *reason = NULL, *message = NULL;
-
 	clear_error(c);
-	if (jx_parse(r->body, r->len, &v, NULL) == 0) {
-		reason = jx_str(v, "error.errors.0.reason");
-		message = jx_str(v, "error.message");
-		if (reason == NULL)
-			reason = jx_str(v, "error.status");
-	}
-	c->err_json = v;
-	c->err.http_status = (int)r->status;
-	c->err.code = cloud_classify_http(r->status, reason);
-	c->err.reason = reason;
-	if (message == NULL) {
-		c->err_text = xasprintf("HTTP %ld without a Google error body", r->status);
-		message = c->err_text;
-	}
-	c->err.message = message;
-	if (c->err.code == CLOUD_QUOTA)
-		parse_quota(c, message);
+	gce_error_from_http(r->status, r->body, r->len, &c->e);
 }
 
 /* A DONE operation that carries an error: the matching typed error. */
 static bool
 op_failed(struct call *c, json_t *op)
 {
-	json_t *e = jx_get(op, "error.errors.0");
-	const char *code;
-	int64_t http = 0;
-
-	if (e == NULL)
-		return false;
-	jx_int64(json_object_get(op, "httpErrorStatusCode"), &http);
-	code = jx_str(e, "code");
 	clear_error(c);
-	c->err_json = json_incref(op);
-	c->err.code = cloud_classify_op(code, (int)http);
-	c->err.http_status = (int)http;
-	c->err.reason = code;
-	c->err.message = jx_str(e, "message") != NULL ? jx_str(e, "message") : code;
-	if (c->err.code == CLOUD_STOCKOUT) {
-		/* The zone out of capacity: the operation's, else the one the call went to. */
-		const char *zone = gce_last_segment(jx_str(op, "zone"));
-
-		c->err_zone = xstrdup(zone != NULL ? zone : or_default(c->target_zone, ""));
-		c->err.zone = c->err_zone;
-	}
-	if (c->err.code == CLOUD_QUOTA) {
-		json_t *qi = jx_get(e, "errorDetails.0.quotaInfo");
-
-		parse_quota(c, c->err.message);
-		if (qi != NULL && json_is_number(json_object_get(qi, "limit")))
-			c->err.quota_limit = json_number_value(json_object_get(qi, "limit"));
-	}
-	return true;
+	return gce_error_from_op(op, c->target_zone, &c->e);
 }
 
 /* --- answers --- */
@@ -472,7 +402,7 @@ deliver_op(struct call *c, json_t *v)
 	/* An operation of ours is in the zone we asked: what we wait on next. */
 	if (!gce_valid_name(op.zone))
 		op.zone = c->target_zone;
-	c->cb.op(&c->err, &op, c->arg);
+	c->cb.op(&c->e.err, &op, c->arg);
 	call_free(c);
 }
 
@@ -501,7 +431,7 @@ deliver_list(struct call *c)
 		fail(c);
 		return;
 	}
-	c->cb.list(&c->err, list, k, c->arg);
+	c->cb.list(&c->e.err, list, k, c->arg);
 	gce_instances_free(list, k);
 	call_free(c);
 }
@@ -528,7 +458,7 @@ deliver_preemptions(struct call *c)
 		if (ops[k].inserted_ms >= c->since_ms)
 			k++;
 	}
-	c->cb.ops(&c->err, ops, k, c->arg);
+	c->cb.ops(&c->e.err, ops, k, c->arg);
 	free(ops);
 	call_free(c);
 }
@@ -557,7 +487,7 @@ deliver_zones(struct call *c)
 			names[k++] = name;
 	}
 	qsort(names, k, sizeof *names, compare_names);
-	c->cb.zones(&c->err, names, k, c->arg);
+	c->cb.zones(&c->e.err, names, k, c->arg);
 	free(names);
 	call_free(c);
 }
@@ -603,7 +533,7 @@ next_page(struct call *c, json_t *v)
 static void
 answered(struct call *c, json_t *v)
 {
-	c->err.attempts = c->attempts;
+	c->e.err.attempts = c->attempts;
 	switch (c->kind) {
 	case K_CREATE:
 	case K_DELETE:
@@ -635,7 +565,7 @@ answered(struct call *c, json_t *v)
 			fail(c);
 			break;
 		}
-		c->cb.instance(&c->err, &in, c->arg);
+		c->cb.instance(&c->e.err, &in, c->arg);
 		free((void *)in.labels);
 		free((void *)in.metadata);
 		call_free(c);
@@ -652,10 +582,19 @@ answered(struct call *c, json_t *v)
 			fail(c);
 			break;
 		}
-		c->cb.machine(&c->err, &mt, c->arg);
+		c->cb.machine(&c->e.err, &mt, c->arg);
 		call_free(c);
 		break;
 	}
+	case K_GUEST:
+		if (jx_str(v, "variableValue") == NULL) {
+			set_error(c, CLOUD_NETWORK, "the answer is not a guest attribute");
+			fail(c);
+			break;
+		}
+		c->cb.value(&c->e.err, jx_str(v, "variableValue"), c->arg);
+		call_free(c);
+		break;
 	case K_LIST:
 	case K_PREEMPT:
 	case K_ZONES:
@@ -697,10 +636,10 @@ on_http(const struct http_response *r, void *arg)
 			    .zone = c->target_zone, .type = "delete", .done = true};
 
 			clear_error(c);
-			c->err.attempts = c->attempts;
-			c->cb.op(&c->err, &op, c->arg);
+			c->e.err.attempts = c->attempts;
+			c->cb.op(&c->e.err, &op, c->arg);
 			call_free(c);
-		} else if (cloud_errc_retryable(c->err.code)) {
+		} else if (cloud_errc_retryable(c->e.err.code)) {
 			retry(c);
 		} else {
 			fail(c);
@@ -889,6 +828,23 @@ gce_zones(struct cloud *cl, const char *region, int64_t deadline_ms, cloud_zones
 	return 0;
 }
 
+static int
+gce_guest_attribute(struct cloud *cl, const char *zone, const char *name, const char *key,
+    int64_t deadline_ms, cloud_value_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+
+	if (!gce_valid_name(zone) || !gce_valid_name(name) || strspn(key,
+	        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/") != strlen(key))
+		return -EINVAL;
+	c = call_new(g, K_GUEST, (union callback){.value = cb}, arg, deadline_ms);
+	c->path = xasprintf("projects/%s/zones/%s/instances/%s/getGuestAttributes?variableKey=%s",
+	    g->project, zone, name, key);
+	call_start(c);
+	return 0;
+}
+
 static void
 gce_free(struct cloud *cl)
 {
@@ -911,6 +867,7 @@ static const struct cloud_ops gce_ops = {
     .preemptions = gce_preemptions,
     .machine_type = gce_machine_type,
     .zones = gce_zones,
+    .guest_attribute = gce_guest_attribute,
     .free = gce_free,
 };
 

@@ -126,6 +126,7 @@ typedef void cloud_list_cb(
 typedef void cloud_ops_cb(const struct cloud_error *, const struct cloud_op *, size_t n, void *arg);
 typedef void cloud_machine_cb(
     const struct cloud_error *, const struct cloud_machine_type *, void *arg);
+typedef void cloud_value_cb(const struct cloud_error *, const char *value, void *arg);
 typedef void cloud_zones_cb(
     const struct cloud_error *, const char *const *zones, size_t n, void *arg);
 
@@ -154,6 +155,13 @@ struct cloud_ops {
 	/* The zones of a region that are UP, sorted. */
 	int (*zones)(
 	    struct cloud *, const char *region, int64_t deadline_ms, cloud_zones_cb *, void *);
+	/*
+	 * A guest attribute the VM itself published ("spillway/tls-key"), read
+	 * through the API (what the VM's own network cannot forge);
+	 * CLOUD_NOT_FOUND until it is published.
+	 */
+	int (*guest_attribute)(struct cloud *, const char *zone, const char *name, const char *key,
+	    int64_t deadline_ms, cloud_value_cb *, void *);
 	/* Cancel what is in flight (no callbacks) and free. */
 	void (*free)(struct cloud *);
 };

@@ -172,7 +172,10 @@ admin_stats(struct rq *rq, char **parts, size_t n)
 	        "tokens", (int)json_object_size(emu->tokens), "pending", (int)pending));
 }
 
-/* .../instances/NAME/preempt and .../instances/NAME/guest {"healthy", "activity"}. */
+/*
+ * .../instances/NAME/preempt and .../instances/NAME/guest {"healthy",
+ * "activity", "agent": "ok" | "stall" | "other-key" | "reset"}.
+ */
 static void
 admin_instance(struct rq *rq, char **parts, size_t n)
 {
@@ -203,6 +206,13 @@ admin_instance(struct rq *rq, char **parts, size_t n)
 		emu_error(rq, 400, "invalid", "expected a JSON object: %s",
 		    cause ? cause : "not an object");
 		free(cause);
+		json_decref(v);
+		return;
+	}
+	if (json_is_string(json_object_get(v, "agent")) &&
+	    guest_set_agent(inst, jx_str(v, "agent")) != 0) {
+		emu_error(rq, 400, "invalid",
+		    "agent must be \"ok\", \"stall\", \"other-key\" or \"reset\"");
 		json_decref(v);
 		return;
 	}

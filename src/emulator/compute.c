@@ -98,7 +98,6 @@ compute_schemas(void)
 
 /* --- errors --- */
 
-
 void
 compute_bad_field(struct rq *rq, const char *field, const char *value, const char *fmt, ...)
 {
@@ -335,6 +334,7 @@ inst_release(uv_handle_t *h)
 	struct inst *inst = h->data;
 
 	json_decref(inst->res);
+	json_decref(inst->guest_attrs);
 	free(inst->text);
 	free(inst->name);
 	free(inst);
@@ -539,8 +539,8 @@ compute_preempt(struct inst *inst)
 
 	inst->preempted = true;
 	inst->preempt_at_ms = 0;
-	op = compute_op_new(inst->zone, "compute.instances.preempted", inst->name, json_string_value(id),
-	    NULL, "system");
+	op = compute_op_new(inst->zone, "compute.instances.preempted", inst->name,
+	    json_string_value(id), NULL, "system");
 	json_object_set_new(op->res, "statusMessage", json_string("Instance was preempted."));
 	op_done(op, NULL, 0, NULL);
 	metadata_changed(emu, inst);
@@ -589,8 +589,8 @@ inst_delete(struct rq *rq, struct zone *z, const char *name)
 	/* A pending insert has done its part once a delete overtakes it. */
 	if ((overtaken = inst->op) != NULL)
 		op_done(overtaken, NULL, 0, NULL);
-	op =
-	    compute_op_new(z, "delete", inst->name, jx_str(inst->res, "id"), request_id, emu->client_email);
+	op = compute_op_new(
+	    z, "delete", inst->name, jx_str(inst->res, "id"), request_id, emu->client_email);
 	/* ...at the very moment the delete came: it never ran (the clock may run fast). */
 	if (overtaken != NULL)
 		json_object_set(overtaken->res, "endTime", json_object_get(op->res, "insertTime"));
@@ -830,7 +830,8 @@ region_get(struct rq *rq, const char *name)
 	v = jx_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:[{s:s, s:f, s:f}]}", "kind",
 	    "compute#region", "id", "1000", "creationTimestamp", "1969-12-31T16:00:00.000-08:00",
 	    "name", name, "status", "UP", "selfLink", self, "zones", zones, "quotas", "metric",
-	    "CPUS", "limit", (double)compute_quota_limit(emu), "usage", (double)compute_region_cpus(emu, name));
+	    "CPUS", "limit", (double)compute_quota_limit(emu), "usage",
+	    (double)compute_region_cpus(emu, name));
 	free(self);
 	emu_reply_json(rq, 200, v);
 }
@@ -845,24 +846,32 @@ firewall_list(struct rq *rq)
 {
 	struct emulator *emu = rq->emu;
 	json_t *items = json_array();
-	char port[16], agent[16];
+	char agent[16];
 
 	json_array_append_new(items,
 	    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:[s]}], s:[s], s:i, s:b}", "kind",
 	        "compute#firewall", "name", "default-allow-ssh", "direction", "INGRESS", "allowed",
 	        "IPProtocol", "tcp", "ports", "22", "sourceRanges", "0.0.0.0/0", "priority", 65534,
 	        "disabled", 0));
-	snprintf(port, sizeof port, "%d", emu->opts.guest_port);
+	/* The agent's port only, as docs/offload.md asks: the agent carries the backend's. */
 	snprintf(agent, sizeof agent, "%d", emu->opts.agent_port);
-	if (emu->opts.firewall_source != NULL)
+	if (emu->opts.firewall_source != NULL) {
+		char **list = str_split(or_default(emu->opts.firewall_ports, agent), ',', NULL);
+		json_t *ports = json_array();
+
+		for (char **p = list; *p != NULL; p++)
+			json_array_append_new(ports, json_string(*p));
+		str_list_free(list);
 		json_array_append_new(items,
-		    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:[s, s]}], s:[s], s:[s], s:i, s:b}", "kind",
+		    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:o}], s:[s], s:[s], s:i, s:b}", "kind",
 		        "compute#firewall", "name", "spillway-backend", "direction", "INGRESS",
-		        "allowed", "IPProtocol", "tcp", "ports", port, agent, "sourceRanges",
-		        emu->opts.firewall_source, "targetTags", "spillway-backend", "priority", 1000,
-		        "disabled", 0));
-	emu_reply_json(rq, 200, jx_pack("{s:s, s:s, s:o}", "kind", "compute#firewallList", "id",
-	                            "firewalls", "items", items));
+		        "allowed", "IPProtocol", "tcp", "ports", ports, "sourceRanges",
+		        emu->opts.firewall_source, "targetTags", "spillway-backend", "priority",
+		        1000, "disabled", 0));
+	}
+	emu_reply_json(rq, 200,
+	    jx_pack("{s:s, s:s, s:o}", "kind", "compute#firewallList", "id", "firewalls", "items",
+	        items));
 }
 
 /* --- routing --- */
@@ -935,6 +944,14 @@ compute_route(struct rq *rq, char **parts, size_t n)
 		else
 			emu_reply(rq, 200, "application/json; charset=UTF-8", inst_text(inst),
 			    strlen(inst_text(inst)));
+	} else if (n == 9 && strcmp(collection, "instances") == 0 &&
+	    strcmp(parts[8], "getGuestAttributes") == 0 && method_is(rq, "GET")) {
+		struct inst *inst = emu_find_inst(emu, z->name, parts[7]);
+
+		if (inst == NULL)
+			not_found(rq, "instances", z->name, parts[7]);
+		else
+			metadata_guest_attributes(rq, inst);
 	} else if (n == 8 && strcmp(collection, "instances") == 0 && method_is(rq, "DELETE")) {
 		inst_delete(rq, z, parts[7]);
 	} else if (n == 7 && strcmp(collection, "operations") == 0 && method_is(rq, "GET")) {

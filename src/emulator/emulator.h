@@ -33,7 +33,8 @@ struct emulator_opts {
 	int agent_port;            /* the watchdog agent's port of every guest */
 	const char *faults;        /* fault spec (see faults.h), or NULL */
 	const char *request_log;   /* append every request as a JSON line, or NULL */
-	const char *firewall_source; /* a rule opens the guest port to this range; NULL: none */
+	const char *firewall_source; /* a rule opens the agent port to this range; NULL: none */
+	const char *firewall_ports;  /* the ports it opens instead ("8011,8010"); NULL: the agent's */
 	const char *denied;          /* permissions testIamPermissions leaves out (comma-separated) */
 	uint64_t seed;             /* 0: random */
 	const struct clock *clock; /* NULL: real time */

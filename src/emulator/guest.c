@@ -8,11 +8,14 @@
  * time of its last activity (any other request counts as activity).
  *
  * Beside it, on the agent port, the watchdog agent the startup script would
- * start (data/spillway-agent.py): GET /spillway/status, and POST
- * /spillway/lease signed with the secret in the instance's
- * "spillway-agent-secret" metadata (docs/startup.md), checked here by its own
- * HMAC. Renewals are counted for the admin API; the self-deletion of a VM
- * whose lease ran out is the real agent's, tested with it.
+ * start (data/spillway-agent.py), in TLS as the real one (front.c): GET
+ * /spillway/status, and POST /spillway/lease signed with the secret in the
+ * instance's "spillway-agent-secret" metadata (docs/startup.md), checked
+ * here by its own HMAC, and connections passed to the backend. Behind the
+ * front, the agent's API is plain HTTP on the guest's address and a port of
+ * its own (the real agent's loopback). Renewals are counted for the admin
+ * API; the self-deletion of a VM whose lease ran out is the real agent's,
+ * tested with it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -38,7 +43,9 @@
 struct guest {
 	struct inst *inst;
 	int fd, agent_fd;              /* reserved, not yet serving */
-	struct httpd *http;            /* serving the backend's port and the agent's */
+	struct httpd *http;            /* serving the backend's port and the agent's API */
+	struct front *front;           /* the agent's port: TLS */
+	int api_port;                  /* the agent's API, behind the front */
 	char host[32], agent_host[32]; /* "127.a.b.c:port", for the request log */
 	long renewals;
 	int64_t renewed_ms;
@@ -58,7 +65,7 @@ fds_out(struct inst *inst)
 
 	if (emu->fds_out_said)
 		return;
-	log_warnx("emulator: out of file descriptors (the limit is %ld; each guest holds 3): "
+	log_warnx("emulator: out of file descriptors (the limit is %ld; each guest holds 4): "
 	          "%s and the VMs after it run without a guest, or an address; raise the hard "
 	          "limit (ulimit -Hn) to serve more",
 	    emu->fd_limit, inst->name);
@@ -117,9 +124,8 @@ guest_reserve(struct inst *inst)
 	return 0;
 }
 
-/* An attribute of the instance's metadata, or NULL. */
-static const char *
-attribute(const struct inst *inst, const char *key)
+const char *
+inst_attribute(const struct inst *inst, const char *key)
 {
 	json_t *items = jx_get(inst->res, "metadata.items"), *it;
 	size_t i;
@@ -133,7 +139,8 @@ attribute(const struct inst *inst, const char *key)
 static json_t *
 components(const struct inst *inst)
 {
-	char **names = str_split(or_default(attribute(inst, "spillway-components"), ""), ',', NULL);
+	char **names =
+	    str_split(or_default(inst_attribute(inst, "spillway-components"), ""), ',', NULL);
 	json_t *list = json_array();
 
 	for (char **c = names; *c != NULL; c++)
@@ -191,7 +198,7 @@ on_guest_request(struct httpd_req *req, void *arg)
 static bool
 lease_valid(struct guest *g, const char *auth)
 {
-	const char *secret = attribute(g->inst, "spillway-agent-secret"), *colon;
+	const char *secret = inst_attribute(g->inst, "spillway-agent-secret"), *colon;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	char want[65], *msg;
 	unsigned n = 0;
@@ -230,7 +237,7 @@ on_agent_request(struct httpd_req *req, void *arg)
 	struct emulator *emu = inst->emu;
 	struct rq *rq = rq_new(emu, req, "guest");
 	const char *path = httpd_req_path(req), *method = httpd_req_method(req);
-	const char *lease_text = attribute(inst, "spillway-lease-seconds");
+	const char *lease_text = inst_attribute(inst, "spillway-lease-seconds");
 	int64_t now = emu_now_ms(emu), lease = 1200;
 	unsigned status;
 
@@ -295,7 +302,7 @@ on_request(struct httpd_req *req, void *arg)
 {
 	struct guest *g = arg;
 
-	if (httpd_req_port(req) == g->inst->emu->opts.agent_port)
+	if (httpd_req_port(req) == g->api_port)
 		on_agent_request(req, arg);
 	else
 		on_guest_request(req, arg);
@@ -309,19 +316,27 @@ guest_start(struct inst *inst)
 	/* As many connections as a backend behind spillway's routes is asked to hold (1,000). */
 	struct httpd_opts ho = {.max_body = 64 * 1024, .conn_timeout_s = 30, .conn_limit = 1024};
 	char *cause = NULL;
-	int fd, afd, error;
+	int fd, afd, pfd = -1, error;
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
 
 	if (g == NULL)
 		return;
-	/* Each fd is the server's now, served or closed. */
+	/* Each fd is the server's or the front's now, served or closed. */
 	fd = g->fd;
 	afd = g->agent_fd;
 	g->fd = g->agent_fd = -1;
-	/* One server on both ports: 3 descriptors a guest, not 4 (5,000 guests in 15,000). */
-	if ((error = httpd_new_fd(emu->loop, fd, &ho, on_request, g, &g->http, &cause)) != 0)
+	/* One server on the backend's port and the agent API's: 4 descriptors a guest, not 5. */
+	if ((error = httpd_new_fd(emu->loop, fd, &ho, on_request, g, &g->http, &cause)) != 0 ||
+	    (error = pfd = httpd_bind(inst->nat_ip, 0, &cause)) < 0) {
 		close(afd);
-	else
-		error = httpd_listen(g->http, afd, &cause);
+	} else if ((error = httpd_listen(g->http, pfd, &cause)) != 0) {
+		close(afd);
+	} else {
+		getsockname(pfd, (struct sockaddr *)&sin, &len);
+		g->api_port = ntohs(sin.sin_port);
+		error = front_new(inst, afd, emu->opts.guest_port, g->api_port, &g->front, &cause);
+	}
 	if (error == -EMFILE || error == -ENFILE)
 		fds_out(inst);
 	else if (error != 0)
@@ -355,6 +370,7 @@ guest_stop(struct inst *inst)
 		close(g->fd);
 	if (g->agent_fd >= 0)
 		close(g->agent_fd);
+	front_free(g->front);
 	httpd_free(g->http);
 	free(g);
 	inst->guest = NULL;
@@ -363,6 +379,20 @@ guest_stop(struct inst *inst)
 	if ((ac = jx_get(inst->res, "networkInterfaces.0.accessConfigs.0")) != NULL)
 		json_object_del(ac, "natIP");
 	inst_changed(inst);
+}
+
+int
+guest_set_agent(struct inst *inst, const char *mode)
+{
+	static const char *modes[] = {"ok", "stall", "other-key", "reset"};
+
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+		if (strcmp(mode, modes[i]) == 0) {
+			if (inst->guest != NULL)
+				front_set_mode(inst->guest->front, (enum front_mode)i);
+			return 0;
+		}
+	return -EINVAL;
 }
 
 void

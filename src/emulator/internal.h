@@ -59,6 +59,7 @@ struct inst {
 	struct op *op;         /* the insert or delete waiting on a transition */
 	char nat_ip[16];
 	struct guest *guest;
+	json_t *guest_attrs; /* "NAMESPACE/KEY" -> value, as the guest wrote them */
 	uv_timer_t timer;
 	enum inst_event next;
 };
@@ -204,6 +205,20 @@ void metadata_route(struct rq *, char **parts, size_t n);
 void metadata_changed(struct emulator *, struct inst *);
 /* Answer a waiter with the value as it is now. */
 void metadata_answer(struct rq *);
+/* front.c: a guest's agent port, in TLS (faults: never answer TLS, another key, reset) */
+enum front_mode { FRONT_OK, FRONT_STALL, FRONT_OTHER_KEY, FRONT_RESET };
+struct front;
+/* Serve the agent's port on fd (taken); the backend's and the agent API's ports behind. */
+int front_new(struct inst *, int fd, int backend_port, int api_port, struct front **,
+    char **cause);
+void front_set_mode(struct front *, enum front_mode);
+void front_free(struct front *);
+
+/* An attribute of the instance's metadata, or NULL. */
+const char *inst_attribute(const struct inst *, const char *key);
+/* Guest attributes: what the guest writes ("spillway/tls-key"), and the API's read of them. */
+void guest_attribute_set(struct inst *, const char *key, const char *value);
+void metadata_guest_attributes(struct rq *, struct inst *);
 
 /* guest.c */
 struct guest;
@@ -213,6 +228,8 @@ int guest_reserve(struct inst *);
 void guest_start(struct inst *);
 void guest_stop(struct inst *);
 void guest_set(struct inst *, int healthy, bool touch);
+/* The agent port's behaviour (front.c), for tests: "ok", "stall", "other-key", "reset". */
+int guest_set_agent(struct inst *, const char *mode);
 /* The agent's lease renewals: {renewals, last}, or null without a guest. */
 json_t *guest_lease(const struct inst *);
 

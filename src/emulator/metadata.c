@@ -7,10 +7,16 @@
  * comes from; a process that cannot bind that address names the instance in
  * an "X-Emulator-Instance: ZONE/NAME" header. Without an instance, the
  * project and the default service account's token are still served.
+ *
+ * Guest attributes: the guest PUTs instance/guest-attributes/NAMESPACE/KEY
+ * (when the instance's enable-guest-attributes is TRUE, as Google asks) and
+ * the API reads them (instances.getGuestAttributes): what a VM publishes
+ * about itself through a way its network cannot forge.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "emulator/internal.h"
 #include "util/buf.h"
@@ -72,12 +78,126 @@ instance_tree(struct emulator *emu, struct inst *inst)
 	return v;
 }
 
+void
+guest_attribute_set(struct inst *inst, const char *key, const char *value)
+{
+	if (inst->guest_attrs == NULL)
+		inst->guest_attrs = json_object();
+	json_object_set_new(inst->guest_attrs, key, json_string(value));
+}
+
+static bool
+guest_attributes_enabled(const struct inst *inst)
+{
+	const char *on = inst_attribute(inst, "enable-guest-attributes");
+
+	return on != NULL && strcasecmp(on, "true") == 0;
+}
+
+/* The API's read: ?variableKey=NS/KEY, or ?queryPath=NS/ (every key of a namespace). */
+void
+metadata_guest_attributes(struct rq *rq, struct inst *inst)
+{
+	const char *key = httpd_req_query(rq->req, "variableKey");
+	const char *path = httpd_req_query(rq->req, "queryPath");
+	char *self = xasprintf("%s/compute/v1/projects/%s/zones/%s/instances/%s/guestAttributes",
+	    rq->emu->url, rq->emu->project, inst->zone->name, inst->name);
+	json_t *v, *items;
+	const char *k;
+
+	if (key != NULL && guest_attributes_enabled(inst) &&
+	    (v = json_object_get(inst->guest_attrs, key)) != NULL) {
+		emu_reply_json(rq, 200,
+		    jx_pack("{s:s, s:s, s:s, s:O}", "kind", "compute#guestAttributes", "selfLink",
+		        self, "variableKey", key, "variableValue", v));
+	} else if (key == NULL && path != NULL && guest_attributes_enabled(inst)) {
+		items = json_array();
+		json_object_foreach (inst->guest_attrs, k, v) {
+			const char *slash = strchr(k, '/');
+
+			if (slash != NULL && (*path == '\0' || str_prefix(k, path)))
+				json_array_append_new(items,
+				    jx_pack("{s:s%, s:s, s:O}", "namespace", k, (size_t)(slash - k),
+				        "key", slash + 1, "value", v));
+		}
+		emu_reply_json(rq, 200,
+		    jx_pack("{s:s, s:s, s:s, s:{s:o}}", "kind", "compute#guestAttributes",
+		        "selfLink", self, "queryPath", path, "queryValue", "items", items));
+	} else {
+		emu_error(rq, 404, "notFound",
+		    "The resource 'projects/%s/zones/%s/instances/%s/guestAttributes/%s' was not "
+		    "found",
+		    rq->emu->project, inst->zone->name, inst->name,
+		    key != NULL ? key : or_default(path, ""));
+	}
+	free(self);
+}
+
+/* The guest's write: PUT instance/guest-attributes/NAMESPACE/KEY, the value as the body. */
+static void
+guest_put(struct rq *rq, struct inst *inst, char **parts, size_t n)
+{
+	const char *body;
+	size_t len;
+	int big = 0;
+	char *key, *value;
+
+	httpd_set_header(rq->req, "Metadata-Flavor", "Google");
+	if (inst == NULL || n != 6 || strcmp(parts[2], "instance") != 0 ||
+	    strcmp(parts[3], "guest-attributes") != 0) {
+		emu_reply_text(rq, 404, "404 page not found\n");
+		return;
+	}
+	if (!guest_attributes_enabled(inst)) {
+		emu_reply_text(rq, 403, "Guest attributes endpoint access is disabled.\n");
+		return;
+	}
+	body = httpd_req_body(rq->req, &len, &big);
+	if (big || len > 256 * 1024) {
+		emu_reply_text(rq, 413, "a guest attribute's value is at most 256 KiB\n");
+		return;
+	}
+	key = xasprintf("%s/%s", parts[4], parts[5]);
+	value = xstrndup(body != NULL ? body : "", len);
+	guest_attribute_set(inst, key, value);
+	free(key);
+	free(value);
+	metadata_changed(rq->emu, inst); /* before the answer, which frees rq */
+	emu_reply_text(rq, 200, "");
+}
+
+/* As instance/guest-attributes/NS/KEY reads them, from the guest. */
+static json_t *
+guest_tree(const struct inst *inst)
+{
+	json_t *root = json_object(), *v;
+	const char *k;
+
+	json_object_foreach (inst->guest_attrs, k, v) {
+		const char *slash = strchr(k, '/');
+		char *ns;
+		json_t *dir;
+
+		if (slash == NULL)
+			continue;
+		ns = xstrndup(k, (size_t)(slash - k));
+		if ((dir = json_object_get(root, ns)) == NULL)
+			json_object_set_new(root, ns, dir = json_object());
+		json_object_set(dir, slash + 1, v);
+		free(ns);
+	}
+	return root;
+}
+
 static json_t *
 tree(struct emulator *emu, struct inst *inst)
 {
 	json_t *instance = inst != NULL
 	    ? instance_tree(emu, inst)
 	    : jx_pack("{s:o}", "service-accounts", service_accounts(emu, NULL));
+
+	if (inst != NULL && guest_attributes_enabled(inst))
+		json_object_set_new(instance, "guest-attributes", guest_tree(inst));
 
 	return jx_pack("{s:{s:s, s:s, s:{}}, s:o}", "project", "project-id", emu->project,
 	    "numeric-project-id", emu->project_number, "attributes", "instance", instance);
@@ -304,6 +424,10 @@ metadata_route(struct rq *rq, char **parts, size_t n)
 		return;
 	}
 	inst = asking_inst(rq);
+	if (strcmp(httpd_req_method(rq->req), "PUT") == 0) {
+		guest_put(rq, inst, parts, n);
+		return;
+	}
 	if (!query_true(rq, "wait_for_change")) {
 		answer(rq, inst);
 		return;

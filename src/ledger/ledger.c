@@ -21,7 +21,7 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 #define BUSY_MS        10000
 #define WAL_PAGES      "32"    /* 128 KiB of 4 KiB pages */
 #define WAL_KEEP       "65536" /* bytes */
@@ -133,6 +133,8 @@ static const char *migrations[] = {
     " amount REAL NOT NULL DEFAULT 0 CHECK (amount >= 0),"
     " terminated INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
     " preempted INTEGER NOT NULL DEFAULT 0);",
+    /* 6: the key each VM's agent published, pinned (a public key's hash: no secret) */
+    "ALTER TABLE vms ADD COLUMN tls_pin TEXT NOT NULL DEFAULT '';",
 };
 
 /*
@@ -460,7 +462,7 @@ ledger_path(const struct ledger *l)
 	"name, zone, request_id, delete_request_id, state, machine_type, spot, per_hour, "         \
 	"planned_run_s, reserved, components, reason, confidence, op, nat_ip, requested_ms, "      \
 	"started_ms, ready_ms, ended_ms, state_ms, last_activity_ms, health_failures, "            \
-	"unhealthy_ms, cost, end_reason, zones_tried, metadata"
+	"unhealthy_ms, cost, end_reason, zones_tried, metadata, tls_pin"
 
 static void
 bind_vm(sqlite3_stmt *st, const struct vm_record *v)
@@ -494,6 +496,7 @@ bind_vm(sqlite3_stmt *st, const struct vm_record *v)
 	sqlite3_bind_text(st, i++, v->end_reason, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(st, i++, v->zones_tried);
 	sqlite3_bind_text(st, i++, v->metadata[0] ? v->metadata : "{}", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, i++, v->tls_pin, -1, SQLITE_TRANSIENT);
 }
 
 static void
@@ -539,6 +542,7 @@ read_vm(sqlite3_stmt *st, struct vm_record *v)
 	copy_text(v->end_reason, sizeof v->end_reason, st, i++);
 	v->zones_tried = sqlite3_column_int(st, i++);
 	copy_text(v->metadata, sizeof v->metadata, st, i++);
+	copy_text(v->tls_pin, sizeof v->tls_pin, st, i++);
 }
 
 int
@@ -602,7 +606,7 @@ lg_upsert(struct ledger *l, const struct vm_record *v)
 	if ((error = lg_prepare(l,
 	         "INSERT INTO vms (" VM_COLUMNS
 	         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+	         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
 	         "zone = excluded.zone, request_id = excluded.request_id, "
 	         "delete_request_id = excluded.delete_request_id, state = excluded.state, "
 	         "machine_type = excluded.machine_type, spot = excluded.spot, "
@@ -615,7 +619,7 @@ lg_upsert(struct ledger *l, const struct vm_record *v)
 	         "last_activity_ms = excluded.last_activity_ms, "
 	         "health_failures = excluded.health_failures, unhealthy_ms = excluded.unhealthy_ms, "
 	         "end_reason = excluded.end_reason, zones_tried = excluded.zones_tried, "
-	         "metadata = excluded.metadata",
+	         "metadata = excluded.metadata, tls_pin = excluded.tls_pin",
 	         &st)) != 0)
 		return error;
 	bind_vm(st, v);

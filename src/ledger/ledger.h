@@ -57,6 +57,7 @@ struct vm_record {
 	char end_reason[128];
 	int zones_tried;
 	char metadata[2048]; /* instance metadata asked for with the VM: a JSON object, or "" */
+	char tls_pin[64];    /* its agent's key, "sha256//BASE64", from its guest attributes */
 };
 
 struct vm_stats {

@@ -385,8 +385,23 @@ http_send(struct http_client *c, const struct http_request *req, http_cb *cb, vo
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	/* A pinned key is the whole check (libcurl checks it even with VERIFYPEER off). */
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, req->pin != NULL ? 0L : 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, req->pin != NULL ? 0L : 2L);
+	curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, req->pin);
+	if (req->cert_pem != NULL && req->key_pem != NULL) {
+		struct curl_blob cert = {(void *)req->cert_pem, strlen(req->cert_pem),
+		    CURL_BLOB_COPY};
+		struct curl_blob key = {(void *)req->key_pem, strlen(req->key_pem), CURL_BLOB_COPY};
+
+		curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
+		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
+	} else {
+		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, NULL);
+		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, NULL);
+	}
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
 	curl_easy_setopt(

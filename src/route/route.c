@@ -1,13 +1,13 @@
 /*
  * The router (route.h): the listeners, the VMs as the manager reports them,
- * and the connections. A connection is two sides, the application's (down)
- * and its target's (up); what one side reads is written to the other at
- * once (uv_try_write from one scratch buffer, so a connection that keeps up
- * holds no buffer), and what the other cannot take yet is queued; past
- * HIGH_WATER queued the reading side stops until it drains. An end of file
- * is passed on as a shutdown of the other side's writing; an error resets
- * both. The router owns its routes, VMs and connections; a route removed by a
- * reload lives on until its last connection ends.
+ * and the connections. A connection is two streams (net/stream.h), the
+ * application's (down) and its target's (up): the local copy in plain TCP,
+ * or a VM's agent in TLS, its key pinned to the one the VM published
+ * (docs/offload.md). Until the target is connected (and, for a VM, its key
+ * checked) nothing is read from the application, so a VM that cannot be
+ * reached gives the connection to the local copy with nothing lost. The
+ * router owns its routes, VMs and connections; a route removed by a reload
+ * lives on until its last connection ends.
  */
 #include <errno.h>
 #include <search.h>
@@ -19,20 +19,20 @@
 
 #include "net/addr.h"
 #include "net/peer.h"
+#include "net/stream.h"
 #include "route/route.h"
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define CHUNK      65536
-#define HIGH_WATER (256 * 1024) /* queued to one side before the other is read no more */
-#define CONNECT_MS 5000         /* a target that does not answer by then is given up */
+#define CONNECT_MS 5000 /* a target that does not answer (and finish TLS) by then is given up */
 #define BACKLOG    511
 #define ROUTE_FDS  65536 /* wanted for connections, where the hard limit allows */
 
 struct rvm {
 	char name[64];
-	char host[64]; /* its address (natIP) */
+	char host[64];         /* its address (natIP) */
+	char pin[TLS_PIN_MAX]; /* its agent's key, as it published it */
 	enum vm_state state;
 	char components[256];
 	long open;
@@ -51,29 +51,20 @@ struct route {
 	struct route *next;
 };
 
-struct side {
-	uv_tcp_t tcp; /* its data: the side */
-	struct conn *c;
-	bool eof;     /* it sent its last byte */
-	bool stopped; /* not read: the other side has too much queued */
-	size_t queued;
-};
-
-enum conn_state { C_WAITING, C_CONNECTING, C_OPEN, C_CLOSING };
+enum conn_state { C_WAITING, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING };
 
 /*
- * Its sides are allocated apart: a target given up is still closing while
- * the next one is tried. Freed when its last handle (sides, timer) closed.
+ * Its streams are allocated apart: a target given up is still closing while
+ * the next one is tried. Freed when its last handle (streams, timer) closed.
  */
 struct conn {
 	struct route *route;
 	char vm[64]; /* the VM it goes to; "" local */
 	enum conn_state state;
-	struct side *down, *up;
+	struct stream *down, *up;
 	uv_connect_t connect;
 	uv_timer_t timer; /* waiting for a VM, or for a target to answer */
 	int handles;
-	int shutdowns;
 	struct conn *next, *prev;
 };
 
@@ -88,14 +79,6 @@ struct router {
 	uv_timer_t later; /* says drained VMs on the loop's next turn */
 	bool freed;
 	int handles; /* listeners and the timer, not yet closed */
-	char scratch[CHUNK];
-};
-
-struct wreq {
-	uv_write_t req;
-	struct side *to;
-	size_t len;
-	char data[];
 };
 
 static void route_conn(struct conn *);
@@ -199,13 +182,9 @@ conn_handle_gone(struct conn *c)
 }
 
 static void
-on_side_closed(uv_handle_t *h)
+on_stream_closed(struct stream *s)
 {
-	struct side *s = h->data;
-	struct conn *c = s->c;
-
-	free(s);
-	conn_handle_gone(c);
+	conn_handle_gone(stream_data(s));
 }
 
 static void
@@ -233,26 +212,6 @@ on_later(uv_timer_t *t)
 	for (size_t i = 0; i < n && r->o.drained != NULL; i++)
 		r->o.drained(r->o.arg, names[i]);
 	free(names);
-}
-
-/* reset: the peer sees its connection reset, not an orderly end. */
-static void
-close_side(struct side *s, bool reset)
-{
-	if (!reset || uv_tcp_close_reset(&s->tcp, on_side_closed) != 0)
-		uv_close((uv_handle_t *)&s->tcp, on_side_closed);
-}
-
-static struct side *
-side_new(struct conn *c)
-{
-	struct side *s = xcalloc(1, sizeof *s);
-
-	uv_tcp_init(c->route->r->loop, &s->tcp);
-	s->tcp.data = s;
-	s->c = c;
-	c->handles++;
-	return s;
 }
 
 /* A connection no longer the VM's (it ends, or goes local): a draining VM may be done. */
@@ -291,140 +250,67 @@ conn_close(struct conn *c, bool reset)
 		rt->r->conns = c->next;
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-	if (c->up != NULL)
-		close_side(c->up, reset);
-	close_side(c->down, reset);
+	stream_close(c->up, reset);
+	stream_close(c->down, reset);
 	c->up = c->down = NULL;
 }
 
-/* --- moving bytes --- */
-
-static struct side *
-other(struct side *s)
-{
-	return s == s->c->down ? s->c->up : s->c->down;
-}
+/* --- moving bytes: the streams do it; the route counts --- */
 
 static void
-on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+on_moved(struct stream *s, size_t n)
 {
-	struct side *s = h->data;
-	struct router *r = s->c->route->r;
-
-	/* One buffer for all: what is read is written, or copied, before the next read. */
-	*buf = uv_buf_init(r->scratch, sizeof r->scratch);
-}
-
-static void on_read(uv_stream_t *, ssize_t, const uv_buf_t *);
-
-static void
-start_reading(struct side *s)
-{
-	s->stopped = false;
-	if (!s->eof)
-		uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
-}
-
-static void
-on_written(uv_write_t *req, int status)
-{
-	struct wreq *w = (struct wreq *)req;
-	struct side *to = w->to, *from;
-	struct conn *c = to->c;
-
-	to->queued -= w->len;
-	free(w);
-	if (c->state != C_OPEN)
-		return;
-	from = other(to);
-	if (status < 0) {
-		log_debug("route %s: a write failed: %s", c->route->component, uv_strerror(status));
-		conn_close(c, true);
-	} else if (from->stopped && to->queued < HIGH_WATER / 2) {
-		start_reading(from);
-	}
-}
-
-static void
-on_shutdown(uv_shutdown_t *req, int status)
-{
-	struct conn *c = req->data;
-
-	free(req);
-	/* Both ways ended: the connection is done. */
-	if (++c->shutdowns == 2 && c->state == C_OPEN)
-		conn_close(c, false);
-}
-
-/* Pass on an end of file: the other side's writing is shut once its queue is sent. */
-static void
-pass_eof(struct side *from)
-{
-	struct side *to = other(from);
-	uv_shutdown_t *req = xcalloc(1, sizeof *req);
-
-	from->eof = true;
-	uv_read_stop((uv_stream_t *)&from->tcp);
-	req->data = from->c;
-	if (uv_shutdown(req, (uv_stream_t *)&to->tcp, on_shutdown) != 0) {
-		free(req);
-		conn_close(from->c, true);
-	}
-}
-
-static void
-on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
-{
-	struct side *from = stream->data, *to = other(from);
-	struct conn *c = from->c;
+	struct conn *c = stream_data(s);
 	struct route *rt = c->route;
 	struct rvm *v;
-	uv_buf_t b;
-	int sent;
 
-	if (n == 0)
-		return;
-	if (n == UV_EOF) {
-		pass_eof(from);
-		return;
-	}
-	if (n < 0) {
-		log_debug("route %s: the %s's side: %s", rt->component,
-		    from == c->down ? "application" : "target", uv_strerror((int)n));
-		conn_close(c, true);
-		return;
-	}
-	*(from == c->down ? &rt->st.bytes_up : &rt->st.bytes_down) += (uint64_t)n;
+	*(s == c->down ? &rt->st.bytes_up : &rt->st.bytes_down) += (uint64_t)n;
 	rt->st.last_use_ms = now_ms(rt->r);
 	if (c->vm[0] != '\0' && (v = find_vm(rt->r, c->vm)) != NULL)
 		v->last_use_ms = rt->st.last_use_ms;
-	b = uv_buf_init(buf->base, (unsigned)n);
-	/* Straight through when it can take it; EAGAIN also when writes are queued before. */
-	if ((sent = uv_try_write((uv_stream_t *)&to->tcp, &b, 1)) == UV_EAGAIN)
-		sent = 0;
-	if (sent < 0) {
-		conn_close(c, true);
-		return;
-	}
-	if ((size_t)sent < (size_t)n) {
-		size_t rest = (size_t)n - (size_t)sent;
-		struct wreq *w = xmalloc(sizeof *w + rest);
+}
 
-		memcpy(w->data, buf->base + sent, rest);
-		w->to = to;
-		w->len = rest;
-		b = uv_buf_init(w->data, (unsigned)rest);
-		if (uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, on_written) != 0) {
-			free(w);
-			conn_close(c, true);
-			return;
-		}
-		to->queued += rest;
-		if (to->queued >= HIGH_WATER) {
-			from->stopped = true;
-			uv_read_stop(stream);
-		}
-	}
+static void
+on_ended(struct stream *s, bool reset, const char *why)
+{
+	struct conn *c = stream_data(s);
+
+	if (reset)
+		log_debug("route %s: the %s's side: %s", c->route->component,
+		    s == c->down ? "application" : "target", why);
+	conn_close(c, reset);
+}
+
+static void on_handshake(struct stream *, int error, const char *why);
+
+static const struct stream_events events = {
+    .handshake = on_handshake,
+    .moved = on_moved,
+    .ended = on_ended,
+    .closed = on_stream_closed,
+};
+
+static struct stream *
+stream_for(struct conn *c)
+{
+	struct stream *s = stream_new(c->route->r->loop, &events, c);
+
+	c->handles++;
+	return s;
+}
+
+/* The target is there (and a VM's key is the pinned one): bytes pass. */
+static void
+open_conn(struct conn *c)
+{
+	struct router *r = c->route->r;
+	struct rvm *v;
+
+	uv_timer_stop(&c->timer);
+	c->state = C_OPEN;
+	if (c->vm[0] != '\0' && (v = find_vm(r, c->vm)) != NULL)
+		v->last_use_ms = now_ms(r);
+	stream_join(c->down, c->up);
 }
 
 /* --- connecting --- */
@@ -437,16 +323,6 @@ on_wait_over(uv_timer_t *t)
 	log_info("route %s: no VM READY within route.wait_s (%g s): connection closed",
 	    c->route->component, c->route->r->cfg->route_wait_s);
 	conn_close(c, false);
-}
-
-/* The target did not answer: closing its side cancels the connect (on_connect hears it). */
-static void
-on_connect_timeout(uv_timer_t *t)
-{
-	struct conn *c = t->data;
-
-	close_side(c->up, false);
-	c->up = NULL;
 }
 
 /* A VM that could not be reached: the local copy takes the connection (nothing was sent). */
@@ -470,6 +346,42 @@ vm_unreachable(struct conn *c, const char *why)
 	connect_to(c, (struct sockaddr *)&rt->local_addr);
 }
 
+/* The target did not answer, or not finish TLS: given up (a connect in flight hears it). */
+static void
+on_connect_timeout(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	enum conn_state was = c->state;
+
+	stream_close(c->up, false);
+	c->up = NULL;
+	if (was == C_HANDSHAKE)
+		vm_unreachable(c, "its agent did not complete the TLS handshake in time");
+}
+
+static void
+on_handshake(struct stream *s, int error, const char *why)
+{
+	struct conn *c = stream_data(s);
+	char text[320];
+
+	if (c->state != C_HANDSHAKE || s != c->up)
+		return;
+	if (error == 0) {
+		open_conn(c);
+		return;
+	}
+	if (tls_mismatch(stream_get_tls(s)))
+		log_warnx("route %s: %s's agent presented a key that is not the one the VM "
+		          "published in its guest attributes (%s): refused; someone may be "
+		          "between this machine and the VM",
+		    c->route->component, c->vm, why);
+	snprintf(text, sizeof text, "TLS to its agent: %s", why);
+	stream_close(c->up, false);
+	c->up = NULL;
+	vm_unreachable(c, text);
+}
+
 static void
 on_connect(uv_connect_t *req, int status)
 {
@@ -484,8 +396,7 @@ on_connect(uv_connect_t *req, int status)
 		const char *why =
 		    status == UV_ECANCELED ? "it did not answer in time" : uv_strerror(status);
 
-		if (c->up != NULL)
-			close_side(c->up, false);
+		stream_close(c->up, false);
 		c->up = NULL;
 		if (c->vm[0] != '\0') {
 			vm_unreachable(c, why);
@@ -498,21 +409,30 @@ on_connect(uv_connect_t *req, int status)
 		}
 		return;
 	}
-	c->state = C_OPEN;
-	if (c->vm[0] != '\0' && (v = find_vm(r, c->vm)) != NULL)
-		v->last_use_ms = now_ms(r);
-	uv_tcp_nodelay(&c->up->tcp, 1);
-	start_reading(c->down);
-	start_reading(c->up);
+	if (c->vm[0] == '\0') {
+		open_conn(c);
+		return;
+	}
+	/* To a VM: TLS to its agent, which passes the bytes to the backend on the VM. */
+	if ((v = find_vm(r, c->vm)) == NULL || *v->pin == '\0') {
+		stream_close(c->up, false);
+		c->up = NULL;
+		vm_unreachable(c, "no key of its agent is known yet");
+		return;
+	}
+	c->state = C_HANDSHAKE;
+	stream_tls(c->up, tls_new(r->o.tls, v->pin, TLS_ALPN_FORWARD));
+	uv_timer_start(&c->timer, on_connect_timeout, CONNECT_MS, 0);
+	stream_start(c->up);
 }
 
 static void
 connect_to(struct conn *c, const struct sockaddr *to)
 {
 	c->state = C_CONNECTING;
-	c->up = side_new(c);
+	c->up = stream_for(c);
 	c->connect.data = c;
-	if (uv_tcp_connect(&c->connect, &c->up->tcp, to, on_connect) != 0) {
+	if (uv_tcp_connect(&c->connect, stream_tcp(c->up), to, on_connect) != 0) {
 		conn_close(c, false);
 		return;
 	}
@@ -551,7 +471,7 @@ route_conn(struct conn *c)
 		/* Counted from now: a connection on its way to a VM keeps it from draining away. */
 		snprintf(c->vm, sizeof c->vm, "%s", v->name);
 		v->open++;
-		snprintf(text, sizeof text, "%s:%lld", v->host, (long long)r->cfg->backend_port);
+		snprintf(text, sizeof text, "%s:%lld", v->host, (long long)r->cfg->agent_port);
 		if (addr_parse(text, &ss, why, sizeof why) != 0) {
 			vm_unreachable(c, why);
 			break;
@@ -609,7 +529,7 @@ on_accept(uv_stream_t *server, int status)
 	rt->conns++;
 	rt->st.open++;
 	rt->st.last_use_ms = now_ms(r);
-	c->down = side_new(c);
+	c->down = stream_for(c);
 	uv_timer_init(r->loop, &c->timer);
 	c->timer.data = c;
 	c->handles++;
@@ -618,17 +538,16 @@ on_accept(uv_stream_t *server, int status)
 	if (r->conns != NULL)
 		r->conns->prev = c;
 	r->conns = c;
-	if (uv_accept(server, (uv_stream_t *)&c->down->tcp) != 0) {
+	if (uv_accept(server, (uv_stream_t *)stream_tcp(c->down)) != 0) {
 		conn_close(c, false);
 		return;
 	}
 	rt->st.total++;
-	if (!peer_allowed(rt, &c->down->tcp)) {
+	if (!peer_allowed(rt, stream_tcp(c->down))) {
 		rt->st.refused++;
 		conn_close(c, false);
 		return;
 	}
-	uv_tcp_nodelay(&c->down->tcp, 1);
 	route_conn(c);
 }
 
@@ -836,6 +755,7 @@ router_vm(struct router *r, const struct vm_record *rec)
 	}
 	v->state = rec->state;
 	snprintf(v->host, sizeof v->host, "%s", rec->nat_ip);
+	snprintf(v->pin, sizeof v->pin, "%s", rec->tls_pin);
 	snprintf(v->components, sizeof v->components, "%s", rec->components);
 	if (leaves) {
 		vm_leaves(r, v);

@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "ledger/ledger.h"
+#include "net/tls.h"
 #include "util/clock.h"
 
 /* --- where a new connection goes: pure (choose.c) --- */
@@ -52,6 +53,8 @@ const char *route_to_name(enum route_to);
 
 struct router_opts {
 	const struct clock *clock;
+	/* TLS to the VMs' agents, with this daemon's identity (docs/offload.md). */
+	struct tls_ctx *tls;
 	/*
 	 * A VM refused or dropped a connection before anything was sent: it went
 	 * local instead; its health is worth checking now.

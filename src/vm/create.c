@@ -607,7 +607,8 @@ send_insert(struct mvm *v)
 
 	/* The script, the agent and its settings; the secret is derived, never stored. */
 	agent_secret(m->o.agent_key, v->rec.name, secret);
-	startup_render(&boot, cfg, v->rec.name, v->rec.components, secret);
+	startup_render(&boot, cfg, v->rec.name, v->rec.components, secret,
+	    m->o.identity != NULL ? m->o.identity->cert_pem : "");
 	memcpy(metadata, boot.items, boot.n * sizeof *metadata);
 	nmetadata = boot.n;
 	/* What the program asked for, checked when it asked (vm_metadata_check). */

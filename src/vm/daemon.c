@@ -12,6 +12,7 @@
 #include "cloud/connect.h"
 #include "ledger/ledger.h"
 #include "ledger/pricing.h"
+#include "net/tls.h"
 #include "pressure/monitor.h"
 #include "route/route.h"
 #include "util/buf.h"
@@ -45,6 +46,8 @@ struct daemon {
 	char **zones;
 	char owner[64];
 	unsigned char agent_key[AGENT_KEY_LEN];
+	struct agent_identity identity; /* TLS to the agents */
+	struct tls_ctx *tls;            /* the routes' client context, with it */
 	struct monitor *monitor;
 	struct trace trace;
 	struct manager *manager;
@@ -340,6 +343,7 @@ start_manager(struct daemon *d)
 	    .catalog_source = d->catalog_source,
 	    .owner = d->owner,
 	    .agent_key = d->agent_key,
+	    .identity = &d->identity,
 	    .zones = (const char *const *)d->zones,
 	    .keep = d->o.keep || d->o.passive,
 	    .passive = d->o.passive,
@@ -629,6 +633,9 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 	    (error = ledger_check(d->ledger, cause)) != 0)
 		goto fail;
 	if ((error = agent_key_load(d->cfg->state_dir, d->agent_key, cause)) != 0 ||
+	    (error = agent_identity_load(d->cfg->state_dir, &d->identity, cause)) != 0 ||
+	    (error = tls_ctx_new(false, d->identity.cert_pem, d->identity.key_pem, NULL, &d->tls,
+	         cause)) != 0 ||
 	    (error = metadata_fits(d->cfg, cause)) != 0)
 		goto fail;
 	if (*d->cfg->owner != '\0')
@@ -646,6 +653,7 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 		goto fail;
 	{
 		struct router_opts ro = {.clock = o->clock,
+		    .tls = d->tls,
 		    .unreachable = on_unreachable,
 		    .drained = on_drained,
 		    .arg = d};
@@ -837,6 +845,8 @@ daemon_free(struct daemon *d)
 	ledger_close(d->ledger);
 	trace_free(&d->trace);
 	explicit_bzero(d->agent_key, sizeof d->agent_key);
+	agent_identity_release(&d->identity);
+	tls_ctx_free(d->tls);
 	json_decref(d->catalog);
 	free(d->catalog_source);
 	str_list_free(d->zones);

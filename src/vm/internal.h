@@ -28,6 +28,7 @@ struct mvm {
 	struct manager *m;
 	struct vm_record rec;
 	bool busy;             /* a cloud call about it is in flight */
+	bool asking_pin;       /* the call for its agent's key (probe.c) is in flight */
 	char *terminate_after; /* terminate once the call in flight is done, for this reason */
 	bool announced;        /* MEV_READY was sent, MEV_GONE not yet: its components are there */
 	bool adopted;          /* taken over: its next READY is announced as "adopted" */

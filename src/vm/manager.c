@@ -152,7 +152,7 @@ prune(struct manager *m)
 	while (*p != NULL) {
 		struct mvm *v = *p;
 
-		if (!vm_state_alive(v->rec.state) && !v->busy && v->health == NULL &&
+		if (!vm_state_alive(v->rec.state) && !v->busy && !v->asking_pin && v->health == NULL &&
 		    !records_waiting(m->records, v->rec.name)) {
 			*p = v->next;
 			m->nvms--;

@@ -33,6 +33,8 @@
 #include "pressure/pressure.h"
 #include "util/clock.h"
 
+struct agent_identity;
+
 struct manager_opts {
 	const struct config *cfg;
 	const struct clock *clock;
@@ -44,6 +46,7 @@ struct manager_opts {
 	const char *owner;              /* the spillway-owner label */
 	const char *const *zones;       /* the zone first, then the fallbacks */
 	const unsigned char *agent_key; /* AGENT_KEY_LEN bytes: the VMs' lease secrets */
+	const struct agent_identity *identity; /* TLS to the agents (startup.h); NULL: none */
 	/*
 	 * The routes' connections open to a VM now and their last use (0: never);
 	 * NULL: no routes. Idleness counts them, and a VM with some is drained

@@ -1,16 +1,23 @@
 /*
- * Health and leases: between passes a BOOTING VM's backend is asked every
- * second (READY in seconds), and each pass renews every running VM's lease
- * with its agent, signed with the VM's secret. An answer (health.h) moves a
- * VM between BOOTING, READY and UNHEALTHY, records its use and its install's
+ * Health and leases: between passes a BOOTING VM's agent is asked every
+ * second for its status (READY in seconds), and each pass renews every
+ * running VM's lease with its agent, signed with the VM's secret. Every call
+ * to an agent is https to its port, its key pinned to the one the VM
+ * published in its guest attributes (read through the Compute API first,
+ * mvm.asking_pin), with this daemon's certificate (startup.h); the backend's
+ * own port is not reached from outside. An answer (health.h) moves a VM
+ * between BOOTING, READY and UNHEALTHY, records its use and its install's
  * progress, and passes on a preemption notice. A VM has at most one such
  * call in flight (mvm.health), cancelled when the manager is freed.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "net/tls.h"
+#include "util/log.h"
 #include "util/xmalloc.h"
 #include "vm/health.h"
 #include "vm/internal.h"
@@ -89,7 +96,74 @@ on_health(const struct http_response *r, void *arg)
 	}
 }
 
-/* Between passes, a booting VM's backend is asked often: READY is noticed in seconds. */
+static void
+on_pin(const struct cloud_error *e, const char *value, void *arg)
+{
+	struct mvm *v = arg;
+	struct manager *m = v->m;
+
+	v->asking_pin = false;
+	if (e->code == CLOUD_NOT_FOUND)
+		return; /* not published yet: its agent is starting */
+	if (e->code != CLOUD_OK) {
+		char *text = cloud_error_text(e);
+
+		log_warnx("%s: cannot read the key its agent published: %s", v->rec.name, text);
+		free(text);
+		return;
+	}
+	if (!agent_pin_valid(value)) {
+		log_warnx("%s: its agent published %s as its key, which is not a key's "
+		          "\"sha256//BASE64\": its agent cannot be reached",
+		    v->rec.name, AGENT_PIN_KEY);
+		return;
+	}
+	snprintf(v->rec.tls_pin, sizeof v->rec.tls_pin, "%s", value);
+	records_save(m->records, &v->rec, -1, NULL, now_ms(m));
+	if (v->rec.state == VM_BOOTING)
+		probe_soon(m);
+}
+
+/* Its agent's key, from its guest attributes: asked when not known, one call at a time. */
+static bool
+pinned(struct manager *m, struct mvm *v)
+{
+	if (v->rec.tls_pin[0] != '\0')
+		return true;
+	if (!v->asking_pin && !m->stopping && m->o.cloud->ops->guest_attribute != NULL) {
+		v->asking_pin = true;
+		m->counts.api_calls++;
+		if (m->o.cloud->ops->guest_attribute(m->o.cloud, v->rec.zone, v->rec.name,
+		        AGENT_PIN_KEY, now_ms(m) + CALL_DEADLINE_MS, on_pin, v) != 0)
+			v->asking_pin = false;
+	}
+	return false;
+}
+
+/* A call to a VM's agent: https, its key pinned, our certificate offered. */
+static int
+agent_call(struct manager *m, struct mvm *v, const char *method, const char *path,
+    const char *const *headers)
+{
+	char url[160];
+	struct http_request req = {.method = method,
+	    .url = url,
+	    .headers = headers,
+	    .body = strcmp(method, "POST") == 0 ? "" : NULL,
+	    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
+	    .max_response = HEALTH_ANSWER_MAX,
+	    .pin = v->rec.tls_pin,
+	    .cert_pem = m->o.identity != NULL ? m->o.identity->cert_pem : NULL,
+	    .key_pem = m->o.identity != NULL ? m->o.identity->key_pem : NULL,
+	    .once = true};
+
+	snprintf(url, sizeof url, "https://%s:%lld%s", v->rec.nat_ip, (long long)m->cfg->agent_port,
+	    path);
+	m->counts.health_checks++;
+	return http_send(m->o.http, &req, on_health, v, &v->health);
+}
+
+/* Between passes, a booting VM's agent is asked often: READY is noticed in seconds. */
 static void
 on_probe(uv_timer_t *t)
 {
@@ -97,23 +171,13 @@ on_probe(uv_timer_t *t)
 	bool booting = false;
 
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
-		struct http_request req = {.method = "GET",
-		    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
-		    .max_response = HEALTH_ANSWER_MAX,
-		    .once = true};
-		char *url;
-
 		if (v->rec.state != VM_BOOTING)
 			continue;
 		booting = true;
-		if (v->rec.nat_ip[0] == '\0' || v->health != NULL || m->stopping)
+		if (v->rec.nat_ip[0] == '\0' || v->health != NULL || m->stopping || !pinned(m, v))
 			continue;
-		req.url = url = xasprintf("http://%s:%lld%s", v->rec.nat_ip,
-		    (long long)m->cfg->backend_port, m->cfg->health_path);
-		m->counts.health_checks++;
-		if (http_send(m->o.http, &req, on_health, v, &v->health) == 0)
+		if (agent_call(m, v, "GET", "/spillway/status", NULL) == 0)
 			v->probe = true;
-		free(url);
 	}
 	if (booting && !m->stopping)
 		uv_timer_start(&m->probe, on_probe, clock_timer_ms(m->o.clock, BOOT_PROBE_MS), 0);
@@ -133,23 +197,15 @@ probe_soon(struct manager *m)
 static int
 renew_lease(struct manager *m, struct mvm *v)
 {
-	char url[128], auth[160], secret[STARTUP_SECRET_LEN + 1];
+	char auth[160], secret[STARTUP_SECRET_LEN + 1];
 	const char *headers[] = {auth, NULL};
-	struct http_request req = {.method = "POST",
-	    .url = url,
-	    .headers = headers,
-	    .body = "",
-	    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
-	    .max_response = HEALTH_ANSWER_MAX,
-	    .once = true};
 	int error;
 
+	if (!pinned(m, v))
+		return -EAGAIN;
 	agent_secret(m->o.agent_key, v->rec.name, secret);
 	lease_authorization(secret, v->rec.name, (int64_t)time(NULL), auth, sizeof auth);
-	snprintf(url, sizeof url, "http://%s:%lld/spillway/lease", v->rec.nat_ip,
-	    (long long)m->cfg->agent_port);
-	m->counts.health_checks++;
-	error = http_send(m->o.http, &req, on_health, v, &v->health);
+	error = agent_call(m, v, "POST", "/spillway/lease", headers);
 	explicit_bzero(secret, sizeof secret);
 	explicit_bzero(auth, sizeof auth);
 	return error;

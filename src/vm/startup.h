@@ -15,6 +15,7 @@
 #ifndef SPILLWAY_STARTUP_H
 #define SPILLWAY_STARTUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,7 +24,7 @@
 
 #define AGENT_KEY_LEN      32
 #define STARTUP_SECRET_LEN 64 /* hex */
-#define STARTUP_ITEMS_MAX  24
+#define STARTUP_ITEMS_MAX  26
 /* Compute Engine's limit on all of an instance's metadata, keys and values. */
 #define GCE_METADATA_MAX       (512 * 1024)
 #define GCE_METADATA_VALUE_MAX (256 * 1024)
@@ -35,6 +36,26 @@ struct startup {
 	char port[8], health[8], agent_port[8], lease[24];
 	char *env; /* owned: the KEY=VALUE lines */
 };
+
+/*
+ * How the daemon proves itself to its VMs' agents: a TLS client key and
+ * self-signed certificate (agent-tls.pem, 0600, made the first time). The
+ * certificate goes to each VM (spillway-client-cert); the agent lets in
+ * that certificate only. Its own key the agent publishes in the VM's guest
+ * attributes (spillway/tls-key), read through the Compute API and pinned.
+ */
+#define IDENTITY_CERT_MAX 2048
+#define AGENT_PIN_KEY     "spillway/tls-key"
+
+struct agent_identity {
+	char *cert_pem, *key_pem;
+	char pin[64]; /* the certificate's key, "sha256//BASE64" */
+};
+
+/* A pin as an agent publishes it: "sha256//" and the base64 of 32 bytes. */
+bool agent_pin_valid(const char *);
+int agent_identity_load(const char *state_dir, struct agent_identity *, char **cause);
+void agent_identity_release(struct agent_identity *);
 
 /* The key, created (0600, from the RNG) the first time. 0, or -errno and why. */
 int agent_key_load(const char *state_dir, unsigned char key[AGENT_KEY_LEN], char **cause);
@@ -52,7 +73,7 @@ int64_t startup_lease_s(const struct config *);
  * alive while *s is used; startup_release frees what *s owns.
  */
 void startup_render(struct startup *s, const struct config *, const char *vm,
-    const char *components, const char *secret);
+    const char *components, const char *secret, const char *client_cert);
 void startup_release(struct startup *);
 /*
  * Whether a VM's metadata fits Compute Engine's limit with the most a

@@ -924,6 +924,19 @@ test_doctor(void **state)
 	assert_string_equal(jx_str(check(doc, "state"), "verdict"), "ok");
 	json_decref(doc);
 	world_end(&w);
+	/* The backend's port open too: nothing needs it (the agent passes its traffic). */
+	{
+		const char *both[] = {
+		    "--firewall-source", "203.0.113.7/32", "--firewall-ports", "8011,8010", NULL};
+
+		world_init_emu(&w, false, NULL, both);
+		doc = cli_json(&w, doctor, 0);
+		assert_string_equal(jx_str(check(doc, "firewall"), "verdict"), "warn");
+		assert_non_null(strstr(
+		    jx_str(check(doc, "firewall"), "detail"), "opens the backend's port tcp:8010"));
+		json_decref(doc);
+		world_end(&w);
+	}
 	/* All well; the table says so line by line. */
 	world_init_emu(&w, true, NULL, good);
 	doc = cli_json(&w, doctor, 0);

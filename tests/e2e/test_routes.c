@@ -297,6 +297,93 @@ test_local_vm_local(void **state)
 	canned_stop(&local);
 }
 
+/* The emulator's guest of this VM: its agent port behaves so from now on (emulator.md). */
+static void
+agent_mode(struct world *w, const char *vm, const char *mode)
+{
+	char *url = xasprintf("%s/emulator/v1/projects/spillway-emulator/zones/us-central1-a/"
+	                      "instances/%s/guest",
+	    w->e.url, vm);
+	char *body = xasprintf("{\"agent\": \"%s\"}", mode);
+	json_t *v = api(&w->e, "POST", url, body, 200);
+
+	json_decref(v);
+	free(body);
+	free(url);
+}
+
+/* The daemon's log holds this (it says it once the connection went local). */
+static void
+expect_logged(struct world *w, const char *text)
+{
+	char *log = read_text(w->d.log);
+	bool seen = log != NULL && strstr(log, text) != NULL;
+
+	free(log);
+	if (!seen) {
+		dmn_dump(&w->d);
+		fail_msg("the daemon's log does not say '%s'", text);
+	}
+}
+
+/* The VM answers through the route again (its health may have to come back first). */
+static void
+vm_answers_again(struct world *w, int port, const char *vm)
+{
+	for (int i = 0; i < 600; i++) {
+		char *got = get_through(port, "/work");
+		bool ok = strstr(got, vm) != NULL;
+
+		free(got);
+		if (ok)
+			return;
+		sleep_ms(50);
+	}
+	dmn_dump(&w->d);
+	fail_msg("%s never answered through the route again", vm);
+}
+
+/*
+ * The way to the VM refused: an agent that accepts TCP and never completes
+ * TLS, one with another key than it published (a man in the middle), one
+ * that resets. Each connection goes to the local copy (nothing was sent),
+ * the log says why, and the VM serves again once its agent does.
+ */
+static void
+test_agent_faults(void **state)
+{
+	const struct {
+		const char *mode, *logged;
+	} faults[] = {
+	    {"other-key", "is not the one the VM published in its guest attributes"},
+	    {"stall", "did not complete the TLS handshake in time"},
+	    {"reset", "TLS to its agent"},
+	};
+	struct world w;
+	struct canned local;
+	struct vm_record v;
+	int port = free_port();
+
+	canned_start(&local, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n", 10, 0);
+	local.text = "from-local";
+	start(&w, port, local.port, NULL);
+	v = create_vm(&w);
+	wait_vm(&w, v.name, VM_READY);
+	expect_answer(port, v.name);
+	/* Pinned while it booted, kept with the VM. */
+	assert_int_equal(ledger_get(w.ledger, v.name, &v), 0);
+	assert_true(str_prefix(v.tls_pin, "sha256//"));
+	for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+		agent_mode(&w, v.name, faults[i].mode);
+		expect_answer(port, "from-local");
+		expect_logged(&w, faults[i].logged);
+		agent_mode(&w, v.name, "ok");
+		vm_answers_again(&w, port, v.name);
+	}
+	world_end(&w);
+	canned_stop(&local);
+}
+
 /*
  * No local copy: with no VM a connection is closed at once; with one on its
  * way and route.wait_s, it waits and the VM answers it.
@@ -554,6 +641,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_local_vm_local),
+	    cmocka_unit_test(test_agent_faults),
 	    cmocka_unit_test(test_wait_for_vm),
 	    cmocka_unit_test(test_drain_until_done),
 	    cmocka_unit_test(test_drain_deadline),

@@ -80,7 +80,7 @@ expect_clean_file(const struct secrets *s, const char *path)
 	free(text);
 }
 
-/* Every file spillway wrote in its state directory, but the key the secrets come from. */
+/* Every file spillway wrote in its state directory, but the keys (lease secrets, TLS). */
 static void
 expect_clean_dir(const struct secrets *s, const char *dir)
 {
@@ -91,7 +91,8 @@ expect_clean_dir(const struct secrets *s, const char *dir)
 	while ((e = readdir(d)) != NULL) {
 		char *path;
 
-		if (e->d_name[0] == '.' || strcmp(e->d_name, "agent.key") == 0)
+		if (e->d_name[0] == '.' || strcmp(e->d_name, "agent.key") == 0 ||
+		    strcmp(e->d_name, "agent-tls.pem") == 0)
 			continue;
 		path = xasprintf("%s/%s", dir, e->d_name);
 		expect_clean_file(s, path);
@@ -274,14 +275,24 @@ test_secrets_stay_secret(void **state)
 	/* Every file spillway wrote with a secret in it is its owner's alone. */
 	{
 		char *key = xasprintf("%s/agent.key", d.state);
-		const char *files[] = {key, e.creds, e.user_creds};
+		char *tls = xasprintf("%s/agent-tls.pem", d.state), *pem, **lines;
+		const char *files[] = {key, tls, e.creds, e.user_creds};
 		struct stat st;
 
-		for (size_t i = 0; i < 3; i++) {
+		for (size_t i = 0; i < 4; i++) {
 			assert_int_equal(stat(files[i], &st), 0);
 			if ((st.st_mode & 0777) != 0600)
 				fail_msg("%s has mode %03o, not 0600", files[i], st.st_mode & 0777);
 		}
+		/* The TLS key's lines (it comes first, before the certificate) are secrets too. */
+		pem = read_text(tls);
+		lines = str_split(pem, '\n', NULL);
+		assert_true(str_prefix(lines[0], "-----BEGIN PRIVATE KEY-----"));
+		for (char **l = lines + 1; *l != NULL && !str_prefix(*l, "-----END"); l++)
+			secret(&s, "the daemon's TLS key", *l);
+		str_list_free(lines);
+		free(pem);
+		free(tls);
 		free(key);
 	}
 	key_secrets(&s, e.creds);

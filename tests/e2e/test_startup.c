@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "net/tls.h"
 #include "util/buf.h"
 #include "util/jx.h"
 #include "util/str.h"
@@ -42,6 +43,21 @@
 #define PATIENCE_MS 90000
 /* The VM's secret, as the daemon would derive it: 64 hex digits. */
 #define SECRET "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7"
+
+/* The daemon's side of TLS to the agents: made once; a stranger's, for the refusals. */
+static struct agent_identity me, stranger;
+
+static void
+identities(void)
+{
+	char *cause = NULL;
+
+	if (me.cert_pem != NULL)
+		return;
+	if (tls_identity_make("test", &me.cert_pem, &me.key_pem, &cause) != 0 ||
+	    tls_identity_make("stranger", &stranger.cert_pem, &stranger.key_pem, &cause) != 0)
+		fail_msg("%s", cause);
+}
 
 static const char *hostile_components = "vision,$(touch PWNED);chatbots`touch PWNED2`";
 static const char *hostile_url = "https://example.invalid/app.git; touch PWNED3";
@@ -184,6 +200,9 @@ insert(struct emu *e, const char *name, int port, int agent_port, const char *le
 	set_attr(items, "spillway-agent", agent);
 	set_attr(items, "spillway-agent-secret", SECRET);
 	set_attr(items, "spillway-lease-seconds", lease);
+	identities();
+	set_attr(items, "spillway-client-cert", me.cert_pem);
+	set_attr(items, "enable-guest-attributes", "TRUE");
 	for (; more != NULL && *more != NULL; more += 2)
 		set_attr(items, more[0], more[1]);
 	json = jx_dumps(body);
@@ -195,16 +214,50 @@ insert(struct emu *e, const char *name, int port, int agent_port, const char *le
 	json_decref(body);
 }
 
+/* The key the agent published in its guest attributes, through the API; NULL: not yet. */
+static char *
+agent_pin(struct emu *e, const char *name)
+{
+	char *url = compute_url(e, ZONE, "instances"), *full, *pin = NULL;
+	struct resp r;
+
+	full = xasprintf("%s/%s/getGuestAttributes?variableKey=spillway/tls-key", url, name);
+	http_call(&r, "GET", full, emu_token(e), NULL, NULL, NULL);
+	if (r.status == 200 && jx_str(r.json, "variableValue") != NULL)
+		pin = xstrdup(jx_str(r.json, "variableValue"));
+	resp_free(&r);
+	free(full);
+	free(url);
+	return pin;
+}
+
+/* A call to the agent in TLS, as the daemon makes it (or as `who` when not NULL). */
+static void
+agent_call(struct resp *r, struct emu *e, const char *name, int port, const char *method,
+    const char *path, const char *const *headers, const struct agent_identity *who)
+{
+	char url[96], *pin = NULL;
+	int64_t until = now_ms() + PATIENCE_MS;
+	struct tls_peer peer;
+
+	while ((pin = agent_pin(e, name)) == NULL && now_ms() < until)
+		sleep_ms(100);
+	if (pin == NULL)
+		fail_msg("%s's agent never published its key", name);
+	peer = (struct tls_peer){pin, (who ? who : &me)->cert_pem, (who ? who : &me)->key_pem};
+	snprintf(url, sizeof url, "https://127.0.0.1:%d%s", port, path);
+	https_call(r, method, url, strcmp(method, "POST") == 0 ? "" : NULL, headers, &peer);
+	free(pin);
+}
+
 /* The agent's status (once it listens), or NULL when it does not say 200. */
 static json_t *
-agent_status(int port)
+agent_status(struct emu *e, const char *name, int port)
 {
-	char url[64];
 	struct resp r;
 	json_t *v;
 
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/spillway/status", port);
-	http_call(&r, "GET", url, NULL, NULL, NULL, NULL);
+	agent_call(&r, e, name, port, "GET", "/spillway/status", NULL, NULL);
 	v = r.status == 200 ? json_incref(r.json) : NULL;
 	resp_free(&r);
 	return v;
@@ -212,14 +265,14 @@ agent_status(int port)
 
 /* Poll the status until field is value (a JSON literal: true, 0); the status then. */
 static json_t *
-wait_status(int port, const char *field, const char *value)
+wait_status(struct emu *e, const char *name, int port, const char *field, const char *value)
 {
 	int64_t until = now_ms() + PATIENCE_MS;
 
 	while (!tcp_accepts(port) && now_ms() < until)
 		sleep_ms(50);
 	while (now_ms() < until) {
-		json_t *v = agent_status(port);
+		json_t *v = agent_status(e, name, port);
 		char *text =
 		    v != NULL ? json_dumps(json_object_get(v, field), JSON_ENCODE_ANY) : NULL;
 		bool match = text != NULL && strcmp(text, value) == 0;
@@ -236,15 +289,13 @@ wait_status(int port, const char *field, const char *value)
 
 /* POST /spillway/lease with this Authorization header line; the HTTP status. */
 static long
-renew(int port, const char *authorization)
+renew(struct emu *e, int port, const char *authorization)
 {
 	const char *headers[] = {authorization, NULL};
-	char url[64];
 	struct resp r;
 	long status;
 
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/spillway/lease", port);
-	http_call(&r, "POST", url, NULL, "", headers, NULL);
+	agent_call(&r, e, NAME, port, "POST", "/spillway/lease", headers, NULL);
 	status = r.status;
 	resp_free(&r);
 	return status;
@@ -461,7 +512,7 @@ test_startup_script(void **state)
 	}
 
 	/* The agent reports the backend's health. */
-	st = wait_status(aport, "backend_healthy", "true");
+	st = wait_status(&e, NAME, aport, "backend_healthy", "true");
 	assert_string_equal(jx_str(st, "status"), "ok");
 	assert_string_equal(jx_str(st, "instance"), NAME);
 	assert_string_equal(jx_str(st, "boot.step"), "ready"); /* the script's progress */
@@ -472,21 +523,42 @@ test_startup_script(void **state)
 
 	/* Only the VM's secret renews the lease, at a time near the VM's. */
 	lease_authorization(SECRET, NAME, (int64_t)time(NULL), auth, sizeof auth);
-	assert_int_equal(renew(aport, auth), 200);
+	assert_int_equal(renew(&e, aport, auth), 200);
 	lease_authorization(SECRET, NAME2, (int64_t)time(NULL), auth, sizeof auth);
-	assert_int_equal(renew(aport, auth), 401); /* another VM's signature */
+	assert_int_equal(renew(&e, aport, auth), 401); /* another VM's signature */
 	lease_authorization("0" SECRET, NAME, (int64_t)time(NULL), auth, sizeof auth);
-	assert_int_equal(renew(aport, auth), 401);
+	assert_int_equal(renew(&e, aport, auth), 401);
 	lease_authorization(SECRET, NAME, (int64_t)time(NULL) - 1000, auth, sizeof auth);
-	assert_int_equal(renew(aport, auth), 401); /* too old: a replay */
-	assert_int_equal(renew(aport, "Authorization: Bearer " SECRET), 401);
+	assert_int_equal(renew(&e, aport, auth), 401); /* too old: a replay */
+	assert_int_equal(renew(&e, aport, "Authorization: Bearer " SECRET), 401);
+
+	/* Only this daemon's certificate gets in; a client that pins another key gets nothing. */
+	{
+		struct resp r;
+		char url[96], *pin = agent_pin(&e, NAME);
+		struct tls_peer wrong = {"sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+		    me.cert_pem, me.key_pem};
+
+		agent_call(&r, &e, NAME, aport, "GET", "/spillway/status", NULL, &stranger);
+		assert_int_equal(r.status, 0);
+		resp_free(&r);
+		snprintf(url, sizeof url, "https://127.0.0.1:%d/spillway/status", aport);
+		https_call(&r, "GET", url, NULL, NULL, &wrong);
+		assert_int_equal(r.status, 0);
+		assert_non_null(strstr(r.body, "public key"));
+		resp_free(&r);
+		text = file(root, "var/log/spillway/agent.log");
+		assert_non_null(strstr(text, "refused"));
+		free(text);
+		free(pin);
+	}
 
 	/* The lease runs out while someone uses the backend: the VM stays. */
-	st = wait_status(aport, "lease_left_seconds", "0");
+	st = wait_status(&e, NAME, aport, "lease_left_seconds", "0");
 	up = json_integer_value(json_object_get(st, "uptime_seconds"));
 	json_decref(st);
 	for (;;) { /* two of the agent's 1 s checks since the lease ran out */
-		st = wait_status(aport, "lease_left_seconds", "0");
+		st = wait_status(&e, NAME, aport, "lease_left_seconds", "0");
 		if (json_integer_value(json_object_get(st, "uptime_seconds")) >= up + 2)
 			break;
 		json_decref(st);
@@ -523,7 +595,7 @@ test_startup_script(void **state)
 		free(url);
 	}
 	agent2 = start_agent(root, stubs, &e, NAME2, NULL);
-	st = wait_status(aport + 1, "backend_healthy", "true");
+	st = wait_status(&e, NAME2, aport + 1, "backend_healthy", "true");
 	json_decref(st);
 	{
 		char *url = xasprintf("%s/emulator/v1/projects/spillway-emulator/zones/" ZONE
@@ -534,7 +606,7 @@ test_startup_script(void **state)
 		json_decref(v);
 		free(url);
 	}
-	st = wait_status(aport + 1, "preempted", "true");
+	st = wait_status(&e, NAME2, aport + 1, "preempted", "true");
 	assert_string_equal(jx_str(st, "status"), "preempted");
 	json_decref(st);
 	wait_gone(backend, "the backend after the preemption notice");

@@ -190,7 +190,8 @@ on_header(char *p, size_t size, size_t n, void *arg)
 
 static void
 call(struct resp *r, const char *method, const char *url, const char *token, const char *body,
-    const char *const *extra, const char *source_ip, const char *unix_socket)
+    const char *const *extra, const char *source_ip, const char *unix_socket,
+    const struct tls_peer *peer)
 {
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
@@ -228,7 +229,24 @@ call(struct resp *r, const char *method, const char *url, const char *token, con
 		curl_easy_setopt(c, CURLOPT_INTERFACE, source_ip);
 	if (unix_socket != NULL)
 		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_socket);
+	if (peer != NULL) {
+		struct curl_blob cert = {(void *)peer->cert_pem, strlen(peer->cert_pem), 1};
+		struct curl_blob key = {(void *)peer->key_pem, strlen(peer->key_pem), 1};
+
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+		curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, peer->pin);
+		curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
+	}
 	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK && peer != NULL) {
+		/* A refused handshake is an answer here: status 0, and why. */
+		r->body = xstrdup(curl_easy_strerror(rc));
+		curl_slist_free_all(h);
+		curl_easy_cleanup(c);
+		return;
+	}
 	if (rc != CURLE_OK)
 		fail_msg("%s %s: %s", method, url, curl_easy_strerror(rc));
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
@@ -244,7 +262,14 @@ void
 http_call(struct resp *r, const char *method, const char *url, const char *token, const char *body,
     const char *const *extra, const char *source_ip)
 {
-	call(r, method, url, token, body, extra, source_ip, NULL);
+	call(r, method, url, token, body, extra, source_ip, NULL, NULL);
+}
+
+void
+https_call(struct resp *r, const char *method, const char *url, const char *body,
+    const char *const *extra, const struct tls_peer *peer)
+{
+	call(r, method, url, NULL, body, extra, NULL, NULL, peer);
 }
 
 void
@@ -258,7 +283,7 @@ dmn_call(struct dmn *d, struct resp *r, const char *method, const char *path, co
 	/* A daemon just started may not listen yet. */
 	while (stat(sock, &st) != 0 && now_ms() < deadline)
 		sleep_ms(20);
-	call(r, method, url, NULL, body, NULL, NULL, sock);
+	call(r, method, url, NULL, body, NULL, NULL, sock, NULL);
 	free(url);
 	free(sock);
 }

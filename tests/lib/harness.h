@@ -48,6 +48,13 @@ char *compute_url(const struct emu *, const char *zone, const char *tail);
 /* One HTTP call. extra_headers NULL-terminated, may be NULL; source_ip may be NULL. */
 void http_call(struct resp *, const char *method, const char *url, const char *token,
     const char *body, const char *const *extra_headers, const char *source_ip);
+/* https to a VM's agent: its key pinned ("sha256//..."), our certificate and key (PEM). */
+struct tls_peer {
+	const char *pin, *cert_pem, *key_pem;
+};
+/* The same; a refused handshake is status 0 with curl's words as the body. */
+void https_call(struct resp *, const char *method, const char *url, const char *body,
+    const char *const *extra_headers, const struct tls_peer *);
 void resp_free(struct resp *);
 /* GET/POST/DELETE with the emulator's token; the answer must be JSON. */
 json_t *api(struct emu *, const char *method, const char *url, const char *body, long expect);

@@ -14,6 +14,7 @@
 struct sc_inst {
 	char name[CLOUD_NAME_LEN], zone[CLOUD_NAME_LEN], status[CLOUD_STATUS_LEN];
 	char nat_ip[CLOUD_NAME_LEN];
+	char pin[64]; /* "" not published */
 	int64_t started_ms, max_run_s;
 	bool spot;
 };
@@ -38,6 +39,7 @@ union sc_cb {
 	cloud_ops_cb *ops;
 	cloud_machine_cb *mt;
 	cloud_zones_cb *zones;
+	cloud_value_cb *value;
 };
 
 struct answer {
@@ -53,6 +55,7 @@ struct answer {
 	bool no_op;      /* destroy of an instance already gone */
 	struct sc_pre *pres;
 	size_t npres;
+	char value[64]; /* guest attribute */
 	struct answer *next;
 };
 
@@ -323,6 +326,23 @@ sc_zones(struct cloud *c, const char *region, int64_t deadline, cloud_zones_cb *
 	return 0;
 }
 
+static int
+sc_guest(struct cloud *c, const char *zone, const char *name, const char *key, int64_t deadline,
+    cloud_value_cb *cb, void *arg)
+{
+	struct scripted *s = (struct scripted *)c;
+	struct sc_inst *in = inst(s, name);
+	bool effect;
+	struct answer *a = call(s, SC_GUEST, (union sc_cb){.value = cb}, arg, deadline, &effect);
+
+	(void)zone, (void)key;
+	if (a->code == CLOUD_OK && (in == NULL || in->pin[0] == '\0'))
+		a->code = CLOUD_NOT_FOUND;
+	else if (in != NULL)
+		snprintf(a->value, sizeof a->value, "%s", in->pin);
+	return 0;
+}
+
 static void
 sc_free(struct cloud *c)
 {
@@ -339,6 +359,7 @@ static const struct cloud_ops scripted_ops = {
     .preemptions = sc_preemptions,
     .machine_type = sc_machine,
     .zones = sc_zones,
+    .guest_attribute = sc_guest,
     .free = sc_free,
 };
 
@@ -442,6 +463,9 @@ answer(struct scripted *s, struct answer *a)
 		a->cb.zones(&e, zones, 3, a->arg);
 		break;
 	}
+	case SC_GUEST:
+		a->cb.value(&e, e.code == CLOUD_OK ? a->value : NULL, a->arg);
+		break;
 	default:
 		break;
 	}
@@ -592,6 +616,15 @@ void
 scripted_remove(struct scripted *s, const char *name)
 {
 	drop(s, name);
+}
+
+void
+scripted_set_pin(struct scripted *s, const char *name, const char *pin)
+{
+	struct sc_inst *in = inst(s, name);
+
+	if (in != NULL)
+		snprintf(in->pin, sizeof in->pin, "%s", pin);
 }
 
 void

@@ -34,6 +34,7 @@ enum sc_call {
 	SC_PREEMPTIONS,
 	SC_MACHINE,
 	SC_ZONES,
+	SC_GUEST,
 	SC_NCALLS
 };
 
@@ -50,6 +51,8 @@ void scripted_put(struct scripted *, const char *name, const char *zone, const c
     const char *nat_ip, int64_t started_ms);
 void scripted_set_status(struct scripted *, const char *name, const char *status);
 void scripted_remove(struct scripted *, const char *name);
+/* The key its agent published in its guest attributes (spillway/tls-key); unset: not found. */
+void scripted_set_pin(struct scripted *, const char *name, const char *pin);
 /* Compute Engine takes it back at t: a preemption operation, and the instance goes. */
 void scripted_preempt(struct scripted *, const char *name, int64_t t_ms);
 bool scripted_exists(const struct scripted *, const char *name);

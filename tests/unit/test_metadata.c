@@ -52,7 +52,7 @@ test_render(void **state)
 	size_t bytes = 0;
 
 	load(&c, sets);
-	startup_render(&s, &c, "vm-1", "vision,chatbots", "ab12");
+	startup_render(&s, &c, "vm-1", "vision,chatbots", "ab12", "-----BEGIN CERTIFICATE-----");
 	assert_non_null(strstr(item(&s, "startup-script"), "spillway's startup script"));
 	assert_non_null(strstr(item(&s, "spillway-agent"), "spillway's watchdog on the VM"));
 	assert_string_equal(item(&s, "spillway-vm"), "vm-1");
@@ -65,6 +65,8 @@ test_render(void **state)
 	assert_string_equal(item(&s, "spillway-agent-port"), "8011");
 	assert_string_equal(item(&s, "spillway-lease-seconds"), "2400"); /* two idle timeouts */
 	assert_string_equal(item(&s, "spillway-agent-secret"), "ab12");
+	assert_string_equal(item(&s, "spillway-client-cert"), "-----BEGIN CERTIFICATE-----");
+	assert_string_equal(item(&s, "enable-guest-attributes"), "TRUE");
 	/* Unset settings are not sent: the script's defaults hold. */
 	assert_null(item(&s, "spillway-install"));
 	assert_null(item(&s, "spillway-cloudsql"));
