@@ -181,7 +181,9 @@ on_guest_request(struct httpd_req *req, void *arg)
 	rq->host = g->host;
 	if (strcmp(httpd_req_path(req), "/health") != 0) {
 		g->activity_ms = now;
-		emu_reply_json(rq, 200, jx_pack("{s:b, s:s}", "ok", true, "instance", inst->name));
+		emu_reply_json(rq, 200,
+		    jx_pack(
+		        "{s:b, s:s, s:s}", "ok", true, "instance", inst->name, "served_by", "vm"));
 		return;
 	}
 	state = backend_state(g, now, &status);

@@ -7,6 +7,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -384,6 +386,120 @@ test_agent_faults(void **state)
 	canned_stop(&local);
 }
 
+/* A program of examples/offload, its output in out (NULL: /dev/null). */
+static pid_t
+spawn_example(const char *const *argv, const char *out, const char *stop)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(out != NULL ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		dup2(fd, 1);
+		if (stop != NULL)
+			setenv("APP_STOP", stop, 1);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	assert_true(pid > 0);
+	return pid;
+}
+
+/* Lines the application printed that say this (each answer is a line). */
+static size_t
+lines_saying(const char *path, const char *what)
+{
+	char *text = read_text(path), **lines = str_split(text ? text : "", '\n', NULL);
+	size_t n = 0;
+
+	for (char **l = lines; *l != NULL; l++)
+		n += strcmp(*l, what) == 0;
+	str_list_free(lines);
+	free(text);
+	return n;
+}
+
+static void
+wait_lines(struct world *w, const char *path, const char *what, size_t n)
+{
+	for (int i = 0; i < 1200 && lines_saying(path, what) < n; i++)
+		sleep_ms(50);
+	if (lines_saying(path, what) < n) {
+		dmn_dump(&w->d);
+		fail_msg("the application never had %zu answers from %s", n, what);
+	}
+}
+
+/*
+ * docs/offload.md's example, unchanged: its backend as the local copy, its
+ * application asking through the route all along, while a VM comes, serves,
+ * drains (a request in flight finishes on it) and goes. Every request is
+ * answered; the answers come from local, then the VM, then local again.
+ */
+static void
+test_example_app(void **state)
+{
+	char *backend = xasprintf("%s/examples/offload/backend.py", getenv("SPILLWAY_SOURCE"));
+	char *app = xasprintf("%s/examples/offload/app.py", getenv("SPILLWAY_SOURCE"));
+	int port = free_port(), local = free_port(), status, held;
+	char lport[16], pport[16], out[320], stop[320], *got;
+	const char *bargv[] = {"/usr/bin/python3", backend, lport, "local", NULL};
+	const char *aargv[] = {"/usr/bin/python3", app, pport, NULL};
+	struct world w;
+	struct vm_record v;
+	pid_t b, a;
+	size_t vm_answers;
+
+	snprintf(lport, sizeof lport, "%d", local);
+	snprintf(pport, sizeof pport, "%d", port);
+	b = spawn_example(bargv, NULL, NULL);
+	for (int i = 0; i < 200 && !tcp_accepts(local); i++)
+		sleep_ms(25);
+	start(&w, port, local, NULL);
+	snprintf(out, sizeof out, "%s/app.out", w.d.state);
+	snprintf(stop, sizeof stop, "%s/app.stop", w.d.state);
+	a = spawn_example(aargv, out, stop);
+	wait_lines(&w, out, "local", 3);
+
+	v = create_vm(&w);
+	wait_vm(&w, v.name, VM_READY);
+	wait_lines(&w, out, "vm", 3);
+	/* A request in flight on the VM when it is deleted: it drains, and is answered. */
+	held = open_begun(port);
+	for (int i = 0; i < 200 && jx_open(&w) < 1; i++)
+		sleep_ms(25);
+	delete_vm(&w, v.name);
+	wait_vm(&w, v.name, VM_DRAINING);
+	vm_answers = lines_saying(out, "vm");
+	wait_lines(&w, out, "local", lines_saying(out, "local") + 3);
+	assert_true(lines_saying(out, "vm") <= vm_answers + 1); /* one may have been on its way */
+	got = finish(held);
+	assert_non_null(strstr(got, v.name));
+	free(got);
+	wait_vm(&w, v.name, VM_TERMINATED);
+	wait_lines(&w, out, "local", lines_saying(out, "local") + 3);
+
+	assert_int_equal(write_file_atomic(stop, "", 0, 0600), 0);
+	assert_int_equal(waitpid(a, &status, 0), a);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char *text = read_text(out);
+
+		fail_msg("the application saw failures:\n%s", text);
+	}
+	{
+		char *text = read_text(out);
+		const char *order[] = {"local\n", "vm\n", "local\n", NULL};
+
+		expect_in_order(text, order);
+		free(text);
+	}
+	kill(b, SIGTERM);
+	waitpid(b, NULL, 0);
+	world_end(&w);
+	free(backend);
+	free(app);
+}
+
 /*
  * No local copy: with no VM a connection is closed at once; with one on its
  * way and route.wait_s, it waits and the VM answers it.
@@ -642,6 +758,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_local_vm_local),
 	    cmocka_unit_test(test_agent_faults),
+	    cmocka_unit_test(test_example_app),
 	    cmocka_unit_test(test_wait_for_vm),
 	    cmocka_unit_test(test_drain_until_done),
 	    cmocka_unit_test(test_drain_deadline),

@@ -27,6 +27,9 @@
 
 #include <cmocka.h>
 
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+
 #include "harness.h"
 #include "net/tls.h"
 #include "util/buf.h"
@@ -285,6 +288,65 @@ wait_status(struct emu *e, const char *name, int port, const char *field, const 
 	}
 	fail_msg("the agent on port %d never said %s = %s", port, field, value);
 	return NULL;
+}
+
+/*
+ * A request to the backend through the agent, as a route sends it: TLS with
+ * ALPN spillway-fwd/1, its key checked against the published pin. The answer.
+ */
+static char *
+through_agent(struct emu *e, int port, const char *request)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	BIO *cb = BIO_new_mem_buf(me.cert_pem, -1), *kb = BIO_new_mem_buf(me.key_pem, -1);
+	X509 *cert = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+	EVP_PKEY *key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+	static const unsigned char alpn[] = "\x0espillway-fwd/1";
+	char *pin = agent_pin(e, NAME), got[TLS_PIN_MAX], chunk[4096];
+	struct buf answer = BUF_INIT(1 << 20);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), n;
+	SSL *ssl;
+	X509 *peer;
+	char *text;
+
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+	SSL_CTX_use_certificate(ctx, cert);
+	SSL_CTX_use_PrivateKey(ctx, key);
+	ssl = SSL_new(ctx);
+	SSL_set_alpn_protos(ssl, alpn, sizeof alpn - 1);
+	SSL_set_fd(ssl, fd);
+	assert_int_equal(SSL_connect(ssl), 1);
+	/* The key it shows is the one it published. */
+	peer = SSL_get1_peer_certificate(ssl);
+	{
+		BIO *pb = BIO_new(BIO_s_mem());
+		char *pem;
+		long len;
+
+		PEM_write_bio_X509(pb, peer);
+		len = BIO_get_mem_data(pb, &pem);
+		text = xstrndup(pem, (size_t)len);
+		BIO_free(pb);
+	}
+	assert_int_equal(tls_cert_pin(text, got), 0);
+	assert_string_equal(got, pin);
+	free(text);
+	SSL_write(ssl, request, (int)strlen(request));
+	while ((n = SSL_read(ssl, chunk, sizeof chunk)) > 0)
+		buf_add(&answer, chunk, (size_t)n);
+	text = buf_detach(&answer, NULL);
+	X509_free(peer);
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	BIO_free(cb);
+	BIO_free(kb);
+	free(pin);
+	return text;
 }
 
 /* POST /spillway/lease with this Authorization header line; the HTTP status. */
@@ -552,6 +614,12 @@ test_startup_script(void **state)
 		free(text);
 		free(pin);
 	}
+
+	/* What a route sends goes to the backend on the VM's loopback, and back. */
+	text = through_agent(&e, aport, "GET / HTTP/1.0\r\nHost: vm\r\n\r\n");
+	if (!str_prefix(text, "HTTP/1.0 200"))
+		fail_msg("through the agent: '%.200s'", text);
+	free(text);
 
 	/* The lease runs out while someone uses the backend: the VM stays. */
 	st = wait_status(&e, NAME, aport, "lease_left_seconds", "0");
