@@ -62,7 +62,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p += len + 1;
 	}
 	if (config_load(&c, &a, env, &cause) == 0) {
-		startup_render(&s, &c, "vm-1", "vision", "00");
+		startup_render(&s, &c, "vm-1", "vision", "00", "-----BEGIN CERTIFICATE-----\n");
 		for (size_t i = 0; i < nitems(fields); i++) {
 			const char *want = *(char **)((char *)&c + fields[i].offset);
 
