@@ -331,6 +331,39 @@ remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 	return (type == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : -errno;
 }
 
+char **
+env_dup(char *const *from)
+{
+	char **env = xcalloc(1, sizeof *env);
+	size_t n = 0;
+
+	for (char *const *p = from; p != NULL && *p != NULL; p++) {
+		env = xreallocarray(env, n + 2, sizeof *env);
+		env[n++] = xstrdup(*p);
+		env[n] = NULL;
+	}
+	return env;
+}
+
+void
+env_put(char ***env, const char *name, const char *value)
+{
+	size_t len = strlen(name), n = 0;
+
+	if (value == NULL)
+		return;
+	for (; (*env)[n] != NULL; n++) {
+		if (strncmp((*env)[n], name, len) == 0 && (*env)[n][len] == '=') {
+			free((*env)[n]);
+			(*env)[n] = xasprintf("%s=%s", name, value);
+			return;
+		}
+	}
+	*env = xreallocarray(*env, n + 2, sizeof **env);
+	(*env)[n] = xasprintf("%s=%s", name, value);
+	(*env)[n + 1] = NULL;
+}
+
 int
 remove_tree(const char *path)
 {

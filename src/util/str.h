@@ -43,6 +43,10 @@ size_t str_distance(const char *, const char *);
  * globs or redirections are interpreted. 0, or -EINVAL with a cause.
  */
 int str_argv(const char *, char ***argv, char **cause);
+/* A copy of an environment (environ), for a child's (str_list_free). */
+char **env_dup(char *const *env);
+/* NAME=VALUE in a NULL-ended environment, in place of NAME's value; value NULL: unchanged. */
+void env_put(char ***env, const char *name, const char *value);
 /* Percent-encode all but RFC 3986's unreserved characters (form values, query values). */
 char *url_encode(const char *);
 /* Read a whole file of at most max bytes. 0 or -errno (-E2BIG when larger). */

@@ -12,8 +12,6 @@
 
 #define LINE_MAX_BYTES 4096
 
-extern char **environ;
-
 struct hook {
 	struct hooks *hooks;
 	char *name;
@@ -153,25 +151,6 @@ on_timeout(uv_timer_t *t)
 	uv_process_kill(&k->proc, SIGKILL);
 }
 
-static void
-env_set(char ***env, size_t *n, const char *name, const char *value)
-{
-	size_t len = strlen(name);
-
-	if (value == NULL)
-		return;
-	for (size_t i = 0; i < *n; i++) {
-		if (strncmp((*env)[i], name, len) == 0 && (*env)[i][len] == '=') {
-			free((*env)[i]);
-			(*env)[i] = xasprintf("%s=%s", name, value);
-			return;
-		}
-	}
-	*env = xreallocarray(*env, *n + 2, sizeof **env);
-	(*env)[(*n)++] = xasprintf("%s=%s", name, value);
-	(*env)[*n] = NULL;
-}
-
 char *
 hook_expand(const char *word, const struct hook_env *e)
 {
@@ -206,17 +185,14 @@ hook_run(
 	uv_stdio_container_t io[3];
 	struct hook *k;
 	char **argv = NULL, **env;
-	size_t n = 0;
 	int error;
 
 	if (command == NULL || *command == '\0')
 		return 0;
-	env = xcalloc(1, sizeof *env);
 	if (str_argv(command, &argv, cause) != 0 || argv[0] == NULL) {
 		if (argv != NULL && argv[0] == NULL)
 			*cause = xasprintf("hook %s: the command is empty", name);
 		str_list_free(argv);
-		free(env);
 		return -EINVAL;
 	}
 	for (char **w = argv; *w != NULL; w++) {
@@ -225,18 +201,14 @@ hook_run(
 		free(*w);
 		*w = expanded;
 	}
-	for (char **p = environ; p != NULL && *p != NULL; p++) {
-		env = xreallocarray(env, n + 2, sizeof *env);
-		env[n++] = xstrdup(*p);
-		env[n] = NULL;
-	}
-	env_set(&env, &n, "SPILLWAY_EVENT", e->event);
-	env_set(&env, &n, "SPILLWAY_VM_NAME", e->vm_name);
-	env_set(&env, &n, "SPILLWAY_VM_IP", e->vm_ip);
-	env_set(&env, &n, "SPILLWAY_ENDPOINT", e->endpoint);
-	env_set(&env, &n, "SPILLWAY_COMPONENTS", e->components);
-	env_set(&env, &n, "SPILLWAY_REASON", e->reason);
-	env_set(&env, &n, "SPILLWAY_LEVEL", e->level);
+	env = env_dup(environ);
+	env_put(&env, "SPILLWAY_EVENT", e->event);
+	env_put(&env, "SPILLWAY_VM_NAME", e->vm_name);
+	env_put(&env, "SPILLWAY_VM_IP", e->vm_ip);
+	env_put(&env, "SPILLWAY_ENDPOINT", e->endpoint);
+	env_put(&env, "SPILLWAY_COMPONENTS", e->components);
+	env_put(&env, "SPILLWAY_REASON", e->reason);
+	env_put(&env, "SPILLWAY_LEVEL", e->level);
 
 	k = xcalloc(1, sizeof *k);
 	k->hooks = h;
