@@ -39,7 +39,9 @@ Compute Engine gives.
 Settings are instance metadata attributes; the secret is read from the
 metadata server and kept in memory only. SPILLWAY_METADATA_URL,
 SPILLWAY_COMPUTE_URL, SPILLWAY_METADATA_INSTANCE (the emulator's name for the
-asking instance), SPILLWAY_AGENT_ADDRESS and SPILLWAY_ROOT exist for tests.
+asking instance), SPILLWAY_AGENT_ADDRESS, SPILLWAY_BACKEND_ADDRESS (where the
+backend listens instead of 127.0.0.1) and SPILLWAY_ROOT exist for tests and
+for the emulator, which runs this agent for its guests when asked.
 """
 import base64
 import hashlib
@@ -63,6 +65,7 @@ MD = os.environ.get("SPILLWAY_METADATA_URL",
 COMPUTE = os.environ.get("SPILLWAY_COMPUTE_URL",
                          "https://compute.googleapis.com/compute/v1")
 ROOT = os.environ.get("SPILLWAY_ROOT", "")
+BACKEND = os.environ.get("SPILLWAY_BACKEND_ADDRESS", "127.0.0.1")
 SKEW_S = 300
 ALPN_FORWARD, ALPN_HTTP = "spillway-fwd/1", "http/1.1"
 HANDSHAKE_S = 10
@@ -190,8 +193,8 @@ class Agent:
         self.name = metadata("instance/name")[0]
         self.secret = attr("spillway-agent-secret").encode()
         self.port = int(attr("spillway-port", "8010"))
-        self.health_url = "http://127.0.0.1:%d%s" % (
-            self.port, attr("spillway-health-path", "/health"))
+        self.health_url = "http://%s:%d%s" % (
+            BACKEND, self.port, attr("spillway-health-path", "/health"))
         self.agent_port = int(attr("spillway-agent-port", "8011"))
         self.lease_s = int(attr("spillway-lease-seconds", "1200"))
         self.lock = threading.Lock()
@@ -282,7 +285,10 @@ class Agent:
             if why is not None:
                 self_delete(why)
                 return
-            time.sleep(tick)
+            # While the backend does not answer, every second: READY is noticed at once.
+            with self.lock:
+                wait = tick if self.healthy else 1
+            time.sleep(wait)
 
     def watch_preemption(self):
         etag = ""
@@ -312,7 +318,7 @@ class Agent:
     def forward(self, tls):
         """The connection's bytes to the backend and back, until both ends are done."""
         try:
-            back = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            back = socket.create_connection((BACKEND, self.port), timeout=10)
         except OSError as e:
             log("cannot reach the backend on port %d: %s" % (self.port, e))
             return

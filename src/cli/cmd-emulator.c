@@ -46,6 +46,8 @@ enum {
 	OPT_FIREWALL_SOURCE,
 	OPT_FIREWALL_PORTS,
 	OPT_DENY,
+	OPT_GUEST_AGENT,
+	OPT_GUEST_BACKEND,
 	OPT_PRINT_ENV,
 	OPT_DETACH,
 };
@@ -72,6 +74,8 @@ static const struct option options[] = {
     {"firewall-source", required_argument, NULL, OPT_FIREWALL_SOURCE},
     {"firewall-ports", required_argument, NULL, OPT_FIREWALL_PORTS},
     {"deny-permissions", required_argument, NULL, OPT_DENY},
+    {"guest-agent", required_argument, NULL, OPT_GUEST_AGENT},
+    {"guest-backend", required_argument, NULL, OPT_GUEST_BACKEND},
     {"print-env", no_argument, NULL, OPT_PRINT_ENV},
     {"detach", no_argument, NULL, OPT_DETACH},
     {0},
@@ -319,6 +323,16 @@ emulator_options(const struct cmd_entry *e, const struct args *a, struct emulato
 		o->firewall_ports = v;
 	}
 	o->denied = args_get(a, OPT_DENY);
+	if ((v = args_get(a, OPT_GUEST_AGENT)) != NULL && access(v, R_OK) != 0)
+		return cmd_usage_error(e,
+		    "--guest-agent '%s': %s (give the path of data/spillway-agent.py)", v,
+		    strerror(errno));
+	o->guest_agent = v;
+	o->guest_backend = args_get(a, OPT_GUEST_BACKEND);
+	if (o->guest_backend != NULL && o->guest_agent == NULL)
+		return cmd_usage_error(e,
+		    "--guest-backend runs behind the real agent: give "
+		    "--guest-agent too");
 	if ((v = args_get(a, OPT_SEED)) != NULL) {
 		if (cmd_int_arg(e, "--seed", v, 1, INT64_MAX, &n) != 0)
 			return EXIT_USAGE;
@@ -432,7 +446,8 @@ const struct cmd_entry cmd_emulator_entry = {
         "[--request-log F]\n"
         "        [--write-credentials F] [--write-user-credentials F] [--seed N]\n"
         "        [--time-scale X [--clock-epoch UNIX-SECONDS]]\n"
-        "        [--firewall-source CIDR [--firewall-ports P1,P2]] [--deny-permissions P1,P2] [--print-env] [--detach]",
+        "        [--firewall-source CIDR [--firewall-ports P1,P2]] [--deny-permissions P1,P2]\n"
+        "        [--guest-agent FILE [--guest-backend COMMAND]] [--print-env] [--detach]",
     .summary = "run a local Compute Engine (API, OAuth, metadata server, guests)",
     .options = options,
     .min_args = 0,

@@ -1,10 +1,12 @@
 /*
  * The emulator's own API under /emulator/v1/, for tests and benches: the
  * request log, a reset, faults, tokens (to expire them, or to prove none
- * leaked), every instance at once, counts, and an instance preempted or its
- * guest made healthy, unhealthy or used. A table of routes, like the
+ * leaked), every instance at once, counts, and an instance preempted, powered
+ * off from inside (a guest's systemctl poweroff), or its guest made healthy,
+ * unhealthy or used. A table of routes, like the
  * control API's.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,9 +133,10 @@ admin_instances(struct rq *rq, char **parts, size_t n)
 			const struct inst *in = emu->zones[i].insts[j];
 
 			json_array_append_new(out,
-			    jx_pack("{s:s, s:s, s:s, s:O, s:o}", "name", in->name, "zone",
+			    jx_pack("{s:s, s:s, s:s, s:O, s:o, s:s?}", "name", in->name, "zone",
 			        emu->zones[i].name, "status", jx_str(in->res, "status"), "metadata",
-			        json_object_get(in->res, "metadata"), "lease", guest_lease(in)));
+			        json_object_get(in->res, "metadata"), "lease", guest_lease(in),
+			        "guest_root", guest_root(in)));
 		}
 	emu_reply_json(rq, 200, jx_pack("{s:o}", "instances", out));
 }
@@ -183,7 +186,7 @@ admin_instance(struct rq *rq, char **parts, size_t n)
 	json_t *v = NULL, *healthy;
 	char *cause = NULL;
 	size_t len;
-	int too_large;
+	int too_large, error;
 	const char *body;
 
 	if (inst == NULL)
@@ -194,6 +197,11 @@ admin_instance(struct rq *rq, char **parts, size_t n)
 			return;
 		}
 		compute_preempt(inst);
+		emu_reply_json(rq, 200, jx_pack("{s:s}", "instance", inst->name));
+		return;
+	}
+	if (strcmp(parts[8], "poweroff") == 0) {
+		compute_poweroff(inst);
 		emu_reply_json(rq, 200, jx_pack("{s:s}", "instance", inst->name));
 		return;
 	}
@@ -210,9 +218,11 @@ admin_instance(struct rq *rq, char **parts, size_t n)
 		return;
 	}
 	if (json_is_string(json_object_get(v, "agent")) &&
-	    guest_set_agent(inst, jx_str(v, "agent")) != 0) {
+	    (error = guest_set_agent(inst, jx_str(v, "agent"))) != 0) {
 		emu_error(rq, 400, "invalid",
-		    "agent must be \"ok\", \"stall\", \"other-key\" or \"reset\"");
+		    error == -ENOTSUP
+		        ? "this guest runs the real agent: its faults are its own"
+		        : "agent must be \"ok\", \"stall\", \"other-key\" or \"reset\"");
 		json_decref(v);
 		return;
 	}

@@ -549,6 +549,13 @@ compute_preempt(struct inst *inst)
 }
 
 void
+compute_poweroff(struct inst *inst)
+{
+	if (inst->status == ST_RUNNING)
+		begin_stop(inst, false);
+}
+
+void
 compute_free_zone(struct zone *z)
 {
 	while (z->ninsts > 0)

@@ -36,6 +36,8 @@ struct emulator_opts {
 	const char *firewall_source; /* a rule opens the agent port to this range; NULL: none */
 	const char *firewall_ports;  /* the ports it opens instead ("8011,8010"); NULL: the agent's */
 	const char *denied;          /* permissions testIamPermissions leaves out (comma-separated) */
+	const char *guest_agent;     /* data/spillway-agent.py run for each guest; NULL: built in */
+	const char *guest_backend;   /* the command of each guest's backend; NULL: built in */
 	uint64_t seed;             /* 0: random */
 	const struct clock *clock; /* NULL: real time */
 };

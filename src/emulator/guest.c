@@ -45,6 +45,7 @@ struct guest {
 	int fd, agent_fd;              /* reserved, not yet serving */
 	struct httpd *http;            /* serving the backend's port and the agent's API */
 	struct front *front;           /* the agent's port: TLS */
+	struct programs *programs;     /* or the real agent there (opts.guest_agent) */
 	int api_port;                  /* the agent's API, behind the front */
 	char host[32], agent_host[32]; /* "127.a.b.c:port", for the request log */
 	long renewals;
@@ -298,6 +299,12 @@ guest_lease(const struct inst *inst)
 	return jx_pack("{s:I, s:s}", "renewals", (json_int_t)g->renewals, "last", last);
 }
 
+const char *
+guest_root(const struct inst *inst)
+{
+	return inst->guest != NULL ? programs_root(inst->guest->programs) : NULL;
+}
+
 /* The backend's port or the agent's: the one server serves both. */
 static void
 on_request(struct httpd_req *req, void *arg)
@@ -308,6 +315,25 @@ on_request(struct httpd_req *req, void *arg)
 		on_agent_request(req, arg);
 	else
 		on_guest_request(req, arg);
+}
+
+/*
+ * The real agent on the agent's port (the port let go for it to bind), and the
+ * backend: the command's, or the built-in one on the reserved port.
+ */
+static int
+programs_ready(
+    struct inst *inst, struct guest *g, int fd, int afd, const struct httpd_opts *ho, char **cause)
+{
+	struct emulator *emu = inst->emu;
+	int error = 0;
+
+	close(afd);
+	if (emu->opts.guest_backend != NULL)
+		close(fd);
+	else if ((error = httpd_new_fd(emu->loop, fd, ho, on_request, g, &g->http, cause)) != 0)
+		return error;
+	return programs_start(inst, &g->programs, cause);
 }
 
 void
@@ -324,10 +350,14 @@ guest_start(struct inst *inst)
 
 	if (g == NULL)
 		return;
-	/* Each fd is the server's or the front's now, served or closed. */
+	/* Each fd is the server's, the front's or the programs' now, served or closed. */
 	fd = g->fd;
 	afd = g->agent_fd;
 	g->fd = g->agent_fd = -1;
+	if (emu->opts.guest_agent != NULL) {
+		error = programs_ready(inst, g, fd, afd, &ho, &cause);
+		goto started;
+	}
 	/* One server on the backend's port and the agent API's: 4 descriptors a guest, not 5. */
 	if ((error = httpd_new_fd(emu->loop, fd, &ho, on_request, g, &g->http, &cause)) != 0 ||
 	    (error = pfd = httpd_bind(inst->nat_ip, 0, &cause)) < 0) {
@@ -339,6 +369,7 @@ guest_start(struct inst *inst)
 		g->api_port = ntohs(sin.sin_port);
 		error = front_new(inst, afd, emu->opts.guest_port, g->api_port, &g->front, &cause);
 	}
+started:
 	if (error == -EMFILE || error == -ENFILE)
 		fds_out(inst);
 	else if (error != 0)
@@ -373,6 +404,7 @@ guest_stop(struct inst *inst)
 	if (g->agent_fd >= 0)
 		close(g->agent_fd);
 	front_free(g->front);
+	programs_stop(g->programs);
 	httpd_free(g->http);
 	free(g);
 	inst->guest = NULL;
@@ -388,6 +420,8 @@ guest_set_agent(struct inst *inst, const char *mode)
 {
 	static const char *modes[] = {"ok", "stall", "other-key", "reset"};
 
+	if (inst->guest != NULL && inst->guest->programs != NULL)
+		return -ENOTSUP;
 	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
 		if (strcmp(mode, modes[i]) == 0) {
 			if (inst->guest != NULL)

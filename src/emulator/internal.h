@@ -165,6 +165,8 @@ void compute_route(struct rq *, char **parts, size_t n);
 void emu_admin_route(struct rq *, char **parts, size_t n);
 void compute_free_zone(struct zone *);
 void compute_preempt(struct inst *);
+/* The guest shut itself down: STOPPING, then TERMINATED, whatever its termination action. */
+void compute_poweroff(struct inst *);
 json_t *compute_op_json(struct op *);
 /* Shared by compute.c and insert.c (instances.insert). */
 void compute_bad_field(struct rq *, const char *field, const char *value, const char *fmt, ...)
@@ -220,6 +222,14 @@ const char *inst_attribute(const struct inst *, const char *key);
 void guest_attribute_set(struct inst *, const char *key, const char *value);
 void metadata_guest_attributes(struct rq *, struct inst *);
 
+/* programs.c: a guest's agent and backend run for real (opts.guest_agent). */
+struct programs;
+int programs_start(struct inst *, struct programs **, char **cause);
+/* Killed with their VM; the rest goes once they were reaped. NULL: nothing. */
+void programs_stop(struct programs *);
+/* The guest's root directory (its disk: the agent's log, the backend's pid), or NULL. */
+const char *programs_root(const struct programs *);
+
 /* guest.c */
 struct guest;
 /* At STAGING: reserve an address (bound, not listening: connections are refused). */
@@ -228,10 +238,15 @@ int guest_reserve(struct inst *);
 void guest_start(struct inst *);
 void guest_stop(struct inst *);
 void guest_set(struct inst *, int healthy, bool touch);
-/* The agent port's behaviour (front.c), for tests: "ok", "stall", "other-key", "reset". */
+/*
+ * The agent port's behaviour (front.c), for tests: "ok", "stall", "other-key", "reset";
+ * -ENOTSUP for a guest that runs the real agent.
+ */
 int guest_set_agent(struct inst *, const char *mode);
 /* The agent's lease renewals: {renewals, last}, or null without a guest. */
 json_t *guest_lease(const struct inst *);
+/* Where a guest that runs the real agent keeps its files, or NULL. */
+const char *guest_root(const struct inst *);
 
 /* catalog.c */
 void catalog_route(struct rq *, char **parts, size_t n);
