@@ -7,17 +7,23 @@ the tests) can see where each request went.
   GET /work     {"served_by": WHERE, "n": COUNT}: the component's work
   GET /slow?s=S the same after S seconds: a request in flight
 
-Run: backend.py PORT WHERE [ADDRESS]; ADDRESS defaults to 127.0.0.1.
+Run: backend.py [PORT WHERE [ADDRESS]]. Without arguments it is the VM's
+backend as spillway's startup script starts it: the port from $PORT, WHERE
+"vm", the address 127.0.0.1 (or $SPILLWAY_BACKEND_ADDRESS, as the emulator
+gives its guests).
 """
 import http.server
 import json
+import os
 import sys
 import threading
 import time
 import urllib.parse
 
-port, where = int(sys.argv[1]), sys.argv[2]
-address = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
+args = sys.argv[1:]
+port = int(args[0] if args else os.environ["PORT"])
+where = args[1] if len(args) > 1 else "vm"
+address = args[2] if len(args) > 2 else os.environ.get("SPILLWAY_BACKEND_ADDRESS", "127.0.0.1")
 lock = threading.Lock()
 state = {"n": 0, "used": time.monotonic()}
 

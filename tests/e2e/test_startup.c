@@ -290,36 +290,37 @@ wait_status(struct emu *e, const char *name, int port, const char *field, const 
 	return NULL;
 }
 
-/*
- * A request to the backend through the agent, as a route sends it: TLS with
- * ALPN spillway-fwd/1, its key checked against the published pin. The answer.
- */
-static char *
-through_agent(struct emu *e, int port, const char *request)
+/* A connection through the agent to the backend, as a route opens it. */
+struct fwd {
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int fd;
+};
+
+/* TLS with ALPN spillway-fwd/1, the agent's key checked against the pin it published. */
+static void
+fwd_open(struct fwd *f, struct emu *e, const char *name, int port)
 {
 	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	BIO *cb = BIO_new_mem_buf(me.cert_pem, -1), *kb = BIO_new_mem_buf(me.key_pem, -1);
 	X509 *cert = PEM_read_bio_X509(cb, NULL, NULL, NULL);
 	EVP_PKEY *key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
 	static const unsigned char alpn[] = "\x0espillway-fwd/1";
-	char *pin = agent_pin(e, NAME), got[TLS_PIN_MAX], chunk[4096];
-	struct buf answer = BUF_INIT(1 << 20);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), n;
-	SSL *ssl;
+	char *pin = agent_pin(e, name), got[TLS_PIN_MAX], *text;
 	X509 *peer;
-	char *text;
 
+	f->ctx = SSL_CTX_new(TLS_client_method());
+	f->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
-	SSL_CTX_use_certificate(ctx, cert);
-	SSL_CTX_use_PrivateKey(ctx, key);
-	ssl = SSL_new(ctx);
-	SSL_set_alpn_protos(ssl, alpn, sizeof alpn - 1);
-	SSL_set_fd(ssl, fd);
-	assert_int_equal(SSL_connect(ssl), 1);
+	assert_int_equal(connect(f->fd, (struct sockaddr *)&to, sizeof to), 0);
+	SSL_CTX_use_certificate(f->ctx, cert);
+	SSL_CTX_use_PrivateKey(f->ctx, key);
+	f->ssl = SSL_new(f->ctx);
+	SSL_set_alpn_protos(f->ssl, alpn, sizeof alpn - 1);
+	SSL_set_fd(f->ssl, f->fd);
+	assert_int_equal(SSL_connect(f->ssl), 1);
 	/* The key it shows is the one it published. */
-	peer = SSL_get1_peer_certificate(ssl);
+	peer = SSL_get1_peer_certificate(f->ssl);
 	{
 		BIO *pb = BIO_new(BIO_s_mem());
 		char *pem;
@@ -333,20 +334,45 @@ through_agent(struct emu *e, int port, const char *request)
 	assert_int_equal(tls_cert_pin(text, got), 0);
 	assert_string_equal(got, pin);
 	free(text);
-	SSL_write(ssl, request, (int)strlen(request));
-	while ((n = SSL_read(ssl, chunk, sizeof chunk)) > 0)
-		buf_add(&answer, chunk, (size_t)n);
-	text = buf_detach(&answer, NULL);
 	X509_free(peer);
-	SSL_free(ssl);
-	close(fd);
-	SSL_CTX_free(ctx);
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	BIO_free(cb);
 	BIO_free(kb);
 	free(pin);
-	return text;
+}
+
+static void
+fwd_send(struct fwd *f, const char *text)
+{
+	assert_int_equal(SSL_write(f->ssl, text, (int)strlen(text)), (int)strlen(text));
+}
+
+/* What came back until the end; the connection closed. */
+static char *
+fwd_finish(struct fwd *f)
+{
+	struct buf answer = BUF_INIT(1 << 20);
+	char chunk[4096];
+	int n;
+
+	while ((n = SSL_read(f->ssl, chunk, sizeof chunk)) > 0)
+		buf_add(&answer, chunk, (size_t)n);
+	SSL_free(f->ssl);
+	close(f->fd);
+	SSL_CTX_free(f->ctx);
+	return buf_detach(&answer, NULL);
+}
+
+/* A request to the backend through the agent, as a route sends it. The answer. */
+static char *
+through_agent(struct emu *e, const char *name, int port, const char *request)
+{
+	struct fwd f;
+
+	fwd_open(&f, e, name, port);
+	fwd_send(&f, request);
+	return fwd_finish(&f);
 }
 
 /* POST /spillway/lease with this Authorization header line; the HTTP status. */
@@ -468,6 +494,7 @@ test_startup_script(void **state)
 	char *text, *before;
 	int port = 20000 + (int)(getpid() % 20000), aport = port + 1, hold;
 	pid_t agent2, agent3, backend;
+	struct fwd held;
 	int64_t up;
 	struct emu e;
 	json_t *st;
@@ -616,7 +643,7 @@ test_startup_script(void **state)
 	}
 
 	/* What a route sends goes to the backend on the VM's loopback, and back. */
-	text = through_agent(&e, aport, "GET / HTTP/1.0\r\nHost: vm\r\n\r\n");
+	text = through_agent(&e, NAME, aport, "GET / HTTP/1.0\r\nHost: vm\r\n\r\n");
 	if (!str_prefix(text, "HTTP/1.0 200"))
 		fail_msg("through the agent: '%.200s'", text);
 	free(text);
@@ -653,7 +680,7 @@ test_startup_script(void **state)
 	wait_gone((pid_t)strtol(text, NULL, 10), "the agent after deleting its VM");
 	free(text);
 
-	/* A preemption notice: reported at once, and the backend stopped. */
+	/* A preemption notice: reported at once, the backend stopped once its connections ended. */
 	insert(&e, NAME2, port, aport + 1, "600", NULL);
 	{
 		char *url = compute_url(&e, ZONE, "instances/" NAME2);
@@ -665,6 +692,9 @@ test_startup_script(void **state)
 	agent2 = start_agent(root, stubs, &e, NAME2, NULL);
 	st = wait_status(&e, NAME2, aport + 1, "backend_healthy", "true");
 	json_decref(st);
+	/* A request in flight through the agent: the backend is kept for it. */
+	fwd_open(&held, &e, NAME2, aport + 1);
+	fwd_send(&held, "GET / HTTP/1.0\r\nHost: vm\r\n");
 	{
 		char *url = xasprintf("%s/emulator/v1/projects/spillway-emulator/zones/" ZONE
 		                      "/instances/" NAME2 "/preempt",
@@ -677,6 +707,12 @@ test_startup_script(void **state)
 	st = wait_status(&e, NAME2, aport + 1, "preempted", "true");
 	assert_string_equal(jx_str(st, "status"), "preempted");
 	json_decref(st);
+	fwd_send(&held, "\r\n");
+	text = fwd_finish(&held);
+	if (!str_prefix(text, "HTTP/1.0 200"))
+		fail_msg("the request in flight at the notice: '%.200s'", text);
+	free(text);
+	/* Its connection ended: now the backend stops. */
 	wait_gone(backend, "the backend after the preemption notice");
 	text = file(root, "systemctl.args");
 	assert_non_null(strstr(text, "stop spillway-backend.service\n"));
