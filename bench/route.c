@@ -2,15 +2,18 @@
  * bench/route: a component's route against its peers, side by side in one
  * run on loopback. A backend here (a thread per connection) answers
  * GET /small with 16 bytes, keep-alive, and GET /big with 1 GiB; it is
- * reached three ways: directly, through spillway's router (in this process,
- * on its own thread and loop, so its CPU is that thread's), and through
- * HAProxy in TCP mode (Debian's haproxy, its own process). For each: small
- * requests on one kept connection (p50/p99), new connections each with one
- * request (p50/p99), the 1 GiB stream (MB/s) and the proxy's CPU per MB.
- * And route_choose's cost per connection.
- *
- * The way to a VM (TLS through its agent) is not in the route yet, so both
- * proxies carry plain TCP here.
+ * reached three ways: directly; through spillway's router (in this process,
+ * on its own thread and loop, so its CPU is that thread's) to a READY VM,
+ * that is TLS to the VM's agent, its key pinned, the router's certificate
+ * shown, ALPN spillway-fwd/1; and through HAProxy (Debian's haproxy, its own
+ * process) originating the same TLS (`server ... ssl crt client.pem alpn
+ * spillway-fwd/1 verify none`). The agent both reach is the same: a second
+ * HAProxy that ends the TLS, lets in only the router's certificate and
+ * passes the bytes to the backend, as data/spillway-agent.py does on a VM.
+ * For each: small requests on one kept connection (p50/p99), new
+ * connections each with one request (p50/p99: a TLS handshake each), the
+ * 1 GiB stream (MB/s) and the proxy's CPU per MB. And route_choose's cost
+ * per connection.
  *
  *	usage: route [SMALL_REQUESTS] [NEW_CONNECTIONS] [STREAM_MIB]
  */
@@ -33,6 +36,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "net/tls.h"
 #include "route/route.h"
 #include "util/clock.h"
 #include "util/str.h"
@@ -44,7 +48,10 @@
 
 static long long stream_bytes;
 static char dir[] = "/tmp/spillway-route-XXXXXX";
-static pid_t haproxy = -1;
+static pid_t haproxy = -1, agent = -1; /* the proxy measured, the agent both reach */
+
+/* The agent's key and the router's: made once, written where HAProxy reads them. */
+static char *agent_cert, *agent_key, *client_cert, *client_key, agent_pin[TLS_PIN_MAX];
 
 static int64_t
 now_ns(void)
@@ -161,6 +168,7 @@ struct router_thread {
 	struct config cfg;
 	struct clock clock;
 	struct router *r;
+	struct tls_ctx *tls;
 	pthread_t thread;
 	volatile double cpu_s; /* the thread's CPU so far, kept fresh by a timer */
 	uv_timer_t tick;
@@ -204,29 +212,38 @@ run_router(void *arg)
 }
 
 static int
-router_start(struct router_thread *rt, int listen, int local)
+router_start(struct router_thread *rt, int listen, int agent_port)
 {
 	char *path = xasprintf("%s/spillway.conf", dir), *text, *cause = NULL, *home;
 	char *env[2];
 	struct config_args a = {.file = path};
 	struct router_opts o = {.clock = &rt->clock};
+	struct vm_record vm = {.name = "spillway-bench",
+	    .state = VM_READY,
+	    .components = "bench",
+	    .nat_ip = "127.0.0.1"};
 
-	text = xasprintf(
-	    "[component \"bench\"]\nmatch = bench\nlisten = 127.0.0.1:%d\nlocal = 127.0.0.1:%d\n",
-	    listen, local);
+	text = xasprintf("[agent]\nport = %d\n[component \"bench\"]\nmatch = bench\n"
+	                 "listen = 127.0.0.1:%d\n",
+	    agent_port, listen);
 	write_file_atomic(path, text, strlen(text), 0600);
 	env[0] = home = xasprintf("HOME=%s", dir);
 	env[1] = NULL;
-	if (config_load(&rt->cfg, &a, env, &cause) != 0) {
+	if (config_load(&rt->cfg, &a, env, &cause) != 0 ||
+	    tls_ctx_new(false, client_cert, client_key, NULL, &rt->tls, &cause) != 0) {
 		fprintf(stderr, "bench/route: %s\n", cause);
 		return -1;
 	}
 	clock_real(&rt->clock);
 	uv_loop_init(&rt->loop);
+	o.tls = rt->tls;
 	if (router_new(&rt->loop, &rt->cfg, &o, &rt->r, &cause) != 0) {
 		fprintf(stderr, "bench/route: %s\n", cause);
 		return -1;
 	}
+	/* No local copy: a connection that does not reach the agent fails the bench. */
+	snprintf(vm.tls_pin, sizeof vm.tls_pin, "%s", agent_pin);
+	router_vm(rt->r, &vm);
 	uv_async_init(&rt->loop, &rt->stop, on_stop);
 	rt->stop.data = rt;
 	uv_timer_init(&rt->loop, &rt->tick);
@@ -254,20 +271,20 @@ process_cpu(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static int
-haproxy_start(int listen, int backend_port)
+/* HAProxy with this configuration's proxies after the defaults, until it listens there. */
+static pid_t
+haproxy_run(const char *name, int listen, const char *proxies)
 {
-	char *cfg = xasprintf("%s/haproxy.cfg", dir),
+	char *cfg = xasprintf("%s/%s.cfg", dir, name),
 	     *text =
 	         xasprintf("global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n"
-	                   "  timeout client 60s\n  timeout server 60s\nfrontend f\n"
-	                   "  bind 127.0.0.1:%d\n  default_backend b\nbackend b\n"
-	                   "  server s 127.0.0.1:%d\n",
-	             listen, backend_port);
+	                   "  timeout client 60s\n  timeout server 60s\n%s",
+	             proxies);
 	int fd = -1;
+	pid_t pid;
 
 	write_file_atomic(cfg, text, strlen(text), 0600);
-	if ((haproxy = fork()) == 0) {
+	if ((pid = fork()) == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execlp("haproxy", "haproxy", "-db", "-q", "-f", cfg, (char *)NULL);
 		_exit(127);
@@ -278,7 +295,52 @@ haproxy_start(int listen, int backend_port)
 		close(fd);
 	free(cfg);
 	free(text);
-	return fd >= 0 ? 0 : -1;
+	return fd >= 0 ? pid : -1;
+}
+
+/* A PEM file HAProxy reads: these texts one after the other. */
+static char *
+pem_file(const char *name, const char *a, const char *b)
+{
+	char *path = xasprintf("%s/%s", dir, name), *text = xasprintf("%s%s", a, b ? b : "");
+
+	write_file_atomic(path, text, strlen(text), 0600);
+	free(text);
+	return path;
+}
+
+/* The VM's agent: TLS ended, only the router's certificate let in, bytes to the backend. */
+static int
+agent_start(int listen, int backend_port)
+{
+	char *crt = pem_file("agent.pem", agent_cert, agent_key),
+	     *ca = pem_file("client-cert.pem", client_cert, NULL),
+	     *text = xasprintf("frontend agent\n  bind 127.0.0.1:%d ssl crt %s ca-file %s verify "
+	                       "required alpn spillway-fwd/1\n  default_backend backend\n"
+	                       "backend backend\n  server s 127.0.0.1:%d\n",
+	         listen, crt, ca, backend_port);
+
+	agent = haproxy_run("agent", listen, text);
+	free(crt);
+	free(ca);
+	free(text);
+	return agent > 0 ? 0 : -1;
+}
+
+/* The peer measured: HAProxy originating the same TLS to the agent. */
+static int
+haproxy_start(int listen, int agent_port)
+{
+	char *crt = pem_file("client.pem", client_cert, client_key),
+	     *text =
+	         xasprintf("frontend f\n  bind 127.0.0.1:%d\n  default_backend b\nbackend b\n"
+	                   "  server s 127.0.0.1:%d ssl crt %s alpn spillway-fwd/1 verify none\n",
+	             listen, agent_port, crt);
+
+	haproxy = haproxy_run("haproxy", listen, text);
+	free(crt);
+	free(text);
+	return haproxy > 0 ? 0 : -1;
 }
 
 /* --- the client --- */
@@ -437,32 +499,47 @@ int
 main(int argc, char **argv)
 {
 	int small = argc > 1 ? atoi(argv[1]) : 20000, conns = argc > 2 ? atoi(argv[2]) : 2000;
-	int bport, lfd, rport = free_port(), hport = free_port();
+	int bport, lfd, rport = free_port(), hport = free_port(), aport = free_port();
 	struct router_thread rt = {0};
 	struct figures direct, routed, proxied;
+	char *cause = NULL;
 	pthread_t bt;
 
 	stream_bytes = (argc > 3 ? atoll(argv[3]) : 1024) << 20;
 	signal(SIGPIPE, SIG_IGN);
 	if (mkdtemp(dir) == NULL || (lfd = listen_any(&bport)) < 0)
 		return 1;
+	if (tls_identity_make("agent", &agent_cert, &agent_key, &cause) != 0 ||
+	    tls_identity_make("spillway", &client_cert, &client_key, &cause) != 0 ||
+	    tls_cert_pin(agent_cert, agent_pin) != 0) {
+		fprintf(stderr, "bench/route: %s\n", cause);
+		return 1;
+	}
 	pthread_create(&bt, NULL, backend, (void *)(intptr_t)lfd);
-	if (router_start(&rt, rport, bport) != 0)
+	if (agent_start(aport, bport) != 0) {
+		printf("bench/route: not measured: HAProxy, the agent both proxies reach, did not "
+		       "start (apt-get install haproxy)\n");
+		remove_tree(dir);
+		return 0;
+	}
+	if (router_start(&rt, rport, aport) != 0)
 		goto fail;
 	printf("bench/route: %d small requests on one connection, %d new connections, a %lld MiB "
-	       "stream; plain TCP on loopback\n",
+	       "stream; loopback, TLS to the agent (HAProxy) in both proxies\n",
 	    small, conns, stream_bytes >> 20);
 	if (measure(bport, small, conns, NULL, NULL, &direct) != 0 ||
 	    measure(rport, small, conns, router_cpu, &rt, &routed) != 0)
 		goto fail;
 	report("direct", &direct);
 	report("spillway", &routed);
-	if (haproxy_start(hport, bport) != 0) {
-		printf("  haproxy   not measured: it did not start (apt-get install haproxy)\n");
+	if (haproxy_start(hport, aport) != 0) {
+		printf("  haproxy   not measured: it did not start\n");
 	} else if (measure(hport, small, conns, haproxy_cpu, NULL, &proxied) == 0) {
 		report("haproxy", &proxied);
-		printf("  spillway/haproxy: small p99 %.2f, stream %.0f %%\n",
-		    routed.small_p99 / proxied.small_p99, 100 * routed.mb_s / proxied.mb_s);
+		printf(
+		    "  spillway/haproxy: small p99 %.2f, new connection p99 %.2f, stream %.0f %%\n",
+		    routed.small_p99 / proxied.small_p99, routed.conn_p99 / proxied.conn_p99,
+		    100 * routed.mb_s / proxied.mb_s);
 	}
 	{
 		double ns = choose_ns();
@@ -472,8 +549,10 @@ main(int argc, char **argv)
 	}
 	if (haproxy > 0)
 		kill(haproxy, SIGTERM), waitpid(haproxy, NULL, 0);
+	kill(agent, SIGTERM), waitpid(agent, NULL, 0);
 	uv_async_send(&rt.stop);
 	pthread_join(rt.thread, NULL);
+	tls_ctx_free(rt.tls);
 	config_free(&rt.cfg);
 	remove_tree(dir);
 	return 0;
@@ -481,6 +560,8 @@ fail:
 	fprintf(stderr, "bench/route: a measurement failed\n");
 	if (haproxy > 0)
 		kill(haproxy, SIGKILL);
+	if (agent > 0)
+		kill(agent, SIGKILL);
 	remove_tree(dir);
 	return 1;
 }

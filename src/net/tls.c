@@ -34,6 +34,7 @@ struct tls_ctx {
 struct tls {
 	SSL *ssl;
 	BIO *rbio, *wbio;
+	SSL_SESSION *ticket; /* a client's: the last the server gave, to resume with */
 	bool ready, failed, mismatch;
 	char pin[TLS_PIN_MAX]; /* "" any */
 	char alpn[32];
@@ -178,6 +179,25 @@ select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const un
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/*
+ * A client's new ticket: a copy kept by its connection, the one before let
+ * go. A copy, because OpenSSL marks the connection's own session not
+ * resumable when the connection ends without close_notify (a reset), and
+ * the ticket is good all the same.
+ */
+static int
+on_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls *t = SSL_get_app_data(ssl);
+	SSL_SESSION *copy = SSL_SESSION_dup(sess);
+
+	if (copy != NULL) {
+		SSL_SESSION_free(t->ticket);
+		t->ticket = copy;
+	}
+	return 0; /* sess stays OpenSSL's */
+}
+
 int
 tls_ctx_new(bool server, const char *cert_pem, const char *key_pem, const char *alpn,
     struct tls_ctx **out, char **cause)
@@ -191,9 +211,20 @@ tls_ctx_new(bool server, const char *cert_pem, const char *key_pem, const char *
 	if ((t->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method())) == NULL)
 		goto out;
 	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
-	/* Idle connections hold no buffers; no tickets: nobody resumes. */
+	/* Idle connections hold no buffers. */
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_num_tickets(t->ctx, 0);
+	if (server) {
+		/* One ticket: the client resumes with its newest (a server that asks for
+		 * certificates resumes only within its own context's name). */
+		SSL_CTX_set_num_tickets(t->ctx, 1);
+		SSL_CTX_set_session_id_context(t->ctx, (const unsigned char *)"spillway", 8);
+	} else {
+		/* Each connection keeps its own tickets, for its owner to resume with
+		 * (tls_session). */
+		SSL_CTX_set_session_cache_mode(
+		    t->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(t->ctx, on_ticket);
+	}
 	if (cert_pem != NULL) {
 		if ((cb = BIO_new_mem_buf(cert_pem, -1)) == NULL ||
 		    (kb = BIO_new_mem_buf(key_pem, -1)) == NULL ||
@@ -251,6 +282,7 @@ tls_new(struct tls_ctx *ctx, const char *pin, const char *alpn)
 	BIO_set_mem_eof_return(t->rbio, -1);
 	BIO_set_mem_eof_return(t->wbio, -1);
 	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	SSL_set_app_data(t->ssl, t);
 	snprintf(t->pin, sizeof t->pin, "%s", pin != NULL ? pin : "");
 	if (SSL_is_server(t->ssl)) {
 		SSL_set_accept_state(t->ssl);
@@ -268,7 +300,36 @@ tls_free(struct tls *t)
 	if (t == NULL)
 		return;
 	SSL_free(t->ssl); /* and its BIOs */
+	SSL_SESSION_free(t->ticket);
 	free(t);
+}
+
+void
+tls_resume(struct tls *t, const struct tls_session *s)
+{
+	if (s != NULL && !SSL_is_server(t->ssl))
+		SSL_set_session(t->ssl, (SSL_SESSION *)s);
+}
+
+struct tls_session *
+tls_session(const struct tls *t)
+{
+	if (t->ticket == NULL || !t->ready || SSL_SESSION_is_resumable(t->ticket) != 1)
+		return NULL;
+	SSL_SESSION_up_ref(t->ticket);
+	return (struct tls_session *)t->ticket;
+}
+
+bool
+tls_resumed(const struct tls *t)
+{
+	return t->ready && SSL_session_reused(t->ssl) == 1;
+}
+
+void
+tls_session_free(struct tls_session *s)
+{
+	SSL_SESSION_free((SSL_SESSION *)s);
 }
 
 static enum tls_result
@@ -322,11 +383,15 @@ tls_handshake(struct tls *t)
 	return fail(t, "TLS handshake");
 }
 
+#define TLS_RECORD_MAX 16384
+/* One loop, one thread: what is decrypted, before the callback has it. */
+static _Thread_local char plain_buf[4 * TLS_RECORD_MAX];
+
 enum tls_result
 tls_input(struct tls *t, const char *cipher, size_t n, tls_plain_cb *plain, void *arg)
 {
 	enum tls_result r;
-	char buf[16384];
+	size_t have = 0;
 	int got, e;
 
 	if (t->failed)
@@ -335,9 +400,22 @@ tls_input(struct tls *t, const char *cipher, size_t n, tls_plain_cb *plain, void
 		return fail(t, "TLS input");
 	if (!t->ready && (r = tls_handshake(t)) != TLS_READY)
 		return r;
-	/* Everything that can be decrypted now (the callback may close the owner: it says so). */
-	while ((got = SSL_read(t->ssl, buf, sizeof buf)) > 0)
-		plain(arg, buf, (size_t)got);
+	/*
+	 * Everything that can be decrypted now, records gathered into one piece
+	 * for the callback (one write for the owner, not one per 16 KiB record).
+	 * The callback may close the owner: it says so.
+	 */
+	for (;;) {
+		got = SSL_read(t->ssl, plain_buf + have, (int)(sizeof plain_buf - have));
+		if (got > 0)
+			have += (size_t)got;
+		if (have > 0 && (got <= 0 || sizeof plain_buf - have < TLS_RECORD_MAX)) {
+			plain(arg, plain_buf, have);
+			have = 0;
+		}
+		if (got <= 0)
+			break;
+	}
 	e = SSL_get_error(t->ssl, got);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 		return TLS_READY;

@@ -44,6 +44,21 @@ struct tls;
 struct tls *tls_new(struct tls_ctx *, const char *pin, const char *alpn);
 void tls_free(struct tls *);
 
+/*
+ * Resumption, a client's: a session from an earlier connection to the same
+ * peer spares the next handshake its key exchange and signatures (TLS 1.3
+ * tickets). The pin is checked all the same: a resumed session carries the
+ * key of the handshake that made it.
+ */
+struct tls_session;
+/* Resume with it (before the handshake); NULL: a full handshake. */
+void tls_resume(struct tls *, const struct tls_session *);
+/* The newest ticket the server gave this connection, a reference of the caller's; or NULL. */
+struct tls_session *tls_session(const struct tls *);
+void tls_session_free(struct tls_session *);
+/* Whether the handshake resumed a session. */
+bool tls_resumed(const struct tls *);
+
 enum tls_result {
 	TLS_AGAIN = 0,   /* more from the peer needed */
 	TLS_READY = 1,   /* the handshake is done and the peer's key is the pinned one */

@@ -31,8 +31,9 @@
 
 struct rvm {
 	char name[64];
-	char host[64];         /* its address (natIP) */
-	char pin[TLS_PIN_MAX]; /* its agent's key, as it published it */
+	char host[64];               /* its address (natIP) */
+	char pin[TLS_PIN_MAX];       /* its agent's key, as it published it */
+	struct tls_session *session; /* the agent's newest ticket: the next handshake resumes */
 	enum vm_state state;
 	char components[256];
 	long open;
@@ -222,6 +223,13 @@ vm_release(struct conn *c)
 	struct rvm *v;
 
 	if (c->vm[0] != '\0' && (v = find_vm(r, c->vm)) != NULL) {
+		const struct tls *t = c->up != NULL ? stream_get_tls(c->up) : NULL;
+		struct tls_session *s = t != NULL ? tls_session(t) : NULL;
+
+		if (s != NULL) {
+			tls_session_free(v->session);
+			v->session = s;
+		}
 		v->open--;
 		v->last_use_ms = now_ms(r);
 		/* Not from here: the manager's answer (the delete) closes connections too. */
@@ -388,6 +396,7 @@ on_connect(uv_connect_t *req, int status)
 	struct conn *c = req->data;
 	struct router *r = c->route->r;
 	struct rvm *v;
+	struct tls *t;
 
 	if (c->state != C_CONNECTING)
 		return;
@@ -421,7 +430,9 @@ on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	c->state = C_HANDSHAKE;
-	stream_tls(c->up, tls_new(r->o.tls, v->pin, TLS_ALPN_FORWARD));
+	t = tls_new(r->o.tls, v->pin, TLS_ALPN_FORWARD);
+	tls_resume(t, v->session);
+	stream_tls(c->up, t);
 	uv_timer_start(&c->timer, on_connect_timeout, CONNECT_MS, 0);
 	stream_start(c->up);
 }
@@ -754,6 +765,11 @@ router_vm(struct router *r, const struct vm_record *rec)
 		tsearch(v, &r->byname, by_name);
 	}
 	v->state = rec->state;
+	/* Another address or key (a new agent): what its predecessor gave is not resumed. */
+	if (strcmp(v->pin, rec->tls_pin) != 0 || strcmp(v->host, rec->nat_ip) != 0) {
+		tls_session_free(v->session);
+		v->session = NULL;
+	}
 	snprintf(v->host, sizeof v->host, "%s", rec->nat_ip);
 	snprintf(v->pin, sizeof v->pin, "%s", rec->tls_pin);
 	snprintf(v->components, sizeof v->components, "%s", rec->components);
@@ -763,6 +779,7 @@ router_vm(struct router *r, const struct vm_record *rec)
 			;
 		*pp = v->next;
 		tdelete(v, &r->byname, by_name);
+		tls_session_free(v->session);
 		free(v);
 		serve_waiting(r);
 		return;
@@ -822,6 +839,7 @@ router_free(struct router *r)
 	for (v = r->vms; v != NULL; v = vnext) {
 		vnext = v->next;
 		tdelete(v, &r->byname, by_name);
+		tls_session_free(v->session);
 		free(v);
 	}
 	r->vms = NULL;
