@@ -13,8 +13,9 @@ spillway-client-cert gets in. ALPN "spillway-fwd/1" passes the connection's
 bytes to the backend on 127.0.0.1 (the backend's port needs no firewall
 rule); anything else is this agent's HTTP API:
 
-  GET  /spillway/status   the backend's health, its last activity, uptime, and
-                          whether Compute Engine announced a preemption
+  GET  /spillway/status   the backend's health, the connections passed to it
+                          open now, its last activity, uptime, and whether
+                          Compute Engine announced a preemption
   POST /spillway/lease    the same answer, and the lease renewed; the daemon
                           sends it at every pass, signed with this VM's secret:
                           "Authorization: SpillwayLease TIME:HEX", HEX being
@@ -219,6 +220,7 @@ class Agent:
                           "ok" if self.healthy else "unhealthy",
                 "instance": self.name,
                 "backend_healthy": self.healthy,
+                "connections": self.forwarding,
                 "idle_seconds": int(now - self.active),
                 "uptime_seconds": int(now - self.started),
                 "lease_seconds": self.lease_s,

@@ -30,6 +30,7 @@ struct fconn {
 	struct stream *down, *up; /* the client's (TLS), the target's */
 	uv_connect_t connect;
 	int handles;
+	bool forwarding; /* passed to the backend, and counted */
 	struct fconn *next, *prev;
 };
 
@@ -42,6 +43,7 @@ struct front {
 	struct sockaddr_in backend, api;
 	enum front_mode mode;
 	struct fconn *conns;
+	long forwarding; /* connections passed to the backend, open now */
 	bool closing;
 	int handles; /* the listener, and one per connection */
 };
@@ -69,6 +71,8 @@ fconn_close(struct fconn *c, bool reset)
 		c->prev->next = c->next;
 	else
 		f->conns = c->next;
+	f->forwarding -= c->forwarding;
+	c->forwarding = false;
 	stream_close(c->up, reset);
 	stream_close(c->down, reset);
 	c->up = c->down = NULL;
@@ -109,6 +113,10 @@ on_connect(uv_connect_t *req, int status)
 		    uv_strerror(status));
 		fconn_close(c, true);
 		return;
+	}
+	if (strcmp(tls_alpn(stream_get_tls(c->down)), TLS_ALPN_FORWARD) == 0) {
+		c->forwarding = true;
+		c->f->forwarding++;
 	}
 	stream_join(c->down, c->up);
 }
@@ -233,6 +241,12 @@ front_new(
 	if (json_object_get(inst->guest_attrs, "spillway/tls-key") == NULL)
 		guest_attribute_set(inst, "spillway/tls-key", pin);
 	return 0;
+}
+
+long
+front_forwarding(const struct front *f)
+{
+	return f != NULL ? f->forwarding : 0;
 }
 
 void

@@ -271,12 +271,13 @@ on_agent_request(struct httpd_req *req, void *arg)
 		                                           : now;
 
 		emu_reply_json(rq, 200,
-		    jx_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:b, s:{s:s, s:I}}", "status",
+		    jx_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:b, s:{s:s, s:I}}", "status",
 		        inst->preempted     ? "preempted"
 		            : status == 200 ? "ok"
 		                            : "unhealthy",
 		        "instance", inst->name, "backend_healthy",
-		        status == 200 && !inst->preempted, "idle_seconds",
+		        status == 200 && !inst->preempted, "connections",
+		        (json_int_t)front_forwarding(g->front), "idle_seconds",
 		        (json_int_t)((now - g->activity_ms) / 1000), "uptime_seconds",
 		        (json_int_t)((now - g->running_ms) / 1000), "lease_seconds",
 		        (json_int_t)lease, "lease_left_seconds", (json_int_t)(left > 0 ? left : 0),

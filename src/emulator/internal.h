@@ -214,6 +214,8 @@ struct front;
 int front_new(struct inst *, int fd, int backend_port, int api_port, struct front **,
     char **cause);
 void front_set_mode(struct front *, enum front_mode);
+/* Connections passed to the backend, open now (the agent's status says them). */
+long front_forwarding(const struct front *);
 void front_free(struct front *);
 
 /* An attribute of the instance's metadata, or NULL. */

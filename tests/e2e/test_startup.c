@@ -695,6 +695,7 @@ test_startup_script(void **state)
 	/* A request in flight through the agent: the backend is kept for it. */
 	fwd_open(&held, &e, NAME2, aport + 1);
 	fwd_send(&held, "GET / HTTP/1.0\r\nHost: vm\r\n");
+	json_decref(wait_status(&e, NAME2, aport + 1, "connections", "1"));
 	{
 		char *url = xasprintf("%s/emulator/v1/projects/spillway-emulator/zones/" ZONE
 		                      "/instances/" NAME2 "/preempt",
