@@ -170,6 +170,10 @@ on_plain(void *arg, const char *data, size_t n)
 
 	if (s->closing || s->ended)
 		return;
+	if (to == NULL && s->ev->read != NULL) {
+		s->ev->read(s, data, n);
+		return;
+	}
 	if (to == NULL) {
 		if (buf_add(&s->early, data, n) != 0 || s->early.len >= HIGH_WATER) {
 			s->stopped = true;
@@ -225,7 +229,9 @@ got_eof(struct stream *s)
 {
 	s->eof = true;
 	uv_read_stop((uv_stream_t *)&s->tcp);
-	if (s->peer != NULL)
+	if (s->peer == NULL && s->ev->read != NULL)
+		end(s, false, NULL);
+	else if (s->peer != NULL)
 		shut_writing(s->peer);
 	else
 		s->early_eof = true;
@@ -335,6 +341,12 @@ pass_early(struct stream *s)
 		shut_writing(s->peer);
 	else
 		start_reading(s);
+}
+
+int
+stream_write(struct stream *s, const char *data, size_t n)
+{
+	return write_plain(s, data, n);
 }
 
 void

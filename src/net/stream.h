@@ -5,8 +5,9 @@
  * the other cannot take yet is queued; past a high-water mark the reading
  * side is read no more until the queue drains. An end of file (or a TLS
  * close_notify) is passed on as a shutdown of the other's writing; an error
- * ends both. Leaf module: spillway's routes (route/) and the emulator's
- * agents use it.
+ * ends both. Or one alone, read and written by its owner. Leaf module:
+ * spillway's routes (route/), its calls to agents (hconn.h) and the
+ * emulator's agents use it.
  */
 #ifndef SPILLWAY_STREAM_H
 #define SPILLWAY_STREAM_H
@@ -29,6 +30,11 @@ struct stream_events {
 	void (*ended)(struct stream *, bool reset, const char *why);
 	/* Closed: its memory goes after this (a connect in flight was told ECANCELED before). */
 	void (*closed)(struct stream *);
+	/*
+	 * A stream its owner reads, never joined (an HTTP client's): what is read
+	 * (decrypted), as it comes; its end of file is then ended(s, false, NULL).
+	 */
+	void (*read)(struct stream *, const char *data, size_t n);
 };
 
 /* A stream whose handle the caller connects or accepts (stream_tcp); data is the caller's. */
@@ -40,6 +46,8 @@ void stream_tls(struct stream *, struct tls *);
 const struct tls *stream_get_tls(const struct stream *);
 /* Connected or accepted: TLS starts its handshake (reading begins); plain: nothing yet. */
 void stream_start(struct stream *);
+/* A stream its owner writes (ready: TLS after its handshake): 0, or a libuv error. */
+int stream_write(struct stream *, const char *data, size_t n);
 /* Both ready: from now on bytes pass between them both ways. */
 void stream_join(struct stream *, struct stream *);
 /* Close (reset: the peer sees a reset); freed once libuv lets go. No event but closed after. */

@@ -407,16 +407,20 @@ tls_input(struct tls *t, const char *cipher, size_t n, tls_plain_cb *plain, void
 	 */
 	for (;;) {
 		got = SSL_read(t->ssl, plain_buf + have, (int)(sizeof plain_buf - have));
-		if (got > 0)
+		if (got > 0) {
 			have += (size_t)got;
-		if (have > 0 && (got <= 0 || sizeof plain_buf - have < TLS_RECORD_MAX)) {
-			plain(arg, plain_buf, have);
-			have = 0;
+			if (sizeof plain_buf - have < TLS_RECORD_MAX) {
+				plain(arg, plain_buf, have);
+				have = 0;
+			}
+			continue;
 		}
-		if (got <= 0)
-			break;
+		/* Asked now: the callback may write on this connection, which resets it. */
+		e = SSL_get_error(t->ssl, got);
+		if (have > 0)
+			plain(arg, plain_buf, have);
+		break;
 	}
-	e = SSL_get_error(t->ssl, got);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 		return TLS_READY;
 	if (e == SSL_ERROR_ZERO_RETURN)
