@@ -426,6 +426,9 @@ def main():
     agent = Agent()
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        # The daemon keeps its connection from one pass to the next.
+        protocol_version = "HTTP/1.1"
+
         def answer(self, code, doc):
             body = json.dumps(doc).encode()
             self.send_response(code)
@@ -485,7 +488,7 @@ def main():
                     tls.settimeout(None)
                     agent.forward(tls)
                 else:
-                    tls.settimeout(60)
+                    tls.settimeout(120)  # kept by the daemon between its passes
                     Handler(tls, address, self)
             finally:
                 tls.close()

@@ -344,6 +344,7 @@ start_manager(struct daemon *d)
 	    .owner = d->owner,
 	    .agent_key = d->agent_key,
 	    .identity = &d->identity,
+	    .tls = d->tls,
 	    .zones = (const char *const *)d->zones,
 	    .keep = d->o.keep || d->o.passive,
 	    .passive = d->o.passive,

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "net/hconn.h"
 #include "vm/manager.h"
 #include "vm/records.h"
 
@@ -41,8 +42,8 @@ struct mvm {
 	int64_t deleted_ms;      /* when the cloud took its delete */
 	int64_t boot_moved_s;    /* booting: the agent's last "boot.updated" (its clock) */
 	int64_t progress_ms;     /* booting: when we saw it move (ours) */
-	struct http_call *health;
-	bool probe; /* the health call in flight is a boot probe, not the pass's */
+	struct hconn *agent; /* the channel to its agent (probe.c): a call in flight when busy */
+	bool probe; /* the call in flight is a boot probe, not the pass's */
 	struct mvm *next;
 };
 

@@ -152,10 +152,11 @@ prune(struct manager *m)
 	while (*p != NULL) {
 		struct mvm *v = *p;
 
-		if (!vm_state_alive(v->rec.state) && !v->busy && !v->asking_pin && v->health == NULL &&
-		    !records_waiting(m->records, v->rec.name)) {
+		if (!vm_state_alive(v->rec.state) && !v->busy && !v->asking_pin &&
+		    !hconn_busy(v->agent) && !records_waiting(m->records, v->rec.name)) {
 			*p = v->next;
 			m->nvms--;
+			hconn_free(v->agent);
 			free(v->terminate_after);
 			free(v);
 		} else {
@@ -560,11 +561,10 @@ manager_free(struct manager *m)
 {
 	if (m == NULL)
 		return;
-	for (struct mvm *v = m->vms; v != NULL; v = v->next)
-		if (v->health != NULL) {
-			http_cancel(v->health);
-			v->health = NULL;
-		}
+	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
+		hconn_free(v->agent);
+		v->agent = NULL;
+	}
 	uv_timer_stop(&m->timer);
 	uv_close((uv_handle_t *)&m->timer, manager_release);
 	uv_close((uv_handle_t *)&m->probe, manager_release);

@@ -46,7 +46,8 @@ struct manager_opts {
 	const char *owner;              /* the spillway-owner label */
 	const char *const *zones;       /* the zone first, then the fallbacks */
 	const unsigned char *agent_key; /* AGENT_KEY_LEN bytes: the VMs' lease secrets */
-	const struct agent_identity *identity; /* TLS to the agents (startup.h); NULL: none */
+	const struct agent_identity *identity; /* our certificate, in the VMs' metadata (startup.h) */
+	struct tls_ctx *tls; /* TLS to the agents, with that identity; NULL: no agent is asked */
 	/*
 	 * The routes' connections open to a VM now and their last use (0: never);
 	 * NULL: no routes. Idleness counts them, and a VM with some is drained

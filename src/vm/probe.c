@@ -2,13 +2,14 @@
  * Health and leases: between passes a BOOTING VM's agent is asked every
  * second for its status (READY in seconds), and each pass renews every
  * running VM's lease with its agent, signed with the VM's secret. Every call
- * to an agent is https to its port, its key pinned to the one the VM
+ * to an agent is HTTP in TLS to its port, its key pinned to the one the VM
  * published in its guest attributes (read through the Compute API first,
  * mvm.asking_pin), with this daemon's certificate (startup.h); the backend's
  * own port is not reached from outside. An answer (health.h) moves a VM
  * between BOOTING, READY and UNHEALTHY, records its use and its install's
- * progress, and passes on a preemption notice. A VM has at most one such
- * call in flight (mvm.health), cancelled when the manager is freed.
+ * progress, and passes on a preemption notice. A VM has one channel to its
+ * agent (mvm.agent, hconn.h), kept open from pass to pass, with at most one
+ * call in flight; it is closed when the VM is forgotten or the manager freed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -51,7 +52,6 @@ on_health(const struct http_response *r, void *arg)
 	struct health_answer h;
 	bool probe = v->probe;
 
-	v->health = NULL;
 	v->probe = false;
 	health_read(r->error == 0 ? r->status : 0, r->body, r->len, &h);
 	/* An install that moves is no boot to give up on. */
@@ -140,27 +140,26 @@ pinned(struct manager *m, struct mvm *v)
 	return false;
 }
 
-/* A call to a VM's agent: https, its key pinned, our certificate offered. */
+/*
+ * A call to a VM's agent on its channel: TLS, its key pinned, our
+ * certificate shown, the connection kept from one call to the next (a new
+ * channel when its address or key changed).
+ */
 static int
 agent_call(struct manager *m, struct mvm *v, const char *method, const char *path,
     const char *const *headers)
 {
-	char url[160];
-	struct http_request req = {.method = method,
-	    .url = url,
-	    .headers = headers,
-	    .body = strcmp(method, "POST") == 0 ? "" : NULL,
-	    .timeout_ms = (long)(m->cfg->health_timeout_s * 1000),
-	    .max_response = HEALTH_ANSWER_MAX,
-	    .pin = v->rec.tls_pin,
-	    .cert_pem = m->o.identity != NULL ? m->o.identity->cert_pem : NULL,
-	    .key_pem = m->o.identity != NULL ? m->o.identity->key_pem : NULL,
-	    .once = true};
+	int port = (int)m->cfg->agent_port;
 
-	snprintf(url, sizeof url, "https://%s:%lld%s", v->rec.nat_ip, (long long)m->cfg->agent_port,
-	    path);
+	if (m->o.tls == NULL)
+		return -ENOTCONN;
+	if (!hconn_is(v->agent, v->rec.nat_ip, port, v->rec.tls_pin)) {
+		hconn_free(v->agent);
+		v->agent = hconn_new(m->loop, m->o.tls, v->rec.nat_ip, port, v->rec.tls_pin);
+	}
 	m->counts.health_checks++;
-	return http_send(m->o.http, &req, on_health, v, &v->health);
+	return hconn_request(v->agent, method, path, headers,
+	    (long)(m->cfg->health_timeout_s * 1000), HEALTH_ANSWER_MAX, on_health, v);
 }
 
 /* Between passes, a booting VM's agent is asked often: READY is noticed in seconds. */
@@ -174,7 +173,7 @@ on_probe(uv_timer_t *t)
 		if (v->rec.state != VM_BOOTING)
 			continue;
 		booting = true;
-		if (v->rec.nat_ip[0] == '\0' || v->health != NULL || m->stopping || !pinned(m, v))
+		if (v->rec.nat_ip[0] == '\0' || hconn_busy(v->agent) || m->stopping || !pinned(m, v))
 			continue;
 		if (agent_call(m, v, "GET", "/spillway/status", NULL) == 0)
 			v->probe = true;
@@ -216,7 +215,7 @@ manager_check_vm(struct manager *m, const char *name)
 {
 	struct mvm *v = find_vm(m, name);
 
-	if (v == NULL || !up(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL ||
+	if (v == NULL || !up(v->rec.state) || v->rec.nat_ip[0] == '\0' || hconn_busy(v->agent) ||
 	    m->stopping)
 		return;
 	/* Out of the pass's count: its answer does not move the pass's cursor. */
@@ -232,7 +231,7 @@ renew_more(struct manager *m)
 		struct mvm *v = m->health_next;
 
 		m->health_next = v->next;
-		if (!up(v->rec.state) || v->rec.nat_ip[0] == '\0' || v->health != NULL)
+		if (!up(v->rec.state) || v->rec.nat_ip[0] == '\0' || hconn_busy(v->agent))
 			continue;
 		if (renew_lease(m, v) == 0)
 			m->health_pending++;
