@@ -385,23 +385,8 @@ http_send(struct http_client *c, const struct http_request *req, http_cb *cb, vo
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	/* A pinned key is the whole check (libcurl checks it even with VERIFYPEER off). */
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, req->pin != NULL ? 0L : 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, req->pin != NULL ? 0L : 2L);
-	curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, req->pin);
-	if (req->cert_pem != NULL && req->key_pem != NULL) {
-		struct curl_blob cert = {(void *)req->cert_pem, strlen(req->cert_pem),
-		    CURL_BLOB_COPY};
-		struct curl_blob key = {(void *)req->key_pem, strlen(req->key_pem), CURL_BLOB_COPY};
-
-		curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
-		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
-	} else {
-		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, NULL);
-		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, NULL);
-	}
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
 	curl_easy_setopt(
@@ -423,7 +408,6 @@ http_send(struct http_client *c, const struct http_request *req, http_cb *cb, vo
 	 * the cache grows with every VM ever asked. An address needs no cache.
 	 */
 	curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, url_has_address(req->url) ? 0L : 60L);
-	curl_easy_setopt(e, CURLOPT_FORBID_REUSE, req->once ? 1L : 0L);
 	/* Set even when NULL: a reused handle keeps what its last call set. */
 	curl_easy_setopt(e, CURLOPT_INTERFACE, req->source_ip);
 	curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);

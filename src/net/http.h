@@ -29,18 +29,6 @@ struct http_request {
 	size_t max_response;   /* larger answers fail with -E2BIG */
 	const char *source_ip; /* bind the connection to this local address, or NULL */
 	const char *unix_socket; /* connect to this Unix socket (the URL's host is then a name) */
-	/*
-	 * https to a peer known by its key, not by a certificate authority:
-	 * "sha256//BASE64" of its public key (libcurl's pinned public key).
-	 */
-	const char *pin;
-	const char *cert_pem, *key_pem; /* our certificate and key, for a peer that asks */
-	/*
-	 * A connection of its own, closed after: for a peer asked rarely (a VM,
-	 * once a pass). libcurl walks every connection it keeps at the end of
-	 * each call, so a connection kept per VM makes a pass quadratic.
-	 */
-	bool once;
 };
 
 struct http_response {
