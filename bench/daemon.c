@@ -33,6 +33,7 @@
 #include "util/uuid.h"
 #include "util/xmalloc.h"
 #include "vm/daemon.h"
+#include "vm/startup.h"
 #include "figure.h"
 
 #define SAMPLES  5
@@ -189,6 +190,8 @@ main(int argc, char **argv)
 	struct config cfg;
 	struct config_args args = {NULL, (const char *const *)sets};
 	struct daemon_opts o = {0};
+	struct agent_identity identity = {0};
+	unsigned char agent_key[AGENT_KEY_LEN];
 	struct cloud_conn conn;
 	struct manager_counts before, after;
 	struct rlimit rl;
@@ -199,7 +202,7 @@ main(int argc, char **argv)
 	FILE *f;
 
 	jx_init();
-	log_set_level(LOG_LEVEL_WARN);
+	log_set_level(getenv("BENCH_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
@@ -317,14 +320,29 @@ main(int argc, char **argv)
 	printf("  create -> READY beyond the emulator's %d ms: median %.0f ms, max %.0f ms "
 	       "(boot probes every second)\n",
 	    BOOT_MS + GUEST_MS, overhead[SAMPLES / 2], overhead[SAMPLES - 1]);
-	printf("  RSS idle (no VM):               %.1f MB\n", (double)proc_status(getpid(), "VmRSS:") / 1024);
+	printf("  RSS idle (no VM):               %.1f MB\n",
+	    (double)proc_status(getpid(), "VmRSS:") / 1024);
 	figure("daemon decision to insert sent (median)", to_sent[SAMPLES / 2], "ms");
 	figure("daemon create to READY beyond the emulator's boot (median)", overhead[SAMPLES / 2],
 	    "ms");
 	figure("daemon RSS idle", (double)proc_status(getpid(), "VmRSS:") / 1024, "MB");
 	(void)rss_idle;
 
-	/* 2. instances with our owner label, adopted, READY: a pass at each size. */
+	/*
+	 * 2. instances with our owner label, adopted, READY: a pass at each size.
+	 * Each carries what a VM this daemon made carries for its agent: the
+	 * daemon's certificate (who may talk to it) and the VM's secret.
+	 */
+	{
+		char *sd = xasprintf("%s/state", dir);
+
+		if (agent_identity_load(sd, &identity, &cause) != 0 ||
+		    agent_key_load(sd, agent_key, &cause) != 0) {
+			fprintf(stderr, "bench/daemon: %s\n", cause);
+			return 1;
+		}
+		free(sd);
+	}
 	for (int k = 0; k < nsizes; k++) {
 		const struct cloud_kv labels[] = {
 		    {"managed-by", "spillway"}, {"spillway-owner", "bench"}};
@@ -334,8 +352,13 @@ main(int argc, char **argv)
 		want = size - have;
 		created = 0;
 		for (int i = have; i < size; i++) {
-			char name[64], rid[40];
+			char name[64], rid[40], secret[STARTUP_SECRET_LEN + 1];
+			const struct cloud_kv metadata[] = {
+			    {"spillway-client-cert", identity.cert_pem},
+			    {"spillway-agent-secret", secret}, {"enable-guest-attributes", "TRUE"}};
 			struct cloud_instance_spec s = {.name = name,
+			    .metadata = metadata,
+			    .nmetadata = nitems(metadata),
 			    .zone = zones[i % 3],
 			    .machine_type = "e2-highmem-4",
 			    .spot = true,
@@ -348,6 +371,7 @@ main(int argc, char **argv)
 			    .external_ip = true};
 
 			snprintf(name, sizeof name, "bench-%04d", i);
+			agent_secret(agent_key, name, secret);
 			uuid_v4(rid);
 			conn.cloud->ops->create(
 			    conn.cloud, &s, rid, clock_now_ms(&clk) + 120000, on_inserted, NULL);
@@ -400,6 +424,7 @@ main(int argc, char **argv)
 	daemon_free(dmn);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	config_free(&cfg);
+	agent_identity_release(&identity);
 	for (int i = 0; i < n; i++)
 		free(sets[i]);
 	return 0;

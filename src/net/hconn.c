@@ -36,7 +36,7 @@ struct hconn {
 	bool freed;
 	/* The request in flight (busy). */
 	bool busy, retried;
-	char request[REQUEST_MAX];
+	char *request; /* sent again on a new connection if the kept one was gone */
 	size_t request_len;
 	size_t max;
 	http_cb *cb;
@@ -93,6 +93,17 @@ drop(struct hconn *c, bool reset)
 	c->served = 0;
 }
 
+/* A lease's signature is in it: wiped, and gone between requests (an idle channel holds none). */
+static void
+forget_request(struct hconn *c)
+{
+	if (c->request != NULL)
+		explicit_bzero(c->request, c->request_len);
+	free(c->request);
+	c->request = NULL;
+	c->request_len = 0;
+}
+
 /* The request is over: its answer, or why there is none. */
 static void
 finish(struct hconn *c, long status, int error, const char *why, const char *body, size_t len)
@@ -108,6 +119,7 @@ finish(struct hconn *c, long status, int error, const char *why, const char *bod
 	uv_timer_stop(&c->timer);
 	c->busy = false;
 	c->cb = NULL;
+	forget_request(c);
 	/* The callback may send the next request, or free the channel: nothing of c after it. */
 	cb(&r, arg);
 }
@@ -369,14 +381,12 @@ hconn_request(struct hconn *c, const char *method, const char *path, const char 
 		buf_printf(&b, "%s\r\n", *h);
 	if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0)
 		buf_addstr(&b, "Content-Length: 0\r\n");
-	if (buf_addstr(&b, "\r\n") != 0 || b.len >= sizeof c->request) {
+	if (buf_addstr(&b, "\r\n") != 0) {
+		explicit_bzero(b.data, b.len);
 		buf_release(&b);
 		return -E2BIG;
 	}
-	memcpy(c->request, b.data, b.len);
-	c->request_len = b.len;
-	explicit_bzero(b.data, b.len); /* a lease's signature */
-	buf_release(&b);
+	c->request = buf_detach(&b, &c->request_len);
 	c->busy = true;
 	c->retried = false;
 	c->cb = cb;
@@ -386,6 +396,7 @@ hconn_request(struct hconn *c, const char *method, const char *path, const char 
 	buf_init(&c->in, max + HEAD_MAX);
 	if (c->s == NULL && (error = connect_now(c)) != 0) {
 		c->busy = false;
+		forget_request(c);
 		return -EIO;
 	}
 	uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0);
@@ -413,7 +424,7 @@ hconn_free(struct hconn *c)
 		return;
 	c->freed = true;
 	c->busy = false;
-	explicit_bzero(c->request, sizeof c->request);
+	forget_request(c);
 	drop(c, false);
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);

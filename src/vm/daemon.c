@@ -27,6 +27,7 @@
 #define CATALOG_MAX        (32 << 20)
 #define CATALOG_TIMEOUT_MS 15000
 #define COMPUTE_SERVICE    "6F81-5844-456A"
+#define DAEMON_FDS         65536 /* descriptors wanted (a channel per VM), where allowed */
 
 extern char **environ;
 extern const char gce_prices_json[];
@@ -639,6 +640,8 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 	         cause)) != 0 ||
 	    (error = metadata_fits(d->cfg, cause)) != 0)
 		goto fail;
+	/* A channel kept to each VM's agent holds a descriptor: 1,024 would be too few for some. */
+	raise_fd_limit(DAEMON_FDS);
 	if (*d->cfg->owner != '\0')
 		snprintf(d->owner, sizeof d->owner, "%s", d->cfg->owner);
 	else
