@@ -86,7 +86,6 @@ main(int argc, char **argv)
 	struct config cfg;
 	struct config_args args = {.sets = (const char *const *)sets};
 	struct ledger *ledger;
-	struct http_client *http;
 	struct httpd *guest;
 	struct manager *m;
 	json_t *catalog;
@@ -140,13 +139,11 @@ main(int argc, char **argv)
 	clock_manual(&clk, INT64_C(1796119200000) * NS_PER_MS);
 	sc = scripted_new(&clk);
 	scripted_insert_ip(sc, "127.0.0.1");
-	http = http_client_new(&loop);
 	{
 		struct manager_opts o = {.cfg = &cfg,
 		    .clock = &clk,
 		    .cloud = scripted_cloud(sc),
 		    .ledger = ledger,
-		    .http = http,
 		    .catalog = json_object_get(catalog, "skus"),
 		    .catalog_source = "the shipped prices",
 		    .owner = "bench",
@@ -193,7 +190,6 @@ main(int argc, char **argv)
 	    "cycles anonymous memory per cycle", (double)(end - settled) / (cycles - SETTLE), "kB");
 	figure("cycles anonymous memory at the end", end / 1024.0, "MB");
 	manager_free(m);
-	http_client_free(http);
 	httpd_free(guest);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	ledger_close(ledger);

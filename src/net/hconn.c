@@ -78,15 +78,9 @@ on_stream_closed(struct stream *s)
 static void
 drop(struct hconn *c, bool reset)
 {
-	const struct tls *t;
-	struct tls_session *sess;
-
 	if (c->s == NULL)
 		return;
-	if ((t = stream_get_tls(c->s)) != NULL && (sess = tls_session(t)) != NULL) {
-		tls_session_free(c->session);
-		c->session = sess;
-	}
+	tls_session_keep(&c->session, stream_get_tls(c->s));
 	stream_close(c->s, reset);
 	c->s = NULL;
 	c->ready = false;

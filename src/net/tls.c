@@ -220,7 +220,7 @@ tls_ctx_new(bool server, const char *cert_pem, const char *key_pem, const char *
 		SSL_CTX_set_session_id_context(t->ctx, (const unsigned char *)"spillway", 8);
 	} else {
 		/* Each connection keeps its own tickets, for its owner to resume with
-		 * (tls_session). */
+		 * (tls_session_keep). */
 		SSL_CTX_set_session_cache_mode(
 		    t->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(t->ctx, on_ticket);
@@ -311,13 +311,14 @@ tls_resume(struct tls *t, const struct tls_session *s)
 		SSL_set_session(t->ssl, (SSL_SESSION *)s);
 }
 
-struct tls_session *
-tls_session(const struct tls *t)
+void
+tls_session_keep(struct tls_session **kept, const struct tls *t)
 {
-	if (t->ticket == NULL || !t->ready || SSL_SESSION_is_resumable(t->ticket) != 1)
-		return NULL;
+	if (t == NULL || t->ticket == NULL || !t->ready || SSL_SESSION_is_resumable(t->ticket) != 1)
+		return;
 	SSL_SESSION_up_ref(t->ticket);
-	return (struct tls_session *)t->ticket;
+	SSL_SESSION_free((SSL_SESSION *)*kept);
+	*kept = (struct tls_session *)t->ticket;
 }
 
 bool

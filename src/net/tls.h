@@ -53,8 +53,8 @@ void tls_free(struct tls *);
 struct tls_session;
 /* Resume with it (before the handshake); NULL: a full handshake. */
 void tls_resume(struct tls *, const struct tls_session *);
-/* The newest ticket the server gave this connection, a reference of the caller's; or NULL. */
-struct tls_session *tls_session(const struct tls *);
+/* The newest ticket the server gave this connection kept in *kept, the one before let go. */
+void tls_session_keep(struct tls_session **kept, const struct tls *);
 void tls_session_free(struct tls_session *);
 /* Whether the handshake resumed a session. */
 bool tls_resumed(const struct tls *);

@@ -223,13 +223,8 @@ vm_release(struct conn *c)
 	struct rvm *v;
 
 	if (c->vm[0] != '\0' && (v = find_vm(r, c->vm)) != NULL) {
-		const struct tls *t = c->up != NULL ? stream_get_tls(c->up) : NULL;
-		struct tls_session *s = t != NULL ? tls_session(t) : NULL;
-
-		if (s != NULL) {
-			tls_session_free(v->session);
-			v->session = s;
-		}
+		if (c->up != NULL)
+			tls_session_keep(&v->session, stream_get_tls(c->up));
 		v->open--;
 		v->last_use_ms = now_ms(r);
 		/* Not from here: the manager's answer (the delete) closes connections too. */

@@ -339,7 +339,6 @@ start_manager(struct daemon *d)
 	    .clock = d->o.clock,
 	    .cloud = d->conn.cloud,
 	    .ledger = d->ledger,
-	    .http = d->conn.http,
 	    .catalog = json_object_get(d->catalog, "skus"),
 	    .catalog_source = d->catalog_source,
 	    .owner = d->owner,
@@ -636,8 +635,8 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 		goto fail;
 	if ((error = agent_key_load(d->cfg->state_dir, d->agent_key, cause)) != 0 ||
 	    (error = agent_identity_load(d->cfg->state_dir, &d->identity, cause)) != 0 ||
-	    (error = tls_ctx_new(false, d->identity.cert_pem, d->identity.key_pem, NULL, &d->tls,
-	         cause)) != 0 ||
+	    (error = tls_ctx_new(
+	         false, d->identity.cert_pem, d->identity.key_pem, NULL, &d->tls, cause)) != 0 ||
 	    (error = metadata_fits(d->cfg, cause)) != 0)
 		goto fail;
 	/* A channel kept to each VM's agent holds a descriptor: 1,024 would be too few for some. */

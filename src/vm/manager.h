@@ -40,13 +40,13 @@ struct manager_opts {
 	const struct clock *clock;
 	struct cloud *cloud;
 	struct ledger *ledger;
-	struct http_client *http; /* health checks */
-	const json_t *catalog;    /* the price catalog's SKUs */
+	const json_t *catalog; /* the price catalog's SKUs */
 	const char *catalog_source;
 	const char *owner;              /* the spillway-owner label */
 	const char *const *zones;       /* the zone first, then the fallbacks */
 	const unsigned char *agent_key; /* AGENT_KEY_LEN bytes: the VMs' lease secrets */
-	const struct agent_identity *identity; /* our certificate, in the VMs' metadata (startup.h) */
+	const struct agent_identity
+	    *identity;       /* our certificate, in the VMs' metadata (startup.h) */
 	struct tls_ctx *tls; /* TLS to the agents, with that identity; NULL: no agent is asked */
 	/*
 	 * The routes' connections open to a VM now and their last use (0: never);

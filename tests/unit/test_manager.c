@@ -31,7 +31,6 @@ struct world {
 	uv_loop_t loop;
 	struct scripted *sc;
 	struct ledger *ledger;
-	struct http_client *http;
 	json_t *catalog;
 	struct manager *m;
 	unsigned char key[32];
@@ -113,7 +112,6 @@ start(struct world *w)
 	    .clock = &w->clock,
 	    .cloud = scripted_cloud(w->sc),
 	    .ledger = w->ledger,
-	    .http = w->http,
 	    .catalog = json_object_get(w->catalog, "skus"),
 	    .catalog_source = "the shipped prices",
 	    .owner = "test",
@@ -152,7 +150,6 @@ world_new(const char *const *sets)
 	clock_manual(&w->clock, T0 * NS_PER_MS);
 	uv_loop_init(&w->loop);
 	w->sc = scripted_new(&w->clock);
-	w->http = http_client_new(&w->loop);
 	w->zones[0] = "us-central1-a";
 	w->zones[1] = "us-central1-b";
 	w->zones[2] = "us-central1-c";
@@ -201,7 +198,6 @@ world_free(struct world *w)
 			stop(w);
 		manager_free(w->m);
 	}
-	http_client_free(w->http);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&w->loop), 0);
 	ledger_close(w->ledger);
