@@ -1,25 +1,24 @@
 /*
  * bench/cycles: the daemon's memory over a long life. The lifecycle manager
- * with its real ledger (SQLite, fsync and all) and its real HTTP client runs
+ * with its real ledger (SQLite, fsync and all) and its real agent channel runs
  * CYCLES create -> READY -> terminate cycles on the scripted cloud
- * (tests/lib/scripted.h), each VM's backend and agent answered by an HTTP
- * server in this process. Prints the anonymous memory (RssAnon) after the
- * first 100 cycles and at the end, and the slope between, in kB per cycle.
+ * (tests/lib/scripted.h), each VM's agent answered in TLS, its key pinned, by
+ * a test agent in this process (tests/lib/tlsagent.h). Prints the anonymous
+ * memory (RssAnon) after the first 100 cycles and at the end, and the slope
+ * between, in kB per cycle.
  *
  *	usage: cycles [CYCLES]   (1,100 by default: 100 to settle, 1,000 measured)
+ *	BENCH_DEBUG=1 logs what the manager does
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <uv.h>
 
-#include "net/httpd.h"
 #include "scripted.h"
+#include "tlsagent.h"
 #include "util/jx.h"
 #include "util/log.h"
 #include "util/str.h"
@@ -32,6 +31,7 @@
 static uv_loop_t loop;
 static struct clock clk;
 static struct scripted *sc;
+static uv_prepare_t prepare;
 static enum vm_state last;
 static char dir[] = "/tmp/spillway-cycles-XXXXXX";
 
@@ -42,16 +42,6 @@ cleanup(void)
 		remove_tree(dir);
 }
 
-/* The VM's backend and agent: healthy and used, always. */
-static void
-on_guest(struct httpd_req *r, void *arg)
-{
-	static const char ok[] = "{\"status\": \"ok\", \"idle_seconds\": 0}";
-
-	(void)arg;
-	httpd_respond(r, 200, "application/json", ok, sizeof ok - 1);
-}
-
 static void
 on_event(const struct manager_event *e, void *arg)
 {
@@ -60,14 +50,25 @@ on_event(const struct manager_event *e, void *arg)
 		last = e->vm->state;
 }
 
+/*
+ * The cloud's answers are handed over just before the loop would wait, and
+ * when there were some the loop does not wait (uv_stop: this turn's poll
+ * takes no time): what they set going runs at once, not after the loop
+ * slept until its next timer.
+ */
+static void
+on_prepare(uv_prepare_t *p)
+{
+	if (scripted_deliver(sc) > 0)
+		uv_stop(p->loop);
+}
+
 /* Run until the VM is in state, or fail. */
 static void
 until(enum vm_state state)
 {
-	for (int i = 0; i < 100000 && last != state; i++) {
-		scripted_deliver(sc);
+	for (int i = 0; i < 100000 && last != state; i++)
 		uv_run(&loop, UV_RUN_ONCE);
-	}
 	if (last != state) {
 		fprintf(stderr, "bench/cycles: the VM never reached %s\n", vm_state_name(state));
 		exit(1);
@@ -80,35 +81,31 @@ main(int argc, char **argv)
 	int cycles = argc > 1 ? (int)strtol(argv[1], NULL, 10) : SETTLE + 1000;
 	const char *src = getenv("SPILLWAY_SOURCE") != NULL ? getenv("SPILLWAY_SOURCE") : ".";
 	const char *zones[] = {"us-central1-a", "us-central1-b", NULL};
-	struct httpd_opts ho = {.max_body = 4096, .conn_timeout_s = 30, .conn_limit = 64};
 	unsigned char key[32] = {0};
 	char *cause = NULL, *text = NULL, *sets[8], *env[3];
 	struct config cfg;
 	struct config_args args = {.sets = (const char *const *)sets};
 	struct ledger *ledger;
-	struct httpd *guest;
+	struct tagent agent; /* every VM's: healthy and used, always */
 	struct manager *m;
 	json_t *catalog;
 	long settled = 0, end;
-	int backend, agent, n = 0;
+	int n = 0;
 
 	jx_init();
-	log_set_level(LOG_LEVEL_WARN);
+	log_set_level(getenv("BENCH_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
 	if (mkdtemp(dir) == NULL || cycles <= SETTLE)
 		return 2;
 	atexit(cleanup);
 	uv_loop_init(&loop);
-	if ((backend = httpd_bind("127.0.0.1", 0, &cause)) < 0 ||
-	    httpd_new_fd(&loop, backend, &ho, on_guest, NULL, &guest, &cause) != 0 ||
-	    (agent = httpd_bind("127.0.0.1", 0, &cause)) < 0 ||
-	    httpd_listen(guest, agent, &cause) != 0) {
+	if (tagent_start(&agent, &loop, &cause) != 0) {
 		fprintf(stderr, "bench/cycles: %s\n", cause);
 		return 1;
 	}
+	agent.body = "{\"status\": \"ok\", \"idle_seconds\": 0}";
 	sets[n++] = xstrdup("gcp.project=spillway-bench");
 	sets[n++] = xstrdup("daemon.owner=bench");
 	sets[n++] = xstrdup("daemon.cooldown_minutes=0");
-	sets[n++] = xasprintf("spillway.backend_port=%d", httpd_port(guest));
 	sets[n] = NULL;
 	env[0] = xasprintf("HOME=%s", dir);
 	env[1] = xasprintf("XDG_CONFIG_HOME=%s/xdg", dir);
@@ -117,14 +114,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench/cycles: %s\n", cause);
 		return 1;
 	}
-	{
-		/* The agent on the second port: the one the manager renews leases on. */
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof ss;
-
-		getsockname(agent, (struct sockaddr *)&ss, &len);
-		cfg.agent_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	}
+	cfg.agent_port = agent.port;
 	{
 		char *path = xasprintf("%s/data/gce-prices.json", src);
 
@@ -138,7 +128,7 @@ main(int argc, char **argv)
 	}
 	clock_manual(&clk, INT64_C(1796119200000) * NS_PER_MS);
 	sc = scripted_new(&clk);
-	scripted_insert_ip(sc, "127.0.0.1");
+	scripted_insert_ip(sc, "127.0.0.1", agent.pin);
 	{
 		struct manager_opts o = {.cfg = &cfg,
 		    .clock = &clk,
@@ -148,7 +138,8 @@ main(int argc, char **argv)
 		    .catalog_source = "the shipped prices",
 		    .owner = "bench",
 		    .zones = zones,
-		    .agent_key = key};
+		    .agent_key = key,
+		    .tls = agent.client};
 
 		if (manager_new(&loop, &o, &m, &cause) != 0) {
 			fprintf(stderr, "bench/cycles: %s\n", cause);
@@ -156,6 +147,8 @@ main(int argc, char **argv)
 		}
 	}
 	manager_on_event(m, on_event, NULL);
+	uv_prepare_init(&loop, &prepare);
+	uv_prepare_start(&prepare, on_prepare);
 	manager_start(m);
 	for (int i = 0; i < 100 && !manager_settled(m); i++) {
 		scripted_deliver(sc);
@@ -181,8 +174,9 @@ main(int argc, char **argv)
 			settled = proc_status(getpid(), "RssAnon:");
 	}
 	end = proc_status(getpid(), "RssAnon:");
-	printf("bench/cycles: %d create -> READY -> terminate cycles (manager, ledger, HTTP; "
-	       "scripted cloud)\n",
+	printf(
+	    "bench/cycles: %d create -> READY -> terminate cycles (manager, ledger, TLS to the agent; "
+	    "scripted cloud)\n",
 	    cycles);
 	printf("  RssAnon after %d: %ld kB, after %d: %ld kB: %.3f kB per cycle\n", SETTLE, settled,
 	    cycles, end, (double)(end - settled) / (cycles - SETTLE));
@@ -190,7 +184,8 @@ main(int argc, char **argv)
 	    "cycles anonymous memory per cycle", (double)(end - settled) / (cycles - SETTLE), "kB");
 	figure("cycles anonymous memory at the end", end / 1024.0, "MB");
 	manager_free(m);
-	httpd_free(guest);
+	tagent_stop(&agent);
+	uv_close((uv_handle_t *)&prepare, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	ledger_close(ledger);
 	scripted_free(sc);

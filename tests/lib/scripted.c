@@ -68,7 +68,7 @@ struct scripted {
 	size_t nops;
 	struct sc_pre *pres;
 	size_t npres;
-	char insert_status[CLOUD_STATUS_LEN], insert_ip[CLOUD_NAME_LEN];
+	char insert_status[CLOUD_STATUS_LEN], insert_ip[CLOUD_NAME_LEN], insert_pin[64];
 	bool ops_pending;
 	int fail[SC_NCALLS], lose[SC_NCALLS], calls[SC_NCALLS];
 	enum cloud_errc fail_code[SC_NCALLS];
@@ -173,6 +173,7 @@ sc_create(struct cloud *c, const struct cloud_instance_spec *spec, const char *r
 		snprintf(in.zone, sizeof in.zone, "%s", spec->zone);
 		snprintf(in.status, sizeof in.status, "%s", s->insert_status);
 		snprintf(in.nat_ip, sizeof in.nat_ip, "%s", s->insert_ip);
+		snprintf(in.pin, sizeof in.pin, "%s", s->insert_pin);
 		in.started_ms = strcmp(in.status, "RUNNING") == 0 ? now(s) : 0;
 		in.max_run_s = spec->max_run_s;
 		in.spot = spec->spot;
@@ -662,9 +663,10 @@ scripted_insert_status(struct scripted *s, const char *status)
 }
 
 void
-scripted_insert_ip(struct scripted *s, const char *nat_ip)
+scripted_insert_ip(struct scripted *s, const char *nat_ip, const char *pin)
 {
 	snprintf(s->insert_ip, sizeof s->insert_ip, "%s", nat_ip);
+	snprintf(s->insert_pin, sizeof s->insert_pin, "%s", pin != NULL ? pin : "");
 }
 
 void

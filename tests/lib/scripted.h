@@ -58,7 +58,8 @@ void scripted_preempt(struct scripted *, const char *name, int64_t t_ms);
 bool scripted_exists(const struct scripted *, const char *name);
 const char *scripted_status(const struct scripted *, const char *name);
 void scripted_insert_status(struct scripted *, const char *status);
-void scripted_insert_ip(struct scripted *, const char *nat_ip);
+/* New instances' address and the pin their agent publishes (NULL: none). */
+void scripted_insert_ip(struct scripted *, const char *nat_ip, const char *pin);
 /* Operations stay RUNNING (not DONE) until scripted_finish(). */
 void scripted_ops_pending(struct scripted *, bool);
 /* Every operation on this instance DONE now (its insert ended at t_ms). */

@@ -789,7 +789,7 @@ test_get_after_list(void **state_)
 
 	(void)state_;
 	start(w);
-	scripted_insert_ip(w->sc, "");
+	scripted_insert_ip(w->sc, "", NULL);
 	scripted_latency(w->sc, SC_GET, 10000);
 	by_hand(w, name, sizeof name);
 	assert_int_equal(scripted_pending(w->sc, SC_GET), 1);
