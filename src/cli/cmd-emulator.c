@@ -333,6 +333,20 @@ emulator_options(const struct cmd_entry *e, const struct args *a, struct emulato
 		return cmd_usage_error(e,
 		    "--guest-backend runs behind the real agent: give "
 		    "--guest-agent too");
+	if (o->guest_backend != NULL) {
+		/* Split here as each guest will: a bad command is said now, not at its first VM. */
+		char **argv = NULL, *cause = NULL;
+
+		if (str_argv(o->guest_backend, &argv, &cause) != 0 || argv[0] == NULL) {
+			cmd_usage_error(e,
+			    "--guest-backend: %s (one command, quoted as for a shell)",
+			    cause != NULL ? cause : "no command in it");
+			free(cause);
+			str_list_free(argv);
+			return EXIT_USAGE;
+		}
+		str_list_free(argv);
+	}
 	if ((v = args_get(a, OPT_SEED)) != NULL) {
 		if (cmd_int_arg(e, "--seed", v, 1, INT64_MAX, &n) != 0)
 			return EXIT_USAGE;

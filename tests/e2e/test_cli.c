@@ -170,6 +170,12 @@ test_usage_errors(void **state)
 	    {{"emulator", "--time-scale", "0", NULL}, "--time-scale"},
 	    {{"emulator", "--faults", "error503=x", NULL}, "fault 'error503'"},
 	    {{"emulator", "--port-file", NULL}, "needs a value"},
+	    {{"emulator", "--guest-agent", "/nonexistent/agent.py", NULL},
+	        "give the path of data/spillway-agent.py"},
+	    {{"emulator", "--guest-agent", "/dev/null", "--guest-backend", "python3 'x", NULL},
+	        "--guest-backend: unbalanced ' in 'python3 'x'"},
+	    {{"emulator", "--guest-agent", "/dev/null", "--guest-backend", " ", NULL},
+	        "no command in it"},
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
