@@ -276,20 +276,16 @@ exec_demo(struct cmd_ctx *ctx, const struct args *a)
 	struct daemon_opts o = {0};
 	struct emulator_opts eo;
 	struct demo m = {.status = -1};
-	char *tmp = xasprintf("%s/spillway-demo-XXXXXX", or_default(getenv("TMPDIR"), "/tmp"));
 	char *dir = NULL, *trace = NULL, *cause = NULL;
 	double scale = DEMO_SCALE;
 	int error, status = EXIT_FAIL;
 
-	if (args_has(a, OPT_SCALE) && parse_double(args_get(a, OPT_SCALE), 1, 10000, &scale) != 0) {
-		free(tmp);
+	if (args_has(a, OPT_SCALE) && parse_double(args_get(a, OPT_SCALE), 1, 10000, &scale) != 0)
 		return cmd_usage_error(&cmd_demo_entry,
 		    "invalid value '%s' for --time-scale: expected a number from 1 to 10000",
 		    args_get(a, OPT_SCALE));
-	}
-	if ((dir = mkdtemp(tmp)) == NULL) {
-		fprintf(stderr, "spillway demo: cannot make a directory %s: %s\n", tmp,
-		    strerror(errno));
+	if (make_temp_dir("spillway-demo", &dir, &cause) != 0) {
+		fprintf(stderr, "spillway demo: %s\n", cause);
 		goto out;
 	}
 	if (load_config(&m, ctx->config_args, dir, &cause) != 0) {
@@ -348,7 +344,7 @@ out:
 	config_free(&m.cfg);
 	free(cause);
 	free(trace);
-	free(tmp);
+	free(dir);
 	return status;
 }
 

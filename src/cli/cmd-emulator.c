@@ -125,7 +125,7 @@ put_export(struct buf *b, const char *name, const char *value)
 	buf_addstr(b, "'\n");
 }
 
-/* What the user is told once it listens: the exports, or the URL. */
+/* What the user is told once it listens: the exports (dir: their directory), or the URL. */
 static char *
 announcement(
     struct emulator *emu, const char *project, const char *dir, const char *creds, bool detached)
@@ -133,7 +133,7 @@ announcement(
 	struct buf b = BUF_INIT(1 << 16);
 	char *v;
 
-	if (dir[0] == '\0') {
+	if (dir == NULL) {
 		buf_printf(&b, "listening on %s\n", emulator_url(emu));
 		if (detached)
 			buf_printf(&b, "PID %d\n", (int)getpid());
@@ -197,11 +197,11 @@ detach(int *ready)
 	}
 }
 
-/* Once it listens, in the background: the terminal is not its. */
+/* Once it listens, in the background: the terminal is not its (its log in dir, if any). */
 static void
 let_go(int ready, const char *text, const char *dir)
 {
-	char *log = dir[0] != '\0' ? xasprintf("%s/emulator.log", dir) : xstrdup("/dev/null");
+	char *log = dir != NULL ? xasprintf("%s/emulator.log", dir) : xstrdup("/dev/null");
 	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), null;
 
 	if ((null = open("/dev/null", O_RDONLY)) >= 0)
@@ -381,7 +381,7 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 	struct clock clock;
 	struct run r = {0};
 	uv_loop_t loop;
-	char host[HOST_LEN], *cause = NULL, line[96], dir[256] = "", *creds = NULL, *said;
+	char host[HOST_LEN], *cause = NULL, line[96], *dir = NULL, *creds = NULL, *said;
 	const char *v;
 	int status, ready = -1;
 	if ((status = emulator_options(e, a, &o, &clock, host)) != 0)
@@ -390,19 +390,15 @@ exec_emulator(struct cmd_ctx *ctx, const struct args *a)
 	if (args_has(a, OPT_DETACH))
 		detach(&ready);
 	if (args_has(a, OPT_PRINT_ENV)) {
-		const char *tmp = getenv("TMPDIR");
-
-		snprintf(dir, sizeof dir, "%s/spillway-emulator-XXXXXX",
-		    tmp != NULL && *tmp == '/' ? tmp : "/tmp");
-		if (mkdtemp(dir) == NULL) {
-			fprintf(stderr, "spillway emulator: cannot create %s: %s\n", dir,
-			    strerror(errno));
+		if (make_temp_dir("spillway-emulator", &dir, &cause) != 0) {
+			fprintf(stderr, "spillway emulator: %s\n", cause);
+			free(cause);
 			return EXIT_FAIL;
 		}
 	}
 	if ((v = args_get(a, OPT_WRITE_CREDS)) != NULL)
 		creds = xstrdup(v);
-	else if (dir[0] != '\0')
+	else if (dir != NULL)
 		creds = xasprintf("%s/credentials.json", dir);
 
 	uv_loop_init(&loop);
@@ -445,8 +441,9 @@ fail:
 	uv_run(&loop, UV_RUN_DEFAULT);
 out:
 	uv_loop_close(&loop);
-	if (dir[0] != '\0' && remove_tree(dir) != 0)
+	if (dir != NULL && remove_tree(dir) != 0)
 		log_warnx("emulator: cannot remove %s", dir);
+	free(dir);
 	free(creds);
 	return status;
 }

@@ -203,21 +203,14 @@ int
 programs_start(struct inst *inst, struct programs **out, char **cause)
 {
 	struct emulator *emu = inst->emu;
-	const char *tmp = getenv("TMPDIR");
 	struct programs *p = xcalloc(1, sizeof *p);
 	char **env = NULL, *path = NULL, *s;
 	char *argv[] = {"python3", (char *)emu->opts.guest_agent, NULL};
 	int error;
 
 	snprintf(p->name, sizeof p->name, "%s", inst->name);
-	p->root = xasprintf("%s/spillway-guest-XXXXXX", tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
-	if (mkdtemp(p->root) == NULL) {
-		error = -errno;
-		*cause = xasprintf("cannot make the guest's root %s: %s", p->root, strerror(errno));
-		free(p->root);
-		p->root = NULL;
+	if ((error = make_temp_dir("spillway-guest", &p->root, cause)) != 0)
 		goto fail;
-	}
 	s = xasprintf("%s/bin", p->root);
 	error = make_dirs(s, 0755);
 	free(s);

@@ -365,6 +365,28 @@ env_put(char ***env, const char *name, const char *value)
 }
 
 int
+make_temp_dir(const char *prefix, char **path, char **cause)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *dir;
+	int error;
+
+	if (tmp == NULL || tmp[0] != '/')
+		tmp = "/tmp";
+	dir = xasprintf("%s/%s-XXXXXX", tmp, prefix);
+	if (mkdtemp(dir) == NULL) {
+		error = -errno;
+		*cause = xasprintf("cannot make a directory in %s: %s (TMPDIR says where; it must be "
+		                   "a directory this user can write)",
+		    tmp, strerror(errno));
+		free(dir);
+		return error;
+	}
+	*path = dir;
+	return 0;
+}
+
+int
 remove_tree(const char *path)
 {
 	return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);

@@ -56,6 +56,11 @@ int write_file_atomic(const char *path, const void *, size_t, unsigned mode);
 /* Remove a directory and everything under it (not following links). 0 or -errno. */
 int remove_tree(const char *path);
 /*
+ * A new private directory (0700) "PREFIX-XXXXXX" in $TMPDIR when that is an
+ * absolute path, else in /tmp: *path (the caller frees), or -errno with a cause.
+ */
+int make_temp_dir(const char *prefix, char **path, char **cause);
+/*
  * The soft limit of open files raised to the hard one, and the hard one to
  * want where the process may: the limit now (-1: none).
  */

@@ -554,6 +554,40 @@ test_make_dirs(void **state)
 	assert_int_equal(remove_tree(root), 0);
 }
 
+/* Temporary directories: in an absolute $TMPDIR, else /tmp; private; a failure says where. */
+static void
+test_make_temp_dir(void **state)
+{
+	char root[] = "/tmp/spillway-tmp-XXXXXX", *dir = NULL, *cause = NULL, *old;
+	struct stat st;
+
+	old = getenv("TMPDIR") != NULL ? strdup(getenv("TMPDIR")) : NULL;
+	assert_non_null(mkdtemp(root));
+	setenv("TMPDIR", root, 1);
+	assert_int_equal(make_temp_dir("spillway-x", &dir, &cause), 0);
+	assert_int_equal(strncmp(dir, root, strlen(root)), 0);
+	assert_non_null(strstr(dir, "/spillway-x-"));
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	free(dir);
+	setenv("TMPDIR", "relative/dir", 1);
+	assert_int_equal(make_temp_dir("spillway-x", &dir, &cause), 0);
+	assert_int_equal(strncmp(dir, "/tmp/spillway-x-", 16), 0);
+	assert_int_equal(remove_tree(dir), 0);
+	free(dir);
+	setenv("TMPDIR", "/nonexistent/spillway", 1);
+	assert_int_equal(make_temp_dir("spillway-x", &dir, &cause), -ENOENT);
+	assert_non_null(strstr(cause, "in /nonexistent/spillway: "));
+	assert_non_null(strstr(cause, "TMPDIR"));
+	free(cause);
+	if (old != NULL)
+		setenv("TMPDIR", old, 1);
+	else
+		unsetenv("TMPDIR");
+	free(old);
+	assert_int_equal(remove_tree(root), 0);
+}
+
 /* Hook words: placeholders replaced, no shell, an unknown {word} left as it is. */
 static void
 test_hook_placeholders(void **state)
@@ -589,6 +623,7 @@ main(void)
 	    cmocka_unit_test(test_parse_numbers),
 	    cmocka_unit_test(test_strings),
 	    cmocka_unit_test(test_make_dirs),
+	    cmocka_unit_test(test_make_temp_dir),
 	    cmocka_unit_test(test_b64url),
 	    cmocka_unit_test(test_uuid),
 	    cmocka_unit_test(test_time),
