@@ -233,6 +233,31 @@ fail(struct call *c)
 static void send_request(struct call *, const char *token);
 static void call_start(struct call *);
 
+/*
+ * What a listing asks Compute Engine to send of each item (a partial
+ * response): what gce_instance_from_json and gce_op_from_json read, not an
+ * instance's metadata, which is most of its size (a startup script, a
+ * certificate). URL-encoded once, here.
+ */
+#define INSTANCE_FIELDS                                                                            \
+	"items(name%2Cid%2Czone%2Cstatus%2CmachineType%2CcreationTimestamp%2ClastStartTimestamp"   \
+	"%2CnetworkInterfaces(networkIP%2CaccessConfigs%2FnatIP)%2Clabels"                         \
+	"%2Cscheduling(provisioningModel%2Cpreemptible%2CmaxRunDuration))%2CnextPageToken"
+#define OPERATION_FIELDS                                                                           \
+	"items(name%2Czone%2CoperationType%2CtargetLink%2Cstatus%2CinsertTime%2CendTime)"          \
+	"%2CnextPageToken"
+
+/* A listing's path in its current zone (its page token is added when it is sent). */
+static char *
+listing_path(const struct call *c)
+{
+	bool instances = c->kind == K_LIST;
+
+	return xasprintf("projects/%s/zones/%s/%s?maxResults=%d&filter=%s&fields=%s", c->g->project,
+	    c->zones[c->zone], instances ? "instances" : "operations", PAGE_SIZE, c->filter,
+	    instances ? INSTANCE_FIELDS : OPERATION_FIELDS);
+}
+
 static void
 on_timer(uv_timer_t *t)
 {
@@ -511,9 +536,7 @@ next_page(struct call *c, json_t *v)
 	}
 	if (c->zones != NULL && c->zones[++c->zone] != NULL) {
 		free(c->path);
-		c->path = xasprintf("projects/%s/zones/%s/%s?maxResults=%d&filter=%s",
-		    c->g->project, c->zones[c->zone],
-		    c->kind == K_LIST ? "instances" : "operations", PAGE_SIZE, c->filter);
+		c->path = listing_path(c);
 		call_start(c);
 		return;
 	}
@@ -718,8 +741,7 @@ start_listing(struct gce *g, enum kind kind, const char *const *zones, const cha
 		c->zones[i] = xstrdup(zones[i]);
 	c->filter = url_encode(filter);
 	c->items = json_array();
-	c->path = xasprintf("projects/%s/zones/%s/%s?maxResults=%d&filter=%s", g->project,
-	    c->zones[0], kind == K_LIST ? "instances" : "operations", PAGE_SIZE, c->filter);
+	c->path = listing_path(c);
 	*out = c;
 	return 0;
 }
@@ -835,8 +857,9 @@ gce_guest_attribute(struct cloud *cl, const char *zone, const char *name, const 
 	struct gce *g = (struct gce *)cl;
 	struct call *c;
 
-	if (!gce_valid_name(zone) || !gce_valid_name(name) || strspn(key,
-	        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/") != strlen(key))
+	if (!gce_valid_name(zone) || !gce_valid_name(name) ||
+	    strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/") !=
+	        strlen(key))
 		return -EINVAL;
 	c = call_new(g, K_GUEST, (union callback){.value = cb}, arg, deadline_ms);
 	c->path = xasprintf("projects/%s/zones/%s/instances/%s/getGuestAttributes?variableKey=%s",

@@ -137,7 +137,10 @@ struct cloud_ops {
 	    int64_t deadline_ms, cloud_op_cb *, void *);
 	int (*get)(struct cloud *, const char *zone, const char *name, int64_t deadline_ms,
 	    cloud_instance_cb *, void *);
-	/* Every instance with label key=value in these zones, all pages; any zone failing fails it.
+	/*
+	 * Every instance with label key=value in these zones, all pages; any zone
+	 * failing fails it. A listing carries no metadata (nmetadata 0): it is most
+	 * of an instance's size, and a pass over thousands needs none of it.
 	 */
 	int (*list)(struct cloud *, const char *const *zones, const char *label_key,
 	    const char *label_value, int64_t deadline_ms, cloud_list_cb *, void *);

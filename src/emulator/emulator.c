@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "emulator/fields.h"
 #include "emulator/internal.h"
 #include "util/buf.h"
 #include "util/jwt.h"
@@ -117,6 +118,7 @@ rq_release(uv_handle_t *h)
 	free(rq->meta_inst);
 	free(rq->meta_path);
 	free(rq->meta_etag);
+	fields_free(rq->fields);
 	free(rq);
 }
 
@@ -276,7 +278,20 @@ respond_now(struct rq *rq, unsigned status, const char *ctype, const char *body,
 void
 emu_reply(struct rq *rq, unsigned status, const char *ctype, const char *body, size_t len)
 {
-	char *lost = NULL;
+	char *lost = NULL, *part = NULL;
+	json_t *v;
+
+	/* An answer kept serialised (an instance, a list of them), when only part is asked. */
+	if (rq->fields != NULL && status < 300 && ctype != NULL &&
+	    str_prefix(ctype, "application/json") && jx_parse(body, len, &v, NULL) == 0) {
+		json_t *sel = fields_select(rq->fields, v);
+
+		part = jx_dumps(sel);
+		json_decref(sel);
+		json_decref(v);
+		body = part;
+		len = strlen(part);
+	}
 
 	if (rq->lost_status != 0) {
 		/* The change happened; the answer is lost on the way back. */
@@ -304,13 +319,24 @@ emu_reply(struct rq *rq, unsigned status, const char *ctype, const char *body, s
 	} else {
 		respond_now(rq, status, ctype, body, len);
 	}
+	free(part);
 	free(lost);
 }
 
 void
 emu_reply_json(struct rq *rq, unsigned status, json_t *v)
 {
-	char *s = jx_dumps(v);
+	char *s;
+
+	if (rq->fields != NULL && status < 300) {
+		json_t *part = fields_select(rq->fields, v);
+
+		json_decref(v);
+		v = part;
+	}
+	fields_free(rq->fields); /* selected: emu_reply has nothing left to do */
+	rq->fields = NULL;
+	s = jx_dumps(v);
 
 	json_decref(v);
 	emu_reply(rq, status, "application/json; charset=UTF-8", s, strlen(s));
@@ -438,7 +464,6 @@ inject_faults(struct rq *rq, bool mutation)
 	return true;
 }
 
-
 /* --- routing --- */
 
 /*
@@ -461,7 +486,8 @@ test_permissions(struct rq *rq, const char *target)
 	if (jx_parse(body, len, &doc, NULL) != 0 ||
 	    !json_is_array(json_object_get(doc, "permissions"))) {
 		json_decref(doc);
-		emu_error(rq, 400, "invalid", "Invalid JSON payload received: expected permissions.");
+		emu_error(
+		    rq, 400, "invalid", "Invalid JSON payload received: expected permissions.");
 		return;
 	}
 	denied = str_split(emu->opts.denied != NULL ? emu->opts.denied : "", ',', NULL);
@@ -477,6 +503,20 @@ test_permissions(struct rq *rq, const char *target)
 	str_list_free(denied);
 	json_decref(doc);
 	emu_reply_json(rq, 200, jx_pack("{s:o}", "permissions", granted));
+}
+
+/* The answer's `fields` (a partial response), refused before the method acts when bad. */
+static bool
+partial(struct rq *rq)
+{
+	const char *spec = httpd_req_query(rq->req, "fields");
+	char *cause = NULL;
+
+	if (spec == NULL || fields_parse(spec, &rq->fields, &cause) == 0)
+		return true;
+	emu_error(rq, 400, "invalidParameter", "%s", cause);
+	free(cause);
+	return false;
 }
 
 static void
@@ -507,7 +547,7 @@ on_request(struct httpd_req *req, void *arg)
 		bool mutation = strcmp(httpd_req_method(req), "GET") != 0 &&
 		    !(n > 0 && strcmp(parts[n - 1], "wait") == 0);
 
-		if (oauth_check(rq) == 0 && !inject_faults(rq, mutation))
+		if (oauth_check(rq) == 0 && !inject_faults(rq, mutation) && partial(rq))
 			compute_route(rq, parts, n);
 	} else if (n == 1 && strcmp(parts[0], "token") == 0) {
 		oauth_token(rq);

@@ -91,6 +91,7 @@ struct rq {
 	char *meta_path;
 	char *meta_etag;
 	bool meta_json;
+	struct fields *fields; /* the answer's partial response (fields.h), or NULL */
 	/* a delayed answer */
 	unsigned status;
 	char *ctype;

@@ -1,6 +1,7 @@
 /*
  * instances.list over 1,000 instances: every page of 500 (and of odd sizes),
- * no instance twice or missing, names in order, and the filters Google takes.
+ * no instance twice or missing, names in order, the filters Google takes,
+ * and partial responses (fields=).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -205,6 +206,48 @@ test_list_errors(void **state)
 	}
 }
 
+/* fields=: each item only what was asked, pages as before; a bad one refused before acting. */
+static void
+test_partial(void **state)
+{
+	char *url = compute_url(&emu, ZONE,
+	    "instances?maxResults=500&fields=items(name%2Clabels%2Fteam)%2CnextPageToken");
+	json_t *v = api(&emu, "GET", url, NULL, 200), *it, *b;
+	const char *key;
+	char *body;
+	size_t i, keys = 0;
+
+	assert_null(json_object_get(v, "kind"));
+	assert_non_null(jx_str(v, "nextPageToken"));
+	assert_int_equal(json_array_size(json_object_get(v, "items")), 500);
+	json_array_foreach (json_object_get(v, "items"), i, it) {
+		json_t *m;
+
+		json_object_foreach (it, key, m)
+			keys++;
+		assert_non_null(jx_str(it, "name"));
+		assert_non_null(jx_str(it, "labels.team"));
+		assert_int_equal(json_object_size(json_object_get(it, "labels")), 1);
+	}
+	assert_int_equal(keys, 2 * 500);
+	json_decref(v);
+	free(url);
+	/* An insert with a selection that does not parse: a 400, and no instance. */
+	url = compute_url(&emu, ZONE, "instances?fields=name%2C");
+	b = instance_body(ZONE, "partial-0", "e2-small", true, "team", "t9");
+	body = jx_dumps(b);
+	v = api(&emu, "POST", url, body, 400);
+	free(body);
+	expect_google_error(v, 400, "invalidParameter");
+	assert_non_null(strstr(jx_str(v, "error.message"), "Invalid field selection"));
+	json_decref(v);
+	json_decref(b);
+	free(url);
+	url = compute_url(&emu, ZONE, "instances/partial-0");
+	json_decref(api(&emu, "GET", url, NULL, 404));
+	free(url);
+}
+
 int
 main(void)
 {
@@ -213,6 +256,7 @@ main(void)
 	    cmocka_unit_test(test_odd_pages),
 	    cmocka_unit_test(test_filters),
 	    cmocka_unit_test(test_list_errors),
+	    cmocka_unit_test(test_partial),
 	};
 
 	jx_init();

@@ -63,6 +63,7 @@ struct res {
 	size_t n;
 	char **names;
 	int vcpus, memory_mb;
+	size_t nlabels, nmetadata; /* a listing's first instance's */
 };
 
 static void
@@ -143,6 +144,12 @@ on_list(const struct cloud_error *e, const struct cloud_instance *list, size_t n
 	r->names = xcalloc(n + 1, sizeof *r->names);
 	for (size_t i = 0; i < n; i++)
 		r->names[i] = xstrdup(list[i].name);
+	if (n > 0) {
+		r->status = xstrdup(list[0].status);
+		r->nat_ip = dup_or_null(list[0].nat_ip);
+		r->nlabels = list[0].nlabels;
+		r->nmetadata = list[0].nmetadata;
+	}
 }
 
 static void
@@ -430,6 +437,11 @@ test_lifecycle(void **state)
 	run(&r);
 	assert_int_equal(r.n, 1);
 	assert_string_equal(r.names[0], "life-1");
+	/* A partial response: what the manager reads, no metadata (provider.h). */
+	assert_non_null(r.status);
+	assert_non_null(r.nat_ip);
+	assert_int_equal(r.nlabels, 2);
+	assert_int_equal(r.nmetadata, 0);
 	res_free(&r);
 
 	uuid_v4(id);

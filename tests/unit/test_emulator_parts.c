@@ -1,4 +1,7 @@
-/* The emulator's pure parts: list filters, fault specs, machine types, Pacific time. */
+/*
+ * The emulator's pure parts: list filters, partial responses, fault specs,
+ * machine types, Pacific time.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +14,7 @@
 #include <cmocka.h>
 
 #include "emulator/faults.h"
+#include "emulator/fields.h"
 #include "emulator/filter.h"
 #include "emulator/internal.h"
 #include "util/jx.h"
@@ -102,6 +106,57 @@ test_filter_errors(void **state)
 	}
 }
 
+/* What a selection keeps of resource(), as compact JSON with sorted keys. */
+static void
+expect_fields(const char *spec, const char *want)
+{
+	struct fields *f;
+	char *cause = NULL, *got;
+	json_t *v = resource(), *part;
+
+	if (fields_parse(spec, &f, &cause) != 0)
+		fail_msg("'%s' does not parse: %s", spec, cause);
+	part = fields_select(f, v);
+	got = json_dumps(part, JSON_COMPACT | JSON_SORT_KEYS);
+	if (strcmp(got, want) != 0)
+		fail_msg("fields=%s: %s, not %s", spec, got, want);
+	free(got);
+	json_decref(part);
+	json_decref(v);
+	fields_free(f);
+}
+
+static void
+test_fields(void **state)
+{
+	static const char *bad[] = {
+	    "", "name,", "(name)", "labels(", "labels()", "a//b", "labels)x", "name status"};
+
+	expect_fields("name", "{\"name\":\"spillway-1\"}");
+	expect_fields("name,status,absent", "{\"name\":\"spillway-1\",\"status\":\"RUNNING\"}");
+	expect_fields("labels/team", "{\"labels\":{\"team\":\"ml\"}}");
+	expect_fields("labels(team,absent)", "{\"labels\":{\"team\":\"ml\"}}");
+	/* Through an array, each element; the same name twice is both selections. */
+	expect_fields("networkInterfaces/networkIP",
+	    "{\"networkInterfaces\":[{\"networkIP\":\"10.0.0.1\"},{\"networkIP\":\"10.0.0.2\"}]}");
+	expect_fields("labels(team),labels/managed-by",
+	    "{\"labels\":{\"managed-by\":\"spillway\",\"team\":\"ml\"}}");
+	/* Whole wins over a part of it; a wildcard is every member. */
+	expect_fields(
+	    "labels,labels(team)", "{\"labels\":{\"managed-by\":\"spillway\",\"team\":\"ml\"}}");
+	expect_fields("scheduling/*", "{\"scheduling\":{\"automaticRestart\":false}}");
+	expect_fields("name, cpus", "{\"cpus\":4,\"name\":\"spillway-1\"}");
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct fields *f = NULL;
+		char *cause = NULL;
+
+		if (fields_parse(bad[i], &f, &cause) == 0)
+			fail_msg("'%s' should not parse", bad[i]);
+		assert_non_null(strstr(cause, "Invalid field selection"));
+		free(cause);
+	}
+}
+
 static void
 test_faults(void **state)
 {
@@ -187,6 +242,7 @@ main(void)
 	    cmocka_unit_test(test_filter_aip160),
 	    cmocka_unit_test(test_filter_regex),
 	    cmocka_unit_test(test_filter_errors),
+	    cmocka_unit_test(test_fields),
 	    cmocka_unit_test(test_faults),
 	    cmocka_unit_test(test_machines),
 	    cmocka_unit_test(test_pacific_time),
