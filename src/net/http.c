@@ -13,8 +13,7 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define IDLE_HANDLES      256   /* a pass keeps this many calls to VMs in flight */
-#define HTTP_MAX_CONNECTS 20000 /* about the file descriptors a process has */
+#define IDLE_HANDLES 256 /* a pass keeps this many calls to VMs in flight */
 
 struct http_client {
 	uv_loop_t *loop;
@@ -142,13 +141,16 @@ http_client_new(uv_loop_t *loop)
 	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
 	/*
-	 * Without a bound of its own, libcurl keeps 4 idle connections per
-	 * handle in flight, and past that scans every cached connection for the
-	 * oldest as each call ends: as a pass over N VMs winds down, that is N
-	 * scans of N. Connections idle past CURLOPT_MAXAGE_CONN (118 s) or closed
-	 * by their peer go anyway; this bound only stops the scans.
+	 * Calls past HTTP_HOST_CONNECTIONS to one host wait in libcurl's queue
+	 * for a connection to come free: a burst of a thousand calls (a
+	 * takeover reading every VM's key) is a thousand requests on a few
+	 * connections, not a thousand descriptors here and at the server. Over
+	 * HTTP/2 (Google's API) the calls share connections as streams
+	 * (PIPEWAIT) and the bound is seldom reached. The cache holds what the
+	 * few hosts (the API, OAuth, the metadata server) may keep idle.
 	 */
-	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_CONNECTS);
+	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HTTP_HOST_CONNECTIONS);
+	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)(4 * HTTP_HOST_CONNECTIONS));
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
 	return c;
@@ -400,6 +402,7 @@ http_send(struct http_client *c, const struct http_request *req, http_cb *cb, vo
 	curl_easy_setopt(e, CURLOPT_PRIVATE, call);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "spillway/" SPILLWAY_VERSION);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	/*
 	 * libcurl caches even an address it did not have to look up, and walks

@@ -19,15 +19,18 @@
 struct http_client;
 struct http_call;
 
+/* Connections to one host at most; more calls at once queue for them (http_client_new). */
+#define HTTP_HOST_CONNECTIONS 32
+
 struct http_request {
 	const char *method; /* "GET", "POST", ... */
 	const char *url;
 	const char *const *headers; /* "Name: value", NULL-terminated; may be NULL */
 	const char *body;           /* NULL: no body */
 	size_t len;
-	long timeout_ms;       /* the whole call, connect included */
-	size_t max_response;   /* larger answers fail with -E2BIG */
-	const char *source_ip; /* bind the connection to this local address, or NULL */
+	long timeout_ms;         /* the whole call, connect included */
+	size_t max_response;     /* larger answers fail with -E2BIG */
+	const char *source_ip;   /* bind the connection to this local address, or NULL */
 	const char *unix_socket; /* connect to this Unix socket (the URL's host is then a name) */
 };
 

@@ -730,6 +730,32 @@ test_concurrent_calls_share_a_refresh(void **state)
 	client_close(&c);
 }
 
+/*
+ * A burst of calls (a takeover reads every VM's key at once) queues for a
+ * few connections: it used to open one per call, at both ends.
+ */
+static void
+test_burst_shares_connections(void **state)
+{
+	enum { CALLS = 3 * HTTP_HOST_CONNECTIONS };
+	struct client c;
+	struct res r[CALLS];
+
+	memset(r, 0, sizeof r);
+	default_client(&c);
+	for (int i = 0; i < CALLS; i++)
+		assert_int_equal(
+		    c.cloud->ops->zones(c.cloud, "us-central1", in_ms(30000), on_zones, &r[i]), 0);
+	for (int i = 0; i < CALLS; i++) {
+		run(&r[i]);
+		assert_int_equal(r[i].code, CLOUD_OK);
+		res_free(&r[i]);
+	}
+	assert_int_equal(http_client_calls(c.http), CALLS + 1); /* and the token */
+	assert_true(http_client_connects(c.http) <= HTTP_HOST_CONNECTIONS);
+	client_close(&c);
+}
+
 static void
 test_deadline(void **state)
 {
@@ -1269,6 +1295,7 @@ main(void)
 	    cmocka_unit_test(test_retries),
 	    cmocka_unit_test(test_retried_inserts_make_one_vm),
 	    cmocka_unit_test(test_concurrent_calls_share_a_refresh),
+	    cmocka_unit_test(test_burst_shares_connections),
 	    cmocka_unit_test(test_deadline),
 	    cmocka_unit_test(test_401_refreshes_once),
 	    cmocka_unit_test(test_credential_sources),
