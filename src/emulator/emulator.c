@@ -646,10 +646,12 @@ setup_auth(struct emulator *emu)
 }
 
 /*
- * Each guest holds two HTTP servers (a listening socket, an epoll set and
- * an event fd each): the soft limit (often 1,024) would stop the guests near
- * 170. Up to the hard limit, and past it to FD_WANTED where the process may
- * (CAP_SYS_RESOURCE): 5,000 guests need about 30,000.
+ * Each guest holds 3 descriptors (its backend's and its agent's listening
+ * sockets, its server's epoll set) and 3 more per connection to its agent
+ * (guest.c): the soft limit (often 1,024) would stop the guests near 300.
+ * Up to the hard limit, and past it to FD_WANTED where the process may
+ * (CAP_SYS_RESOURCE): 5,000 guests, each with a daemon's channel to its
+ * agent, need about 30,000.
  */
 #define FD_WANTED 65536
 

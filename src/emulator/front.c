@@ -4,8 +4,8 @@
  * guest attributes (spillway/tls-key); only the client whose certificate is
  * the instance's "spillway-client-cert" gets in; ALPN "spillway-fwd/1"
  * passes the bytes to the backend, anything else to the agent's own API
- * (served in plain HTTP on the guest's address, on a port only this front
- * knows, as the real agent's loopback). Faults for tests (emulator.h):
+ * (the guest's server, handed one end of a socketpair: as the real agent's
+ * loopback, with no port or descriptor a guest holds while unused). Faults for tests (emulator.h):
  * a front that never answers TLS, one with another key, one that resets.
  *
  * The front owns its connections; it lives on, closed, until the last one
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "emulator/internal.h"
 #include "net/stream.h"
@@ -40,7 +41,8 @@ struct front {
 	char name[64];                /* the instance's, for the log */
 	struct tls_ctx *tls, *other;  /* other: the key of FRONT_OTHER_KEY */
 	char client_pin[TLS_PIN_MAX]; /* "" no client is let in */
-	struct sockaddr_in backend, api;
+	struct sockaddr_in backend;
+	struct httpd *api;
 	enum front_mode mode;
 	struct fconn *conns;
 	long forwarding; /* connections passed to the backend, open now */
@@ -123,6 +125,22 @@ on_connect(uv_connect_t *req, int status)
 
 static void on_handshake(struct stream *, int error, const char *why);
 
+/* A connection to the agent's API: a socketpair, one end the server's. */
+static int
+to_api(struct front *f, uv_tcp_t *up)
+{
+	int sv[2], error;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+		return uv_translate_sys_error(errno);
+	if ((error = uv_tcp_open(up, sv[0])) != 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return error;
+	}
+	return httpd_adopt(f->api, sv[1]);
+}
+
 static const struct stream_events events = {
     .handshake = on_handshake,
     .moved = on_moved,
@@ -148,9 +166,13 @@ on_handshake(struct stream *s, int error, const char *why)
 	c->up = stream_new(f->loop, &events, c);
 	c->handles++;
 	c->connect.data = c;
-	if (uv_tcp_connect(&c->connect, stream_tcp(c->up),
-	        (const struct sockaddr *)(forward ? &f->backend : &f->api), on_connect) != 0)
-		fconn_close(c, true);
+	if (forward) {
+		if (uv_tcp_connect(&c->connect, stream_tcp(c->up),
+		        (const struct sockaddr *)&f->backend, on_connect) != 0)
+			fconn_close(c, true);
+	} else {
+		on_connect(&c->connect, to_api(f, stream_tcp(c->up)));
+	}
 }
 
 static void
@@ -198,8 +220,8 @@ identity(struct tls_ctx **ctx, char pin[TLS_PIN_MAX], char **cause)
 }
 
 int
-front_new(
-    struct inst *inst, int fd, int backend_port, int api_port, struct front **out, char **cause)
+front_new(struct inst *inst, int fd, int backend_port, struct httpd *api, struct front **out,
+    char **cause)
 {
 	struct front *f = xcalloc(1, sizeof *f);
 	const char *client = inst_attribute(inst, "spillway-client-cert");
@@ -210,8 +232,7 @@ front_new(
 	snprintf(f->name, sizeof f->name, "%s", inst->name);
 	f->backend = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(backend_port)};
 	inet_pton(AF_INET, inst->nat_ip, &f->backend.sin_addr);
-	f->api = f->backend;
-	f->api.sin_port = htons((uint16_t)api_port);
+	f->api = api;
 	if (client == NULL || tls_cert_pin(client, f->client_pin) != 0)
 		f->client_pin[0] = '\0';
 	if ((error = identity(&f->tls, pin, cause)) != 0 ||

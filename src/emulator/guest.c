@@ -46,7 +46,6 @@ struct guest {
 	struct httpd *http;            /* serving the backend's port and the agent's API */
 	struct front *front;           /* the agent's port: TLS */
 	struct programs *programs;     /* or the real agent there (opts.guest_agent) */
-	int api_port;                  /* the agent's API, behind the front */
 	char host[32], agent_host[32]; /* "127.a.b.c:port", for the request log */
 	long renewals;
 	int64_t renewed_ms;
@@ -66,7 +65,8 @@ fds_out(struct inst *inst)
 
 	if (emu->fds_out_said)
 		return;
-	log_warnx("emulator: out of file descriptors (the limit is %ld; each guest holds 4): "
+	log_warnx("emulator: out of file descriptors (the limit is %ld; each guest holds 3, and 3 "
+	          "more per connection to its agent): "
 	          "%s and the VMs after it run without a guest, or an address; raise the hard "
 	          "limit (ulimit -Hn) to serve more",
 	    emu->fd_limit, inst->name);
@@ -306,13 +306,11 @@ guest_root(const struct inst *inst)
 	return inst->guest != NULL ? programs_root(inst->guest->programs) : NULL;
 }
 
-/* The backend's port or the agent's: the one server serves both. */
+/* The backend's port or the agent's API: the one server serves both. */
 static void
 on_request(struct httpd_req *req, void *arg)
 {
-	struct guest *g = arg;
-
-	if (httpd_req_port(req) == g->api_port)
+	if (httpd_req_port(req) == 0) /* from the front (httpd_adopt) */
 		on_agent_request(req, arg);
 	else
 		on_guest_request(req, arg);
@@ -345,9 +343,7 @@ guest_start(struct inst *inst)
 	/* As many connections as a backend behind spillway's routes is asked to hold (1,000). */
 	struct httpd_opts ho = {.max_body = 64 * 1024, .conn_timeout_s = 30, .conn_limit = 1024};
 	char *cause = NULL;
-	int fd, afd, pfd = -1, error;
-	struct sockaddr_in sin;
-	socklen_t len = sizeof sin;
+	int fd, afd, error;
 
 	if (g == NULL)
 		return;
@@ -359,17 +355,15 @@ guest_start(struct inst *inst)
 		error = programs_ready(inst, g, fd, afd, &ho, &cause);
 		goto started;
 	}
-	/* One server on the backend's port and the agent API's: 4 descriptors a guest, not 5. */
-	if ((error = httpd_new_fd(emu->loop, fd, &ho, on_request, g, &g->http, &cause)) != 0 ||
-	    (error = pfd = httpd_bind(inst->nat_ip, 0, &cause)) < 0) {
+	/*
+	 * One server for the backend's port and the agent's API (reached from
+	 * the front alone): 3 descriptors a guest, and 2 more while a client
+	 * holds a channel to its agent's API.
+	 */
+	if ((error = httpd_new_fd(emu->loop, fd, &ho, on_request, g, &g->http, &cause)) != 0)
 		close(afd);
-	} else if ((error = httpd_listen(g->http, pfd, &cause)) != 0) {
-		close(afd);
-	} else {
-		getsockname(pfd, (struct sockaddr *)&sin, &len);
-		g->api_port = ntohs(sin.sin_port);
-		error = front_new(inst, afd, emu->opts.guest_port, g->api_port, &g->front, &cause);
-	}
+	else
+		error = front_new(inst, afd, emu->opts.guest_port, g->http, &g->front, &cause);
 started:
 	if (error == -EMFILE || error == -ENFILE)
 		fds_out(inst);

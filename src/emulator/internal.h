@@ -211,9 +211,9 @@ void metadata_answer(struct rq *);
 /* front.c: a guest's agent port, in TLS (faults: never answer TLS, another key, reset) */
 enum front_mode { FRONT_OK, FRONT_STALL, FRONT_OTHER_KEY, FRONT_RESET };
 struct front;
-/* Serve the agent's port on fd (taken); the backend's and the agent API's ports behind. */
-int front_new(struct inst *, int fd, int backend_port, int api_port, struct front **,
-    char **cause);
+/* Serve the agent's port on fd (taken); the backend's port and the agent API's server behind. */
+int front_new(
+    struct inst *, int fd, int backend_port, struct httpd *api, struct front **, char **cause);
 void front_set_mode(struct front *, enum front_mode);
 /* Connections passed to the backend, open now (the agent's status says them). */
 long front_forwarding(const struct front *);

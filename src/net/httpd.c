@@ -25,7 +25,6 @@ enum req_state { REQ_READING, REQ_WAITING, REQ_ANSWERED, REQ_QUEUED };
 
 /* Past max_body we read and drop this much more, then close the connection. */
 #define DRAIN_FACTOR    4
-#define HTTPD_LISTENERS 2
 #define ACCEPT_BATCH    64  /* connections taken per turn of the loop */
 #define ACCEPT_PAUSE_MS 100 /* out of descriptors: accepting waits this long */
 
@@ -95,8 +94,7 @@ struct httpd {
 	struct MHD_Daemon *mhd;
 	uv_poll_t poll;
 	uv_timer_t timer;
-	struct listener ls[HTTPD_LISTENERS]; /* ls[0] is the server's port */
-	int nls;
+	struct listener listener;
 	bool fd_warned;
 	size_t max_body;
 	unsigned conn_limit, per_peer;
@@ -485,7 +483,7 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		r->port = ci != NULL && ci->socket_context != NULL
 		    ? ((const struct hconn *)ci->socket_context)->port
-		    : h->ls[0].port;
+		    : h->listener.port;
 		if (h->unix_socket && h->same_user && r->uid != (long)geteuid())
 			return refuse(r, 403,
 			    "{\"error\": {\"code\": 403, \"message\": \"this socket serves only the "
@@ -584,7 +582,7 @@ on_poll(uv_poll_t *p, int status, int events)
 static void
 add_listener(struct httpd *h, int fd, const struct sockaddr_storage *ss)
 {
-	struct listener *l = &h->ls[h->nls++];
+	struct listener *l = &h->listener;
 
 	l->h = h;
 	l->fd = fd;
@@ -655,24 +653,19 @@ httpd_new_fd(uv_loop_t *loop, int fd, const struct httpd_opts *o, httpd_handler 
 }
 
 int
-httpd_listen(struct httpd *h, int fd, char **cause)
+httpd_adopt(struct httpd *h, int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 
-	if (h->nls == HTTPD_LISTENERS) {
-		*cause = xasprintf("a server listens on at most %d sockets", HTTPD_LISTENERS);
-		close(fd);
-		return -ENOSPC;
-	}
-	if (listen(fd, 512) == -1 || getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
-		int error = errno;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+		int error = -errno;
 
-		*cause = xasprintf("cannot listen: %s", strerror(error));
 		close(fd);
-		return -error;
+		return error;
 	}
-	add_listener(h, fd, &ss);
+	admit(h, fd, 0, &ss, len);
+	run(h);
 	return 0;
 }
 
@@ -690,7 +683,7 @@ httpd_new(uv_loop_t *loop, const char *host, int port, const struct httpd_opts *
 int
 httpd_port(const struct httpd *h)
 {
-	return h->ls[0].port;
+	return h->listener.port;
 }
 
 static void
@@ -744,20 +737,16 @@ httpd_free(struct httpd *h)
 	/* libuv must stop watching the epoll fd before MHD closes it. */
 	uv_poll_stop(&h->poll);
 	uv_timer_stop(&h->timer);
-	for (int i = 0; i < h->nls; i++) {
-		uv_poll_stop(&h->ls[i].poll);
-		uv_timer_stop(&h->ls[i].pause);
-	}
+	uv_poll_stop(&h->listener.poll);
+	uv_timer_stop(&h->listener.pause);
 	MHD_stop_daemon(h->mhd);
 	/* MHD said CLOSED for each connection it had; what it never took goes now. */
 	while (h->conns != NULL)
 		conn_unlink(h, h->conns);
 	uv_close((uv_handle_t *)&h->poll, on_closed);
 	uv_close((uv_handle_t *)&h->timer, on_closed);
-	for (int i = 0; i < h->nls; i++) {
-		uv_close((uv_handle_t *)&h->ls[i].pause, on_pause_closed);
-		uv_close((uv_handle_t *)&h->ls[i].poll, on_listen_closed);
-	}
+	uv_close((uv_handle_t *)&h->listener.pause, on_pause_closed);
+	uv_close((uv_handle_t *)&h->listener.poll, on_listen_closed);
 }
 
 int

@@ -54,11 +54,12 @@ int httpd_new_fd(uv_loop_t *, int fd, const struct httpd_opts *, httpd_handler *
     struct httpd **out, char **cause);
 int httpd_port(const struct httpd *);
 /*
- * Serve on one more socket the caller bound (at most 2 in all): one server,
- * one epoll set, for what listens on two ports of an address (a guest's
- * backend and agent). httpd_req_port says which a request came to.
+ * Serve a connected socket the caller made, as if accepted (the limits
+ * apply; the server owns fd either way): one end of a socketpair, say, for
+ * requests that reach the server without a port of their own (the
+ * emulator's agents, front.c). Its requests' httpd_req_port is 0.
  */
-int httpd_listen(struct httpd *, int fd, char **cause);
+int httpd_adopt(struct httpd *, int fd);
 /*
  * Answer every pending request with 503, stop listening, and free the server
  * once libuv is done with its handles.
@@ -66,7 +67,7 @@ int httpd_listen(struct httpd *, int fd, char **cause);
 void httpd_free(struct httpd *);
 
 const char *httpd_req_method(const struct httpd_req *);
-/* The local port the request came to. */
+/* The local port the request came to; 0 on a socket given by httpd_adopt. */
 int httpd_req_port(const struct httpd_req *);
 /* The decoded path, without the query. */
 const char *httpd_req_path(const struct httpd_req *);
@@ -100,8 +101,8 @@ void httpd_respond_endless(struct httpd_req *, unsigned status, const char *cont
  * server freed); the stream must not be used after it.
  */
 struct httpd_stream;
-struct httpd_stream *httpd_stream_open(struct httpd_req *, unsigned status, const char *content_type,
-    size_t max_buffered, void (*closed)(void *arg), void *arg);
+struct httpd_stream *httpd_stream_open(struct httpd_req *, unsigned status,
+    const char *content_type, size_t max_buffered, void (*closed)(void *arg), void *arg);
 /* Queue data. -ENOBUFS when a slow peer has max_buffered unsent: the stream ends. */
 int httpd_stream_write(struct httpd_stream *, const char *data, size_t len);
 /* End the stream once what is queued is sent. */
