@@ -99,10 +99,13 @@ on_event(const struct manager_event *e, void *arg)
 		t_sent = now;
 	if (e->vm->state == VM_PROVISIONING && t_accepted == 0)
 		t_accepted = now;
-	if (e->vm->state == VM_READY) {
+	/* READY now, each VM once: one may say READY again, or leave it. */
+	if (e->vm->state == VM_READY && e->from != VM_READY) {
 		if (t_ready == 0)
 			t_ready = now;
 		ready++;
+	} else if (e->from == VM_READY && e->vm->state != VM_READY) {
+		ready--;
 	}
 	if (e->vm->state == VM_BOOTING || e->vm->state == VM_PROVISIONING)
 		return;
@@ -158,6 +161,33 @@ pass_over(void)
 
 	manager_counts(daemon_manager(dmn), &c);
 	return c.passes > passes_seen;
+}
+
+static void
+pass(void)
+{
+	struct manager_counts c;
+
+	manager_counts(daemon_manager(dmn), &c);
+	passes_seen = c.passes;
+	manager_pass_now(daemon_manager(dmn));
+	run_until(pass_over, 120);
+}
+
+/*
+ * Passes until every VM is READY: one the emulator had not booted yet when
+ * a pass listed it (a busy emulator runs its timers late) is taken over as
+ * PROVISIONING and seen RUNNING only by a later pass.
+ */
+static bool
+adopt_all(void)
+{
+	int64_t until = monotonic_ns() + 300 * 1000000000LL;
+
+	do
+		pass();
+	while (!run_until(all_ready, 2) && monotonic_ns() < until);
+	return all_ready();
 }
 
 static void
@@ -387,12 +417,8 @@ main(int argc, char **argv)
 			while (monotonic_ns() < until)
 				uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
 		}
-		ready = 0;
-		manager_counts(daemon_manager(dmn), &before);
-		passes_seen = before.passes;
-		manager_pass_now(daemon_manager(dmn)); /* adopts them all */
-		run_until(pass_over, 120);
-		if (!run_until(all_ready, 300)) {
+		want = size;
+		if (!adopt_all()) {
 			fprintf(stderr, "bench/daemon: %d of %d READY\n", ready, want);
 			return 1;
 		}
