@@ -36,8 +36,17 @@ struct wreq {
 	char data[];
 };
 
-/* One loop, one thread: a buffer for what is read, one for what TLS makes of it. */
-static _Thread_local char scratch[CHUNK], sealed[CHUNK];
+/*
+ * One loop, one thread: a buffer for what is read, one for what TLS makes
+ * of it, held while the thread has a stream. Not static storage: the loader
+ * zeroes a thread's whole TLS block, so 128 KiB would be resident in every
+ * process, a daemon at rest (no stream) too.
+ */
+struct scratch {
+	char read[CHUNK], sealed[CHUNK];
+};
+static _Thread_local struct scratch *scratch;
+static _Thread_local long streams;
 
 static void start_reading(struct stream *);
 
@@ -46,6 +55,8 @@ stream_new(uv_loop_t *loop, const struct stream_events *ev, void *data)
 {
 	struct stream *s = xcalloc(1, sizeof *s);
 
+	if (streams++ == 0)
+		scratch = xmalloc(sizeof *scratch);
 	uv_tcp_init(loop, &s->tcp);
 	s->tcp.data = s;
 	s->ev = ev;
@@ -145,8 +156,8 @@ flush(struct stream *s)
 
 	if (s->tls == NULL)
 		return 0;
-	while ((n = tls_output(s->tls, sealed, sizeof sealed)) > 0)
-		if ((error = raw_write(s, sealed, n)) != 0)
+	while ((n = tls_output(s->tls, scratch->sealed, sizeof scratch->sealed)) > 0)
+		if ((error = raw_write(s, scratch->sealed, n)) != 0)
 			return error;
 	return 0;
 }
@@ -254,7 +265,7 @@ static void
 on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	/* One buffer for all: what is read is written, or copied, before the next read. */
-	*buf = uv_buf_init(scratch, sizeof scratch);
+	*buf = uv_buf_init(scratch->read, sizeof scratch->read);
 }
 
 static void
@@ -371,6 +382,10 @@ on_closed(uv_handle_t *h)
 	tls_free(s->tls);
 	buf_release(&s->early);
 	free(s);
+	if (--streams == 0) {
+		free(scratch);
+		scratch = NULL;
+	}
 }
 
 void

@@ -269,12 +269,26 @@ tls_ctx_free(struct tls_ctx *t)
 	free(t);
 }
 
+#define TLS_RECORD_MAX 16384
+#define PLAIN_MAX      (4 * TLS_RECORD_MAX)
+
+/*
+ * One loop, one thread: what is decrypted, before the callback has it; held
+ * while the thread has a connection (static storage would be resident in
+ * every process: the loader zeroes a thread's whole TLS block).
+ */
+static _Thread_local char *plain_buf;
+static _Thread_local long conns;
+
 struct tls *
 tls_new(struct tls_ctx *ctx, const char *pin, const char *alpn)
 {
 	struct tls *t = xcalloc(1, sizeof *t);
 	unsigned char wire[64];
 	unsigned len;
+
+	if (conns++ == 0)
+		plain_buf = xmalloc(PLAIN_MAX);
 
 	if ((t->ssl = SSL_new(ctx->ctx)) == NULL || (t->rbio = BIO_new(BIO_s_mem())) == NULL ||
 	    (t->wbio = BIO_new(BIO_s_mem())) == NULL)
@@ -302,6 +316,10 @@ tls_free(struct tls *t)
 	SSL_free(t->ssl); /* and its BIOs */
 	SSL_SESSION_free(t->ticket);
 	free(t);
+	if (--conns == 0) {
+		free(plain_buf);
+		plain_buf = NULL;
+	}
 }
 
 void
@@ -384,10 +402,6 @@ tls_handshake(struct tls *t)
 	return fail(t, "TLS handshake");
 }
 
-#define TLS_RECORD_MAX 16384
-/* One loop, one thread: what is decrypted, before the callback has it. */
-static _Thread_local char plain_buf[4 * TLS_RECORD_MAX];
-
 enum tls_result
 tls_input(struct tls *t, const char *cipher, size_t n, tls_plain_cb *plain, void *arg)
 {
@@ -407,10 +421,10 @@ tls_input(struct tls *t, const char *cipher, size_t n, tls_plain_cb *plain, void
 	 * The callback may close the owner: it says so.
 	 */
 	for (;;) {
-		got = SSL_read(t->ssl, plain_buf + have, (int)(sizeof plain_buf - have));
+		got = SSL_read(t->ssl, plain_buf + have, (int)(PLAIN_MAX - have));
 		if (got > 0) {
 			have += (size_t)got;
-			if (sizeof plain_buf - have < TLS_RECORD_MAX) {
+			if (PLAIN_MAX - have < TLS_RECORD_MAX) {
 				plain(arg, plain_buf, have);
 				have = 0;
 			}
