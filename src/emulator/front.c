@@ -39,7 +39,7 @@ struct front {
 	uv_loop_t *loop;
 	uv_tcp_t tcp;
 	char name[64];                /* the instance's, for the log */
-	struct tls_ctx *tls, *other;  /* other: the key of FRONT_OTHER_KEY */
+	struct tls_ctx *tls, *other;  /* other: the key of FRONT_OTHER_KEY, made when it is set */
 	char client_pin[TLS_PIN_MAX]; /* "" no client is let in */
 	struct sockaddr_in backend;
 	struct httpd *api;
@@ -225,7 +225,7 @@ front_new(struct inst *inst, int fd, int backend_port, struct httpd *api, struct
 {
 	struct front *f = xcalloc(1, sizeof *f);
 	const char *client = inst_attribute(inst, "spillway-client-cert");
-	char pin[TLS_PIN_MAX], other[TLS_PIN_MAX];
+	char pin[TLS_PIN_MAX];
 	int error;
 
 	f->loop = inst->emu->loop;
@@ -235,10 +235,7 @@ front_new(struct inst *inst, int fd, int backend_port, struct httpd *api, struct
 	f->api = api;
 	if (client == NULL || tls_cert_pin(client, f->client_pin) != 0)
 		f->client_pin[0] = '\0';
-	if ((error = identity(&f->tls, pin, cause)) != 0 ||
-	    (error = identity(&f->other, other, cause)) != 0) {
-		tls_ctx_free(f->tls);
-		tls_ctx_free(f->other);
+	if ((error = identity(&f->tls, pin, cause)) != 0) {
 		free(f);
 		close(fd);
 		return error;
@@ -273,8 +270,16 @@ front_forwarding(const struct front *f)
 void
 front_set_mode(struct front *f, enum front_mode mode)
 {
-	if (f != NULL)
-		f->mode = mode;
+	char pin[TLS_PIN_MAX], *cause = NULL;
+
+	if (f == NULL)
+		return;
+	if (mode == FRONT_OTHER_KEY && f->other == NULL && identity(&f->other, pin, &cause) != 0) {
+		log_warnx("emulator: %s's agent cannot make another key: %s", f->name, cause);
+		free(cause);
+		return;
+	}
+	f->mode = mode;
 }
 
 static void
