@@ -28,7 +28,7 @@ struct http_request {
 	const char *const *headers; /* "Name: value", NULL-terminated; may be NULL */
 	const char *body;           /* NULL: no body */
 	size_t len;
-	long timeout_ms;         /* the whole call, connect included */
+	long timeout_ms;         /* the whole call: its wait for a connection and the connect too */
 	size_t max_response;     /* larger answers fail with -E2BIG */
 	const char *source_ip;   /* bind the connection to this local address, or NULL */
 	const char *unix_socket; /* connect to this Unix socket (the URL's host is then a name) */
