@@ -242,3 +242,29 @@ price_catalog_check(const json_t *catalog, char **cause)
 	}
 	return 0;
 }
+
+json_t *
+price_catalog_compact(const json_t *catalog)
+{
+	json_t *out = json_array(), *sku;
+	size_t i;
+
+	json_array_foreach (catalog, i, sku) {
+		const char *d = jx_str(sku, "description");
+		json_t *regions = json_object_get(sku, "serviceRegions"),
+		       *rates = jx_get(sku, "pricingInfo.0.pricingExpression.tieredRates"),
+		       *when = jx_get(sku, "pricingInfo.0.effectiveTime"), *info;
+
+		/* One no VM is priced from, or that serves no region, is never found. */
+		if (!priced_here(d) || !json_is_array(regions))
+			continue;
+		info = jx_pack("{s:{s:[O]}}", "pricingExpression", "tieredRates",
+		    json_array_get(rates, json_array_size(rates) - 1)); /* what we pay */
+		if (json_is_string(when))
+			json_object_set(info, "effectiveTime", when);
+		json_array_append_new(out,
+		    jx_pack("{s:s, s:O, s:[o]}", "description", d, "serviceRegions", regions,
+		        "pricingInfo", info));
+	}
+	return out;
+}

@@ -47,5 +47,12 @@ int price_lookup(const json_t *skus, const struct price_query *, struct price *,
  * catalog is refused: -EINVAL with a cause naming the SKU.
  */
 int price_catalog_check(const json_t *catalog, char **cause);
+/*
+ * Of a checked catalog, what price_lookup reads and of the SKUs it reads
+ * (cores, RAM, disk, external IP): the same prices in a fraction of the
+ * memory. Google's catalog for Compute Engine holds thousands of SKUs
+ * (GPUs, licences, other families), and each holds more than its price.
+ */
+json_t *price_catalog_compact(const json_t *catalog);
 
 #endif

@@ -441,12 +441,16 @@ resolve_zones(struct daemon *d)
 static int
 catalog_take(struct daemon *d, json_t *doc, const char *source, char **cause)
 {
-	if (price_catalog_check(json_object_get(doc, "skus"), cause) != 0) {
+	json_t *skus = json_object_get(doc, "skus");
+
+	if (price_catalog_check(skus, cause) != 0) {
 		json_decref(doc);
 		return -EINVAL;
 	}
 	json_decref(d->catalog);
-	d->catalog = doc;
+	/* Kept for as long as the daemon runs: what pricing reads of it. */
+	d->catalog = jx_pack("{s:o}", "skus", price_catalog_compact(skus));
+	json_decref(doc);
 	free(d->catalog_source);
 	d->catalog_source = xstrdup(source);
 	return 0;

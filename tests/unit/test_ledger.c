@@ -191,6 +191,42 @@ test_price_lookup(void **state)
 	json_decref(doc);
 }
 
+/* The catalog a daemon keeps prices every VM as the whole one does, in far less. */
+static void
+test_price_catalog_compact(void **state)
+{
+	json_t *doc, *skus = shipped_skus(&doc), *small = price_catalog_compact(skus);
+	const char *types[] = {
+	    "e2-highmem-4", "e2-standard-2", "n2-standard-8", "n2d-highmem-2", "m3-ultramem-32"};
+	const char *regions[] = {"us-central1", "europe-west4", "asia-east1", "nowhere-1"};
+	char *text_big = json_dumps(skus, JSON_COMPACT),
+	     *text_small = json_dumps(small, JSON_COMPACT);
+
+	assert_int_equal(price_catalog_check(small, &(char *){NULL}), 0);
+	assert_true(json_array_size(small) > 0 && json_array_size(small) <= json_array_size(skus));
+	assert_true(strlen(text_small) * 2 < strlen(text_big));
+	for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+		for (size_t r = 0; r < sizeof regions / sizeof regions[0]; r++)
+			for (int k = 0; k < 8; k++) {
+				struct price_query q = {types[t], regions[r], k & 1, 4, 32768,
+				    k & 2 ? 20 : 0, k & 4 ? "pd-standard" : "pd-balanced", k & 2};
+				struct price a, b;
+				char *ca = NULL, *cb = NULL;
+				int ea = price_lookup(skus, &q, &a, &ca),
+				    eb = price_lookup(small, &q, &b, &cb);
+
+				assert_int_equal(ea, eb);
+				assert_string_equal(ca != NULL ? ca : "", cb != NULL ? cb : "");
+				assert_memory_equal(&a, &b, sizeof a);
+				free(ca);
+				free(cb);
+			}
+	free(text_big);
+	free(text_small);
+	json_decref(small);
+	json_decref(doc);
+}
+
 /* The shipped catalog with one tier of one SKU's price changed. */
 static json_t *
 tampered(json_t **doc, const char *description, const char *units, json_int_t nanos,
@@ -895,6 +931,7 @@ main(void)
 	    cmocka_unit_test(test_cost_days_across_midnight),
 	    cmocka_unit_test(test_budget_plan),
 	    cmocka_unit_test(test_price_lookup),
+	    cmocka_unit_test(test_price_catalog_compact),
 	    cmocka_unit_test(test_price_catalog_refused),
 	    cmocka_unit_test(test_budget_plan_no_price),
 	    cmocka_unit_test(test_ledger_file),
