@@ -1,7 +1,7 @@
 /*
  * The Cloud Billing catalog's SKUs, as the price lookup reads a page of them:
  * a catalog the check takes never prices a VM at $0 or less, nor past the
- * bound (the budget's first rule rests on it).
+ * bound (the budget's first rule rests on it), and any page compacts.
  */
 #include <stdlib.h>
 
@@ -22,6 +22,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	/* A page ({"skus": [...]}) or the list itself. */
 	skus = json_is_array(v) ? v : json_object_get(v, "skus");
+	/* Any page is compacted, checked or not (the daemon checks what it keeps of them). */
+	json_decref(price_catalog_compact(skus));
 	if (price_catalog_check(skus, &cause) == 0) {
 		for (size_t i = 0; i < 6; i++) {
 			struct price_query q = {

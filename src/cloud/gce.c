@@ -365,11 +365,15 @@ send_request(struct call *c, const char *token)
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
 	if (c->body != NULL)
 		headers[1] = "Content-Type: application/json";
-	if (c->page_token != NULL)
+	if (c->page_token != NULL) {
+		char *escaped = url_escape(c->page_token); /* the server's text, in our URL */
+
 		url = xasprintf("%s%s%cpageToken=%s", g->endpoint, c->path,
-		    strchr(c->path, '?') ? '&' : '?', c->page_token);
-	else
+		    strchr(c->path, '?') ? '&' : '?', escaped);
+		free(escaped);
+	} else {
 		url = xasprintf("%s%s", g->endpoint, c->path);
+	}
 	req.method = c->method;
 	req.url = url;
 	req.headers = headers;

@@ -77,8 +77,9 @@ catalog_route(struct rq *rq, char **parts, size_t n)
 		invalid(rq, "pageSize must be a whole number from 0 to 5000.");
 		return;
 	}
-	if (per == 0)
-		per = PAGE_MAX;
+	/* Google may answer fewer than asked: a client follows nextPageToken. */
+	if (per == 0 || per > rq->emu->faults.catalog_page)
+		per = rq->emu->faults.catalog_page;
 	if (token != NULL && *token != '\0') {
 		unsigned char *raw;
 		size_t len;

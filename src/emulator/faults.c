@@ -16,6 +16,7 @@ faults_init(struct faults *f)
 	f->stockout = xcalloc(1, sizeof *f->stockout);
 	f->stockout_details = xcalloc(1, sizeof *f->stockout_details);
 	f->token_lifetime_s = 3599;
+	f->catalog_page = 5000;
 	f->preempt_within_s = 60;
 	f->guest_die_within_s = 600;
 }
@@ -107,6 +108,8 @@ faults_parse(const char *spec, struct faults *out, char **cause)
 			*list = str_split(v, '+', NULL);
 		} else if (strcmp(item, "token-lifetime") == 0)
 			error = parse_int64(v, 1, 86400, &f.token_lifetime_s);
+		else if (strcmp(item, "catalog-page") == 0)
+			error = parse_int64(v, 1, 5000, &f.catalog_page);
 		else if (strcmp(item, "preempt") == 0)
 			error = probability_within(v, &f.preempt, &f.preempt_within_s);
 		else if (strcmp(item, "guest-unhealthy") == 0)
@@ -114,12 +117,12 @@ faults_parse(const char *spec, struct faults *out, char **cause)
 		else if (strcmp(item, "guest-die") == 0)
 			error = probability_within(v, &f.guest_die, &f.guest_die_within_s);
 		else {
-			*cause =
-			    xasprintf("unknown fault '%s'; known: error500, error503, rate429, "
-			              "rate403, huge, endless, latency, quota-cpus, stockout, "
-			              "stockout-details, "
-			              "token-lifetime, preempt, guest-unhealthy, guest-die",
-			        item);
+			*cause = xasprintf(
+			    "unknown fault '%s'; known: error500, error503, rate429, "
+			    "rate403, huge, endless, latency, quota-cpus, stockout, "
+			    "stockout-details, "
+			    "token-lifetime, catalog-page, preempt, guest-unhealthy, guest-die",
+			    item);
 			error = -EINVAL;
 			break;
 		}
@@ -172,6 +175,8 @@ faults_format(const struct faults *f)
 	join(&b, "stockout-details", f->stockout_details);
 	if (f->token_lifetime_s != 3599)
 		buf_printf(&b, "%stoken-lifetime=%" PRId64, b.len ? "," : "", f->token_lifetime_s);
+	if (f->catalog_page != 5000)
+		buf_printf(&b, "%scatalog-page=%" PRId64, b.len ? "," : "", f->catalog_page);
 	if (f->preempt > 0)
 		buf_printf(
 		    &b, "%spreempt=%g@%" PRId64, b.len ? "," : "", f->preempt, f->preempt_within_s);

@@ -34,6 +34,7 @@ struct faults {
 	char **stockout;
 	char **stockout_details;
 	int64_t token_lifetime_s;
+	int64_t catalog_page; /* the billing catalog's SKUs a page at most (Google: 5,000) */
 	double preempt;
 	int64_t preempt_within_s;
 	double guest_unhealthy;

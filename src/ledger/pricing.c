@@ -253,18 +253,22 @@ price_catalog_compact(const json_t *catalog)
 		const char *d = jx_str(sku, "description");
 		json_t *regions = json_object_get(sku, "serviceRegions"),
 		       *rates = jx_get(sku, "pricingInfo.0.pricingExpression.tieredRates"),
-		       *when = jx_get(sku, "pricingInfo.0.effectiveTime"), *info;
+		       *when = jx_get(sku, "pricingInfo.0.effectiveTime"),
+		       *id = json_object_get(sku, "skuId"), *info, *kept;
 
 		/* One no VM is priced from, or that serves no region, is never found. */
-		if (!priced_here(d) || !json_is_array(regions))
+		if (d == NULL || !priced_here(d) || !json_is_array(regions) ||
+		    json_array_size(rates) == 0)
 			continue;
 		info = jx_pack("{s:{s:[O]}}", "pricingExpression", "tieredRates",
 		    json_array_get(rates, json_array_size(rates) - 1)); /* what we pay */
 		if (json_is_string(when))
 			json_object_set(info, "effectiveTime", when);
-		json_array_append_new(out,
-		    jx_pack("{s:s, s:O, s:[o]}", "description", d, "serviceRegions", regions,
-		        "pricingInfo", info));
+		kept = jx_pack("{s:s, s:O, s:[o]}", "description", d, "serviceRegions", regions,
+		    "pricingInfo", info);
+		if (json_is_string(id)) /* for what a refusal says */
+			json_object_set(kept, "skuId", id);
+		json_array_append_new(out, kept);
 	}
 	return out;
 }

@@ -48,10 +48,11 @@ int price_lookup(const json_t *skus, const struct price_query *, struct price *,
  */
 int price_catalog_check(const json_t *catalog, char **cause);
 /*
- * Of a checked catalog, what price_lookup reads and of the SKUs it reads
- * (cores, RAM, disk, external IP): the same prices in a fraction of the
- * memory. Google's catalog for Compute Engine holds thousands of SKUs
- * (GPUs, licences, other families), and each holds more than its price.
+ * Of a catalog (checked, or a page of one: a SKU without a description, a
+ * region or a price is left out), what price_lookup reads, of the SKUs it
+ * reads (cores, RAM, disk, external IP): the same prices in a fraction of
+ * the memory. Google's catalog for Compute Engine holds tens of thousands of
+ * SKUs (GPUs, licences, other families), each with more than its price.
  */
 json_t *price_catalog_compact(const json_t *catalog);
 

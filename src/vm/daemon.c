@@ -26,6 +26,7 @@
 
 #define CATALOG_MAX        (32 << 20)
 #define CATALOG_TIMEOUT_MS 15000
+#define CATALOG_PAGES      40 /* of up to 5,000 SKUs: Compute Engine has tens of thousands */
 #define COMPUTE_SERVICE    "6F81-5844-456A"
 #define DAEMON_FDS         65536 /* descriptors wanted (a channel per VM), where allowed */
 
@@ -44,6 +45,9 @@ struct daemon {
 	struct cloud_conn conn;
 	json_t *catalog;
 	char *catalog_source;
+	json_t *fetched;  /* a refresh's pages so far: what pricing reads of them */
+	char *page_token; /* the next page's */
+	int pages;
 	char **zones;
 	char owner[64];
 	unsigned char agent_key[AGENT_KEY_LEN];
@@ -498,46 +502,87 @@ catalog_load(struct daemon *d, const struct config *cfg, char **cause)
 	return 0;
 }
 
+/*
+ * The refresh is over: every page in hand (why NULL) is the catalog from now
+ * on, and kept for the next start; else the catalog in hand goes on.
+ */
 static void
-on_catalog(const struct http_response *r, void *arg)
+catalog_fetched(struct daemon *d, const char *why)
 {
-	struct daemon *d = arg;
-	json_t *doc = NULL;
 	char *cause = NULL, *path = xasprintf("%s/prices.json", d->cfg->state_dir);
+	json_t *doc = jx_pack("{s:o}", "skus", d->fetched);
 
-	if (r->error == 0 && r->status == 200 && jx_parse(r->body, r->len, &doc, &cause) == 0 &&
-	    jx_str(doc, "nextPageToken") != NULL && *jx_str(doc, "nextPageToken") != '\0') {
-		cause = xstrdup("the catalog has more than one page of 5,000 SKUs");
-		json_decref(doc);
-		doc = NULL;
-	}
-	if (doc != NULL &&
+	d->fetched = NULL;
+	if (why == NULL &&
 	    catalog_take(d, json_incref(doc), "prices from the Cloud Billing API", &cause) == 0) {
 		char *text = json_dumps(doc, JSON_INDENT(1));
 
 		if (write_file_atomic(path, text, strlen(text), 0644) != 0)
 			log_warnx("cannot keep the prices in %s", path);
-		log_info("prices refreshed from the Cloud Billing API (%zu SKUs)",
-		    json_array_size(json_object_get(doc, "skus")));
+		log_info("prices refreshed from the Cloud Billing API (%zu SKUs priced from, in %d "
+		         "pages)",
+		    json_array_size(json_object_get(doc, "skus")), d->pages);
 		free(text);
 	} else {
 		log_warnx("cannot refresh prices from the Cloud Billing API (%s); using %s",
-		    r->error    ? r->error_text
-		        : cause ? cause
-		                : "a bad answer",
-		    d->catalog_source);
+		    why != NULL ? why : cause, d->catalog_source);
 	}
 	json_decref(doc);
 	free(cause);
 	free(path);
+	free(d->page_token);
+	d->page_token = NULL;
+	d->pages = 0;
 	resolve_zones(d);
+}
+
+static void ask_catalog(struct daemon *);
+
+/* A page of the catalog: of its SKUs, those a VM is priced from are kept; then the next. */
+static void
+on_catalog(const struct http_response *r, void *arg)
+{
+	struct daemon *d = arg;
+	json_t *doc = NULL, *page;
+	const char *next;
+	char *cause = NULL;
+
+	if (r->error != 0 || r->status != 200 || jx_parse(r->body, r->len, &doc, &cause) != 0 ||
+	    !json_is_array(json_object_get(doc, "skus"))) {
+		catalog_fetched(d,
+		    r->error               ? r->error_text
+		        : cause != NULL    ? cause
+		        : r->status != 200 ? "an answer that is not 200 OK"
+		                           : "an answer without a list of SKUs");
+		goto out;
+	}
+	page = price_catalog_compact(json_object_get(doc, "skus"));
+	json_array_extend(d->fetched, page);
+	json_decref(page);
+	d->pages++;
+	next = jx_str(doc, "nextPageToken");
+	if (next == NULL || *next == '\0') {
+		catalog_fetched(d, NULL);
+	} else if (d->pages == CATALOG_PAGES) {
+		char *why = xasprintf("the catalog has more than %d pages", CATALOG_PAGES);
+
+		catalog_fetched(d, why);
+		free(why);
+	} else {
+		free(d->page_token);
+		d->page_token = xstrdup(next);
+		ask_catalog(d);
+	}
+out:
+	json_decref(doc);
+	free(cause);
 }
 
 static void
 on_catalog_token(int error, const char *token, const char *cause, void *arg)
 {
 	struct daemon *d = arg;
-	char *url, auth[AUTH_HEADER_SIZE];
+	char *url, *escaped = NULL, auth[AUTH_HEADER_SIZE];
 	const char *headers[] = {auth, NULL};
 	struct http_request req = {.method = "GET",
 	    .headers = headers,
@@ -545,35 +590,47 @@ on_catalog_token(int error, const char *token, const char *cause, void *arg)
 	    .max_response = CATALOG_MAX};
 
 	if (error != 0) {
-		log_warnx(
-		    "no token to refresh the prices (%s); using %s", cause, d->catalog_source);
-		resolve_zones(d);
+		char *why = xasprintf("no token: %s", cause);
+
+		catalog_fetched(d, why);
+		free(why);
 		return;
 	}
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-	url = xasprintf(
-	    "%sservices/%s/skus?pageSize=5000", d->cfg->billing_endpoint, COMPUTE_SERVICE);
+	if (d->page_token != NULL)
+		escaped = url_escape(d->page_token);
+	url = xasprintf("%sservices/%s/skus?pageSize=5000%s%s", d->cfg->billing_endpoint,
+	    COMPUTE_SERVICE, escaped != NULL ? "&pageToken=" : "", escaped != NULL ? escaped : "");
 	req.url = url;
 	if (http_send(d->conn.http, &req, on_catalog, d, NULL) != 0)
-		resolve_zones(d);
+		catalog_fetched(d, "the billing endpoint is not a URL spillway can call");
 	explicit_bzero(auth, sizeof auth);
+	free(escaped);
 	free(url);
 }
 
+/* The next page, with a token as fresh as the last (a refresh of many pages may outlive one). */
 static void
-refresh_catalog(struct daemon *d)
+ask_catalog(struct daemon *d)
 {
 	const char *token;
 
-	if (*d->cfg->price_catalog != '\0') {
-		resolve_zones(d);
-		return;
-	}
 	if ((token = auth_cached(d->conn.auth)) != NULL)
 		on_catalog_token(0, token, NULL, d);
 	else
 		auth_refresh(d->conn.auth, clock_now_ms(d->o.clock) + CATALOG_TIMEOUT_MS,
 		    on_catalog_token, d);
+}
+
+static void
+refresh_catalog(struct daemon *d)
+{
+	if (*d->cfg->price_catalog != '\0') {
+		resolve_zones(d);
+		return;
+	}
+	d->fetched = json_array();
+	ask_catalog(d);
 }
 
 /* --- a Compute Engine other than the configured one --- */
@@ -856,6 +913,8 @@ daemon_free(struct daemon *d)
 	tls_ctx_free(d->tls);
 	json_decref(d->catalog);
 	free(d->catalog_source);
+	json_decref(d->fetched); /* a refresh cut short */
+	free(d->page_token);
 	str_list_free(d->zones);
 	str_list_free(d->env);
 	manager_listeners_free(&d->listeners);

@@ -644,6 +644,36 @@ test_slow_clients(void **state)
 	emu_stop(&e);
 }
 
+/*
+ * Google's catalog for Compute Engine is many pages: the refresh reads them
+ * all (it once gave up on any second page, and priced from the shipped
+ * catalog for ever), and keeps what pricing reads of them.
+ */
+static void
+test_catalog_pages(void **state)
+{
+	const char *faults[] = {"--faults", "catalog-page=5", NULL};
+	const char *env[] = {"GCP_VM_ENABLED=false", NULL};
+	struct emu e;
+	struct dmn d;
+	json_t *kept;
+	char *path;
+
+	emu_start(&e, faults);
+	dmn_init(&d);
+	dmn_start(&d, &e, NULL, env);
+	wait_log(
+	    &d, "prices refreshed from the Cloud Billing API (16 SKUs priced from, in 4 pages)");
+	path = xasprintf("%s/prices.json", d.state);
+	assert_non_null(kept = json_load_file(path, 0, NULL));
+	assert_int_equal(json_array_size(json_object_get(kept, "skus")), 16);
+	json_decref(kept);
+	free(path);
+	assert_int_equal(dmn_stop(&d, SIGTERM), 0);
+	dmn_cleanup(&d);
+	emu_stop(&e);
+}
+
 int
 main(void)
 {
@@ -653,6 +683,7 @@ main(void)
 	    cmocka_unit_test(test_tls_unverified_refused),
 	    cmocka_unit_test(test_huge_and_endless_answers),
 	    cmocka_unit_test(test_slow_clients),
+	    cmocka_unit_test(test_catalog_pages),
 	};
 
 	jx_init();

@@ -556,6 +556,18 @@ test_make_dirs(void **state)
 
 /* Temporary directories: in an absolute $TMPDIR, else /tmp; private; a failure says where. */
 static void
+test_url_escape(void **state)
+{
+	char *e = url_escape("aZ09-._~ &=+/%\xc3\xa9");
+
+	assert_string_equal(e, "aZ09-._~%20%26%3D%2B%2F%25%C3%A9");
+	free(e);
+	e = url_escape("");
+	assert_string_equal(e, "");
+	free(e);
+}
+
+static void
 test_make_temp_dir(void **state)
 {
 	char root[] = "/tmp/spillway-tmp-XXXXXX", *dir = NULL, *cause = NULL, *old;
@@ -624,6 +636,7 @@ main(void)
 	    cmocka_unit_test(test_strings),
 	    cmocka_unit_test(test_make_dirs),
 	    cmocka_unit_test(test_make_temp_dir),
+	    cmocka_unit_test(test_url_escape),
 	    cmocka_unit_test(test_b64url),
 	    cmocka_unit_test(test_uuid),
 	    cmocka_unit_test(test_time),
