@@ -423,11 +423,9 @@ main(int argc, char **argv)
 			return 1;
 		}
 		manager_counts(daemon_manager(dmn), &before);
-		passes_seen = before.passes;
 		perf_ctl("enable\n");
 		cpu0 = cpu_ms();
-		manager_pass_now(daemon_manager(dmn));
-		run_until(pass_over, 120);
+		pass();
 		perf_ctl("disable\n");
 		manager_counts(daemon_manager(dmn), &after);
 		per_vm = (cpu_ms() - cpu0) * 1000 / size;

@@ -365,15 +365,11 @@ send_request(struct call *c, const char *token)
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
 	if (c->body != NULL)
 		headers[1] = "Content-Type: application/json";
-	if (c->page_token != NULL) {
-		char *escaped = url_escape(c->page_token); /* the server's text, in our URL */
-
+	if (c->page_token != NULL)
 		url = xasprintf("%s%s%cpageToken=%s", g->endpoint, c->path,
-		    strchr(c->path, '?') ? '&' : '?', escaped);
-		free(escaped);
-	} else {
+		    strchr(c->path, '?') ? '&' : '?', c->page_token);
+	else
 		url = xasprintf("%s%s", g->endpoint, c->path);
-	}
 	req.method = c->method;
 	req.url = url;
 	req.headers = headers;

@@ -23,22 +23,21 @@ struct emulator_opts {
 	const char *host; /* listen address, "127.0.0.1" */
 	int port;         /* 0: any free port */
 	const char *project;
-	const char *zones;           /* comma-separated */
-	int64_t boot_ms;             /* insert -> RUNNING (half PROVISIONING, half STAGING) */
-	int64_t stop_ms;             /* STOPPING -> gone or TERMINATED */
-	int64_t guest_boot_ms;       /* RUNNING -> the guest's /health answers 200 */
-	int64_t wait_ms;             /* the longest zoneOperations.wait holds (Google: 2 min) */
-	int64_t preempt_notice_ms;   /* preemption notice before the stop (Google: 30 s) */
-	int guest_port;              /* the backend port of every guest */
-	int agent_port;              /* the watchdog agent's port of every guest */
-	const char *faults;          /* fault spec (see faults.h), or NULL */
-	const char *request_log;     /* append every request as a JSON line, or NULL */
+	const char *zones;         /* comma-separated */
+	int64_t boot_ms;           /* insert -> RUNNING (half PROVISIONING, half STAGING) */
+	int64_t stop_ms;           /* STOPPING -> gone or TERMINATED */
+	int64_t guest_boot_ms;     /* RUNNING -> the guest's /health answers 200 */
+	int64_t wait_ms;           /* the longest zoneOperations.wait holds (Google: 2 min) */
+	int64_t preempt_notice_ms; /* preemption notice before the stop (Google: 30 s) */
+	int guest_port;            /* the backend port of every guest */
+	int agent_port;            /* the watchdog agent's port of every guest */
+	const char *faults;        /* fault spec (see faults.h), or NULL */
+	const char *request_log;   /* append every request as a JSON line, or NULL */
 	const char *firewall_source; /* a rule opens the agent port to this range; NULL: none */
-	const char
-	    *firewall_ports;       /* the ports it opens instead ("8011,8010"); NULL: the agent's */
-	const char *denied;        /* permissions testIamPermissions leaves out (comma-separated) */
-	const char *guest_agent;   /* data/spillway-agent.py run for each guest; NULL: built in */
-	const char *guest_backend; /* the command of each guest's backend; NULL: built in */
+	const char *firewall_ports;  /* the ports it opens instead ("8011,8010"); NULL: the agent's */
+	const char *denied;          /* permissions testIamPermissions leaves out (comma-separated) */
+	const char *guest_agent;     /* data/spillway-agent.py run for each guest; NULL: built in */
+	const char *guest_backend;   /* the command of each guest's backend; NULL: built in */
 	uint64_t seed;             /* 0: random */
 	const struct clock *clock; /* NULL: real time */
 };

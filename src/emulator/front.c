@@ -5,8 +5,9 @@
  * the instance's "spillway-client-cert" gets in; ALPN "spillway-fwd/1"
  * passes the bytes to the backend, anything else to the agent's own API
  * (the guest's server, handed one end of a socketpair: as the real agent's
- * loopback, with no port or descriptor a guest holds while unused). Faults for tests (emulator.h):
- * a front that never answers TLS, one with another key, one that resets.
+ * loopback, with no port or descriptor a guest holds while unused). Faults
+ * for tests (emulator.h): a front that never answers TLS, one with another
+ * key, one that resets.
  *
  * The front owns its connections; it lives on, closed, until the last one
  * and its listener have let go (front_free).

@@ -357,8 +357,8 @@ guest_start(struct inst *inst)
 	}
 	/*
 	 * One server for the backend's port and the agent's API (reached from
-	 * the front alone): 3 descriptors a guest, and 2 more while a client
-	 * holds a channel to its agent's API.
+	 * the front alone): 3 descriptors a guest, and 3 more while a client
+	 * holds a channel to its agent (its connection, and the socketpair behind).
 	 */
 	if ((error = httpd_new_fd(emu->loop, fd, &ho, on_request, g, &g->http, &cause)) != 0)
 		close(afd);

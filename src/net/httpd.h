@@ -101,8 +101,8 @@ void httpd_respond_endless(struct httpd_req *, unsigned status, const char *cont
  * server freed); the stream must not be used after it.
  */
 struct httpd_stream;
-struct httpd_stream *httpd_stream_open(struct httpd_req *, unsigned status,
-    const char *content_type, size_t max_buffered, void (*closed)(void *arg), void *arg);
+struct httpd_stream *httpd_stream_open(struct httpd_req *, unsigned status, const char *content_type,
+    size_t max_buffered, void (*closed)(void *arg), void *arg);
 /* Queue data. -ENOBUFS when a slow peer has max_buffered unsent: the stream ends. */
 int httpd_stream_write(struct httpd_stream *, const char *data, size_t len);
 /* End the stream once what is queued is sent. */

@@ -376,10 +376,9 @@ make_temp_dir(const char *prefix, char **path, char **cause)
 	dir = xasprintf("%s/%s-XXXXXX", tmp, prefix);
 	if (mkdtemp(dir) == NULL) {
 		error = -errno;
-		*cause =
-		    xasprintf("cannot make a directory in %s: %s (TMPDIR says where; it must be "
-		              "a directory this user can write)",
-		        tmp, strerror(errno));
+		*cause = xasprintf("cannot make a directory in %s: %s (TMPDIR says where; it must be "
+		                   "a directory this user can write)",
+		    tmp, strerror(errno));
 		free(dir);
 		return error;
 	}
@@ -475,23 +474,4 @@ raise_fd_limit(long want)
 			getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	return rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
-}
-
-char *
-url_escape(const char *s)
-{
-	static const char hexdigits[] = "0123456789ABCDEF";
-	char *out = xmalloc(3 * strlen(s) + 1), *o = out;
-
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (isalnum(*p) || strchr("-._~", *p) != NULL) {
-			*o++ = (char)*p;
-			continue;
-		}
-		*o++ = '%';
-		*o++ = hexdigits[*p >> 4];
-		*o++ = hexdigits[*p & 15];
-	}
-	*o = '\0';
-	return out;
 }

@@ -60,8 +60,6 @@ int remove_tree(const char *path);
  * absolute path, else in /tmp: *path (the caller frees), or -errno with a cause.
  */
 int make_temp_dir(const char *prefix, char **path, char **cause);
-/* s for a URL's query: all but RFC 3986's unreserved characters %-encoded. Caller frees. */
-char *url_escape(const char *s);
 /*
  * The soft limit of open files raised to the hard one, and the hard one to
  * want where the process may: the limit now (-1: none).

@@ -46,7 +46,7 @@ struct daemon {
 	json_t *catalog;
 	char *catalog_source;
 	json_t *fetched;  /* a refresh's pages so far: what pricing reads of them */
-	char *page_token; /* the next page's */
+	char *page_token; /* the next page's, URL-encoded */
 	int pages;
 	char **zones;
 	char owner[64];
@@ -570,7 +570,7 @@ on_catalog(const struct http_response *r, void *arg)
 		free(why);
 	} else {
 		free(d->page_token);
-		d->page_token = xstrdup(next);
+		d->page_token = url_encode(next); /* the server's text, in our URL */
 		ask_catalog(d);
 	}
 out:
@@ -582,7 +582,7 @@ static void
 on_catalog_token(int error, const char *token, const char *cause, void *arg)
 {
 	struct daemon *d = arg;
-	char *url, *escaped = NULL, auth[AUTH_HEADER_SIZE];
+	char *url, auth[AUTH_HEADER_SIZE];
 	const char *headers[] = {auth, NULL};
 	struct http_request req = {.method = "GET",
 	    .headers = headers,
@@ -597,15 +597,13 @@ on_catalog_token(int error, const char *token, const char *cause, void *arg)
 		return;
 	}
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-	if (d->page_token != NULL)
-		escaped = url_escape(d->page_token);
 	url = xasprintf("%sservices/%s/skus?pageSize=5000%s%s", d->cfg->billing_endpoint,
-	    COMPUTE_SERVICE, escaped != NULL ? "&pageToken=" : "", escaped != NULL ? escaped : "");
+	    COMPUTE_SERVICE, d->page_token != NULL ? "&pageToken=" : "",
+	    d->page_token != NULL ? d->page_token : "");
 	req.url = url;
 	if (http_send(d->conn.http, &req, on_catalog, d, NULL) != 0)
 		catalog_fetched(d, "the billing endpoint is not a URL spillway can call");
 	explicit_bzero(auth, sizeof auth);
-	free(escaped);
 	free(url);
 }
 

@@ -554,19 +554,20 @@ test_make_dirs(void **state)
 	assert_int_equal(remove_tree(root), 0);
 }
 
-/* Temporary directories: in an absolute $TMPDIR, else /tmp; private; a failure says where. */
+/* A query's value: RFC 3986's unreserved characters as they are, every other byte %XX. */
 static void
-test_url_escape(void **state)
+test_url_encode(void **state)
 {
-	char *e = url_escape("aZ09-._~ &=+/%\xc3\xa9");
+	char *e = url_encode("aZ09-._~ &=+/%\xc3\xa9");
 
 	assert_string_equal(e, "aZ09-._~%20%26%3D%2B%2F%25%C3%A9");
 	free(e);
-	e = url_escape("");
+	e = url_encode("");
 	assert_string_equal(e, "");
 	free(e);
 }
 
+/* Temporary directories: in an absolute $TMPDIR, else /tmp; private; a failure says where. */
 static void
 test_make_temp_dir(void **state)
 {
@@ -636,7 +637,7 @@ main(void)
 	    cmocka_unit_test(test_strings),
 	    cmocka_unit_test(test_make_dirs),
 	    cmocka_unit_test(test_make_temp_dir),
-	    cmocka_unit_test(test_url_escape),
+	    cmocka_unit_test(test_url_encode),
 	    cmocka_unit_test(test_b64url),
 	    cmocka_unit_test(test_uuid),
 	    cmocka_unit_test(test_time),
