@@ -280,6 +280,48 @@ url_encode(const char *s)
 	return out;
 }
 
+char *
+str_expand(const char *word, const struct str_var *vars, size_t n)
+{
+	struct buf b = BUF_INIT(1 << 20);
+
+	for (const char *p = word; *p != '\0';) {
+		size_t i = 0;
+
+		for (; i < n; i++)
+			if (str_prefix(p, vars[i].name))
+				break;
+		if (i == n) {
+			buf_addch(&b, *p++);
+			continue;
+		}
+		buf_addstr(&b, vars[i].value != NULL ? vars[i].value : "");
+		p += strlen(vars[i].name);
+	}
+	return buf_detach(&b, NULL);
+}
+
+int
+str_command(const char *command, const struct str_var *vars, size_t n, char ***argv, char **cause)
+{
+	*argv = NULL;
+	if (str_argv(command, argv, cause) != 0)
+		return -EINVAL;
+	if ((*argv)[0] == NULL) {
+		str_list_free(*argv);
+		*argv = NULL;
+		*cause = xstrdup("the command is empty");
+		return -EINVAL;
+	}
+	for (char **w = *argv; *w != NULL; w++) {
+		char *expanded = str_expand(*w, vars, n);
+
+		free(*w);
+		*w = expanded;
+	}
+	return 0;
+}
+
 int
 str_argv(const char *s, char ***out, char **cause)
 {

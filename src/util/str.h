@@ -43,6 +43,18 @@ size_t str_distance(const char *, const char *);
  * globs or redirections are interpreted. 0, or -EINVAL with a cause.
  */
 int str_argv(const char *, char ***argv, char **cause);
+/* A placeholder and its value (NULL: ""), for str_expand: name with its braces, "{name}". */
+struct str_var {
+	const char *name, *value;
+};
+/* word with each known placeholder replaced by its value; an unknown {word} stays. Caller frees. */
+char *str_expand(const char *word, const struct str_var *, size_t n);
+/*
+ * A command line split into arguments as a shell would (str_argv), each
+ * argument expanded (str_expand): nothing else is interpreted. 0 and *argv,
+ * or -EINVAL and why, also for an empty command.
+ */
+int str_command(const char *command, const struct str_var *, size_t n, char ***argv, char **cause);
 /* A copy of an environment (environ), for a child's (str_list_free). */
 char **env_dup(char *const *env);
 /* NAME=VALUE in a NULL-ended environment, in place of NAME's value; value NULL: unchanged. */
