@@ -31,5 +31,7 @@ int lg_step_done(struct ledger *, sqlite3_stmt *);
 /* Roll the transaction back; returns error. */
 int lg_rollback(struct ledger *, int error);
 int lg_upsert(struct ledger *, const struct vm_record *);
+/* A text column into a fixed buffer ("" for NULL). */
+void lg_copy_text(char *dst, size_t size, sqlite3_stmt *, int col);
 
 #endif

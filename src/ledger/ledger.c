@@ -21,7 +21,7 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 #define BUSY_MS        10000
 #define WAL_PAGES      "32"    /* 128 KiB of 4 KiB pages */
 #define WAL_KEEP       "65536" /* bytes */
@@ -135,6 +135,13 @@ static const char *migrations[] = {
     " preempted INTEGER NOT NULL DEFAULT 0);",
     /* 6: the key each VM's agent published, pinned (a public key's hash: no secret) */
     "ALTER TABLE vms ADD COLUMN tls_pin TEXT NOT NULL DEFAULT '';",
+    /* 7: each time a component's local copy was stopped for a VM: what it gave back */
+    "CREATE TABLE offloads (id INTEGER PRIMARY KEY, vm TEXT NOT NULL, component TEXT NOT NULL,"
+    " stopped_ms INTEGER NOT NULL, pss_kb INTEGER NOT NULL, avail_before_kb INTEGER NOT NULL,"
+    " avail_after_kb INTEGER NOT NULL, back_ms INTEGER NOT NULL DEFAULT 0,"
+    " start_took_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX offloads_component ON offloads (component, id);"
+    "CREATE INDEX offloads_vm ON offloads (vm);",
 };
 
 /*
@@ -499,8 +506,8 @@ bind_vm(sqlite3_stmt *st, const struct vm_record *v)
 	sqlite3_bind_text(st, i++, v->tls_pin, -1, SQLITE_TRANSIENT);
 }
 
-static void
-copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
+void
+lg_copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
 {
 	const unsigned char *s = sqlite3_column_text(st, col);
 
@@ -514,22 +521,22 @@ read_vm(sqlite3_stmt *st, struct vm_record *v)
 	char state[32];
 
 	memset(v, 0, sizeof *v);
-	copy_text(v->name, sizeof v->name, st, i++);
-	copy_text(v->zone, sizeof v->zone, st, i++);
-	copy_text(v->request_id, sizeof v->request_id, st, i++);
-	copy_text(v->delete_request_id, sizeof v->delete_request_id, st, i++);
-	copy_text(state, sizeof state, st, i++);
+	lg_copy_text(v->name, sizeof v->name, st, i++);
+	lg_copy_text(v->zone, sizeof v->zone, st, i++);
+	lg_copy_text(v->request_id, sizeof v->request_id, st, i++);
+	lg_copy_text(v->delete_request_id, sizeof v->delete_request_id, st, i++);
+	lg_copy_text(state, sizeof state, st, i++);
 	vm_state_parse(state, &v->state);
-	copy_text(v->machine_type, sizeof v->machine_type, st, i++);
+	lg_copy_text(v->machine_type, sizeof v->machine_type, st, i++);
 	v->spot = sqlite3_column_int(st, i++) != 0;
 	v->per_hour = sqlite3_column_double(st, i++);
 	v->planned_run_s = sqlite3_column_int64(st, i++);
 	v->reserved = sqlite3_column_double(st, i++);
-	copy_text(v->components, sizeof v->components, st, i++);
-	copy_text(v->reason, sizeof v->reason, st, i++);
+	lg_copy_text(v->components, sizeof v->components, st, i++);
+	lg_copy_text(v->reason, sizeof v->reason, st, i++);
 	v->confidence = sqlite3_column_double(st, i++);
-	copy_text(v->op, sizeof v->op, st, i++);
-	copy_text(v->nat_ip, sizeof v->nat_ip, st, i++);
+	lg_copy_text(v->op, sizeof v->op, st, i++);
+	lg_copy_text(v->nat_ip, sizeof v->nat_ip, st, i++);
 	v->requested_ms = sqlite3_column_int64(st, i++);
 	v->started_ms = sqlite3_column_int64(st, i++);
 	v->ready_ms = sqlite3_column_int64(st, i++);
@@ -539,10 +546,10 @@ read_vm(sqlite3_stmt *st, struct vm_record *v)
 	v->health_failures = sqlite3_column_int(st, i++);
 	v->unhealthy_ms = sqlite3_column_int64(st, i++);
 	v->cost = sqlite3_column_double(st, i++);
-	copy_text(v->end_reason, sizeof v->end_reason, st, i++);
+	lg_copy_text(v->end_reason, sizeof v->end_reason, st, i++);
 	v->zones_tried = sqlite3_column_int(st, i++);
-	copy_text(v->metadata, sizeof v->metadata, st, i++);
-	copy_text(v->tls_pin, sizeof v->tls_pin, st, i++);
+	lg_copy_text(v->metadata, sizeof v->metadata, st, i++);
+	lg_copy_text(v->tls_pin, sizeof v->tls_pin, st, i++);
 }
 
 int
@@ -739,9 +746,9 @@ ledger_events(struct ledger *l, const char *vm, int limit, struct ledger_event *
 		struct ledger_event *e = &(*out)[(*n)++];
 
 		e->t_ms = sqlite3_column_int64(st, 0);
-		copy_text(e->vm, sizeof e->vm, st, 1);
-		copy_text(e->kind, sizeof e->kind, st, 2);
-		copy_text(e->detail, sizeof e->detail, st, 3);
+		lg_copy_text(e->vm, sizeof e->vm, st, 1);
+		lg_copy_text(e->kind, sizeof e->kind, st, 2);
+		lg_copy_text(e->detail, sizeof e->detail, st, 3);
 	}
 	rc = rc == SQLITE_DONE || rc == SQLITE_ROW || *n == cap ? 0 : lg_failed(l, rc);
 	sqlite3_finalize(st);

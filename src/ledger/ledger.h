@@ -161,6 +161,36 @@ int ledger_prune(struct ledger *, int64_t now, int days, int *pruned);
 int ledger_price(struct ledger *, const char *machine_type, const char *region, bool spot,
     double per_hour, const char *effective, const char *source, int64_t now);
 
+/*
+ * Offloads (docs/offload.md): each time a component's local copy was stopped
+ * because a VM served it, what it gave back, and when the copy served again.
+ */
+struct offload_record {
+	char vm[64];
+	char component[64];
+	int64_t stopped_ms;
+	int64_t pss_kb;          /* its processes' PSS just before it stopped; -1: not measured */
+	int64_t avail_before_kb; /* MemAvailable just before it stopped, and just after */
+	int64_t avail_after_kb;
+	int64_t back_ms;       /* its local copy served again; 0: not yet */
+	int64_t start_took_ms; /* from its start to healthy, that time */
+};
+/* What a stop gave back, as MemAvailable saw it: after - before (may be below 0: noise). */
+static inline int64_t
+offload_freed_kb(const struct offload_record *o)
+{
+	return o->avail_after_kb - o->avail_before_kb;
+}
+int ledger_offload_stopped(struct ledger *, const struct offload_record *);
+/* The component's local copy serves again: its offloads still open are closed. */
+int ledger_offload_back(struct ledger *, const char *component, int64_t back_ms, int64_t took_ms);
+/*
+ * Offloads of a VM or a component (NULL: any), newest first, at most limit.
+ * Caller frees *list.
+ */
+int ledger_offloads(struct ledger *, const char *vm, const char *component, int limit,
+    struct offload_record **list, size_t *n);
+
 /* Per-day totals of the last n days up to today, newest first. Caller frees *days. */
 int ledger_days(struct ledger *, int64_t now, int n, struct day_cost **days, int *count);
 

@@ -353,9 +353,10 @@ archive_vm(struct ledger *l, const char *name, enum vm_state state, int64_t requ
 	sqlite3_bind_int(st, 4, state == VM_PREEMPTED);
 	if ((rc = lg_step_done(l, st)) != 0)
 		return rc;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		static const char *const sql[] = {"DELETE FROM costs WHERE vm = ?",
-		    "DELETE FROM events WHERE vm = ?", "DELETE FROM vms WHERE name = ?"};
+		    "DELETE FROM events WHERE vm = ?", "DELETE FROM offloads WHERE vm = ?",
+		    "DELETE FROM vms WHERE name = ?"};
 
 		if ((rc = lg_prepare(l, sql[i], &st)) != 0)
 			return rc;

@@ -616,7 +616,7 @@ test_ledger_migration_repairs(void **state)
 	    "DROP TABLE costs; ALTER TABLE c3 RENAME TO costs;"
 	    "UPDATE vms SET per_hour = -36.97, cost = -30.84;"
 	    "INSERT INTO costs VALUES ('spillway-a', '2026-11-27', -30.84);"
-	    "DROP TABLE archive; PRAGMA user_version = 3;");
+	    "DROP TABLE archive; DROP TABLE offloads; PRAGMA user_version = 3;");
 	assert_int_equal(ledger_open(dir, &l, &cause), 0);
 	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);
 	assert_true(got.per_hour == 0 && got.cost == 0);
@@ -923,6 +923,82 @@ test_ledger_retention(void **state)
 	free(dir);
 }
 
+/*
+ * Offloads: what each stop of a local copy gave back, by VM and by component,
+ * newest first; closed once the copy serves again; gone with their VM's rows.
+ */
+static void
+test_ledger_offloads(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL;
+	int64_t now = local_ms(2026, 11, 27, 12, 0, 0), old = now - 100 * 24 * H;
+	struct offload_record a = {.vm = "spillway-old",
+	    .component = "vision",
+	    .stopped_ms = old,
+	    .pss_kb = 800000,
+	    .avail_before_kb = 1000000,
+	    .avail_after_kb = 1790000};
+	struct offload_record b = {.vm = "spillway-new",
+	    .component = "vision",
+	    .stopped_ms = now - H,
+	    .pss_kb = -1,
+	    .avail_before_kb = 500000,
+	    .avail_after_kb = 480000};
+	struct offload_record c = {.vm = "spillway-new",
+	    .component = "chatbots",
+	    .stopped_ms = now - H,
+	    .pss_kb = 300000,
+	    .avail_before_kb = 480000,
+	    .avail_after_kb = 760000};
+	struct offload_record *list;
+	struct ledger *l;
+	size_t n;
+	int pruned;
+
+	(void)state;
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	ran(l, "spillway-old", old, 2 * H);
+	ran(l, "spillway-new", now - 2 * H, H);
+	assert_int_equal(ledger_offload_stopped(l, &a), 0);
+	assert_int_equal(ledger_offload_back(l, "vision", old + H, 4000), 0);
+	assert_int_equal(ledger_offload_stopped(l, &b), 0);
+	assert_int_equal(ledger_offload_stopped(l, &c), 0);
+	assert_int_equal(offload_freed_kb(&a), 790000);
+	assert_int_equal(offload_freed_kb(&b), -20000); /* noise is kept as it was seen */
+
+	assert_int_equal(ledger_offloads(l, NULL, "vision", 10, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].vm, "spillway-new"); /* newest first */
+	assert_int_equal(list[0].back_ms, 0);
+	assert_int_equal(list[0].pss_kb, -1);
+	assert_string_equal(list[1].vm, "spillway-old");
+	assert_int_equal(list[1].back_ms, old + H);
+	assert_int_equal(list[1].start_took_ms, 4000);
+	assert_int_equal(list[1].avail_after_kb, 1790000);
+	free(list);
+	assert_int_equal(ledger_offloads(l, "spillway-new", NULL, 10, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].component, "chatbots");
+	free(list);
+	assert_int_equal(ledger_offloads(l, NULL, NULL, 1, &list, &n), 0);
+	assert_int_equal(n, 1);
+	free(list);
+	/* Back again: only what was still open is closed. */
+	assert_int_equal(ledger_offload_back(l, "vision", now, 2500), 0);
+	assert_int_equal(ledger_offloads(l, NULL, "vision", 10, &list, &n), 0);
+	assert_true(n == 2 && list[0].back_ms == now && list[1].back_ms == old + H);
+	free(list);
+	/* Retention takes a VM's offloads with it. */
+	assert_int_equal(ledger_prune(l, now, 90, &pruned), 0);
+	assert_int_equal(pruned, 1);
+	assert_int_equal(ledger_offloads(l, "spillway-old", NULL, 10, &list, &n), 0);
+	assert_int_equal(n, 0);
+	free(list);
+	ledger_close(l);
+	remove_tree(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -943,6 +1019,7 @@ main(void)
 	    cmocka_unit_test(test_ledger_fails_closed),
 	    cmocka_unit_test(test_costs_list_vms_across_midnight),
 	    cmocka_unit_test(test_ledger_retention),
+	    cmocka_unit_test(test_ledger_offloads),
 	    cmocka_unit_test(test_records_wait),
 	    cmocka_unit_test(test_ledger_two_processes),
 	};
