@@ -41,7 +41,51 @@ component_add(struct config *cfg, const char *name)
 	c->match = xstrdup("");
 	c->listen = xstrdup("");
 	c->local = xstrdup("");
+	c->local_unit = xstrdup("");
+	c->local_start = xstrdup("");
+	c->local_stop = xstrdup("");
+	c->local_health = xstrdup("");
+	c->local_start_timeout_s = 120;
 	return c;
+}
+
+bool
+component_managed(const struct component_def *c)
+{
+	return *c->local_unit != '\0' || *c->local_start != '\0';
+}
+
+/* A local copy's key (local_unit, local_start, local_stop, local_health): NULL, or why not. */
+static const char *
+local_value(const char *key, const char *value, char *buf, size_t size)
+{
+	if (*value == '\0')
+		return NULL;
+	if (strcmp(key, "local_unit") == 0)
+		return config_matches(value, "^[A-Za-z0-9:_.@-]{1,250}$")
+		    ? NULL
+		    : "not a systemd unit name (letters, digits, ':', '_', '.', '@' and '-'), such as "
+		      "llm.service";
+	if (strcmp(key, "local_health") == 0)
+		return config_matches(value, "^http://[][A-Za-z0-9.:-]+(/[A-Za-z0-9._~/?&=%-]*)?$")
+		    ? NULL
+		    : "not an http:// URL of the local copy's health, such as "
+		      "http://127.0.0.1:8101/health";
+	return check_command(value, buf, size);
+}
+
+static char **
+local_field(struct component_def *c, const char *key)
+{
+	if (strcmp(key, "local_unit") == 0)
+		return &c->local_unit;
+	if (strcmp(key, "local_start") == 0)
+		return &c->local_start;
+	if (strcmp(key, "local_stop") == 0)
+		return &c->local_stop;
+	if (strcmp(key, "local_health") == 0)
+		return &c->local_health;
+	return NULL;
 }
 
 const struct component_def *
@@ -122,15 +166,109 @@ component_key(struct config *cfg, const char *name, const char *key, const char 
 			free(*field);
 			*field = xstrdup(value);
 		}
+	} else if (local_field(c, key) != NULL) {
+		char buf[256];
+		const char *why = local_value(key, value, buf, sizeof buf);
+		char **field = local_field(c, key);
+
+		if (why != NULL) {
+			*cause =
+			    xasprintf("invalid value '%s' for %s of component '%s' (in %s): %s",
+			        value, key, name, where, why);
+			return -EINVAL;
+		}
+		free(*field);
+		*field = xstrdup(value);
+	} else if (strcmp(key, "local_start_timeout_s") == 0) {
+		double t;
+
+		if (parse_double(value, 1, 86400, &t) != 0) {
+			*cause =
+			    xasprintf("invalid value '%s' for local_start_timeout_s of component "
+			              "'%s' (in %s); allowed: seconds, from 1 to 86400",
+			        value, name, where);
+			return -EINVAL;
+		}
+		c->local_start_timeout_s = t;
 	} else {
 		*cause = xasprintf("%s: unknown key '%s' in [component \"%s\"]; known: size_mb, "
-		                   "priority, match, listen, local",
+		                   "priority, match, listen, local, local_unit, local_start, "
+		                   "local_stop, local_health, local_start_timeout_s",
 		    where, key, name);
 		return -EINVAL;
 	}
 	free(c->origin.where);
 	c->origin.source = CONFIG_FILE;
 	c->origin.where = xstrdup(where);
+	return 0;
+}
+
+/* What holds between a component's keys, and between components, once all are read. */
+int
+components_check(const struct config *cfg, char **cause)
+{
+	for (size_t i = 0; i < cfg->ncomponents; i++) {
+		const struct component_def *c = &cfg->components[i];
+		const char *where = c->origin.where != NULL ? c->origin.where : "";
+
+		if (*c->match == '\0') {
+			*cause =
+			    xasprintf("component '%s' (%s) has no 'match': give the pattern of its "
+			              "processes, such as match = llama|ollama",
+			        c->name, where);
+			return -EINVAL;
+		}
+		if (*c->local != '\0' && *c->listen == '\0') {
+			*cause =
+			    xasprintf("component '%s' (%s) has 'local' but no 'listen': the route "
+			              "needs the address the application uses, such as listen = "
+			              "127.0.0.1:9101",
+			        c->name, where);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i && *c->listen != '\0'; j++)
+			if (strcmp(c->listen, cfg->components[j].listen) == 0) {
+				*cause =
+				    xasprintf("components '%s' and '%s' both listen on %s: give "
+				              "each route its own address",
+				        cfg->components[j].name, c->name, c->listen);
+				return -EINVAL;
+			}
+		if (*c->local_unit != '\0' && *c->local_start != '\0') {
+			*cause =
+			    xasprintf("component '%s' (%s) has both local_unit and local_start: "
+			              "its local copy is run one way, a systemd user unit or "
+			              "commands; keep one",
+			        c->name, where);
+			return -EINVAL;
+		}
+		if (*c->local_stop != '\0' && *c->local_start == '\0') {
+			*cause = xasprintf("component '%s' (%s) has local_stop but no local_start: "
+			                   "give the command that starts its local copy too",
+			    c->name, where);
+			return -EINVAL;
+		}
+		if (!component_managed(c)) {
+			if (*c->local_health != '\0') {
+				*cause = xasprintf(
+				    "component '%s' (%s) has local_health but spillway does not run "
+				    "its local copy: give local_unit or local_start, or remove it",
+				    c->name, where);
+				return -EINVAL;
+			}
+			continue;
+		}
+		/* Stopped only while its traffic is carried to the VM: it needs a route. */
+		if (*c->listen == '\0' || *c->local == '\0') {
+			*cause = xasprintf(
+			    "component '%s' (%s) has %s, but spillway stops a local "
+			    "copy only while a route carries its traffic to a VM: give "
+			    "it listen (where the application connects) and local (where "
+			    "the copy serves)",
+			    c->name, where, *c->local_unit != '\0' ? "local_unit" : "local_start");
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 
@@ -155,6 +293,10 @@ components_free(struct config *cfg)
 		free(cfg->components[i].match);
 		free(cfg->components[i].listen);
 		free(cfg->components[i].local);
+		free(cfg->components[i].local_unit);
+		free(cfg->components[i].local_start);
+		free(cfg->components[i].local_stop);
+		free(cfg->components[i].local_health);
 		free(cfg->components[i].origin.where);
 	}
 	free(cfg->components);

@@ -791,34 +791,8 @@ check_between(struct config *cfg, char **cause)
 {
 	int error;
 
-	for (size_t i = 0; i < cfg->ncomponents; i++) {
-		if (*cfg->components[i].match == '\0') {
-			*cause = xasprintf(
-			    "component '%s' (%s) has no 'match': give the pattern of its "
-			    "processes, such as match = llama|ollama",
-			    cfg->components[i].name,
-			    cfg->components[i].origin.where ? cfg->components[i].origin.where : "");
-			return -EINVAL;
-		}
-		if (*cfg->components[i].local != '\0' && *cfg->components[i].listen == '\0') {
-			*cause = xasprintf(
-			    "component '%s' (%s) has 'local' but no 'listen': the route "
-			    "needs the address the application uses, such as listen = "
-			    "127.0.0.1:9101",
-			    cfg->components[i].name,
-			    cfg->components[i].origin.where ? cfg->components[i].origin.where : "");
-			return -EINVAL;
-		}
-		for (size_t j = 0; j < i && *cfg->components[i].listen != '\0'; j++)
-			if (strcmp(cfg->components[i].listen, cfg->components[j].listen) == 0) {
-				*cause =
-				    xasprintf("components '%s' and '%s' both listen on %s: give "
-				              "each route its own address",
-				        cfg->components[j].name, cfg->components[i].name,
-				        cfg->components[i].listen);
-				return -EINVAL;
-			}
-	}
+	if ((error = components_check(cfg, cause)) != 0)
+		return error;
 	if (!(cfg->elevated_pct < cfg->high_pct && cfg->high_pct < cfg->critical_pct)) {
 		*cause = xasprintf("pressure thresholds must rise: pressure.elevated_pct (%g) < "
 		                   "pressure.high_pct (%g) < pressure.critical_pct (%g)",

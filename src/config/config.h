@@ -47,6 +47,17 @@ struct component_def {
 	char *match;      /* extended regex, case-insensitive, against comm and cmdline */
 	char *listen;     /* the route: where the application reaches it (loopback); "" none */
 	char *local;      /* where its local copy serves, the route's fallback; "" none */
+	/*
+	 * How its local copy is run, when spillway runs it (docs/offload.md): a
+	 * systemd user unit, or commands (no shell, the hooks' placeholders);
+	 * "" none. With either, spillway stops the copy while a VM serves the
+	 * component and starts it again before the VM goes.
+	 */
+	char *local_unit;
+	char *local_start;
+	char *local_stop;
+	char *local_health; /* http://... answering 2xx when it serves; "" the route's local */
+	double local_start_timeout_s; /* from its start to healthy, at most */
 	struct config_origin origin;
 };
 
@@ -183,6 +194,8 @@ char *config_value_text(const struct config *, size_t);
 const char *config_source_name(enum config_source);
 
 const struct component_def *config_component(const struct config *, const char *name);
+/* Whether spillway runs this component's local copy (local_unit or local_start). */
+bool component_managed(const struct component_def *);
 json_t *config_to_json(const struct config *);
 void config_print(const struct config *, FILE *);
 

@@ -43,6 +43,7 @@ void components_free(struct config *);
 /* A key of a [component "NAME"] section (where: "FILE:LINE"). */
 int component_key(struct config *, const char *name, const char *key, const char *value,
     const char *where, char **cause);
+int components_check(const struct config *, char **cause);
 
 /* output.c */
 char *components_text(const struct config *);

@@ -58,10 +58,14 @@ components_text(const struct config *c)
 {
 	struct buf b = BUF_INIT(1 << 20);
 
-	for (size_t i = 0; i < c->ncomponents; i++)
-		buf_printf(&b, "%s %lld %lld %s %s %s\n", c->components[i].name,
-		    (long long)c->components[i].size_mb, (long long)c->components[i].priority,
-		    c->components[i].match, c->components[i].listen, c->components[i].local);
+	for (size_t i = 0; i < c->ncomponents; i++) {
+		const struct component_def *d = &c->components[i];
+
+		buf_printf(&b, "%s %lld %lld %s %s %s\n %s\n %s\n %s\n %s\n %g\n", d->name,
+		    (long long)d->size_mb, (long long)d->priority, d->match, d->listen, d->local,
+		    d->local_unit, d->local_start, d->local_stop, d->local_health,
+		    d->local_start_timeout_s);
+	}
 	return buf_detach(&b, NULL);
 }
 
@@ -140,9 +144,12 @@ config_to_json(const struct config *cfg)
 		const struct component_def *c = &cfg->components[i];
 
 		json_array_append_new(comps,
-		    jx_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:o}", "name", c->name, "size_mb",
-		        (json_int_t)c->size_mb, "priority", (json_int_t)c->priority, "match",
-		        c->match, "listen", c->listen, "local", c->local, "source",
+		    jx_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:o}",
+		        "name", c->name, "size_mb", (json_int_t)c->size_mb, "priority",
+		        (json_int_t)c->priority, "match", c->match, "listen", c->listen, "local",
+		        c->local, "local_unit", c->local_unit, "local_start", c->local_start,
+		        "local_stop", c->local_stop, "local_health", c->local_health,
+		        "local_start_timeout_s", c->local_start_timeout_s, "source",
 		        source_label(c->origin.source), "origin",
 		        c->origin.where ? json_string(c->origin.where) : json_null()));
 	}
@@ -202,6 +209,16 @@ config_print(const struct config *cfg, FILE *f)
 		if (*c->listen != '\0')
 			fprintf(f, "%-12s route: listen %s, local %s\n", "", c->listen,
 			    *c->local != '\0' ? c->local : "none");
+		if (*c->local_unit != '\0')
+			fprintf(f, "%-12s local copy: systemd user unit %s\n", "", c->local_unit);
+		else if (*c->local_start != '\0')
+			fprintf(f, "%-12s local copy: start %s; stop %s\n", "", c->local_start,
+			    *c->local_stop != '\0' ? c->local_stop : "(SIGTERM)");
+		if (component_managed(c))
+			fprintf(f, "%-12s healthy when %s answers%s, within %g s of its start\n",
+			    "", *c->local_health != '\0' ? c->local_health : c->local,
+			    *c->local_health != '\0' ? " 2xx" : " a connection",
+			    c->local_start_timeout_s);
 	}
 }
 

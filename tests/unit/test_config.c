@@ -345,6 +345,63 @@ test_routes(void **state)
 	free(path);
 }
 
+/* A local copy: run one way, with a route, a health URL and a start timeout that make sense. */
+static void
+test_local_copies(void **state)
+{
+	struct fixture *f = *state;
+	char *cause, *path = xasprintf("%s/l.conf", f->dir);
+	struct config c;
+	struct config_args a = {path, NULL};
+	const struct component_def *v;
+	const struct {
+		const char *text, *want;
+	} bad[] = {
+	    {"local_unit = llm.service\nlocal_start = llama-server\n",
+	        "both local_unit and local_start"},
+	    {"local_stop = pkill llama\n", "local_stop but no local_start"},
+	    {"local_health = http://127.0.0.1:8101/health\n",
+	        "spillway does not run its local copy"},
+	    {"local_unit = 'llm service'\n", "not a systemd unit name"},
+	    {"local_start = llama-server\nlocal_health = https://x/health\n", "not an http:// URL"},
+	    {"local_start = llama-server\nlocal_start_timeout_s = 0\n", "from 1 to 86400"},
+	    {"local_unit = llm.service\n#\n", "only while a route carries its traffic"},
+	};
+
+	put(f->dir, "l.conf",
+	    "[component \"local_llm\"]\nlisten = 127.0.0.1:9104\nlocal = 127.0.0.1:8104\n"
+	    "local_unit = llm.service\n"
+	    "[component \"vision\"]\nlisten = 127.0.0.1:9101\nlocal = 127.0.0.1:8101\n"
+	    "local_start = /usr/bin/python3 vision.py --port 8101 {component}\n"
+	    "local_stop = /usr/bin/pkill -f vision.py\n"
+	    "local_health = http://127.0.0.1:8101/health\nlocal_start_timeout_s = 30\n");
+	assert_int_equal(config_load(&c, &a, f->env, &cause), 0);
+	v = config_component(&c, "local_llm");
+	assert_string_equal(v->local_unit, "llm.service");
+	assert_true(component_managed(v) && v->local_start_timeout_s == 120);
+	v = config_component(&c, "vision");
+	assert_string_equal(v->local_start, "/usr/bin/python3 vision.py --port 8101 {component}");
+	assert_string_equal(v->local_stop, "/usr/bin/pkill -f vision.py");
+	assert_string_equal(v->local_health, "http://127.0.0.1:8101/health");
+	assert_true(component_managed(v) && v->local_start_timeout_s == 30);
+	assert_false(component_managed(config_component(&c, "chatbots")));
+	config_free(&c);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char *text = xasprintf("[component \"vision\"]\n%s%s", bad[i].text,
+		    strstr(bad[i].want, "route") != NULL
+		        ? ""
+		        : "listen = 127.0.0.1:9101\nlocal = 127.0.0.1:8101\n");
+
+		put(f->dir, "l.conf", text);
+		cause = load_err(f, path, NULL);
+		expect_in(cause, bad[i].want);
+		expect_in(cause, "vision");
+		free(cause);
+		free(text);
+	}
+	free(path);
+}
+
 static void
 test_file_errors(void **state)
 {
@@ -512,6 +569,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_backend_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_local_copies, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_placement_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_json, setup, teardown),
 	};
