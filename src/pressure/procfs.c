@@ -38,9 +38,8 @@ psi_parse(const char *text, struct psi *out)
 	return 0;
 }
 
-/* The value after "Name:" on its own line, in kB; -1 when absent. */
-static int64_t
-field_kb(const char *text, const char *name)
+int64_t
+proc_field_kb(const char *text, const char *name)
 {
 	size_t n = strlen(name);
 
@@ -57,14 +56,15 @@ int
 meminfo_parse(const char *text, struct meminfo *out)
 {
 	memset(out, 0, sizeof *out);
-	if ((out->total_kb = field_kb(text, "MemTotal")) <= 0 ||
-	    (out->free_kb = field_kb(text, "MemFree")) < 0)
+	if ((out->total_kb = proc_field_kb(text, "MemTotal")) <= 0 ||
+	    (out->free_kb = proc_field_kb(text, "MemFree")) < 0)
 		return -EINVAL;
-	out->available_kb = field_kb(text, "MemAvailable");
+	out->available_kb = proc_field_kb(text, "MemAvailable");
 	out->has_available = out->available_kb >= 0;
 	if (!out->has_available) {
 		/* Before 3.14: free plus what can be dropped from the cache, roughly. */
-		int64_t cached = field_kb(text, "Cached"), buffers = field_kb(text, "Buffers");
+		int64_t cached = proc_field_kb(text, "Cached"),
+		        buffers = proc_field_kb(text, "Buffers");
 
 		/* Saturating: a file that is not the kernel's must not overflow the sum. */
 		if (__builtin_add_overflow(
@@ -73,8 +73,8 @@ meminfo_parse(const char *text, struct meminfo *out)
 		        out->available_kb, buffers > 0 ? buffers : 0, &out->available_kb))
 			out->available_kb = INT64_MAX;
 	}
-	out->swap_total_kb = field_kb(text, "SwapTotal");
-	out->swap_free_kb = field_kb(text, "SwapFree");
+	out->swap_total_kb = proc_field_kb(text, "SwapTotal");
+	out->swap_free_kb = proc_field_kb(text, "SwapFree");
 	if (out->swap_total_kb < 0)
 		out->swap_total_kb = out->swap_free_kb = 0;
 	return 0;
@@ -183,7 +183,7 @@ procfs_processes(const char *procdir, const struct component_def *defs, size_t n
 			continue;
 		snprintf(path, sizeof path, "%s/%s/status", procdir, de->d_name);
 		if (read_small(path, status, sizeof status) <= 0 ||
-		    (rss = field_kb(status, "VmRSS")) <= 0)
+		    (rss = proc_field_kb(status, "VmRSS")) <= 0)
 			continue; /* gone, or a kernel thread */
 		snprintf(path, sizeof path, "%s/%s/cmdline", procdir, de->d_name);
 		name = strstr(status, "Name:");
@@ -232,8 +232,8 @@ procfs_processes(const char *procdir, const struct component_def *defs, size_t n
 		int64_t pss;
 
 		snprintf(path, sizeof path, "%s/%d/smaps_rollup", procdir, snap->top[i].pid);
-		snap->top[i].pss_kb =
-		    read_small(path, text, sizeof text) > 0 && (pss = field_kb(text, "Pss")) >= 0
+		snap->top[i].pss_kb = read_small(path, text, sizeof text) > 0 &&
+		        (pss = proc_field_kb(text, "Pss")) >= 0
 		    ? pss
 		    : -1;
 	}
@@ -242,4 +242,124 @@ procfs_processes(const char *procdir, const struct component_def *defs, size_t n
 			regfree(&re[i].re);
 	free(re);
 	return 0;
+}
+
+/* --- a set of processes: a local copy's (local/local.h) --- */
+
+int
+proc_stat_parse(const char *text, struct proc_stat *out)
+{
+	/* The command may hold spaces and parentheses: the fields follow the last ')'. */
+	const char *p = strrchr(text, ')');
+
+	memset(out, 0, sizeof *out);
+	/* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+	 * cutime cstime priority nice num_threads itrealvalue starttime */
+	if (p == NULL ||
+	    sscanf(p + 1,
+	        " %c %d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+	        "%*d %*d %*d %llu",
+	        &out->state, &out->ppid, &out->pgrp, &out->session, &out->starttime) != 5)
+		return -EINVAL;
+	return 0;
+}
+
+int
+procfs_stat(const char *procdir, int pid, struct proc_stat *out)
+{
+	char path[512], text[2048];
+
+	snprintf(path, sizeof path, "%s/%d/stat", procdir, pid);
+	if (read_small(path, text, sizeof text) <= 0)
+		return -ESRCH;
+	return proc_stat_parse(text, out);
+}
+
+size_t
+procfs_session(const char *procdir, int sid, int *pids, size_t max)
+{
+	DIR *d = opendir(procdir);
+	struct dirent *de;
+	size_t n = 0;
+
+	if (d == NULL || sid <= 0) {
+		if (d != NULL)
+			closedir(d);
+		return 0;
+	}
+	while ((de = readdir(d)) != NULL && n < max) {
+		struct proc_stat st;
+		int pid;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = (int)strtol(de->d_name, NULL, 10);
+		if (procfs_stat(procdir, pid, &st) == 0 && st.session == sid)
+			pids[n++] = pid;
+	}
+	closedir(d);
+	return n;
+}
+
+size_t
+procfs_matching(const char *procdir, const char *pattern, int *pids, size_t max)
+{
+	DIR *d = opendir(procdir);
+	struct dirent *de;
+	regex_t re;
+	size_t n = 0;
+
+	if (d == NULL)
+		return 0;
+	if (regcomp(&re, pattern, REG_EXTENDED | REG_ICASE | REG_NOSUB) != 0) {
+		closedir(d);
+		return 0;
+	}
+	while ((de = readdir(d)) != NULL && n < max) {
+		char path[512], cmd[4096];
+		int len;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		snprintf(path, sizeof path, "%s/%s/cmdline", procdir, de->d_name);
+		if ((len = read_small(path, cmd, sizeof cmd)) <= 0)
+			continue; /* gone, or a kernel thread */
+		for (int i = 0; i < len; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+		if (regexec(&re, cmd, 0, NULL, 0) == 0)
+			pids[n++] = (int)strtol(de->d_name, NULL, 10);
+	}
+	regfree(&re);
+	closedir(d);
+	return n;
+}
+
+int64_t
+procfs_pss_kb(const char *procdir, const int *pids, size_t n)
+{
+	int64_t sum = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		char path[512], text[4096];
+		int64_t pss;
+
+		snprintf(path, sizeof path, "%s/%d/smaps_rollup", procdir, pids[i]);
+		if (read_small(path, text, sizeof text) > 0 &&
+		    (pss = proc_field_kb(text, "Pss")) >= 0)
+			sum = (sum < 0 ? 0 : sum) + pss;
+	}
+	return sum;
+}
+
+int64_t
+procfs_available_kb(const char *procdir)
+{
+	char path[512], text[8192];
+	struct meminfo mi;
+
+	snprintf(path, sizeof path, "%s/meminfo", procdir);
+	if (read_small(path, text, sizeof text) <= 0 || meminfo_parse(text, &mi) != 0)
+		return -1;
+	return mi.available_kb;
 }

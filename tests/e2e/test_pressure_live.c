@@ -112,7 +112,7 @@ start_monitor(bool all, int *out_fd)
 			setenv("SPILLWAY_PRESSURE_SAMPLE_MS", "100", 1);
 		setenv("HOME", "/nonexistent", 1);
 		execl(getenv("SPILLWAY_BIN"), "spillway", "pressure", "--watch", "--json",
-		    "--cgroup", load.v2, all ? "--all" : (char *)NULL, (char *)NULL);
+		    "--cgroup", load.cg.v2, all ? "--all" : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	close(out[1]);
@@ -257,7 +257,7 @@ vanishing_cgroup(void)
 	pid_t pid;
 	int status;
 
-	snprintf(gone, sizeof gone, "%s-gone", load.v2);
+	snprintf(gone, sizeof gone, "%s-gone", load.cg.v2);
 	if (mkdir(dir, 0755) != 0)
 		finish(1, "FAIL: cannot create %s", dir);
 	if (pipe(err) != 0 || pipe(out) != 0)
@@ -417,8 +417,9 @@ main(void)
 		if (memload_setup(&load, LIMIT, FILE_MB, &why) != 0)
 			finish(SKIP, "skipped: %s", why);
 	}
-	printf("cgroups %s %s, limit %s, file %d MiB, %d readers; watching %s\n", load.v1, load.v2,
-	    LIMIT, FILE_MB, READERS, memload_pressure(&load, pressure, sizeof pressure));
+	printf("cgroups %s %s, limit %s, file %d MiB, %d readers; watching %s\n", load.cg.v1,
+	    load.cg.v2, LIMIT, FILE_MB, READERS,
+	    memload_pressure(&load, pressure, sizeof pressure));
 	through_trigger(line, sizeof line);
 	on_time(line, sizeof line);
 	vanishing_cgroup();

@@ -1,8 +1,7 @@
 /*
  * Real, bounded memory pressure for tests and benchmarks: a memory cgroup
- * (cgroup v2 with memory.high, or cgroup v1 memory plus a cgroup v2 directory
- * for PSI), a file several times larger than its limit, and reader processes
- * inside it re-reading the file. Everything it makes is removed by
+ * (pressure/memcg.h), a file several times larger than its limit, and reader
+ * processes inside it re-reading the file. Everything it makes is removed by
  * memload_cleanup(), which is safe to call more than once.
  */
 #ifndef SPILLWAY_MEMLOAD_H
@@ -10,11 +9,12 @@
 
 #include <sys/types.h>
 
+#include "pressure/memcg.h"
+
 #define MEMLOAD_READERS 4
 
 struct memload {
-	char v1[256]; /* the cgroup v1 memory directory, or "" on pure v2 */
-	char v2[256]; /* the cgroup v2 directory whose memory.pressure tells */
+	struct memcg cg;
 	char file[256];
 	pid_t readers[MEMLOAD_READERS];
 	int nreaders;
