@@ -489,7 +489,7 @@ choose_ns(void)
 
 	for (int i = 0; i < n; i++) {
 		vms[0].open = i & 7;
-		route_choose("vision", vms, 3, true, 0, &c);
+		route_choose("vision", vms, 3, ROUTE_LOCAL_UP, 0, &c);
 		sink += c.vm;
 	}
 	return (double)(now_ns() - t0) / n;

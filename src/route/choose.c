@@ -23,8 +23,8 @@ coming(enum vm_state s)
 }
 
 void
-route_choose(const char *component, const struct route_vm_view *vms, size_t n, bool has_local,
-    double wait_s, struct route_choice *c)
+route_choose(const char *component, const struct route_vm_view *vms, size_t n,
+    enum route_local local, double wait_s, struct route_choice *c)
 {
 	bool on_way = false;
 	size_t best = n;
@@ -40,18 +40,30 @@ route_choose(const char *component, const struct route_vm_view *vms, size_t n, b
 		c->to = ROUTE_TO_VM;
 		c->vm = best;
 		snprintf(c->why, sizeof c->why, "%s is READY for %s", vms[best].name, component);
-	} else if (has_local) {
+	} else if (local == ROUTE_LOCAL_UP) {
 		c->to = ROUTE_TO_LOCAL;
 		snprintf(c->why, sizeof c->why, "no VM is READY for %s: its local copy serves",
 		    component);
+	} else if (local == ROUTE_LOCAL_STARTING && wait_s > 0) {
+		c->to = ROUTE_TO_WAIT;
+		snprintf(c->why, sizeof c->why,
+		    "no VM is READY for %s and its local copy starts: waiting up to %g s",
+		    component, wait_s);
 	} else if (on_way && wait_s > 0) {
 		c->to = ROUTE_TO_WAIT;
 		snprintf(c->why, sizeof c->why,
-		    "a VM for %s is on its way and there is no local copy: waiting up to %g s",
-		    component, wait_s);
+		    "a VM for %s is on its way and %s: waiting up to %g s", component,
+		    local == ROUTE_LOCAL_NONE ? "there is no local copy"
+		                              : "its local copy is stopped",
+		    wait_s);
 	} else {
+		static const char *const copy[] = {"it has no local copy", "",
+		    "its local copy starts", "its local copy is stopped"};
+
 		c->to = ROUTE_TO_NONE;
-		snprintf(c->why, sizeof c->why, "no VM is READY for %s and it has no local copy%s",
-		    component, on_way ? " (one is on its way: route.wait_s is 0)" : "");
+		snprintf(c->why, sizeof c->why, "no VM is READY for %s and %s%s", component,
+		    copy[local],
+		    on_way || local == ROUTE_LOCAL_STARTING ? " (route.wait_s is 0: nothing waits)"
+		                                            : "");
 	}
 }

@@ -48,6 +48,9 @@ struct route {
 	uv_tcp_t server;
 	bool gone;  /* removed by a reload: freed once closed and unused */
 	long conns; /* connections that point here */
+	enum route_local copy; /* its local copy, for new connections (router_local) */
+	long local_open;       /* connections to the local copy now */
+	bool local_drained;    /* the last of them ended: to say (on_later) */
 	struct route_stats st;
 	struct route *next;
 };
@@ -61,6 +64,8 @@ enum conn_state { C_WAITING, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING };
 struct conn {
 	struct route *route;
 	char vm[64]; /* the VM it goes to; "" local */
+	bool local;  /* it goes to the local copy (counted in route.local_open) */
+	bool moved;  /* its VM left while it connected: it goes where the route says now */
 	enum conn_state state;
 	struct stream *down, *up;
 	uv_connect_t connect;
@@ -83,6 +88,7 @@ struct router {
 };
 
 static void route_conn(struct conn *);
+static void to_local(struct conn *);
 static void conn_close(struct conn *, bool reset);
 static void connect_to(struct conn *, const struct sockaddr *);
 
@@ -153,7 +159,7 @@ choose(const struct route *rt, struct route_choice *c, struct rvm **vm)
 		    .open = v->open};
 		which[n++] = v;
 	}
-	route_choose(rt->component, views, n, *rt->local != '\0', r->cfg->route_wait_s, c);
+	route_choose(rt->component, views, n, rt->copy, r->cfg->route_wait_s, c);
 	*vm = c->to == ROUTE_TO_VM ? which[c->vm] : NULL;
 	free(views);
 	free(which);
@@ -213,6 +219,35 @@ on_later(uv_timer_t *t)
 	for (size_t i = 0; i < n && r->o.drained != NULL; i++)
 		r->o.drained(r->o.arg, names[i]);
 	free(names);
+	/* Routes whose local copy has no connection left; the same care for the list. */
+	n = 0;
+	for (struct route *rt = r->routes; rt != NULL; rt = rt->next)
+		n += rt->local_drained;
+	names = xcalloc(n + 1, sizeof *names);
+	n = 0;
+	for (struct route *rt = r->routes; rt != NULL; rt = rt->next)
+		if (rt->local_drained) {
+			rt->local_drained = false;
+			snprintf(names[n++], sizeof names[0], "%s", rt->component);
+		}
+	for (size_t i = 0; i < n && r->o.local_drained != NULL; i++)
+		r->o.local_drained(r->o.arg, names[i]);
+	free(names);
+}
+
+/* A connection no longer the local copy's: the offload may be waiting for its last. */
+static void
+local_release(struct conn *c)
+{
+	struct route *rt = c->route;
+
+	if (!c->local)
+		return;
+	c->local = false;
+	if (--rt->local_open == 0 && !rt->r->freed) {
+		rt->local_drained = true;
+		uv_timer_start(&rt->r->later, on_later, 0, 0);
+	}
 }
 
 /* A connection no longer the VM's (it ends, or goes local): a draining VM may be done. */
@@ -242,6 +277,7 @@ conn_close(struct conn *c, bool reset)
 	if (c->state == C_CLOSING)
 		return;
 	vm_release(c);
+	local_release(c);
 	c->state = C_CLOSING;
 	rt->st.open--;
 	rt->st.last_use_ms = now_ms(rt->r);
@@ -328,25 +364,41 @@ on_wait_over(uv_timer_t *t)
 	conn_close(c, false);
 }
 
-/* A VM that could not be reached: the local copy takes the connection (nothing was sent). */
+/*
+ * A VM that could not be reached: nothing was sent, so the local copy takes
+ * the connection; one that is stopped or starts (the VM may be gone before
+ * spillway knew) is waited for, up to route.wait_s, else it is closed.
+ */
 static void
 vm_unreachable(struct conn *c, const char *why)
 {
 	struct route *rt = c->route;
 	struct router *r = rt->r;
+	bool wait =
+	    rt->copy != ROUTE_LOCAL_UP && rt->copy != ROUTE_LOCAL_NONE && r->cfg->route_wait_s > 0;
 	char vm[64];
 
 	snprintf(vm, sizeof vm, "%s", c->vm);
-	log_warnx("route %s: %s cannot be reached (%s): the connection goes %s", rt->component, vm,
-	    why, *rt->local != '\0' ? "to the local copy" : "nowhere");
+	log_warnx("route %s: %s cannot be reached (%s): the connection %s", rt->component, vm, why,
+	    rt->copy == ROUTE_LOCAL_UP ? "goes to the local copy"
+	        : wait                 ? "waits for its local copy (route.wait_s)"
+	                               : "goes nowhere");
 	if (r->o.unreachable != NULL)
 		r->o.unreachable(r->o.arg, vm, why);
-	if (*rt->local == '\0' || c->state == C_CLOSING) {
+	if (c->state == C_CLOSING)
+		return;
+	if (rt->copy != ROUTE_LOCAL_UP && !wait) {
 		conn_close(c, false);
 		return;
 	}
 	vm_release(c);
-	connect_to(c, (struct sockaddr *)&rt->local_addr);
+	if (rt->copy == ROUTE_LOCAL_UP) {
+		to_local(c);
+		return;
+	}
+	c->state = C_WAITING;
+	uv_timer_start(&c->timer, on_wait_over,
+	    clock_timer_ms(r->o.clock, (int64_t)(r->cfg->route_wait_s * 1000)), 0);
 }
 
 /* The target did not answer, or not finish TLS: given up (a connect in flight hears it). */
@@ -396,6 +448,12 @@ on_connect(uv_connect_t *req, int status)
 	if (c->state != C_CONNECTING)
 		return;
 	uv_timer_stop(&c->timer);
+	if (c->moved) {
+		c->moved = false;
+		c->state = C_WAITING;
+		route_conn(c);
+		return;
+	}
 	if (status != 0) {
 		const char *why =
 		    status == UV_ECANCELED ? "it did not answer in time" : uv_strerror(status);
@@ -445,6 +503,15 @@ connect_to(struct conn *c, const struct sockaddr *to)
 	uv_timer_start(&c->timer, on_connect_timeout, CONNECT_MS, 0);
 }
 
+/* To the local copy, counted there until it ends. */
+static void
+to_local(struct conn *c)
+{
+	c->local = true;
+	c->route->local_open++;
+	connect_to(c, (struct sockaddr *)&c->route->local_addr);
+}
+
 /* A connection with no target yet (new, waiting, or refused by a VM): where it goes now. */
 static void
 route_conn(struct conn *c)
@@ -470,7 +537,7 @@ route_conn(struct conn *c)
 	case ROUTE_TO_LOCAL:
 		uv_timer_stop(&c->timer);
 		c->vm[0] = '\0';
-		connect_to(c, (struct sockaddr *)&rt->local_addr);
+		to_local(c);
 		break;
 	case ROUTE_TO_VM:
 		uv_timer_stop(&c->timer);
@@ -601,6 +668,7 @@ route_add(struct router *r, const struct component_def *def, struct route **out,
 	rt->component = xstrdup(def->name);
 	rt->listen = xstrdup(def->listen);
 	rt->local = xstrdup(def->local);
+	rt->copy = *def->local != '\0' ? ROUTE_LOCAL_UP : ROUTE_LOCAL_NONE;
 	if (addr_parse(def->listen, &ss, why, sizeof why) != 0 ||
 	    (*def->local != '\0' &&
 	        addr_parse(def->local, &rt->local_addr, why, sizeof why) != 0)) {
@@ -660,6 +728,11 @@ router_set_config(struct router *r, const struct config *cfg, char **cause)
 			free(rt->local);
 			rt->component = xstrdup(def->name);
 			rt->local = xstrdup(def->local);
+			/* A copy spillway runs keeps what it said of it (router_local). */
+			if (*def->local == '\0')
+				rt->copy = ROUTE_LOCAL_NONE;
+			else if (rt->copy == ROUTE_LOCAL_NONE || !component_managed(def))
+				rt->copy = ROUTE_LOCAL_UP;
 			memset(&rt->local_addr, 0, sizeof rt->local_addr);
 			if (*def->local != '\0') {
 				char why[128];
@@ -731,7 +804,11 @@ serve_waiting(struct router *r)
 	}
 }
 
-/* A VM that leaves: its connections are reset (the application's next one goes elsewhere). */
+/*
+ * A VM that leaves: its open connections are reset (the application's next
+ * one goes elsewhere); those still on their way to it had nothing read from
+ * the application, and go where the route says now (its local copy, or wait).
+ */
 static void
 vm_leaves(struct router *r, struct rvm *v)
 {
@@ -739,8 +816,22 @@ vm_leaves(struct router *r, struct rvm *v)
 
 	for (c = r->conns; c != NULL; c = next) {
 		next = c->next;
-		if (strcmp(c->vm, v->name) == 0)
+		if (strcmp(c->vm, v->name) != 0)
+			continue;
+		if (c->state == C_OPEN) {
 			conn_close(c, true);
+			continue;
+		}
+		uv_timer_stop(&c->timer);
+		stream_close(c->up, false);
+		c->up = NULL;
+		vm_release(c);
+		if (c->state == C_CONNECTING) {
+			c->moved = true; /* its connect's end (cancelled) routes it */
+			continue;
+		}
+		c->state = C_WAITING;
+		route_conn(c);
 	}
 }
 
@@ -783,6 +874,38 @@ router_vm(struct router *r, const struct vm_record *rec)
 		serve_waiting(r);
 }
 
+static struct route *
+route_of(const struct router *r, const char *component)
+{
+	for (struct route *rt = r->routes; rt != NULL; rt = rt->next)
+		if (strcmp(rt->component, component) == 0)
+			return rt;
+	return NULL;
+}
+
+void
+router_local(struct router *r, const char *component, enum route_local copy, const char *state)
+{
+	struct route *rt = route_of(r, component);
+
+	if (rt == NULL || *rt->local == '\0')
+		return;
+	snprintf(rt->st.local_copy, sizeof rt->st.local_copy, "%s", state != NULL ? state : "");
+	if (rt->copy == copy)
+		return;
+	rt->copy = copy;
+	/* Waiting connections: one may go to the copy now, or has nothing left to wait for. */
+	serve_waiting(r);
+}
+
+long
+router_local_open(const struct router *r, const char *component)
+{
+	const struct route *rt = route_of(r, component);
+
+	return rt != NULL ? rt->local_open : 0;
+}
+
 long
 router_vm_open(const struct router *r, const char *vm, int64_t *last_use_ms)
 {
@@ -805,6 +928,7 @@ router_stats(const struct router *r, struct route_stats **out)
 		struct rvm *v;
 
 		(*out)[i] = rt->st;
+		(*out)[i].local_open = rt->local_open;
 		for (const struct conn *c = r->conns; c != NULL; c = c->next)
 			(*out)[i].waiting += c->route == rt && c->state == C_WAITING;
 		choose(rt, &ch, &v);

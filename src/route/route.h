@@ -38,14 +38,25 @@ struct route_vm_view {
 	long open;           /* connections open to it now */
 };
 
+/* The component's local copy, as far as a new connection is concerned. */
+enum route_local {
+	ROUTE_LOCAL_NONE,     /* it has none (no `local`) */
+	ROUTE_LOCAL_UP,       /* it serves (or spillway does not run it: it is tried) */
+	ROUTE_LOCAL_STARTING, /* spillway starts it: a connection may wait for it */
+	ROUTE_LOCAL_DOWN,     /* spillway stopped it (a VM serves), or it failed to start */
+};
+
 struct route_choice {
 	enum route_to to;
 	size_t vm; /* ROUTE_TO_VM: which of the views */
 	char why[160];
 };
 
-/* The least loaded READY VM that serves it; else local; else wait (wait_s > 0 and one coming). */
-void route_choose(const char *component, const struct route_vm_view *, size_t n, bool has_local,
+/*
+ * The least loaded READY VM that serves it; else the local copy when it
+ * serves; else wait (wait_s > 0) for the copy that starts or a VM on its way.
+ */
+void route_choose(const char *component, const struct route_vm_view *, size_t n, enum route_local,
     double wait_s, struct route_choice *);
 const char *route_to_name(enum route_to);
 
@@ -62,6 +73,8 @@ struct router_opts {
 	void (*unreachable)(void *arg, const char *vm, const char *why);
 	/* A DRAINING VM's last connection ended (said on a later turn of the loop). */
 	void (*drained)(void *arg, const char *vm);
+	/* A route's last connection to its local copy ended (said the same way). */
+	void (*local_drained)(void *arg, const char *component);
 	void *arg;
 };
 
@@ -77,6 +90,8 @@ struct route_stats {
 	long waiting;      /* of them, waiting for a VM */
 	long total;        /* accepted since start */
 	long refused;      /* another user's, refused */
+	long local_open;   /* of the open ones, to the local copy */
+	char local_copy[16]; /* the local copy spillway runs: "running", "stopped"...; "" none */
 	uint64_t bytes_up; /* from the application */
 	uint64_t bytes_down; /* to it */
 	int64_t last_use_ms; /* a connection opened, closed or moved bytes; 0: never */
@@ -92,6 +107,14 @@ int router_set_config(struct router *, const struct config *, char **cause);
 /* A VM's record as the manager has it now (every state change); DRAINING takes no new connection.
  */
 void router_vm(struct router *, const struct vm_record *);
+/*
+ * The local copy of a component, as spillway runs it (vm/offload.c): a
+ * connection waits for one that starts, and goes nowhere near one stopped.
+ * copy: its state's name, for `spillway routes`.
+ */
+void router_local(struct router *, const char *component, enum route_local, const char *copy);
+/* Connections open to a component's local copy now. */
+long router_local_open(const struct router *, const char *component);
 /* Connections open to a VM now, and when it was last used through a route (0: never). */
 long router_vm_open(const struct router *, const char *vm, int64_t *last_use_ms);
 /* Every route, in the configuration's order; the caller frees *out. */

@@ -12,12 +12,18 @@
 #include "route/route.h"
 
 static struct route_choice
-pick(const struct route_vm_view *vms, size_t n, bool local, double wait_s)
+pick_copy(const struct route_vm_view *vms, size_t n, enum route_local copy, double wait_s)
 {
 	struct route_choice c;
 
-	route_choose("vision", vms, n, local, wait_s, &c);
+	route_choose("vision", vms, n, copy, wait_s, &c);
 	return c;
+}
+
+static struct route_choice
+pick(const struct route_vm_view *vms, size_t n, bool local, double wait_s)
+{
+	return pick_copy(vms, n, local ? ROUTE_LOCAL_UP : ROUTE_LOCAL_NONE, wait_s);
 }
 
 static void
@@ -68,6 +74,41 @@ test_local_wait_none(void **state)
 	assert_string_equal(route_to_name(ROUTE_TO_WAIT), "wait");
 }
 
+/*
+ * A local copy spillway runs: a READY VM first still; one that starts is
+ * waited for (route.wait_s), one stopped is never tried.
+ */
+static void
+test_local_copy_states(void **state)
+{
+	struct route_vm_view ready = {.name = "a", .state = VM_READY, .serves = true};
+	struct route_vm_view draining = {.name = "b", .state = VM_DRAINING, .serves = true};
+	struct route_vm_view booting = {.name = "c", .state = VM_BOOTING, .serves = true};
+	struct route_choice c;
+
+	assert_int_equal(pick_copy(&ready, 1, ROUTE_LOCAL_DOWN, 0).to, ROUTE_TO_VM);
+	assert_int_equal(pick_copy(&ready, 1, ROUTE_LOCAL_STARTING, 0).to, ROUTE_TO_VM);
+	/* Preempted while its copy starts: wait for the copy. */
+	c = pick_copy(&draining, 1, ROUTE_LOCAL_STARTING, 20);
+	assert_int_equal(c.to, ROUTE_TO_WAIT);
+	assert_string_equal(
+	    c.why, "no VM is READY for vision and its local copy starts: waiting up to 20 s");
+	c = pick_copy(&draining, 1, ROUTE_LOCAL_STARTING, 0);
+	assert_int_equal(c.to, ROUTE_TO_NONE);
+	assert_string_equal(c.why,
+	    "no VM is READY for vision and its local copy starts "
+	    "(route.wait_s is 0: nothing waits)");
+	/* Stopped: never tried; a VM on its way may be waited for. */
+	c = pick_copy(&draining, 1, ROUTE_LOCAL_DOWN, 20);
+	assert_int_equal(c.to, ROUTE_TO_NONE);
+	assert_string_equal(c.why, "no VM is READY for vision and its local copy is stopped");
+	c = pick_copy(&booting, 1, ROUTE_LOCAL_DOWN, 20);
+	assert_int_equal(c.to, ROUTE_TO_WAIT);
+	assert_non_null(strstr(c.why, "its local copy is stopped: waiting up to 20 s"));
+	/* Up: it serves while a VM boots. */
+	assert_int_equal(pick_copy(&booting, 1, ROUTE_LOCAL_UP, 20).to, ROUTE_TO_LOCAL);
+}
+
 static void
 test_addresses(void **state)
 {
@@ -104,6 +145,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ready_vm_first),
 	    cmocka_unit_test(test_local_wait_none),
+	    cmocka_unit_test(test_local_copy_states),
 	    cmocka_unit_test(test_addresses),
 	};
 
