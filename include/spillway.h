@@ -126,6 +126,9 @@ enum spillway_event_type {
 	                            reason: created, recovered or adopted */
 	SPILLWAY_EVENT_RETURN,   /* a VM stopped being READY: its components are local again;
 	                            reason: why (unhealthy: ..., idle: ..., preempted ...) */
+	SPILLWAY_EVENT_NOTE,     /* something else: note says what kind ("local": a
+	                            component's local copy started or stopped, and what that
+	                            freed; "kept": a VM stays though asked to go), reason what */
 };
 
 struct spillway_event {
@@ -136,6 +139,7 @@ struct spillway_event {
 	const char *from;             /* STATE: the state before, or "" for a new VM */
 	const struct spillway_vm *vm; /* STATE, OFFLOAD, RETURN; else NULL */
 	const char *json;             /* the whole event, as the control API streams it */
+	const char *note;             /* NOTE: its kind; else "" */
 };
 
 typedef void spillway_event_fn(const struct spillway_event *, void *arg);

@@ -344,7 +344,8 @@ static const char *const kinds[] = {[MEV_PRESSURE] = "pressure",
     [MEV_DECISION] = "decision",
     [MEV_STATE] = "state",
     [MEV_READY] = "offload",
-    [MEV_GONE] = "return"};
+    [MEV_GONE] = "return",
+    [MEV_NOTE] = "note"};
 
 json_t *
 control_event(const struct manager_event *e)
@@ -366,6 +367,11 @@ control_event(const struct manager_event *e)
 	}
 	if (e->decision != NULL)
 		json_object_set_new(o, "decision", view_decision(e->decision));
+	if (e->kind == MEV_NOTE) {
+		json_object_set_new(o, "kind", json_string(e->note));
+		json_object_set_new(o, "vm_name",
+		    strcmp(e->note_vm, "-") != 0 ? json_string(e->note_vm) : json_null());
+	}
 	return o;
 }
 

@@ -235,6 +235,9 @@ narrate(const struct manager_event *e, void *arg)
 		say(m, "%s is leaving (%s): %s run locally again", v->name, e->reason,
 		    v->components);
 		break;
+	case MEV_NOTE:
+		say(m, "%s", e->reason);
+		break;
 	}
 }
 

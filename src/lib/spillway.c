@@ -192,7 +192,8 @@ spillway_routes(spillway *sp, struct spillway_route *out, size_t max)
 static void
 deliver(spillway *sp, const char *name, const json_t *data)
 {
-	static const char *const types[] = {"pressure", "decision", "state", "offload", "return"};
+	static const char *const types[] = {
+	    "pressure", "decision", "state", "offload", "return", "note"};
 	struct spillway_event e = {0};
 	struct spillway_vm vm;
 	bool known = false;
@@ -213,6 +214,7 @@ deliver(spillway *sp, const char *name, const json_t *data)
 	e.reason = jx_str(data, "reason") ? jx_str(data, "reason") : "";
 	e.level = jx_str(data, "pressure.level") ? jx_str(data, "pressure.level") : "";
 	e.from = jx_str(data, "from") ? jx_str(data, "from") : "";
+	e.note = jx_str(data, "kind") ? jx_str(data, "kind") : "";
 	if (json_is_object(json_object_get(data, "vm"))) {
 		vm_from(sp, json_object_get(data, "vm"), &vm);
 		e.vm = &vm;

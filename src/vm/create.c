@@ -287,6 +287,65 @@ leave(struct mvm *v, const char *reason, enum vm_state end, int64_t limit_ms)
 	drain_timer(m);
 }
 
+void
+go(struct mvm *v, const char *reason, enum vm_state end, bool insist)
+{
+	struct manager *m = v->m;
+	char why[sizeof v->kept_why] = "";
+	enum manager_gate g = MANAGER_GO;
+
+	if (v->rec.state == VM_READY && m->o.gate != NULL)
+		g = m->o.gate(m->o.gate_arg, &v->rec, insist, false, why, sizeof why);
+	if (g == MANAGER_GO) {
+		v->going = false;
+		v->kept_why[0] = '\0';
+		leave(v, reason, end, drain_ms(m));
+		return;
+	}
+	if (!v->going || strcmp(v->going_why, reason) != 0) {
+		free(v->going_why);
+		v->going_why = xstrdup(reason);
+	}
+	v->going = true;
+	v->going_end = end;
+	v->going_insist = v->going_insist || insist;
+	/* A refusal is said once for each reason, not at every pass. */
+	if (g == MANAGER_KEEP && strcmp(why, v->kept_why) != 0) {
+		char text[sizeof v->kept_why + sizeof v->rec.end_reason + 32];
+
+		snprintf(v->kept_why, sizeof v->kept_why, "%s", why);
+		snprintf(text, sizeof text, "kept though %s: %s", reason, why);
+		manager_note(m, v->rec.name, "kept", text);
+	}
+}
+
+void
+stay(struct mvm *v)
+{
+	struct manager *m = v->m;
+	char why[8];
+
+	if (!v->going || v->going_insist)
+		return;
+	v->going = false;
+	v->kept_why[0] = '\0';
+	if (m->o.gate != NULL)
+		m->o.gate(m->o.gate_arg, &v->rec, false, true, why, sizeof why);
+}
+
+void
+manager_gate_open(struct manager *m, const char *name)
+{
+	struct mvm *v = find_vm(m, name);
+
+	if (v != NULL && v->going && vm_state_alive(v->rec.state)) {
+		char *why = xstrdup(v->going_why);
+
+		go(v, why, v->going_end, v->going_insist);
+		free(why);
+	}
+}
+
 /* Drained, or its time is up: the delete it was draining for. */
 static void
 drained(struct mvm *v, const char *how)

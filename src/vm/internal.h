@@ -42,6 +42,12 @@ struct mvm {
 	int64_t deleted_ms;      /* when the cloud took its delete */
 	int64_t boot_moved_s;    /* booting: the agent's last "boot.updated" (its clock) */
 	int64_t progress_ms;     /* booting: when we saw it move (ours) */
+	/* Asked to go, and waiting for the gate (manager_opts.gate): how it goes then. */
+	bool going;
+	bool going_insist;
+	char *going_why;
+	enum vm_state going_end;
+	char kept_why[256];  /* the gate's last KEEP, said once */
 	struct hconn *agent; /* the channel to its agent (probe.c): a call in flight when busy */
 	bool probe; /* the call in flight is a boot probe, not the pass's */
 	struct mvm *next;
@@ -127,6 +133,15 @@ drain_ms(const struct manager *m)
 	return (int64_t)(m->cfg->route_drain_s * 1000);
 }
 
+/* Of the 30 s Compute Engine gives before a preempted VM stops, what its connections get. */
+#define PREEMPT_DRAIN_MS 20000
+
+static inline int64_t
+preempt_drain_ms(const struct manager *m)
+{
+	return drain_ms(m) < PREEMPT_DRAIN_MS ? drain_ms(m) : PREEMPT_DRAIN_MS;
+}
+
 static inline int64_t
 now_ms(const struct manager *m)
 {
@@ -157,6 +172,14 @@ void terminate(struct mvm *, const char *reason, enum vm_state end);
  * is DRAINING first, for at most limit_ms (route.drain_s); others go now.
  */
 void leave(struct mvm *, const char *reason, enum vm_state end, int64_t limit_ms);
+/*
+ * A VM spillway chose to end (a rule, by hand, shutdown): a READY one goes
+ * once the gate lets it (manager_opts.gate), then leave(). insist: the gate
+ * may hold it only while its components are being tried.
+ */
+void go(struct mvm *, const char *reason, enum vm_state end, bool insist);
+/* No longer asked to go (its rule says keep now): the gate hears it. */
+void stay(struct mvm *);
 void drain_timer(struct manager *); /* the drain timer at the next DRAINING deadline */
 void give_up_create(struct mvm *, const char *why);
 void finish_termination(struct mvm *);

@@ -158,6 +158,8 @@ prune(struct manager *m)
 			m->nvms--;
 			hconn_free(v->agent);
 			free(v->terminate_after);
+			free(v->drain_why);
+			free(v->going_why);
 			free(v);
 		} else {
 			p = &v->next;
@@ -294,8 +296,19 @@ manager_terminate(struct manager *m, const char *name, const char *reason)
 
 	if (v == NULL || !vm_state_alive(v->rec.state))
 		return -ENOENT;
-	leave(v, reason, VM_TERMINATED, drain_ms(m));
+	go(v, reason, VM_TERMINATED, true);
 	return 0;
+}
+
+void
+manager_note(struct manager *m, const char *vm, const char *kind, const char *detail)
+{
+	struct manager_event e = {
+	    .kind = MEV_NOTE, .t_ms = now_ms(m), .reason = detail, .note = kind, .note_vm = vm};
+
+	records_event(m->records, vm, kind, detail, e.t_ms);
+	log_info("%s: %s", strcmp(vm, "-") != 0 ? vm : kind, detail);
+	emit(m, &e);
 }
 
 static bool
@@ -475,8 +488,7 @@ manager_shutdown(struct manager *m, void (*done)(void *), void *arg)
 	if (!m->o.keep)
 		for (struct mvm *v = m->vms; v != NULL; v = v->next)
 			if (vm_state_alive(v->rec.state))
-				leave(v, "shutdown: spillway is stopping", VM_TERMINATED,
-				    drain_ms(m));
+				go(v, "shutdown: spillway is stopping", VM_TERMINATED, true);
 	m->stop_deadline_ns = monotonic_ns() + (int64_t)(m->cfg->shutdown_timeout_s * 1e9);
 	if (m->o.keep)
 		m->stop_deadline_ns = monotonic_ns();
@@ -548,6 +560,7 @@ manager_release(uv_handle_t *h)
 		m->vms = v->next;
 		free(v->terminate_after);
 		free(v->drain_why);
+		free(v->going_why);
 		free(v);
 	}
 	forget_pass(m);

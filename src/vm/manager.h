@@ -35,6 +35,13 @@
 
 struct agent_identity;
 
+/* Whether a VM spillway chose to end may go now (manager_opts.gate). */
+enum manager_gate {
+	MANAGER_GO,   /* its components are served elsewhere: it goes */
+	MANAGER_WAIT, /* not yet: manager_gate_open says when */
+	MANAGER_KEEP, /* not: it stays, for the reason given; asked again at the next pass */
+};
+
 struct manager_opts {
 	const struct config *cfg;
 	const struct clock *clock;
@@ -55,6 +62,16 @@ struct manager_opts {
 	 */
 	long (*traffic)(void *arg, const char *vm, int64_t *last_use_ms);
 	void *traffic_arg;
+	/*
+	 * Before a READY VM spillway chose to end goes (idle, lifetime, by hand,
+	 * shutdown; not a preemption), its components must be served elsewhere:
+	 * asked here (NULL: it always may). insist: it goes once they have been
+	 * tried, whatever came of it (by hand, shutdown). why: a KEEP's reason.
+	 * cancel: the VM is no longer asked to go (nothing to answer).
+	 */
+	enum manager_gate (*gate)(void *arg, const struct vm_record *, bool insist, bool cancel,
+	    char *why, size_t whylen);
+	void *gate_arg;
 	bool keep;    /* leave VMs running at shutdown */
 	bool passive; /* acts only when asked: no decisions, no rules (the CLI without a daemon) */
 };
@@ -65,6 +82,7 @@ enum manager_event_kind {
 	MEV_STATE,    /* a VM changed state */
 	MEV_READY,    /* a VM is READY: offload its components there */
 	MEV_GONE,     /* a VM is leaving: its components are local again */
+	MEV_NOTE,     /* something else worth hearing: note (kind), reason (what) */
 };
 
 struct manager_event {
@@ -76,6 +94,8 @@ struct manager_event {
 	const struct decision *decision;      /* MEV_DECISION */
 	const struct pressure_snapshot *snap; /* MEV_PRESSURE */
 	enum pressure_level previous;         /* MEV_PRESSURE */
+	const char *note;                     /* MEV_NOTE: its kind ("local", "kept") */
+	const char *note_vm;                  /* MEV_NOTE: the VM it is about, or "-" */
 };
 
 typedef void manager_event_cb(const struct manager_event *, void *arg);
@@ -116,6 +136,13 @@ void manager_set_keep(struct manager *, bool keep);
 void manager_pass_now(struct manager *);
 /* A DRAINING VM's last routed connection ended: its delete goes now. */
 void manager_drained(struct manager *, const char *name);
+/* What a VM waited for to go (MANAGER_WAIT) is done: it is asked again now. */
+void manager_gate_open(struct manager *, const char *name);
+/*
+ * Something that happened besides the VMs' states, for the ledger's events
+ * and the listeners (MEV_NOTE): a VM's ("-": the daemon's) kind and detail.
+ */
+void manager_note(struct manager *, const char *vm, const char *kind, const char *detail);
 /* A VM's health asked now (a route could not reach it), unless a check is in flight. */
 void manager_check_vm(struct manager *, const char *name);
 /*

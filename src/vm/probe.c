@@ -27,7 +27,6 @@
 #define HEALTH_ANSWER_MAX 65536
 #define BOOT_PROBE_MS     1000  /* a booting VM is READY within this of its backend */
 #define HEALTH_IN_FLIGHT  128   /* a pass's lease calls out at once */
-#define PREEMPT_DRAIN_MS  20000 /* of the 30 s notice: the backend stops at once on the VM */
 
 static void renew_more(struct manager *);
 
@@ -62,8 +61,7 @@ on_health(const struct http_response *r, void *arg)
 	if (h.verdict == HEALTH_PREEMPTED) {
 		mark_preempted(v, now, "its agent passed on Compute Engine's preemption notice");
 		/* Its connections get what is left of the 30 s Compute Engine gives. */
-		leave(v, "preempted by Compute Engine", VM_PREEMPTED,
-		    drain_ms(m) < PREEMPT_DRAIN_MS ? drain_ms(m) : PREEMPT_DRAIN_MS);
+		leave(v, "preempted by Compute Engine", VM_PREEMPTED, preempt_drain_ms(m));
 	} else if (h.verdict == HEALTH_OK) {
 		v->rec.health_failures = 0;
 		v->rec.last_activity_ms = h.idle_s >= 0 ? now - h.idle_s * 1000 : now;

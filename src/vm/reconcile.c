@@ -216,7 +216,12 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 		case VM_READY:
 		case VM_UNHEALTHY:
 		case VM_DRAINING:
-			if (v->preempted)
+			/* Still running: its notice's time, as when its agent passes the notice on.
+			 */
+			if (v->preempted && strcmp(status, "RUNNING") == 0)
+				leave(v, "preempted by Compute Engine", VM_PREEMPTED,
+				    preempt_drain_ms(m));
+			else if (v->preempted)
 				terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
 			else if (strcmp(status, "TERMINATED") == 0 ||
 			    strcmp(status, "STOPPING") == 0)
@@ -380,9 +385,11 @@ enforce(struct manager *m)
 		if (v->busy || !vm_state_alive(v->rec.state) || v->rec.state <= VM_PROVISIONING)
 			continue;
 		rules_judge(m->cfg, &v->rec, &seen, now, &verdict);
-		if (verdict.kind == VERDICT_KEEP)
+		if (verdict.kind == VERDICT_KEEP) {
+			stay(v);
 			continue;
-		leave(v, verdict.reason, verdict.end, drain_ms(m));
+		}
+		go(v, verdict.reason, verdict.end, false);
 		if (verdict.replace_now)
 			m->cooldown_until = 0;
 	}

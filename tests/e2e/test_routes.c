@@ -646,8 +646,8 @@ open_events(int port)
 
 /*
  * A VM preempted with a stream in flight on it: the application's connection
- * is reset once the VM is gone (its answer cannot finish anywhere else), and
- * the next connection goes to the local copy.
+ * ends once the VM is gone (its answer cannot finish anywhere else), and the
+ * next connection goes to the local copy.
  */
 static void
 test_preempted_mid_transfer(void **state)
@@ -669,12 +669,15 @@ test_preempted_mid_transfer(void **state)
 	fd = open_events(port);
 	emu_admin(&w, &v, "preempt");
 	wait_vm(&w, v.name, VM_PREEMPTED);
-	/* What the stream still gives: never its second event, and a reset at its end. */
+	/*
+	 * What the stream still gives: never its second event, and an end: the
+	 * VM drains through its notice, and ends the stream when it stops (as it
+	 * ends it: closed), or the daemon resets it when the VM goes first.
+	 */
 	errno = 0;
 	while ((n = read(fd, chunk, sizeof chunk)) > 0)
 		assert_null(memmem(chunk, (size_t)n, "data: two", 9));
-	assert_int_equal(n, -1);
-	assert_int_equal(errno, ECONNRESET);
+	assert_true(n == 0 || (n == -1 && errno == ECONNRESET));
 	close(fd);
 	expect_answer(port, "from-local");
 	world_end(&w);

@@ -38,6 +38,10 @@ struct world {
 	bool keep, stopped;
 	long open; /* the routes' connections to every VM, as the manager asks */
 	int64_t last_use;
+	bool gated;             /* a gate is given to the manager */
+	enum manager_gate gate; /* what it answers */
+	int asked, cancelled;   /* how often it was asked, and told a VM stays */
+	bool insisted;          /* the last ask insisted */
 	char events[4096]; /* "name STATE;" as the manager sent them */
 };
 
@@ -48,6 +52,21 @@ traffic(void *arg, const char *vm, int64_t *last_use_ms)
 
 	*last_use_ms = w->last_use;
 	return w->open;
+}
+
+static enum manager_gate
+gate(void *arg, const struct vm_record *v, bool insist, bool cancel, char *why, size_t whylen)
+{
+	struct world *w = arg;
+
+	if (cancel) {
+		w->cancelled++;
+		return MANAGER_GO;
+	}
+	w->asked++;
+	w->insisted = insist;
+	snprintf(why, whylen, "vision's local copy cannot start: out of memory");
+	return w->gate;
 }
 
 static void
@@ -120,6 +139,8 @@ start(struct world *w)
 	    .keep = w->keep,
 	    .traffic = traffic,
 	    .traffic_arg = w,
+	    .gate = w->gated ? gate : NULL,
+	    .gate_arg = w,
 	};
 	char *cause = NULL;
 
@@ -802,6 +823,126 @@ test_get_after_list(void **state_)
 	world_free(w);
 }
 
+/* --- the gate: a READY VM goes once its components are served elsewhere --- */
+
+static size_t
+events_of(struct world *w, const char *vm, const char *kind)
+{
+	struct ledger_event *list;
+	size_t n, k = 0;
+
+	assert_int_equal(ledger_events(w->ledger, vm, 100, &list, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		k += strcmp(list[i].kind, kind) == 0;
+	free(list);
+	return k;
+}
+
+/* By hand: the gate is asked (insisting); the VM stays READY until it opens. */
+static void
+test_gate_by_hand(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	w->gated = true;
+	w->gate = MANAGER_WAIT;
+	ready_vm(w, "spillway-a");
+	assert_int_equal(manager_terminate(w->m, "spillway-a", "by hand"), 0);
+	settle(w);
+	assert_true(w->asked == 1 && w->insisted);
+	assert_int_equal(state(w, "spillway-a"), VM_READY);
+	assert_int_equal(scripted_calls(w->sc, SC_DESTROY), 0);
+	/* A pass does not cancel what was asked by hand. */
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-a"), VM_READY);
+	assert_int_equal(w->cancelled, 0);
+	w->gate = MANAGER_GO;
+	manager_gate_open(w->m, "spillway-a");
+	settle(w);
+	assert_int_equal(record(w, "spillway-a").state, VM_TERMINATED);
+	assert_string_equal(record(w, "spillway-a").end_reason, "by hand");
+	world_free(w);
+}
+
+/*
+ * Idle, and the gate keeps it: the VM stays, said once however many passes
+ * ask; used again, the rule no longer asks and the gate hears it stays.
+ */
+static void
+test_gate_keeps_idle(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	w->gated = true;
+	w->gate = MANAGER_KEEP;
+	w->last_use = T0 - 2 * 3600000;
+	ready_vm(w, "spillway-a");
+	pass_now(w);
+	pass_now(w);
+	assert_true(w->asked >= 2 && !w->insisted);
+	assert_int_equal(state(w, "spillway-a"), VM_READY);
+	assert_int_equal(events_of(w, "spillway-a", "kept"), 1);
+	{
+		struct ledger_event *list;
+		size_t n;
+
+		assert_int_equal(ledger_events(w->ledger, "spillway-a", 1, &list, &n), 0);
+		assert_string_equal(list[0].detail,
+		    "kept though idle: its backend unused for 30 min: vision's local copy "
+		    "cannot start: out of memory");
+		free(list);
+	}
+	w->open = 1;
+	pass_now(w);
+	assert_int_equal(w->cancelled, 1);
+	assert_int_equal(state(w, "spillway-a"), VM_READY);
+	/* Idle again, and now its copy serves: it goes. */
+	w->open = 0;
+	w->gate = MANAGER_GO;
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-a"), VM_TERMINATED);
+	world_free(w);
+}
+
+/* Shutdown waits for the gate, within the shutdown timeout; a preemption never does. */
+static void
+test_gate_shutdown_and_preemption(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	w->gated = true;
+	w->gate = MANAGER_WAIT;
+	ready_vm(w, "spillway-a");
+	manager_shutdown(w->m, on_stopped, w);
+	settle(w);
+	assert_true(w->asked == 1 && w->insisted);
+	assert_false(w->stopped);
+	assert_int_equal(state(w, "spillway-a"), VM_READY);
+	w->gate = MANAGER_GO;
+	manager_gate_open(w->m, "spillway-a");
+	for (int i = 0; i < 200 && !w->stopped; i++) {
+		settle(w);
+		if (!w->stopped)
+			uv_run(&w->loop, UV_RUN_ONCE);
+	}
+	assert_true(w->stopped);
+	assert_int_equal(state(w, "spillway-a"), VM_TERMINATED);
+	world_free(w);
+
+	w = world_new(NULL);
+	w->gated = true;
+	w->gate = MANAGER_KEEP;
+	ready_vm(w, "spillway-b");
+	scripted_preempt(w->sc, "spillway-b", T0);
+	pass_now(w);
+	assert_int_equal(w->asked, 0);
+	assert_int_equal(state(w, "spillway-b"), VM_PREEMPTED);
+	world_free(w);
+}
+
 int
 main(void)
 {
@@ -830,6 +971,9 @@ main(void)
 	    cmocka_unit_test(test_terminate_during_insert),
 	    cmocka_unit_test(test_delete_before_older_list),
 	    cmocka_unit_test(test_get_after_list),
+	    cmocka_unit_test(test_gate_by_hand),
+	    cmocka_unit_test(test_gate_keeps_idle),
+	    cmocka_unit_test(test_gate_shutdown_and_preemption),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
