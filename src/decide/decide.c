@@ -63,6 +63,37 @@ decide_by_priority(const struct component_def *list, size_t n, const struct comp
 }
 
 int64_t
+decide_component_kb(const struct component_def *def, const struct component_memory *mem,
+    int64_t rss_kb, const char **source)
+{
+	if (mem != NULL && mem->measured_kb > 0) {
+		double ratio = mem->freed_ratio;
+
+		/* What PSS says and what a stop gave back differ (shared pages, caches):
+		 * learned, within bounds a single odd stop cannot push it past. */
+		if (ratio > 0) {
+			*source = "measured, as earlier offloads freed";
+			return (int64_t)((double)mem->measured_kb *
+			    (ratio < 0.25         ? 0.25
+			            : ratio > 1.5 ? 1.5
+			                          : ratio));
+		}
+		*source = "measured";
+		return mem->measured_kb;
+	}
+	if (mem != NULL && mem->freed_kb > 0) {
+		*source = "what earlier offloads freed";
+		return mem->freed_kb;
+	}
+	if (rss_kb > 0) {
+		*source = "measured";
+		return rss_kb;
+	}
+	*source = "configured";
+	return def->size_mb * 1024;
+}
+
+int64_t
 decide_components(const struct decide_input *in, char *out, size_t size)
 {
 	const struct component_def **order = xcalloc(in->ncomponents + 1, sizeof *order);
@@ -76,10 +107,14 @@ decide_components(const struct decide_input *in, char *out, size_t size)
 		    (int64_t)(in->target_available_pct / 100.0 * (double)in->snap->mem_total_kb) -
 		    in->snap->mem_available_kb;
 	for (size_t i = 0; i < n; i++) {
-		int64_t kb = measured_kb(in, order[i]->name);
+		const struct component_memory *mem =
+		    in->memory != NULL ? &in->memory[order[i] - in->components] : NULL;
+		const char *source;
+		int64_t kb =
+		    decide_component_kb(order[i], mem, measured_kb(in, order[i]->name), &source);
 
-		if (kb <= 0)
-			kb = order[i]->size_mb * 1024;
+		if (mem != NULL && mem->offloaded)
+			continue;
 		if (need > 0 ? got >= need : chosen >= 2)
 			break;
 		used += (size_t)snprintf(out + used, used < size ? size - used : 0, "%s%s",

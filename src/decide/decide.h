@@ -9,10 +9,14 @@
  * least half the HIGH threshold, MemAvailable under 20 %, refaults over
  * 1,000/s or swap-ins over 100/s. At most 1.
  *
- * Components: the smallest set, by priority, whose memory (measured, else
- * configured) would bring MemAvailable back to the target; when memory is
- * not short (stalls in a cgroup, say), the two first by priority (the
- * original default: vision and chatbots).
+ * Components: the smallest set, by priority, whose memory would bring
+ * MemAvailable back to the target; when memory is not short (stalls in a
+ * cgroup, say), the two first by priority (the original default: vision and
+ * chatbots). A component's memory is what moving it would give back: its
+ * local copy's PSS now, scaled by what earlier offloads of it actually freed
+ * per kB of PSS; else what they freed; else its processes' RSS (its match);
+ * else its configured size_mb. One already offloaded (a VM serves it and
+ * spillway stopped its local copy) would free nothing more and is not chosen.
  */
 #ifndef SPILLWAY_DECIDE_H
 #define SPILLWAY_DECIDE_H
@@ -24,6 +28,19 @@
 #include "config/config.h"
 #include "pressure/pressure.h"
 #include "util/compat.h"
+
+/* What is known of a component's memory now (decide_input.memory). */
+struct component_memory {
+	bool offloaded;      /* a VM serves it and its local copy does not run: moving it frees
+	                        nothing more */
+	int64_t measured_kb; /* its local copy's processes' PSS now; 0: not known */
+	double freed_ratio;  /* what its earlier offloads freed per kB of PSS; 0: none known */
+	int64_t freed_kb;    /* what they freed, on average; 0: none known */
+};
+
+/* A component's memory by the rule above, in kB, and where the figure came from. */
+int64_t decide_component_kb(const struct component_def *, const struct component_memory *,
+    int64_t rss_kb, const char **source);
 
 struct decide_input {
 	int64_t now;
@@ -57,6 +74,7 @@ struct decide_input {
 	double target_available_pct;
 	const struct component_def *components;
 	size_t ncomponents;
+	const struct component_memory *memory; /* one per component, or NULL */
 };
 
 struct decision {

@@ -168,6 +168,21 @@ prune(struct manager *m)
 	m->tail = p;
 }
 
+/* decide_input's memory: one per component, freed by the caller. */
+static struct component_memory *
+memory_of(struct manager *m)
+{
+	const struct config *cfg = m->cfg;
+	struct component_memory *mem;
+
+	if (m->o.memory == NULL)
+		return NULL;
+	mem = xcalloc(cfg->ncomponents + 1, sizeof *mem);
+	for (size_t i = 0; i < cfg->ncomponents; i++)
+		m->o.memory(m->o.memory_arg, cfg->components[i].name, &mem[i]);
+	return mem;
+}
+
 static void
 decide_input(struct manager *m, struct decide_input *in)
 {
@@ -214,6 +229,7 @@ decide_input(struct manager *m, struct decide_input *in)
 	in->target_available_pct = cfg->target_available_pct;
 	in->components = cfg->components;
 	in->ncomponents = cfg->ncomponents;
+	in->memory = memory_of(m);
 }
 
 void
@@ -223,6 +239,7 @@ manager_decide(struct manager *m, struct decision *d)
 
 	decide_input(m, &in);
 	decide(&in, d);
+	free((void *)in.memory);
 }
 
 /* Under pressure: decide, say so, and act. */
@@ -262,6 +279,7 @@ by_hand(struct manager *m, const char *components, struct decision *d)
 	in.by_hand = true;
 	in.asked = components;
 	decide(&in, d);
+	free((void *)in.memory);
 	return d->create;
 }
 

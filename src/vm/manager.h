@@ -72,6 +72,9 @@ struct manager_opts {
 	enum manager_gate (*gate)(void *arg, const struct vm_record *, bool insist, bool cancel,
 	    char *why, size_t whylen);
 	void *gate_arg;
+	/* What is known of a component's memory, for decide() (NULL: nothing beyond its RSS). */
+	void (*memory)(void *arg, const char *component, struct component_memory *);
+	void *memory_arg;
 	bool keep;    /* leave VMs running at shutdown */
 	bool passive; /* acts only when asked: no decisions, no rules (the CLI without a daemon) */
 };

@@ -249,6 +249,58 @@ test_components(void **state)
 	assert_string_equal(out, "vision,chatbots");
 }
 
+/*
+ * What is known of a component's memory: a copy's PSS now, scaled by what its
+ * earlier offloads freed; else what they freed; else RSS; else its size. One
+ * already offloaded is not chosen again: a second VM takes what is left.
+ */
+static void
+test_components_measured(void **state)
+{
+	struct decide_input in = base();
+	struct component_memory mem[4] = {{0}};
+	const char *source;
+	char out[128];
+	int64_t kb;
+
+	in.memory = mem;
+	/* presets: chatbots, vision, local_llm, ml_models; memory is in the same order. */
+	/* vision's copy holds 3 GiB now, and stops gave back 0.8 kB per kB of PSS: 2.4 GiB. */
+	mem[1] = (struct component_memory){.measured_kb = 3 << 20, .freed_ratio = 0.8};
+	assert_int_equal(decide_component_kb(&presets[1], &mem[1], 0, &source), 2516582);
+	assert_string_equal(source, "measured, as earlier offloads freed");
+	/* A ratio far off (one odd stop) is bounded. */
+	mem[1].freed_ratio = 9;
+	assert_int_equal(decide_component_kb(&presets[1], &mem[1], 0, &source), (3 << 20) * 3 / 2);
+	mem[1].freed_ratio = 0.8;
+	/* Its copy does not run: what its offloads freed; nothing learned: RSS, then size_mb. */
+	mem[0] = (struct component_memory){.freed_kb = 700 << 10};
+	assert_int_equal(decide_component_kb(&presets[0], &mem[0], 5 << 20, &source), 700 << 10);
+	assert_string_equal(source, "what earlier offloads freed");
+	assert_int_equal(decide_component_kb(&presets[3], &mem[3], 5 << 20, &source), 5 << 20);
+	assert_int_equal(decide_component_kb(&presets[3], &mem[3], 0, &source), 4096 << 10);
+	assert_string_equal(source, "configured");
+
+	/* 2 GiB short: vision's 2.4 GiB measured is enough. */
+	snap.mem_available_kb = (int64_t)(4.4 * 1048576);
+	kb = decide_components(&in, out, sizeof out);
+	assert_string_equal(out, "vision");
+	assert_int_equal(kb, 2516582);
+	/* 2.5 GiB short: vision and chatbots' learned 700 MB. */
+	snap.mem_available_kb = (int64_t)(3.9 * 1048576);
+	decide_components(&in, out, sizeof out);
+	assert_string_equal(out, "vision,chatbots");
+	/* vision offloaded already: the next VM takes chatbots, then ml_models. */
+	mem[1].offloaded = true;
+	kb = decide_components(&in, out, sizeof out);
+	assert_string_equal(out, "chatbots,ml_models");
+	assert_int_equal(kb, (700 << 10) + (4096 << 10));
+	/* Memory not short: the two first by priority that are not offloaded. */
+	in.snap = NULL;
+	decide_components(&in, out, sizeof out);
+	assert_string_equal(out, "chatbots,ml_models");
+}
+
 #define IDLE_42  "{\"status\":\"ok\",\"idle_seconds\":42}"
 #define IDLE_NEG "{\"status\":\"ok\",\"idle_seconds\":-5}"
 #define DOWN     "{\"status\":\"DOWN\"}"
@@ -309,6 +361,7 @@ main(void)
 	    cmocka_unit_test(test_budget_shortens_the_run),
 	    cmocka_unit_test(test_confidence),
 	    cmocka_unit_test(test_components),
+	    cmocka_unit_test(test_components_measured),
 	    cmocka_unit_test(test_health_answers),
 	};
 
