@@ -14,7 +14,7 @@ DEPS = gcc make meson ninja-build pkg-config python3 curl openssl \
 	libcurl4-openssl-dev libjansson-dev libssl-dev libuv1-dev \
 	libmicrohttpd-dev libsqlite3-dev libcmocka-dev valgrind shellcheck pyflakes3 \
 	clang libclang-rt-14-dev \
-	python3-h2 python3-grpcio python3-websockets haproxy procps
+	python3-h2 python3-grpcio python3-websockets haproxy procps systemd
 
 werror = $(if $(filter 1,$(WERROR)),true,false)
 

@@ -12,6 +12,7 @@
 #include "util/log.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+#include "vm/offload.h"
 
 #define STREAM_MAX_BUFFERED (1 << 20) /* a subscriber this far behind is dropped */
 #define KEEPALIVE_MS        15000     /* a comment on idle streams: dead peers show */
@@ -118,6 +119,12 @@ source(struct daemon *d, struct view_src *s, struct backoff *b)
 		s->nroutes = router_stats(daemon_router(d), &routes);
 		s->routes = routes;
 	}
+	if (daemon_offload(d) != NULL) {
+		const struct local_info **copies = xcalloc(s->cfg->ncomponents + 1, sizeof *copies);
+
+		s->ncopies = offload_copies(daemon_offload(d), copies, s->cfg->ncomponents);
+		s->copies = copies;
+	}
 }
 
 static void
@@ -129,6 +136,9 @@ source_release(struct view_src *s)
 	free((void *)s->routes);
 	s->routes = NULL;
 	s->nroutes = 0;
+	free((void *)s->copies);
+	s->copies = NULL;
+	s->ncopies = 0;
 }
 
 /* --- POST /v1/vms --- */

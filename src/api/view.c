@@ -45,6 +45,48 @@ cost_so_far(const struct vm_record *v, int64_t now)
 	return cost_run(v->per_hour, v->started_ms, now, v->spot, false);
 }
 
+static json_t *
+mb(int64_t kb)
+{
+	return kb >= 0 ? json_integer((json_int_t)(kb / 1024)) : json_null();
+}
+
+/* What stopping a component's local copy gave back (docs/offload.md). */
+static json_t *
+offload_json(const struct offload_record *o)
+{
+	bool known = o->avail_before_kb >= 0 && o->avail_after_kb >= 0;
+
+	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "vm", o->vm, "component",
+	    o->component, "stopped_at", when(o->stopped_ms), "freed_mb",
+	    known ? mb(offload_freed_kb(o)) : json_null(), "pss_mb", mb(o->pss_kb),
+	    "mem_available_before_mb", mb(o->avail_before_kb), "mem_available_after_mb",
+	    mb(o->avail_after_kb), "back_at", when(o->back_ms), "start_took_s",
+	    o->back_ms > 0 ? json_real((double)o->start_took_ms / 1000) : json_null());
+}
+
+#define OFFLOADS_SHOWN 16
+
+/* A VM's offloads, and all they freed (kB; 0 when none or not known). */
+static json_t *
+vm_offloads(const struct view_src *s, const char *vm, int64_t *freed)
+{
+	struct offload_record *list = NULL;
+	size_t n = 0;
+	json_t *a = json_array();
+
+	*freed = 0;
+	if (ledger_offloads(s->ledger, vm, NULL, OFFLOADS_SHOWN, &list, &n) == 0)
+		for (size_t i = 0; i < n; i++) {
+			json_array_append_new(a, offload_json(&list[i]));
+			if (list[i].avail_before_kb >= 0 && list[i].avail_after_kb >= 0 &&
+			    offload_freed_kb(&list[i]) > 0)
+				*freed += offload_freed_kb(&list[i]);
+		}
+	free(list);
+	return a;
+}
+
 json_t *
 view_vm(const struct view_src *s, const struct vm_record *v)
 {
@@ -86,7 +128,48 @@ view_vm(const struct view_src *s, const struct vm_record *v)
 		if (md != NULL && !json_is_object(md))
 			json_decref(md);
 	}
+	{
+		int64_t freed;
+
+		json_object_set_new(o, "offloads", vm_offloads(s, v->name, &freed));
+		json_object_set_new(o, "freed_mb", json_integer((json_int_t)(freed / 1024)));
+	}
 	return o;
+}
+
+/* The local copies spillway runs: as the daemon has them, and each one's last offload. */
+static json_t *
+copies_array(const struct view_src *s)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < s->cfg->ncomponents; i++) {
+		const struct component_def *c = &s->cfg->components[i];
+		const struct local_info *info = NULL;
+		struct offload_record *last = NULL;
+		size_t n = 0;
+		json_t *o;
+
+		if (!component_managed(c))
+			continue;
+		for (size_t k = 0; k < s->ncopies && info == NULL; k++)
+			if (strcmp(s->copies[k]->component, c->name) == 0)
+				info = s->copies[k];
+		o = json_pack("{s:s, s:s, s:o, s:o, s:o}", "component", c->name, "run_by",
+		    *c->local_unit != '\0' ? "unit" : "commands", "state",
+		    info != NULL ? json_string(local_state_name(info->state)) : json_null(),
+		    "since", info != NULL ? when(info->since_ms) : json_null(), "why",
+		    info != NULL ? json_string(info->why)
+		                 : json_string("spillway is not running: it neither starts nor "
+		                               "stops it"));
+		if (ledger_offloads(s->ledger, NULL, c->name, 1, &last, &n) == 0 && n == 1)
+			json_object_set_new(o, "last_offload", offload_json(&last[0]));
+		else
+			json_object_set_new(o, "last_offload", json_null());
+		free(last);
+		json_array_append_new(a, o);
+	}
+	return a;
 }
 
 /* The record as the daemon knows it: one the ledger has not taken yet stands for its own. */
@@ -231,7 +314,8 @@ route_array(const struct view_src *s)
 
 			json_array_append_new(list,
 			    json_pack(
-			        "{s:s, s:s, s:o, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+			        "{s:s, s:s, s:o, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, "
+			        "s:o, s:I, s:o}",
 			        "component", r->component, "listen", r->listen, "local",
 			        r->local[0] ? json_string(r->local) : json_null(), "to", r->to,
 			        "vm", r->vm[0] ? json_string(r->vm) : json_null(), "why", r->why,
@@ -239,7 +323,9 @@ route_array(const struct view_src *s)
 			        "connections", (json_int_t)r->total, "refused",
 			        (json_int_t)r->refused, "bytes_up", (json_int_t)r->bytes_up,
 			        "bytes_down", (json_int_t)r->bytes_down, "last_use",
-			        when(r->last_use_ms)));
+			        when(r->last_use_ms), "local_open", (json_int_t)r->local_open,
+			        "local_copy",
+			        r->local_copy[0] ? json_string(r->local_copy) : json_null()));
 		}
 		return list;
 	}
@@ -294,7 +380,7 @@ view_status(const struct view_src *s)
 	}
 	return json_pack("{s:i, s:{s:b, s:o}, s:{s:s, s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:f, s:f, "
 	                 "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o, "
-	                 "s:{s:s, s:o, s:I}, s:o}",
+	                 "s:{s:s, s:o, s:I}, s:o, s:o}",
 	    "schema_version", VIEW_SCHEMA_VERSION, "daemon", "running", s->daemon_pid > 0, "pid",
 	    s->daemon_pid > 0 ? json_integer(s->daemon_pid) : json_null(), "config", "project",
 	    c->project, "region", c->region, "zone", c->zone, "machine_type", c->machine_type,
@@ -307,7 +393,8 @@ view_status(const struct view_src *s)
 	    "total_cost", st.total_cost, "today", today(s), "backoffs", backoffs, "events",
 	    events(s, NULL, VIEW_EVENTS), "ledger", "path", ledger_path(s->ledger), "problem",
 	    s->ledger_problem != NULL ? json_string(s->ledger_problem) : json_null(), "waiting",
-	    (json_int_t)s->ledger_waiting, "routes", route_array(s));
+	    (json_int_t)s->ledger_waiting, "routes", route_array(s), "local_copies",
+	    copies_array(s));
 }
 
 json_t *

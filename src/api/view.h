@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "decide/decide.h"
 #include "ledger/ledger.h"
+#include "local/local.h"
 #include "pressure/pressure.h"
 #include "route/route.h"
 
@@ -39,6 +40,9 @@ struct view_src {
 	size_t ledger_waiting;      /* writes waiting: records, costs and events */
 	const struct route_stats *routes; /* the daemon's routes; NULL: none listens */
 	size_t nroutes;
+	/* The local copies the daemon runs (docs/offload.md); none without a daemon. */
+	const struct local_info *const *copies;
+	size_t ncopies;
 };
 
 json_t *view_vm(const struct view_src *, const struct vm_record *);

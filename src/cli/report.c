@@ -82,6 +82,39 @@ components(const json_t *vm, char *out, size_t size)
 		snprintf(out, size, "-");
 }
 
+/* A megabyte figure that may be unknown (null). */
+static void
+mb_text(const json_t *o, const char *key, char *out, size_t size)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (json_is_integer(v))
+		snprintf(out, size, "%lld MB", (long long)json_integer_value(v));
+	else
+		snprintf(out, size, "?");
+}
+
+void
+report_offloads(FILE *f, const json_t *offloads, int indent)
+{
+	size_t i;
+	json_t *o;
+
+	json_array_foreach (offloads, i, o) {
+		char freed[32], pss[32], before[32], after[32];
+
+		mb_text(o, "freed_mb", freed, sizeof freed);
+		mb_text(o, "pss_mb", pss, sizeof pss);
+		mb_text(o, "mem_available_before_mb", before, sizeof before);
+		mb_text(o, "mem_available_after_mb", after, sizeof after);
+		fprintf(f,
+		    "  %*s%s's local copy stopped %s: freed %s (PSS %s; MemAvailable %s -> %s)%s%s\n",
+		    indent, "", str(o, "component"), str(o, "stopped_at"), freed, pss, before,
+		    after, jx_str(o, "back_at") != NULL ? "; back " : "",
+		    jx_str(o, "back_at") != NULL ? str(o, "back_at") : "");
+	}
+}
+
 void
 report_vms(FILE *f, const json_t *vms, bool verbose)
 {
@@ -103,6 +136,9 @@ report_vms(FILE *f, const json_t *vms, bool verbose)
 		if (json_is_integer(stops))
 			report_duration(json_integer_value(stops), left, sizeof left);
 		components(vm, comps, sizeof comps);
+		if (num(vm, "freed_mb") > 0)
+			snprintf(comps + strlen(comps), sizeof comps - strlen(comps),
+			    " (freed %lld MB here)", (long long)num(vm, "freed_mb"));
 		fprintf(f, "  %-*s  %-14s  %s%-12s%s  %-26s  %-8s  $%-9.4f  %-9s  %s\n", (int)w,
 		    str(vm, "name"), str(vm, "zone"), tint(color, state), state, color ? RESET : "",
 		    str(vm, "endpoint"), up, num(vm, "cost"), left, comps);
@@ -119,6 +155,7 @@ report_vms(FILE *f, const json_t *vms, bool verbose)
 			fprintf(f, "\n");
 			if (jx_str(vm, "end_reason") != NULL)
 				fprintf(f, "  %*s  ended: %s\n", (int)w, "", str(vm, "end_reason"));
+			report_offloads(f, json_object_get(vm, "offloads"), (int)w + 2);
 		}
 	}
 }
@@ -179,7 +216,11 @@ report_routes(FILE *f, const json_t *routes)
 		    str(r, "component"), str(r, "listen"),
 		    jx_str(r, "local") ? str(r, "local") : "-", now, (long long)num(r, "open"), up,
 		    down, jx_str(r, "last_use") ? str(r, "last_use") : "never");
-		fprintf(f, "  %-12s  %s\n", "", str(r, "why"));
+		fprintf(f, "  %-12s  %s", "", str(r, "why"));
+		if (jx_str(r, "local_copy") != NULL)
+			fprintf(f, "; its local copy: %s, %lld open", str(r, "local_copy"),
+			    (long long)num(r, "local_open"));
+		fprintf(f, "\n");
 	}
 }
 
@@ -245,6 +286,21 @@ report_status(FILE *f, const json_t *s, bool verbose)
 	} else {
 		fprintf(f, "VMs        %zu active\n", json_array_size(vms));
 		report_vms(f, vms, verbose);
+	}
+	json_array_foreach (json_object_get(s, "local_copies"), i, it) {
+		const json_t *last = json_object_get(it, "last_offload");
+
+		fprintf(f, "local      %s: %s%s%s: %s\n", str(it, "component"),
+		    jx_str(it, "state") ? str(it, "state") : "not run now",
+		    jx_str(it, "since") ? " since " : "",
+		    jx_str(it, "since") ? str(it, "since") : "", str(it, "why"));
+		if (json_is_object(last)) {
+			char freed[32];
+
+			mb_text(last, "freed_mb", freed, sizeof freed);
+			fprintf(f, "           its last offload, to %s at %s, freed %s\n",
+			    str(last, "vm"), str(last, "stopped_at"), freed);
+		}
 	}
 	if (verbose && json_array_size(json_object_get(s, "routes")) > 0) {
 		fprintf(f, "routes     %zu\n", json_array_size(json_object_get(s, "routes")));

@@ -18,6 +18,8 @@ void report_costs(FILE *, const json_t *costs);
 void report_routes(FILE *, const json_t *routes);
 /* A table of VM documents; verbose adds labels, requestId and reason under each. */
 void report_vms(FILE *, const json_t *vms, bool verbose);
+/* A VM's offloads (what stopping each local copy freed), a line each, indented. */
+void report_offloads(FILE *, const json_t *offloads, int indent);
 /* A document as the --json output: indented, one trailing newline. */
 void report_json(FILE *, const json_t *);
 /* "1h02m" or "3m05s". */

@@ -22,6 +22,7 @@
 #include "util/xmalloc.h"
 #include "vm/daemon.h"
 #include "vm/hooks.h"
+#include "vm/offload.h"
 #include "vm/startup.h"
 
 #define CATALOG_MAX        (32 << 20)
@@ -58,6 +59,7 @@ struct daemon {
 	struct manager *manager;
 	struct hooks *hooks;
 	struct router *router;              /* the components' routes */
+	struct offload *offload;            /* the local copies spillway runs, with the routes */
 	struct manager_listeners listeners; /* besides o.on_event: the control API's */
 	bool started;
 	/*
@@ -160,6 +162,8 @@ on_event(const struct manager_event *e, void *arg)
 	env.reason = e->reason;
 	if (e->vm != NULL && d->router != NULL)
 		router_vm(d->router, e->vm);
+	if (d->offload != NULL)
+		offload_event(d->offload, e);
 	switch (e->kind) {
 	case MEV_READY:
 		name = env.event = "ready";
@@ -194,6 +198,16 @@ on_drained(void *arg, const char *vm)
 
 	if (d->manager != NULL)
 		manager_drained(d->manager, vm);
+}
+
+/* A route's last connection to its local copy ended: the copy may stop now. */
+static void
+on_local_drained(void *arg, const char *component)
+{
+	struct daemon *d = arg;
+
+	if (d->offload != NULL)
+		offload_local_drained(d->offload, component);
 }
 
 /* The routes' count for the manager's rules (manager_opts.traffic). */
@@ -354,6 +368,10 @@ start_manager(struct daemon *d)
 	    .passive = d->o.passive,
 	    .traffic = traffic,
 	    .traffic_arg = d,
+	    .gate = d->offload != NULL ? offload_gate : NULL,
+	    .gate_arg = d->offload,
+	    .memory = d->offload != NULL ? offload_memory : NULL,
+	    .memory_arg = d->offload,
 	};
 	char *cause = NULL;
 
@@ -362,6 +380,8 @@ start_manager(struct daemon *d)
 		free(cause);
 		return;
 	}
+	if (d->offload != NULL)
+		offload_attach(d->offload, d->manager);
 	manager_on_event(d->manager, on_event, d);
 	d->started = true;
 	{
@@ -718,10 +738,19 @@ daemon_new(uv_loop_t *loop, const struct daemon_opts *o, struct daemon **out, ch
 		    .tls = d->tls,
 		    .unreachable = on_unreachable,
 		    .drained = on_drained,
+		    .local_drained = on_local_drained,
 		    .arg = d};
+		struct offload_opts oo = {.clock = o->clock,
+		    .state_dir = d->cfg->state_dir,
+		    .ledger = d->ledger,
+		    .http = d->conn.http};
 
 		/* Not for a CLI without a daemon: it only does what it is asked. */
 		if (!o->passive && (error = router_new(loop, d->cfg, &ro, &d->router, cause)) != 0)
+			goto fail;
+		oo.router = d->router;
+		if (!o->passive &&
+		    (error = offload_new(loop, d->cfg, &oo, &d->offload, cause)) != 0)
 			goto fail;
 	}
 	d->hooks = hooks_new(loop, (int64_t)(d->cfg->hook_timeout_s * 1000));
@@ -854,6 +883,8 @@ daemon_reload(struct daemon *d, const struct config *cfg, char **cause)
 		free(*cause);
 		*cause = NULL;
 	}
+	if (d->offload != NULL)
+		offload_set_config(d->offload, cfg);
 	if (d->monitor != NULL) {
 		struct monitor_opts o;
 
@@ -899,7 +930,12 @@ daemon_free(struct daemon *d)
 	uv_timer_stop(&d->notify);
 	free(d->start_cause);
 	monitor_free(d->monitor);
-	/* The provider first: its calls in flight are cancelled, so the manager hears none. */
+	/*
+	 * The copies first: their health calls are the cloud's client's. What
+	 * they run is let be (a copy serves with or without spillway).
+	 */
+	offload_free(d->offload);
+	/* The provider next: its calls in flight are cancelled, so the manager hears none. */
 	cloud_disconnect(&d->conn);
 	manager_free(d->manager);
 	router_free(d->router);
@@ -929,6 +965,12 @@ struct router *
 daemon_router(struct daemon *d)
 {
 	return d->router;
+}
+
+struct offload *
+daemon_offload(struct daemon *d)
+{
+	return d->offload;
 }
 
 struct ledger *

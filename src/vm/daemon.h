@@ -82,7 +82,7 @@ const struct clock *daemon_clock(const struct daemon *);
 struct manager *daemon_manager(struct daemon *);
 struct ledger *daemon_ledger(struct daemon *);
 struct router *daemon_router(struct daemon *); /* the components' routes */
-struct router *daemon_router(struct daemon *); /* the components' routes */
+struct offload *daemon_offload(struct daemon *); /* the local copies spillway runs; may be NULL */
 const char *daemon_owner(const struct daemon *);
 /*
  * One daemon per state directory: an exclusive lock on its daemon.lock (with

@@ -25,69 +25,12 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "app.h"
 #include "util/buf.h"
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
 #include "world.h"
-
-/* A port nobody listens on now. */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
-
-/* A connection to the route, as an application opens it (reads time out after 60 s). */
-static int
-dial(int port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET,
-	    .sin_port = htons((uint16_t)port),
-	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 60};
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-	return fd;
-}
-
-/* What came back until the other end closed ("" when it closed without a word); fd closed. */
-static char *
-read_all(int fd)
-{
-	struct buf b = BUF_INIT(4096);
-	char chunk[4096], *text;
-	ssize_t n;
-
-	while ((n = read(fd, chunk, sizeof chunk)) > 0)
-		buf_add(&b, chunk, (size_t)n);
-	close(fd);
-	text = xstrdup(buf_str(&b));
-	buf_release(&b);
-	return text;
-}
-
-/* An HTTP/1.0 GET through the route, sent whole, and its answer. */
-static char *
-get_through(int port, const char *path)
-{
-	int fd = dial(port);
-
-	dprintf(fd, "GET %s HTTP/1.0\r\nHost: app\r\n\r\n", path);
-	return read_all(fd);
-}
 
 static struct world *shown; /* its daemon's log is shown when an answer is wrong */
 
@@ -102,26 +45,6 @@ expect_answer(int port, const char *want)
 		fail_msg("through the route: '%s', not '%s'", got, want);
 	}
 	free(got);
-}
-
-static long long
-jx_int(const json_t *o, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(o, key));
-}
-
-static json_t *
-route_doc(struct world *w)
-{
-	struct resp r;
-	json_t *route;
-
-	dmn_call(&w->d, &r, "GET", "/v1/routes", NULL);
-	assert_int_equal(r.status, 200);
-	assert_int_equal(json_array_size(json_object_get(r.json, "routes")), 1);
-	route = json_incref(json_array_get(json_object_get(r.json, "routes"), 0));
-	resp_free(&r);
-	return route;
 }
 
 /* The route's document once its connections have all ended (they end just after their answer). */
@@ -186,26 +109,6 @@ start(struct world *w, int listen, int local, const char *extra_env)
 	start_with(w, listen, local, extra_env, NULL);
 }
 
-static struct vm_record
-create_vm(struct world *w)
-{
-	struct vm_record v;
-	struct resp r;
-
-	for (int i = 0; i < 400; i++) {
-		dmn_call(&w->d, &r, "POST", "/v1/vms", "{\"components\": [\"vision\"]}");
-		if (r.status != 503)
-			break;
-		resp_free(&r);
-		sleep_ms(50);
-	}
-	if (r.status != 201)
-		fail_msg("POST /v1/vms: %ld %s", r.status, r.body);
-	assert_int_equal(ledger_get(w->ledger, jx_str(r.json, "vm.name"), &v), 0);
-	resp_free(&r);
-	return v;
-}
-
 /* A connection through the route with a request begun, not finished: it stays open. */
 static int
 open_begun(int port)
@@ -222,19 +125,6 @@ finish(int fd)
 {
 	dprintf(fd, "\r\n");
 	return read_all(fd);
-}
-
-static void
-delete_vm(struct world *w, const char *name)
-{
-	struct resp r;
-	char *path = xasprintf("/v1/vms/%s", name);
-
-	dmn_call(&w->d, &r, "DELETE", path, NULL);
-	if (r.status != 200 && r.status != 202)
-		fail_msg("DELETE %s: %ld %s", path, r.status, r.body);
-	resp_free(&r);
-	free(path);
 }
 
 /*
@@ -391,50 +281,6 @@ test_agent_faults(void **state)
 	}
 	world_end(&w);
 	canned_stop(&local);
-}
-
-/* A program of examples/offload, its output in out (NULL: /dev/null). */
-static pid_t
-spawn_example(const char *const *argv, const char *out, const char *stop)
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(out != NULL ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		dup2(fd, 1);
-		if (stop != NULL)
-			setenv("APP_STOP", stop, 1);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	assert_true(pid > 0);
-	return pid;
-}
-
-/* Lines the application printed that say this (each answer is a line). */
-static size_t
-lines_saying(const char *path, const char *what)
-{
-	char *text = read_text(path), **lines = str_split(text ? text : "", '\n', NULL);
-	size_t n = 0;
-
-	for (char **l = lines; *l != NULL; l++)
-		n += strcmp(*l, what) == 0;
-	str_list_free(lines);
-	free(text);
-	return n;
-}
-
-static void
-wait_lines(struct world *w, const char *path, const char *what, size_t n)
-{
-	for (int i = 0; i < 1200 && lines_saying(path, what) < n; i++)
-		sleep_ms(50);
-	if (lines_saying(path, what) < n) {
-		dmn_dump(&w->d);
-		fail_msg("the application never had %zu answers from %s", n, what);
-	}
 }
 
 /*
@@ -613,17 +459,6 @@ real_guests_free(struct real_guests *g)
 {
 	free(g->agent);
 	free(g->backend);
-}
-
-/* POST an admin verb of the emulator for this VM ("preempt", ...; docs/emulator.md). */
-static void
-emu_admin(struct world *w, const struct vm_record *v, const char *verb)
-{
-	char *url = xasprintf("%s/emulator/v1/projects/spillway-emulator/zones/%s/instances/%s/%s",
-	    w->e.url, v->zone, v->name, verb);
-
-	json_decref(api(&w->e, "POST", url, "{}", 200));
-	free(url);
 }
 
 /* A server-sent events stream through the route, its first event read: the stream is held. */
