@@ -1,5 +1,5 @@
 /*
- * spillway demo [--time-scale X]
+ * spillway demo [--time-scale X] | --live
  *
  * The whole story in under a minute, on this machine alone: the daemon with a
  * Compute Engine emulator inside the process, a recorded pressure trace
@@ -10,17 +10,23 @@
  *
  * It reads no configuration file (only --config and --set, if given) and a
  * fresh state directory, so it neither touches nor counts against the user's
- * ledger, and works the same on every machine.
+ * ledger, and works the same on every machine. `--live` tells the offload's
+ * whole loop with real pressure on this machine instead (demo-live.c).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <uv.h>
 
 #include "cli/cmd.h"
+#include "cli/demo.h"
 #include "cli/local-emulator.h"
 #include "api/control.h"
 #include "api/view.h"
@@ -38,7 +44,7 @@
 extern const char demo_trace[];
 extern const size_t demo_trace_len;
 
-enum { OPT_SCALE = 256 };
+enum { OPT_SCALE = 256, OPT_LIVE };
 
 struct demo {
 	uv_loop_t loop;
@@ -273,6 +279,21 @@ load_config(struct demo *m, const struct config_args *user, const char *dir, cha
 	return error;
 }
 
+int
+demo_free_port(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof sin;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+		port = ntohs(sin.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
 static int
 exec_demo(struct cmd_ctx *ctx, const struct args *a)
 {
@@ -283,6 +304,12 @@ exec_demo(struct cmd_ctx *ctx, const struct args *a)
 	double scale = DEMO_SCALE;
 	int error, status = EXIT_FAIL;
 
+	if (args_has(a, OPT_LIVE)) {
+		if (args_has(a, OPT_SCALE))
+			return cmd_usage_error(
+			    &cmd_demo_entry, "--live runs in real time: it takes no --time-scale");
+		return demo_live(ctx);
+	}
 	if (args_has(a, OPT_SCALE) && parse_double(args_get(a, OPT_SCALE), 1, 10000, &scale) != 0)
 		return cmd_usage_error(&cmd_demo_entry,
 		    "invalid value '%s' for --time-scale: expected a number from 1 to 10000",
@@ -353,13 +380,15 @@ out:
 
 static const struct option options[] = {
     {"time-scale", required_argument, NULL, OPT_SCALE},
+    {"live", no_argument, NULL, OPT_LIVE},
     {0},
 };
 
 const struct cmd_entry cmd_demo_entry = {
     .name = "demo",
-    .usage = "[--time-scale X]",
-    .summary = "the whole story on the built-in emulator: pressure, a VM, its cost",
+    .usage = "[--time-scale X] | --live",
+    .summary = "the whole story on the built-in emulator: pressure, a VM, its cost (--live: "
+               "real pressure, the memory given back)",
     .options = options,
     .min_args = 0,
     .max_args = 0,
