@@ -247,20 +247,15 @@ narrate(const struct manager_event *e, void *arg)
 	}
 }
 
-/* The configuration: defaults, --config and --set only, and the demo's own. */
-static int
-load_config(struct demo *m, const struct config_args *user, const char *dir, char **cause)
+int
+demo_config(struct config *cfg, const struct config_args *user, const char *file,
+    const char *const *own, size_t nown, const char *state_dir, char **cause)
 {
-	const char *own[] = {"gcp.idle_timeout_minutes=" DEMO_IDLE_MINUTES,
-	    "hooks.on_ready=echo name={name} endpoint={endpoint} components={components} "
-	    "reason={reason}",
-	    "hooks.on_gone=echo event={event} components={components} reason={reason}"};
-	const size_t nown = sizeof own / sizeof own[0];
 	const char *const *sets = user != NULL && user->sets != NULL ? user->sets : NULL;
 	size_t n = 0;
 	const char **all;
 	char *state, *const env[] = {NULL};
-	struct config_args args = {user != NULL ? user->file : NULL, NULL};
+	struct config_args args = {file, NULL};
 	int error;
 
 	while (sets != NULL && sets[n] != NULL)
@@ -270,13 +265,38 @@ load_config(struct demo *m, const struct config_args *user, const char *dir, cha
 		all[i] = own[i];
 	for (size_t i = 0; i < n; i++) /* after the demo's: the user's win */
 		all[nown + i] = sets[i];
-	state = xasprintf("spillway.state_dir=%s", dir);
+	state = xasprintf("spillway.state_dir=%s", state_dir);
 	all[nown + n] = state;
 	args.sets = all;
-	error = config_load(&m->cfg, &args, env, cause);
+	error = config_load(cfg, &args, env, cause);
 	free(state);
 	free(all);
 	return error;
+}
+
+int
+demo_start(uv_loop_t *loop, const struct clock *clock, const struct config *cfg,
+    const struct emulator_opts *eo, struct daemon_opts *o, struct local_emulator *emu,
+    struct daemon **d, const char *who)
+{
+	char *cause = NULL;
+
+	o->cfg = cfg;
+	o->clock = clock;
+	o->cloud_at = &emu->at;
+	o->env = (char *const[]){NULL};
+	if (local_emulator_start(loop, clock, cfg, eo, emu, &cause) != 0) {
+		fprintf(stderr, "%s: the emulator: %s\n", who, cause);
+		free(cause);
+		return -1;
+	}
+	if (daemon_new(loop, o, d, &cause) != 0) {
+		fprintf(stderr, "%s: %s\n", who, cause);
+		free(cause);
+		local_emulator_stop(emu);
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -297,6 +317,11 @@ demo_free_port(void)
 static int
 exec_demo(struct cmd_ctx *ctx, const struct args *a)
 {
+	/* The demo's own settings; the user's --set come after. */
+	const char *own[] = {"gcp.idle_timeout_minutes=" DEMO_IDLE_MINUTES,
+	    "hooks.on_ready=echo name={name} endpoint={endpoint} components={components} "
+	    "reason={reason}",
+	    "hooks.on_gone=echo event={event} components={components} reason={reason}"};
 	struct daemon_opts o = {0};
 	struct emulator_opts eo;
 	struct demo m = {.status = -1};
@@ -318,7 +343,9 @@ exec_demo(struct cmd_ctx *ctx, const struct args *a)
 		fprintf(stderr, "spillway demo: %s\n", cause);
 		goto out;
 	}
-	if (load_config(&m, ctx->config_args, dir, &cause) != 0) {
+	if (demo_config(&m.cfg, ctx->config_args,
+	        ctx->config_args != NULL ? ctx->config_args->file : NULL, own,
+	        sizeof own / sizeof own[0], dir, &cause) != 0) {
 		fprintf(stderr, "spillway demo: %s\n", cause);
 		status = EXIT_USAGE;
 		goto out;
@@ -335,11 +362,7 @@ exec_demo(struct cmd_ctx *ctx, const struct args *a)
 	eo.guest_boot_ms = 45000;
 	clock_scaled(&m.clock, scale, realtime_ns());
 	uv_loop_init(&m.loop);
-	o.cfg = &m.cfg;
-	o.clock = &m.clock;
-	o.cloud_at = &m.emu.at;
 	o.replay = trace;
-	o.env = (char *const[]){NULL};
 	o.on_event = narrate;
 	o.hook_output = on_hook_output;
 	o.on_started = on_started;
@@ -351,15 +374,8 @@ exec_demo(struct cmd_ctx *ctx, const struct args *a)
 	    "The VM is idle, and deleted, once its backend is unused for %s min (the demo's\n"
 	    "gcp.idle_timeout_minutes; 30 by default). The hooks echo what they are given.\n\n",
 	    scale, DEMO_IDLE_MINUTES);
-	if (local_emulator_start(&m.loop, &m.clock, &m.cfg, &eo, &m.emu, &cause) != 0) {
-		fprintf(stderr, "spillway demo: the emulator: %s\n", cause);
+	if (demo_start(&m.loop, &m.clock, &m.cfg, &eo, &o, &m.emu, &m.d, "spillway demo") != 0)
 		goto loop;
-	}
-	if (daemon_new(&m.loop, &o, &m.d, &cause) != 0) {
-		fprintf(stderr, "spillway demo: %s\n", cause);
-		local_emulator_stop(&m.emu);
-		goto loop;
-	}
 	uv_timer_init(&m.loop, &m.deadline);
 	m.deadline.data = &m;
 	uv_timer_start(&m.deadline, on_deadline, DEMO_DEADLINE_MS, 0);

@@ -322,15 +322,10 @@ summary(struct live *l)
 static void
 kill_copy(struct live *l)
 {
-	char *path = xasprintf("%s/local/vision.pid", l->cfg.state_dir), *text = NULL;
-	long pid = 0;
+	pid_t pid = local_copy_pid(l->cfg.state_dir, "vision");
 
-	if (read_file(path, 256, &text, NULL) == 0)
-		pid = strtol(text, NULL, 10);
 	if (pid > 1)
-		kill(-(pid_t)pid, SIGKILL);
-	free(text);
-	free(path);
+		kill(-pid, SIGKILL);
 }
 
 static void
@@ -404,12 +399,6 @@ load_config(struct live *l, const struct config_args *user, char **cause)
 	char *heavy = NULL, *conf = NULL, *text = NULL, *state;
 	const char *own[] = {"gcp.idle_timeout_minutes=1", "gcp.health_check_interval=2",
 	    "route.drain_s=5", "route.wait_s=60"};
-	const size_t nown = sizeof own / sizeof own[0];
-	const char *const *sets = user != NULL && user->sets != NULL ? user->sets : NULL;
-	const char **all;
-	size_t n = 0;
-	char *const env[] = {NULL};
-	struct config_args args = {NULL, NULL};
 	int error;
 
 	if (write_program(l, "heavy.py", heavy_py, heavy_py_len, &heavy) != 0) {
@@ -438,20 +427,9 @@ load_config(struct live *l, const struct config_args *user, char **cause)
 		free(conf);
 		return error;
 	}
-	while (sets != NULL && sets[n] != NULL)
-		n++;
-	all = xcalloc(n + nown + 2, sizeof *all);
-	for (size_t i = 0; i < nown; i++)
-		all[i] = own[i];
-	for (size_t i = 0; i < n; i++) /* after the demo's: the user's win */
-		all[nown + i] = sets[i];
-	state = xasprintf("spillway.state_dir=%s/state", l->dir);
-	all[nown + n] = state;
-	args.file = conf;
-	args.sets = all;
-	error = config_load(&l->cfg, &args, env, cause);
+	state = xasprintf("%s/state", l->dir);
+	error = demo_config(&l->cfg, user, conf, own, sizeof own / sizeof own[0], state, cause);
 	free(state);
-	free(all);
 	free(conf);
 	return error;
 }
@@ -529,23 +507,13 @@ demo_live(struct cmd_ctx *ctx)
 	eo.guest_backend = backend;
 	clock_real(&l.clock);
 	uv_loop_init(&l.loop);
-	o.cfg = &l.cfg;
-	o.clock = &l.clock;
-	o.cloud_at = &l.emu.at;
-	o.env = (char *const[]){NULL};
 	o.on_event = on_event;
 	o.on_started = on_started;
 	o.event_arg = &l;
 	log_set_level(LOG_LEVEL_WARN);
-	if (local_emulator_start(&l.loop, &l.clock, &l.cfg, &eo, &l.emu, &cause) != 0) {
-		fprintf(stderr, "spillway demo --live: the emulator: %s\n", cause);
+	if (demo_start(&l.loop, &l.clock, &l.cfg, &eo, &o, &l.emu, &l.d, "spillway demo --live") !=
+	    0)
 		goto loop;
-	}
-	if (daemon_new(&l.loop, &o, &l.d, &cause) != 0) {
-		fprintf(stderr, "spillway demo --live: %s\n", cause);
-		local_emulator_stop(&l.emu);
-		goto loop;
-	}
 	uv_timer_init(&l.loop, &l.tick);
 	l.tick.data = &l;
 	uv_timer_start(&l.tick, on_tick, TICK_MS, TICK_MS);

@@ -120,22 +120,44 @@ copy_pid_alive(const struct copy *c)
 }
 
 /* A copy started by an earlier daemon, from its pidfile. */
+/* A pidfile's "PID STARTTIME": 0, or -ENOENT when there is none that says so. */
+static int
+pidfile_read(const char *path, pid_t *pid, unsigned long long *start)
+{
+	char *text = NULL;
+	long long n = 0;
+	int error = -ENOENT;
+
+	if (read_file(path, 256, &text, NULL) == 0 && sscanf(text, "%lld %llu", &n, start) == 2 &&
+	    n > 1 && n < INT32_MAX) {
+		*pid = (pid_t)n;
+		error = 0;
+	}
+	free(text);
+	return error;
+}
+
 static void
 pid_load(struct copy *c)
 {
-	char *path = pidfile(c), *text = NULL;
-	long long pid = 0;
-	unsigned long long start = 0;
+	char *path = pidfile(c);
 
-	if (read_file(path, 256, &text, NULL) == 0 &&
-	    sscanf(text, "%lld %llu", &pid, &start) == 2 && pid > 1 && pid < INT32_MAX) {
-		c->pid = (pid_t)pid;
-		c->starttime = start;
-		if (!copy_pid_alive(c))
-			copy_pid_forget(c);
-	}
-	free(text);
+	if (pidfile_read(path, &c->pid, &c->starttime) == 0 && !copy_pid_alive(c))
+		copy_pid_forget(c);
 	free(path);
+}
+
+pid_t
+local_copy_pid(const char *state_dir, const char *component)
+{
+	char *path = xasprintf("%s/local/%s.pid", state_dir, component);
+	unsigned long long start;
+	pid_t pid = 0;
+
+	if (pidfile_read(path, &pid, &start) != 0)
+		pid = 0;
+	free(path);
+	return pid;
 }
 
 /* --- commands --- */

@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <uv.h>
 
@@ -89,5 +90,11 @@ int64_t locals_pss_kb(const struct locals *, const char *component);
 size_t locals_list(const struct locals *, const struct local_info **out, size_t max);
 /* What runs is left running (a copy serves whether spillway runs or not). */
 void locals_free(struct locals *);
+/*
+ * The session of the copy local_start started, as its pidfile in state_dir
+ * says; 0 when none. For those who end a copy spillway left running: the
+ * live demo, whose copy it is, and the tests.
+ */
+pid_t local_copy_pid(const char *state_dir, const char *component);
 
 #endif

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "local/local.h"
 #include "app.h"
 #include "util/jx.h"
 #include "util/str.h"
@@ -144,20 +145,6 @@ wait_copy(struct loop *l, const char *want)
 	fail_msg("vision's local copy is '%s', not '%s'", got, want);
 }
 
-/* The copy's session leader, from the daemon's pidfile; 0 when none. */
-static int
-copy_pid(struct loop *l)
-{
-	char *path = xasprintf("%s/local/vision.pid", l->w.d.state), *text = NULL;
-	int pid = 0;
-
-	if (read_file(path, 256, &text, NULL) == 0)
-		pid = (int)strtol(text, NULL, 10);
-	free(text);
-	free(path);
-	return pid;
-}
-
 static void
 app_start(struct loop *l)
 {
@@ -191,7 +178,7 @@ app_stop_clean(struct loop *l)
 static void
 loop_end(struct loop *l)
 {
-	int pid = copy_pid(l);
+	int pid = local_copy_pid(l->w.d.state, "vision");
 
 	if (l->app > 0) {
 		kill(l->app, SIGKILL);
@@ -217,7 +204,7 @@ teardown(void **state)
 		return 0;
 	if (current->app > 0)
 		kill(current->app, SIGKILL);
-	if ((pid = copy_pid(current)) > 1)
+	if ((pid = local_copy_pid(current->w.d.state, "vision")) > 1)
 		kill(-pid, SIGKILL);
 	current = NULL;
 	return 0;
@@ -285,7 +272,7 @@ test_out_and_back(void **state)
 	/* No VM serves it: spillway starts its copy. */
 	wait_copy(&l, "running");
 	assert_true(tcp_accepts(l.local));
-	pid = copy_pid(&l);
+	pid = local_copy_pid(l.w.d.state, "vision");
 	assert_true(pid > 1);
 	app_start(&l);
 	wait_lines(&l.w, l.out, "local", 3);
@@ -470,12 +457,12 @@ test_killed_midway(void **state)
 	delete_vm(&l.w, v.name);
 	wait_copy(&l, "running");
 	wait_vm(&l.w, v.name, VM_TERMINATED);
-	pid = copy_pid(&l);
+	pid = local_copy_pid(l.w.d.state, "vision");
 	assert_int_equal(dmn_stop(&l.w.d, SIGKILL), 128 + SIGKILL);
 	assert_int_equal(kill(pid, 0), 0); /* the copy serves on without spillway */
 	run_daemon(&l, NULL);
 	wait_copy(&l, "running");
-	assert_int_equal(copy_pid(&l), pid);
+	assert_int_equal(local_copy_pid(l.w.d.state, "vision"), pid);
 	{
 		char *got = get_through(l.port, "/work");
 

@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "local/local.h"
 #include "app.h"
 #include "memload.h"
 #include "util/jx.h"
@@ -90,31 +91,6 @@ wait_copy(struct world *w, const char *want, int ms)
 	free(got);
 }
 
-static struct vm_record
-wait_any(struct world *w, enum vm_state state, int ms)
-{
-	int64_t deadline = now_ms() + ms;
-
-	for (;;) {
-		struct vm_record *list;
-		size_t n = vms(w, &list);
-
-		for (size_t i = 0; i < n; i++)
-			if (list[i].state == state) {
-				struct vm_record v = list[i];
-
-				free(list);
-				return v;
-			}
-		free(list);
-		if (now_ms() > deadline) {
-			dmn_dump(&w->d);
-			fail_msg("no VM %s within %d s", vm_state_name(state), ms / 1000);
-		}
-		sleep_ms(100);
-	}
-}
-
 static pid_t
 app_start(int port, const char *out, const char *stop)
 {
@@ -143,19 +119,6 @@ app_stop_clean(struct world *w, pid_t app, const char *out, const char *stop)
 		dmn_dump(&w->d);
 		fail_msg("the application saw failures:\n%s", text);
 	}
-}
-
-static int
-copy_pid(struct world *w)
-{
-	char *path = xasprintf("%s/local/vision.pid", w->d.state), *text = NULL;
-	int pid = 0;
-
-	if (read_file(path, 256, &text, NULL) == 0)
-		pid = (int)strtol(text, NULL, 10);
-	free(text);
-	free(path);
-	return pid;
 }
 
 static void
@@ -207,7 +170,7 @@ test_pressure_loop(void **state)
 		wait_started(&W, 1);
 	}
 	wait_copy(&W, "running", 60000);
-	pid = copy_pid(&W);
+	pid = local_copy_pid(W.d.state, "vision");
 	t_app = now_ms();
 	app = app_start(port, out, stop);
 	wait_lines(&W, out, "local", 3);
@@ -215,7 +178,7 @@ test_pressure_loop(void **state)
 	/* The cgroup stalls: HIGH, a VM, the route moves, the copy stops. */
 	stall_before = stall_share();
 	mem_before = memcg_bytes(&load.cg);
-	v = wait_any(&W, VM_READY, WAIT_LONG);
+	v = wait_state(&W, VM_READY, 0);
 	t_ready = now_ms();
 	wait_copy(&W, "stopped", 60000);
 	t_stopped = now_ms();
@@ -272,7 +235,7 @@ test_pressure_loop(void **state)
 static int
 teardown(void **state)
 {
-	int pid = W.d.state[0] != '\0' ? copy_pid(&W) : 0;
+	int pid = W.d.state[0] != '\0' ? local_copy_pid(W.d.state, "vision") : 0;
 
 	if (W.d.pid > 0)
 		dmn_stop(&W.d, SIGKILL);

@@ -258,20 +258,6 @@ fix_free(struct fix *f)
 	free(f);
 }
 
-/* The session leader of the copy, from its pidfile ("PID STARTTIME"). */
-static int
-copy_pid(const struct fix *f)
-{
-	char *path = xasprintf("%s/local/vision.pid", f->cfg.state_dir), *text = NULL;
-	int pid = 0;
-
-	if (read_file(path, 256, &text, NULL) == 0)
-		pid = (int)strtol(text, NULL, 10);
-	free(text);
-	free(path);
-	return pid;
-}
-
 /* Its process has ended (a zombie of ours counts: spawned here, it is not reaped here). */
 static bool
 gone(int pid)
@@ -300,7 +286,7 @@ test_start_measure_stop(void **state)
 	wait_state(f, LOCAL_RUNNING);
 	assert_string_equal(f->last.why, "it takes connections");
 	assert_true(f->last.start_took_ms > 0);
-	pid = copy_pid(f);
+	pid = local_copy_pid(f->cfg.state_dir, "vision");
 	assert_true(pid > 1 && !gone(pid));
 	/* Python's interpreter alone holds megabytes. */
 	assert_true(locals_pss_kb(f->l, "vision") > 2000);
@@ -314,7 +300,8 @@ test_start_measure_stop(void **state)
 	assert_true(in->avail_before_kb > 0 && in->avail_after_kb > 0);
 	assert_non_null(strstr(in->why, "stopped (a VM serves it)"));
 	assert_true(gone(pid));
-	assert_int_equal(copy_pid(f), 0); /* its pidfile went with it */
+	assert_int_equal(
+	    local_copy_pid(f->cfg.state_dir, "vision"), 0); /* its pidfile went with it */
 	assert_int_equal(locals_stop(f->l, "vision", NULL, NULL), -EALREADY);
 	fix_free(f);
 }
@@ -351,7 +338,7 @@ test_start_fails(void **state)
 	wait_state(f, LOCAL_STOPPED);
 	assert_int_equal(locals_start(f->l, "vision", "", "test"), 0);
 	{
-		int pid = copy_pid(f);
+		int pid = local_copy_pid(f->cfg.state_dir, "vision");
 
 		assert_true(pid > 1);
 		wait_state(f, LOCAL_FAILED);
@@ -394,7 +381,7 @@ test_found_again_and_local_stop(void **state)
 	wait_state(f, LOCAL_STOPPED);
 	locals_start(f->l, "vision", "", "test");
 	wait_state(f, LOCAL_RUNNING);
-	pid = copy_pid(f);
+	pid = local_copy_pid(f->cfg.state_dir, "vision");
 	close_locals(f);
 	assert_false(gone(pid)); /* it serves on */
 
