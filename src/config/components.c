@@ -50,6 +50,25 @@ component_add(struct config *cfg, const char *name)
 }
 
 bool
+components_include(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; *p != '\0';) {
+		size_t len;
+
+		p += strspn(p, ", ");
+		len = strcspn(p, ",");
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		if (len == n && n > 0 && strncasecmp(p, name, n) == 0)
+			return true;
+		p += strcspn(p, ",");
+	}
+	return false;
+}
+
+bool
 component_managed(const struct component_def *c)
 {
 	return *c->local_unit != '\0' || *c->local_start != '\0';

@@ -196,6 +196,8 @@ const char *config_source_name(enum config_source);
 const struct component_def *config_component(const struct config *, const char *name);
 /* Whether spillway runs this component's local copy (local_unit or local_start). */
 bool component_managed(const struct component_def *);
+/* Whether a comma-separated list of components ("vision, chatbots") names this one (any case). */
+bool components_include(const char *list, const char *name);
 json_t *config_to_json(const struct config *);
 void config_print(const struct config *, FILE *);
 

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "net/addr.h"
@@ -119,25 +118,6 @@ find_vm(const struct router *r, const char *name)
 	return found != NULL ? *(struct rvm *const *)found : NULL;
 }
 
-/* Whether a VM's comma-separated components hold this one. */
-static bool
-serves(const struct rvm *v, const char *component)
-{
-	size_t n = strlen(component);
-
-	for (const char *p = v->components; *p != '\0';) {
-		size_t len = strcspn(p, ",");
-
-		while (len > 0 && p[len - 1] == ' ')
-			len--;
-		if (len == n && strncasecmp(p, component, n) == 0)
-			return true;
-		p += strcspn(p, ",");
-		p += strspn(p, ", ");
-	}
-	return false;
-}
-
 /* Where a new connection to this route goes now; *vm the chosen VM. */
 static void
 choose(const struct route *rt, struct route_choice *c, struct rvm **vm)
@@ -155,7 +135,7 @@ choose(const struct route *rt, struct route_choice *c, struct rvm **vm)
 	for (struct rvm *v = r->vms; v != NULL; v = v->next) {
 		views[n] = (struct route_vm_view){.name = v->name,
 		    .state = v->state,
-		    .serves = serves(v, rt->component),
+		    .serves = components_include(v->components, rt->component),
 		    .open = v->open};
 		which[n++] = v;
 	}

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "pressure/procfs.h"
 #include "util/compat.h"
@@ -63,26 +62,6 @@ now_ms(const struct offload *o)
 	return clock_now_ms(o->o.clock);
 }
 
-static bool
-serves(const char *components, const char *component)
-{
-	size_t n = strlen(component);
-
-	for (const char *p = components; *p != '\0';) {
-		size_t len = strcspn(p, ",");
-
-		while (len > 0 && p[len - 1] == ' ')
-			len--;
-		while (len > 0 && *p == ' ')
-			p++, len--;
-		if (len == n && strncasecmp(p, component, n) == 0)
-			return true;
-		p += strcspn(p, ",");
-		p += strspn(p, ", ");
-	}
-	return false;
-}
-
 static struct comp *
 find_comp(const struct offload *o, const char *name)
 {
@@ -108,7 +87,8 @@ serving(const struct offload *o, const char *component, const char *except, cons
 	int n = 0;
 
 	for (const struct ovm *v = o->vms; v != NULL; v = v->next)
-		if (v->state == VM_READY && !v->going && serves(v->components, component) &&
+		if (v->state == VM_READY && !v->going &&
+		    components_include(v->components, component) &&
 		    (except == NULL || strcmp(v->name, except) != 0)) {
 			if (n++ == 0 && first != NULL)
 				*first = v->name;
@@ -274,10 +254,10 @@ on_copy(void *arg, const struct local_info *i)
 		size_t n = 0, k = 0;
 
 		for (struct ovm *v = o->vms; v != NULL; v = v->next)
-			n += v->going && serves(v->components, c->name);
+			n += v->going && components_include(v->components, c->name);
 		names = xcalloc(n + 1, sizeof *names);
 		for (struct ovm *v = o->vms; v != NULL; v = v->next)
-			if (v->going && serves(v->components, c->name))
+			if (v->going && components_include(v->components, c->name))
 				snprintf(names[k++], sizeof names[0], "%s", v->name);
 		/* Collected first: the manager's answer changes the list. */
 		for (size_t j = 0; j < k; j++)
@@ -412,7 +392,7 @@ offload_gate(
 		const struct local_info *i = locals_get(o->locals, c->name);
 		enum plan_gate g;
 
-		if (i == NULL || !serves(v->components, c->name))
+		if (i == NULL || !components_include(v->components, c->name))
 			continue;
 		g = plan_gate(i->state, serving(o, c->name, v->name, NULL), insist);
 		if (g == GATE_KEEP) {

@@ -376,7 +376,8 @@ enforce(struct manager *m)
 	if (m->o.passive)
 		return;
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
-		struct rules_seen seen = {.progress_ms = v->progress_ms};
+		struct rules_seen seen = {
+		    .progress_ms = v->progress_ms, .lead_ms = rules_lead_ms(m->cfg, &v->rec)};
 
 		seen.routed_open = vm_traffic(v, &seen.routed_ms);
 		struct verdict verdict;

@@ -12,6 +12,21 @@ rules_past_create_deadline(const struct config *cfg, const struct vm_record *r, 
 }
 
 int64_t
+rules_lead_ms(const struct config *cfg, const struct vm_record *r)
+{
+	int64_t lead = 0;
+
+	for (size_t i = 0; i < cfg->ncomponents; i++) {
+		const struct component_def *c = &cfg->components[i];
+		int64_t t = (int64_t)(c->local_start_timeout_s * 1000);
+
+		if (component_managed(c) && components_include(r->components, c->name) && t > lead)
+			lead = t;
+	}
+	return lead;
+}
+
+int64_t
 rules_last_used(const struct vm_record *r)
 {
 	return r->last_activity_ms > r->ready_ms ? r->last_activity_ms : r->ready_ms;
@@ -60,8 +75,10 @@ running(const struct config *cfg, const struct vm_record *r, const struct rules_
 		    "unhealthy for %.1f min (another VM comes if the pressure holds)",
 		    cfg->unhealthy_minutes);
 		v->replace_now = true;
-	} else if (r->started_ms > 0 && r->started_ms + r->planned_run_s * 1000 - now <= every) {
-		/* Within a pass of its end: before Compute Engine's own stop cuts it off. */
+	} else if (r->started_ms > 0 &&
+	    r->started_ms + r->planned_run_s * 1000 - now <= every + s->lead_ms) {
+		/* Within a pass of its end (and its copies' start): before Compute Engine's own
+		 * stop cuts it off. */
 		snprintf(end(v, VERDICT_END, VM_TERMINATED), sizeof v->reason,
 		    "lifetime: its planned run of %.2f h is over",
 		    (double)r->planned_run_s / 3600.0);

@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -135,6 +136,47 @@ test_lifetime(void **state)
 	assert_int_equal(judge(&r, NULL).kind, VERDICT_END);
 }
 
+/*
+ * A VM whose components' local copies spillway runs is asked to go early
+ * enough for them to start: its lead is their longest start timeout.
+ */
+static void
+test_lifetime_lead(void **state)
+{
+	struct component_def comps[] = {
+	    {.name = "vision",
+	        .local_start = "serve",
+	        .local_unit = "",
+	        .local_start_timeout_s = 120},
+	    {.name = "local_llm",
+	        .local_start = "",
+	        .local_unit = "llm.service",
+	        .local_start_timeout_s = 300},
+	    {.name = "chatbots", .local_start = "", .local_unit = "", .local_start_timeout_s = 900},
+	};
+	struct vm_record r = vm(VM_READY);
+	struct rules_seen seen = {0};
+
+	(void)state;
+	cfg.components = comps;
+	cfg.ncomponents = 3;
+	snprintf(r.components, sizeof r.components, "vision, Local_LLM");
+	assert_int_equal(rules_lead_ms(&cfg, &r), 300000);
+	snprintf(r.components, sizeof r.components, "vision,chatbots");
+	assert_int_equal(rules_lead_ms(&cfg, &r), 120000); /* chatbots' copy is not spillway's */
+	snprintf(r.components, sizeof r.components, "chatbots");
+	assert_int_equal(rules_lead_ms(&cfg, &r), 0);
+	/* 2.5 min before its end: within a pass and vision's 2 min start. */
+	snprintf(r.components, sizeof r.components, "vision");
+	seen.lead_ms = rules_lead_ms(&cfg, &r);
+	r.started_ms = NOW - 3 * 3600000 + 150000;
+	assert_int_equal(judge(&r, &seen).kind, VERDICT_END);
+	r.started_ms = NOW - 3 * 3600000 + 150001;
+	assert_int_equal(judge(&r, &seen).kind, VERDICT_KEEP);
+	cfg.components = NULL;
+	cfg.ncomponents = 0;
+}
+
 static void
 test_idle(void **state)
 {
@@ -220,6 +262,7 @@ main(void)
 	    cmocka_unit_test_setup(test_boot_timeout, setup),
 	    cmocka_unit_test_setup(test_unhealthy, setup),
 	    cmocka_unit_test_setup(test_lifetime, setup),
+	    cmocka_unit_test_setup(test_lifetime_lead, setup),
 	    cmocka_unit_test_setup(test_idle, setup),
 	    cmocka_unit_test_setup(test_idle_from_routes, setup),
 	    cmocka_unit_test_setup(test_orphan_grace, setup),
