@@ -117,7 +117,8 @@ on_pin(const struct cloud_error *e, const char *value, void *arg)
 		return;
 	}
 	snprintf(v->rec.tls_pin, sizeof v->rec.tls_pin, "%s", value);
-	records_save(m->records, &v->rec, -1, NULL, now_ms(m));
+	/* The same state: no event (from -1 would write a second beginning, NEW -> BOOTING). */
+	records_save(m->records, &v->rec, (int)v->rec.state, NULL, now_ms(m));
 	if (v->rec.state == VM_BOOTING)
 		probe_soon(m);
 }

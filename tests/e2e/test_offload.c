@@ -339,6 +339,17 @@ test_out_and_back(void **state)
 	assert_int_equal(offloads(&l, v.name, &list), 1);
 	assert_true(list[0].back_ms > 0 && list[0].start_took_ms > 0);
 	free(list);
+	/* Its history has one beginning: saving what it published is no state change. */
+	{
+		struct ledger_event *ev;
+		size_t n, news = 0;
+
+		assert_int_equal(ledger_events(l.w.ledger, v.name, 100, &ev, &n), 0);
+		for (size_t i = 0; i < n; i++)
+			news += str_prefix(ev[i].detail, "NEW -> ");
+		free(ev);
+		assert_int_equal(news, 1);
+	}
 	/* The copy was healthy before the VM began to go. */
 	{
 		struct ledger_event *ev;
