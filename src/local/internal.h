@@ -37,12 +37,12 @@ struct probe {
 	struct copy *c; /* NULL once the copy no longer waits for it */
 };
 
+/* Where a stop is. */
 enum step {
 	STEP_NONE,
-	STEP_START, /* the unit's start, or local_start launched */
-	STEP_SHOW,  /* systemctl show: the unit's cgroup, before its stop */
-	STEP_STOP,  /* systemctl stop, or local_stop */
-	STEP_WAIT,  /* the copy's processes to end (SIGTERM sent, or local_stop done) */
+	STEP_SHOW, /* systemctl show: the unit's cgroup, before its stop */
+	STEP_STOP, /* systemctl stop, or local_stop */
+	STEP_WAIT, /* the copy's processes to end (SIGTERM sent, or local_stop done) */
 };
 
 struct copy {
@@ -52,7 +52,10 @@ struct copy {
 	struct copy *next;
 	enum step step;
 	bool cleanup;                 /* the stop under way ends in FAILED, not STOPPED */
-	struct run *cmd;              /* a command in flight: systemctl, local_stop */
+	/* Its commands in flight, each in its own place: none is lost for another. */
+	struct run *start;            /* systemctl start */
+	struct run *show;             /* systemctl show: the unit's cgroup */
+	struct run *cmd;              /* the stop's: systemctl stop, local_stop */
 	char lastline[256];           /* what it said last, for the reason of a failure */
 	struct run *child;            /* local_start, while it runs: the copy itself */
 	pid_t pid;                    /* the copy's session: the child's, or a pidfile's */
@@ -67,7 +70,6 @@ struct copy {
 	struct probe *probe;      /* a connect in flight */
 	bool pending;             /* a change to say */
 	char vm[64], reason[160]; /* the start's or stop's, for placeholders */
-	int handles;
 };
 
 struct locals {
@@ -82,6 +84,8 @@ struct locals {
 };
 
 /* local.c */
+/* The copy of this component; NULL when spillway does not run it. */
+struct copy *copy_find(const struct locals *, const char *component);
 /* The copy's new state and why; the offload hears it from the loop's top. */
 void copy_set_state(struct copy *, enum local_state to, const char *fmt, ...) PRINTFLIKE(3, 4);
 /* Its session leader still runs (not a PID reused since, not a zombie). */
@@ -90,21 +94,19 @@ bool copy_pid_alive(const struct copy *);
 void copy_pid_forget(struct copy *);
 typedef void cmd_done_fn(void *, int, int, bool);
 /*
- * A command of the copy's (systemctl, local_stop): its argv from text with
- * the placeholders, or argv as given. 0, or -errno and why.
+ * A command of the copy's (systemctl, local_stop) into *slot: its argv from
+ * text with the placeholders, or argv as given. 0, or -errno and why.
  */
-int copy_command(struct copy *, const char *event, const char *text, char *const *argv,
-    int64_t timeout_ms, cmd_done_fn *done, char *why, size_t whylen);
-/* `systemctl --user VERB UNIT` */
-int copy_systemctl(struct copy *, const char *verb, cmd_done_fn *done, int64_t timeout_ms,
-    char *why, size_t whylen);
+int copy_command(struct copy *, struct run **slot, const char *event, const char *text,
+    char *const *argv, int64_t timeout_ms, cmd_done_fn *done, char *why, size_t whylen);
+/* `systemctl --user VERB UNIT` (and more words: NULL-ended) into *slot. */
+int copy_systemctl(struct copy *, struct run **slot, const char *const *words, cmd_done_fn *done,
+    int64_t timeout_ms, char *why, size_t whylen);
 /* A command's end for people: "exited with status 1: Unit x not found". */
 void copy_ended_text(
     const struct copy *, int status, int signal, bool timed_out, char *out, size_t size);
 
 /* stop.c */
-/* Its processes now: the unit's cgroup, the session of local_start's copy, or its match. */
-size_t copy_pids(struct copy *, int *pids, size_t max);
 /* A unit's cgroup, where its processes are: asked of systemd once it serves. */
 void copy_learn_cgroup(struct copy *);
 /* The stop: measured first (not a cleanup's), then its command or signals. */

@@ -3,8 +3,9 @@
  * machine driven by what it runs (a systemctl, local_start, local_stop) and
  * one timer: health probes while it starts, the grace of a stop, and the
  * watch on a copy that is not our child (found from its pidfile after a
- * restart). A copy has at most one command in flight (copy.cmd); the
- * supervised local_start (copy.child) is apart, since it may run for days.
+ * restart). A copy's commands in flight each have their place (its start,
+ * its cgroup asked, its stop); the supervised local_start (copy.child) is
+ * apart, since it may run for days.
  *
  * Ownership: the service owns its copies; a copy is freed with the service
  * (or a reload that forgets it) once its handles are closed. What a copy
@@ -83,6 +84,13 @@ pidfile(const struct copy *c)
 	return xasprintf("%s/%s.pid", c->l->dir, c->info.component);
 }
 
+/* Where local_start's output goes, kept from one start to the next. */
+static char *
+logfile(const struct copy *c)
+{
+	return xasprintf("%s/%s.log", c->l->dir, c->info.component);
+}
+
 static void
 pid_keep(struct copy *c)
 {
@@ -119,7 +127,6 @@ copy_pid_alive(const struct copy *c)
 	    (c->starttime == 0 || st.starttime == c->starttime);
 }
 
-/* A copy started by an earlier daemon, from its pidfile. */
 /* A pidfile's "PID STARTTIME": 0, or -ENOENT when there is none that says so. */
 static int
 pidfile_read(const char *path, pid_t *pid, unsigned long long *start)
@@ -137,6 +144,7 @@ pidfile_read(const char *path, pid_t *pid, unsigned long long *start)
 	return error;
 }
 
+/* A copy started by an earlier daemon, from its pidfile. */
 static void
 pid_load(struct copy *c)
 {
@@ -200,28 +208,30 @@ copy_ended_text(
 		snprintf(out + strlen(out), size - strlen(out), ": %s", c->lastline);
 }
 
-/*
- * A command of the copy's (systemctl, local_stop): its argv from text with
- * the placeholders, or from argv. 0, or -errno and why in c->info.why's
- * place (what).
- */
-int
-copy_command(struct copy *c, const char *event, const char *text, char *const *argv,
-    int64_t timeout_ms, cmd_done_fn *done, char *why, size_t whylen)
+/* A command line with the placeholders of a copy's commands: 0, or -EINVAL and *cause. */
+static int
+copy_argv(const struct copy *c, const char *event, const char *text, char ***argv, char **cause)
 {
 	const struct str_var vars[] = {{"{event}", event}, {"{component}", c->info.component},
 	    {"{components}", c->info.component}, {"{local}", c->def->local}, {"{name}", c->vm},
 	    {"{reason}", c->reason}};
-	char **words = NULL, **env = command_env(c, event), *cause = NULL;
+
+	return str_command(text, vars, sizeof vars / sizeof vars[0], argv, cause);
+}
+
+int
+copy_command(struct copy *c, struct run **slot, const char *event, const char *text,
+    char *const *argv, int64_t timeout_ms, cmd_done_fn *done, char *why, size_t whylen)
+{
+	char **words = NULL, **env, *cause = NULL;
 	int error;
 
-	if (text != NULL &&
-	    str_command(text, vars, sizeof vars / sizeof vars[0], &words, &cause) != 0) {
+	if (text != NULL && copy_argv(c, event, text, &words, &cause) != 0) {
 		snprintf(why, whylen, "%s", cause);
 		free(cause);
-		str_list_free(env);
 		return -EINVAL;
 	}
+	env = command_env(c, event);
 	c->lastline[0] = '\0';
 	{
 		struct run_opts o = {.argv = text != NULL ? words : argv,
@@ -232,7 +242,7 @@ copy_command(struct copy *c, const char *event, const char *text, char *const *a
 		    .done = done,
 		    .arg = c};
 
-		error = run_start(c->l->loop, &o, &c->cmd, &cause);
+		error = run_start(c->l->loop, &o, slot, &cause);
 	}
 	if (error != 0) {
 		snprintf(why, whylen, "%s", cause);
@@ -243,14 +253,18 @@ copy_command(struct copy *c, const char *event, const char *text, char *const *a
 	return error;
 }
 
-/* `systemctl --user VERB UNIT` */
 int
-copy_systemctl(struct copy *c, const char *verb, cmd_done_fn *done, int64_t timeout_ms, char *why,
-    size_t whylen)
+copy_systemctl(struct copy *c, struct run **slot, const char *const *words, cmd_done_fn *done,
+    int64_t timeout_ms, char *why, size_t whylen)
 {
-	char *argv[] = {"systemctl", "--user", (char *)verb, c->def->local_unit, NULL};
+	char *argv[12] = {"systemctl", "--user"};
+	size_t n = 2;
 
-	return copy_command(c, verb, NULL, argv, timeout_ms, done, why, whylen);
+	for (size_t i = 0; words[i] != NULL && n < 10; i++)
+		argv[n++] = (char *)words[i];
+	argv[n++] = c->def->local_unit;
+	argv[n] = NULL;
+	return copy_command(c, slot, words[0], NULL, argv, timeout_ms, done, why, whylen);
 }
 
 /* --- health --- */
@@ -268,7 +282,6 @@ static void
 on_health(const struct http_response *r, void *arg)
 {
 	struct copy *c = arg;
-
 	bool ok = r->status >= 200 && r->status <= 299;
 
 	c->call = NULL;
@@ -377,7 +390,7 @@ on_timer(uv_timer_t *t)
 static void
 log_tail(const struct copy *c, char *out, size_t size)
 {
-	char *path = xasprintf("%s/%s.log", c->l->dir, c->info.component), tail[1024];
+	char *path = logfile(c), tail[1024];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n = 0;
 	off_t end;
@@ -446,8 +459,7 @@ on_unit_started(void *arg, int status, int signal, bool timed_out)
 	struct copy *c = arg;
 	char how[320];
 
-	c->cmd = NULL;
-	c->step = STEP_NONE;
+	c->start = NULL;
 	if (status == 0 && signal == 0)
 		return; /* the probes say when it serves */
 	if (c->info.state != LOCAL_STARTING)
@@ -458,11 +470,10 @@ on_unit_started(void *arg, int status, int signal, bool timed_out)
 	copy_set_state(c, LOCAL_FAILED, "systemctl --user start %s %s", c->def->local_unit, how);
 }
 
-/* Its output to STATE_DIR/local/NAME.log, kept from one start to the next. */
 static int
 open_log(struct copy *c)
 {
-	char *path = xasprintf("%s/%s.log", c->l->dir, c->info.component);
+	char *path = logfile(c);
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 
 	free(path);
@@ -472,14 +483,10 @@ open_log(struct copy *c)
 static int
 launch(struct copy *c, char *why, size_t whylen)
 {
-	const struct str_var vars[] = {{"{event}", "local-start"},
-	    {"{component}", c->info.component}, {"{components}", c->info.component},
-	    {"{local}", c->def->local}, {"{name}", c->vm}, {"{reason}", c->reason}};
 	char **argv = NULL, **env, *cause = NULL;
 	int fd, error;
 
-	if (str_command(c->def->local_start, vars, sizeof vars / sizeof vars[0], &argv, &cause) !=
-	    0) {
+	if (copy_argv(c, "local-start", c->def->local_start, &argv, &cause) != 0) {
 		snprintf(why, whylen, "local_start: %s", cause);
 		free(cause);
 		return -EINVAL;
@@ -522,9 +529,7 @@ locals_start(struct locals *l, const char *component, const char *vm, const char
 	char cause[300];
 	int error;
 
-	for (c = l->copies; c != NULL && strcmp(c->info.component, component) != 0; c = c->next)
-		;
-	if (c == NULL)
+	if ((c = copy_find(l, component)) == NULL)
 		return -ENOENT;
 	if (c->info.state == LOCAL_RUNNING || c->info.state == LOCAL_STARTING)
 		return -EALREADY;
@@ -537,9 +542,9 @@ locals_start(struct locals *l, const char *component, const char *vm, const char
 	c->lastline[0] = '\0';
 	c->info.pss_kb = c->info.avail_before_kb = c->info.avail_after_kb = -1;
 	if (*c->def->local_unit != '\0') {
-		c->step = STEP_START;
-		error = copy_systemctl(c, "start", on_unit_started,
-		    (int64_t)(c->def->local_start_timeout_s * 1000), cause, sizeof cause);
+		error = copy_systemctl(c, &c->start, (const char *const[]){"start", NULL},
+		    on_unit_started, (int64_t)(c->def->local_start_timeout_s * 1000), cause,
+		    sizeof cause);
 	} else if (c->pid > 0 && copy_pid_alive(c)) {
 		error = 0; /* started by an earlier daemon, and not healthy yet: it still starts */
 	} else {
@@ -572,7 +577,6 @@ copy_new(struct locals *l, const struct component_def *def)
 	snprintf(c->info.why, sizeof c->info.why, "not asked yet");
 	uv_timer_init(l->loop, &c->timer);
 	c->timer.data = c;
-	c->handles = 1;
 	l->handles++;
 	return c;
 }
@@ -593,9 +597,11 @@ static void
 copy_free(struct copy *c)
 {
 	probe_forget(c);
+	run_forget(c->start);
+	run_forget(c->show);
 	run_forget(c->cmd);
 	run_forget(c->child);
-	c->cmd = c->child = NULL;
+	c->start = c->show = c->cmd = c->child = NULL;
 	uv_close((uv_handle_t *)&c->timer, on_copy_closed);
 }
 
@@ -677,13 +683,21 @@ locals_probe(struct locals *l)
 	}
 }
 
+struct copy *
+copy_find(const struct locals *l, const char *component)
+{
+	for (struct copy *c = l->copies; c != NULL; c = c->next)
+		if (strcmp(c->info.component, component) == 0)
+			return c;
+	return NULL;
+}
+
 const struct local_info *
 locals_get(const struct locals *l, const char *component)
 {
-	for (const struct copy *c = l->copies; c != NULL; c = c->next)
-		if (strcmp(c->info.component, component) == 0)
-			return &c->info;
-	return NULL;
+	const struct copy *c = copy_find(l, component);
+
+	return c != NULL ? &c->info : NULL;
 }
 
 size_t

@@ -20,7 +20,7 @@
 /* --- stopping --- */
 
 /* Its processes now: the unit's cgroup, the session of local_start's copy, or its match. */
-size_t
+static size_t
 copy_pids(struct copy *c, int *pids, size_t max)
 {
 	const char *procdir = c->l->o.procdir;
@@ -56,15 +56,23 @@ copy_pids(struct copy *c, int *pids, size_t max)
 	return procfs_matching(procdir, c->def->match, pids, max);
 }
 
-static void
-measure_before(struct copy *c)
+/* What its processes hold now, in kB (their PSS); -1 when none can be read. */
+static int64_t
+copy_pss_kb(struct copy *c)
 {
 	int *pids = xcalloc(MAX_PIDS, sizeof *pids);
 	size_t n = copy_pids(c, pids, MAX_PIDS);
+	int64_t kb = n > 0 ? procfs_pss_kb(c->l->o.procdir, pids, n) : -1;
 
-	c->info.pss_kb = n > 0 ? procfs_pss_kb(c->l->o.procdir, pids, n) : -1;
-	c->info.avail_before_kb = procfs_available_kb(c->l->o.procdir);
 	free(pids);
+	return kb;
+}
+
+static void
+measure_before(struct copy *c)
+{
+	c->info.pss_kb = copy_pss_kb(c);
+	c->info.avail_before_kb = procfs_available_kb(c->l->o.procdir);
 }
 
 /* Its processes are gone (or were never there): the stop is done. */
@@ -152,10 +160,11 @@ send_stop(struct copy *c)
 
 	c->step = STEP_STOP;
 	if (*c->def->local_unit != '\0')
-		error = copy_systemctl(c, "stop", on_stop_done, COMMAND_TIMEOUT, why, sizeof why);
+		error = copy_systemctl(c, &c->cmd, (const char *const[]){"stop", NULL},
+		    on_stop_done, COMMAND_TIMEOUT, why, sizeof why);
 	else if (*c->def->local_stop != '\0')
-		error = copy_command(c, "local-stop", c->def->local_stop, NULL, COMMAND_TIMEOUT,
-		    on_stop_done, why, sizeof why);
+		error = copy_command(c, &c->cmd, "local-stop", c->def->local_stop, NULL,
+		    COMMAND_TIMEOUT, on_stop_done, why, sizeof why);
 	else
 		copy_stop_processes(c);
 	if (error != 0) {
@@ -164,75 +173,69 @@ send_stop(struct copy *c)
 	}
 }
 
-static void
-on_shown(void *arg, int status, int signal, bool timed_out)
-{
-	struct copy *c = arg;
-
-	(void)timed_out;
-	c->cmd = NULL;
-	/* `show --value -p ControlGroup`: its one line, "/app.slice/x.service" */
-	if (status == 0 && signal == 0 && c->lastline[0] == '/')
-		snprintf(c->cgroup, sizeof c->cgroup, "%s", c->lastline);
-	if (!c->cleanup)
-		measure_before(c);
-	send_stop(c);
-}
-
+/*
+ * systemctl show's answer: the unit's cgroup (its one line,
+ * "/app.slice/x.service"). A stop that waited for it goes on.
+ */
 static void
 on_cgroup(void *arg, int status, int signal, bool timed_out)
 {
 	struct copy *c = arg;
 
 	(void)timed_out;
-	c->cmd = NULL;
+	c->show = NULL;
 	if (status == 0 && signal == 0 && c->lastline[0] == '/')
 		snprintf(c->cgroup, sizeof c->cgroup, "%s", c->lastline);
+	if (c->step == STEP_SHOW) {
+		measure_before(c);
+		send_stop(c);
+	}
 }
 
-/* A unit's cgroup, where its processes are: asked of systemd once it serves. */
+/* Asks systemd for the unit's cgroup, unless it is asked already: 0, or -errno. */
+static int
+ask_cgroup(struct copy *c)
+{
+	static const char *const words[] = {"show", "--value", "-p", "ControlGroup", NULL};
+	char why[300];
+	int error;
+
+	if (c->show != NULL)
+		return 0;
+	if ((error = copy_systemctl(
+	         c, &c->show, words, on_cgroup, COMMAND_TIMEOUT, why, sizeof why)) != 0)
+		log_debug("%s's local copy: %s", c->info.component, why);
+	return error;
+}
+
 void
 copy_learn_cgroup(struct copy *c)
 {
-	char *argv[] = {"systemctl", "--user", "show", "--value", "-p", "ControlGroup",
-	    c->def->local_unit, NULL};
-	char why[300];
-
-	if (*c->def->local_unit == '\0' || c->cgroup[0] != '\0' || c->cmd != NULL)
-		return;
-	if (copy_command(c, "show", NULL, argv, COMMAND_TIMEOUT, on_cgroup, why, sizeof why) != 0)
-		log_debug("%s's local copy: %s", c->info.component, why);
+	if (*c->def->local_unit != '\0' && c->cgroup[0] == '\0')
+		ask_cgroup(c);
 }
 
 void
 copy_begin_stop(struct copy *c, bool cleanup)
 {
-	char why[300];
-
 	c->cleanup = cleanup;
 	c->term_sent = c->kill_sent = false;
-	if (*c->def->local_unit != '\0') {
-		char *argv[] = {"systemctl", "--user", "show", "--value", "-p", "ControlGroup",
-		    c->def->local_unit, NULL};
-
+	/* A start given up is not measured; a unit is, once its cgroup is known. */
+	if (!cleanup && *c->def->local_unit != '\0' && c->cgroup[0] == '\0') {
 		c->step = STEP_SHOW;
-		c->cgroup[0] = '\0';
-		if (copy_command(
-		        c, "show", NULL, argv, COMMAND_TIMEOUT, on_shown, why, sizeof why) == 0)
-			return;
-	} else if (!cleanup) {
-		measure_before(c);
+		if (ask_cgroup(c) == 0)
+			return; /* on_cgroup goes on */
 	}
+	if (!cleanup)
+		measure_before(c);
 	send_stop(c);
 }
 
 int
 locals_stop(struct locals *l, const char *component, const char *vm, const char *why)
 {
-	struct copy *c;
+	struct copy *c = copy_find(l, component);
 
-	for (c = l->copies; c != NULL && strcmp(c->info.component, component) != 0; c = c->next)
-		;
 	if (c == NULL)
 		return -ENOENT;
 	if (c->info.state != LOCAL_RUNNING)
@@ -250,19 +253,10 @@ locals_stop(struct locals *l, const char *component, const char *vm, const char 
 int64_t
 locals_pss_kb(const struct locals *l, const char *component)
 {
-	int *pids;
-	size_t n;
-	int64_t kb;
-	struct copy *c;
+	struct copy *c = copy_find(l, component);
 
-	for (c = l->copies; c != NULL && strcmp(c->info.component, component) != 0; c = c->next)
-		;
 	if (c == NULL || c->info.state != LOCAL_RUNNING ||
 	    (*c->def->local_unit != '\0' && c->cgroup[0] == '\0'))
 		return -1; /* a unit's processes are known once systemd said its cgroup */
-	pids = xcalloc(MAX_PIDS, sizeof *pids);
-	n = copy_pids(c, pids, MAX_PIDS);
-	kb = n > 0 ? procfs_pss_kb(l->o.procdir, pids, n) : -1;
-	free(pids);
-	return kb;
+	return copy_pss_kb(c);
 }
