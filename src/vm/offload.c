@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pressure/procfs.h"
 #include "util/compat.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
@@ -218,7 +217,6 @@ on_copy(void *arg, const struct local_info *i)
 
 	if (c == NULL)
 		return;
-	tell_router(o, c->name);
 	switch (i->state) {
 	case LOCAL_STOPPED:
 		if (i->measured)
@@ -247,7 +245,7 @@ on_copy(void *arg, const struct local_info *i)
 	default:
 		break;
 	}
-	step(o);
+	step(o); /* which tells the route too */
 	/* VMs that waited for it may go now (or hear they stay). */
 	if (o->m != NULL && (i->state == LOCAL_RUNNING || i->state == LOCAL_FAILED)) {
 		char(*names)[64] = NULL;
@@ -368,7 +366,9 @@ vm_seen(struct offload *o, const struct vm_record *r)
 void
 offload_event(struct offload *o, const struct manager_event *e)
 {
-	if (e->vm == NULL || (e->kind != MEV_STATE && e->kind != MEV_READY && e->kind != MEV_GONE))
+	/* No copy to run, no VM to follow: a pass over thousands of VMs stays linear. */
+	if (o->comps == NULL || e->vm == NULL ||
+	    (e->kind != MEV_STATE && e->kind != MEV_READY && e->kind != MEV_GONE))
 		return;
 	vm_seen(o, e->vm);
 	step(o);
@@ -435,10 +435,11 @@ offload_local_drained(void *arg, const char *component)
 
 /* --- life --- */
 
+/* The components whose copies spillway runs, in the configuration's order. */
 static void
 comps_from(struct offload *o, const struct config *cfg)
 {
-	struct comp *kept = NULL, *c, *next;
+	struct comp *kept = NULL, **tail = &kept, *c, *next;
 
 	for (size_t i = 0; i < cfg->ncomponents; i++) {
 		const struct component_def *def = &cfg->components[i];
@@ -456,8 +457,9 @@ comps_from(struct offload *o, const struct config *cfg)
 			snprintf(c->name, sizeof c->name, "%s", def->name);
 			learn(o, c);
 		}
-		c->next = kept;
-		kept = c;
+		c->next = NULL;
+		*tail = c;
+		tail = &c->next;
 	}
 	for (c = o->comps; c != NULL; c = next) {
 		next = c->next;
@@ -492,29 +494,56 @@ offload_new(uv_loop_t *loop, const struct config *cfg, const struct offload_opts
 	return 0;
 }
 
-void
-offload_attach(struct offload *o, struct manager *m)
+static void
+vms_free(struct offload *o)
+{
+	struct ovm *v, *next;
+
+	for (v = o->vms; v != NULL; v = next) {
+		next = v->next;
+		free(v);
+	}
+	o->vms = NULL;
+}
+
+/*
+ * The VMs alive, as the ledger has them (the manager's, at its start); their
+ * changes come as events from then on. Followed only while a copy is run.
+ */
+static void
+vms_load(struct offload *o)
 {
 	struct vm_record *list = NULL;
 	size_t n = 0;
 
-	o->m = m;
-	/* The VMs the manager took from the ledger; their changes come as events. */
-	if (ledger_list(o->o.ledger, NULL, 0, &list, &n) == 0)
+	vms_free(o);
+	if (o->comps != NULL && ledger_list(o->o.ledger, NULL, 0, &list, &n) == 0)
 		for (size_t i = 0; i < n; i++)
 			vm_seen(o, &list[i]);
 	free(list);
+}
+
+void
+offload_attach(struct offload *o, struct manager *m)
+{
+	o->m = m;
+	vms_load(o);
 	locals_probe(o->locals);
 }
 
 void
 offload_set_config(struct offload *o, const struct config *cfg)
 {
+	bool followed = o->comps != NULL;
+
 	o->cfg = cfg;
 	locals_set_config(o->locals, cfg);
 	comps_from(o, cfg);
-	if (o->m != NULL)
+	if (o->m != NULL) {
+		if (!followed)
+			vms_load(o);     /* the first copy to run: its VMs from now on */
 		locals_probe(o->locals); /* copies run by spillway from now on */
+	}
 	step(o);
 }
 
@@ -534,7 +563,6 @@ void
 offload_free(struct offload *o)
 {
 	struct comp *c, *cn;
-	struct ovm *v, *vn;
 
 	if (o == NULL)
 		return;
@@ -543,9 +571,6 @@ offload_free(struct offload *o)
 		cn = c->next;
 		free(c);
 	}
-	for (v = o->vms; v != NULL; v = vn) {
-		vn = v->next;
-		free(v);
-	}
+	vms_free(o);
 	uv_close((uv_handle_t *)&o->timer, on_closed);
 }
