@@ -234,6 +234,18 @@ wait_state(struct fix *f, enum local_state want)
 	    local_state_name(want));
 }
 
+/* The service on a fresh fixture, its copy found not running (nothing answers on its address). */
+static struct fix *
+fix_stopped(const char *section)
+{
+	struct fix *f = fix_new(section);
+
+	open_locals(f);
+	locals_probe(f->l);
+	wait_state(f, LOCAL_STOPPED);
+	return f;
+}
+
 static void
 close_locals(struct fix *f)
 {
@@ -273,13 +285,10 @@ gone(int pid)
 static void
 test_start_measure_stop(void **state)
 {
-	struct fix *f = fix_new(SERVER);
+	struct fix *f = fix_stopped(SERVER);
 	const struct local_info *in;
 	int pid;
 
-	open_locals(f);
-	locals_probe(f->l);
-	wait_state(f, LOCAL_STOPPED); /* nothing answers on its address yet */
 	assert_int_equal(locals_start(f->l, "vision", "spillway-a", "test"), 0);
 	assert_int_equal(locals_get(f->l, "vision")->state, LOCAL_STARTING);
 	assert_int_equal(locals_start(f->l, "vision", "spillway-a", "test"), -EALREADY);
@@ -310,12 +319,9 @@ test_start_measure_stop(void **state)
 static void
 test_start_fails(void **state)
 {
-	struct fix *f = fix_new("local_start = /bin/sh -c 'echo no model here; exit 3'\n");
+	struct fix *f = fix_stopped("local_start = /bin/sh -c 'echo no model here; exit 3'\n");
 	char *log;
 
-	open_locals(f);
-	locals_probe(f->l);
-	wait_state(f, LOCAL_STOPPED);
 	assert_int_equal(locals_start(f->l, "vision", "", "test"), 0);
 	wait_state(f, LOCAL_FAILED);
 	assert_non_null(
@@ -332,10 +338,7 @@ test_start_fails(void **state)
 	free(log);
 	fix_free(f);
 
-	f = fix_new("local_start = /bin/sleep 60\nlocal_start_timeout_s = 1\n");
-	open_locals(f);
-	locals_probe(f->l);
-	wait_state(f, LOCAL_STOPPED);
+	f = fix_stopped("local_start = /bin/sleep 60\nlocal_start_timeout_s = 1\n");
 	assert_int_equal(locals_start(f->l, "vision", "", "test"), 0);
 	{
 		int pid = local_copy_pid(f->cfg.state_dir, "vision");
@@ -354,10 +357,7 @@ test_start_fails(void **state)
 	}
 	/* A program that is not there: said as the copy's failure. */
 	fix_free(f);
-	f = fix_new("local_start = /nonexistent/llama-server\n");
-	open_locals(f);
-	locals_probe(f->l);
-	wait_state(f, LOCAL_STOPPED);
+	f = fix_stopped("local_start = /nonexistent/llama-server\n");
 	assert_int_equal(locals_start(f->l, "vision", "", "test"), 0);
 	wait_state(f, LOCAL_FAILED);
 	assert_non_null(strstr(f->last.why, "cannot run '/nonexistent/llama-server'"));
@@ -372,13 +372,11 @@ test_start_fails(void **state)
 static void
 test_found_again_and_local_stop(void **state)
 {
-	struct fix *f = fix_new(SERVER "local_stop = /usr/bin/pkill -f \"http.server {port}\"\n");
+	struct fix *f =
+	    fix_stopped(SERVER "local_stop = /usr/bin/pkill -f \"http.server {port}\"\n");
 	int pid;
 
 	(void)state;
-	open_locals(f);
-	locals_probe(f->l);
-	wait_state(f, LOCAL_STOPPED);
 	locals_start(f->l, "vision", "", "test");
 	wait_state(f, LOCAL_RUNNING);
 	pid = local_copy_pid(f->cfg.state_dir, "vision");
