@@ -59,21 +59,26 @@ struct demo {
 	int status;
 };
 
+void
+demo_vsay(int64_t s, const char *fmt, va_list ap)
+{
+	printf("[%02lld:%02lld] ", (long long)(s / 60), (long long)(s % 60));
+	vprintf(fmt, ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
 static void say(struct demo *, const char *, ...) PRINTFLIKE(2, 3);
 
 /* Each line with the time on the demo's clock since it began. */
 static void
 say(struct demo *m, const char *fmt, ...)
 {
-	int64_t s = (clock_now_ms(&m->clock) - m->t0_ms) / 1000;
 	va_list ap;
 
-	printf("[%02lld:%02lld] ", (long long)(s / 60), (long long)(s % 60));
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	demo_vsay((clock_now_ms(&m->clock) - m->t0_ms) / 1000, fmt, ap);
 	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
 }
 
 static void

@@ -55,7 +55,7 @@ extern char **environ;
 extern const char heavy_py[], app_py[], spillway_agent_py[];
 extern const size_t heavy_py_len, app_py_len, spillway_agent_py_len;
 
-enum phase { P_START, P_LOCAL, P_VM, P_PAUSED, P_BACK, P_AGAIN, P_DONE };
+enum phase { P_START, P_LOCAL, P_VM, P_PAUSED, P_BACK, P_AGAIN };
 
 struct live {
 	uv_loop_t loop;
@@ -72,14 +72,13 @@ struct live {
 	long ticks;
 	uv_signal_t sigint, sigterm;
 	int64_t t0, t_phase, t_ready, t_stopped, t_back, t_gone;
-	long long stall_us, stall_prev;
+	long long stall_prev; /* the cgroup's stall (µs) at stall_at */
 	int64_t stall_at;
 	double share;         /* the stall's share of the last tick, in % */
 	long long mem_before; /* the cgroup's memory as the VM turned READY */
 	double stall_before;  /* and its stall then */
 	long long mem_after;  /* once the copy stopped */
 	double stall_after;
-	char level[16];
 	int status;
 	bool stopping;
 };
@@ -89,15 +88,11 @@ static void say(struct live *, const char *, ...) PRINTFLIKE(2, 3);
 static void
 say(struct live *l, const char *fmt, ...)
 {
-	int64_t s = (monotonic_ns() / NS_PER_MS - l->t0) / 1000;
 	va_list ap;
 
-	printf("[%02lld:%02lld] ", (long long)(s / 60), (long long)(s % 60));
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	demo_vsay((monotonic_ns() / NS_PER_MS - l->t0) / 1000, fmt, ap);
 	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
 }
 
 static int64_t
@@ -192,9 +187,8 @@ on_event(const struct manager_event *e, void *arg)
 
 	switch (e->kind) {
 	case MEV_PRESSURE:
-		snprintf(l->level, sizeof l->level, "%s", pressure_level_name(e->snap->level));
 		say(l, "pressure %s: the cgroup's tasks stall on memory %.1f%% of the time",
-		    l->level, e->snap->some_pct);
+		    pressure_level_name(e->snap->level), e->snap->some_pct);
 		break;
 	case MEV_DECISION:
 		if (e->decision->create)
@@ -227,10 +221,9 @@ on_event(const struct manager_event *e, void *arg)
 		break;
 	case MEV_NOTE:
 		say(l, "%s", e->reason);
-		if (strcmp(e->note, "local") == 0 && strstr(e->reason, "stopped while") != NULL) {
+		/* The copy's stop is said as it happens: what it freed, with the VM. */
+		if (l->phase == P_VM && l->t_stopped == 0 && copy_state(l) == LOCAL_STOPPED)
 			l->t_stopped = now_ms();
-			l->t_phase = now_ms();
-		}
 		break;
 	default:
 		break;

@@ -5,6 +5,9 @@
 #ifndef SPILLWAY_DEMO_H
 #define SPILLWAY_DEMO_H
 
+#include <stdarg.h>
+#include <stdint.h>
+
 #include <uv.h>
 
 #include "cli/cmd.h"
@@ -14,6 +17,8 @@
 
 /* The offload's whole loop with real pressure: an exit status. */
 int demo_live(struct cmd_ctx *);
+/* A line of a demo's story, after its time ("[mm:ss] "), s seconds from its start. */
+void demo_vsay(int64_t s, const char *fmt, va_list) PRINTFLIKE(2, 0);
 /* A loopback port nobody listens on now (bound, read, let go). */
 int demo_free_port(void);
 /*
