@@ -146,6 +146,26 @@ read_small(const char *path, char *buf, size_t size)
 	return n;
 }
 
+/*
+ * What a component's match is matched against: a process's name (status's
+ * "Name:") and its command line, its arguments spaced.
+ */
+static void
+command_text(const char *procdir, const char *pid, const char *status, char *cmd, size_t size)
+{
+	const char *name = strstr(status, "Name:");
+	char path[512];
+	int pos, n;
+
+	snprintf(path, sizeof path, "%s/%s/cmdline", procdir, pid);
+	pos = snprintf(
+	    cmd, size, "%.*s ", name ? (int)strcspn(name + 5, "\n") : 0, name ? name + 5 : "");
+	if ((n = read_small(path, cmd + pos, size - (size_t)pos)) > 0)
+		for (int i = pos; i < pos + n; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+}
+
 struct compiled {
 	regex_t re;
 	bool ok;
@@ -177,7 +197,6 @@ procfs_processes(const char *procdir, const struct component_def *defs, size_t n
 		char path[512], status[4096], cmd[4096], *name;
 		const char *component = NULL;
 		int64_t rss;
-		int n, pos;
 
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
@@ -185,14 +204,8 @@ procfs_processes(const char *procdir, const struct component_def *defs, size_t n
 		if (read_small(path, status, sizeof status) <= 0 ||
 		    (rss = proc_field_kb(status, "VmRSS")) <= 0)
 			continue; /* gone, or a kernel thread */
-		snprintf(path, sizeof path, "%s/%s/cmdline", procdir, de->d_name);
+		command_text(procdir, de->d_name, status, cmd, sizeof cmd);
 		name = strstr(status, "Name:");
-		pos = snprintf(cmd, sizeof cmd, "%.*s ", name ? (int)strcspn(name + 5, "\n") : 0,
-		    name ? name + 5 : "");
-		if ((n = read_small(path, cmd + pos, sizeof cmd - (size_t)pos)) > 0)
-			for (int i = pos; i < pos + n; i++)
-				if (cmd[i] == '\0')
-					cmd[i] = ' ';
 		for (size_t i = 0; i < nc; i++) {
 			if (re[i].ok && regexec(&re[i].re, cmd, 0, NULL, 0) == 0) {
 				component = defs[i].name;
@@ -316,17 +329,15 @@ procfs_matching(const char *procdir, const char *pattern, int *pids, size_t max)
 		return 0;
 	}
 	while ((de = readdir(d)) != NULL && n < max) {
-		char path[512], cmd[4096];
-		int len;
+		char path[512], status[4096], cmd[4096];
 
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
-		snprintf(path, sizeof path, "%s/%s/cmdline", procdir, de->d_name);
-		if ((len = read_small(path, cmd, sizeof cmd)) <= 0)
+		snprintf(path, sizeof path, "%s/%s/status", procdir, de->d_name);
+		if (read_small(path, status, sizeof status) <= 0 ||
+		    proc_field_kb(status, "VmRSS") <= 0)
 			continue; /* gone, or a kernel thread */
-		for (int i = 0; i < len; i++)
-			if (cmd[i] == '\0')
-				cmd[i] = ' ';
+		command_text(procdir, de->d_name, status, cmd, sizeof cmd);
 		if (regexec(&re, cmd, 0, NULL, 0) == 0)
 			pids[n++] = (int)strtol(de->d_name, NULL, 10);
 	}

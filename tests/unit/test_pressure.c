@@ -445,6 +445,21 @@ test_processes(void **state)
 	assert_int_equal(snap.components[0].processes, 2);
 	assert_int_equal(snap.components[1].rss_kb, 2048000);
 	assert_int_equal(procfs_processes("/nonexistent", defs, 2, &snap), -ENOENT);
+	/* A local copy found by its match: the same processes, kernel threads left out. */
+	{
+		int pids[8];
+		size_t n = procfs_matching(dir, "vision|yolo", pids, 8);
+
+		assert_int_equal(n, 2);
+		assert_true(
+		    (pids[0] == 456 && pids[1] == 999) || (pids[0] == 999 && pids[1] == 456));
+		/* By its name too, as a component's match is: its command line does not say it. */
+		fake_process(dir, 321, "llama-server", 9000, "/opt/bin/server\0", 16, 8000);
+		assert_int_equal(procfs_matching(dir, "llama-server", pids, 8), 1);
+		assert_int_equal(pids[0], 321);
+		assert_int_equal(procfs_pss_kb(dir, pids, 1), 8000);
+		assert_int_equal(procfs_matching(dir, "kthreadd", pids, 8), 0);
+	}
 	cmd = xasprintf("rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);
 	free(cmd);
