@@ -116,22 +116,11 @@ loop_start_at(struct loop *l, int local, const char *extra_conf, const char *ext
 	run_daemon(l, extra_env);
 }
 
-/* The route's local copy, as GET /v1/routes says it ("running", "stopped"...). */
-static char *
-copy_state(struct loop *l)
-{
-	json_t *route = route_doc(&l->w);
-	char *s = xstrdup(jx_str(route, "local_copy") != NULL ? jx_str(route, "local_copy") : "");
-
-	json_decref(route);
-	return s;
-}
-
 /* The copy is in this state now. */
 static void
 expect_copy(struct loop *l, const char *want)
 {
-	char *got = copy_state(l);
+	char *got = route_copy(&l->w);
 
 	if (strcmp(got, want) != 0) {
 		dmn_dump(&l->w.d);
@@ -143,49 +132,21 @@ expect_copy(struct loop *l, const char *want)
 static void
 wait_copy(struct loop *l, const char *want)
 {
-	char *got = NULL;
-
-	for (int i = 0; i < 1200; i++) {
-		free(got);
-		got = copy_state(l);
-		if (strcmp(got, want) == 0) {
-			free(got);
-			return;
-		}
-		sleep_ms(50);
-	}
-	dmn_dump(&l->w.d);
-	fail_msg("vision's local copy is '%s', not '%s'", got, want);
+	wait_route_copy(&l->w, want, 60000);
 }
 
 static void
-app_start(struct loop *l)
+app_begin(struct loop *l)
 {
-	char pport[16];
-	char *app = xasprintf("%s/examples/offload/app.py", getenv("SPILLWAY_SOURCE"));
-	const char *argv[] = {"/usr/bin/python3", app, pport, NULL};
-
-	snprintf(pport, sizeof pport, "%d", l->port);
-	unlink(l->stop);
-	l->app = spawn_example(argv, l->out, l->stop);
-	free(app);
+	l->app = app_start(l->port, l->out, l->stop);
 }
 
 /* The application stops; every one of its requests was answered. */
 static void
-app_stop_clean(struct loop *l)
+app_end(struct loop *l)
 {
-	int status;
-
-	assert_int_equal(write_file_atomic(l->stop, "", 0, 0600), 0);
-	assert_int_equal(waitpid(l->app, &status, 0), l->app);
+	app_stop_clean(&l->w, l->app, l->out, l->stop);
 	l->app = 0;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char *text = read_text(l->out);
-
-		dmn_dump(&l->w.d);
-		fail_msg("the application saw failures:\n%s", text);
-	}
 }
 
 static void
@@ -288,7 +249,7 @@ test_out_and_back(void **state)
 	assert_true(tcp_accepts(l.local));
 	pid = local_copy_pid(l.w.d.state, "vision");
 	assert_true(pid > 1);
-	app_start(&l);
+	app_begin(&l);
 	wait_lines(&l.w, l.out, "local", 3);
 
 	v = create_vm(&l.w);
@@ -328,7 +289,7 @@ test_out_and_back(void **state)
 	wait_copy(&l, "running");
 	wait_vm(&l.w, v.name, VM_TERMINATED);
 	wait_lines(&l.w, l.out, "local", lines_saying(l.out, "local") + 3);
-	app_stop_clean(&l);
+	app_end(&l);
 	{
 		char *text = read_text(l.out);
 		const char *order[] = {"local\n", "vm\n", "local\n", NULL};

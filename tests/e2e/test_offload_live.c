@@ -61,66 +61,6 @@ stall_share(void)
 	return (double)(memcg_stall_us(&load.cg) - s0) / 10.0 / (double)(now_ms() - t0);
 }
 
-static char *
-copy_state(struct world *w)
-{
-	json_t *route = route_doc(w);
-	char *s = xstrdup(jx_str(route, "local_copy") != NULL ? jx_str(route, "local_copy") : "");
-
-	json_decref(route);
-	return s;
-}
-
-static void
-wait_copy(struct world *w, const char *want, int ms)
-{
-	int64_t deadline = now_ms() + ms;
-	char *got = NULL;
-
-	for (;;) {
-		free(got);
-		got = copy_state(w);
-		if (strcmp(got, want) == 0)
-			break;
-		if (now_ms() > deadline) {
-			dmn_dump(&w->d);
-			fail_msg("the local copy is '%s', not '%s'", got, want);
-		}
-		sleep_ms(50);
-	}
-	free(got);
-}
-
-static pid_t
-app_start(int port, const char *out, const char *stop)
-{
-	char pport[16];
-	char *app = xasprintf("%s/examples/offload/app.py", getenv("SPILLWAY_SOURCE"));
-	const char *argv[] = {"/usr/bin/python3", app, pport, NULL};
-	pid_t pid;
-
-	snprintf(pport, sizeof pport, "%d", port);
-	unlink(stop);
-	pid = spawn_example(argv, out, stop);
-	free(app);
-	return pid;
-}
-
-static void
-app_stop_clean(struct world *w, pid_t app, const char *out, const char *stop)
-{
-	int status;
-
-	assert_int_equal(write_file_atomic(stop, "", 0, 0600), 0);
-	assert_int_equal(waitpid(app, &status, 0), app);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char *text = read_text(out);
-
-		dmn_dump(&w->d);
-		fail_msg("the application saw failures:\n%s", text);
-	}
-}
-
 static void
 test_pressure_loop(void **state)
 {
@@ -173,7 +113,7 @@ test_pressure_loop(void **state)
 		dmn_start(&W.d, &W.e, NULL, env); /* the live monitor, in real time */
 		wait_started(&W, 1);
 	}
-	wait_copy(&W, "running", 60000);
+	wait_route_copy(&W, "running", 60000);
 	pid = local_copy_pid(W.d.state, "vision");
 	t_app = now_ms();
 	app = app_start(port, out, stop);
@@ -184,7 +124,7 @@ test_pressure_loop(void **state)
 	mem_before = memcg_bytes(&load.cg);
 	v = wait_state(&W, VM_READY, 0);
 	t_ready = now_ms();
-	wait_copy(&W, "stopped", 60000);
+	wait_route_copy(&W, "stopped", 60000);
 	t_stopped = now_ms();
 	assert_int_equal(kill(pid, 0), -1);
 	wait_lines(&W, out, "vm", 5);
@@ -214,11 +154,11 @@ test_pressure_loop(void **state)
 	}
 
 	/* Unused for a minute: the copy first, then the VM goes. */
-	wait_copy(&W, "starting", WAIT_LONG);
+	wait_route_copy(&W, "starting", WAIT_LONG);
 	t_back_asked = now_ms();
 	assert_int_equal(ledger_get(W.ledger, v.name, &now), 0);
 	assert_int_equal(now.state, VM_READY); /* it serves until the copy does */
-	wait_copy(&W, "running", 60000);
+	wait_route_copy(&W, "running", 60000);
 	wait_vm(&W, v.name, VM_TERMINATED);
 	t_gone = now_ms();
 	app = app_start(port, out2, stop);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -189,4 +190,64 @@ emu_admin(struct world *w, const struct vm_record *v, const char *verb)
 
 	json_decref(api(&w->e, "POST", url, "{}", 200));
 	free(url);
+}
+
+pid_t
+app_start(int port, const char *out, const char *stop)
+{
+	char pport[16];
+	char *app = xasprintf("%s/examples/offload/app.py", getenv("SPILLWAY_SOURCE"));
+	const char *argv[] = {"/usr/bin/python3", app, pport, NULL};
+	pid_t pid;
+
+	snprintf(pport, sizeof pport, "%d", port);
+	unlink(stop);
+	pid = spawn_example(argv, out, stop);
+	free(app);
+	return pid;
+}
+
+void
+app_stop_clean(struct world *w, pid_t app, const char *out, const char *stop)
+{
+	int status;
+
+	assert_int_equal(write_file_atomic(stop, "", 0, 0600), 0);
+	assert_int_equal(waitpid(app, &status, 0), app);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char *text = read_text(out);
+
+		dmn_dump(&w->d);
+		fail_msg("the application saw failures:\n%s", text);
+	}
+}
+
+char *
+route_copy(struct world *w)
+{
+	json_t *route = route_doc(w);
+	char *s = xstrdup(jx_str(route, "local_copy") != NULL ? jx_str(route, "local_copy") : "");
+
+	json_decref(route);
+	return s;
+}
+
+void
+wait_route_copy(struct world *w, const char *want, int ms)
+{
+	int64_t deadline = now_ms() + ms;
+	char *got = NULL;
+
+	for (;;) {
+		free(got);
+		got = route_copy(w);
+		if (strcmp(got, want) == 0)
+			break;
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("the local copy is '%s', not '%s'", got, want);
+		}
+		sleep_ms(50);
+	}
+	free(got);
 }

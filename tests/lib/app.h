@@ -38,6 +38,14 @@ pid_t spawn_example(const char *const *argv, const char *out, const char *stop);
 size_t lines_saying(const char *path, const char *what);
 /* Until the file has n such lines (60 s at most; the daemon's log shown on failure). */
 void wait_lines(struct world *, const char *path, const char *what, size_t n);
+/* examples/offload/app.py asking through the route on port; $APP_STOP is stop. */
+pid_t app_start(int port, const char *out, const char *stop);
+/* It stops (stop made) and every one of its requests was answered, or the test fails. */
+void app_stop_clean(struct world *, pid_t app, const char *out, const char *stop);
+/* The route's local copy, as GET /v1/routes says it ("running", "stopped"...; "" none). */
+char *route_copy(struct world *);
+/* Until it is in this state, for at most ms (real time). */
+void wait_route_copy(struct world *, const char *want, int ms);
 /* POST an admin verb of the emulator for this VM ("preempt", ...; docs/emulator.md). */
 void emu_admin(struct world *, const struct vm_record *, const char *verb);
 
