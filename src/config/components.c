@@ -12,6 +12,7 @@
 
 #include "config/internal.h"
 #include "net/addr.h"
+#include "net/http.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
 
@@ -80,16 +81,22 @@ local_value(const char *key, const char *value, char *buf, size_t size)
 {
 	if (*value == '\0')
 		return NULL;
+	/* Not starting with '-': systemctl would take it for an option. */
 	if (strcmp(key, "local_unit") == 0)
-		return config_matches(value, "^[A-Za-z0-9:_.@-]{1,250}$")
+		return config_matches(value, "^[A-Za-z0-9:_.@][A-Za-z0-9:_.@-]{0,249}$")
 		    ? NULL
-		    : "not a systemd unit name (letters, digits, ':', '_', '.', '@' and '-'), such as "
-		      "llm.service";
-	if (strcmp(key, "local_health") == 0)
-		return config_matches(value, "^http://[][A-Za-z0-9.:-]+(/[A-Za-z0-9._~/?&=%-]*)?$")
+		    : "not a systemd unit name (letters, digits, ':', '_', '.', '@' and '-', not "
+		      "first), such as llm.service";
+	if (strcmp(key, "local_health") == 0) {
+		if (!config_matches(value, "^http://[][A-Za-z0-9.:-]+(/[A-Za-z0-9._~/?&=%-]*)?$"))
+			return "not an http:// URL of the local copy's health, such as "
+			       "http://127.0.0.1:8101/health";
+		/* The one plain http spillway speaks (net/http.h): a copy on this machine's. */
+		return http_url_is_loopback(value)
 		    ? NULL
-		    : "not an http:// URL of the local copy's health, such as "
-		      "http://127.0.0.1:8101/health";
+		    : "not on this machine's loopback (127.0.0.0/8, [::1], localhost), where a local "
+		      "copy serves";
+	}
 	return check_command(value, buf, size);
 }
 
