@@ -161,21 +161,13 @@ run_start(uv_loop_t *loop, const struct run_opts *o, struct run **out, char **ca
 	po.exit_cb = on_exit_cb;
 	po.flags = o->detached ? UV_PROCESS_DETACHED : 0;
 	uv_timer_init(loop, &r->timer);
-	r->handles = 1;
+	r->handles = r->piped ? 4 : 2; /* the process, the timer and the pipes */
 	if ((error = uv_spawn(loop, &r->proc, &po)) != 0) {
 		*cause = xasprintf("cannot run '%s': %s", o->argv[0], uv_strerror(error));
-		/* Nothing runs: what exists is closed, and the release frees it. */
-		r->forgotten = true;
-		r->handles += r->piped ? 3 : 1;
-		if (r->piped) {
-			uv_close((uv_handle_t *)&r->out, run_release);
-			uv_close((uv_handle_t *)&r->err, run_release);
-		}
-		uv_close((uv_handle_t *)&r->proc, run_release);
-		uv_close((uv_handle_t *)&r->timer, run_release);
+		/* Nothing runs: its handles close as a forgotten run's, and the last frees it. */
+		run_forget(r);
 		return error == UV_ENOENT ? -ENOENT : -EINVAL;
 	}
-	r->handles += r->piped ? 3 : 1;
 	if (r->piped) {
 		uv_read_start((uv_stream_t *)&r->out, on_alloc, on_read);
 		uv_read_start((uv_stream_t *)&r->err, on_alloc, on_read);
