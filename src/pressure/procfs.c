@@ -147,16 +147,23 @@ read_small(const char *path, char *buf, size_t size)
 }
 
 /*
- * What a component's match is matched against: a process's name (status's
- * "Name:") and its command line, its arguments spaced.
+ * A user process's status, and what a component's match is matched against:
+ * its name (status's "Name:") and its command line, its arguments spaced.
+ * Its RSS in kB; -1 when it is gone or a kernel thread (nothing to match).
  */
-static void
-command_text(const char *procdir, const char *pid, const char *status, char *cmd, size_t size)
+static int64_t
+process_text(
+    const char *procdir, const char *pid, char *status, size_t ssize, char *cmd, size_t size)
 {
-	const char *name = strstr(status, "Name:");
+	const char *name;
 	char path[512];
+	int64_t rss;
 	int pos, n;
 
+	snprintf(path, sizeof path, "%s/%s/status", procdir, pid);
+	if (read_small(path, status, ssize) <= 0 || (rss = proc_field_kb(status, "VmRSS")) <= 0)
+		return -1;
+	name = strstr(status, "Name:");
 	snprintf(path, sizeof path, "%s/%s/cmdline", procdir, pid);
 	pos = snprintf(
 	    cmd, size, "%.*s ", name ? (int)strcspn(name + 5, "\n") : 0, name ? name + 5 : "");
@@ -164,6 +171,17 @@ command_text(const char *procdir, const char *pid, const char *status, char *cmd
 		for (int i = pos; i < pos + n; i++)
 			if (cmd[i] == '\0')
 				cmd[i] = ' ';
+	return rss;
+}
+
+/* A process's proportional set size (smaps_rollup), in kB; -1 when it cannot be read. */
+static int64_t
+process_pss_kb(const char *procdir, int pid)
+{
+	char path[512], text[4096];
+
+	snprintf(path, sizeof path, "%s/%d/smaps_rollup", procdir, pid);
+	return read_small(path, text, sizeof text) > 0 ? proc_field_kb(text, "Pss") : -1;
 }
 
 struct compiled {
@@ -194,17 +212,14 @@ procfs_processes(const char *procdir, const struct component_def *defs, size_t n
 		    regcomp(&re[i].re, defs[i].match, REG_EXTENDED | REG_ICASE | REG_NOSUB) == 0;
 	}
 	while ((de = readdir(d)) != NULL) {
-		char path[512], status[4096], cmd[4096], *name;
+		char status[4096], cmd[4096], *name;
 		const char *component = NULL;
 		int64_t rss;
 
-		if (!isdigit((unsigned char)de->d_name[0]))
+		if (!isdigit((unsigned char)de->d_name[0]) ||
+		    (rss = process_text(
+		         procdir, de->d_name, status, sizeof status, cmd, sizeof cmd)) < 0)
 			continue;
-		snprintf(path, sizeof path, "%s/%s/status", procdir, de->d_name);
-		if (read_small(path, status, sizeof status) <= 0 ||
-		    (rss = proc_field_kb(status, "VmRSS")) <= 0)
-			continue; /* gone, or a kernel thread */
-		command_text(procdir, de->d_name, status, cmd, sizeof cmd);
 		name = strstr(status, "Name:");
 		for (size_t i = 0; i < nc; i++) {
 			if (re[i].ok && regexec(&re[i].re, cmd, 0, NULL, 0) == 0) {
@@ -240,16 +255,8 @@ procfs_processes(const char *procdir, const struct component_def *defs, size_t n
 	}
 	closedir(d);
 	/* PSS is fairer to shared pages, and costly: the top only. */
-	for (int i = 0; i < snap->ntop; i++) {
-		char path[512], text[4096];
-		int64_t pss;
-
-		snprintf(path, sizeof path, "%s/%d/smaps_rollup", procdir, snap->top[i].pid);
-		snap->top[i].pss_kb = read_small(path, text, sizeof text) > 0 &&
-		        (pss = proc_field_kb(text, "Pss")) >= 0
-		    ? pss
-		    : -1;
-	}
+	for (int i = 0; i < snap->ntop; i++)
+		snap->top[i].pss_kb = process_pss_kb(procdir, snap->top[i].pid);
 	for (size_t i = 0; i < nc; i++)
 		if (re[i].ok)
 			regfree(&re[i].re);
@@ -329,16 +336,12 @@ procfs_matching(const char *procdir, const char *pattern, int *pids, size_t max)
 		return 0;
 	}
 	while ((de = readdir(d)) != NULL && n < max) {
-		char path[512], status[4096], cmd[4096];
+		char status[4096], cmd[4096];
 
-		if (!isdigit((unsigned char)de->d_name[0]))
-			continue;
-		snprintf(path, sizeof path, "%s/%s/status", procdir, de->d_name);
-		if (read_small(path, status, sizeof status) <= 0 ||
-		    proc_field_kb(status, "VmRSS") <= 0)
-			continue; /* gone, or a kernel thread */
-		command_text(procdir, de->d_name, status, cmd, sizeof cmd);
-		if (regexec(&re, cmd, 0, NULL, 0) == 0)
+		if (isdigit((unsigned char)de->d_name[0]) &&
+		    process_text(procdir, de->d_name, status, sizeof status, cmd, sizeof cmd) >=
+		        0 &&
+		    regexec(&re, cmd, 0, NULL, 0) == 0)
 			pids[n++] = (int)strtol(de->d_name, NULL, 10);
 	}
 	regfree(&re);
@@ -352,12 +355,9 @@ procfs_pss_kb(const char *procdir, const int *pids, size_t n)
 	int64_t sum = -1;
 
 	for (size_t i = 0; i < n; i++) {
-		char path[512], text[4096];
-		int64_t pss;
+		int64_t pss = process_pss_kb(procdir, pids[i]);
 
-		snprintf(path, sizeof path, "%s/%d/smaps_rollup", procdir, pids[i]);
-		if (read_small(path, text, sizeof text) > 0 &&
-		    (pss = proc_field_kb(text, "Pss")) >= 0)
+		if (pss >= 0)
 			sum = (sum < 0 ? 0 : sum) + pss;
 	}
 	return sum;
