@@ -88,6 +88,10 @@ struct locals {
 struct copy *copy_find(const struct locals *, const char *component);
 /* The copy's new state and why; the offload hears it from the loop's top. */
 void copy_set_state(struct copy *, enum local_state to, const char *fmt, ...) PRINTFLIKE(3, 4);
+/* What a start or stop is for: the VM it concerns ("" none) and why (placeholders, log). */
+void copy_set_cause(struct copy *, const char *vm, const char *why);
+/* Its why, or "asked". */
+const char *copy_reason(const struct copy *);
 /* Its session leader still runs (not a PID reused since, not a zombie). */
 bool copy_pid_alive(const struct copy *);
 /* It ended: no pidfile, no PID. */

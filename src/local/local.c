@@ -76,6 +76,19 @@ copy_set_state(struct copy *c, enum local_state to, const char *fmt, ...)
 		uv_timer_start(&l->notify, on_notify, 0, 0);
 }
 
+void
+copy_set_cause(struct copy *c, const char *vm, const char *why)
+{
+	snprintf(c->vm, sizeof c->vm, "%s", vm != NULL ? vm : "");
+	snprintf(c->reason, sizeof c->reason, "%s", why != NULL ? why : "");
+}
+
+const char *
+copy_reason(const struct copy *c)
+{
+	return c->reason[0] != '\0' ? c->reason : "asked";
+}
+
 /* --- the pidfile of a local_start's copy --- */
 
 static char *
@@ -278,18 +291,24 @@ healthy(struct copy *c, const char *how)
 	copy_learn_cgroup(c);
 }
 
+/* A health answer: a starting copy serves once it is yes; an unknown one runs or not. */
+static void
+answered(struct copy *c, bool ok, const char *yes, const char *no)
+{
+	if (ok && c->info.state == LOCAL_STARTING)
+		healthy(c, yes);
+	else if (c->info.state == LOCAL_UNKNOWN)
+		copy_set_state(c, ok ? LOCAL_RUNNING : LOCAL_STOPPED, "%s", ok ? yes : no);
+}
+
 static void
 on_health(const struct http_response *r, void *arg)
 {
 	struct copy *c = arg;
-	bool ok = r->status >= 200 && r->status <= 299;
 
 	c->call = NULL;
-	if (ok && c->info.state == LOCAL_STARTING)
-		healthy(c, "its health answers");
-	else if (c->info.state == LOCAL_UNKNOWN)
-		copy_set_state(c, ok ? LOCAL_RUNNING : LOCAL_STOPPED, "%s",
-		    ok ? "its health answers" : "its health does not answer: it does not run");
+	answered(c, r->status >= 200 && r->status <= 299, "its health answers",
+	    "its health does not answer: it does not run");
 }
 
 static void
@@ -308,12 +327,7 @@ on_probe_connect(uv_connect_t *req, int status)
 	if (c == NULL)
 		return;
 	c->probe = NULL;
-	if (status == 0 && c->info.state == LOCAL_STARTING)
-		healthy(c, "it takes connections");
-	else if (c->info.state == LOCAL_UNKNOWN)
-		copy_set_state(c, status == 0 ? LOCAL_RUNNING : LOCAL_STOPPED, "%s",
-		    status == 0 ? "it takes connections"
-		                : "it takes no connection: it does not run");
+	answered(c, status == 0, "it takes connections", "it takes no connection: it does not run");
 }
 
 /* One health question in flight at most: local_health's GET, or a connect to local. */
@@ -411,6 +425,14 @@ log_tail(const struct copy *c, char *out, size_t size)
 	snprintf(out, size, "%.*s", (int)size - 1,
 	    strrchr(tail, '\n') != NULL ? strrchr(tail, '\n') + 1 : tail);
 	str_scrub_utf8(out);
+}
+
+/* A start begins now: its health is asked until local_start_timeout_s from now. */
+static void
+start_clock(struct copy *c)
+{
+	c->began_ns = monotonic_ns();
+	c->deadline_ns = c->began_ns + (int64_t)(c->def->local_start_timeout_s * 1e9);
 }
 
 static void
@@ -535,10 +557,8 @@ locals_start(struct locals *l, const char *component, const char *vm, const char
 		return -EALREADY;
 	if (c->step != STEP_NONE)
 		return -EBUSY; /* a stop (or a start's cleanup) is under way */
-	snprintf(c->vm, sizeof c->vm, "%s", vm != NULL ? vm : "");
-	snprintf(c->reason, sizeof c->reason, "%s", why != NULL ? why : "");
-	c->began_ns = monotonic_ns();
-	c->deadline_ns = c->began_ns + (int64_t)(c->def->local_start_timeout_s * 1e9);
+	copy_set_cause(c, vm, why);
+	start_clock(c);
 	c->lastline[0] = '\0';
 	c->info.pss_kb = c->info.avail_before_kb = c->info.avail_after_kb = -1;
 	if (*c->def->local_unit != '\0') {
@@ -551,11 +571,10 @@ locals_start(struct locals *l, const char *component, const char *vm, const char
 		error = launch(c, cause, sizeof cause);
 	}
 	if (error != 0) {
-		c->step = STEP_NONE;
 		copy_set_state(c, LOCAL_FAILED, "%s", cause);
 		return 0; /* said as a change, like a start that fails later */
 	}
-	copy_set_state(c, LOCAL_STARTING, "%s", c->reason[0] ? c->reason : "asked");
+	copy_set_state(c, LOCAL_STARTING, "%s", copy_reason(c));
 	probe_health(c);
 	uv_timer_start(&c->timer, on_timer, PROBE_MS, 0);
 	return 0;
@@ -671,9 +690,7 @@ locals_probe(struct locals *l)
 			pid_load(c);
 		if (c->pid > 0) {
 			/* Started by an earlier daemon: it serves, or it still starts. */
-			c->began_ns = monotonic_ns();
-			c->deadline_ns =
-			    c->began_ns + (int64_t)(c->def->local_start_timeout_s * 1e9);
+			start_clock(c);
 			copy_set_state(c, LOCAL_STARTING, "started by an earlier spillway (PID %d)",
 			    (int)c->pid);
 			uv_timer_start(&c->timer, on_timer, 0, 0);

@@ -79,6 +79,8 @@ measure_before(struct copy *c)
 static void
 stopped(struct copy *c)
 {
+	char held[48] = "";
+
 	uv_timer_stop(&c->timer);
 	c->step = STEP_NONE;
 	c->term_sent = c->kill_sent = false;
@@ -88,11 +90,8 @@ stopped(struct copy *c)
 	}
 	c->info.avail_after_kb = procfs_available_kb(c->l->o.procdir);
 	if (c->info.pss_kb >= 0)
-		copy_set_state(c, LOCAL_STOPPED, "stopped (%s): it held %" PRId64 " MB",
-		    c->reason[0] ? c->reason : "asked", c->info.pss_kb / 1024);
-	else
-		copy_set_state(
-		    c, LOCAL_STOPPED, "stopped (%s)", c->reason[0] ? c->reason : "asked");
+		snprintf(held, sizeof held, ": it held %" PRId64 " MB", c->info.pss_kb / 1024);
+	copy_set_state(c, LOCAL_STOPPED, "stopped (%s)%s", copy_reason(c), held);
 	c->info.measured = true;
 }
 
@@ -243,9 +242,8 @@ locals_stop(struct locals *l, const char *component, const char *vm, const char 
 	/* local_start ended and left it running elsewhere: only local_stop could stop it. */
 	if (c->launched && *c->def->local_stop == '\0')
 		return -ENOTSUP;
-	snprintf(c->vm, sizeof c->vm, "%s", vm != NULL ? vm : "");
-	snprintf(c->reason, sizeof c->reason, "%s", why != NULL ? why : "");
-	copy_set_state(c, LOCAL_STOPPING, "%s", c->reason[0] ? c->reason : "asked");
+	copy_set_cause(c, vm, why);
+	copy_set_state(c, LOCAL_STOPPING, "%s", copy_reason(c));
 	copy_begin_stop(c, false);
 	return 0;
 }
