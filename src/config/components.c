@@ -128,6 +128,7 @@ component_key(struct config *cfg, const char *name, const char *key, const char 
     const char *where, char **cause)
 {
 	struct component_def *c = (struct component_def *)config_component(cfg, name);
+	char **field;
 	int64_t n;
 
 	if (!config_matches(name, "^[a-z][a-z0-9_-]{0,31}$")) {
@@ -186,16 +187,12 @@ component_key(struct config *cfg, const char *name, const char *key, const char 
 			        listen ? "127.0.0.1:9101" : "127.0.0.1:8101");
 			return -EINVAL;
 		}
-		{
-			char **field = listen ? &c->listen : &c->local;
-
-			free(*field);
-			*field = xstrdup(value);
-		}
-	} else if (local_field(c, key) != NULL) {
+		field = listen ? &c->listen : &c->local;
+		free(*field);
+		*field = xstrdup(value);
+	} else if ((field = local_field(c, key)) != NULL) {
 		char buf[256];
 		const char *why = local_value(key, value, buf, sizeof buf);
-		char **field = local_field(c, key);
 
 		if (why != NULL) {
 			*cause =
