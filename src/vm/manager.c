@@ -143,6 +143,17 @@ add_vm(struct manager *m, const struct vm_record *rec)
 	return v;
 }
 
+/* A VM's memory: what it owns goes with it (its agent's channel, its reasons). */
+static void
+mvm_free(struct mvm *v)
+{
+	hconn_free(v->agent);
+	free(v->terminate_after);
+	free(v->drain_why);
+	free(v->going_why);
+	free(v);
+}
+
 /* Forget what is over and idle in memory; the ledger keeps it. */
 void
 prune(struct manager *m)
@@ -156,11 +167,7 @@ prune(struct manager *m)
 		    !hconn_busy(v->agent) && !records_waiting(m->records, v->rec.name)) {
 			*p = v->next;
 			m->nvms--;
-			hconn_free(v->agent);
-			free(v->terminate_after);
-			free(v->drain_why);
-			free(v->going_why);
-			free(v);
+			mvm_free(v);
 		} else {
 			p = &v->next;
 		}
@@ -576,10 +583,7 @@ manager_release(uv_handle_t *h)
 		struct mvm *v = m->vms;
 
 		m->vms = v->next;
-		free(v->terminate_after);
-		free(v->drain_why);
-		free(v->going_why);
-		free(v);
+		mvm_free(v); /* its agent's channel went with manager_free */
 	}
 	forget_pass(m);
 	records_free(m->records);

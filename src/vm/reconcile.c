@@ -376,15 +376,14 @@ enforce(struct manager *m)
 	if (m->o.passive)
 		return;
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
-		struct rules_seen seen = {
-		    .progress_ms = v->progress_ms, .lead_ms = rules_lead_ms(m->cfg, &v->rec)};
-
-		seen.routed_open = vm_traffic(v, &seen.routed_ms);
+		struct rules_seen seen = {.progress_ms = v->progress_ms};
 		struct verdict verdict;
 
 		/* Creating: judged where its listing is (reconcile_one). */
 		if (v->busy || !vm_state_alive(v->rec.state) || v->rec.state <= VM_PROVISIONING)
 			continue;
+		seen.routed_open = vm_traffic(v, &seen.routed_ms);
+		seen.lead_ms = rules_lead_ms(m->cfg, &v->rec);
 		rules_judge(m->cfg, &v->rec, &seen, now, &verdict);
 		if (verdict.kind == VERDICT_KEEP) {
 			stay(v);
