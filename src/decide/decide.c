@@ -110,8 +110,6 @@ decide_components(const struct decide_input *in, char *out, size_t size)
 		const struct component_memory *mem =
 		    in->memory != NULL ? &in->memory[order[i] - in->components] : NULL;
 		const char *source;
-		int64_t kb =
-		    decide_component_kb(order[i], mem, measured_kb(in, order[i]->name), &source);
 
 		if (mem != NULL && mem->offloaded)
 			continue;
@@ -119,7 +117,7 @@ decide_components(const struct decide_input *in, char *out, size_t size)
 			break;
 		used += (size_t)snprintf(out + used, used < size ? size - used : 0, "%s%s",
 		    chosen ? "," : "", order[i]->name);
-		got += kb;
+		got += decide_component_kb(order[i], mem, measured_kb(in, order[i]->name), &source);
 		chosen++;
 	}
 	free(order);
