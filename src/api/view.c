@@ -55,11 +55,9 @@ mb(int64_t kb)
 static json_t *
 offload_json(const struct offload_record *o)
 {
-	bool known = o->avail_before_kb >= 0 && o->avail_after_kb >= 0;
-
 	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "vm", o->vm, "component",
 	    o->component, "stopped_at", when(o->stopped_ms), "freed_mb",
-	    known ? mb(offload_freed_kb(o)) : json_null(), "pss_mb", mb(o->pss_kb),
+	    offload_measured(o) ? mb(offload_freed_kb(o)) : json_null(), "pss_mb", mb(o->pss_kb),
 	    "mem_available_before_mb", mb(o->avail_before_kb), "mem_available_after_mb",
 	    mb(o->avail_after_kb), "back_at", when(o->back_ms), "start_took_s",
 	    o->back_ms > 0 ? json_real((double)o->start_took_ms / 1000) : json_null());
@@ -79,8 +77,7 @@ vm_offloads(const struct view_src *s, const char *vm, int64_t *freed)
 	if (ledger_offloads(s->ledger, vm, NULL, OFFLOADS_SHOWN, &list, &n) == 0)
 		for (size_t i = 0; i < n; i++) {
 			json_array_append_new(a, offload_json(&list[i]));
-			if (list[i].avail_before_kb >= 0 && list[i].avail_after_kb >= 0 &&
-			    offload_freed_kb(&list[i]) > 0)
+			if (offload_measured(&list[i]) && offload_freed_kb(&list[i]) > 0)
 				*freed += offload_freed_kb(&list[i]);
 		}
 	free(list);

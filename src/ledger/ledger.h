@@ -175,6 +175,12 @@ struct offload_record {
 	int64_t back_ms;       /* its local copy served again; 0: not yet */
 	int64_t start_took_ms; /* from its start to healthy, that time */
 };
+/* MemAvailable was read before its stop and after: what it gave back is known. */
+static inline bool
+offload_measured(const struct offload_record *o)
+{
+	return o->avail_before_kb >= 0 && o->avail_after_kb >= 0;
+}
 /* What a stop gave back, as MemAvailable saw it: after - before (may be below 0: noise). */
 static inline int64_t
 offload_freed_kb(const struct offload_record *o)

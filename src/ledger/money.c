@@ -353,11 +353,11 @@ archive_vm(struct ledger *l, const char *name, enum vm_state state, int64_t requ
 	sqlite3_bind_int(st, 4, state == VM_PREEMPTED);
 	if ((rc = lg_step_done(l, st)) != 0)
 		return rc;
-	for (int i = 0; i < 4; i++) {
-		static const char *const sql[] = {"DELETE FROM costs WHERE vm = ?",
-		    "DELETE FROM events WHERE vm = ?", "DELETE FROM offloads WHERE vm = ?",
-		    "DELETE FROM vms WHERE name = ?"};
+	static const char *const sql[] = {"DELETE FROM costs WHERE vm = ?",
+	    "DELETE FROM events WHERE vm = ?", "DELETE FROM offloads WHERE vm = ?",
+	    "DELETE FROM vms WHERE name = ?"};
 
+	for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
 		if ((rc = lg_prepare(l, sql[i], &st)) != 0)
 			return rc;
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);

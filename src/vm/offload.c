@@ -128,7 +128,7 @@ learn(struct offload *o, struct comp *c)
 	for (size_t i = 0; i < n; i++) {
 		int64_t f = offload_freed_kb(&list[i]);
 
-		if (list[i].avail_before_kb < 0 || list[i].avail_after_kb < 0)
+		if (!offload_measured(&list[i]))
 			continue;
 		freed += f > 0 ? f : 0;
 		counted++;
@@ -189,8 +189,7 @@ record_stop(struct offload *o, struct comp *c, const struct local_info *i)
 	mb_text(i->pss_kb, pss, sizeof pss);
 	mb_text(i->avail_before_kb, before, sizeof before);
 	mb_text(i->avail_after_kb, after, sizeof after);
-	mb_text(i->avail_before_kb >= 0 && i->avail_after_kb >= 0 ? offload_freed_kb(&r) : -1,
-	    freed, sizeof freed);
+	mb_text(offload_measured(&r) ? offload_freed_kb(&r) : -1, freed, sizeof freed);
 	note(o, c->vm,
 	    "%s's local copy stopped while %s serves it: it gave back %s (its processes' PSS %s; "
 	    "MemAvailable %s -> %s)",
