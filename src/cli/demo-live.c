@@ -83,6 +83,12 @@ struct live {
 	bool stopping;
 };
 
+static int64_t
+now_ms(void)
+{
+	return monotonic_ns() / NS_PER_MS;
+}
+
 static void say(struct live *, const char *, ...) PRINTFLIKE(2, 3);
 
 static void
@@ -91,14 +97,8 @@ say(struct live *l, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	demo_vsay((monotonic_ns() / NS_PER_MS - l->t0) / 1000, fmt, ap);
+	demo_vsay((now_ms() - l->t0) / 1000, fmt, ap);
 	va_end(ap);
-}
-
-static int64_t
-now_ms(void)
-{
-	return monotonic_ns() / NS_PER_MS;
 }
 
 /* --- the application --- */
@@ -138,12 +138,8 @@ app_start(struct live *l)
 	char *argv[] = {"python3", l->app_path, port, NULL};
 	char **env = env_dup(environ);
 	const struct component_def *c = config_component(&l->cfg, "vision");
-	struct run_opts o = {.argv = argv,
-	    .env = env,
-	    .out_fd = -1,
-	    .line = on_app_line,
-	    .done = on_app_done,
-	    .arg = l};
+	struct run_opts o = {
+	    .argv = argv, .out_fd = -1, .line = on_app_line, .done = on_app_done, .arg = l};
 
 	snprintf(port, sizeof port, "%s", strrchr(c->listen, ':') + 1);
 	unlink(l->stop_file);
