@@ -66,11 +66,38 @@ check_machine_type(const char *s, char *buf, size_t size)
 	                                                          : "not a machine type name";
 }
 
+/*
+ * A URL's port, when it gives one, is from 1 to 65535: a typo such as :99999
+ * is refused here rather than as a call that fails each time it is made.
+ */
+bool
+check_url_port(const char *url)
+{
+	const char *p = strstr(url, "://");
+	char *end;
+	long n;
+
+	if (p == NULL)
+		return true;
+	p += 3;
+	p += *p == '[' ? strcspn(p, "]/") : strcspn(p, ":/?#");
+	if (*p == ']')
+		p++;
+	if (*p != ':')
+		return true;
+	if (!isdigit((unsigned char)p[1]))
+		return false;
+	n = strtol(p + 1, &end, 10);
+	return n >= 1 && n <= 65535 && (*end == '\0' || strchr("/?#", *end) != NULL);
+}
+
 const char *
 check_endpoint(const char *s, char *buf, size_t size)
 {
 	if (!config_matches(s, "^https?://[^/?#]+(/[^?#]*)?$"))
 		return "not an http(s) URL without query";
+	if (!check_url_port(s))
+		return "its port is not a number from 1 to 65535";
 	if (str_prefix(s, "http://") && !http_url_is_loopback(s))
 		return "plain http is only allowed to a loopback address";
 	return NULL;

@@ -91,6 +91,8 @@ local_value(const char *key, const char *value, char *buf, size_t size)
 		if (!config_matches(value, "^http://[][A-Za-z0-9.:-]+(/[A-Za-z0-9._~/?&=%-]*)?$"))
 			return "not an http:// URL of the local copy's health, such as "
 			       "http://127.0.0.1:8101/health";
+		if (!check_url_port(value))
+			return "its port is not a number from 1 to 65535";
 		/* The one plain http spillway speaks (net/http.h): a copy on this machine's. */
 		return http_url_is_loopback(value)
 		    ? NULL

@@ -55,6 +55,8 @@ const char *check_region(const char *, char *buf, size_t size);
 const char *check_zone(const char *, char *buf, size_t size);
 const char *check_zones(const char *, char *buf, size_t size);
 const char *check_machine_type(const char *, char *buf, size_t size);
+/* A URL's port, if it has one, is from 1 to 65535. */
+bool check_url_port(const char *url);
 const char *check_endpoint(const char *, char *buf, size_t size);
 const char *check_token_uri(const char *, char *buf, size_t size);
 const char *check_label_value(const char *, char *buf, size_t size);

@@ -254,6 +254,10 @@ test_bad_values(void **state)
 	    {"GCP_ZONE=Mars", "'Mars'", "not a zone name"},
 	    {"SPILLWAY_COMPUTE_ENDPOINT=http://example.com/", "'http://example.com/'",
 	        "only allowed to a loopback address"},
+	    {"SPILLWAY_COMPUTE_ENDPOINT=http://127.0.0.1:99999/", "'http://127.0.0.1:99999/'",
+	        "its port is not a number from 1 to 65535"},
+	    {"SPILLWAY_BILLING_ENDPOINT=https://[::1]:0/v1/", "'https://[::1]:0/v1/'",
+	        "its port is not a number from 1 to 65535"},
 	    {"SPILLWAY_STATE_DIR=relative/dir", "'relative/dir'", "not an absolute path"},
 	    /* What the VM reads: data there, refused here when malformed. */
 	    {"SPILLWAY_BACKEND_GIT=https://x.invalid/a.git;touch PWNED",
@@ -367,6 +371,10 @@ test_local_copies(void **state)
 	    {"local_start = x\nlocal_health = http://10.1.2.3:8101/health\n",
 	        "not on this machine's loopback"},
 	    {"local_start = llama-server\nlocal_health = https://x/health\n", "not an http:// URL"},
+	    {"local_start = x\nlocal_health = http://127.0.0.1:99999/health\n",
+	        "its port is not a number from 1 to 65535"},
+	    {"local_start = x\nlocal_health = http://[::1]:/health\n",
+	        "its port is not a number from 1 to 65535"},
 	    {"local_start = llama-server\nlocal_start_timeout_s = 0\n", "from 1 to 86400"},
 	    {"local_unit = llm.service\n#\n", "only while a route carries its traffic"},
 	};
