@@ -106,8 +106,9 @@ read_field(struct lexer *lx)
 	return lx->p > s ? xstrndup(s, (size_t)(lx->p - s)) : NULL;
 }
 
+/* A value, bare or quoted; raw keeps a quoted value's escapes (a regular expression's). */
 static char *
-read_value(struct lexer *lx)
+read_value(struct lexer *lx, bool raw)
 {
 	struct buf b = BUF_INIT(64 * 1024);
 	const char *s;
@@ -121,8 +122,11 @@ read_value(struct lexer *lx)
 				buf_release(&b);
 				return NULL;
 			}
-			if (*lx->p == '\\' && lx->p[1] != '\0')
+			if (*lx->p == '\\' && lx->p[1] != '\0') {
+				if (raw && lx->p[1] != q)
+					buf_addch(&b, '\\');
 				lx->p++;
+			}
 			buf_addch(&b, *lx->p);
 		}
 		lx->p++;
@@ -134,13 +138,135 @@ read_value(struct lexer *lx)
 	return lx->p > s ? xstrndup(s, (size_t)(lx->p - s)) : NULL;
 }
 
+/*
+ * Google's filters take RE2 syntax; regcomp takes POSIX's with GNU's
+ * operators (\b \B \w \W \s \S). What RE2 writes otherwise is rewritten
+ * (non-capturing groups, \d \D, lazy quantifiers, which match what greedy
+ * ones do when the whole value must match); what cannot be is refused (flags,
+ * Unicode classes, escapes in brackets, \A \z \Q), never matched as
+ * something else. RE2's own limits keep regcomp's memory bounded: a
+ * quantifier on a quantifier is an error, and repetition counts multiply to
+ * at most 1,000 in all.
+ */
+#define RE_MAX_LEN    1024
+#define RE_MAX_REPEAT 1000
+
+/* A counted repetition "{n}", "{n,}" or "{n,m}" at p: its length and its bound; 0 if none. */
+static size_t
+repetition(const char *p, long *bound)
+{
+	char *end;
+	long n = strtol(p + 1, &end, 10), m = n;
+
+	if (!isdigit((unsigned char)p[1]))
+		return 0;
+	if (*end == ',') {
+		m = isdigit((unsigned char)end[1]) ? strtol(end + 1, &end, 10) : n;
+		if (*end != '}' || m < n)
+			return 0;
+	} else if (*end != '}') {
+		return 0;
+	}
+	*bound = m > n ? m : n;
+	return (size_t)(end + 1 - p);
+}
+
+static char *
+re2_to_posix(const char *re, char **bad)
+{
+	struct buf b = BUF_INIT(64 * 1024);
+	int quantified = 0; /* the last thing written: 1 a quantifier, 2 one made lazy */
+	long product = 1, bound = 0;
+	size_t len = 0;
+
+	*bad = strlen(re) > RE_MAX_LEN ? xstrdup("more than 1,024 characters") : NULL;
+	for (const char *p = re; *p != '\0' && *bad == NULL; p++) {
+		int quant = 0;
+
+		if (p[0] == '(' && p[1] == '?') {
+			if (p[2] != ':')
+				*bad = xstrdup("(?flags)");
+			buf_addch(&b, '(');
+			p += 2;
+		} else if (p[0] == '[') {
+			/* Brackets as they are, ']' first taken literally; no escapes inside. */
+			const char *q = p + 1 + (p[1] == '^');
+
+			q += *q == ']';
+			while (*q != '\0' && *q != ']' && *q != '\\')
+				q++;
+			if (*q != ']') {
+				*bad = xstrdup(
+				    *q == '\\' ? "an escape in brackets" : "an unclosed '['");
+				break;
+			}
+			buf_add(&b, p, (size_t)(q + 1 - p));
+			p = q;
+		} else if (p[0] == '\\' && p[1] != '\0') {
+			char c = *++p;
+
+			if (c == 'd' || c == 'D') {
+				buf_addstr(&b, c == 'd' ? "[0-9]" : "[^0-9]");
+			} else if (strchr("bBwWsS", c) != NULL || ispunct((unsigned char)c)) {
+				buf_addch(&b, '\\');
+				buf_addch(&b, c);
+			} else if (c == 'n' || c == 't') {
+				buf_addch(&b, c == 'n' ? '\n' : '\t');
+			} else {
+				*bad = xasprintf("\\%c", c);
+			}
+		} else if (strchr("*+?", *p) != NULL ||
+		    (*p == '{' && (len = repetition(p, &bound)) > 0)) {
+			quant = 1;
+			if (quantified == 1 && *p == '?') {
+				quantified = 2; /* lazy: the same whole-value match */
+				continue;
+			}
+			if (quantified != 0) {
+				*bad = xstrdup("a quantifier on a quantifier");
+			} else if (*p == '{') {
+				if (bound > RE_MAX_REPEAT || (product *= bound) > RE_MAX_REPEAT)
+					*bad = xstrdup("repetitions of more than 1,000 in all");
+				buf_add(&b, p, len);
+				p += len - 1;
+			} else {
+				buf_addch(&b, *p);
+			}
+		} else if (*p == '{') {
+			buf_addstr(&b, "\\{"); /* not a repetition: RE2 takes it literally */
+		} else {
+			buf_addch(&b, *p);
+		}
+		quantified = quant;
+	}
+	if (*bad != NULL) {
+		buf_release(&b);
+		return NULL;
+	}
+	return buf_detach(&b, NULL);
+}
+
 static int
 compile_regex(struct lexer *lx, struct node *n)
 {
-	char *anchored = xasprintf("^(%s)$", n->value);
-	int rc = regcomp(&n->re, anchored, REG_EXTENDED | REG_NOSUB);
+	char *bad, *posix = re2_to_posix(n->value, &bad), *anchored;
+	int rc;
 
+	if (posix == NULL) {
+		char *why = xasprintf(
+		    "the regular expression uses %s, which cannot be evaluated here", bad);
+		int error;
+
+		free(bad);
+		n->op = OP_EQ; /* nothing compiled: node_free must not regfree */
+		error = syntax(lx, why);
+		free(why);
+		return error;
+	}
+	anchored = xasprintf("^(%s)$", posix);
+	rc = regcomp(&n->re, anchored, REG_EXTENDED | REG_NOSUB);
 	free(anchored);
+	free(posix);
 	if (rc != 0) {
 		n->op = OP_EQ; /* nothing compiled: node_free must not regfree */
 		return syntax(lx, "the regular expression does not compile");
@@ -180,7 +306,7 @@ parse_cmp(struct lexer *lx, struct node **out)
 			    lx, "the 'eq'/'ne' syntax cannot be mixed with '=' and friends");
 		return syntax(lx, "expected an operator (=, !=, :, <, <=, >, >=)");
 	}
-	if ((n->value = read_value(lx)) == NULL) {
+	if ((n->value = read_value(lx, false)) == NULL) {
 		node_free(n);
 		return syntax(lx, "expected a value");
 	}
@@ -276,7 +402,12 @@ parse_regex_syntax(struct lexer *lx, struct node **out)
 
 	for (skip_ws(lx); *lx->p != '\0'; skip_ws(lx)) {
 		struct node *n = node_new(N_CMP, NULL, NULL);
+		/* gcloud writes its terms side by side in parentheses: (a eq x)(b eq y) */
+		bool open = *lx->p == '(';
 
+		if (open)
+			lx->p++;
+		skip_ws(lx);
 		n->field = read_field(lx);
 		if (n->field != NULL && keyword(lx, "eq"))
 			n->op = OP_REQ;
@@ -289,13 +420,19 @@ parse_regex_syntax(struct lexer *lx, struct node **out)
 			    "expected 'FIELD eq REGEX' or 'FIELD ne REGEX' (the two "
 			    "filter syntaxes cannot be mixed)");
 		}
-		if ((n->value = read_value(lx)) == NULL || compile_regex(lx, n) != 0) {
+		if ((n->value = read_value(lx, true)) == NULL || compile_regex(lx, n) != 0) {
 			int error = n->value == NULL ? syntax(lx, "expected a regular expression")
 			                             : -EINVAL;
 
 			node_free(n);
 			node_free(all);
 			return error;
+		}
+		skip_ws(lx);
+		if (open && *lx->p++ != ')') {
+			node_free(n);
+			node_free(all);
+			return syntax(lx, "expected ')'");
 		}
 		all = all == NULL ? n : node_new(N_AND, all, n);
 	}
@@ -317,7 +454,11 @@ filter_parse(const char *s, struct filter **out, char **cause)
 		*out = f;
 		return 0;
 	}
-	/* The regex syntax starts "FIELD eq" or "FIELD ne". */
+	/* The regex syntax starts "FIELD eq" or "FIELD ne", perhaps in parentheses. */
+	skip_ws(&probe);
+	if (*probe.p == '(')
+		probe.p++;
+	skip_ws(&probe);
 	first = read_field(&probe);
 	if (first != NULL && (keyword(&probe, "eq") || keyword(&probe, "ne")))
 		error = parse_regex_syntax(&lx, &f->root);

@@ -87,13 +87,29 @@ test_filter_regex(void **state)
 	expect("name eq 'spillway'", false);
 	expect("name ne 'other-.*' status eq RUN.*", true);
 	expect("name eq \"spillway-[0-9]+\"", true);
+	/* As gcloud sends them: RE2, word boundaries, escaped dashes, terms in parentheses. */
+	expect("name eq \".*\\bspillway\\-1\\b.*\"", true);
+	expect("name eq \".*\\bway\\b.*\"", false);
+	expect("operationType eq \".*\\bpreempted\\b.*\"", true);
+	expect("(status eq RUNNING)(name eq \"spillway\\-\\d\")", true);
+	expect("(status eq RUNNING) (name eq \"spillway\\-\\d\\d\")", false);
+	expect("name eq \"(?:spill|fill)way-1\"", true);
+	expect("name eq \"spil{2}way-.*?\"", true);
+	expect("name eq \"spillway-[0-9]{1,3}\"", true);
+	expect("name eq \"spillway-[^a-z]\"", true);
+	expect("name eq \"spillway{-1\"", false);
 }
 
 static void
 test_filter_errors(void **state)
 {
 	static const char *bad[] = {"status", "status =", "(status = RUNNING", "status = RUNNING)",
-	    "= x", "name eq a status = b", "status = a name eq b", "name eq '('", "status ~ x"};
+	    "= x", "name eq a status = b", "status = a name eq b", "name eq '('", "status ~ x",
+	    /* RE2 that POSIX cannot evaluate: refused, never matched as something else */
+	    "name eq \"(?i)SPILLWAY-1\"", "name eq \"\\pL+\"", "(name eq a",
+	    /* what would make regcomp's memory run away: RE2 refuses it too */
+	    "name eq \"e++++++++\"", "name eq \"e*?+\"", "name eq \"((a{100}){100})\"",
+	    "name eq \"a{1001}\"", "name eq \"[\\d]\"", "name eq \"[a-z\""};
 
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct filter *f = NULL;
