@@ -465,8 +465,13 @@ instance_body(const char *zone, const char *name, const char *machine, bool spot
 	return v;
 }
 
-void
-run_spillway(struct cmd_run *r, const char *home, const char *const *args, const char *const *env)
+/*
+ * Run path with argv (argv[0] is its name) and its output captured; the child
+ * sets what child_env() says before it execs. home NULL: the environment kept.
+ */
+static void
+run_captured(struct cmd_run *r, const char *path, const char *const *argv, const char *home,
+    const char *const *env)
 {
 	int out[2], err[2];
 	struct buf bo = BUF_INIT(1 << 24), be = BUF_INIT(1 << 22);
@@ -477,9 +482,6 @@ run_spillway(struct cmd_run *r, const char *home, const char *const *args, const
 	assert_int_equal(pipe(err), 0);
 	pid = fork();
 	if (pid == 0) {
-		const char *argv[40];
-		int n = 0;
-
 		dup2(out[1], 1);
 		dup2(err[1], 2);
 		/* Only 1 and 2: a daemon it detaches must not hold the pipes open. */
@@ -487,17 +489,15 @@ run_spillway(struct cmd_run *r, const char *home, const char *const *args, const
 		close(err[0]);
 		close(out[1]);
 		close(err[1]);
-		setenv("HOME", home, 1);
-		setenv("XDG_CONFIG_HOME", home, 1);
-		unsetenv("XDG_STATE_HOME");
-		unsetenv("CLOUDSDK_CONFIG");
+		if (home != NULL) {
+			setenv("HOME", home, 1);
+			setenv("XDG_CONFIG_HOME", home, 1);
+			unsetenv("XDG_STATE_HOME");
+			unsetenv("CLOUDSDK_CONFIG");
+		}
 		for (; env != NULL && *env != NULL; env++)
 			putenv((char *)*env);
-		argv[n++] = "spillway";
-		for (; *args != NULL && n < 38; args++)
-			argv[n++] = *args;
-		argv[n] = NULL;
-		execv(bin(), (char **)argv);
+		execvp(path, (char **)argv);
 		_exit(127);
 	}
 	close(out[1]);
@@ -509,7 +509,7 @@ run_spillway(struct cmd_run *r, const char *home, const char *const *args, const
 
 		while (p[0].fd >= 0 || p[1].fd >= 0) {
 			if (poll(p, 2, 300000) <= 0)
-				fail_msg("spillway %s: no output for five minutes", args[0]);
+				fail_msg("%s %s: no output for five minutes", argv[0], argv[1]);
 			for (int i = 0; i < 2; i++) {
 				char chunk[4096];
 				ssize_t n;
@@ -529,6 +529,25 @@ run_spillway(struct cmd_run *r, const char *home, const char *const *args, const
 	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	r->out = buf_detach(&bo, NULL);
 	r->err = buf_detach(&be, NULL);
+}
+
+void
+run_spillway(struct cmd_run *r, const char *home, const char *const *args, const char *const *env)
+{
+	const char *argv[40];
+	int n = 0;
+
+	argv[n++] = "spillway";
+	for (; *args != NULL && n < 38; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	run_captured(r, bin(), argv, home, env);
+}
+
+void
+run_program(struct cmd_run *r, const char *const *argv, const char *const *env)
+{
+	run_captured(r, argv[0], argv, NULL, env);
 }
 
 void

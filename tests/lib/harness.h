@@ -85,6 +85,8 @@ struct cmd_run {
  */
 void run_spillway(
     struct cmd_run *, const char *home, const char *const *args, const char *const *env);
+/* Any program (found on PATH), with the extra environment ("K=V", NULL-terminated, may be NULL). */
+void run_program(struct cmd_run *, const char *const *argv, const char *const *env);
 void cmd_run_free(struct cmd_run *);
 
 /*
