@@ -18,7 +18,9 @@ import json
 import sys
 
 ROOTS = ["Instance", "InstanceList", "Operation", "OperationList", "MachineType",
-         "Zone", "ZoneList", "Region"]
+         "Zone", "ZoneList", "Region", "InstancesSetLabelsRequest", "Project", "Image",
+         "InstanceAggregatedList", "OperationAggregatedList", "MachineTypeAggregatedList",
+         "SerialPortOutput", "Firewall", "Disk"]
 DROP = ("description", "enumDescriptions", "note")
 
 

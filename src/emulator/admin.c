@@ -38,8 +38,7 @@ admin_inst(struct rq *rq, char **parts, size_t n)
 static void
 reset(struct emulator *emu)
 {
-	for (size_t i = 0; i < emu->nzones; i++)
-		compute_free_zone(&emu->zones[i]);
+	compute_reset_all(emu);
 	json_array_clear(emu->requests);
 	faults_free(&emu->faults);
 	faults_init(&emu->faults);

@@ -33,7 +33,14 @@ extern const size_t gce_schema_json_len;
 #define DEFAULT_CPU_QUOTA 24
 
 static const char *status_names[] = {
-    "PROVISIONING", "STAGING", "RUNNING", "STOPPING", "TERMINATED"};
+    [ST_PROVISIONING] = "PROVISIONING",
+    [ST_STAGING] = "STAGING",
+    [ST_RUNNING] = "RUNNING",
+    [ST_STOPPING] = "STOPPING",
+    [ST_TERMINATED] = "TERMINATED",
+    [ST_SUSPENDING] = "SUSPENDING",
+    [ST_SUSPENDED] = "SUSPENDED",
+};
 
 /* --- time --- */
 
@@ -111,8 +118,8 @@ compute_bad_field(struct rq *rq, const char *field, const char *value, const cha
 	free(why);
 }
 
-static void
-not_found(struct rq *rq, const char *what, const char *zone, const char *name)
+void
+compute_not_found(struct rq *rq, const char *what, const char *zone, const char *name)
 {
 	emu_error(rq, 404, "notFound", "The resource 'projects/%s/zones/%s/%s/%s' was not found",
 	    rq->emu->project, zone, what, name);
@@ -186,33 +193,40 @@ compute_zone_link(struct emulator *emu, const struct zone *z)
 }
 
 struct op *
-compute_op_new(struct zone *z, const char *type, const char *target_name, const char *target_id,
-    const char *request_id, const char *user)
+compute_op_new(struct zone *z, const char *type, const char *collection, const char *target_name,
+    const char *target_id, const char *request_id, const char *user)
 {
 	struct emulator *emu = z->emu;
 	struct op *op = xcalloc(1, sizeof *op);
-	char *zl = compute_zone_link(emu, z), *tl, *sl, id[24];
+	char *scope = z->name != NULL
+	    ? xasprintf(GCE_LINK "projects/%s/zones/%s", emu->project, z->name)
+	    : xasprintf(GCE_LINK "projects/%s/global", emu->project);
+	char *tl, *sl, id[24];
 	uint64_t nid = emu_new_id(emu);
 	unsigned char r[8];
 	json_t *now = compute_now_json(emu);
 
 	random_bytes(r, sizeof r);
 	op->zone = z;
-	op->name = xasprintf("operation-%" PRId64 "-%02x%02x%02x%02x%02x%02x-%02x%02x-%08" PRIx64,
-	    emu_now_ms(emu), r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], nid & 0xffffffff);
+	/* Google's shape: operation-MILLISECONDS-13 hex-8 hex-8 hex. */
+	op->name =
+	    xasprintf("operation-%" PRId64 "-%013" PRIx64 "-%02x%02x%02x%02x-%02x%02x%02x%02x",
+	        emu_now_ms(emu), (uint64_t)(nid & 0xfffffffffffffULL), r[0], r[1], r[2], r[3], r[4],
+	        r[5], r[6], r[7]);
 	op->request_id = request_id != NULL ? xstrdup(request_id) : NULL;
-	tl = xasprintf("%s/instances/%s", zl, target_name);
-	sl = xasprintf("%s/operations/%s", zl, op->name);
+	tl = xasprintf("%s/%s/%s", scope, collection, target_name);
+	sl = xasprintf("%s/operations/%s", scope, op->name);
 	snprintf(id, sizeof id, "%" PRIu64, nid);
-	op->res = jx_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:s}", "kind",
-	    "compute#operation", "id", id, "name", op->name, "zone", zl, "operationType", type,
-	    "targetLink", tl, "targetId", target_id, "status", "PENDING", "progress", 0,
-	    "insertTime", now, "selfLink", sl);
-	json_object_set_new(op->res, "user", json_string(user));
+	op->res = jx_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:O, s:s, s:s}", "kind",
+	    "compute#operation", "id", id, "name", op->name, "operationType", type, "targetLink",
+	    tl, "targetId", target_id, "status", "PENDING", "progress", 0, "insertTime", now,
+	    "selfLink", sl, "user", user);
+	if (z->name != NULL)
+		json_object_set_new(op->res, "zone", json_string(scope));
 	if (request_id != NULL)
 		json_object_set_new(op->res, "clientOperationId", json_string(request_id));
 	json_decref(now);
-	free(zl);
+	free(scope);
 	free(tl);
 	free(sl);
 	if (z->nops == z->capops) {
@@ -246,8 +260,8 @@ op_wake(struct op *op)
 	}
 }
 
-static void
-op_done(struct op *op, json_t *error, int http_status, const char *http_message)
+void
+compute_op_done(struct op *op, json_t *error, int http_status, const char *http_message)
 {
 	if (op == NULL || op->done)
 		return;
@@ -272,12 +286,13 @@ compute_op_json(struct op *op)
 }
 
 struct op *
-compute_find_op(struct emulator *emu, const char *zone, const char *name, const char *request_id)
+compute_find_op(
+    struct emulator *emu, const struct zone *scope, const char *name, const char *request_id)
 {
-	for (size_t i = 0; i < emu->nzones; i++) {
-		struct zone *z = &emu->zones[i];
+	for (size_t i = 0; i <= emu->nzones; i++) {
+		struct zone *z = i < emu->nzones ? &emu->zones[i] : &emu->global;
 
-		if (zone != NULL && strcmp(z->name, zone) != 0)
+		if (scope != NULL && z != scope)
 			continue;
 		for (size_t j = z->nops; j-- > 0;) {
 			struct op *op = z->ops[j];
@@ -312,7 +327,7 @@ inst_changed(struct inst *inst)
 	inst->text = NULL;
 }
 
-static const char *
+const char *
 inst_text(struct inst *inst)
 {
 	if (inst->text == NULL)
@@ -335,6 +350,7 @@ inst_release(uv_handle_t *h)
 
 	json_decref(inst->res);
 	json_decref(inst->guest_attrs);
+	buf_release(&inst->serial);
 	free(inst->text);
 	free(inst->name);
 	free(inst);
@@ -353,6 +369,7 @@ inst_remove(struct inst *inst)
 		z->ninsts--;
 	}
 	guest_stop(inst);
+	disks_release(inst);
 	inst->zone = NULL;
 	metadata_changed(inst->emu, inst);
 	uv_timer_stop(&inst->timer);
@@ -369,8 +386,8 @@ inst_timer_start(struct inst *inst, enum inst_event ev, int64_t virtual_ms)
 	    clock_timer_ms(inst->emu->clock, virtual_ms < 0 ? 0 : virtual_ms), 0);
 }
 
-static void
-begin_stop(struct inst *inst, bool remove)
+void
+compute_stop(struct inst *inst, bool remove)
 {
 	inst->deleting |= remove;
 	if (inst->status == ST_STOPPING)
@@ -473,14 +490,22 @@ on_inst_timer(uv_timer_t *t)
 			bool quota = strcmp(inst->fail_code, "QUOTA_EXCEEDED") == 0;
 
 			if (quota)
-				op_done(inst->op, quota_error(inst), 403, "FORBIDDEN");
+				compute_op_done(inst->op, quota_error(inst), 403, "FORBIDDEN");
 			else
-				op_done(inst->op,
+				compute_op_done(inst->op,
 				    stockout_error(
 				        inst, str_suffix(inst->fail_code, "_WITH_DETAILS")),
 				    503, "SERVICE UNAVAILABLE");
 			inst->op = NULL;
-			inst_remove(inst);
+			inst->fail_code = NULL;
+			/* A start (resume) that fails leaves the VM stopped (suspended); an insert,
+			 * no VM. */
+			if (inst->started_ms > 0)
+				inst_set_status(
+				    inst, inst->resuming ? ST_SUSPENDED : ST_TERMINATED);
+			else
+				inst_remove(inst);
+			inst->resuming = false;
 			return;
 		}
 		inst_set_status(inst, ST_STAGING);
@@ -491,38 +516,50 @@ on_inst_timer(uv_timer_t *t)
 		break;
 	case EV_RUN:
 		inst_set_status(inst, ST_RUNNING);
+		if (!inst->resuming)
+			serial_boot(inst);
 		inst->started_ms = emu_now_ms(emu);
 		json_object_set_new(inst->res, "lastStartTimestamp", compute_now_json(emu));
 		inst_changed(inst);
-		op_done(inst->op, NULL, 0, NULL);
+		compute_op_done(inst->op, NULL, 0, NULL);
 		inst->op = NULL;
 		if (inst->spot && emu->faults.preempt > 0 && emu_rand(emu) < emu->faults.preempt)
 			inst->preempt_at_ms = inst->started_ms +
 			    (int64_t)(emu_rand(emu) * (double)emu->faults.preempt_within_s * 1000);
 		guest_start(inst);
+		if (inst->resuming)
+			guest_set(
+			    inst, 1, false); /* its backend was loaded when it was suspended */
+		inst->resuming = false;
 		schedule_running(inst);
 		break;
 	case EV_EXPIRE:
 		log_debug("emulator: %s reached its maxRunDuration or terminationTime", inst->name);
-		begin_stop(inst, inst->delete_on_stop);
+		compute_stop(inst, inst->delete_on_stop);
 		break;
 	case EV_PREEMPT:
 		compute_preempt(inst);
 		break;
 	case EV_PREEMPT_STOP:
-		begin_stop(inst, inst->delete_on_stop);
+		compute_stop(inst, inst->delete_on_stop);
 		break;
 	case EV_STOPPED:
 		if (inst->deleting) {
-			op_done(inst->op, NULL, 0, NULL);
+			compute_op_done(inst->op, NULL, 0, NULL);
 			inst->op = NULL;
 			inst_remove(inst);
 			return;
 		}
 		inst_set_status(inst, ST_TERMINATED);
+		serial_stop(inst);
 		json_object_set_new(inst->res, "lastStopTimestamp", compute_now_json(emu));
 		inst_changed(inst);
-		op_done(inst->op, NULL, 0, NULL);
+		compute_op_done(inst->op, NULL, 0, NULL);
+		inst->op = NULL;
+		break;
+	case EV_SUSPENDED:
+		inst_set_status(inst, ST_SUSPENDED);
+		compute_op_done(inst->op, NULL, 0, NULL);
 		inst->op = NULL;
 		break;
 	case EV_NONE:
@@ -539,20 +576,97 @@ compute_preempt(struct inst *inst)
 
 	inst->preempted = true;
 	inst->preempt_at_ms = 0;
-	op = compute_op_new(inst->zone, "compute.instances.preempted", inst->name,
+	op = compute_op_new(inst->zone, "compute.instances.preempted", "instances", inst->name,
 	    json_string_value(id), NULL, "system");
 	json_object_set_new(op->res, "statusMessage", json_string("Instance was preempted."));
-	op_done(op, NULL, 0, NULL);
+	compute_op_done(op, NULL, 0, NULL);
 	metadata_changed(emu, inst);
 	log_debug("emulator: preempting %s", inst->name);
 	inst_timer_start(inst, EV_PREEMPT_STOP, emu->opts.preempt_notice_ms);
 }
 
 void
+compute_start(struct inst *inst)
+{
+	struct emulator *emu = inst->emu;
+	int stockout = faults_stockout(&emu->faults, inst->zone->name);
+
+	inst->preempted = false;
+	inst->deleting = false;
+	if (stockout != 0)
+		inst->fail_code = stockout == 2 ? "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
+		                                : "ZONE_RESOURCE_POOL_EXHAUSTED";
+	else if (compute_region_cpus(emu, inst->zone->region) + inst->vcpus >
+	    compute_quota_limit(emu))
+		inst->fail_code = "QUOTA_EXCEEDED";
+	inst_set_status(inst, ST_PROVISIONING);
+	inst_timer_start(inst, EV_STAGE, emu->opts.boot_ms / 2);
+}
+
+void
+compute_suspend(struct inst *inst)
+{
+	inst_set_status(inst, ST_SUSPENDING);
+	guest_stop(inst);
+	inst_timer_start(inst, EV_SUSPENDED, inst->emu->opts.stop_ms);
+}
+
+void
+compute_resume(struct inst *inst)
+{
+	compute_start(inst);
+	inst->resuming = true;
+}
+
+int
+compute_cpus_held(const struct inst *inst)
+{
+	bool held = inst->status != ST_TERMINATED && inst->status != ST_SUSPENDED &&
+	    inst->fail_code == NULL;
+
+	return held ? inst->vcpus : 0;
+}
+
+/* A hard reset: the guest stops and boots again at once; the VM stays RUNNING. */
+void
+compute_reset(struct inst *inst)
+{
+	guest_stop(inst);
+	if (jx_get(inst->res, "networkInterfaces.0.accessConfigs.0") != NULL &&
+	    guest_reserve(inst) == 0)
+		set_nat_ip(inst);
+	serial_boot(inst);
+	guest_start(inst);
+}
+
+void
+compute_op_remove(struct op *op)
+{
+	struct zone *z = op->zone;
+	size_t i;
+
+	for (i = 0; i < z->nops && z->ops[i] != op; i++)
+		;
+	memmove(&z->ops[i], &z->ops[i + 1], (z->nops - i - 1) * sizeof *z->ops);
+	z->nops--;
+	op_free(op);
+}
+
+void
 compute_poweroff(struct inst *inst)
 {
 	if (inst->status == ST_RUNNING)
-		begin_stop(inst, false);
+		compute_stop(inst, false);
+}
+
+void
+compute_reset_all(struct emulator *emu)
+{
+	for (size_t i = 0; i < emu->nzones; i++)
+		compute_free_zone(&emu->zones[i]);
+	compute_free_zone(&emu->global);
+	json_object_clear(emu->images);
+	firewalls_default(emu);
 }
 
 void
@@ -564,430 +678,8 @@ compute_free_zone(struct zone *z)
 		op_free(z->ops[i]);
 	free(z->insts);
 	free(z->ops);
+	json_object_clear(z->disks);
 	z->insts = NULL;
 	z->ops = NULL;
 	z->ninsts = z->capinsts = z->nops = z->capops = 0;
-}
-
-/* --- instances.delete, get, list --- */
-
-static void
-inst_delete(struct rq *rq, struct zone *z, const char *name)
-{
-	struct emulator *emu = rq->emu;
-	struct inst *inst = emu_find_inst(emu, z->name, name);
-	const char *request_id;
-	struct op *op, *overtaken;
-
-	if (compute_check_request_id(rq, &request_id, &op) != 0)
-		return;
-	if (op != NULL) {
-		emu_reply_json(rq, 200, compute_op_json(op));
-		return;
-	}
-	if (inst == NULL) {
-		not_found(rq, "instances", z->name, name);
-		return;
-	}
-	if (inst->deleting && inst->op != NULL) {
-		emu_reply_json(rq, 200, compute_op_json(inst->op));
-		return;
-	}
-	/* A pending insert has done its part once a delete overtakes it. */
-	if ((overtaken = inst->op) != NULL)
-		op_done(overtaken, NULL, 0, NULL);
-	op = compute_op_new(
-	    z, "delete", inst->name, jx_str(inst->res, "id"), request_id, emu->client_email);
-	/* ...at the very moment the delete came: it never ran (the clock may run fast). */
-	if (overtaken != NULL)
-		json_object_set(overtaken->res, "endTime", json_object_get(op->res, "insertTime"));
-	compute_op_start(op);
-	inst->op = op;
-	inst->fail_code = NULL;
-	begin_stop(inst, true);
-	emu_reply_json(rq, 200, compute_op_json(op));
-}
-
-static char *
-page_token(const char *cursor)
-{
-	return b64url_encode(cursor, strlen(cursor));
-}
-
-static int
-parse_page(struct rq *rq, size_t *max, char **cursor, struct filter **filter)
-{
-	const char *m = httpd_req_query(rq->req, "maxResults");
-	const char *tok = httpd_req_query(rq->req, "pageToken");
-	const char *f = httpd_req_query(rq->req, "filter");
-	const char *order = httpd_req_query(rq->req, "orderBy");
-	char *cause = NULL;
-	int64_t n = LIST_MAX;
-
-	*cursor = NULL;
-	*filter = NULL;
-	if (m != NULL && parse_int64(m, INT64_MIN, INT64_MAX, &n) != 0) {
-		compute_bad_field(rq, "maxResults", m, "Must be an integer.");
-		return -EINVAL;
-	}
-	if (n < 0 || n > LIST_MAX) {
-		compute_bad_field(rq, "maxResults", m,
-		    n < 0 ? "Must be greater than or equal to 0"
-		          : "Must be less than or equal to 500");
-		return -EINVAL;
-	}
-	*max = n == 0 ? LIST_MAX : (size_t)n;
-	if (order != NULL && *order != '\0' && strcmp(order, "name") != 0) {
-		compute_bad_field(rq, "orderBy", order, "Only ordering by name is supported.");
-		return -EINVAL;
-	}
-	if (tok != NULL && *tok != '\0') {
-		unsigned char *raw;
-		size_t len;
-
-		if (b64url_decode(tok, strlen(tok), &raw, &len) != 0 || len == 0 ||
-		    memchr(raw, '\0', len) != NULL) {
-			compute_bad_field(rq, "pageToken", tok, "The page token is invalid.");
-			return -EINVAL;
-		}
-		*cursor = (char *)raw;
-	}
-	if (f != NULL && filter_parse(f, filter, &cause) != 0) {
-		compute_bad_field(rq, "filter", f, "Invalid list filter expression (%s).", cause);
-		free(cause);
-		free(*cursor);
-		*cursor = NULL;
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static json_t *
-list_json(struct rq *rq, struct zone *z, const char *kind, const char *what, json_t *items,
-    const char *next)
-{
-	char *id = xasprintf("projects/%s/zones/%s/%s", rq->emu->project, z->name, what);
-	char *self = xasprintf(GCE_LINK "%s", id);
-	json_t *v = jx_pack("{s:s, s:s, s:s}", "kind", kind, "id", id, "selfLink", self);
-
-	if (json_array_size(items) > 0)
-		json_object_set(v, "items", items);
-	if (next != NULL)
-		json_object_set_new(v, "nextPageToken", json_string(next));
-	json_decref(items);
-	free(id);
-	free(self);
-	return v;
-}
-
-static void
-inst_list(struct rq *rq, struct zone *z)
-{
-	struct emulator *emu = rq->emu;
-	struct filter *filter;
-	struct buf out = BUF_INIT(SIZE_MAX);
-	char *cursor, *next = NULL;
-	const char *last = NULL;
-	size_t max, i = 0, n = 0;
-	bool found, more = false;
-
-	if (parse_page(rq, &max, &cursor, &filter) != 0)
-		return;
-	if (cursor != NULL) {
-		i = compute_inst_index(z, cursor, &found);
-		i += found;
-	}
-	/* Each instance's JSON is kept serialised: a page is mostly memcpy. */
-	buf_printf(&out,
-	    "{\"kind\":\"compute#instanceList\",\"id\":\"projects/%s/zones/%s/instances\","
-	    "\"selfLink\":\"" GCE_LINK "projects/%s/zones/%s/instances\"",
-	    emu->project, z->name, emu->project, z->name);
-	for (; i < z->ninsts; i++) {
-		if (!filter_match(filter, z->insts[i]->res))
-			continue;
-		if (n == max) {
-			more = true;
-			break;
-		}
-		buf_addstr(&out, n++ == 0 ? ",\"items\":[" : ",");
-		buf_addstr(&out, inst_text(z->insts[i]));
-		last = z->insts[i]->name;
-	}
-	if (n > 0)
-		buf_addch(&out, ']');
-	/* The cursor is the last name sent: a page never repeats or skips one. */
-	if (more) {
-		next = page_token(last);
-		buf_printf(&out, ",\"nextPageToken\":\"%s\"", next);
-	}
-	buf_addch(&out, '}');
-	emu_reply(rq, 200, "application/json; charset=UTF-8", out.data, out.len);
-	buf_release(&out);
-	free(next);
-	free(cursor);
-	filter_free(filter);
-}
-
-/* --- operations --- */
-
-static void
-op_list(struct rq *rq, struct zone *z)
-{
-	struct filter *filter;
-	char *cursor, *next = NULL;
-	size_t max, i = 0;
-	int64_t from;
-	json_t *items;
-
-	if (parse_page(rq, &max, &cursor, &filter) != 0)
-		return;
-	if (cursor != NULL && parse_int64(cursor, 0, INT64_MAX, &from) == 0)
-		i = (size_t)from;
-	items = json_array();
-	for (; i < z->nops; i++) {
-		if (!filter_match(filter, z->ops[i]->res))
-			continue;
-		if (json_array_size(items) == max) {
-			char pos[24];
-
-			snprintf(pos, sizeof pos, "%zu", i);
-			next = page_token(pos);
-			break;
-		}
-		json_array_append(items, z->ops[i]->res);
-	}
-	emu_reply_json(
-	    rq, 200, list_json(rq, z, "compute#operationList", "operations", items, next));
-	free(next);
-	free(cursor);
-	filter_free(filter);
-}
-
-static void
-op_wait(struct rq *rq, struct op *op)
-{
-	if (op->done) {
-		emu_reply_json(rq, 200, compute_op_json(op));
-		return;
-	}
-	rq->op = op;
-	rq_defer(rq, RQ_OP);
-	rq_defer_timer(rq, rq->emu->opts.wait_ms);
-}
-
-static void
-op_delete(struct rq *rq, struct zone *z, struct op *op)
-{
-	size_t i;
-
-	for (i = 0; i < z->nops && z->ops[i] != op; i++)
-		;
-	memmove(&z->ops[i], &z->ops[i + 1], (z->nops - i - 1) * sizeof *z->ops);
-	z->nops--;
-	op_free(op);
-	emu_reply(rq, 204, NULL, "", 0);
-}
-
-/* --- zones and regions --- */
-
-static json_t *
-zone_json(struct emulator *emu, struct zone *z)
-{
-	char *self = compute_zone_link(emu, z);
-	char *region = xasprintf(GCE_LINK "projects/%s/regions/%s", emu->project, z->region);
-	char id[24];
-	unsigned h = 2166136261u;
-	json_t *v;
-
-	for (const char *p = z->name; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	snprintf(id, sizeof id, "%u", 2000 + h % 1000);
-	v = jx_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s,s,s], s:b}", "kind",
-	    "compute#zone", "id", id, "creationTimestamp", "1969-12-31T16:00:00.000-08:00", "name",
-	    z->name, "description", z->name, "status", "UP", "region", region, "selfLink", self,
-	    "availableCpuPlatforms", "Intel Cascade Lake", "Intel Broadwell", "AMD Rome",
-	    "supportsPzs", false);
-	free(self);
-	free(region);
-	return v;
-}
-
-static void
-region_get(struct rq *rq, const char *name)
-{
-	struct emulator *emu = rq->emu;
-	json_t *zones = json_array(), *v;
-	char *self;
-
-	for (size_t i = 0; i < emu->nzones; i++) {
-		if (strcmp(emu->zones[i].region, name) == 0) {
-			char *zl = compute_zone_link(emu, &emu->zones[i]);
-
-			json_array_append_new(zones, json_string(zl));
-			free(zl);
-		}
-	}
-	if (json_array_size(zones) == 0) {
-		json_decref(zones);
-		emu_error(rq, 404, "notFound",
-		    "The resource 'projects/%s/regions/%s' was not found", emu->project, name);
-		return;
-	}
-	self = xasprintf(GCE_LINK "projects/%s/regions/%s", emu->project, name);
-	v = jx_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:[{s:s, s:f, s:f}]}", "kind",
-	    "compute#region", "id", "1000", "creationTimestamp", "1969-12-31T16:00:00.000-08:00",
-	    "name", name, "status", "UP", "selfLink", self, "zones", zones, "quotas", "metric",
-	    "CPUS", "limit", (double)compute_quota_limit(emu), "usage",
-	    (double)compute_region_cpus(emu, name));
-	free(self);
-	emu_reply_json(rq, 200, v);
-}
-
-/*
- * The project's firewall rules: SSH from anywhere (as a new project has it),
- * and with --firewall-source a rule opening the guest port to that range for
- * instances tagged spillway-backend (spillway.network_tags by default).
- */
-static void
-firewall_list(struct rq *rq)
-{
-	struct emulator *emu = rq->emu;
-	json_t *items = json_array();
-	char agent[16];
-
-	json_array_append_new(items,
-	    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:[s]}], s:[s], s:i, s:b}", "kind",
-	        "compute#firewall", "name", "default-allow-ssh", "direction", "INGRESS", "allowed",
-	        "IPProtocol", "tcp", "ports", "22", "sourceRanges", "0.0.0.0/0", "priority", 65534,
-	        "disabled", 0));
-	/* The agent's port only, as docs/offload.md asks: the agent carries the backend's. */
-	snprintf(agent, sizeof agent, "%d", emu->opts.agent_port);
-	if (emu->opts.firewall_source != NULL) {
-		char **list = str_split(or_default(emu->opts.firewall_ports, agent), ',', NULL);
-		json_t *ports = json_array();
-
-		for (char **p = list; *p != NULL; p++)
-			json_array_append_new(ports, json_string(*p));
-		str_list_free(list);
-		json_array_append_new(items,
-		    jx_pack("{s:s, s:s, s:s, s:[{s:s, s:o}], s:[s], s:[s], s:i, s:b}", "kind",
-		        "compute#firewall", "name", "spillway-backend", "direction", "INGRESS",
-		        "allowed", "IPProtocol", "tcp", "ports", ports, "sourceRanges",
-		        emu->opts.firewall_source, "targetTags", "spillway-backend", "priority",
-		        1000, "disabled", 0));
-	}
-	emu_reply_json(rq, 200,
-	    jx_pack("{s:s, s:s, s:o}", "kind", "compute#firewallList", "id", "firewalls", "items",
-	        items));
-}
-
-/* --- routing --- */
-
-static bool
-method_is(struct rq *rq, const char *m)
-{
-	return strcmp(httpd_req_method(rq->req), m) == 0;
-}
-
-void
-compute_route(struct rq *rq, char **parts, size_t n)
-{
-	struct emulator *emu = rq->emu;
-	struct zone *z = NULL;
-	const char *collection = n > 6 ? parts[6] : "";
-
-	/* compute v1 projects P ... */
-	if (n < 4 || strcmp(parts[2], "projects") != 0)
-		goto nomethod;
-	if (strcmp(parts[3], emu->project) != 0) {
-		emu_error(
-		    rq, 404, "notFound", "The resource 'projects/%s' was not found", parts[3]);
-		return;
-	}
-	if (n == 6 && strcmp(parts[4], "global") == 0 && strcmp(parts[5], "firewalls") == 0 &&
-	    method_is(rq, "GET")) {
-		firewall_list(rq);
-		return;
-	}
-	if (n == 6 && strcmp(parts[4], "regions") == 0 && method_is(rq, "GET")) {
-		region_get(rq, parts[5]);
-		return;
-	}
-	if (n < 5 || strcmp(parts[4], "zones") != 0)
-		goto nomethod;
-	if (n == 5 && method_is(rq, "GET")) {
-		json_t *items = json_array();
-
-		for (size_t i = 0; i < emu->nzones; i++)
-			json_array_append_new(items, zone_json(emu, &emu->zones[i]));
-		emu_reply_json(rq, 200,
-		    jx_pack("{s:s, s:s, s:o, s:s}", "kind", "compute#zoneList", "id",
-		        "projects/zones", "items", items, "selfLink", GCE_LINK "zones"));
-		return;
-	}
-	if (!compute_valid_name(parts[5])) {
-		emu_error(rq, 400, "invalidParameter",
-		    "Invalid value '%s'. Values must match the "
-		    "following regular expression: "
-		    "'[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?'",
-		    parts[5]);
-		return;
-	}
-	if ((z = emu_zone(emu, parts[5])) == NULL) {
-		compute_bad_field(rq, "zone", parts[5], "Unknown zone.");
-		return;
-	}
-	if (n == 6 && method_is(rq, "GET")) {
-		emu_reply_json(rq, 200, zone_json(emu, z));
-	} else if (n == 7 && strcmp(collection, "instances") == 0 && method_is(rq, "GET")) {
-		inst_list(rq, z);
-	} else if (n == 7 && strcmp(collection, "instances") == 0 && method_is(rq, "POST")) {
-		compute_inst_insert(rq, z);
-	} else if (n == 8 && strcmp(collection, "instances") == 0 && method_is(rq, "GET")) {
-		struct inst *inst = emu_find_inst(emu, z->name, parts[7]);
-
-		if (inst == NULL)
-			not_found(rq, "instances", z->name, parts[7]);
-		else
-			emu_reply(rq, 200, "application/json; charset=UTF-8", inst_text(inst),
-			    strlen(inst_text(inst)));
-	} else if (n == 9 && strcmp(collection, "instances") == 0 &&
-	    strcmp(parts[8], "getGuestAttributes") == 0 && method_is(rq, "GET")) {
-		struct inst *inst = emu_find_inst(emu, z->name, parts[7]);
-
-		if (inst == NULL)
-			not_found(rq, "instances", z->name, parts[7]);
-		else
-			metadata_guest_attributes(rq, inst);
-	} else if (n == 8 && strcmp(collection, "instances") == 0 && method_is(rq, "DELETE")) {
-		inst_delete(rq, z, parts[7]);
-	} else if (n == 7 && strcmp(collection, "operations") == 0 && method_is(rq, "GET")) {
-		op_list(rq, z);
-	} else if (n >= 8 && strcmp(collection, "operations") == 0) {
-		struct op *op = compute_find_op(emu, z->name, parts[7], NULL);
-
-		if (op == NULL)
-			not_found(rq, "operations", z->name, parts[7]);
-		else if (n == 8 && method_is(rq, "GET"))
-			emu_reply_json(rq, 200, compute_op_json(op));
-		else if (n == 8 && method_is(rq, "DELETE"))
-			op_delete(rq, z, op);
-		else if (n == 9 && strcmp(parts[8], "wait") == 0 && method_is(rq, "POST"))
-			op_wait(rq, op);
-		else
-			goto nomethod;
-	} else if (n == 8 && strcmp(collection, "machineTypes") == 0 && method_is(rq, "GET")) {
-		json_t *mt = machine_json(emu, z, parts[7]);
-
-		if (mt == NULL)
-			not_found(rq, "machineTypes", z->name, parts[7]);
-		else
-			emu_reply_json(rq, 200, mt);
-	} else {
-		goto nomethod;
-	}
-	return;
-nomethod:
-	emu_error(rq, 404, "notFound", "The requested URL %s was not found on this server.",
-	    httpd_req_path(rq->req));
 }

@@ -64,7 +64,12 @@ emu_time(const struct emulator *emu, int64_t ms, char out[RFC3339_LEN])
 uint64_t
 emu_new_id(struct emulator *emu)
 {
-	return emu->next_id++;
+	uint64_t r;
+
+	(void)emu;
+	/* Google's ids: random, 19 decimal digits, unique across every kind of resource. */
+	random_bytes(&r, sizeof r);
+	return 1000000000000000000ULL + r % 8000000000000000000ULL;
 }
 
 struct zone *
@@ -80,6 +85,12 @@ void
 emu_split_path(const char *path, char ***parts, size_t *n)
 {
 	*parts = str_split(path, '/', n);
+}
+
+const char *
+rq_user(const struct rq *rq)
+{
+	return rq->user != NULL ? rq->user : rq->emu->client_email;
 }
 
 /* --- answering --- */
@@ -118,6 +129,7 @@ rq_release(uv_handle_t *h)
 	free(rq->meta_inst);
 	free(rq->meta_path);
 	free(rq->meta_etag);
+	free(rq->user);
 	fields_free(rq->fields);
 	free(rq);
 }
@@ -189,19 +201,19 @@ static void
 log_request(struct rq *rq, unsigned status)
 {
 	struct emulator *emu = rq->emu;
-	const char *path = httpd_req_path(rq->req);
-	char now[RFC3339_LEN], *query = httpd_req_query_string(rq->req), *body;
+	const char *path = rq_path(rq);
+	char now[RFC3339_LEN], *query = rq_query_string(rq), *body;
 	size_t len;
 	int too_large;
-	const char *raw = httpd_req_body(rq->req, &len, &too_large);
+	const char *raw = rq_body(rq, &len, &too_large);
 	json_t *entry;
 
 	body = strcmp(path, "/token") == 0 ? redact_form(raw) : xstrdup(raw);
 	emu_time(emu, emu_now_ms(emu), now);
-	entry = jx_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "seq",
-	    (json_int_t)++emu->seq, "time", now, "server", rq->server, "method",
-	    httpd_req_method(rq->req), "path", path, "query", query, "body", body, "status",
-	    (int)status, "peer", httpd_req_peer(rq->req));
+	entry =
+	    jx_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "seq", (json_int_t)++emu->seq,
+	        "time", now, "server", rq->server, "method", rq_method(rq), "path", path, "query",
+	        query, "body", body, "status", (int)status, "peer", httpd_req_peer(rq->req));
 	if (rq->host != NULL)
 		json_object_set_new(entry, "host", json_string(rq->host));
 	if (too_large)
@@ -271,7 +283,10 @@ fault_body(struct emulator *emu, unsigned status)
 static void
 respond_now(struct rq *rq, unsigned status, const char *ctype, const char *body, size_t len)
 {
-	httpd_respond(rq->req, status, ctype, body, len);
+	if (rq->part != NULL)
+		batch_part_answered(rq, status, ctype, body, len);
+	else
+		httpd_respond(rq->req, status, ctype, body, len);
 	rq_free(rq);
 }
 
@@ -509,7 +524,7 @@ test_permissions(struct rq *rq, const char *target)
 static bool
 partial(struct rq *rq)
 {
-	const char *spec = httpd_req_query(rq->req, "fields");
+	const char *spec = rq_query(rq, "fields");
 	char *cause = NULL;
 
 	if (spec == NULL || fields_parse(spec, &rq->fields, &cause) == 0)
@@ -517,6 +532,40 @@ partial(struct rq *rq)
 	emu_error(rq, 400, "invalidParameter", "%s", cause);
 	free(cause);
 	return false;
+}
+
+/* A path's parts, or 400 when one would climb (".", "..", a backslash); NULL when answered. */
+static char **
+path_parts(struct rq *rq, const char *path, size_t *n)
+{
+	char **parts;
+
+	emu_split_path(path, &parts, n);
+	for (size_t i = 0; i < *n; i++) {
+		if (strcmp(parts[i], ".") == 0 || strcmp(parts[i], "..") == 0 ||
+		    strchr(parts[i], '\\') != NULL) {
+			emu_error(rq, 400, "invalid", "Invalid resource path '%s'.", path);
+			str_list_free(parts);
+			return NULL;
+		}
+	}
+	return parts;
+}
+
+void
+compute_call(struct rq *rq)
+{
+	size_t n;
+	char **parts = path_parts(rq, rq_path(rq), &n);
+
+	if (parts == NULL)
+		return;
+	if (n < 2 || strcmp(parts[0], "compute") != 0 || strcmp(parts[1], "v1") != 0)
+		emu_error(rq, 404, "notFound", "The requested URL %s was not found on this server.",
+		    rq_path(rq));
+	else if (partial(rq))
+		compute_route(rq, parts, n);
+	str_list_free(parts);
 }
 
 static void
@@ -529,14 +578,8 @@ on_request(struct httpd_req *req, void *arg)
 	size_t n;
 	int too_large;
 
-	emu_split_path(path, &parts, &n);
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(parts[i], ".") == 0 || strcmp(parts[i], "..") == 0 ||
-		    strchr(parts[i], '\\') != NULL) {
-			emu_error(rq, 400, "invalid", "Invalid resource path '%s'.", path);
-			goto out;
-		}
-	}
+	if ((parts = path_parts(rq, path, &n)) == NULL)
+		return;
 	httpd_req_body(req, NULL, &too_large);
 	if (too_large) {
 		emu_error_status(rq, 413, "badRequest", "INVALID_ARGUMENT",
@@ -547,8 +590,13 @@ on_request(struct httpd_req *req, void *arg)
 		bool mutation = strcmp(httpd_req_method(req), "GET") != 0 &&
 		    !(n > 0 && strcmp(parts[n - 1], "wait") == 0);
 
-		if (oauth_check(rq) == 0 && !inject_faults(rq, mutation) && partial(rq))
-			compute_route(rq, parts, n);
+		if (oauth_check(rq) == 0 && !inject_faults(rq, mutation))
+			compute_call(rq);
+	} else if (n == 3 && strcmp(parts[0], "batch") == 0 && strcmp(parts[1], "compute") == 0 &&
+	    strcmp(parts[2], "v1") == 0) {
+		/* One exchange: its token and its faults are the whole batch's. */
+		if (oauth_check(rq) == 0 && !inject_faults(rq, true))
+			batch_route(rq);
 	} else if (n == 1 && strcmp(parts[0], "token") == 0) {
 		oauth_token(rq);
 	} else if (n >= 2 && strcmp(parts[0], "computeMetadata") == 0) {
@@ -611,8 +659,10 @@ setup_zones(struct emulator *emu, char **cause)
 		emu->zones[i].emu = emu;
 		emu->zones[i].name = xstrdup(z);
 		emu->zones[i].region = xstrndup(z, len - 2);
+		emu->zones[i].disks = json_object();
 		emu->nzones = i + 1;
 	}
+	emu->global = (struct zone){.emu = emu, .disks = json_object()};
 	str_list_free(names);
 	return error;
 }
@@ -674,7 +724,6 @@ emulator_new(uv_loop_t *loop, const struct emulator_opts *o, struct emulator **o
 	emu->rng = seed;
 	emu->project_number =
 	    xasprintf("%llu", 100000000000ULL + (unsigned long long)(emu_rand(emu) * 1e11));
-	emu->next_id = 1000000000000000000ULL + (uint64_t)(emu_rand(emu) * 1e17);
 	/* Guests live on 127.NET.x.y: a random NET keeps parallel emulators apart. */
 	emu->ip_net = 32 + (unsigned)(emu_rand(emu) * 200);
 	emu->next_ip = 257;
@@ -692,10 +741,13 @@ emulator_new(uv_loop_t *loop, const struct emulator_opts *o, struct emulator **o
 		goto fail;
 	}
 	setup_auth(emu);
+	emu->firewalls = json_object();
+	emu->images = json_object();
 	if ((error = httpd_new(loop, o->host, o->port, &ho, on_request, emu, &emu->http, cause)) !=
 	    0)
 		goto fail;
 	emu->url = xasprintf("http://%s:%d", o->host, httpd_port(emu->http));
+	firewalls_default(emu);
 	*out = emu;
 	return 0;
 fail:
@@ -717,10 +769,15 @@ emulator_free(struct emulator *emu)
 	}
 	for (size_t i = 0; i < emu->nzones; i++) {
 		compute_free_zone(&emu->zones[i]);
+		json_decref(emu->zones[i].disks);
 		free(emu->zones[i].name);
 		free(emu->zones[i].region);
 	}
 	free(emu->zones);
+	compute_free_zone(&emu->global);
+	json_decref(emu->global.disks);
+	json_decref(emu->firewalls);
+	json_decref(emu->images);
 	httpd_free(emu->http);
 	if (emu->request_log != NULL)
 		fclose(emu->request_log);

@@ -23,61 +23,27 @@
 
 /* --- instances.insert --- */
 
-static char *
-fingerprint(void)
+void
+compute_fingerprint(json_t *obj, const char *key, bool empty)
 {
 	unsigned char r[8], out[16];
 
 	random_bytes(r, sizeof r);
 	EVP_EncodeBlock(out, r, sizeof r);
-	return xstrdup((char *)out);
+	json_object_set_new(obj, key, json_string(empty ? EMPTY_FINGERPRINT : (char *)out));
 }
 
-static void
-set_fingerprint(json_t *obj, const char *key)
-{
-	char *fp = fingerprint();
-
-	json_object_set_new(obj, key, json_string(fp));
-	free(fp);
-}
-
-/* A partial URL ("global/networks/default", "projects/p/...") made whole. */
+/* The machine type a reference names in this zone; NULL when it names none. */
 static char *
-full_link(struct emulator *emu, const char *s)
+machine_type_name(struct emulator *emu, const char *ref, const char *zone)
 {
-	if (str_prefix(s, "https://") || str_prefix(s, "http://"))
-		return xstrdup(s);
-	if (str_prefix(s, "projects/"))
-		return xasprintf(GCE_LINK "%s", s);
-	return xasprintf(GCE_LINK "projects/%s/%s", emu->project, s);
-}
+	char *path = ref_path(emu, ref), *want = xasprintf("zones/%s/machineTypes/", zone);
+	const char *t = path != NULL ? ref_in_project(emu, path, want) : NULL;
+	char *name = t != NULL && *t != '\0' && strchr(t, '/') == NULL ? xstrdup(t) : NULL;
 
-/* "zones/Z/machineTypes/T" in any of Google's URL forms; NULL when malformed. */
-static char *
-machine_type_name(struct emulator *emu, const char *s, const char *zone)
-{
-	const char *p = s;
-	char *want;
-
-	if (str_prefix(p, "https://www.googleapis.com/compute/v1/"))
-		p += strlen("https://www.googleapis.com/compute/v1/");
-	else if (str_prefix(p, "https://compute.googleapis.com/compute/v1/"))
-		p += strlen("https://compute.googleapis.com/compute/v1/");
-	if (str_prefix(p, "projects/")) {
-		p += strlen("projects/");
-		if (!str_prefix(p, emu->project) || p[strlen(emu->project)] != '/')
-			return NULL;
-		p += strlen(emu->project) + 1;
-	}
-	want = xasprintf("zones/%s/machineTypes/", zone);
-	if (!str_prefix(p, want) || strchr(p + strlen(want), '/') != NULL) {
-		free(want);
-		return NULL;
-	}
-	p += strlen(want);
+	free(path);
 	free(want);
-	return *p != '\0' ? xstrdup(p) : NULL;
+	return name;
 }
 
 static bool
@@ -117,6 +83,47 @@ struct spec {
 	int64_t stop_at_ms;
 };
 
+/* A disk's source image: a reference in one of Google's forms, to an image that exists. */
+static int
+check_image(struct rq *rq, const char *ref, size_t i)
+{
+	char *path = ref_path(rq->emu, ref), field[96];
+	json_t *image = path != NULL ? image_resolve(rq->emu, path) : NULL;
+	int error = 0;
+
+	snprintf(field, sizeof field, "resource.disks[%zu].initializeParams.sourceImage", i);
+	if (path == NULL) {
+		compute_bad_field(rq, field, ref, "The URL is malformed.");
+		error = -EINVAL;
+	} else if (image == NULL) {
+		emu_error(rq, 404, "notFound", "The resource '%s' was not found", path);
+		error = -ENOENT;
+	}
+	json_decref(image);
+	free(path);
+	return error;
+}
+
+/* A network interface's network: the project's "default", named in one of Google's forms. */
+static int
+check_network(struct rq *rq, const char *ref, size_t i)
+{
+	char *path = ref_path(rq->emu, ref), field[64];
+	const char *name = path != NULL ? ref_in_project(rq->emu, path, "global/networks/") : NULL;
+	int error = 0;
+
+	snprintf(field, sizeof field, "resource.networkInterfaces[%zu].network", i);
+	if (name == NULL) {
+		compute_bad_field(rq, field, ref, "The URL is malformed.");
+		error = -EINVAL;
+	} else if (strcmp(name, "default") != 0) {
+		emu_error(rq, 404, "notFound", "The resource '%s' was not found", path);
+		error = -ENOENT;
+	}
+	free(path);
+	return error;
+}
+
 static int
 check_disks(struct rq *rq, json_t *body)
 {
@@ -147,6 +154,9 @@ check_disks(struct rq *rq, json_t *body)
 			compute_bad_field(rq, field, "", "A boot disk needs a source image.");
 			return -EINVAL;
 		}
+		if (ip != NULL && jx_str(ip, "sourceImage") != NULL &&
+		    check_image(rq, jx_str(ip, "sourceImage"), i) != 0)
+			return -EINVAL;
 		if (json_object_get(ip, "diskSizeGb") != NULL &&
 		    (jx_int64(json_object_get(ip, "diskSizeGb"), &gb) != 0 || gb < 10 ||
 		        gb > 65536)) {
@@ -166,8 +176,8 @@ check_disks(struct rq *rq, json_t *body)
 	return 0;
 }
 
-static int
-check_labels_metadata(struct rq *rq, json_t *body)
+int
+compute_check_labels_metadata(struct rq *rq, json_t *body)
 {
 	json_t *labels = json_object_get(body, "labels"), *items, *it, *v;
 	const char *k;
@@ -309,8 +319,8 @@ check_instance(struct rq *rq, struct zone *z, json_t *body, struct spec *sp)
 		    z->name);
 		return -EINVAL;
 	}
-	if (check_disks(rq, body) != 0 || check_labels_metadata(rq, body) != 0 ||
-	    check_scheduling(rq, body, sp) != 0)
+	if (check_disks(rq, body) != 0 || disks_check(rq, z, body) != 0 ||
+	    compute_check_labels_metadata(rq, body) != 0 || check_scheduling(rq, body, sp) != 0)
 		return -EINVAL;
 	if (json_array_size(nics) == 0) {
 		compute_bad_field(rq, "resource.networkInterfaces", "",
@@ -319,7 +329,18 @@ check_instance(struct rq *rq, struct zone *z, json_t *body, struct spec *sp)
 	}
 	json_array_foreach (nics, i, nic) {
 		json_t *ac = json_object_get(nic, "accessConfigs"), *a;
+		const char *net = jx_str(nic, "network"), *sub = jx_str(nic, "subnetwork");
+		char *sub_path = sub != NULL ? ref_path(emu, sub) : NULL;
 		size_t j;
+
+		free(sub_path);
+		if (net != NULL && check_network(rq, net, i) != 0)
+			return -EINVAL;
+		if (sub != NULL && sub_path == NULL) {
+			compute_bad_field(rq, "resource.networkInterfaces[].subnetwork", sub,
+			    "The URL is malformed.");
+			return -EINVAL;
+		}
 
 		json_array_foreach (ac, j, a) {
 			const char *type = jx_str(a, "type");
@@ -408,11 +429,11 @@ build_nics(json_t *res, struct emulator *emu, const struct zone *z)
 		char ip[16], name[24];
 		size_t j;
 
-		link = full_link(emu, net != NULL ? net : "global/networks/default");
+		link = ref_link(emu, net != NULL ? net : "global/networks/default");
 		json_object_set_new(nic, "network", json_string(link));
 		free(link);
 		if (sub != NULL)
-			link = full_link(emu, sub);
+			link = ref_link(emu, sub);
 		else
 			link = xasprintf(GCE_LINK "projects/%s/regions/%s/subnetworks/default",
 			    emu->project, z->region);
@@ -424,7 +445,7 @@ build_nics(json_t *res, struct emulator *emu, const struct zone *z)
 		json_object_set_new(nic, "name", json_string(name));
 		json_object_set_new(nic, "networkIP", json_string(ip));
 		json_object_set_new(nic, "stackType", json_string("IPV4_ONLY"));
-		set_fingerprint(nic, "fingerprint");
+		compute_fingerprint(nic, "fingerprint", false);
 		json_array_foreach (acs, j, ac) {
 			json_object_set_new(ac, "kind", json_string("compute#accessConfig"));
 			if (json_object_get(ac, "type") == NULL)
@@ -488,7 +509,7 @@ build_instance(struct inst *inst, json_t *body, const struct spec *sp, const cha
 {
 	struct emulator *emu = inst->emu;
 	struct zone *z = inst->zone;
-	json_t *res = json_deep_copy(body), *md;
+	json_t *res = json_deep_copy(body), *md, *tags;
 	char *zl = compute_zone_link(emu, z), *link;
 
 	json_object_set_new(res, "kind", json_string("compute#instance"));
@@ -511,8 +532,9 @@ build_instance(struct inst *inst, json_t *body, const struct spec *sp, const cha
 	if (json_object_get(res, "deletionProtection") == NULL)
 		json_object_set_new(res, "deletionProtection", json_false());
 	json_object_set_new(res, "startRestricted", json_false());
-	set_fingerprint(res, "fingerprint");
-	set_fingerprint(res, "labelFingerprint");
+	compute_fingerprint(res, "fingerprint", false);
+	compute_fingerprint(
+	    res, "labelFingerprint", json_object_size(json_object_get(res, "labels")) == 0);
 
 	build_disks(res, inst, zl);
 	build_nics(res, emu, z);
@@ -524,9 +546,15 @@ build_instance(struct inst *inst, json_t *body, const struct spec *sp, const cha
 		json_object_set_new(res, "metadata", md);
 	}
 	json_object_set_new(md, "kind", json_string("compute#metadata"));
-	set_fingerprint(md, "fingerprint");
-	if (json_object_get(res, "tags") != NULL)
-		set_fingerprint(json_object_get(res, "tags"), "fingerprint");
+	compute_fingerprint(md, "fingerprint", json_array_size(json_object_get(md, "items")) == 0);
+	/* Google gives every instance its tags' fingerprint, tags or none. */
+	tags = json_object_get(res, "tags");
+	if (tags == NULL) {
+		tags = json_object();
+		json_object_set_new(res, "tags", tags);
+	}
+	compute_fingerprint(
+	    tags, "fingerprint", json_array_size(json_object_get(tags, "items")) == 0);
 	free(zl);
 	return res;
 }
@@ -542,8 +570,7 @@ compute_region_cpus(struct emulator *emu, const char *region)
 		if (strcmp(z->region, region) != 0)
 			continue;
 		for (size_t j = 0; j < z->ninsts; j++)
-			if (z->insts[j]->status != ST_TERMINATED && z->insts[j]->fail_code == NULL)
-				used += z->insts[j]->vcpus;
+			used += compute_cpus_held(z->insts[j]);
 	}
 	return used;
 }
@@ -552,7 +579,7 @@ compute_region_cpus(struct emulator *emu, const char *region)
 int
 compute_check_request_id(struct rq *rq, const char **out, struct op **existing)
 {
-	const char *id = httpd_req_query(rq->req, "requestId");
+	const char *id = rq_query(rq, "requestId");
 
 	*out = NULL;
 	*existing = NULL;
@@ -570,8 +597,10 @@ compute_check_request_id(struct rq *rq, const char **out, struct op **existing)
 }
 
 void
-compute_inst_insert(struct rq *rq, struct zone *z)
+compute_inst_insert(struct call *c)
 {
+	struct rq *rq = c->rq;
+	struct zone *z = c->zone;
 	struct emulator *emu = rq->emu;
 	struct spec sp = {0};
 	struct inst *inst;
@@ -589,7 +618,7 @@ compute_inst_insert(struct rq *rq, struct zone *z)
 		emu_reply_json(rq, 200, compute_op_json(op));
 		return;
 	}
-	raw = httpd_req_body(rq->req, &len, NULL);
+	raw = rq_body(rq, &len, NULL);
 	if (jx_parse(raw, len, &body, &cause) != 0 ||
 	    jschema_validate(compute_schemas(), "Instance", body, "resource", 0, &cause) != 0) {
 		emu_error_status(rq, 400, "invalid", "INVALID_ARGUMENT",
@@ -610,6 +639,7 @@ compute_inst_insert(struct rq *rq, struct zone *z)
 	inst->emu = emu;
 	inst->zone = z;
 	inst->name = xstrdup(jx_str(body, "name"));
+	inst->serial = (struct buf)BUF_INIT(SIZE_MAX);
 	inst->vcpus = sp.vcpus;
 	inst->spot = sp.spot;
 	inst->delete_on_stop = sp.delete_on_stop;
@@ -634,7 +664,8 @@ compute_inst_insert(struct rq *rq, struct zone *z)
 	z->insts[at] = inst;
 	z->ninsts++;
 
-	op = compute_op_new(z, "insert", inst->name, id, request_id, emu->client_email);
+	disks_create(inst, body);
+	op = compute_op_new(z, "insert", "instances", inst->name, id, request_id, rq_user(rq));
 	compute_op_start(op);
 	inst->op = op;
 	inst_timer_start(inst, EV_STAGE, emu->opts.boot_ms / 2);

@@ -118,3 +118,33 @@ machine_json(struct emulator *emu, struct zone *z, const char *name)
 	free(link);
 	return v;
 }
+
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every type's name, sorted: built once, kept for the process's life. */
+const char *
+machine_name(size_t i)
+{
+	static char **names;
+	static size_t n;
+
+	if (names == NULL) {
+		size_t cap = nitems(shared_core);
+
+		for (size_t f = 0; f < nitems(families); f++)
+			for (const int *s = families[f].sizes; *s != 0; s++)
+				cap++;
+		names = xcalloc(cap, sizeof *names);
+		for (size_t k = 0; k < nitems(shared_core); k++)
+			names[n++] = xstrdup(shared_core[k].name);
+		for (size_t f = 0; f < nitems(families); f++)
+			for (const int *s = families[f].sizes; *s != 0; s++)
+				names[n++] = xasprintf("%s%d", families[f].prefix, *s);
+		qsort(names, n, sizeof *names, by_name);
+	}
+	return i < n ? names[i] : NULL;
+}

@@ -98,10 +98,10 @@ guest_attributes_enabled(const struct inst *inst)
 void
 metadata_guest_attributes(struct rq *rq, struct inst *inst)
 {
-	const char *key = httpd_req_query(rq->req, "variableKey");
-	const char *path = httpd_req_query(rq->req, "queryPath");
-	char *self = xasprintf("%s/compute/v1/projects/%s/zones/%s/instances/%s/guestAttributes",
-	    rq->emu->url, rq->emu->project, inst->zone->name, inst->name);
+	const char *key = rq_query(rq, "variableKey");
+	const char *path = rq_query(rq, "queryPath");
+	char *self = xasprintf(GCE_LINK "projects/%s/zones/%s/instances/%s/guestAttributes",
+	    rq->emu->project, inst->zone->name, inst->name);
 	json_t *v, *items;
 	const char *k;
 
@@ -267,7 +267,11 @@ render(struct rq *rq, struct inst *inst, char **body, bool *json)
 	/* computeMetadata v1 ... */
 	if (n >= 6 && strcmp(parts[2], "instance") == 0 &&
 	    strcmp(parts[3], "service-accounts") == 0 && strcmp(parts[5], "token") == 0) {
-		json_t *tok = oauth_issue(emu);
+		char *account =
+		    xasprintf("%s-compute@developer.gserviceaccount.com", emu->project_number);
+		json_t *tok = oauth_issue(emu, account);
+
+		free(account);
 
 		*body = jx_dumps(tok);
 		*json = true;

@@ -70,7 +70,7 @@ parse_form(const char *body)
 }
 
 json_t *
-oauth_issue(struct emulator *emu)
+oauth_issue(struct emulator *emu, const char *user)
 {
 	unsigned char r[32];
 	char *b, *tok;
@@ -84,13 +84,15 @@ oauth_issue(struct emulator *emu)
 		void *tmp;
 
 		json_object_foreach_safe (emu->tokens, tmp, k, exp)
-			if (json_integer_value(exp) <= now)
+			if (json_integer_value(json_object_get(exp, "exp")) <= now)
 				json_object_del(emu->tokens, k);
 	}
 	random_bytes(r, sizeof r);
 	b = b64url_encode(r, sizeof r);
 	tok = xasprintf("ya29.%s", b);
-	json_object_set_new(emu->tokens, tok, json_integer(now + life * 1000));
+	/* Who it was issued to: operations name their caller (an operation's `user`). */
+	json_object_set_new(emu->tokens, tok,
+	    jx_pack("{s:I, s:s}", "exp", (json_int_t)(now + life * 1000), "user", user));
 	v = jx_pack("{s:s, s:I, s:s}", "access_token", tok, "expires_in", (json_int_t)life,
 	    "token_type", "Bearer");
 	free(b);
@@ -176,7 +178,7 @@ oauth_token(struct rq *rq)
 			log_debug("emulator: token refused: %s", why);
 			oauth_fail(rq, 400, "invalid_grant", why);
 		} else {
-			emu_reply_json(rq, 200, oauth_issue(emu));
+			emu_reply_json(rq, 200, oauth_issue(emu, emu->client_email));
 		}
 	} else if (grant != NULL && strcmp(grant, "refresh_token") == 0) {
 		const char *id = jx_str(form, "client_id"), *secret = jx_str(form, "client_secret");
@@ -188,7 +190,7 @@ oauth_token(struct rq *rq)
 		else if (refresh == NULL || strcmp(refresh, emu->user_refresh_token) != 0)
 			oauth_fail(rq, 400, "invalid_grant", "Token has been expired or revoked.");
 		else
-			emu_reply_json(rq, 200, oauth_issue(emu));
+			emu_reply_json(rq, 200, oauth_issue(emu, EMULATOR_USER));
 	} else {
 		char *d = xasprintf("Invalid grant_type: %s", grant != NULL ? grant : "");
 
@@ -203,7 +205,7 @@ oauth_check(struct rq *rq)
 {
 	struct emulator *emu = rq->emu;
 	const char *auth = httpd_req_header(rq->req, "Authorization"), *tok;
-	json_t *exp;
+	json_t *issued;
 
 	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
 		httpd_set_header(rq->req, "WWW-Authenticate", GOOGLE_REALM);
@@ -214,13 +216,18 @@ oauth_check(struct rq *rq)
 		return -EPERM;
 	}
 	tok = auth + 7;
-	exp = json_object_get(emu->tokens, tok);
-	if (exp != NULL && json_integer_value(exp) > emu_now_ms(emu))
+	issued = json_object_get(emu->tokens, tok);
+	if (issued != NULL &&
+	    json_integer_value(json_object_get(issued, "exp")) > emu_now_ms(emu)) {
+		rq->user = xstrdup(jx_str(issued, "user"));
 		return 0;
+	}
 	/* Google's client libraries may send a self-signed JWT instead of a token. */
-	if (exp == NULL && strchr(tok, '.') != NULL && strncmp(tok, "ya29.", 5) != 0 &&
-	    check_jwt(emu, tok, false, NULL) == NULL)
+	if (issued == NULL && strchr(tok, '.') != NULL && strncmp(tok, "ya29.", 5) != 0 &&
+	    check_jwt(emu, tok, false, NULL) == NULL) {
+		rq->user = xstrdup(emu->client_email);
 		return 0;
+	}
 	httpd_set_header(rq->req, "WWW-Authenticate", GOOGLE_REALM);
 	emu_error_status(rq, 401, "authError", "UNAUTHENTICATED",
 	    "Request had invalid authentication credentials. Expected OAuth 2 access token, login "

@@ -77,6 +77,12 @@ stop(void **state)
 	return 0;
 }
 
+static int
+by_text(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* All pages of a listing; returns the names seen, in order. */
 static json_t *
 list_all(const char *query, int page_size, int *pages)
@@ -189,7 +195,8 @@ test_list_errors(void **state)
 	    {"pageToken=%21%21", "The page token is invalid"},
 	    {"filter=status%20%3D", "Invalid list filter expression"},
 	    {"filter=name%20eq%20x%20status%20%3D%20y", "cannot be mixed"},
-	    {"orderBy=creationTimestamp%20desc", "orderBy"},
+	    {"orderBy=zone", "Ordering is by name, creationTimestamp or insertTime"},
+	    {"orderBy=name%20sideways", "Ordering is by name, creationTimestamp or insertTime"},
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -204,6 +211,84 @@ test_list_errors(void **state)
 		free(url);
 		free(tail);
 	}
+}
+
+/* orderBy=creationTimestamp desc, over pages: every instance once, newest first. */
+static void
+test_order(void **state)
+{
+	json_t *seen = json_array();
+	char *token = NULL, *last = NULL;
+	int pages = 0;
+
+	do {
+		char *tail =
+		    xasprintf("instances?maxResults=333&orderBy=creationTimestamp%%20desc%s%s",
+		        token ? "&pageToken=" : "", token ? token : "");
+		char *url = compute_url(&emu, ZONE, tail);
+		json_t *v = api(&emu, "GET", url, NULL, 200), *it;
+		size_t i;
+
+		json_array_foreach (json_object_get(v, "items"), i, it) {
+			const char *t = jx_str(it, "creationTimestamp");
+
+			/* One zone's clock, one offset: the text orders as the time. */
+			assert_true(last == NULL || strcmp(last, t) >= 0);
+			free(last);
+			last = xstrdup(t);
+			json_array_append_new(seen, json_string(jx_str(it, "name")));
+		}
+		free(token);
+		token = jx_str(v, "nextPageToken") ? xstrdup(jx_str(v, "nextPageToken")) : NULL;
+		json_decref(v);
+		free(url);
+		free(tail);
+		pages++;
+	} while (token != NULL);
+	assert_int_equal(pages, 4);
+	assert_int_equal(json_array_size(seen), COUNT);
+	{
+		/* Each once: sorted, no two the same. */
+		size_t n = json_array_size(seen);
+		const char **names = calloc(n, sizeof *names);
+
+		for (size_t i = 0; i < n; i++)
+			names[i] = json_string_value(json_array_get(seen, i));
+		qsort(names, n, sizeof *names, by_text);
+		for (size_t i = 1; i < n; i++)
+			assert_true(strcmp(names[i - 1], names[i]) < 0);
+		free(names);
+	}
+	free(last);
+	json_decref(seen);
+}
+
+/* aggregated/instances over pages: every instance once, its zone's scope; the others warned. */
+static void
+test_aggregated(void **state)
+{
+	size_t total = 0;
+	char *token = NULL;
+	int pages = 0;
+
+	do {
+		char *url = xasprintf(
+		    "%s/compute/v1/projects/spillway-emulator/aggregated/instances?maxResults=400%s%s",
+		    emu.url, token ? "&pageToken=" : "", token ? token : "");
+		json_t *v = api(&emu, "GET", url, NULL, 200);
+
+		expect_schema("InstanceAggregatedList", v);
+		total += json_array_size(jx_get(v, "items.zones/" ZONE ".instances"));
+		assert_string_equal(
+		    jx_str(v, "items.zones/us-central1-a.warning.code"), "NO_RESULTS_ON_PAGE");
+		free(token);
+		token = jx_str(v, "nextPageToken") ? xstrdup(jx_str(v, "nextPageToken")) : NULL;
+		json_decref(v);
+		free(url);
+		pages++;
+	} while (token != NULL);
+	assert_int_equal(pages, 3);
+	assert_int_equal(total, COUNT);
 }
 
 /* fields=: each item only what was asked, pages as before; a bad one refused before acting. */
@@ -256,6 +341,8 @@ main(void)
 	    cmocka_unit_test(test_odd_pages),
 	    cmocka_unit_test(test_filters),
 	    cmocka_unit_test(test_list_errors),
+	    cmocka_unit_test(test_order),
+	    cmocka_unit_test(test_aggregated),
 	    cmocka_unit_test(test_partial),
 	};
 

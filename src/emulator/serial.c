@@ -1,0 +1,104 @@
+/*
+ * An instance's serial console (port 1), as getSerialPortOutput reads it: the
+ * lines a Debian VM writes as it boots and runs its startup script, written
+ * at the instance's transitions, and, for a guest that runs the real agent,
+ * the agent's own log. The emulator does not run startup scripts (its guest
+ * plays what they start), and its console says so where a VM's would show
+ * the script's output. The console keeps its last 512 KiB, as Google keeps
+ * the last megabyte or so.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "emulator/internal.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define SERIAL_KEEP (512 * 1024)
+
+static void PRINTFLIKE(2, 3) serial_line(struct inst *inst, const char *fmt, ...)
+{
+	time_t t = (time_t)(emu_now_ms(inst->emu) / 1000);
+	char stamp[32], *line;
+	struct tm tm;
+	va_list ap;
+
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+	va_start(ap, fmt);
+	line = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (inst->serial.len > SERIAL_KEEP) {
+		char *nl = memchr(inst->serial.data + inst->serial.len / 2, '\n',
+		    inst->serial.len - inst->serial.len / 2);
+		size_t cut = nl != NULL ? (size_t)(nl + 1 - inst->serial.data) : inst->serial.len;
+
+		memmove(inst->serial.data, inst->serial.data + cut, inst->serial.len - cut);
+		inst->serial.len -= cut;
+		inst->serial_start += cut;
+	}
+	buf_printf(&inst->serial, "%s %s %s\n", stamp, inst->name, line);
+	free(line);
+}
+
+void
+serial_boot(struct inst *inst)
+{
+	const char *script = inst_attribute(inst, "startup-script");
+
+	buf_addstr(&inst->serial, "SeaBIOS (version 1.8.2-google)\nBooting from Hard Disk 0...\n");
+	serial_line(inst, "kernel: Linux version 6.1.0-41-cloud-amd64 (Debian 6.1.158-1)");
+	serial_line(inst,
+	    "systemd[1]: Started google-guest-agent.service - Google Compute "
+	    "Engine Guest Agent.");
+	serial_line(inst, "google_metadata_script_runner[612]: Starting startup scripts.");
+	if (script != NULL) {
+		serial_line(inst,
+		    "google_metadata_script_runner[612]: Found startup-script in "
+		    "metadata.");
+		serial_line(inst,
+		    "google_metadata_script_runner[612]: startup-script: (%zu bytes; "
+		    "the emulator does not run it: its guest plays what it starts)",
+		    strlen(script));
+	}
+	serial_line(inst, "google_metadata_script_runner[612]: Finished running startup scripts.");
+}
+
+void
+serial_stop(struct inst *inst)
+{
+	serial_line(inst, "systemd-shutdown[1]: Powering off.");
+	buf_addstr(&inst->serial, "reboot: Power down\n");
+}
+
+char *
+serial_text(struct inst *inst, size_t *start)
+{
+	const char *root = guest_root(inst);
+	struct buf out = BUF_INIT(SIZE_MAX);
+	char *path, *log;
+
+	if (inst->serial.len > 0)
+		buf_add(&out, inst->serial.data, inst->serial.len);
+	if (root != NULL) {
+		path = xasprintf("%s/var/log/spillway/agent.log", root);
+		if (read_file(path, SERIAL_KEEP, &log, NULL) == 0) {
+			for (char *l = log, *nl; *l != '\0'; l = nl + 1) {
+				if ((nl = strchr(l, '\n')) == NULL)
+					nl = l + strlen(l) - 1;
+				buf_printf(&out, "%s spillway-agent: %.*s\n", inst->name,
+				    (int)(nl - l + (*nl != '\n')), l);
+			}
+			free(log);
+		}
+		free(path);
+	}
+	*start = inst->serial_start;
+	if (out.data == NULL)
+		return xstrdup("");
+	buf_addch(&out, '\0');
+	return out.data;
+}
