@@ -4,10 +4,13 @@
  * --print-env says, as shell exports, all that points spillway at it: its
  * endpoints, a key file of its own, its project, and a state directory and
  * socket of their own (a temporary directory, removed when it stops), so that
- * a user's own ledger never sees its VMs. --detach returns once it listens.
+ * a user's own ledger never sees its VMs; and the same for Google's gcloud,
+ * whose compute commands then work against it. --detach returns once it
+ * listens.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,10 +115,15 @@ write_secret(const struct cmd_entry *e, const char *path, char *json)
 	return error;
 }
 
-/* One `export NAME='VALUE'` line, the value quoted for sh. */
-static void
-put_export(struct buf *b, const char *name, const char *value)
+/* One `export NAME='VALUE'` line, the value (a format) quoted for sh. */
+static void PRINTFLIKE(3, 4) put_export(struct buf *b, const char *name, const char *fmt, ...)
 {
+	va_list ap;
+	char *value;
+
+	va_start(ap, fmt);
+	value = xvasprintf(fmt, ap);
+	va_end(ap);
 	buf_printf(b, "export %s='", name);
 	for (const char *p = value; *p != '\0'; p++)
 		if (*p == '\'')
@@ -123,6 +131,7 @@ put_export(struct buf *b, const char *name, const char *value)
 		else
 			buf_addch(b, *p);
 	buf_addstr(b, "'\n");
+	free(value);
 }
 
 /* What the user is told once it listens: the exports (dir: their directory), or the URL. */
@@ -131,27 +140,28 @@ announcement(
     struct emulator *emu, const char *project, const char *dir, const char *creds, bool detached)
 {
 	struct buf b = BUF_INIT(1 << 16);
-	char *v;
+	const char *url = emulator_url(emu);
 
 	if (dir == NULL) {
-		buf_printf(&b, "listening on %s\n", emulator_url(emu));
+		buf_printf(&b, "listening on %s\n", url);
 		if (detached)
 			buf_printf(&b, "PID %d\n", (int)getpid());
 		return buf_detach(&b, NULL);
 	}
-	buf_printf(&b, "# spillway emulator: listening on %s; its state is under %s\n",
-	    emulator_url(emu), dir);
-	put_export(
-	    &b, "SPILLWAY_COMPUTE_ENDPOINT", v = xasprintf("%s/compute/v1/", emulator_url(emu)));
-	free(v);
-	put_export(&b, "SPILLWAY_BILLING_ENDPOINT", v = xasprintf("%s/v1/", emulator_url(emu)));
-	free(v);
-	put_export(&b, "GOOGLE_APPLICATION_CREDENTIALS", creds);
-	put_export(&b, "GCP_PROJECT_ID", project);
-	put_export(&b, "SPILLWAY_STATE_DIR", v = xasprintf("%s/state", dir));
-	free(v);
-	put_export(&b, "SPILLWAY_SOCKET", v = xasprintf("%s/state/control.sock", dir));
-	free(v);
+	buf_printf(&b, "# spillway emulator: listening on %s; its state is under %s\n", url, dir);
+	put_export(&b, "SPILLWAY_COMPUTE_ENDPOINT", "%s/compute/v1/", url);
+	put_export(&b, "SPILLWAY_BILLING_ENDPOINT", "%s/v1/", url);
+	put_export(&b, "GOOGLE_APPLICATION_CREDENTIALS", "%s", creds);
+	put_export(&b, "GCP_PROJECT_ID", "%s", project);
+	put_export(&b, "SPILLWAY_STATE_DIR", "%s/state", dir);
+	put_export(&b, "SPILLWAY_SOCKET", "%s/state/control.sock", dir);
+	/* Google's gcloud too: its compute commands, its tokens from the same key, a config of its
+	 * own. */
+	put_export(&b, "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE", "%s/compute/v1/", url);
+	put_export(&b, "CLOUDSDK_AUTH_TOKEN_HOST", "%s/token", url);
+	put_export(&b, "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", "%s", creds);
+	put_export(&b, "CLOUDSDK_CORE_PROJECT", "%s", project);
+	put_export(&b, "CLOUDSDK_CONFIG", "%s/gcloud", dir);
 	if (detached)
 		buf_printf(&b, "export SPILLWAY_EMULATOR_PID=%d\n", (int)getpid());
 	return buf_detach(&b, NULL);
