@@ -193,8 +193,9 @@ ordered_page(json_t *all, const struct page *pg, char **next)
 /* --- one zone --- */
 
 /*
- * A zone's matching instances after the cursor, serialised to out or added to
- * arr; false when the page is full first.
+ * A zone's matching instances after the cursor, added to arr, or serialised
+ * to out as its "items" member (none when there are none); false when the
+ * page is full first.
  */
 static bool
 add_instances(struct buf *out, json_t *arr, struct zone *z, const struct page *pg,
@@ -217,7 +218,7 @@ add_instances(struct buf *out, json_t *arr, struct zone *z, const struct page *p
 		if (arr != NULL) {
 			json_array_append(arr, z->insts[i]->res);
 		} else {
-			buf_addstr(out, first ? "[" : ",");
+			buf_addstr(out, first ? ",\"items\":[" : ",");
 			buf_addstr(out, inst_text(z->insts[i]));
 		}
 		first = false;
@@ -235,7 +236,7 @@ list_instances(struct call *c)
 	struct rq *rq = c->rq;
 	struct zone *z = c->zone;
 	struct page pg;
-	struct buf out = BUF_INIT(SIZE_MAX), items = BUF_INIT(SIZE_MAX);
+	struct buf out = BUF_INIT(SIZE_MAX);
 	const char *last = NULL;
 	char *next = NULL, *scope;
 	size_t n = 0;
@@ -266,18 +267,13 @@ list_instances(struct call *c)
 	    "{\"kind\":\"compute#instanceList\",\"id\":\"projects/%s/zones/%s/instances\","
 	    "\"selfLink\":\"" GCE_LINK "projects/%s/zones/%s/instances\"",
 	    rq->emu->project, z->name, rq->emu->project, z->name);
-	if (!add_instances(&items, NULL, z, &pg, pg.cursor, &n, &last))
+	if (!add_instances(&out, NULL, z, &pg, pg.cursor, &n, &last))
 		next = page_token(last);
-	if (items.len > 0) {
-		buf_addstr(&out, ",\"items\":");
-		buf_add(&out, items.data, items.len);
-	}
 	if (next != NULL)
 		buf_printf(&out, ",\"nextPageToken\":\"%s\"", next);
 	buf_addch(&out, '}');
 	emu_reply(rq, 200, "application/json; charset=UTF-8", out.data, out.len);
 	buf_release(&out);
-	buf_release(&items);
 	free(next);
 	page_free(&pg);
 }
