@@ -527,9 +527,6 @@ on_inst_timer(uv_timer_t *t)
 			inst->preempt_at_ms = inst->started_ms +
 			    (int64_t)(emu_rand(emu) * (double)emu->faults.preempt_within_s * 1000);
 		guest_start(inst);
-		if (inst->resuming)
-			guest_set(
-			    inst, 1, false); /* its backend was loaded when it was suspended */
 		inst->resuming = false;
 		schedule_running(inst);
 		break;

@@ -181,6 +181,8 @@ disks_release(struct inst *inst)
 				break;
 			}
 		}
+		if (json_array_size(users) == 0)
+			json_object_del(disk, "users"); /* Google leaves out what is empty */
 		json_object_set_new(disk, "lastDetachTimestamp", compute_now_json(emu));
 	}
 	free(user);

@@ -378,7 +378,8 @@ started:
 	g->healthy_ms =
 	    emu->faults.guest_unhealthy > 0 && emu_rand(emu) < emu->faults.guest_unhealthy
 	    ? INT64_MAX
-	    : g->running_ms + emu->opts.guest_boot_ms;
+	    /* a resumed VM kept its memory: its backend is up at once */
+	    : g->running_ms + (inst->resuming ? 0 : emu->opts.guest_boot_ms);
 	/* One that never turns healthy cannot die later. */
 	if (g->healthy_ms != INT64_MAX && emu->faults.guest_die > 0 &&
 	    emu_rand(emu) < emu->faults.guest_die)

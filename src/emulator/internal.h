@@ -218,7 +218,6 @@ struct call {
 	struct rq *rq;
 	const char *project; /* ours, or a public image project's */
 	struct zone *zone;   /* NULL when the path names none (or "-") */
-	const char *region;
 	const char *name;
 };
 

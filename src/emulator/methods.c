@@ -289,7 +289,10 @@ inst_stop(struct call *c)
 		done_now(c, inst, "stop"); /* already stopped: nothing to do, as on Google */
 		return;
 	}
-	if (state_allows(c, inst, inst->status == ST_RUNNING && inst->op == NULL, "stop")) {
+	/* A suspended instance may be stopped too: it loses its saved memory. */
+	if (state_allows(c, inst,
+	        (inst->status == ST_RUNNING || inst->status == ST_SUSPENDED) && inst->op == NULL,
+	        "stop")) {
 		power_op(c, inst, "stop", request_id);
 		compute_stop(inst, false);
 	}

@@ -1,13 +1,14 @@
 /*
  * The Compute API's routes: one table of (method, path pattern, handler),
  * matched part by part, so an unknown path or method is the table's 404 and
- * every handler is given its project, zone and name already checked. Also
- * the project-wide resources that are a few lines each: the project, zones,
- * regions, machine types and the firewall rules.
+ * every handler is given its project, zone and name already checked
+ * (docs/emulator.md's table is this one: tools/check-docs). Also the
+ * project-wide resources that are a few lines each: the project, zones,
+ * regions and machine types.
  *
  * In patterns, {project} is the emulator's project ({images} also a public
- * image project's), {zone} one of its zones ({anyzone} also "-"), {region}
- * and {name} any name; the handler reads the last {name} (or the region).
+ * image project's), {zone} one of its zones ({anyzone} also "-"), {name}
+ * any name: the handler's struct call holds what they were.
  */
 #include <inttypes.h>
 #include <stdio.h>

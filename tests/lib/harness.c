@@ -467,7 +467,8 @@ instance_body(const char *zone, const char *name, const char *machine, bool spot
 
 /*
  * Run path with argv (argv[0] is its name) and its output captured; the child
- * sets what child_env() says before it execs. home NULL: the environment kept.
+ * adds env ("K=V") to its environment before it execs, and with home, sets
+ * HOME and XDG_CONFIG_HOME to it and unsets what would point elsewhere.
  */
 static void
 run_captured(struct cmd_run *r, const char *path, const char *const *argv, const char *home,

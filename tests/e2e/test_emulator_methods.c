@@ -1,0 +1,369 @@
+/*
+ * The methods on an instance, and what gcloud relies on besides, over real
+ * HTTP: fingerprints (stale, URL-safe), metadata the guest sees at once,
+ * stop/start/suspend/resume and what each state refuses, a start that a
+ * stockout fails, disks that go or stay with their instance, the serial
+ * console's offsets, references in every form, and the batch endpoint.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "util/jx.h"
+#include "util/str.h"
+#include "util/xmalloc.h"
+
+#define ZONE "us-central1-a"
+
+static struct emu emu;
+
+static int
+start(void **state)
+{
+	/* A guest that boots says "starting" for a minute: a resumed one must not. */
+	const char *args[] = {
+	    "--boot-ms", "200", "--stop-ms", "100", "--guest-boot-ms", "60000", NULL};
+
+	emu_start(&emu, args);
+	return 0;
+}
+
+static int
+stop(void **state)
+{
+	emu_stop(&emu);
+	return 0;
+}
+
+static char *
+url_of(const char *tail)
+{
+	return compute_url(&emu, ZONE, tail);
+}
+
+/* POST/DELETE tail (body may be NULL): its operation, waited for until DONE. */
+static json_t *
+call_done(const char *method, const char *tail, const char *body)
+{
+	char *url = url_of(tail), *wait;
+	json_t *op = api(&emu, method, url, body, 200), *done;
+
+	wait = xasprintf("operations/%s/wait", jx_str(op, "name"));
+	free(url);
+	url = url_of(wait);
+	done = api(&emu, "POST", url, NULL, 200);
+	assert_string_equal(jx_str(done, "status"), "DONE");
+	json_decref(op);
+	free(wait);
+	free(url);
+	return done;
+}
+
+static json_t *
+get(const char *tail)
+{
+	char *url = url_of(tail);
+	json_t *v = api(&emu, "GET", url, NULL, 200);
+
+	free(url);
+	return v;
+}
+
+static void
+make(const char *name, const char *machine, json_t *extra)
+{
+	json_t *b = instance_body(ZONE, name, machine, true, "team", "ml");
+	char *s;
+
+	if (extra != NULL) {
+		json_object_update(b, extra);
+		json_decref(extra);
+	}
+	s = jx_dumps(b);
+	json_decref(call_done("POST", "instances", s));
+	free(s);
+	json_decref(b);
+}
+
+static const char *
+status_of(const char *name)
+{
+	static char status[32];
+	char *tail = xasprintf("instances/%s", name);
+	json_t *v = get(tail);
+
+	snprintf(status, sizeof status, "%s", jx_str(v, "status"));
+	json_decref(v);
+	free(tail);
+	return status;
+}
+
+/* The guest's /health status now (0: refused). */
+static long
+health(const char *name)
+{
+	char *tail = xasprintf("instances/%s", name), *u;
+	json_t *v = get(tail);
+	struct resp r;
+	long status;
+
+	u = xasprintf(
+	    "http://%s:8010/health", jx_str(v, "networkInterfaces.0.accessConfigs.0.natIP"));
+	http_call(&r, "GET", u, NULL, NULL, NULL, NULL);
+	status = r.status;
+	resp_free(&r);
+	json_decref(v);
+	free(tail);
+	free(u);
+	return status;
+}
+
+static void
+test_fingerprints(void **state)
+{
+	json_t *vm, *v;
+	char *body, *url, *urlsafe;
+
+	make("fp-1", "e2-small", NULL);
+	vm = get("instances/fp-1");
+	/* Stale: 412, and nothing changed. */
+	url = url_of("instances/fp-1/setLabels");
+	v = api(&emu, "POST", url,
+	    "{\"labels\":{\"env\":\"dev\"},\"labelFingerprint\":\"AAAAAAAAAAA=\"}", 412);
+	expect_google_error(v, 412, "conditionNotMet");
+	json_decref(v);
+	/* None: 400. */
+	v = api(&emu, "POST", url, "{\"labels\":{\"env\":\"dev\"}}", 400);
+	json_decref(v);
+	/* The current one, in the URL-safe alphabet as gcloud sends it: taken. */
+	urlsafe = xstrdup(jx_str(vm, "labelFingerprint"));
+	for (char *p = urlsafe; *p != '\0'; p++)
+		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+	body = xasprintf("{\"labels\":{},\"labelFingerprint\":\"%s\"}", urlsafe);
+	json_decref(call_done("POST", "instances/fp-1/setLabels", body));
+	free(body);
+	json_decref(vm);
+	vm = get("instances/fp-1");
+	assert_null(json_object_get(vm, "labels"));
+	/* No labels: Google's empty-set fingerprint. */
+	assert_string_equal(jx_str(vm, "labelFingerprint"), "42WmSpB8rSM=");
+	/* Metadata changed: the guest's metadata server sees it at once. */
+	body =
+	    xasprintf("{\"fingerprint\":\"%s\",\"items\":[{\"key\":\"color\",\"value\":\"blue\"}]}",
+	        jx_str(vm, "metadata.fingerprint"));
+	json_decref(call_done("POST", "instances/fp-1/setMetadata", body));
+	free(body);
+	{
+		char *murl = xasprintf("%s/computeMetadata/v1/instance/attributes/color", emu.url);
+		const char *hdrs[] = {
+		    "Metadata-Flavor: Google", "X-Emulator-Instance: " ZONE "/fp-1", NULL};
+		struct resp r;
+
+		http_call(&r, "GET", murl, NULL, NULL, hdrs, NULL);
+		assert_int_equal(r.status, 200);
+		assert_string_equal(r.body, "blue");
+		resp_free(&r);
+		free(murl);
+	}
+	json_decref(vm);
+	free(urlsafe);
+	free(url);
+}
+
+static void
+test_power(void **state)
+{
+	json_t *op, *v;
+	char *url;
+
+	make("pw-1", "e2-small", NULL);
+	/* Suspend, then stop while suspended. */
+	json_decref(call_done("POST", "instances/pw-1/suspend", NULL));
+	assert_string_equal(status_of("pw-1"), "SUSPENDED");
+	url = url_of("instances/pw-1/suspend");
+	v = api(&emu, "POST", url, NULL, 400);
+	expect_google_error(v, 400, "unsupportedOperation");
+	json_decref(v);
+	free(url);
+	/* Resumed: its memory was kept, its backend serves at once. */
+	json_decref(call_done("POST", "instances/pw-1/resume", NULL));
+	assert_string_equal(status_of("pw-1"), "RUNNING");
+	assert_int_equal(health("pw-1"), 200);
+	/* Stopped and started: it boots, and says so. */
+	json_decref(call_done("POST", "instances/pw-1/stop", NULL));
+	assert_string_equal(status_of("pw-1"), "TERMINATED");
+	url = url_of("instances/pw-1/suspend");
+	v = api(&emu, "POST", url, NULL, 400);
+	assert_non_null(strstr(jx_str(v, "error.message"), "stopped or terminated"));
+	json_decref(v);
+	free(url);
+	json_decref(call_done("POST", "instances/pw-1/start", NULL));
+	assert_string_equal(status_of("pw-1"), "RUNNING");
+	assert_int_equal(health("pw-1"), 503);
+	/* A suspended VM stopped: it gives up its saved memory. */
+	json_decref(call_done("POST", "instances/pw-1/suspend", NULL));
+	json_decref(call_done("POST", "instances/pw-1/stop", NULL));
+	assert_string_equal(status_of("pw-1"), "TERMINATED");
+	/* A start the zone cannot serve: the operation's error, the VM left stopped. */
+	emu_set_faults(&emu, "stockout=" ZONE);
+	op = call_done("POST", "instances/pw-1/start", NULL);
+	assert_string_equal(jx_str(op, "error.errors.0.code"), "ZONE_RESOURCE_POOL_EXHAUSTED");
+	assert_string_equal(status_of("pw-1"), "TERMINATED");
+	json_decref(op);
+	emu_set_faults(&emu, "");
+	/* Over 208 GB of memory: not suspended. */
+	make("pw-2", "n2-highmem-32", NULL);
+	url = url_of("instances/pw-2/suspend");
+	v = api(&emu, "POST", url, NULL, 400);
+	assert_non_null(strstr(jx_str(v, "error.message"), "208 GB"));
+	json_decref(v);
+	free(url);
+}
+
+static void
+test_disks_and_console(void **state)
+{
+	json_t *v, *extra;
+	char *url;
+
+	/* A second disk that outlives its instance. */
+	extra = json_pack("{s:[{s:b, s:b, s:{s:s, s:s}}, {s:b, s:{s:s, s:s}}]}", "disks", "boot",
+	    true, "autoDelete", true, "initializeParams", "sourceImage",
+	    "https://compute.googleapis.com/compute/v1/projects/debian-cloud/global/images/family/"
+	    "debian-12",
+	    "diskSizeGb", "20", "autoDelete", false, "initializeParams", "diskName", "dk-data",
+	    "diskSizeGb", "50");
+	make("dk-1", "e2-small", extra);
+	v = get("disks/dk-data");
+	expect_schema("Disk", v);
+	assert_string_equal(jx_str(v, "sizeGb"), "50");
+	assert_true(str_suffix(jx_str(v, "users.0"), "/instances/dk-1"));
+	json_decref(v);
+	/* In use: not deleted. */
+	url = url_of("disks/dk-data");
+	v = api(&emu, "DELETE", url, NULL, 400);
+	expect_google_error(v, 400, "resourceInUseByAnotherResource");
+	json_decref(v);
+	/* The console: where a read starts and where the next should. */
+	v = get("instances/dk-1/serialPort?start=5");
+	expect_schema("SerialPortOutput", v);
+	assert_string_equal(jx_str(v, "start"), "5");
+	assert_int_equal(strlen(jx_str(v, "contents")) + 5, strtoul(jx_str(v, "next"), NULL, 10));
+	assert_true(str_prefix(jx_str(v, "contents"), "OS (version"));
+	json_decref(v);
+	/* The instance goes: its boot disk with it, the other detached. */
+	json_decref(call_done("DELETE", "instances/dk-1", NULL));
+	v = api(&emu, "GET", url, NULL, 200);
+	assert_null(json_object_get(v, "users"));
+	json_decref(v);
+	free(url);
+	url = url_of("disks/dk-1");
+	json_decref(api(&emu, "GET", url, NULL, 404));
+	free(url);
+	json_decref(call_done("DELETE", "disks/dk-data", NULL));
+}
+
+static void
+test_references(void **state)
+{
+	char *own = xasprintf("%s/compute/v1/projects/spillway-emulator/zones/" ZONE
+	                      "/machineTypes/e2-small",
+	    emu.url);
+	json_t *v, *b;
+	char *s, *url = url_of("instances");
+
+	/* The emulator's own base URL, as gcloud builds it: stored as Google's link. */
+	b = instance_body(ZONE, "ref-1", "e2-small", true, NULL, NULL);
+	json_object_set_new(b, "machineType", json_string(own));
+	s = jx_dumps(b);
+	json_decref(call_done("POST", "instances", s));
+	free(s);
+	v = get("instances/ref-1");
+	assert_string_equal(jx_str(v, "machineType"),
+	    "https://www.googleapis.com/compute/v1/projects/spillway-emulator/zones/" ZONE
+	    "/machineTypes/e2-small");
+	json_decref(v);
+	/* An image that does not exist: 404; a URL of another server: 400. */
+	json_object_set_new(b, "name", json_string("ref-2"));
+	json_object_set_new(
+	    json_object_get(json_array_get(json_object_get(b, "disks"), 0), "initializeParams"),
+	    "sourceImage", json_string("projects/debian-cloud/global/images/family/debian-7"));
+	s = jx_dumps(b);
+	expect_google_error(v = api(&emu, "POST", url, s, 404), 404, "notFound");
+	json_decref(v);
+	free(s);
+	json_object_set_new(b, "machineType",
+	    json_string("https://example.com/compute/v1/projects/spillway-emulator/zones/" ZONE
+	                "/machineTypes/e2-small"));
+	s = jx_dumps(b);
+	expect_google_error(v = api(&emu, "POST", url, s, 400), 400, "invalid");
+	json_decref(v);
+	free(s);
+	json_decref(b);
+	free(url);
+	free(own);
+}
+
+static void
+test_batch(void **state)
+{
+	const char *body =
+	    "--XyZ\r\nContent-Type: application/http\r\nContent-ID: <b+0>\r\n\r\n"
+	    "GET /compute/v1/projects/spillway-emulator/zones/" ZONE "/instances/ref-1?alt=json "
+	    "HTTP/1.1\r\n\r\n\r\n"
+	    "--XyZ\r\nContent-Type: application/http\r\nContent-ID: <b+1>\r\n\r\n"
+	    "GET /compute/v1/projects/spillway-emulator/zones/" ZONE "/instances/nope HTTP/1.1\r\n"
+	    "\r\n\r\n"
+	    "--XyZ\r\nContent-Type: application/http\r\nContent-ID: <b+2>\r\n\r\n"
+	    "POST /compute/v1/projects/spillway-emulator/zones/" ZONE "/instances/ref-1/stop?alt "
+	    "HTTP/1.1\r\nContent-Length: 0\r\n\r\n\r\n"
+	    "--XyZ--\r\n";
+	char *url = xasprintf("%s/batch/compute/v1", emu.url), *auth;
+	const char *hdrs[3] = {"Content-Type: multipart/mixed; boundary=XyZ"};
+	const char *a, *b2, *c;
+	struct resp r;
+
+	auth = xasprintf("Authorization: Bearer %s", emu_token(&emu));
+	hdrs[1] = auth;
+	http_call(&r, "POST", url, NULL, body, hdrs, NULL);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.headers, "multipart/mixed; boundary=batch_"));
+	/* In order, each with its Content-ID and its own status. */
+	a = strstr(r.body, "Content-ID: <response-b+0>");
+	b2 = strstr(r.body, "Content-ID: <response-b+1>");
+	c = strstr(r.body, "Content-ID: <response-b+2>");
+	assert_true(a != NULL && b2 > a && c > b2);
+	assert_non_null(strstr(a, "HTTP/1.1 200 OK"));
+	assert_true(strstr(b2, "HTTP/1.1 404 Not Found") < c);
+	assert_non_null(strstr(c, "\"operationType\":\"stop\""));
+	resp_free(&r);
+	/* Not multipart: a clear 400. */
+	hdrs[0] = "Content-Type: application/json";
+	http_call(&r, "POST", url, NULL, "{}", hdrs, NULL);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(r.body, "multipart/mixed"));
+	resp_free(&r);
+	free(auth);
+	free(url);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_fingerprints),
+	    cmocka_unit_test(test_power),
+	    cmocka_unit_test(test_disks_and_console),
+	    cmocka_unit_test(test_references),
+	    cmocka_unit_test(test_batch),
+	};
+
+	return cmocka_run_group_tests(tests, start, stop);
+}
