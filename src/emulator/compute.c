@@ -87,6 +87,16 @@ compute_now_json(struct emulator *emu)
 	return json_string(s);
 }
 
+void
+compute_fingerprint(json_t *obj, const char *key, bool empty)
+{
+	unsigned char r[8], out[16];
+
+	random_bytes(r, sizeof r);
+	EVP_EncodeBlock(out, r, sizeof r);
+	json_object_set_new(obj, key, json_string(empty ? EMPTY_FINGERPRINT : (char *)out));
+}
+
 /* --- schema --- */
 
 json_t *

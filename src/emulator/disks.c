@@ -57,7 +57,7 @@ disks_check(struct rq *rq, struct zone *z, json_t *body)
 
 	json_array_foreach (disks, i, d) {
 		const char *source = jx_str(d, "source"), *type;
-		char buf[96], *type_path = NULL;
+		char buf[96];
 
 		if (source != NULL) {
 			json_t *disk = source_disk(rq->emu, z, source);
@@ -79,12 +79,11 @@ disks_check(struct rq *rq, struct zone *z, json_t *body)
 			continue;
 		}
 		type = jx_str(json_object_get(d, "initializeParams"), "diskType");
-		if (type != NULL && (type_path = ref_path(rq->emu, type)) == NULL) {
+		if (type != NULL && !ref_valid(rq->emu, type)) {
 			compute_bad_field(rq, "resource.disks[].initializeParams.diskType", type,
 			    "The URL is malformed.");
 			return -EINVAL;
 		}
-		free(type_path);
 		if (json_object_get(z->disks, new_disk_name(d, inst, i, buf, sizeof buf)) != NULL) {
 			emu_error(rq, 409, "alreadyExists",
 			    "The resource 'projects/%s/zones/%s/disks/%s' already exists",

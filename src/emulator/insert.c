@@ -23,16 +23,6 @@
 
 /* --- instances.insert --- */
 
-void
-compute_fingerprint(json_t *obj, const char *key, bool empty)
-{
-	unsigned char r[8], out[16];
-
-	random_bytes(r, sizeof r);
-	EVP_EncodeBlock(out, r, sizeof r);
-	json_object_set_new(obj, key, json_string(empty ? EMPTY_FINGERPRINT : (char *)out));
-}
-
 /* The machine type a reference names in this zone; NULL when it names none. */
 static char *
 machine_type_name(struct emulator *emu, const char *ref, const char *zone)
@@ -330,13 +320,11 @@ check_instance(struct rq *rq, struct zone *z, json_t *body, struct spec *sp)
 	json_array_foreach (nics, i, nic) {
 		json_t *ac = json_object_get(nic, "accessConfigs"), *a;
 		const char *net = jx_str(nic, "network"), *sub = jx_str(nic, "subnetwork");
-		char *sub_path = sub != NULL ? ref_path(emu, sub) : NULL;
 		size_t j;
 
-		free(sub_path);
 		if (net != NULL && check_network(rq, net, i) != 0)
 			return -EINVAL;
-		if (sub != NULL && sub_path == NULL) {
+		if (sub != NULL && !ref_valid(emu, sub)) {
 			compute_bad_field(rq, "resource.networkInterfaces[].subnetwork", sub,
 			    "The URL is malformed.");
 			return -EINVAL;

@@ -251,6 +251,7 @@ void op_wait(struct call *);
 
 /* refs.c: a reference in any of Google's forms, as its path from "projects/"; NULL if none */
 char *ref_path(const struct emulator *, const char *ref);
+bool ref_valid(const struct emulator *, const char *ref);
 /* The same on GCE_LINK; NULL if none. */
 char *ref_link(const struct emulator *, const char *ref);
 /* What follows "projects/OURS/" + prefix in path, or NULL. */

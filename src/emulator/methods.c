@@ -1,8 +1,9 @@
 /*
  * The methods on one instance and one operation: get, delete, setLabels,
  * setMetadata and setTags (each guarded by its fingerprint: a stale one is
- * 412 conditionNotMet), stop, start, reset, getSerialPortOutput and
- * getGuestAttributes; operations' get, delete and wait. What a method does
+ * 412 conditionNotMet), stop, start, suspend, resume, reset,
+ * getSerialPortOutput and getGuestAttributes; operations' get, delete and
+ * wait. What a method does
  * to the instance's life is compute.c's; this file checks the call and
  * answers it as Google does.
  */
@@ -122,20 +123,18 @@ same_fingerprint(const char *a, const char *b)
 	return *a == *b;
 }
 
-/* A set* call's fingerprint must be the one the instance has now. */
+/* A set* call's fingerprint (field) must be the one the instance's set (what) has now. */
 static bool
-fingerprint_ok(struct rq *rq, const char *have, const char *given, const char *what)
+fingerprint_ok(
+    struct rq *rq, const char *have, const char *given, const char *field, const char *what)
 {
 	if (given != NULL && have != NULL && same_fingerprint(have, given))
 		return true;
 	if (given == NULL)
-		emu_error(rq, 400, "required", "Required field '%s' not specified", what);
+		emu_error(rq, 400, "required", "Required field '%s' not specified", field);
 	else
 		emu_error(rq, 412, "conditionNotMet",
-		    "Supplied fingerprint does not match current %s fingerprint.",
-		    strcmp(what, "labelFingerprint") == 0  ? "label"
-		        : strcmp(what, "fingerprint") == 0 ? "metadata"
-		                                           : "tags");
+		    "Supplied fingerprint does not match current %s fingerprint.", what);
 	return false;
 }
 
@@ -160,7 +159,7 @@ inst_set_labels(struct call *c)
 		return;
 	labels = json_object_get(body, "labels");
 	if (fingerprint_ok(c->rq, jx_str(inst->res, "labelFingerprint"),
-	        jx_str(body, "labelFingerprint"), "labelFingerprint") &&
+	        jx_str(body, "labelFingerprint"), "labelFingerprint", "label") &&
 	    compute_check_labels_metadata(c->rq, body) == 0) {
 		if (json_object_size(labels) > 0)
 			json_object_set(inst->res, "labels", labels);
@@ -183,8 +182,8 @@ inst_set_metadata(struct call *c)
 		return;
 	md = json_object_get(inst->res, "metadata");
 	wrap = jx_pack("{s:O}", "metadata", body);
-	if (fingerprint_ok(
-	        c->rq, jx_str(md, "fingerprint"), jx_str(body, "fingerprint"), "fingerprint") &&
+	if (fingerprint_ok(c->rq, jx_str(md, "fingerprint"), jx_str(body, "fingerprint"),
+	        "fingerprint", "metadata") &&
 	    compute_check_labels_metadata(c->rq, wrap) == 0) {
 		json_t *items = json_object_get(body, "items");
 
@@ -221,7 +220,7 @@ inst_set_tags(struct call *c)
 		}
 	}
 	if (fingerprint_ok(c->rq, jx_str(tags, "fingerprint"), jx_str(body, "fingerprint"),
-	        "tags.fingerprint")) {
+	        "fingerprint", "tags")) {
 		if (json_array_size(items) > 0)
 			json_object_set(tags, "items", items);
 		else

@@ -42,6 +42,16 @@ ref_path(const struct emulator *emu, const char *ref)
 	return xasprintf("projects/%s/%s", emu->project, p);
 }
 
+bool
+ref_valid(const struct emulator *emu, const char *ref)
+{
+	char *path = ref_path(emu, ref);
+	bool ok = path != NULL;
+
+	free(path);
+	return ok;
+}
+
 char *
 ref_link(const struct emulator *emu, const char *ref)
 {
