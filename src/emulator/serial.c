@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "emulator/internal.h"
+#include "util/clock.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
 
@@ -74,6 +75,28 @@ serial_stop(struct inst *inst)
 	buf_addstr(&inst->serial, "reboot: Power down\n");
 }
 
+/* One line of the agent's log as the console shows it: "Mon DD HH:MM:SS NAME ident: what". */
+static void
+agent_line(struct buf *out, const struct inst *inst, const char *line, size_t len)
+{
+	const char *sp = memchr(line, ' ', len);
+	char stamp[32] = "", *t = sp != NULL ? xstrndup(line, (size_t)(sp - line)) : NULL;
+	int64_t ms;
+
+	if (t != NULL && time_parse_rfc3339(t, &ms) == 0) {
+		time_t secs = (time_t)(ms / 1000);
+		struct tm tm;
+
+		gmtime_r(&secs, &tm);
+		strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+		len -= (size_t)(sp + 1 - line);
+		line = sp + 1;
+	}
+	free(t);
+	buf_printf(
+	    out, "%s%s%s %.*s\n", stamp, *stamp != '\0' ? " " : "", inst->name, (int)len, line);
+}
+
 char *
 serial_text(struct inst *inst, size_t *start)
 {
@@ -86,11 +109,9 @@ serial_text(struct inst *inst, size_t *start)
 	if (root != NULL) {
 		path = xasprintf("%s/var/log/spillway/agent.log", root);
 		if (read_file(path, SERIAL_KEEP, &log, NULL) == 0) {
-			for (char *l = log, *nl; *l != '\0'; l = nl + 1) {
-				if ((nl = strchr(l, '\n')) == NULL)
-					nl = l + strlen(l) - 1;
-				buf_printf(&out, "%s spillway-agent: %.*s\n", inst->name,
-				    (int)(nl - l + (*nl != '\n')), l);
+			for (char *l = log, *nl; *l != '\0'; l = *nl != '\0' ? nl + 1 : nl) {
+				nl = l + strcspn(l, "\n");
+				agent_line(&out, inst, l, (size_t)(nl - l));
 			}
 			free(log);
 		}

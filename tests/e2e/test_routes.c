@@ -322,6 +322,19 @@ test_example_app(void **state)
 	v = create_vm(&w);
 	wait_vm(&w, v.name, VM_READY);
 	wait_lines(&w, out, "vm", 3);
+	{
+		/* The VM's serial console has what its agent logged, as a console shows it. */
+		char *tail = xasprintf("instances/%s/serialPort", v.name);
+		char *url = compute_url(&w.e, v.zone, tail);
+		json_t *console = api(&w.e, "GET", url, NULL, 200);
+		char *want = xasprintf("%s spillway-agent: watching %s", v.name, v.name);
+
+		assert_non_null(strstr(jx_str(console, "contents"), want));
+		json_decref(console);
+		free(want);
+		free(url);
+		free(tail);
+	}
 	/* A request in flight on the VM when it is deleted: it drains, and is answered. */
 	held = open_begun(port);
 	for (int i = 0; i < 200 && jx_open(&w) < 1; i++)
