@@ -22,7 +22,21 @@
 #define WAIT_TIMEOUT_MS 130000 /* zoneOperations.wait returns within about 2 minutes */
 #define PAGE_SIZE       500
 
-enum kind { K_CREATE, K_GET, K_LIST, K_DELETE, K_WAIT, K_PREEMPT, K_MACHINE, K_ZONES, K_GUEST };
+enum kind {
+	K_CREATE,
+	K_GET,
+	K_LIST,
+	K_DELETE,
+	K_WAIT,
+	K_PREEMPT,
+	K_MACHINE,
+	K_ZONES,
+	K_GUEST,
+	K_POWER,
+	K_IMAGE_CREATE,
+	K_IMAGES,
+	K_IMAGE_DELETE,
+};
 
 struct gce {
 	struct cloud base;
@@ -48,6 +62,7 @@ union callback {
 	cloud_machine_cb *machine;
 	cloud_zones_cb *zones;
 	cloud_value_cb *value;
+	cloud_images_cb *images;
 };
 
 struct call {
@@ -76,7 +91,7 @@ struct call {
 	char *region;
 	json_t *items;
 	int64_t since_ms;
-	char *target_zone; /* for create/delete/wait/get */
+	char *target_zone; /* for create/delete/wait/get/power; NULL for what is global */
 	struct call *prev, *next;
 };
 

@@ -230,6 +230,48 @@ gce_instance_body(const struct cloud_instance_spec *s)
 	return v;
 }
 
+const char *
+gce_image_from_json(json_t *v, struct cloud_image *im)
+{
+	const char *t;
+	int64_t ms;
+
+	memset(im, 0, sizeof *im);
+	im->name = jx_str(v, "name");
+	im->family = jx_str(v, "family") != NULL ? jx_str(v, "family") : "";
+	im->status = jx_str(v, "status");
+	if (!gce_valid_name(im->name))
+		return "name";
+	if (*im->family != '\0' && !gce_valid_name(im->family))
+		return "family";
+	if (!gce_fits(im->status, CLOUD_STATUS_LEN))
+		return "status";
+	if (jx_int64(json_object_get(v, "diskSizeGb"), &im->disk_gb) != 0 || im->disk_gb <= 0)
+		return "diskSizeGb";
+	if (json_object_get(v, "archiveSizeBytes") != NULL &&
+	    (jx_int64(json_object_get(v, "archiveSizeBytes"), &im->archive_bytes) != 0 ||
+	        im->archive_bytes < 0))
+		return "archiveSizeBytes";
+	if ((t = jx_str(v, "creationTimestamp")) != NULL && time_parse_rfc3339(t, &ms) == 0)
+		im->created_ms = ms;
+	im->labels = kv_from(json_object_get(v, "labels"), &im->nlabels);
+	return NULL;
+}
+
+/* The Image to insert from a disk, as the discovery document spells it. */
+json_t *
+gce_image_body(const struct cloud_image_spec *s)
+{
+	char *disk = xasprintf("zones/%s/disks/%s", s->zone, s->disk);
+	json_t *v = jx_pack("{s:s, s:s, s:o}", "name", s->name, "sourceDisk", disk, "labels",
+	    kv_object(s->labels, s->nlabels));
+
+	if (s->family != NULL)
+		json_object_set_new(v, "family", json_string(s->family));
+	free(disk);
+	return v;
+}
+
 /* --- errors --- */
 
 void

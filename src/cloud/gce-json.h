@@ -19,6 +19,9 @@ const char *gce_preemption_from_json(json_t *v, struct cloud_op *op);
 void gce_instances_free(struct cloud_instance *list, size_t n);
 bool gce_valid_name(const char *s);
 json_t *gce_instance_body(const struct cloud_instance_spec *s);
+/* An image: NULL, or the field that makes it none we can keep (its labels are allocated). */
+const char *gce_image_from_json(json_t *v, struct cloud_image *);
+json_t *gce_image_body(const struct cloud_image_spec *);
 
 /* A typed error and what its strings point into (gce_error_release frees it). */
 struct gce_error {

@@ -1,8 +1,10 @@
 /*
  * The Compute Engine provider's methods: what each call sends (its path,
- * body and kind), and what its answer is to the caller: an operation, an
- * instance, a listing gathered over zones and pages, a machine type, zones,
- * a guest attribute. The life of a call (token, retries, HTTP) is gce.c's.
+ * body and kind), and what its answer is to the caller: an operation (an
+ * insert, a delete, a power change, an image made or deleted), an instance,
+ * a listing gathered over zones and pages (instances, preemptions, images),
+ * a machine type, zones, a guest attribute. The life of a call (token,
+ * retries, HTTP) is gce.c's.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,7 +51,13 @@ call_fail(struct call *c)
 	case K_CREATE:
 	case K_DELETE:
 	case K_WAIT:
+	case K_POWER:
+	case K_IMAGE_CREATE:
+	case K_IMAGE_DELETE:
 		c->cb.op(&c->e.err, NULL, c->arg);
+		break;
+	case K_IMAGES:
+		c->cb.images(&c->e.err, NULL, 0, c->arg);
 		break;
 	case K_GET:
 		c->cb.instance(&c->e.err, NULL, c->arg);
@@ -187,6 +195,35 @@ deliver_zones(struct call *c)
 	call_free(c);
 }
 
+/* As a listing of instances: an image we cannot read fails the whole. */
+static void
+deliver_images(struct call *c)
+{
+	size_t n = json_array_size(c->items), k = 0;
+	struct cloud_image *list = xcalloc(n + 1, sizeof *list);
+	const char *bad = NULL;
+	json_t *it;
+	size_t i;
+
+	json_array_foreach (c->items, i, it) {
+		if ((bad = gce_image_from_json(it, &list[k])) != NULL)
+			break;
+		k++;
+	}
+	if (bad == NULL)
+		c->cb.images(&c->e.err, list, k, c->arg);
+	else
+		call_set_error(c, CLOUD_NETWORK,
+		    "images.list answered an item (%zu) without a valid '%s'", i, bad);
+	for (i = 0; i < k; i++)
+		free((void *)list[i].labels);
+	free(list);
+	if (bad != NULL)
+		call_fail(c);
+	else
+		call_free(c);
+}
+
 /* The next page, or the next zone, or the end of a listing. */
 static void
 next_page(struct call *c, json_t *v)
@@ -217,6 +254,9 @@ next_page(struct call *c, json_t *v)
 	case K_PREEMPT:
 		deliver_preemptions(c);
 		break;
+	case K_IMAGES:
+		deliver_images(c);
+		break;
 	default:
 		deliver_zones(c);
 		break;
@@ -230,6 +270,9 @@ call_answered(struct call *c, json_t *v)
 	switch (c->kind) {
 	case K_CREATE:
 	case K_DELETE:
+	case K_POWER:
+	case K_IMAGE_CREATE:
+	case K_IMAGE_DELETE:
 		if (op_failed(c, v))
 			call_fail(c);
 		else
@@ -291,6 +334,7 @@ call_answered(struct call *c, json_t *v)
 	case K_LIST:
 	case K_PREEMPT:
 	case K_ZONES:
+	case K_IMAGES:
 		next_page(c, v);
 		break;
 	}
@@ -407,12 +451,16 @@ gce_wait(struct cloud *cl, const char *zone, const char *op, int64_t deadline_ms
 	struct gce *g = (struct gce *)cl;
 	struct call *c;
 
-	if (!gce_valid_name(zone) || !gce_valid_name(op))
+	if ((zone != NULL && !gce_valid_name(zone)) || !gce_valid_name(op))
 		return -EINVAL;
 	c = call_new(g, K_WAIT, (union callback){.op = cb}, arg, deadline_ms);
 	c->method = "POST";
-	c->path = xasprintf("projects/%s/zones/%s/operations/%s/wait", g->project, zone, op);
-	c->target_zone = xstrdup(zone);
+	if (zone != NULL)
+		c->path =
+		    xasprintf("projects/%s/zones/%s/operations/%s/wait", g->project, zone, op);
+	else
+		c->path = xasprintf("projects/%s/global/operations/%s/wait", g->project, op);
+	c->target_zone = zone != NULL ? xstrdup(zone) : NULL;
 	call_start(c);
 	return 0;
 }
@@ -483,6 +531,85 @@ gce_guest_attribute(struct cloud *cl, const char *zone, const char *name, const 
 	return 0;
 }
 
+static int
+gce_power(struct cloud *cl, const char *zone, const char *name, enum cloud_power p,
+    const char *request_id, int64_t deadline_ms, cloud_op_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+
+	if (!gce_valid_name(zone) || !gce_valid_name(name) || request_id == NULL ||
+	    !uuid_valid(request_id) || (unsigned)p > CLOUD_RESUME)
+		return -EINVAL;
+	c = call_new(g, K_POWER, (union callback){.op = cb}, arg, deadline_ms);
+	c->method = "POST";
+	c->path = xasprintf("projects/%s/zones/%s/instances/%s/%s?requestId=%s", g->project, zone,
+	    name, cloud_power_name(p), request_id);
+	c->target_zone = xstrdup(zone);
+	call_start(c);
+	return 0;
+}
+
+static int
+gce_image_create(struct cloud *cl, const struct cloud_image_spec *s, const char *request_id,
+    int64_t deadline_ms, cloud_op_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+	json_t *body;
+
+	if (!gce_valid_name(s->name) || !gce_valid_name(s->zone) || !gce_valid_name(s->disk) ||
+	    (s->family != NULL && !gce_valid_name(s->family)) || request_id == NULL ||
+	    !uuid_valid(request_id))
+		return -EINVAL;
+	c = call_new(g, K_IMAGE_CREATE, (union callback){.op = cb}, arg, deadline_ms);
+	body = gce_image_body(s);
+	c->method = "POST";
+	c->body = jx_dumps(body);
+	c->path = xasprintf("projects/%s/global/images?requestId=%s", g->project, request_id);
+	json_decref(body);
+	call_start(c);
+	return 0;
+}
+
+static int
+gce_images(struct cloud *cl, const char *key, const char *value, int64_t deadline_ms,
+    cloud_images_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+	char *filter;
+
+	if (key == NULL || value == NULL || strpbrk(key, " \"()") != NULL || strchr(value, '"'))
+		return -EINVAL;
+	filter = xasprintf("labels.%s = \"%s\"", key, value);
+	c = call_new(g, K_IMAGES, (union callback){.images = cb}, arg, deadline_ms);
+	c->filter = url_encode(filter);
+	c->items = json_array();
+	c->path = xasprintf(
+	    "projects/%s/global/images?maxResults=%d&filter=%s", g->project, PAGE_SIZE, c->filter);
+	free(filter);
+	call_start(c);
+	return 0;
+}
+
+static int
+gce_image_delete(struct cloud *cl, const char *name, const char *request_id, int64_t deadline_ms,
+    cloud_op_cb *cb, void *arg)
+{
+	struct gce *g = (struct gce *)cl;
+	struct call *c;
+
+	if (!gce_valid_name(name) || request_id == NULL || !uuid_valid(request_id))
+		return -EINVAL;
+	c = call_new(g, K_IMAGE_DELETE, (union callback){.op = cb}, arg, deadline_ms);
+	c->method = "DELETE";
+	c->path =
+	    xasprintf("projects/%s/global/images/%s?requestId=%s", g->project, name, request_id);
+	call_start(c);
+	return 0;
+}
+
 static void
 gce_free(struct cloud *cl)
 {
@@ -506,5 +633,9 @@ const struct cloud_ops gce_ops = {
     .machine_type = gce_machine_type,
     .zones = gce_zones,
     .guest_attribute = gce_guest_attribute,
+    .power = gce_power,
+    .image_create = gce_image_create,
+    .images = gce_images,
+    .image_delete = gce_image_delete,
     .free = gce_free,
 };

@@ -307,7 +307,7 @@ on_http(const struct http_response *r, void *arg)
 	}
 	if (r->status < 200 || r->status >= 300) {
 		http_error(c, r);
-		if (c->kind == K_DELETE && r->status == 404) {
+		if ((c->kind == K_DELETE || c->kind == K_IMAGE_DELETE) && r->status == 404) {
 			/* Already gone: what a delete wanted. */
 			struct cloud_op op = {
 			    .zone = c->target_zone, .type = "delete", .done = true};

@@ -154,3 +154,16 @@ cloud_preempted_copy(const struct cloud_op *op, struct cloud_preempted *out)
 	out->t_ms = op->inserted_ms;
 	return 0;
 }
+
+const char *
+cloud_power_name(enum cloud_power p)
+{
+	static const char *const methods[] = {
+	    [CLOUD_STOP] = "stop",
+	    [CLOUD_START] = "start",
+	    [CLOUD_SUSPEND] = "suspend",
+	    [CLOUD_RESUME] = "resume",
+	};
+
+	return (size_t)p < sizeof methods / sizeof methods[0] ? methods[p] : "?";
+}

@@ -70,6 +70,19 @@ struct cloud_instance_spec {
 	bool external_ip;               /* an ephemeral external address (ONE_TO_ONE_NAT) */
 };
 
+/* What can be done to a VM's power: Compute Engine's methods of these names. */
+enum cloud_power { CLOUD_STOP, CLOUD_START, CLOUD_SUSPEND, CLOUD_RESUME };
+
+/* An image to make from a zone's disk (a stopped VM's boot disk). Strings borrowed. */
+struct cloud_image_spec {
+	const char *name;
+	const char *family; /* NULL: none */
+	const char *zone;   /* the disk's */
+	const char *disk;
+	const struct cloud_kv *labels;
+	size_t nlabels;
+};
+
 /*
  * Bounds of what a provider passes on: it refuses an answer whose names,
  * zones, statuses or operation names do not fit (CLOUD_NETWORK, "malformed"),
@@ -109,6 +122,18 @@ struct cloud_op {
 	int64_t ended_ms; /* endTime: when it was DONE; 0 when not (or not said) */
 };
 
+/* One of the project's images, as listed; every string non-NULL ("" for no family). */
+struct cloud_image {
+	const char *name;
+	const char *family;
+	const char *status; /* PENDING, READY, FAILED, DELETING */
+	int64_t disk_gb;
+	int64_t archive_bytes; /* what its storage is billed on; 0 when not said */
+	int64_t created_ms;
+	const struct cloud_kv *labels;
+	size_t nlabels;
+};
+
 struct cloud_machine_type {
 	const char *name;
 	int vcpus;
@@ -127,6 +152,8 @@ typedef void cloud_ops_cb(const struct cloud_error *, const struct cloud_op *, s
 typedef void cloud_machine_cb(
     const struct cloud_error *, const struct cloud_machine_type *, void *arg);
 typedef void cloud_value_cb(const struct cloud_error *, const char *value, void *arg);
+typedef void cloud_images_cb(
+    const struct cloud_error *, const struct cloud_image *, size_t n, void *arg);
 typedef void cloud_zones_cb(
     const struct cloud_error *, const char *const *zones, size_t n, void *arg);
 
@@ -147,9 +174,24 @@ struct cloud_ops {
 	/* Start a delete; an instance already gone is success with op->name NULL. */
 	int (*destroy)(struct cloud *, const char *zone, const char *name, const char *request_id,
 	    int64_t deadline_ms, cloud_op_cb *, void *);
-	/* Until the operation is DONE; a DONE operation that failed is the matching error. */
+	/*
+	 * Until the operation is DONE; a DONE operation that failed is the matching
+	 * error. zone NULL: a global operation (an image's).
+	 */
 	int (*wait)(struct cloud *, const char *zone, const char *op, int64_t deadline_ms,
 	    cloud_op_cb *, void *);
+	/* Stop, start, suspend or resume a VM: its operation, as create's. */
+	int (*power)(struct cloud *, const char *zone, const char *name, enum cloud_power,
+	    const char *request_id, int64_t deadline_ms, cloud_op_cb *, void *);
+	/* An image from a zone's disk: a global operation (op->zone NULL). */
+	int (*image_create)(struct cloud *, const struct cloud_image_spec *, const char *request_id,
+	    int64_t deadline_ms, cloud_op_cb *, void *);
+	/* The project's own images with label key=value, all pages. */
+	int (*images)(struct cloud *, const char *label_key, const char *label_value,
+	    int64_t deadline_ms, cloud_images_cb *, void *);
+	/* Delete an image; one already gone is success with op->name NULL. */
+	int (*image_delete)(struct cloud *, const char *name, const char *request_id,
+	    int64_t deadline_ms, cloud_op_cb *, void *);
 	/* Preemptions (compute.instances.preempted operations) since a time, in these zones. */
 	int (*preemptions)(struct cloud *, const char *const *zones, int64_t since_ms,
 	    int64_t deadline_ms, cloud_ops_cb *, void *);
@@ -197,6 +239,8 @@ struct cloud_preempted {
 int cloud_preempted_copy(const struct cloud_op *, struct cloud_preempted *);
 
 const char *cloud_errc_name(enum cloud_errc);
+/* "stop", "start", "suspend", "resume": the method's name. */
+const char *cloud_power_name(enum cloud_power);
 /* Worth retrying within the same call? */
 bool cloud_errc_retryable(enum cloud_errc);
 /* An error's one-line description for people: "quota: Quota 'CPUS' exceeded ..." */

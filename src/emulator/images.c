@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "emulator/filter.h"
 #include "emulator/internal.h"
 #include "util/jschema.h"
 #include "util/jx.h"
@@ -140,34 +141,66 @@ image_family_view(struct call *c)
 	answer(c, "global/images/family", true, true);
 }
 
+/* images.list, with a filter (labels, family, status): all in one page, as there are few. */
 void
 image_list(struct call *c)
 {
-	json_t *items = json_array(), *v;
-	char *self = xasprintf(GCE_LINK "projects/%s/global/images", c->project);
+	const char *expr = rq_query(c->rq, "filter"), *k;
+	struct filter *f = NULL;
+	char *self, *cause = NULL;
+	json_t *items, *v, *im;
 
-	const char *k;
-	json_t *im;
-
-	for (size_t i = 0; i < nitems(images); i++)
-		if (strcmp(images[i].project, c->project) == 0)
-			json_array_append_new(items, image_json(&images[i]));
+	if (expr != NULL && filter_parse(expr, &f, &cause) != 0) {
+		compute_bad_field(
+		    c->rq, "filter", expr, "Invalid list filter expression (%s).", cause);
+		free(cause);
+		return;
+	}
+	items = json_array();
+	for (size_t i = 0; i < nitems(images); i++) {
+		if (strcmp(images[i].project, c->project) != 0)
+			continue;
+		im = image_json(&images[i]);
+		if (filter_match(f, im))
+			json_array_append(items, im);
+		json_decref(im);
+	}
 	if (strcmp(c->project, c->rq->emu->project) == 0)
 		json_object_foreach (c->rq->emu->images, k, im)
-			json_array_append(items, im);
+			if (filter_match(f, im))
+				json_array_append(items, im);
+	self = xasprintf(GCE_LINK "projects/%s/global/images", c->project);
 	v = jx_pack("{s:s, s:s, s:s}", "kind", "compute#imageList", "id", "projects/images",
 	    "selfLink", self);
 	if (json_array_size(items) > 0)
 		json_object_set(v, "items", items);
 	json_decref(items);
+	filter_free(f);
 	emu_reply_json(c->rq, 200, v);
 	free(self);
+}
+
+/* Whether a VM that is not stopped uses the disk (an image of it then needs forceCreate). */
+static bool
+running_user(struct emulator *emu, const char *zone, json_t *disk)
+{
+	json_t *u;
+	size_t i;
+
+	json_array_foreach (json_object_get(disk, "users"), i, u) {
+		const char *name = strrchr(json_string_value(u), '/');
+		struct inst *inst = name != NULL ? emu_find_inst(emu, zone, name + 1) : NULL;
+
+		if (inst != NULL && inst->status != ST_TERMINATED)
+			return true;
+	}
+	return false;
 }
 
 /*
  * images.insert from a disk of the project (sourceDisk): the image holds
  * what the disk holds (its size, its licenses), READY at once. Google
- * refuses a disk a running VM uses unless forceCreate=true.
+ * refuses a disk a VM that is not stopped uses, unless forceCreate=true.
  */
 void
 image_insert(struct call *c)
@@ -218,8 +251,7 @@ image_insert(struct call *c)
 		emu_error(c->rq, 404, "notFound", "The resource '%s' was not found", path);
 		goto out;
 	}
-	if (json_array_size(json_object_get(disk, "users")) > 0 &&
-	    !(force != NULL && strcasecmp(force, "true") == 0)) {
+	if (running_user(emu, zone, disk) && !(force != NULL && strcasecmp(force, "true") == 0)) {
 		emu_error(c->rq, 400, "resourceInUseByAnotherResource",
 		    "The disk resource '%s' is already being used by '%s'", path,
 		    json_string_value(json_array_get(json_object_get(disk, "users"), 0)));
@@ -228,14 +260,15 @@ image_insert(struct call *c)
 	snprintf(id, sizeof id, "%" PRIu64, emu_new_id(emu));
 	self = xasprintf(GCE_LINK "projects/%s/global/images/%s", emu->project, name);
 	im = json_deep_copy(body);
-	made = jx_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:O, s:O, s:s, s:s, s:s}", "kind",
+	made = jx_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:O, s:O, s:s, s:s}", "kind",
 	    "compute#image", "id", id, "creationTimestamp", compute_now_json(emu), "sourceType",
 	    "RAW", "status", "READY", "selfLink", self, "diskSizeGb",
 	    json_object_get(disk, "sizeGb"), "sourceDiskId", json_object_get(disk, "id"),
-	    "sourceDisk", jx_str(disk, "selfLink"), "labelFingerprint", EMPTY_FINGERPRINT,
-	    "archiveSizeBytes", "1073741824");
+	    "sourceDisk", jx_str(disk, "selfLink"), "archiveSizeBytes", "1073741824");
 	json_object_update(im, made);
 	json_decref(made);
+	compute_fingerprint(
+	    im, "labelFingerprint", json_object_size(json_object_get(im, "labels")) == 0);
 	if (json_object_get(disk, "licenses") != NULL)
 		json_object_set(im, "licenses", json_object_get(disk, "licenses"));
 	json_object_set_new(emu->images, name, im);

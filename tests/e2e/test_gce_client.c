@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +27,7 @@
 #include "cloud/gce.h"
 #include "harness.h"
 #include "net/http.h"
+#include "util/buf.h"
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/uuid.h"
@@ -162,6 +164,27 @@ on_ops(const struct cloud_error *e, const struct cloud_op *ops, size_t n, void *
 	r->names = xcalloc(n + 1, sizeof *r->names);
 	for (size_t i = 0; i < n; i++)
 		r->names[i] = xstrdup(ops[i].target);
+}
+
+/* An image listing: each as "name family status disk_gb label:k=v..." */
+static void
+on_images(const struct cloud_error *e, const struct cloud_image *list, size_t n, void *arg)
+{
+	struct res *r = arg;
+
+	take_error(r, e);
+	r->n = n;
+	r->names = xcalloc(n + 1, sizeof *r->names);
+	for (size_t i = 0; i < n; i++) {
+		struct buf b = BUF_INIT(SIZE_MAX);
+
+		buf_printf(&b, "%s %s %s %" PRId64, list[i].name, list[i].family, list[i].status,
+		    list[i].disk_gb);
+		for (size_t j = 0; j < list[i].nlabels; j++)
+			buf_printf(
+			    &b, " label:%s=%s", list[i].labels[j].key, list[i].labels[j].value);
+		r->names[i] = buf_detach(&b, NULL);
+	}
 }
 
 static void
@@ -477,6 +500,163 @@ test_lifecycle(void **state)
 	assert_int_equal(
 	    c.cloud->ops->get(c.cloud, ZONE, "../etc", in_ms(1000), on_instance, &r), -EINVAL);
 	validate_insert_bodies(&emu);
+	client_close(&c);
+}
+
+/* A power change: its operation, waited for; the VM's status after. */
+static const char *
+power(struct client *c, const char *name, enum cloud_power p)
+{
+	static char status[CLOUD_STATUS_LEN];
+	struct res r = {0};
+	char id[UUID_LEN], *op;
+
+	uuid_v4(id);
+	assert_int_equal(
+	    c->cloud->ops->power(c->cloud, ZONE, name, p, id, in_ms(30000), on_op, &r), 0);
+	run(&r);
+	assert_int_equal(r.code, CLOUD_OK);
+	op = xstrdup(r.op);
+	res_free(&r);
+	wait_op(c, ZONE, op, &r);
+	assert_int_equal(r.code, CLOUD_OK);
+	free(op);
+	res_free(&r);
+	assert_int_equal(
+	    c->cloud->ops->get(c->cloud, ZONE, name, in_ms(10000), on_instance, &r), 0);
+	run(&r);
+	snprintf(status, sizeof status, "%s", r.status);
+	res_free(&r);
+	return status;
+}
+
+/* Stop, start, suspend and resume: the calls a warm pool of stopped VMs makes. */
+static void
+test_power(void **state)
+{
+	struct client c;
+	struct res r = {0};
+	char id[UUID_LEN];
+
+	default_client(&c);
+	create(&c, "power-1", ZONE, "t-power", &r);
+	{
+		char *op = xstrdup(r.op);
+
+		res_free(&r);
+		wait_op(&c, ZONE, op, &r);
+		free(op);
+		res_free(&r);
+	}
+	assert_string_equal(power(&c, "power-1", CLOUD_SUSPEND), "SUSPENDED");
+	assert_string_equal(power(&c, "power-1", CLOUD_RESUME), "RUNNING");
+	assert_string_equal(power(&c, "power-1", CLOUD_STOP), "TERMINATED");
+	assert_string_equal(power(&c, "power-1", CLOUD_START), "RUNNING");
+	assert_int_equal(
+	    count_requests(&emu, "POST", "/instances/power-1/resume", "requestId="), 1);
+	/* What a state refuses is the cloud's answer, typed; one that is gone, not found. */
+	uuid_v4(id);
+	assert_int_equal(c.cloud->ops->power(
+	                     c.cloud, ZONE, "power-1", CLOUD_RESUME, id, in_ms(10000), on_op, &r),
+	    0);
+	run(&r);
+	assert_int_equal(r.code, CLOUD_INVALID);
+	assert_int_equal(r.http_status, 400);
+	res_free(&r);
+	uuid_v4(id);
+	assert_int_equal(
+	    c.cloud->ops->power(c.cloud, ZONE, "gone-1", CLOUD_STOP, id, in_ms(10000), on_op, &r),
+	    0);
+	run(&r);
+	assert_int_equal(r.code, CLOUD_NOT_FOUND);
+	res_free(&r);
+	/* No requestId, no call: a retry must never be a second change. */
+	assert_int_equal(c.cloud->ops->power(
+	                     c.cloud, ZONE, "power-1", CLOUD_STOP, NULL, in_ms(10000), on_op, &r),
+	    -EINVAL);
+	uuid_v4(id);
+	assert_int_equal(
+	    c.cloud->ops->destroy(c.cloud, ZONE, "power-1", id, in_ms(10000), on_op, &r), 0);
+	run(&r);
+	res_free(&r);
+	client_close(&c);
+}
+
+/* An image from a stopped VM's boot disk, listed by its label, then deleted: baking an image. */
+static void
+test_images(void **state)
+{
+	const struct cloud_kv labels[] = {
+	    {"managed-by", "spillway"}, {"spillway-backend", "abc123"}};
+	struct cloud_image_spec is = {.name = "baked-1",
+	    .family = "spillway-backend",
+	    .zone = ZONE,
+	    .disk = "bake-1",
+	    .labels = labels,
+	    .nlabels = 2};
+	struct client c;
+	struct res r = {0};
+	char id[UUID_LEN], *op;
+
+	default_client(&c);
+	create(&c, "bake-1", ZONE, "t-bake", &r);
+	op = xstrdup(r.op);
+	res_free(&r);
+	wait_op(&c, ZONE, op, &r);
+	free(op);
+	res_free(&r);
+	assert_string_equal(power(&c, "bake-1", CLOUD_STOP), "TERMINATED");
+	uuid_v4(id);
+	assert_int_equal(c.cloud->ops->image_create(c.cloud, &is, id, in_ms(30000), on_op, &r), 0);
+	run(&r);
+	if (r.code != CLOUD_OK)
+		fail_msg("image_create: %s", r.message);
+	assert_null(r.op_zone); /* a global operation */
+	op = xstrdup(r.op);
+	res_free(&r);
+	wait_op(&c, NULL, op, &r);
+	assert_int_equal(r.code, CLOUD_OK);
+	assert_true(r.op_done);
+	free(op);
+	res_free(&r);
+	assert_int_equal(
+	    c.cloud->ops->images(c.cloud, "managed-by", "spillway", in_ms(10000), on_images, &r),
+	    0);
+	run(&r);
+	assert_int_equal(r.code, CLOUD_OK);
+	assert_int_equal(r.n, 1);
+	/* The disk's size (spec(): 30 GB), its family and labels. */
+	assert_string_equal(r.names[0],
+	    "baked-1 spillway-backend READY 30 label:managed-by=spillway label:spillway-backend=abc123");
+	res_free(&r);
+	/* Another label: none. */
+	assert_int_equal(
+	    c.cloud->ops->images(c.cloud, "managed-by", "else", in_ms(10000), on_images, &r), 0);
+	run(&r);
+	assert_int_equal(r.n, 0);
+	res_free(&r);
+	/* A name taken: CLOUD_EXISTS. */
+	uuid_v4(id);
+	assert_int_equal(c.cloud->ops->image_create(c.cloud, &is, id, in_ms(30000), on_op, &r), 0);
+	run(&r);
+	assert_int_equal(r.code, CLOUD_EXISTS);
+	res_free(&r);
+	/* Deleted, then deleted again: both success, the second with no operation. */
+	for (int i = 0; i < 2; i++) {
+		uuid_v4(id);
+		assert_int_equal(
+		    c.cloud->ops->image_delete(c.cloud, "baked-1", id, in_ms(10000), on_op, &r), 0);
+		run(&r);
+		assert_int_equal(r.code, CLOUD_OK);
+		if (i == 1)
+			assert_null(r.op);
+		res_free(&r);
+	}
+	uuid_v4(id);
+	assert_int_equal(
+	    c.cloud->ops->destroy(c.cloud, ZONE, "bake-1", id, in_ms(10000), on_op, &r), 0);
+	run(&r);
+	res_free(&r);
 	client_close(&c);
 }
 
@@ -1290,6 +1470,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lifecycle),
+	    cmocka_unit_test(test_power),
+	    cmocka_unit_test(test_images),
 	    cmocka_unit_test(test_pagination_and_labels),
 	    cmocka_unit_test(test_error_classes),
 	    cmocka_unit_test(test_retries),
