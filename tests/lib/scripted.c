@@ -361,6 +361,7 @@ static const struct cloud_ops scripted_ops = {
     .machine_type = sc_machine,
     .zones = sc_zones,
     .guest_attribute = sc_guest,
+    /* power and the image calls are not scripted: nothing in the manager makes them yet */
     .free = sc_free,
 };
 
