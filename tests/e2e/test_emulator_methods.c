@@ -177,6 +177,17 @@ test_fingerprints(void **state)
 	free(url);
 }
 
+/* A power change, waited for: the state it leaves the VM in must be want. */
+static void
+power(const char *name, const char *verb, const char *want)
+{
+	char *tail = xasprintf("instances/%s/%s", name, verb);
+
+	json_decref(call_done("POST", tail, NULL));
+	assert_string_equal(status_of(name), want);
+	free(tail);
+}
+
 /* A suspend Google refuses: 400 unsupportedOperation, saying why. */
 static void
 refused(const char *tail, const char *why)
@@ -197,25 +208,20 @@ test_power(void **state)
 	json_t *op;
 
 	make("pw-1", "e2-small", NULL);
-	/* Suspend, then stop while suspended. */
-	json_decref(call_done("POST", "instances/pw-1/suspend", NULL));
-	assert_string_equal(status_of("pw-1"), "SUSPENDED");
+	/* Suspended: a second suspend is refused. */
+	power("pw-1", "suspend", "SUSPENDED");
 	refused("instances/pw-1/suspend", "already suspended");
 	/* Resumed: its memory was kept, its backend serves at once. */
-	json_decref(call_done("POST", "instances/pw-1/resume", NULL));
-	assert_string_equal(status_of("pw-1"), "RUNNING");
+	power("pw-1", "resume", "RUNNING");
 	assert_int_equal(health("pw-1"), 200);
 	/* Stopped and started: it boots, and says so. */
-	json_decref(call_done("POST", "instances/pw-1/stop", NULL));
-	assert_string_equal(status_of("pw-1"), "TERMINATED");
+	power("pw-1", "stop", "TERMINATED");
 	refused("instances/pw-1/suspend", "stopped or terminated");
-	json_decref(call_done("POST", "instances/pw-1/start", NULL));
-	assert_string_equal(status_of("pw-1"), "RUNNING");
+	power("pw-1", "start", "RUNNING");
 	assert_int_equal(health("pw-1"), 503);
 	/* A suspended VM stopped: it gives up its saved memory. */
-	json_decref(call_done("POST", "instances/pw-1/suspend", NULL));
-	json_decref(call_done("POST", "instances/pw-1/stop", NULL));
-	assert_string_equal(status_of("pw-1"), "TERMINATED");
+	power("pw-1", "suspend", "SUSPENDED");
+	power("pw-1", "stop", "TERMINATED");
 	/* A start the zone cannot serve: the operation's error, the VM left stopped. */
 	emu_set_faults(&emu, "stockout=" ZONE);
 	op = call_done("POST", "instances/pw-1/start", NULL);
