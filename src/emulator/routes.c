@@ -10,7 +10,7 @@
  * image project's), {zone} one of its zones ({anyzone} also "-"), {name}
  * any name: the handler's struct call holds what they were.
  */
-#include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,16 +20,18 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-/* A stable id for a fixed resource (a zone, a region): 19 digits, as Google's. */
+/*
+ * A fixed resource's id, stable by name: Google's zones and regions have
+ * small ones (2000 is us-central1-a, 1000 us-central1), from base up.
+ */
 static const char *
-stable_id(const char *name, char id[24])
+stable_id(const char *name, unsigned base, char id[24])
 {
 	uint64_t h = 1469598103934665603ULL;
 
 	for (const char *p = name; *p != '\0'; p++)
 		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	snprintf(
-	    id, 24, "%" PRIu64, (uint64_t)(1000000000000000000ULL + h % 8000000000000000000ULL));
+	snprintf(id, 24, "%u", base + (unsigned)(h % 1000));
 	return id;
 }
 
@@ -44,7 +46,7 @@ zone_json(struct emulator *emu, struct zone *z)
 	json_t *v;
 
 	v = jx_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s,s,s], s:b}", "kind",
-	    "compute#zone", "id", stable_id(z->name, id), "creationTimestamp",
+	    "compute#zone", "id", stable_id(z->name, 2000, id), "creationTimestamp",
 	    "1969-12-31T16:00:00.000-08:00", "name", z->name, "description", z->name, "status",
 	    "UP", "region", region, "selfLink", self, "availableCpuPlatforms", "Intel Cascade Lake",
 	    "Intel Broadwell", "AMD Rome", "supportsPzs", false);
@@ -73,7 +75,7 @@ region_json(struct emulator *emu, const char *name)
 	}
 	self = xasprintf(GCE_LINK "projects/%s/regions/%s", emu->project, name);
 	v = jx_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:[{s:s, s:f, s:f}], s:b}", "kind",
-	    "compute#region", "id", stable_id(name, id), "creationTimestamp",
+	    "compute#region", "id", stable_id(name, 1000, id), "creationTimestamp",
 	    "1969-12-31T16:00:00.000-08:00", "name", name, "description", name, "status", "UP",
 	    "selfLink", self, "zones", zones, "quotas", "metric", "CPUS", "limit",
 	    (double)compute_quota_limit(emu), "usage", (double)compute_region_cpus(emu, name),
