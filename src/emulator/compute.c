@@ -592,22 +592,33 @@ compute_preempt(struct inst *inst)
 	inst_timer_start(inst, EV_PREEMPT_STOP, emu->opts.preempt_notice_ms);
 }
 
+/*
+ * PROVISIONING, then STAGING at half the boot: an insert's or a start's. What
+ * the zone cannot hold now (a stockout, the region's CPUS quota without this
+ * instance's own share) is the error the boot will end in.
+ */
 void
-compute_start(struct inst *inst)
+compute_boot(struct inst *inst)
 {
 	struct emulator *emu = inst->emu;
 	int stockout = faults_stockout(&emu->faults, inst->zone->name);
+	int64_t others = compute_region_cpus(emu, inst->zone->region) - compute_cpus_held(inst);
 
-	inst->preempted = false;
-	inst->deleting = false;
 	if (stockout != 0)
 		inst->fail_code = stockout == 2 ? "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
 		                                : "ZONE_RESOURCE_POOL_EXHAUSTED";
-	else if (compute_region_cpus(emu, inst->zone->region) + inst->vcpus >
-	    compute_quota_limit(emu))
+	else if (others + inst->vcpus > compute_quota_limit(emu))
 		inst->fail_code = "QUOTA_EXCEEDED";
 	inst_set_status(inst, ST_PROVISIONING);
 	inst_timer_start(inst, EV_STAGE, emu->opts.boot_ms / 2);
+}
+
+void
+compute_start(struct inst *inst)
+{
+	inst->preempted = false;
+	inst->deleting = false;
+	compute_boot(inst);
 }
 
 void

@@ -205,12 +205,8 @@ disk_delete(struct call *c)
 	json_t *d = json_object_get(c->zone->disks, c->name);
 	struct op *op;
 
-	if (compute_check_request_id(c->rq, &request_id, &op) != 0)
+	if (!compute_request_id(c->rq, &request_id))
 		return;
-	if (op != NULL) {
-		emu_reply_json(c->rq, 200, compute_op_json(op));
-		return;
-	}
 	if (d == NULL) {
 		compute_not_found(c->rq, "disks", c->zone->name, c->name);
 		return;

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "emulator/internal.h"
-#include "util/jschema.h"
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
@@ -140,11 +139,8 @@ valid(struct call *c, json_t *fw)
 	bool allowed = json_array_size(json_object_get(fw, "allowed")) > 0;
 	bool denied = json_array_size(json_object_get(fw, "denied")) > 0;
 
-	if (name == NULL || !compute_valid_name(name)) {
-		compute_bad_field(c->rq, "resource.name", name != NULL ? name : "",
-		    "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'");
+	if (!compute_name_ok(c->rq, "resource.name", name))
 		return false;
-	}
 	if (allowed == denied) {
 		compute_bad_field(c->rq, "resource", "",
 		    "Exactly one of 'allowed' or 'denied' must be specified.");
@@ -155,26 +151,6 @@ valid(struct call *c, json_t *fw)
 		return false;
 	}
 	return true;
-}
-
-static json_t *
-read_rule(struct call *c)
-{
-	const char *raw;
-	size_t len;
-	json_t *body = NULL;
-	char *cause = NULL;
-
-	raw = rq_body(c->rq, &len, NULL);
-	if (jx_parse(raw, len, &body, &cause) != 0 ||
-	    jschema_validate(compute_schemas(), "Firewall", body, "resource", 0, &cause) != 0) {
-		emu_error_status(c->rq, 400, "invalid", "INVALID_ARGUMENT",
-		    "Invalid JSON payload received. %s", cause);
-		free(cause);
-		json_decref(body);
-		return NULL;
-	}
-	return body;
 }
 
 /* The change made: a global operation, DONE. */
@@ -189,19 +165,6 @@ answer(struct call *c, const char *type, json_t *fw, const char *request_id)
 	emu_reply_json(c->rq, 200, compute_op_json(op));
 }
 
-/* A repeated requestId answers its first operation; false when answered. */
-static bool
-fresh(struct call *c, const char **request_id)
-{
-	struct op *op;
-
-	if (compute_check_request_id(c->rq, request_id, &op) != 0)
-		return false;
-	if (op != NULL)
-		emu_reply_json(c->rq, 200, compute_op_json(op));
-	return op == NULL;
-}
-
 void
 firewall_insert(struct call *c)
 {
@@ -209,7 +172,8 @@ firewall_insert(struct call *c)
 	const char *request_id;
 	json_t *fw;
 
-	if (!fresh(c, &request_id) || (fw = read_rule(c)) == NULL)
+	if (!compute_request_id(c->rq, &request_id) ||
+	    (fw = compute_read_body(c->rq, "Firewall")) == NULL)
 		return;
 	if (!valid(c, fw)) {
 		json_decref(fw);
@@ -233,7 +197,8 @@ firewall_patch(struct call *c)
 	const char *request_id, *k;
 	json_t *fw, *change, *merged, *v;
 
-	if (!fresh(c, &request_id) || (fw = find(c)) == NULL || (change = read_rule(c)) == NULL)
+	if (!compute_request_id(c->rq, &request_id) || (fw = find(c)) == NULL ||
+	    (change = compute_read_body(c->rq, "Firewall")) == NULL)
 		return;
 	merged = json_deep_copy(fw);
 	json_object_foreach (change, k, v)
@@ -261,7 +226,7 @@ firewall_delete(struct call *c)
 	const char *request_id;
 	json_t *fw;
 
-	if (!fresh(c, &request_id) || (fw = find(c)) == NULL)
+	if (!compute_request_id(c->rq, &request_id) || (fw = find(c)) == NULL)
 		return;
 	json_incref(fw);
 	json_object_del(c->rq->emu->firewalls, c->name);

@@ -15,7 +15,6 @@
 
 #include "emulator/filter.h"
 #include "emulator/internal.h"
-#include "util/jschema.h"
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
@@ -206,32 +205,18 @@ void
 image_insert(struct call *c)
 {
 	struct emulator *emu = c->rq->emu;
-	const char *raw, *request_id, *name, *src, *force = rq_query(c->rq, "forceCreate");
-	json_t *body = NULL, *disk = NULL, *im, *made;
-	char *cause = NULL, *path = NULL, *self, id[24], zone[64], dname[128], extra;
+	const char *request_id, *name, *src, *force = rq_query(c->rq, "forceCreate");
+	json_t *body, *disk = NULL, *im, *made;
+	char *path = NULL, *self, id[24], zone[64], dname[128], extra;
 	struct op *op;
-	size_t len;
 
-	if (compute_check_request_id(c->rq, &request_id, &op) != 0)
+	if (!compute_request_id(c->rq, &request_id) ||
+	    (body = compute_read_body(c->rq, "Image")) == NULL)
 		return;
-	if (op != NULL) {
-		emu_reply_json(c->rq, 200, compute_op_json(op));
-		return;
-	}
-	raw = rq_body(c->rq, &len, NULL);
-	if (jx_parse(raw, len, &body, &cause) != 0 ||
-	    jschema_validate(compute_schemas(), "Image", body, "resource", 0, &cause) != 0) {
-		emu_error_status(c->rq, 400, "invalid", "INVALID_ARGUMENT",
-		    "Invalid JSON payload received. %s", cause);
-		goto out;
-	}
 	name = jx_str(body, "name");
 	src = jx_str(body, "sourceDisk");
-	if (name == NULL || !compute_valid_name(name)) {
-		compute_bad_field(c->rq, "resource.name", or_default(name, ""),
-		    "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'");
+	if (!compute_name_ok(c->rq, "resource.name", name))
 		goto out;
-	}
 	if (json_object_get(emu->images, name) != NULL) {
 		emu_error(c->rq, 409, "alreadyExists",
 		    "The resource 'projects/%s/global/images/%s' already exists", emu->project,
@@ -278,7 +263,6 @@ image_insert(struct call *c)
 	free(self);
 out:
 	free(path);
-	free(cause);
 	json_decref(body);
 }
 
@@ -287,16 +271,19 @@ image_delete(struct call *c)
 {
 	struct emulator *emu = c->rq->emu;
 	json_t *im = json_object_get(emu->images, c->name);
+	const char *request_id;
 	struct op *op;
 
+	if (!compute_request_id(c->rq, &request_id))
+		return;
 	if (im == NULL) {
 		emu_error(c->rq, 404, "notFound",
 		    "The resource 'projects/%s/global/images/%s' was not found", emu->project,
 		    c->name);
 		return;
 	}
-	op = compute_op_new(
-	    &emu->global, "delete", "images", c->name, jx_str(im, "id"), NULL, rq_user(c->rq));
+	op = compute_op_new(&emu->global, "delete", "images", c->name, jx_str(im, "id"), request_id,
+	    rq_user(c->rq));
 	json_object_del(emu->images, c->name);
 	compute_op_done(op, NULL, 0, NULL);
 	emu_reply_json(c->rq, 200, compute_op_json(op));

@@ -288,11 +288,8 @@ check_instance(struct rq *rq, struct zone *z, json_t *body, struct spec *sp)
 	json_t *nics = json_object_get(body, "networkInterfaces"), *nic, *sas;
 	size_t i;
 
-	if (name == NULL || !compute_valid_name(name)) {
-		compute_bad_field(rq, "resource.name", name ? name : "",
-		    "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'");
+	if (!compute_name_ok(rq, "resource.name", name))
 		return -EINVAL;
-	}
 	if (mt == NULL) {
 		compute_bad_field(
 		    rq, "resource.machineType", "", "Machine type must be specified.");
@@ -563,25 +560,63 @@ compute_region_cpus(struct emulator *emu, const char *region)
 	return used;
 }
 
-/* A requestId must be a UUID; a repeated one answers with its first operation. */
-int
-compute_check_request_id(struct rq *rq, const char **out, struct op **existing)
+/*
+ * A mutation's requestId: none, or a UUID but the zero one. A repeated one
+ * answers with the operation it first made. False when that answered the
+ * request (400, or the first operation); *out the id, or NULL.
+ */
+bool
+compute_request_id(struct rq *rq, const char **out)
 {
 	const char *id = rq_query(rq, "requestId");
+	struct op *op;
 
 	*out = NULL;
-	*existing = NULL;
 	if (id == NULL || *id == '\0')
-		return 0;
+		return true;
 	if (!uuid_valid(id)) {
 		compute_bad_field(rq, "requestId", id,
 		    "The request ID must be a valid UUID with the exception that zero UUID is not "
 		    "supported (00000000-0000-0000-0000-000000000000).");
-		return -EINVAL;
+		return false;
+	}
+	if ((op = compute_find_op(rq->emu, NULL, NULL, id)) != NULL) {
+		emu_reply_json(rq, 200, compute_op_json(op));
+		return false;
 	}
 	*out = id;
-	*existing = compute_find_op(rq->emu, NULL, NULL, id);
-	return 0;
+	return true;
+}
+
+/* A request's body as the schema's type says; NULL when it answered 400. */
+json_t *
+compute_read_body(struct rq *rq, const char *schema)
+{
+	const char *raw;
+	size_t len;
+	json_t *body = NULL;
+	char *cause = NULL;
+
+	raw = rq_body(rq, &len, NULL);
+	if (jx_parse(raw, len, &body, &cause) != 0 ||
+	    jschema_validate(compute_schemas(), schema, body, "resource", 0, &cause) != 0) {
+		emu_error_status(rq, 400, "invalid", "INVALID_ARGUMENT",
+		    "Invalid JSON payload received. %s", cause);
+		free(cause);
+		json_decref(body);
+		return NULL;
+	}
+	return body;
+}
+
+bool
+compute_name_ok(struct rq *rq, const char *field, const char *name)
+{
+	if (name != NULL && compute_valid_name(name))
+		return true;
+	compute_bad_field(rq, field, or_default(name, ""),
+	    "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'");
+	return false;
 }
 
 void
@@ -593,26 +628,15 @@ compute_inst_insert(struct call *c)
 	struct spec sp = {0};
 	struct inst *inst;
 	struct op *op;
-	const char *request_id, *raw;
-	json_t *body = NULL;
-	char *cause = NULL, id[24];
-	size_t len, at;
+	const char *request_id;
+	json_t *body;
+	char id[24];
+	size_t at;
 	bool found;
-	int stockout;
 
-	if (compute_check_request_id(rq, &request_id, &op) != 0)
+	if (!compute_request_id(rq, &request_id) ||
+	    (body = compute_read_body(rq, "Instance")) == NULL)
 		return;
-	if (op != NULL) {
-		emu_reply_json(rq, 200, compute_op_json(op));
-		return;
-	}
-	raw = rq_body(rq, &len, NULL);
-	if (jx_parse(raw, len, &body, &cause) != 0 ||
-	    jschema_validate(compute_schemas(), "Instance", body, "resource", 0, &cause) != 0) {
-		emu_error_status(rq, 400, "invalid", "INVALID_ARGUMENT",
-		    "Invalid JSON payload received. %s", cause);
-		goto out;
-	}
 	if (check_instance(rq, z, body, &sp) != 0)
 		goto out;
 	compute_inst_index(z, jx_str(body, "name"), &found);
@@ -635,11 +659,6 @@ compute_inst_insert(struct call *c)
 	inst->stop_at_ms = sp.stop_at_ms;
 	snprintf(id, sizeof id, "%" PRIu64, emu_new_id(emu));
 	inst->res = build_instance(inst, body, &sp, id);
-	if ((stockout = faults_stockout(&emu->faults, z->name)) != 0)
-		inst->fail_code = stockout == 2 ? "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
-		                                : "ZONE_RESOURCE_POOL_EXHAUSTED";
-	else if (compute_region_cpus(emu, z->region) + sp.vcpus > compute_quota_limit(emu))
-		inst->fail_code = "QUOTA_EXCEEDED";
 	uv_timer_init(emu->loop, &inst->timer);
 	inst->timer.data = inst;
 
@@ -656,10 +675,9 @@ compute_inst_insert(struct call *c)
 	op = compute_op_new(z, "insert", "instances", inst->name, id, request_id, rq_user(rq));
 	compute_op_start(op);
 	inst->op = op;
-	inst_timer_start(inst, EV_STAGE, emu->opts.boot_ms / 2);
+	compute_boot(inst);
 	emu_reply_json(rq, 200, compute_op_json(op));
 out:
 	free(sp.machine);
-	free(cause);
 	json_decref(body);
 }

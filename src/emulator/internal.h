@@ -284,7 +284,9 @@ void compute_op_done(struct op *, json_t *error, int http_status, const char *ht
 void compute_op_remove(struct op *);
 /* STOPPING, then gone (remove) or TERMINATED. */
 void compute_stop(struct inst *, bool remove);
-/* A TERMINATED instance boots again: PROVISIONING, STAGING, RUNNING (or its start fails). */
+/* PROVISIONING, STAGING, RUNNING; or the stockout or quota its boot ends in. */
+void compute_boot(struct inst *);
+/* A TERMINATED instance boots again (or its start fails). */
 void compute_start(struct inst *);
 void compute_reset(struct inst *);
 /* RUNNING -> SUSPENDING -> SUSPENDED; resumed like a start, with its memory (no boot). */
@@ -321,7 +323,15 @@ struct op *compute_op_new(struct zone *, const char *type, const char *collectio
 void compute_op_start(struct op *);
 int64_t compute_quota_limit(struct emulator *);
 int64_t compute_region_cpus(struct emulator *, const char *region);
-int compute_check_request_id(struct rq *, const char **out, struct op **existing);
+/*
+ * A mutation's requestId (*out, or NULL without one); false when that
+ * answered the request: 400, or the operation a repeat first made.
+ */
+bool compute_request_id(struct rq *, const char **out);
+/* A request's body checked against its schema type; NULL when it answered 400. */
+json_t *compute_read_body(struct rq *, const char *schema);
+/* A resource's name as Compute Engine spells them; false when it answered 400. */
+bool compute_name_ok(struct rq *, const char *field, const char *name);
 void compute_inst_insert(struct call *);
 void inst_timer_start(struct inst *, enum inst_event, int64_t virtual_ms);
 /* Call after every change to inst->res: lists serialise each instance once. */

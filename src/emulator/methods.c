@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "emulator/internal.h"
-#include "util/jschema.h"
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
@@ -56,13 +55,7 @@ inst_delete(struct call *c)
 	struct op *op, *overtaken;
 	struct inst *inst;
 
-	if (compute_check_request_id(rq, &request_id, &op) != 0)
-		return;
-	if (op != NULL) {
-		emu_reply_json(rq, 200, compute_op_json(op));
-		return;
-	}
-	if ((inst = find_inst(c)) == NULL)
+	if (!compute_request_id(rq, &request_id) || (inst = find_inst(c)) == NULL)
 		return;
 	if (inst->deleting && inst->op != NULL) {
 		emu_reply_json(rq, 200, compute_op_json(inst->op));
@@ -84,27 +77,6 @@ inst_delete(struct call *c)
 }
 
 /* --- fingerprinted sets --- */
-
-/* The body of a set* call, checked against its schema; NULL when answered. */
-static json_t *
-read_body(struct rq *rq, const char *schema)
-{
-	const char *raw;
-	size_t len;
-	json_t *body = NULL;
-	char *cause = NULL;
-
-	raw = rq_body(rq, &len, NULL);
-	if (jx_parse(raw, len, &body, &cause) != 0 ||
-	    jschema_validate(compute_schemas(), schema, body, "resource", 0, &cause) != 0) {
-		emu_error_status(rq, 400, "invalid", "INVALID_ARGUMENT",
-		    "Invalid JSON payload received. %s", cause);
-		free(cause);
-		json_decref(body);
-		return NULL;
-	}
-	return body;
-}
 
 /*
  * Fingerprints are bytes in base64, which clients may send in its URL-safe
@@ -140,10 +112,10 @@ fingerprint_ok(
 
 /* The call done at once: its operation answered DONE, as Google's quick ones end. */
 static void
-done_now(struct call *c, struct inst *inst, const char *type)
+done_now(struct call *c, struct inst *inst, const char *type, const char *request_id)
 {
-	struct op *op = compute_op_new(
-	    c->zone, type, "instances", inst->name, jx_str(inst->res, "id"), NULL, rq_user(c->rq));
+	struct op *op = compute_op_new(c->zone, type, "instances", inst->name,
+	    jx_str(inst->res, "id"), request_id, rq_user(c->rq));
 
 	compute_op_done(op, NULL, 0, NULL);
 	emu_reply_json(c->rq, 200, compute_op_json(op));
@@ -155,7 +127,7 @@ inst_set_labels(struct call *c)
 	struct inst *inst = find_inst(c);
 	json_t *body, *labels;
 
-	if (inst == NULL || (body = read_body(c->rq, "InstancesSetLabelsRequest")) == NULL)
+	if (inst == NULL || (body = compute_read_body(c->rq, "InstancesSetLabelsRequest")) == NULL)
 		return;
 	labels = json_object_get(body, "labels");
 	if (fingerprint_ok(c->rq, jx_str(inst->res, "labelFingerprint"),
@@ -167,7 +139,7 @@ inst_set_labels(struct call *c)
 			json_object_del(inst->res, "labels");
 		compute_fingerprint(inst->res, "labelFingerprint", json_object_size(labels) == 0);
 		inst_changed(inst);
-		done_now(c, inst, "setLabels");
+		done_now(c, inst, "setLabels", NULL);
 	}
 	json_decref(body);
 }
@@ -178,7 +150,7 @@ inst_set_metadata(struct call *c)
 	struct inst *inst = find_inst(c);
 	json_t *body, *md, *wrap;
 
-	if (inst == NULL || (body = read_body(c->rq, "Metadata")) == NULL)
+	if (inst == NULL || (body = compute_read_body(c->rq, "Metadata")) == NULL)
 		return;
 	md = json_object_get(inst->res, "metadata");
 	wrap = jx_pack("{s:O}", "metadata", body);
@@ -194,7 +166,7 @@ inst_set_metadata(struct call *c)
 		compute_fingerprint(md, "fingerprint", json_array_size(items) == 0);
 		inst_changed(inst);
 		metadata_changed(c->rq->emu, inst);
-		done_now(c, inst, "setMetadata");
+		done_now(c, inst, "setMetadata", NULL);
 	}
 	json_decref(wrap);
 	json_decref(body);
@@ -208,17 +180,13 @@ inst_set_tags(struct call *c)
 	size_t i;
 	json_t *t;
 
-	if (inst == NULL || (body = read_body(c->rq, "Tags")) == NULL)
+	if (inst == NULL || (body = compute_read_body(c->rq, "Tags")) == NULL)
 		return;
 	tags = json_object_get(inst->res, "tags");
 	items = json_object_get(body, "items");
-	json_array_foreach (items, i, t) {
-		if (!compute_valid_name(json_string_value(t))) {
-			compute_bad_field(c->rq, "resource.tags.items", json_string_value(t),
-			    "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'");
+	json_array_foreach (items, i, t)
+		if (!compute_name_ok(c->rq, "resource.tags.items", json_string_value(t)))
 			goto out;
-		}
-	}
 	if (fingerprint_ok(c->rq, jx_str(tags, "fingerprint"), jx_str(body, "fingerprint"),
 	        "fingerprint", "tags")) {
 		if (json_array_size(items) > 0)
@@ -227,7 +195,7 @@ inst_set_tags(struct call *c)
 			json_object_del(tags, "items");
 		compute_fingerprint(tags, "fingerprint", json_array_size(items) == 0);
 		inst_changed(inst);
-		done_now(c, inst, "setTags");
+		done_now(c, inst, "setTags", NULL);
 	}
 out:
 	json_decref(body);
@@ -265,15 +233,7 @@ power_op(struct call *c, struct inst *inst, const char *type, const char *reques
 static struct inst *
 power_call(struct call *c, const char **request_id)
 {
-	struct op *op;
-
-	if (compute_check_request_id(c->rq, request_id, &op) != 0)
-		return NULL;
-	if (op != NULL) {
-		emu_reply_json(c->rq, 200, compute_op_json(op));
-		return NULL;
-	}
-	return find_inst(c);
+	return compute_request_id(c->rq, request_id) ? find_inst(c) : NULL;
 }
 
 void
@@ -285,7 +245,7 @@ inst_stop(struct call *c)
 	if (inst == NULL)
 		return;
 	if (inst->status == ST_TERMINATED && inst->op == NULL) {
-		done_now(c, inst, "stop"); /* already stopped: nothing to do, as on Google */
+		done_now(c, inst, "stop", request_id); /* already stopped: nothing to do */
 		return;
 	}
 	/* A suspended instance may be stopped too: it loses its saved memory. */
@@ -306,7 +266,7 @@ inst_start(struct call *c)
 	if (inst == NULL)
 		return;
 	if (inst->status == ST_RUNNING && inst->op == NULL) {
-		done_now(c, inst, "start");
+		done_now(c, inst, "start", request_id);
 		return;
 	}
 	if (state_allows(c, inst, inst->status == ST_TERMINATED && inst->op == NULL, "start")) {
@@ -325,7 +285,7 @@ inst_reset(struct call *c)
 		return;
 	if (state_allows(c, inst, inst->status == ST_RUNNING && inst->op == NULL, "reset")) {
 		compute_reset(inst);
-		done_now(c, inst, "reset");
+		done_now(c, inst, "reset", request_id);
 	}
 }
 

@@ -318,6 +318,46 @@ test_references(void **state)
 	free(own);
 }
 
+/* A repeated requestId answers the operation it first made, and changes nothing again. */
+static void
+test_request_ids(void **state)
+{
+	const char *rid = "7c1d2a3b-4e5f-4a6b-8c9d-0e1f2a3b4c5d";
+	char *reset =
+	    url_of("instances/ref-1/reset?requestId=7c1d2a3b-4e5f-4a6b-8c9d-0e1f2a3b4c5d");
+	char *images = xasprintf("%s/compute/v1/projects/spillway-emulator/global/images"
+	                         "?forceCreate=true",
+	    emu.url);
+	char *del = xasprintf("%s/compute/v1/projects/spillway-emulator/global/images/rid-1"
+	                      "?requestId=%s",
+	    emu.url, rid);
+	json_t *a = api(&emu, "POST", reset, NULL, 200), *b = api(&emu, "POST", reset, NULL, 200),
+	       *v;
+	const char *console;
+	int boots = 0;
+
+	assert_string_equal(jx_str(a, "name"), jx_str(b, "name"));
+	v = get("instances/ref-1/serialPort");
+	console = jx_str(v, "contents");
+	for (const char *p = console; (p = strstr(p, "Booting from Hard Disk")) != NULL; p++)
+		boots++;
+	assert_int_equal(boots, 2); /* its first boot, and one reset */
+	json_decref(v);
+	json_decref(a);
+	json_decref(b);
+	/* An image deleted twice under one requestId: the first delete's operation, not a 404. */
+	json_decref(api(&emu, "POST", images,
+	    "{\"name\":\"rid-1\",\"sourceDisk\":\"zones/" ZONE "/disks/ref-1\"}", 200));
+	a = api(&emu, "DELETE", del, NULL, 200);
+	b = api(&emu, "DELETE", del, NULL, 200);
+	assert_string_equal(jx_str(a, "name"), jx_str(b, "name"));
+	json_decref(a);
+	json_decref(b);
+	free(reset);
+	free(images);
+	free(del);
+}
+
 static void
 test_batch(void **state)
 {
@@ -369,6 +409,7 @@ main(void)
 	    cmocka_unit_test(test_power),
 	    cmocka_unit_test(test_disks_and_console),
 	    cmocka_unit_test(test_references),
+	    cmocka_unit_test(test_request_ids),
 	    cmocka_unit_test(test_batch),
 	};
 
