@@ -131,8 +131,14 @@ compute_bad_field(struct rq *rq, const char *field, const char *value, const cha
 void
 compute_not_found(struct rq *rq, const char *what, const char *zone, const char *name)
 {
-	emu_error(rq, 404, "notFound", "The resource 'projects/%s/zones/%s/%s/%s' was not found",
-	    rq->emu->project, zone, what, name);
+	if (zone == NULL)
+		emu_error(rq, 404, "notFound",
+		    "The resource 'projects/%s/global/%s/%s' was not found", rq->emu->project, what,
+		    name);
+	else
+		emu_error(rq, 404, "notFound",
+		    "The resource 'projects/%s/zones/%s/%s/%s' was not found", rq->emu->project,
+		    zone, what, name);
 }
 
 bool

@@ -85,9 +85,7 @@ find(struct call *c)
 	json_t *fw = json_object_get(c->rq->emu->firewalls, c->name);
 
 	if (fw == NULL)
-		emu_error(c->rq, 404, "notFound",
-		    "The resource 'projects/%s/global/firewalls/%s' was not found",
-		    c->rq->emu->project, c->name);
+		compute_not_found(c->rq, "firewalls", NULL, c->name);
 	return fw;
 }
 

@@ -277,9 +277,7 @@ image_delete(struct call *c)
 	if (!compute_request_id(c->rq, &request_id))
 		return;
 	if (im == NULL) {
-		emu_error(c->rq, 404, "notFound",
-		    "The resource 'projects/%s/global/images/%s' was not found", emu->project,
-		    c->name);
+		compute_not_found(c->rq, "images", NULL, c->name);
 		return;
 	}
 	op = compute_op_new(&emu->global, "delete", "images", c->name, jx_str(im, "id"), request_id,

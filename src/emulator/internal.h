@@ -223,6 +223,7 @@ struct call {
 
 /* routes.c: /compute/v1/... through the table */
 void compute_route(struct rq *, char **parts, size_t n);
+/* 404 for a zone's resource (what: "instances"), or a global one (zone NULL). */
 void compute_not_found(struct rq *, const char *what, const char *zone, const char *name);
 
 /* lists.c */

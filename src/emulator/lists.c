@@ -360,6 +360,7 @@ void
 list_operations(struct call *c)
 {
 	struct rq *rq = c->rq;
+	struct zone *z = c->zone != NULL ? c->zone : &rq->emu->global;
 	struct page pg;
 	char *next = NULL, *scope, pos[24];
 	size_t n = 0, last = 0, from = 0;
@@ -375,11 +376,9 @@ list_operations(struct call *c)
 		struct page every = pg;
 
 		every.max = SIZE_MAX;
-		add_operations(
-		    items, c->zone != NULL ? c->zone : &rq->emu->global, &every, 0, &n, &last);
+		add_operations(items, z, &every, 0, &n, &last);
 		items = ordered_page(items, &pg, &next);
-	} else if (!add_operations(
-	               items, c->zone != NULL ? c->zone : &rq->emu->global, &pg, from, &n, &last)) {
+	} else if (!add_operations(items, z, &pg, from, &n, &last)) {
 		snprintf(pos, sizeof pos, "%zu", last);
 		next = page_token(pos);
 	}

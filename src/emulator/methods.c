@@ -394,12 +394,9 @@ find_op(struct call *c)
 	struct op *op =
 	    compute_find_op(emu, c->zone != NULL ? c->zone : &emu->global, c->name, NULL);
 
-	if (op == NULL && c->zone != NULL)
-		compute_not_found(c->rq, "operations", c->zone->name, c->name);
-	else if (op == NULL)
-		emu_error(c->rq, 404, "notFound",
-		    "The resource 'projects/%s/global/operations/%s' was not found", emu->project,
-		    c->name);
+	if (op == NULL)
+		compute_not_found(
+		    c->rq, "operations", c->zone != NULL ? c->zone->name : NULL, c->name);
 	return op;
 }
 
