@@ -31,9 +31,8 @@ source_disk(struct emulator *emu, struct zone *z, const char *source)
 	return d;
 }
 
-/* The name a disk to be made gets: its diskName, else the device's, else the instance's. */
-static const char *
-new_disk_name(json_t *attached, const char *inst, size_t i, char *buf, size_t size)
+const char *
+disk_name(json_t *attached, const char *inst, size_t i, char *buf, size_t size)
 {
 	const char *name = jx_str(json_object_get(attached, "initializeParams"), "diskName");
 
@@ -84,10 +83,10 @@ disks_check(struct rq *rq, struct zone *z, json_t *body)
 			    "The URL is malformed.");
 			return -EINVAL;
 		}
-		if (json_object_get(z->disks, new_disk_name(d, inst, i, buf, sizeof buf)) != NULL) {
+		if (json_object_get(z->disks, disk_name(d, inst, i, buf, sizeof buf)) != NULL) {
 			emu_error(rq, 409, "alreadyExists",
 			    "The resource 'projects/%s/zones/%s/disks/%s' already exists",
-			    rq->emu->project, z->name, new_disk_name(d, inst, i, buf, sizeof buf));
+			    rq->emu->project, z->name, disk_name(d, inst, i, buf, sizeof buf));
 			return -EEXIST;
 		}
 	}
@@ -128,12 +127,12 @@ disks_create(struct inst *inst, json_t *body)
 		                                              "pd-standard",
 		                               emu->project, z->name);
 		self = xasprintf(GCE_LINK "projects/%s/zones/%s/disks/%s", emu->project, z->name,
-		    new_disk_name(d, inst->name, i, buf, sizeof buf));
+		    disk_name(d, inst->name, i, buf, sizeof buf));
 		snprintf(id, sizeof id, "%" PRIu64, emu_new_id(emu));
 		disk = jx_pack(
 		    "{s:s, s:s, s:o, s:s, s:o, s:s, s:s, s:s, s:s, s:[s], s:s, s:s, s:o}", "kind",
 		    "compute#disk", "id", id, "creationTimestamp", compute_now_json(emu), "name",
-		    new_disk_name(d, inst->name, i, buf, sizeof buf), "sizeGb", jx_int64_string(gb),
+		    disk_name(d, inst->name, i, buf, sizeof buf), "sizeGb", jx_int64_string(gb),
 		    "zone", jx_str(inst->res, "zone"), "status", "READY", "selfLink", self, "type",
 		    type_link != NULL ? type_link : "", "users", user, "labelFingerprint",
 		    EMPTY_FINGERPRINT, "physicalBlockSizeBytes", "4096", "lastAttachTimestamp",

@@ -365,16 +365,15 @@ build_disks(json_t *res, const struct inst *inst, const char *zl)
 		char *devname = dev != NULL ? xstrdup(dev)
 		    : i == 0                ? xstrdup(inst->name)
 		                            : xasprintf("persistent-disk-%zu", i);
-		const char *size = ip != NULL ? jx_str(ip, "diskSizeGb") : NULL;
+		char buf[96];
 		int64_t gb = 10;
 
 		if (ip != NULL)
 			jx_int64(json_object_get(ip, "diskSizeGb"), &gb);
-		(void)size;
+		/* The disk disks_create makes for it: the one name both use. */
 		if (json_object_get(d, "source") == NULL) {
-			link = xasprintf("%s/disks/%s", zl,
-			    ip != NULL && jx_str(ip, "diskName") ? jx_str(ip, "diskName")
-			                                         : devname);
+			link = xasprintf(
+			    "%s/disks/%s", zl, disk_name(d, inst->name, i, buf, sizeof buf));
 			json_object_set_new(d, "source", json_string(link));
 			free(link);
 		}

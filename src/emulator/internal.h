@@ -340,6 +340,12 @@ void inst_changed(struct inst *);
 int pacific_offset_min(int64_t ms);
 
 /* disks.c */
+/*
+ * The name of the disk the i-th attached disk of an insert makes: its
+ * diskName, else its deviceName, else the instance's (the boot disk), else
+ * INSTANCE-i; buf holds the last.
+ */
+const char *disk_name(json_t *attached, const char *inst, size_t i, char *buf, size_t size);
 int disks_check(struct rq *, struct zone *, json_t *body);
 /* The instance's disks made (or attached), from the body of its insert. */
 void disks_create(struct inst *, json_t *body);

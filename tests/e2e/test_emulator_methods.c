@@ -240,13 +240,13 @@ test_disks_and_console(void **state)
 	json_t *v, *extra;
 	char *url;
 
-	/* A second disk that outlives its instance. */
-	extra = json_pack("{s:[{s:b, s:b, s:{s:s, s:s}}, {s:b, s:{s:s, s:s}}]}", "disks", "boot",
-	    true, "autoDelete", true, "initializeParams", "sourceImage",
+	/* A second disk that outlives its instance; a third, named by none, that goes with it. */
+	extra = json_pack("{s:[{s:b, s:b, s:{s:s, s:s}}, {s:b, s:{s:s, s:s}}, {s:b, s:{s:s}}]}",
+	    "disks", "boot", true, "autoDelete", true, "initializeParams", "sourceImage",
 	    "https://compute.googleapis.com/compute/v1/projects/debian-cloud/global/images/family/"
 	    "debian-12",
 	    "diskSizeGb", "20", "autoDelete", false, "initializeParams", "diskName", "dk-data",
-	    "diskSizeGb", "50");
+	    "diskSizeGb", "50", "autoDelete", true, "initializeParams", "diskSizeGb", "10");
 	make("dk-1", "e2-small", extra);
 	v = get("disks/dk-data");
 	expect_schema("Disk", v);
@@ -272,6 +272,9 @@ test_disks_and_console(void **state)
 	json_decref(v);
 	free(url);
 	url = url_of("disks/dk-1");
+	json_decref(api(&emu, "GET", url, NULL, 404));
+	free(url);
+	url = url_of("disks/dk-1-2");
 	json_decref(api(&emu, "GET", url, NULL, 404));
 	free(url);
 	json_decref(call_done("DELETE", "disks/dk-data", NULL));
