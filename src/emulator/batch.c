@@ -35,7 +35,6 @@ struct part {
 	char *body;
 	size_t len;
 	/* the answer */
-	bool answered;
 	unsigned status;
 	char *ctype;
 	char *answer;
@@ -80,60 +79,12 @@ rq_body(const struct rq *rq, size_t *len, int *too_large)
 	return rq->part->body;
 }
 
-static int
-hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0'
-	    : c >= 'a' && c <= 'f'  ? c - 'a' + 10
-	    : c >= 'A' && c <= 'F'  ? c - 'A' + 10
-	                            : -1;
-}
-
-/* %XX and '+' decoded in place. */
-static void
-url_decode(char *s)
-{
-	char *o = s;
-
-	for (; *s != '\0'; s++) {
-		if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-			*o++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
-			s += 2;
-		} else {
-			*o++ = *s == '+' ? ' ' : *s;
-		}
-	}
-	*o = '\0';
-}
-
 const char *
 rq_query(const struct rq *rq, const char *key)
 {
 	if (rq->part == NULL)
 		return httpd_req_query(rq->req, key);
 	return json_string_value(json_object_get(rq->part->args, key));
-}
-
-/* A query string's parameters, decoded: the first value of each. */
-static json_t *
-parse_query(const char *query)
-{
-	char **pairs = str_split(query, '&', NULL);
-	json_t *args = json_object();
-
-	for (char **p = pairs; *p != NULL; p++) {
-		char *eq = strchr(*p, '='), *v = eq != NULL ? eq + 1 : *p + strlen(*p);
-
-		/* "?key" alone is a key with an empty value; v is never a literal to write to */
-		if (eq != NULL)
-			*eq = '\0';
-		url_decode(*p);
-		url_decode(v);
-		if (json_object_get(args, *p) == NULL)
-			json_object_set_new(args, *p, json_string(v));
-	}
-	str_list_free(pairs);
-	return args;
 }
 
 /* --- reading the batch --- */
@@ -210,7 +161,7 @@ parse_part(const char *p, const char *end, struct part *out, char **cause)
 		char *q = strchr(out->path, '?');
 
 		out->query = xstrdup(q != NULL ? q + 1 : "");
-		out->args = parse_query(out->query);
+		out->args = emu_form(out->query);
 		if (q != NULL)
 			*q = '\0';
 	}
@@ -379,7 +330,6 @@ batch_part_answered(struct rq *rq, unsigned status, const char *ctype, const cha
 	struct part *pt = rq->part;
 	struct batch *b = pt->batch;
 
-	pt->answered = true;
 	pt->status = status;
 	pt->ctype = ctype != NULL ? xstrdup(ctype) : NULL;
 	pt->answer = xmalloc(len + 1);

@@ -87,6 +87,29 @@ emu_split_path(const char *path, char ***parts, size_t *n)
 	*parts = str_split(path, '/', n);
 }
 
+json_t *
+emu_form(const char *text)
+{
+	json_t *form = json_object();
+	char **pairs = str_split(text, '&', NULL);
+
+	for (char **p = pairs; *p != NULL; p++) {
+		char *eq = strchr(*p, '='), *key, *value;
+
+		if (eq == NULL)
+			continue;
+		*eq = '\0';
+		key = url_decode(*p);
+		value = url_decode(eq + 1);
+		if (json_object_get(form, key) == NULL)
+			json_object_set_new(form, key, json_string(value));
+		free(key);
+		free(value);
+	}
+	str_list_free(pairs);
+	return form;
+}
+
 const char *
 rq_user(const struct rq *rq)
 {

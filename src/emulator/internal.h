@@ -181,6 +181,11 @@ void emu_error_status(struct rq *, unsigned code, const char *reason, const char
 /* Keep the request open; rq_defer_timer() bounds how long. */
 void rq_defer(struct rq *, enum rq_wait);
 void rq_defer_timer(struct rq *, int64_t virtual_ms);
+/*
+ * A form or a query ("k=v&k2=v2") as {k: v}, decoded: the first value of each
+ * key, pairs without '=' left out (as libmicrohttpd reads a query).
+ */
+json_t *emu_form(const char *);
 double emu_rand(struct emulator *);
 int64_t emu_now_ms(const struct emulator *);
 void emu_time(const struct emulator *, int64_t ms, char out[RFC3339_LEN]);

@@ -5,7 +5,6 @@
  * --write-credentials) and one refresh token (--write-user-credentials).
  * Times are the emulator's clock, with Google's five minutes of skew.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,44 +28,6 @@ oauth_fail(struct rq *rq, unsigned status, const char *error, const char *descri
 {
 	emu_reply_json(
 	    rq, status, jx_pack("{s:s, s:s}", "error", error, "error_description", description));
-}
-
-static int
-hexval(char c)
-{
-	return isdigit((unsigned char)c) ? c - '0' : (tolower((unsigned char)c) - 'a' + 10);
-}
-
-/* application/x-www-form-urlencoded into {key: value}. */
-static json_t *
-parse_form(const char *body)
-{
-	json_t *form = json_object();
-	char **pairs = str_split(body, '&', NULL);
-
-	for (char **p = pairs; *p != NULL; p++) {
-		char *eq = strchr(*p, '='), *out, *w;
-
-		if (eq == NULL)
-			continue;
-		*eq = '\0';
-		w = out = xstrdup(eq + 1);
-		for (const char *r = eq + 1; *r != '\0'; r++) {
-			if (*r == '+')
-				*w++ = ' ';
-			else if (*r == '%' && isxdigit((unsigned char)r[1]) &&
-			    isxdigit((unsigned char)r[2])) {
-				*w++ = (char)(hexval(r[1]) * 16 + hexval(r[2]));
-				r += 2;
-			} else
-				*w++ = *r;
-		}
-		*w = '\0';
-		json_object_set_new(form, *p, json_string(out));
-		free(out);
-	}
-	str_list_free(pairs);
-	return form;
 }
 
 json_t *
@@ -156,7 +117,7 @@ oauth_token(struct rq *rq)
 		oauth_fail(rq, 405, "invalid_request", "The token endpoint takes POST requests.");
 		return;
 	}
-	form = parse_form(httpd_req_body(rq->req, NULL, NULL));
+	form = emu_form(httpd_req_body(rq->req, NULL, NULL));
 	grant = jx_str(form, "grant_type");
 	if (grant != NULL && strcmp(grant, "urn:ietf:params:oauth:grant-type:jwt-bearer") == 0) {
 		const char *assertion = jx_str(form, "assertion"), *why, *aud;

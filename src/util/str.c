@@ -280,6 +280,32 @@ url_encode(const char *s)
 	return out;
 }
 
+static int
+hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0'
+	    : c >= 'a' && c <= 'f'  ? c - 'a' + 10
+	    : c >= 'A' && c <= 'F'  ? c - 'A' + 10
+	                            : -1;
+}
+
+char *
+url_decode(const char *s)
+{
+	char *out = xmalloc(strlen(s) + 1), *w = out;
+
+	for (; *s != '\0'; s++) {
+		if (*s == '%' && hex_digit(s[1]) >= 0 && hex_digit(s[2]) >= 0) {
+			*w++ = (char)(hex_digit(s[1]) * 16 + hex_digit(s[2]));
+			s += 2;
+		} else {
+			*w++ = *s == '+' ? ' ' : *s;
+		}
+	}
+	*w = '\0';
+	return out;
+}
+
 char *
 str_expand(const char *word, const struct str_var *vars, size_t n)
 {

@@ -567,6 +567,20 @@ test_url_encode(void **state)
 	free(e);
 }
 
+/* Back again; '+' a space as forms send it, a '%' without two hex digits as it is. */
+static void
+test_url_decode(void **state)
+{
+	char *e = url_encode("aZ09-._~ &=+/%\xc3\xa9"), *d = url_decode(e);
+
+	assert_string_equal(d, "aZ09-._~ &=+/%\xc3\xa9");
+	free(d);
+	free(e);
+	d = url_decode("a+b%2bc%2Fd%zz%4");
+	assert_string_equal(d, "a b+c/d%zz%4");
+	free(d);
+}
+
 /* Temporary directories: in an absolute $TMPDIR, else /tmp; private; a failure says where. */
 static void
 test_make_temp_dir(void **state)
@@ -638,6 +652,7 @@ main(void)
 	    cmocka_unit_test(test_make_dirs),
 	    cmocka_unit_test(test_make_temp_dir),
 	    cmocka_unit_test(test_url_encode),
+	    cmocka_unit_test(test_url_decode),
 	    cmocka_unit_test(test_b64url),
 	    cmocka_unit_test(test_uuid),
 	    cmocka_unit_test(test_time),
