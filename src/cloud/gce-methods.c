@@ -166,12 +166,6 @@ deliver_preemptions(struct call *c)
 	call_free(c);
 }
 
-static int
-compare_names(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static void
 deliver_zones(struct call *c)
 {
@@ -189,7 +183,7 @@ deliver_zones(struct call *c)
 		    (status == NULL || strcmp(status, "UP") == 0))
 			names[k++] = name;
 	}
-	qsort(names, k, sizeof *names, compare_names);
+	qsort(names, k, sizeof *names, str_ptr_cmp);
 	c->cb.zones(&c->e.err, names, k, c->arg);
 	free(names);
 	call_free(c);

@@ -321,12 +321,6 @@ add_machine_types(struct emulator *emu, json_t *items, struct zone *z, const str
 	return true;
 }
 
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* A zone's matching disks (by name) after the cursor; false when the page is full first. */
 static bool
 add_disks(struct emulator *emu, json_t *items, struct zone *z, const struct page *pg,
@@ -339,7 +333,7 @@ add_disks(struct emulator *emu, json_t *items, struct zone *z, const struct page
 
 	json_object_foreach (z->disks, name, d)
 		names[k++] = name;
-	qsort(names, count, sizeof *names, by_name);
+	qsort(names, count, sizeof *names, str_ptr_cmp);
 	for (k = 0; k < count; k++) {
 		d = json_object_get(z->disks, names[k]);
 		if ((after != NULL && strcmp(names[k], after) <= 0) || !filter_match(pg->filter, d))

@@ -119,12 +119,6 @@ machine_json(struct emulator *emu, struct zone *z, const char *name)
 	return v;
 }
 
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Every type's name, sorted: built once, kept for the process's life. */
 const char *
 machine_name(size_t i)
@@ -144,7 +138,7 @@ machine_name(size_t i)
 		for (size_t f = 0; f < nitems(families); f++)
 			for (const int *s = families[f].sizes; *s != 0; s++)
 				names[n++] = xasprintf("%s%d", families[f].prefix, *s);
-		qsort(names, n, sizeof *names, by_name);
+		qsort(names, n, sizeof *names, str_ptr_cmp);
 	}
 	return i < n ? names[i] : NULL;
 }

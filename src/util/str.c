@@ -280,6 +280,12 @@ url_encode(const char *s)
 	return out;
 }
 
+int
+str_ptr_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int
 hex_digit(char c)
 {

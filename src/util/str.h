@@ -61,6 +61,8 @@ char **env_dup(char *const *env);
 void env_put(char ***env, const char *name, const char *value);
 /* Percent-encode all but RFC 3986's unreserved characters (form values, query values). */
 char *url_encode(const char *);
+/* qsort's comparator for an array of strings (char *), in strcmp's order. */
+int str_ptr_cmp(const void *, const void *);
 /* The reverse, as forms and queries are sent: %XX a byte, '+' a space; a stray '%' as it is. */
 char *url_decode(const char *);
 /* Read a whole file of at most max bytes. 0 or -errno (-E2BIG when larger). */

@@ -567,6 +567,19 @@ test_url_encode(void **state)
 	free(e);
 }
 
+/* Strings sorted through their pointers, in strcmp's order. */
+static void
+test_str_ptr_cmp(void **state)
+{
+	const char *v[] = {"b", "a-2", "a", "B"};
+
+	qsort(v, 4, sizeof *v, str_ptr_cmp);
+	assert_string_equal(v[0], "B");
+	assert_string_equal(v[1], "a");
+	assert_string_equal(v[2], "a-2");
+	assert_string_equal(v[3], "b");
+}
+
 /* Back again; '+' a space as forms send it, a '%' without two hex digits as it is. */
 static void
 test_url_decode(void **state)
@@ -653,6 +666,7 @@ main(void)
 	    cmocka_unit_test(test_make_temp_dir),
 	    cmocka_unit_test(test_url_encode),
 	    cmocka_unit_test(test_url_decode),
+	    cmocka_unit_test(test_str_ptr_cmp),
 	    cmocka_unit_test(test_b64url),
 	    cmocka_unit_test(test_uuid),
 	    cmocka_unit_test(test_time),
