@@ -1,7 +1,7 @@
 /*
- * Listings: a zone's instances and operations, every zone's machine types,
- * and the aggregated lists that gcloud asks first (`aggregated/instances`,
- * `operations`, `machineTypes`), each with Google's paging (maxResults,
+ * Listings: a zone's instances, operations, disks and machine types, and the
+ * aggregated lists that gcloud asks first (`aggregated/instances`,
+ * `operations`, `machineTypes`, `disks`), each with Google's paging (maxResults,
  * pageToken), filters and shapes: an aggregated list's `items` keyed by
  * scope ("zones/Z"), a scope with nothing to show carrying the warning
  * Google gives it.
@@ -152,6 +152,17 @@ by_field(const void *a, const void *b, void *field)
 	                    or_default(jx_str(*(json_t *const *)b, "name"), ""));
 }
 
+/* The same selection, every page of it: what an ordered listing gathers first. */
+static struct page
+whole(const struct page *pg)
+{
+	struct page all = *pg;
+
+	all.max = SIZE_MAX;
+	all.cursor = NULL;
+	return all;
+}
+
 /*
  * A page of all (matching, in the listing's own order) in the orderBy order:
  * the cursor is a position then, "@N".
@@ -246,13 +257,9 @@ list_instances(struct call *c)
 		return;
 	if (!natural_order(&pg)) {
 		json_t *all = json_array();
-		size_t none = 0;
-		const char *unused;
-		struct page every = pg;
+		struct page every = whole(&pg);
 
-		every.max = SIZE_MAX;
-		every.cursor = NULL;
-		add_instances(NULL, all, z, &every, NULL, &none, &unused);
+		add_instances(NULL, all, z, &every, NULL, &n, &last);
 		all = ordered_page(all, &pg, &next);
 		v = list_json(rq, scope = xasprintf("zones/%s/", z->name), "compute#instanceList",
 		    "instances", all, next);
@@ -367,9 +374,8 @@ list_operations(struct call *c)
 		from = (size_t)at + 1;
 	items = json_array();
 	if (!natural_order(&pg)) {
-		struct page every = pg;
+		struct page every = whole(&pg);
 
-		every.max = SIZE_MAX;
 		add_operations(items, z, &every, 0, &n, &last);
 		items = ordered_page(items, &pg, &next);
 	} else if (!add_operations(items, z, &pg, from, &n, &last)) {
@@ -510,10 +516,8 @@ aggregated(struct rq *rq, enum agg_kind k)
 		if ((long)i >= at && next == NULL)
 			agg_zone(rq, k, z, &pg, (long)i == at ? after : NULL, &n, &next, scope);
 		if (json_object_size(scope) == 0) {
-			json_t *w = empty_scope(key);
-
-			json_object_update(scope, w);
-			json_decref(w);
+			json_decref(scope);
+			scope = empty_scope(key);
 		}
 		json_object_set_new(items, key, scope);
 		free(key);
@@ -537,17 +541,14 @@ aggregated(struct rq *rq, enum agg_kind k)
 void
 list_aggregated(struct call *c)
 {
-	if (strcmp(c->name, "instances") == 0)
-		aggregated(c->rq, AGG_INSTANCES);
-	else if (strcmp(c->name, "operations") == 0)
-		aggregated(c->rq, AGG_OPERATIONS);
-	else if (strcmp(c->name, "machineTypes") == 0)
-		aggregated(c->rq, AGG_MACHINE_TYPES);
-	else if (strcmp(c->name, "disks") == 0)
-		aggregated(c->rq, AGG_DISKS);
-	else
-		emu_error(c->rq, 404, "notFound",
-		    "The requested URL %s was not found on this server.", rq_path(c->rq));
+	for (size_t k = 0; k < nitems(agg_names); k++) {
+		if (strcmp(c->name, agg_names[k].what) == 0) {
+			aggregated(c->rq, (enum agg_kind)k);
+			return;
+		}
+	}
+	emu_error(c->rq, 404, "notFound", "The requested URL %s was not found on this server.",
+	    rq_path(c->rq));
 }
 
 /* Resources of a zone kept by name (disks, machine types): a page of them. */
@@ -566,8 +567,14 @@ by_name_list(struct call *c, const char *kind, const char *what, add_fn *add)
 	if (parse_page(c->rq, &pg) != 0)
 		return;
 	items = json_array();
-	if (!add(c->rq->emu, items, c->zone, &pg, pg.cursor, &n, &last))
+	if (!natural_order(&pg)) {
+		struct page every = whole(&pg);
+
+		add(c->rq->emu, items, c->zone, &every, NULL, &n, &last);
+		items = ordered_page(items, &pg, &next);
+	} else if (!add(c->rq->emu, items, c->zone, &pg, pg.cursor, &n, &last)) {
 		next = page_token(last);
+	}
 	scope = xasprintf("zones/%s/", c->zone->name);
 	emu_reply_json(c->rq, 200, list_json(c->rq, scope, kind, what, items, next));
 	free(scope);

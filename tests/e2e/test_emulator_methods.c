@@ -248,6 +248,13 @@ test_disks_and_console(void **state)
 	    "diskSizeGb", "20", "autoDelete", false, "initializeParams", "diskName", "dk-data",
 	    "diskSizeGb", "50", "autoDelete", true, "initializeParams", "diskSizeGb", "10");
 	make("dk-1", "e2-small", extra);
+	/* Listed in the order asked, over the selection asked. */
+	v = get("disks?filter=name%20%3D%20dk-*&orderBy=name%20desc");
+	assert_int_equal(json_array_size(json_object_get(v, "items")), 3);
+	assert_string_equal(jx_str(v, "items.0.name"), "dk-data");
+	assert_string_equal(jx_str(v, "items.1.name"), "dk-1-2");
+	assert_string_equal(jx_str(v, "items.2.name"), "dk-1");
+	json_decref(v);
 	v = get("disks/dk-data");
 	expect_schema("Disk", v);
 	assert_string_equal(jx_str(v, "sizeGb"), "50");
