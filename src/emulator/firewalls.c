@@ -148,7 +148,8 @@ valid(struct call *c, json_t *fw)
 		compute_bad_field(c->rq, "resource.priority", "", "Must be from 0 to 65535.");
 		return false;
 	}
-	return true;
+	return jx_str(fw, "network") == NULL ||
+	    compute_network_ok(c->rq, "resource.network", jx_str(fw, "network"));
 }
 
 /* The change made: a global operation, DONE. */
@@ -207,12 +208,13 @@ firewall_patch(struct call *c)
 	if (json_object_get(change, "denied") != NULL)
 		json_object_del(merged, "allowed");
 	if (valid(c, merged)) {
+		char *link = ref_link(c->rq->emu, jx_str(merged, "network"));
+
+		json_object_set_new(merged, "network", json_string(link));
+		json_object_clear(fw);
 		json_object_update(fw, merged);
-		if (json_object_get(merged, "denied") == NULL)
-			json_object_del(fw, "denied");
-		if (json_object_get(merged, "allowed") == NULL)
-			json_object_del(fw, "allowed");
 		answer(c, "patch", fw, request_id);
+		free(link);
 	}
 	json_decref(merged);
 	json_decref(change);

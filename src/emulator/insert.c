@@ -94,24 +94,19 @@ check_image(struct rq *rq, const char *ref, size_t i)
 	return error;
 }
 
-/* A network interface's network: the project's "default", named in one of Google's forms. */
-static int
-check_network(struct rq *rq, const char *ref, size_t i)
+bool
+compute_network_ok(struct rq *rq, const char *field, const char *ref)
 {
-	char *path = ref_path(rq->emu, ref), field[64];
+	char *path = ref_path(rq->emu, ref);
 	const char *name = path != NULL ? ref_in_project(rq->emu, path, "global/networks/") : NULL;
-	int error = 0;
+	bool ok = name != NULL && strcmp(name, "default") == 0;
 
-	snprintf(field, sizeof field, "resource.networkInterfaces[%zu].network", i);
-	if (name == NULL) {
+	if (name == NULL)
 		compute_bad_field(rq, field, ref, "The URL is malformed.");
-		error = -EINVAL;
-	} else if (strcmp(name, "default") != 0) {
+	else if (!ok)
 		emu_error(rq, 404, "notFound", "The resource '%s' was not found", path);
-		error = -ENOENT;
-	}
 	free(path);
-	return error;
+	return ok;
 }
 
 static int
@@ -317,9 +312,11 @@ check_instance(struct rq *rq, struct zone *z, json_t *body, struct spec *sp)
 	json_array_foreach (nics, i, nic) {
 		json_t *ac = json_object_get(nic, "accessConfigs"), *a;
 		const char *net = jx_str(nic, "network"), *sub = jx_str(nic, "subnetwork");
+		char field[64];
 		size_t j;
 
-		if (net != NULL && check_network(rq, net, i) != 0)
+		snprintf(field, sizeof field, "resource.networkInterfaces[%zu].network", i);
+		if (net != NULL && !compute_network_ok(rq, field, net))
 			return -EINVAL;
 		if (sub != NULL && !ref_valid(emu, sub)) {
 			compute_bad_field(rq, "resource.networkInterfaces[].subnetwork", sub,

@@ -336,6 +336,8 @@ int64_t compute_region_cpus(struct emulator *, const char *region);
 bool compute_request_id(struct rq *, const char **out);
 /* A request's body checked against its schema type; NULL when it answered 400. */
 json_t *compute_read_body(struct rq *, const char *schema);
+/* A network in one of Google's forms, and the project's: "default"; false when it answered. */
+bool compute_network_ok(struct rq *, const char *field, const char *ref);
 /* A resource's name as Compute Engine spells them; false when it answered 400. */
 bool compute_name_ok(struct rq *, const char *field, const char *name);
 void compute_inst_insert(struct call *);

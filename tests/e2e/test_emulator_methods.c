@@ -368,6 +368,41 @@ test_request_ids(void **state)
 	free(del);
 }
 
+/* A firewall rule's network is checked as an instance's: malformed 400, unknown 404. */
+static void
+test_firewall_network(void **state)
+{
+	char *url = xasprintf("%s/compute/v1/projects/spillway-emulator/global/firewalls", emu.url);
+	char *one = xasprintf("%s/fw-1", url);
+	json_t *v;
+
+	v = api(&emu, "POST", url,
+	    "{\"name\":\"fw-1\",\"network\":\"global/networks/nope\",\"allowed\":"
+	    "[{\"IPProtocol\":\"tcp\"}]}",
+	    404);
+	expect_google_error(v, 404, "notFound");
+	json_decref(v);
+	v = api(&emu, "POST", url,
+	    "{\"name\":\"fw-1\",\"network\":\"https://example.com/n\",\"allowed\":"
+	    "[{\"IPProtocol\":\"tcp\"}]}",
+	    400);
+	expect_google_error(v, 400, "invalid");
+	json_decref(v);
+	json_decref(api(
+	    &emu, "POST", url, "{\"name\":\"fw-1\",\"allowed\":[{\"IPProtocol\":\"tcp\"}]}", 200));
+	/* Patched with a partial reference: stored as Google's link; an unknown one refused. */
+	json_decref(api(&emu, "PATCH", one, "{\"network\":\"global/networks/default\"}", 200));
+	v = api(&emu, "GET", one, NULL, 200);
+	assert_string_equal(jx_str(v, "network"),
+	    "https://www.googleapis.com/compute/v1/projects/spillway-emulator/global/networks/"
+	    "default");
+	json_decref(v);
+	json_decref(api(&emu, "PATCH", one, "{\"network\":\"global/networks/nope\"}", 404));
+	json_decref(api(&emu, "DELETE", one, NULL, 200));
+	free(one);
+	free(url);
+}
+
 static void
 test_batch(void **state)
 {
@@ -420,6 +455,7 @@ main(void)
 	    cmocka_unit_test(test_disks_and_console),
 	    cmocka_unit_test(test_references),
 	    cmocka_unit_test(test_request_ids),
+	    cmocka_unit_test(test_firewall_network),
 	    cmocka_unit_test(test_batch),
 	};
 
