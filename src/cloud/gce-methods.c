@@ -399,6 +399,15 @@ start_listing(struct gce *g, enum kind kind, const char *const *zones, const cha
 	return 0;
 }
 
+/* A listing's filter on one label; NULL when the key or value cannot be put in one. */
+static char *
+label_filter(const char *key, const char *value)
+{
+	if (key == NULL || value == NULL || strpbrk(key, " \"()") != NULL || strchr(value, '"'))
+		return NULL;
+	return xasprintf("labels.%s = \"%s\"", key, value);
+}
+
 static int
 gce_list(struct cloud *cl, const char *const *zones, const char *key, const char *value,
     int64_t deadline_ms, cloud_list_cb *cb, void *arg)
@@ -408,9 +417,8 @@ gce_list(struct cloud *cl, const char *const *zones, const char *key, const char
 	char *filter;
 	int error;
 
-	if (key == NULL || value == NULL || strpbrk(key, " \"()") != NULL || strchr(value, '"'))
+	if ((filter = label_filter(key, value)) == NULL)
 		return -EINVAL;
-	filter = xasprintf("labels.%s = \"%s\"", key, value);
 	error = start_listing(
 	    g, K_LIST, zones, filter, deadline_ms, (union callback){.list = cb}, arg, &c);
 	free(filter);
@@ -574,9 +582,8 @@ gce_images(struct cloud *cl, const char *key, const char *value, int64_t deadlin
 	struct call *c;
 	char *filter;
 
-	if (key == NULL || value == NULL || strpbrk(key, " \"()") != NULL || strchr(value, '"'))
+	if ((filter = label_filter(key, value)) == NULL)
 		return -EINVAL;
-	filter = xasprintf("labels.%s = \"%s\"", key, value);
 	c = call_new(g, K_IMAGES, (union callback){.images = cb}, arg, deadline_ms);
 	c->filter = url_encode(filter);
 	c->items = json_array();
