@@ -100,44 +100,48 @@ collect(const char **args, const char *first, va_list ap, bool json)
 	args[n] = NULL;
 }
 
+/* What gcloud printed for args; it must have succeeded. */
+static char *
+succeeded(const char **args)
+{
+	struct cmd_run r;
+
+	run_gcloud(&r, NULL, args);
+	if (r.status != 0)
+		fail_msg("gcloud compute %s %s: exit %d\n%s%s", args[0], args[1], r.status, r.out,
+		    r.err);
+	free(r.err);
+	return r.out;
+}
+
 /* What gcloud printed; it must have succeeded. */
 static char *__attribute__((sentinel)) gcloud(const char *first, ...)
 {
 	const char *args[44];
-	struct cmd_run r;
 	va_list ap;
 
 	va_start(ap, first);
 	collect(args, first, ap, false);
 	va_end(ap);
-	run_gcloud(&r, NULL, args);
-	if (r.status != 0)
-		fail_msg(
-		    "gcloud compute %s %s: exit %d\n%s%s", first, args[1], r.status, r.out, r.err);
-	free(r.err);
-	return r.out;
+	return succeeded(args);
 }
 
 /* The same with --format=json: what it printed, parsed. */
 static json_t *__attribute__((sentinel)) gcloud_json(const char *first, ...)
 {
 	const char *args[44];
-	struct cmd_run r;
 	json_t *v = NULL;
-	char *cause = NULL;
+	char *cause = NULL, *out;
 	va_list ap;
 
 	va_start(ap, first);
 	collect(args, first, ap, true);
 	va_end(ap);
-	run_gcloud(&r, NULL, args);
-	if (r.status != 0)
+	out = succeeded(args);
+	if (jx_parse(out, strlen(out), &v, &cause) != 0)
 		fail_msg(
-		    "gcloud compute %s %s: exit %d\n%s%s", first, args[1], r.status, r.out, r.err);
-	if (jx_parse(r.out, strlen(r.out), &v, &cause) != 0)
-		fail_msg(
-		    "gcloud compute %s %s printed no JSON (%s): %s", first, args[1], cause, r.out);
-	cmd_run_free(&r);
+		    "gcloud compute %s %s printed no JSON (%s): %s", first, args[1], cause, out);
+	free(out);
 	return v;
 }
 
