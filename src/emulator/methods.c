@@ -352,9 +352,10 @@ inst_resume(struct call *c)
 void
 inst_serial_port(struct call *c)
 {
-	struct inst *inst = find_inst(c);
+	/* Read before find_inst, which may answer (and free) the request. */
 	const char *port = rq_query(c->rq, "port");
 	const char *from = rq_query(c->rq, "start");
+	struct inst *inst = find_inst(c);
 	int64_t start = 0, p = 1;
 	size_t base, len;
 	char *self, *text;

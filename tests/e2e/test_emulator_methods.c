@@ -265,6 +265,14 @@ test_disks_and_console(void **state)
 	v = api(&emu, "DELETE", url, NULL, 400);
 	expect_google_error(v, 400, "resourceInUseByAnotherResource");
 	json_decref(v);
+	/* The console of no instance: 404, and the emulator serves on. */
+	{
+		char *u = url_of("instances/nope/serialPort?port=2&start=3");
+
+		expect_google_error(v = api(&emu, "GET", u, NULL, 404), 404, "notFound");
+		json_decref(v);
+		free(u);
+	}
 	/* The console: where a read starts and where the next should. */
 	v = get("instances/dk-1/serialPort?start=5");
 	expect_schema("SerialPortOutput", v);
