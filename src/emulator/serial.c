@@ -20,15 +20,23 @@
 
 #define SERIAL_KEEP (512 * 1024)
 
-static void PRINTFLIKE(2, 3) serial_line(struct inst *inst, const char *fmt, ...)
+/* A console line's time, as syslog writes it: "Dec  8 00:20:36". */
+static void
+stamp_of(int64_t ms, char out[32])
 {
-	time_t t = (time_t)(emu_now_ms(inst->emu) / 1000);
-	char stamp[32], *line;
+	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
-	va_list ap;
 
 	gmtime_r(&t, &tm);
-	strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+	strftime(out, 32, "%b %e %H:%M:%S", &tm);
+}
+
+static void PRINTFLIKE(2, 3) serial_line(struct inst *inst, const char *fmt, ...)
+{
+	char stamp[32], *line;
+	va_list ap;
+
+	stamp_of(emu_now_ms(inst->emu), stamp);
 	va_start(ap, fmt);
 	line = xvasprintf(fmt, ap);
 	va_end(ap);
@@ -84,11 +92,7 @@ agent_line(struct buf *out, const struct inst *inst, const char *line, size_t le
 	int64_t ms;
 
 	if (t != NULL && time_parse_rfc3339(t, &ms) == 0) {
-		time_t secs = (time_t)(ms / 1000);
-		struct tm tm;
-
-		gmtime_r(&secs, &tm);
-		strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+		stamp_of(ms, stamp);
 		len -= (size_t)(sp + 1 - line);
 		line = sp + 1;
 	}
