@@ -83,6 +83,15 @@ def boot_progress():
         return None
 
 
+def installed():
+    """What the disk holds, as the startup script wrote it (its install's hash), or None."""
+    try:
+        with open(ROOT + "/var/lib/spillway/installed") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 # A 2xx health answer whose "status" is one of these is not healthy (as src/vm/health.c).
 FAILING = {"fail", "failed", "failing", "failure", "error", "down", "unhealthy", "starting",
            "stopping", "initializing", "loading", "unavailable", "out_of_service", "not_ready",
@@ -227,6 +236,7 @@ class Agent:
                 "lease_left_seconds": max(0, int(self.lease_s - (now - self.renewed))),
                 "preempted": self.preempted,
                 "boot": boot_progress(),
+                "installed": installed(),
             }
 
     def renew(self, authorization):

@@ -10,6 +10,9 @@
 #   spillway-backend-dir                          a pre-baked copy: fetch and install skipped
 #   spillway-packages                             Debian packages the backend needs
 #   spillway-install, spillway-start              commands, run in the backend's directory
+#   spillway-prefetch                             a command run after the install (model weights)
+#   spillway-install-hash                         what the install is made of (startup.h)
+#   spillway-mode                                 "bake": install, say so, start nothing
 #   spillway-port, spillway-health-path           where its health answers
 #   spillway-components                           comma-separated, given to the backend
 #   spillway-env                                  KEY=VALUE lines for the backend
@@ -127,6 +130,14 @@ fetch() {
 	else
 		mkdir -p "$(dirname "$backend")"
 		git clone -q --depth 1 --branch "$ref" -- "$url" "$backend"
+	fi
+}
+
+prefetch() {
+	local command
+	command=$(attr spillway-prefetch)
+	if [ -n "$command" ]; then
+		(cd "$backend" && with_progress prefetch bash -c "$command")
 	fi
 }
 
@@ -254,6 +265,17 @@ UNIT
 }
 
 log "starting (components: $(attr spillway-components))"
+mode=$(attr spillway-mode)
+want=$(attr spillway-install-hash)
+have=$(cat "$state/installed" 2>/dev/null || true)
+# A baked image's marks skip what it holds; an image that holds another install is installed over.
+if [ -n "$have" ] && [ "$have" != "$want" ]; then
+	log "the image holds another install ($have, not ${want:-none}): installing over it"
+	rm -f "$state/installed" "$state/done/packages" "$state/done/fetch" \
+		"$state/done/dependencies" "$state/done/prefetch"
+elif [ -n "$have" ]; then
+	log "the image holds this install ($have): packages, fetch, install and prefetch are done"
+fi
 step packages packages
 # The watchdog first: it reports the install's progress, and ends a VM whose workstation is gone.
 step agent agent
@@ -266,9 +288,20 @@ if [ -n "$baked" ] && [ -d "$root$baked" ]; then
 elif [ -n "$(attr spillway-backend-git)" ]; then
 	step fetch fetch
 	step dependencies dependencies
+	step prefetch prefetch
+	[ -z "$want" ] || printf '%s\n' "$want" >"$state/installed"
 else
 	log "no spillway-backend-git or spillway-backend-dir: the image runs the backend"
 	own=false
+fi
+if [ "$mode" = bake ]; then
+	# What is this VM's own stays out of the image: a VM made from it installs its own agent
+	# (the one of its spillway), makes its own key, and starts its own units.
+	systemctl disable spillway-agent.service || log "the agent's unit could not be disabled"
+	rm -rf "$state/agent-tls" "$state/done/agent" "$state/done/cloudsql" "$state/done/service"
+	progress baked
+	log "baked: the install is done; spillway stops this VM and makes its disk an image"
+	exit 0
 fi
 step cloudsql cloudsql
 if $own; then step service service; fi

@@ -470,6 +470,85 @@ out:
 	return doc;
 }
 
+/* --- images (docs/images.md) --- */
+
+static json_t *
+bake(struct daemon *dm, const char *body, size_t len, unsigned *status)
+{
+	struct manager *m = daemon_manager(dm);
+	const struct config *cfg = daemon_config(dm);
+	json_t *doc = NULL, *out, *v;
+	const char *family = cfg->image_family, *key;
+	char *why = NULL, name[64];
+	struct decision d;
+	struct vm_record rec;
+	struct image_record im;
+	struct view_src s;
+	struct backoff b[MAX_BACKOFFS];
+	int error;
+
+	if (len > 0 && (jx_parse(body, len, &doc, &why) != 0 || !json_is_object(doc))) {
+		out = error_doc(status, 400, NULL,
+		    "the body is not a JSON object (%s): send {\"family\": \"NAME\"} or nothing",
+		    why != NULL ? why : "not an object");
+		goto out;
+	}
+	json_object_foreach (doc, key, v) {
+		if (strcmp(key, "family") != 0 || !json_is_string(v) ||
+		    !config_family_valid(json_string_value(v))) {
+			out = error_doc(status, 400, NULL,
+			    "%s: the body takes one field, \"family\": 1 to 40 lowercase letters, "
+			    "digits and '-', starting with a letter and not ending with '-'",
+			    key);
+			goto out;
+		}
+		family = json_string_value(v);
+	}
+	if (m == NULL || !manager_settled(m)) {
+		out = error_doc(status, 503, NULL, "the daemon has not reached the cloud yet");
+		goto out;
+	}
+	error = manager_bake(m, family, name, sizeof name, &d);
+	if (error != 0) {
+		out = error_doc(status,
+		    error == -EIO          ? 500
+		        : error == -EINVAL ? 400
+		                           : 409,
+		    d.rule, "%s", d.reason);
+		goto out;
+	}
+	source(dm, &s, b);
+	ledger_get(s.ledger, name, &rec);
+	*status = 202;
+	if (ledger_image_of(s.ledger, name, &im) != 0 || (out = view_image(&s, im.name)) == NULL)
+		out = json_pack("{s:i, s:n}", "schema_version", VIEW_SCHEMA_VERSION, "image");
+	json_object_set_new(out, "vm", view_vm(&s, &rec));
+	source_release(&s);
+out:
+	free(why);
+	json_decref(doc);
+	return out;
+}
+
+static json_t *
+image_gone(struct daemon *dm, struct view_src *s, const char *name, unsigned *status)
+{
+	struct manager *m = daemon_manager(dm);
+	char why[256];
+
+	if (m == NULL)
+		return error_doc(status, 503, NULL, "the daemon is starting; try again");
+	switch (manager_image_delete(m, name, why, sizeof why)) {
+	case 0:
+		*status = 202;
+		return view_image(s, name);
+	case -ENOENT:
+		return error_doc(status, 404, NULL, "%s", why);
+	default:
+		return error_doc(status, 409, NULL, "%s", why);
+	}
+}
+
 /* A request as a route's handler sees it; {name} in its pattern is in name. */
 struct request {
 	struct daemon *d;
@@ -528,6 +607,35 @@ delete_vm(const struct request *q)
 	*q->status = 202;
 	return json_pack(
 	    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "vm", view_vm(q->s, &rec));
+}
+
+static json_t *
+get_images(const struct request *q)
+{
+	return view_images(q->s);
+}
+
+static json_t *
+post_images(const struct request *q)
+{
+	return bake(q->d, q->body, q->len, q->status);
+}
+
+static json_t *
+get_image(const struct request *q)
+{
+	json_t *doc = view_image(q->s, q->name);
+
+	if (doc != NULL)
+		return doc;
+	return error_doc(
+	    q->status, 404, NULL, "no image named '%s' (GET /v1/images lists them)", q->name);
+}
+
+static json_t *
+delete_image(const struct request *q)
+{
+	return image_gone(q->d, q->s, q->name, q->status);
 }
 
 static json_t *
@@ -590,6 +698,10 @@ static const struct route {
     {"GET", "/v1/pressure", get_pressure},
     {"GET", "/v1/decision", get_decision},
     {"GET", "/v1/routes", get_routes},
+    {"GET", "/v1/images", get_images},
+    {"POST", "/v1/images", post_images},
+    {"GET", "/v1/images/{name}", get_image},
+    {"DELETE", "/v1/images/{name}", delete_image},
     {"GET", "/v1/events", NULL},
     {"POST", "/v1/stop", post_stop},
 };

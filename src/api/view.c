@@ -5,11 +5,12 @@
 #include "ledger/cost.h"
 #include "pressure/monitor.h"
 #include "util/clock.h"
+#include "util/str.h"
 #include "util/xmalloc.h"
 
 static const enum vm_state every_state[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
-    VM_READY, VM_UNHEALTHY, VM_DRAINING, VM_TERMINATING, VM_TERMINATED, VM_FAILED, VM_PREEMPTED,
-    VM_ORPHANED};
+    VM_READY, VM_UNHEALTHY, VM_DRAINING, VM_IMAGING, VM_TERMINATING, VM_TERMINATED, VM_FAILED,
+    VM_PREEMPTED, VM_ORPHANED};
 _Static_assert(sizeof every_state / sizeof every_state[0] == VM_STATES, "every state");
 
 static json_t *
@@ -118,6 +119,7 @@ view_vm(const struct view_src *s, const struct vm_record *v)
 	    "spillway", "spillway-owner", s->owner != NULL ? s->owner : "");
 	if (o == NULL)
 		abort();
+	json_object_set_new(o, "purpose", json_string(vm_bakes(v) ? "bake" : "serve"));
 	{
 		json_t *md = json_loads(v->metadata[0] ? v->metadata : "{}", 0, NULL);
 
@@ -350,6 +352,101 @@ view_routes(const struct view_src *s)
 	    "{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "routes", route_array(s));
 }
 
+/* --- images (docs/images.md) --- */
+
+static json_t *
+image_json(const struct view_src *s, const struct image_record *im, const char *current)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:f, s:f, s:o}",
+	    "name", im->name, "family", im->family, "state", image_state_name(im->state), "vm",
+	    im->vm, "backend", im->backend, "install_hash", im->install_hash, "stale",
+	    im->state == IMAGE_READY && strcmp(im->install_hash, current) != 0, "requested_at",
+	    when(im->requested_ms), "ready_at", when(im->ready_ms), "deleted_at",
+	    when(im->deleted_ms), "size_gib", im->size_gib, "per_month",
+	    im->size_gib * im->per_gib_month, "why",
+	    im->why[0] ? json_string(im->why) : json_null());
+}
+
+/*
+ * What VMs boot from: daemon.image, or with "baked" the newest image of the
+ * family (else image.base), and whether it holds the install the settings
+ * make now.
+ */
+static json_t *
+boot_image(const struct view_src *s, const struct image_record *list, size_t n, const char *current)
+{
+	const struct config *c = s->cfg;
+	const struct image_record *newest = NULL;
+	const char *image = or_default(c->image, ""), *family = or_default(c->image_family, "");
+	bool baked = strcmp(image, "baked") == 0;
+	char *path;
+	json_t *o;
+
+	for (size_t i = 0; i < n && newest == NULL; i++)
+		if (list[i].state == IMAGE_READY && strcmp(list[i].family, family) == 0)
+			newest = &list[i];
+	path = !baked        ? xstrdup(image)
+	    : newest != NULL ? xasprintf("global/images/family/%s", family)
+	                     : xstrdup(or_default(c->image_base, ""));
+	o = json_pack("{s:s, s:s, s:o, s:b, s:s}", "image", path, "family", family, "newest",
+	    newest != NULL ? json_string(newest->name) : json_null(), "stale",
+	    newest != NULL && strcmp(newest->install_hash, current) != 0, "install_hash", current);
+	free(path);
+	return o;
+}
+
+json_t *
+view_images(const struct view_src *s)
+{
+	struct image_record *list = NULL;
+	size_t n = 0;
+	char current[CONFIG_INSTALL_HASH_LEN + 1];
+	double month = 0;
+	json_t *images = json_array(), *doc;
+
+	config_install_hash(s->cfg, current);
+	if (ledger_images(s->ledger, false, &list, &n) != 0)
+		return view_error(500, "ledger", ledger_error(s->ledger));
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(images, image_json(s, &list[i], current));
+		if (list[i].state == IMAGE_READY)
+			month += list[i].size_gib * list[i].per_gib_month;
+	}
+	doc = json_pack("{s:i, s:o, s:o, s:f}", "schema_version", VIEW_SCHEMA_VERSION, "images",
+	    images, "boot", boot_image(s, list, n, current), "storage_per_month", month);
+	free(list);
+	return doc;
+}
+
+json_t *
+view_image(const struct view_src *s, const char *name)
+{
+	struct image_record im;
+	char current[CONFIG_INSTALL_HASH_LEN + 1];
+
+	if (ledger_image_get(s->ledger, name, &im) != 0)
+		return NULL;
+	config_install_hash(s->cfg, current);
+	return json_pack("{s:i, s:o}", "schema_version", VIEW_SCHEMA_VERSION, "image",
+	    image_json(s, &im, current));
+}
+
+/* The status's line on images: what VMs boot from, and whether it is stale. */
+static json_t *
+status_images(const struct view_src *s)
+{
+	struct image_record *list = NULL;
+	size_t n = 0;
+	char current[CONFIG_INSTALL_HASH_LEN + 1];
+	json_t *o;
+
+	config_install_hash(s->cfg, current);
+	ledger_images(s->ledger, false, &list, &n); /* unreadable: none newer than the base */
+	o = boot_image(s, list, n, current);
+	free(list);
+	return o;
+}
+
 json_t *
 view_status(const struct view_src *s)
 {
@@ -377,7 +474,7 @@ view_status(const struct view_src *s)
 	}
 	return json_pack("{s:i, s:{s:b, s:o}, s:{s:s, s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:f, s:f, "
 	                 "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o, "
-	                 "s:{s:s, s:o, s:I}, s:o, s:o}",
+	                 "s:{s:s, s:o, s:I}, s:o, s:o, s:o}",
 	    "schema_version", VIEW_SCHEMA_VERSION, "daemon", "running", s->daemon_pid > 0, "pid",
 	    s->daemon_pid > 0 ? json_integer(s->daemon_pid) : json_null(), "config", "project",
 	    c->project, "region", c->region, "zone", c->zone, "machine_type", c->machine_type,
@@ -391,7 +488,26 @@ view_status(const struct view_src *s)
 	    events(s, NULL, VIEW_EVENTS), "ledger", "path", ledger_path(s->ledger), "problem",
 	    s->ledger_problem != NULL ? json_string(s->ledger_problem) : json_null(), "waiting",
 	    (json_int_t)s->ledger_waiting, "routes", route_array(s), "local_copies",
-	    copies_array(s));
+	    copies_array(s), "boot", status_images(s));
+}
+
+/* The images whose storage counts in the days shown: alive, or deleted since. */
+static json_t *
+cost_images(const struct view_src *s, int64_t since)
+{
+	struct image_record *list = NULL;
+	size_t n = 0;
+	char current[CONFIG_INSTALL_HASH_LEN + 1];
+	json_t *a = json_array();
+
+	config_install_hash(s->cfg, current);
+	if (ledger_images(s->ledger, true, &list, &n) == 0)
+		for (size_t i = 0; i < n; i++)
+			if (list[i].ready_ms > 0 &&
+			    (list[i].deleted_ms == 0 || list[i].deleted_ms >= since))
+				json_array_append_new(a, image_json(s, &list[i], current));
+	free(list);
+	return a;
 }
 
 json_t *
@@ -419,11 +535,11 @@ view_costs(const struct view_src *s, int ndays)
 		for (int i = 0; i < count; i++)
 			month += days[i].amount;
 	free(days);
-	return json_pack("{s:i, s:o, s:o, s:i, s:o, s:o, s:f}", "schema_version",
+	return json_pack("{s:i, s:o, s:o, s:i, s:o, s:o, s:f, s:o}", "schema_version",
 	    VIEW_SCHEMA_VERSION, "today", today(s), "active", vm_array(s, NULL, 0, 0), "days_shown",
 	    ndays, "vms",
 	    vm_array(s, every_state, sizeof every_state / sizeof every_state[0], since), "days",
-	    daylist, "month_to_date", month);
+	    daylist, "month_to_date", month, "images", cost_images(s, since));
 }
 
 json_t *

@@ -52,6 +52,10 @@ json_t *view_vms(const struct view_src *);
 json_t *view_vm_detail(const struct view_src *, const char *name);
 json_t *view_costs(const struct view_src *, int days);
 json_t *view_pressure(const struct pressure_snapshot *);
+/* The images baked (docs/images.md), what VMs boot from, and whether it is stale. */
+json_t *view_images(const struct view_src *);
+/* One image; NULL when the ledger has none of that name. */
+json_t *view_image(const struct view_src *, const char *name);
 json_t *view_decision(const struct decision *);
 /* The components' routes: the daemon's counts, or the configuration's with nothing listening. */
 json_t *view_routes(const struct view_src *);

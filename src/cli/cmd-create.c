@@ -33,7 +33,7 @@ struct create {
 	bool ask; /* on a terminal without --yes: the plan is shown and confirmed first */
 	int64_t t0_ns;
 	char name[64];
-	char last[64];        /* the last progress line's state and zone */
+	char last[160];       /* the last progress line's state and zone */
 	struct link_local *l; /* without a daemon: ours */
 	struct daemon *d;
 };
@@ -165,15 +165,8 @@ elapsed(const struct create *c)
 static void
 progress(struct create *c, const char *state, const char *zone, const char *detail)
 {
-	char now[64];
-
-	snprintf(now, sizeof now, "%s %s", state, zone);
-	if (c->json || strcmp(now, c->last) == 0)
-		return;
-	snprintf(c->last, sizeof c->last, "%s", now);
-	printf("[%6.1fs] %-12s %s%s%s\n", elapsed(c), state, zone, detail ? ": " : "",
-	    detail ? detail : "");
-	fflush(stdout);
+	if (!c->json)
+		report_progress(stdout, c->t0_ns, state, zone, detail, c->last, sizeof c->last);
 }
 
 static int
@@ -321,20 +314,12 @@ local_ready(struct link_local *l, struct daemon *d, void *arg)
 			return;
 		}
 	}
-	switch (manager_create(daemon_manager(d), c->components, c->reason, c->metadata, c->name,
-	    sizeof c->name, &no)) {
-	case 0: /* its states come as events */
+	/* Its states come as events. */
+	if (link_local_answer(l, "create",
+	        manager_create(daemon_manager(d), c->components, c->reason, c->metadata, c->name,
+	            sizeof c->name, &no),
+	        no.reason) == 0)
 		link_local_deadline(l, wait_ms(c), local_expired);
-		break;
-	case -EAGAIN:
-		fprintf(stderr, "spillway create: refused: %s\n", no.reason);
-		link_local_done(l, EXIT_REFUSED);
-		break;
-	default:
-		fprintf(stderr, "spillway create: %s\n", no.reason);
-		link_local_done(l, EXIT_FAIL);
-		break;
-	}
 }
 
 static int

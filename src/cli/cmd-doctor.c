@@ -15,6 +15,7 @@
 
 #include "api/client.h"
 #include "cli/cmd.h"
+#include "cli/link.h"
 #include "cli/report.h"
 #include "cloud/connect.h"
 #include "ledger/ledger.h"
@@ -578,6 +579,42 @@ local(struct doctor *d)
 	monitor_free(m);
 }
 
+/* What VMs boot from (docs/images.md): with daemon.image = baked, an image that holds the install.
+ */
+static void
+image(struct doctor *d)
+{
+	const struct config *cfg = &d->ctx->cfg;
+	json_t *doc = NULL;
+	const json_t *boot;
+	long status;
+
+	if (link_get(d->ctx, "/v1/images", &status, &doc) != 0 || status != 200) {
+		say(d, "warn", "image", "the images cannot be read: %s",
+		    or_default(jx_str(doc, "error.message"), "no answer"));
+		json_decref(doc);
+		return;
+	}
+	boot = json_object_get(doc, "boot");
+	if (strcmp(cfg->image, "baked") != 0)
+		say(d, "ok", "image", "VMs boot from %s and install the backend there",
+		    jx_str(boot, "image"));
+	else if (jx_str(boot, "newest") == NULL)
+		say(d, "warn", "image",
+		    "daemon.image is baked, but no image of family %s is: VMs boot from %s and "
+		    "install the backend there (spillway image bake makes one)",
+		    cfg->image_family, cfg->image_base);
+	else if (json_is_true(json_object_get(boot, "stale")))
+		say(d, "warn", "image",
+		    "%s is stale: the install settings changed since it was baked, and VMs "
+		    "install over it (spillway image bake makes a new one)",
+		    jx_str(boot, "newest"));
+	else
+		say(d, "ok", "image", "VMs boot from %s, which holds the install the settings make",
+		    jx_str(boot, "newest"));
+	json_decref(doc);
+}
+
 static int
 exec_doctor(struct cmd_ctx *ctx, const struct args *a)
 {
@@ -599,6 +636,7 @@ exec_doctor(struct cmd_ctx *ctx, const struct args *a)
 		    "project, zone, permissions, quota and firewall need a token");
 	}
 	local(&d);
+	image(&d);
 	if (d.connected)
 		cloud_disconnect(&d.conn);
 	uv_run(&d.loop, UV_RUN_DEFAULT);

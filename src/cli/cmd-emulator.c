@@ -35,6 +35,7 @@ enum {
 	OPT_BOOT_MS,
 	OPT_STOP_MS,
 	OPT_GUEST_BOOT_MS,
+	OPT_INSTALL_MS,
 	OPT_GUEST_PORT,
 	OPT_AGENT_PORT,
 	OPT_WAIT_MS,
@@ -63,6 +64,7 @@ static const struct option options[] = {
     {"boot-ms", required_argument, NULL, OPT_BOOT_MS},
     {"stop-ms", required_argument, NULL, OPT_STOP_MS},
     {"guest-boot-ms", required_argument, NULL, OPT_GUEST_BOOT_MS},
+    {"install-ms", required_argument, NULL, OPT_INSTALL_MS},
     {"guest-port", required_argument, NULL, OPT_GUEST_PORT},
     {"agent-port", required_argument, NULL, OPT_AGENT_PORT},
     {"wait-ms", required_argument, NULL, OPT_WAIT_MS},
@@ -272,7 +274,8 @@ emulator_options(const struct cmd_entry *e, const struct args *a, struct emulato
 		const char *name;
 		long long max;
 	} durations[] = {{OPT_BOOT_MS, "--boot-ms", 3600000}, {OPT_STOP_MS, "--stop-ms", 3600000},
-	    {OPT_GUEST_BOOT_MS, "--guest-boot-ms", 3600000}, {OPT_WAIT_MS, "--wait-ms", 3600000},
+	    {OPT_GUEST_BOOT_MS, "--guest-boot-ms", 3600000},
+	    {OPT_INSTALL_MS, "--install-ms", 3600000}, {OPT_WAIT_MS, "--wait-ms", 3600000},
 	    {OPT_NOTICE_MS, "--preempt-notice-ms", 3600000}};
 
 	const char *v;
@@ -303,6 +306,9 @@ emulator_options(const struct cmd_entry *e, const struct args *a, struct emulato
 			break;
 		case OPT_GUEST_BOOT_MS:
 			o->guest_boot_ms = n;
+			break;
+		case OPT_INSTALL_MS:
+			o->install_ms = n;
 			break;
 		case OPT_WAIT_MS:
 			o->wait_ms = n;
@@ -462,7 +468,8 @@ const struct cmd_entry cmd_emulator_entry = {
     .name = "emulator",
     .usage =
         "[--listen HOST:PORT] [--port-file F] [--project P] [--zones Z1,Z2]\n"
-        "        [--boot-ms N] [--stop-ms N] [--guest-boot-ms N] [--guest-port N] [--agent-port N]\n"
+        "        [--boot-ms N] [--stop-ms N] [--guest-boot-ms N] [--install-ms N] [--guest-port N]\n"
+        "        [--agent-port N]\n"
         "        [--wait-ms N] [--preempt-notice-ms N] [--faults SPEC] "
         "[--request-log F]\n"
         "        [--write-credentials F] [--write-user-credentials F] [--seed N]\n"

@@ -67,6 +67,7 @@ extern const struct cmd_entry cmd_create_entry;
 extern const struct cmd_entry cmd_demo_entry;
 extern const struct cmd_entry cmd_doctor_entry;
 extern const struct cmd_entry cmd_emulator_entry;
+extern const struct cmd_entry cmd_image_entry;
 extern const struct cmd_entry cmd_pressure_entry;
 extern const struct cmd_entry cmd_run_entry;
 extern const struct cmd_entry cmd_status_entry;

@@ -85,6 +85,17 @@ build(struct cmd_ctx *ctx, const char *path, long *status, json_t **doc)
 		}
 	} else if (strcmp(path, "/v1/routes") == 0) {
 		*doc = view_routes(&s);
+	} else if (strcmp(path, "/v1/images") == 0) {
+		*doc = view_images(&s);
+	} else if (str_prefix(path, "/v1/images/")) {
+		if ((*doc = view_image(&s, path + 11)) == NULL) {
+			char *msg = xasprintf(
+			    "no image named '%s' (spillway image list shows them)", path + 11);
+
+			*status = 404;
+			*doc = view_error(404, NULL, msg);
+			free(msg);
+		}
 	} else if (str_prefix(path, "/v1/costs?days=")) {
 		*doc = view_costs(&s, (int)strtol(path + 15, NULL, 10));
 	} else {
@@ -92,6 +103,19 @@ build(struct cmd_ctx *ctx, const char *path, long *status, json_t **doc)
 	}
 	ledger_close(l);
 	return 0;
+}
+
+int
+link_local_answer(struct link_local *l, const char *command, int error, const char *why)
+{
+	if (error == 0)
+		return 0;
+	fprintf(stderr, "spillway %s: %s%s\n", command, error == -EAGAIN ? "refused: " : "", why);
+	link_local_done(l,
+	    error == -EAGAIN       ? EXIT_REFUSED
+	        : error == -EINVAL ? EXIT_USAGE
+	                           : EXIT_FAIL);
+	return error;
 }
 
 int

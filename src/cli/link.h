@@ -51,6 +51,13 @@ struct link_local;
 int link_local(struct cmd_ctx *, void (*ready)(struct link_local *, struct daemon *, void *arg),
     manager_event_cb *on_event, void *arg);
 void link_local_done(struct link_local *, int status);
+/*
+ * What the manager answered an action asked of it (manager_create,
+ * manager_bake): 0 goes on; else it is said ("spillway COMMAND: refused:
+ * why") and the command ends: -EAGAIN refused by a rule (exit 3), -EINVAL
+ * nothing to do (exit 2), else failed (exit 1). Returns error.
+ */
+int link_local_answer(struct link_local *, const char *command, int error, const char *why);
 /* From ready() on: if link_local_done() is not called within timeout_ms, expired(arg) is. */
 void link_local_deadline(
     struct link_local *, int64_t timeout_ms, void (*expired)(struct link_local *, void *arg));

@@ -23,6 +23,7 @@ static const struct cmd_entry *const commands[] = {
     &cmd_demo_entry,
     &cmd_doctor_entry,
     &cmd_emulator_entry,
+    &cmd_image_entry,
     &cmd_pressure_entry,
     &cmd_routes_entry,
     &cmd_run_entry,

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "cli/report.h"
+#include "util/clock.h"
 #include "util/jx.h"
 
 #define BOLD  "\033[1m"
@@ -281,6 +282,20 @@ report_status(FILE *f, const json_t *s, bool verbose)
 		fprintf(f, "backoff    %s%s%s until %s: %s\n", str(it, "rule"),
 		    jx_str(it, "zone") ? " " : "", jx_str(it, "zone") ? str(it, "zone") : "",
 		    str(it, "until"), str(it, "why"));
+	{
+		const json_t *boot = json_object_get(s, "boot");
+
+		if (json_is_object(boot))
+			fprintf(f, "image      %s%s%s\n", str(boot, "image"),
+			    json_is_true(json_object_get(boot, "stale"))
+			        ? ": stale, the install settings changed since it was baked "
+			          "(spillway image bake)"
+			        : "",
+			    jx_str(boot, "newest") != NULL &&
+			            !json_is_true(json_object_get(boot, "stale"))
+			        ? " (baked)"
+			        : "");
+	}
 	if (json_array_size(vms) == 0) {
 		fprintf(f, "VMs        none active\n");
 	} else {
@@ -342,7 +357,54 @@ report_costs(FILE *f, const json_t *c)
 	    json_array_size(vms) == 0 ? "none" : "");
 	if (json_array_size(vms) > 0)
 		report_vms(f, vms, false);
+	json_array_foreach (json_object_get(c, "images"), i, it)
+		fprintf(f, "image      %s: %.2f GiB, $%.4f a month of storage%s%s\n",
+		    str(it, "name"), num(it, "size_gib"), num(it, "per_month"),
+		    jx_str(it, "deleted_at") ? ", deleted " : "",
+		    jx_str(it, "deleted_at") ? str(it, "deleted_at") : "");
 	fprintf(f, "  %-10s  %s\n", "DAY", "COST");
 	json_array_foreach (json_object_get(c, "days"), i, it)
 		fprintf(f, "  %-10s  $%.4f\n", str(it, "day"), num(it, "cost"));
+}
+
+void
+report_progress(FILE *f, int64_t t0_ns, const char *state, const char *zone, const char *detail,
+    char *last, size_t lastlen)
+{
+	char now[160];
+
+	snprintf(now, sizeof now, "%s %s", state, zone);
+	if (strcmp(now, last) == 0)
+		return;
+	snprintf(last, lastlen, "%s", now);
+	fprintf(f, "[%6.1fs] %-12s %s%s%s\n", (double)(monotonic_ns() - t0_ns) / 1e9, state, zone,
+	    detail != NULL && *detail ? ": " : "", detail != NULL ? detail : "");
+	fflush(f);
+}
+
+void
+report_images(FILE *f, const json_t *doc)
+{
+	const json_t *boot = json_object_get(doc, "boot"), *images = json_object_get(doc, "images");
+	size_t i;
+	json_t *it;
+
+	fprintf(f, "VMs boot from %s%s\n", str(boot, "image"),
+	    json_is_true(json_object_get(boot, "stale"))
+	        ? ": stale, the install settings changed since it was baked"
+	        : "");
+	if (json_array_size(images) == 0) {
+		fprintf(f, "no image baked (spillway image bake makes one of family %s)\n",
+		    str(boot, "family"));
+		return;
+	}
+	fprintf(f, "%-40s %-8s %-20s %8s %10s  %s\n", "IMAGE", "STATE", "FAMILY", "GiB", "$/MONTH",
+	    "HOLDS");
+	json_array_foreach (images, i, it)
+		fprintf(f, "%-40s %-8s %-20s %8.2f %10.4f  %s%s%s%s\n", str(it, "name"),
+		    str(it, "state"), str(it, "family"), num(it, "size_gib"), num(it, "per_month"),
+		    str(it, "backend"),
+		    json_is_true(json_object_get(it, "stale")) ? " (stale)" : "",
+		    jx_str(it, "why") ? ": " : "", jx_str(it, "why") ? str(it, "why") : "");
+	fprintf(f, "storage: $%.4f a month\n", num(doc, "storage_per_month"));
 }

@@ -133,6 +133,26 @@ check_image(const char *s, char *buf, size_t size)
 }
 
 const char *
+check_image_or_baked(const char *s, char *buf, size_t size)
+{
+	return strcmp(s, "baked") == 0 ? NULL : check_image(s, buf, size);
+}
+
+/* An image's name is the family's and a 21-character stamp: within Compute Engine's 63. */
+const char *
+check_image_family(const char *s, char *buf, size_t size)
+{
+	return config_matches(s, "^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$") ? NULL
+	                                                              : "not an image family name";
+}
+
+bool
+config_family_valid(const char *s)
+{
+	return check_image_family(s, NULL, 0) == NULL;
+}
+
+const char *
 check_disk_type(const char *s, char *buf, size_t size)
 {
 	return strcmp(s, "pd-balanced") == 0 || strcmp(s, "pd-standard") == 0 ? NULL

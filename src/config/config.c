@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "config/config.h"
 #include "config/internal.h"
 #include "net/http.h"
@@ -74,6 +76,9 @@ const struct key config_keys[] = {
     {"backend.start", "SPILLWAY_BACKEND_START", T_STRING, OFF(backend_start), "", 0, 0,
         check_shell_text, "a shell command, or empty",
         "starts the backend (as a systemd unit), such as python3 -m app", false},
+    {"backend.prefetch", "SPILLWAY_BACKEND_PREFETCH", T_STRING, OFF(backend_prefetch), "", 0, 0,
+        check_shell_text, "a shell command, or empty",
+        "run once after backend.install to download what the backend loads (model weights)", false},
     {"backend.health_path", "SPILLWAY_HEALTH_PATH", T_STRING, OFF(health_path), "/health", 0, 0,
         check_url_path, "a URL path such as /health", "the backend's health check", false},
     {"backend.env", "SPILLWAY_BACKEND_ENV", T_STRING, OFF(backend_env), "", 0, 0, check_env_list,
@@ -145,9 +150,18 @@ const struct key config_keys[] = {
         OFF(stockout_skip_minutes), "5", 0, 1440, NULL, "minutes, from 0 to 1440",
         "a zone out of capacity is skipped this long", false},
     {"daemon.image", "SPILLWAY_IMAGE", T_STRING, OFF(image),
+        "projects/debian-cloud/global/images/family/debian-12", 0, 0, check_image_or_baked,
+        "an image or image family path, such as projects/debian-cloud/global/images/family/debian-12, "
+        "or baked",
+        "boot image of the VMs (baked: the newest of image.family, else image.base)", false},
+    {"image.family", "SPILLWAY_IMAGE_FAMILY", T_STRING, OFF(image_family), "spillway-backend", 0, 0,
+        check_image_family,
+        "1 to 40 lowercase letters, digits and '-', starting with a letter and not ending with '-'",
+        "the image family spillway image bake makes images in", false},
+    {"image.base", "SPILLWAY_IMAGE_BASE", T_STRING, OFF(image_base),
         "projects/debian-cloud/global/images/family/debian-12", 0, 0, check_image,
         "an image or image family path, such as projects/debian-cloud/global/images/family/debian-12",
-        "boot image of the VMs", false},
+        "the image a bake starts from", false},
     {"daemon.disk_gb", "SPILLWAY_DISK_GB", T_INT, OFF(disk_gb), "20", 10, 65536, NULL,
         "gigabytes, from 10 to 65536", "boot disk size", false},
     {"daemon.disk_type", "SPILLWAY_DISK_TYPE", T_STRING, OFF(disk_type), "pd-balanced", 0, 0,
@@ -875,4 +889,26 @@ config_free(struct config *cfg)
 	free(cfg->origins);
 	free(cfg->file);
 	memset(cfg, 0, sizeof *cfg);
+}
+
+void
+config_install_hash(const struct config *cfg, char out[CONFIG_INSTALL_HASH_LEN + 1])
+{
+	const char *parts[] = {cfg->image_base, cfg->backend_packages, cfg->backend_git,
+	    cfg->backend_ref, cfg->backend_install, cfg->backend_prefetch};
+	unsigned char md[EVP_MAX_MD_SIZE];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		abort(); /* out of memory: as xmalloc */
+	/* Each with its NUL: ("ab", "") and ("a", "b") differ. */
+	for (size_t i = 0; i < nitems(parts); i++) {
+		const char *p = or_default(parts[i], "");
+
+		EVP_DigestUpdate(ctx, p, strlen(p) + 1);
+	}
+	EVP_DigestFinal_ex(ctx, md, NULL);
+	EVP_MD_CTX_free(ctx);
+	for (size_t i = 0; i < CONFIG_INSTALL_HASH_LEN / 2; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }

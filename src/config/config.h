@@ -84,6 +84,7 @@ struct config {
 	char *backend_dir;
 	char *backend_packages; /* Debian package names, space-separated */
 	char *backend_install;
+	char *backend_prefetch;
 	char *backend_start;
 	char *health_path;
 	char *backend_env; /* KEY=VALUE words, quoted as str_argv() splits them */
@@ -129,7 +130,9 @@ struct config {
 	double shutdown_timeout_s;
 	double target_available_pct;
 	double stockout_skip_minutes;
-	char *image;
+	char *image; /* "baked": the newest of image_family, else image_base */
+	char *image_family;
+	char *image_base;
 	int64_t disk_gb;
 	char *disk_type;
 	char *network_tags;
@@ -171,6 +174,17 @@ void config_free(struct config *);
  */
 int config_components(
     const struct config *, const char *csv, char *out, size_t size, char *why, size_t whylen);
+
+/*
+ * What an install is made of, as a label value: the first 32 hex digits of
+ * SHA-256 over the settings that go into it (image.base, backend.packages,
+ * .git, .ref, .install, .prefetch). A VM whose image holds the same install
+ * skips it; an image that holds another is stale (docs/images.md).
+ */
+#define CONFIG_INSTALL_HASH_LEN 32
+/* An image family's name as image.family takes it (what spillway image bake --family takes). */
+bool config_family_valid(const char *);
+void config_install_hash(const struct config *, char out[CONFIG_INSTALL_HASH_LEN + 1]);
 
 /* A variable of env (NULL: the process's environment), or NULL. */
 const char *config_getenv(char *const *env, const char *name);

@@ -62,6 +62,8 @@ const char *check_token_uri(const char *, char *buf, size_t size);
 const char *check_label_value(const char *, char *buf, size_t size);
 const char *check_orphan_policy(const char *, char *buf, size_t size);
 const char *check_image(const char *, char *buf, size_t size);
+const char *check_image_or_baked(const char *, char *buf, size_t size);
+const char *check_image_family(const char *, char *buf, size_t size);
 const char *check_disk_type(const char *, char *buf, size_t size);
 const char *check_tags(const char *, char *buf, size_t size);
 const char *check_path_or_empty(const char *, char *buf, size_t size);

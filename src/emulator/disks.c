@@ -5,7 +5,8 @@
  * would auto-delete go with it and the others stay, detached, as on Google.
  * disks.get, disks.delete (refused while a VM uses the disk), and the
  * listings (lists.c) serve them. A zone keeps its disks by name
- * (zone->disks); a disk is its JSON.
+ * (zone->disks); a disk is its JSON. What a disk's files hold is known
+ * only as the install a guest made on it (holds_get).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +18,23 @@
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
+
+const char *
+holds_get(struct emulator *emu, const char *self)
+{
+	return self != NULL ? json_string_value(json_object_get(emu->holds, self)) : NULL;
+}
+
+void
+holds_set(struct emulator *emu, const char *self, const char *install)
+{
+	if (self == NULL)
+		return;
+	if (install != NULL)
+		json_object_set_new(emu->holds, self, json_string(install));
+	else
+		json_object_del(emu->holds, self);
+}
 
 /* The disk an attached disk names (its source), or NULL. */
 static json_t *
@@ -143,6 +161,7 @@ disks_create(struct inst *inst, json_t *body)
 			json_object_set(disk, "licenses", json_object_get(image, "licenses"));
 			json_object_set(
 			    disk, "architecture", json_object_get(image, "architecture"));
+			holds_set(emu, self, holds_get(emu, jx_str(image, "selfLink")));
 		}
 		json_object_set_new(z->disks, jx_str(disk, "name"), disk);
 		json_decref(image);
@@ -169,6 +188,7 @@ disks_release(struct inst *inst)
 		if (disk == NULL)
 			continue;
 		if (json_is_true(json_object_get(d, "autoDelete"))) {
+			holds_set(emu, jx_str(disk, "selfLink"), NULL);
 			json_object_del(z->disks, jx_str(disk, "name"));
 			continue;
 		}
@@ -220,6 +240,7 @@ disk_delete(struct call *c)
 	}
 	op = compute_op_new(
 	    c->zone, "delete", "disks", c->name, jx_str(d, "id"), request_id, rq_user(c->rq));
+	holds_set(c->rq->emu, jx_str(d, "selfLink"), NULL);
 	json_object_del(c->zone->disks, c->name);
 	compute_op_done(op, NULL, 0, NULL);
 	emu_reply_json(c->rq, 200, compute_op_json(op));

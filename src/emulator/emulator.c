@@ -766,6 +766,7 @@ emulator_new(uv_loop_t *loop, const struct emulator_opts *o, struct emulator **o
 	setup_auth(emu);
 	emu->firewalls = json_object();
 	emu->images = json_object();
+	emu->holds = json_object();
 	if ((error = httpd_new(loop, o->host, o->port, &ho, on_request, emu, &emu->http, cause)) !=
 	    0)
 		goto fail;
@@ -801,6 +802,7 @@ emulator_free(struct emulator *emu)
 	json_decref(emu->global.disks);
 	json_decref(emu->firewalls);
 	json_decref(emu->images);
+	json_decref(emu->holds);
 	httpd_free(emu->http);
 	if (emu->request_log != NULL)
 		fclose(emu->request_log);

@@ -26,7 +26,8 @@ struct emulator_opts {
 	const char *zones;         /* comma-separated */
 	int64_t boot_ms;           /* insert -> RUNNING (half PROVISIONING, half STAGING) */
 	int64_t stop_ms;           /* STOPPING -> gone or TERMINATED */
-	int64_t guest_boot_ms;     /* RUNNING -> the guest's /health answers 200 */
+	int64_t guest_boot_ms;     /* RUNNING -> the guest's /health answers 200, installed */
+	int64_t install_ms; /* more, to install the backend on a disk that does not hold it */
 	int64_t wait_ms;           /* the longest zoneOperations.wait holds (Google: 2 min) */
 	int64_t preempt_notice_ms; /* preemption notice before the stop (Google: 30 s) */
 	int guest_port;            /* the backend port of every guest */

@@ -16,6 +16,12 @@
  * its own (the real agent's loopback). Renewals are counted for the admin
  * API; the self-deletion of a VM whose lease ran out is the real agent's,
  * tested with it.
+ *
+ * The install (the script's packages, fetch, dependencies and prefetch)
+ * takes install_ms before the backend starts, unless the boot disk holds it
+ * already (holds_get: an image baked with the same spillway-install-hash).
+ * A bake's guest (spillway-mode "bake") installs, says "baked" and starts
+ * no backend. When the guest stops, its disk holds what it installed.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -54,7 +60,9 @@ struct guest {
 	int64_t healthy_ms;
 	int64_t dies_ms; /* 0: never */
 	int64_t activity_ms;
-	int forced; /* -1 none, 0 unhealthy, 1 healthy */
+	int64_t installed_ms; /* its install is done then (INT64_MAX: nothing to install) */
+	bool bake;            /* a bake's VM: it installs and starts nothing */
+	int forced;           /* -1 none, 0 unhealthy, 1 healthy */
 };
 
 /* Said once: the guests from here on run without an address. */
@@ -149,6 +157,27 @@ components(const struct inst *inst)
 			json_array_append_new(list, json_string(str_trim(*c)));
 	str_list_free(names);
 	return list;
+}
+
+/* The selfLink of an instance's boot disk, or NULL. */
+static const char *
+boot_disk(const struct inst *inst)
+{
+	return jx_str(inst->res, "disks.0.source");
+}
+
+/*
+ * How long its install takes from RUNNING: nothing when there is nothing to
+ * install, or the boot disk holds it (a baked image), or its memory was kept.
+ */
+static int64_t
+install_ms(struct inst *inst)
+{
+	const char *want = inst_attribute(inst, "spillway-install-hash");
+
+	if (want == NULL || inst->resuming || str_eq(holds_get(inst->emu, boot_disk(inst)), want))
+		return 0;
+	return inst->emu->opts.install_ms;
 }
 
 /* The backend's state now: "ok", "starting" or "unhealthy", with its HTTP status. */
@@ -265,13 +294,19 @@ on_agent_request(struct httpd_req *req, void *arg)
 		int64_t since = g->renewed_ms > 0 ? g->renewed_ms : g->running_ms;
 		int64_t left = lease - (now - since) / 1000;
 		/* The install moves until the backend is up; a guest never healthy is stuck. */
-		bool up = now >= g->healthy_ms;
-		int64_t moved = g->healthy_ms == INT64_MAX ? g->running_ms
-		    : up                                   ? g->healthy_ms
-		                                           : now;
+		bool up = now >= g->healthy_ms, baked = g->bake && now >= g->installed_ms;
+		int64_t moved = baked            ? g->installed_ms
+		    : g->bake                    ? now
+		    : g->healthy_ms == INT64_MAX ? g->running_ms
+		    : up                         ? g->healthy_ms
+		                                 : now;
+		const char *installed = now >= g->installed_ms
+		    ? inst_attribute(inst, "spillway-install-hash")
+		    : holds_get(emu, boot_disk(inst));
 
 		emu_reply_json(rq, 200,
-		    jx_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:b, s:{s:s, s:I}}", "status",
+		    jx_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:b, s:{s:s, s:I}, s:s?}",
+		        "status",
 		        inst->preempted     ? "preempted"
 		            : status == 200 ? "ok"
 		                            : "unhealthy",
@@ -281,8 +316,11 @@ on_agent_request(struct httpd_req *req, void *arg)
 		        (json_int_t)((now - g->activity_ms) / 1000), "uptime_seconds",
 		        (json_int_t)((now - g->running_ms) / 1000), "lease_seconds",
 		        (json_int_t)lease, "lease_left_seconds", (json_int_t)(left > 0 ? left : 0),
-		        "preempted", inst->preempted, "boot", "step", up ? "ready" : "dependencies",
-		        "updated", (json_int_t)(moved / 1000)));
+		        "preempted", inst->preempted, "boot", "step",
+		        baked    ? "baked"
+		            : up ? "ready"
+		                 : "dependencies",
+		        "updated", (json_int_t)(moved / 1000), "installed", installed));
 	}
 }
 
@@ -375,11 +413,15 @@ started:
 		return;
 	}
 	g->running_ms = g->activity_ms = emu_now_ms(emu);
+	g->bake = str_eq(inst_attribute(inst, "spillway-mode"), "bake");
+	g->installed_ms = g->running_ms + install_ms(inst);
 	g->healthy_ms =
-	    emu->faults.guest_unhealthy > 0 && emu_rand(emu) < emu->faults.guest_unhealthy
+	    (emu->faults.guest_unhealthy > 0 && emu_rand(emu) < emu->faults.guest_unhealthy) ||
+	        g->bake
 	    ? INT64_MAX
 	    /* a resumed VM kept its memory: its backend is up at once */
-	    : g->running_ms + (inst->resuming ? 0 : emu->opts.guest_boot_ms);
+	    : inst->resuming ? g->running_ms
+	                     : g->installed_ms + emu->opts.guest_boot_ms;
 	/* One that never turns healthy cannot die later. */
 	if (g->healthy_ms != INT64_MAX && emu->faults.guest_die > 0 &&
 	    emu_rand(emu) < emu->faults.guest_die)
@@ -391,10 +433,13 @@ void
 guest_stop(struct inst *inst)
 {
 	struct guest *g = inst->guest;
+	const char *want = inst_attribute(inst, "spillway-install-hash");
 	json_t *ac;
 
 	if (g == NULL)
 		return;
+	if (want != NULL && emu_now_ms(inst->emu) >= g->installed_ms)
+		holds_set(inst->emu, boot_disk(inst), want);
 	if (g->fd >= 0)
 		close(g->fd);
 	if (g->agent_fd >= 0)

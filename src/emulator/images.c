@@ -1,7 +1,8 @@
 /*
  * Images: the public images a VM boots from (debian-cloud's families, and
  * Ubuntu's LTS), and the project's own, made from a disk by images.insert
- * (what `spillway image bake` makes). images.get, getFromFamily, list,
+ * (what `spillway image bake` makes), holding what its disk held
+ * (holds_get). images.get, getFromFamily, list,
  * insert and delete, and imageFamilyViews.get answer them, and an instance's
  * boot disk names them (an image, a family, or a family view in any zone,
  * "-"). A public family has one image; a family of the project's own is its
@@ -256,6 +257,7 @@ image_insert(struct call *c)
 	    im, "labelFingerprint", json_object_size(json_object_get(im, "labels")) == 0);
 	if (json_object_get(disk, "licenses") != NULL)
 		json_object_set(im, "licenses", json_object_get(disk, "licenses"));
+	holds_set(emu, self, holds_get(emu, jx_str(disk, "selfLink")));
 	json_object_set_new(emu->images, name, im);
 	op = compute_op_new(&emu->global, "insert", "images", name, id, request_id, rq_user(c->rq));
 	compute_op_done(op, NULL, 0, NULL);
@@ -282,6 +284,7 @@ image_delete(struct call *c)
 	}
 	op = compute_op_new(&emu->global, "delete", "images", c->name, jx_str(im, "id"), request_id,
 	    rq_user(c->rq));
+	holds_set(emu, jx_str(im, "selfLink"), NULL);
 	json_object_del(emu->images, c->name);
 	compute_op_done(op, NULL, 0, NULL);
 	emu_reply_json(c->rq, 200, compute_op_json(op));

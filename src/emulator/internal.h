@@ -145,6 +145,7 @@ struct emulator {
 	struct zone global; /* the global scope: its operations (name NULL) */
 	json_t *firewalls;  /* name -> Firewall (firewalls.c) */
 	json_t *images;     /* name -> Image: the project's own (images.c) */
+	json_t *holds;      /* a disk's or image's selfLink -> the install its files hold */
 	struct emulator_opts opts;
 	struct faults faults;
 	uint64_t rng;
@@ -404,6 +405,14 @@ void front_free(struct front *);
 
 /* An attribute of the instance's metadata, or NULL. */
 const char *inst_attribute(const struct inst *, const char *key);
+/*
+ * What a disk's or an image's files hold (disks.c): the install a guest made
+ * there (its spillway-install-hash), carried from a disk to the image made
+ * of it and from an image to the disks made of it. Not served: it is the
+ * files, not the resource. NULL: nothing installed; set NULL to forget.
+ */
+const char *holds_get(struct emulator *, const char *self);
+void holds_set(struct emulator *, const char *self, const char *install);
 /* Guest attributes: what the guest writes ("spillway/tls-key"), and the API's read of them. */
 void guest_attribute_set(struct inst *, const char *key, const char *value);
 void metadata_guest_attributes(struct rq *, struct inst *);

@@ -21,14 +21,14 @@
 #include "util/str.h"
 #include "util/xmalloc.h"
 
-#define SCHEMA_VERSION 7
 #define BUSY_MS        10000
 #define WAL_PAGES      "32"    /* 128 KiB of 4 KiB pages */
 #define WAL_KEEP       "65536" /* bytes */
 #define CACHE_KIB      "256"
 
 static const char *state_names[] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING", "READY",
-    "UNHEALTHY", "DRAINING", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED", "ORPHANED"};
+    "UNHEALTHY", "DRAINING", "IMAGING", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED",
+    "ORPHANED"};
 _Static_assert(sizeof state_names / sizeof state_names[0] == VM_STATES, "a name for every state");
 
 const char *
@@ -142,7 +142,19 @@ static const char *migrations[] = {
     " start_took_ms INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX offloads_component ON offloads (component, id);"
     "CREATE INDEX offloads_vm ON offloads (vm);",
+    /* 8: VMs that bake an image, and the images */
+    "ALTER TABLE vms ADD COLUMN purpose TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE images (name TEXT PRIMARY KEY, family TEXT NOT NULL, vm TEXT NOT NULL,"
+    " install_hash TEXT NOT NULL, backend TEXT NOT NULL, request_id TEXT NOT NULL,"
+    " state TEXT NOT NULL, requested_ms INTEGER NOT NULL, ready_ms INTEGER NOT NULL DEFAULT 0,"
+    " deleted_ms INTEGER NOT NULL DEFAULT 0,"
+    " size_gib REAL NOT NULL DEFAULT 0 CHECK (size_gib >= 0),"
+    " per_gib_month REAL NOT NULL DEFAULT 0 CHECK (per_gib_month >= 0),"
+    " why TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX images_vm ON images (vm);",
 };
+
+#define SCHEMA_VERSION ((int)nitems(migrations))
 
 /*
  * A failed SQLite call: its errno (-ENOSPC for a full disk, -EUCLEAN for a
@@ -469,7 +481,7 @@ ledger_path(const struct ledger *l)
 	"name, zone, request_id, delete_request_id, state, machine_type, spot, per_hour, "         \
 	"planned_run_s, reserved, components, reason, confidence, op, nat_ip, requested_ms, "      \
 	"started_ms, ready_ms, ended_ms, state_ms, last_activity_ms, health_failures, "            \
-	"unhealthy_ms, cost, end_reason, zones_tried, metadata, tls_pin"
+	"unhealthy_ms, cost, end_reason, zones_tried, metadata, tls_pin, purpose"
 
 static void
 bind_vm(sqlite3_stmt *st, const struct vm_record *v)
@@ -504,6 +516,7 @@ bind_vm(sqlite3_stmt *st, const struct vm_record *v)
 	sqlite3_bind_int(st, i++, v->zones_tried);
 	sqlite3_bind_text(st, i++, v->metadata[0] ? v->metadata : "{}", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, i++, v->tls_pin, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, i++, v->purpose, -1, SQLITE_TRANSIENT);
 }
 
 void
@@ -550,6 +563,7 @@ read_vm(sqlite3_stmt *st, struct vm_record *v)
 	v->zones_tried = sqlite3_column_int(st, i++);
 	lg_copy_text(v->metadata, sizeof v->metadata, st, i++);
 	lg_copy_text(v->tls_pin, sizeof v->tls_pin, st, i++);
+	lg_copy_text(v->purpose, sizeof v->purpose, st, i++);
 }
 
 int
@@ -613,7 +627,7 @@ lg_upsert(struct ledger *l, const struct vm_record *v)
 	if ((error = lg_prepare(l,
 	         "INSERT INTO vms (" VM_COLUMNS
 	         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+	         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
 	         "zone = excluded.zone, request_id = excluded.request_id, "
 	         "delete_request_id = excluded.delete_request_id, state = excluded.state, "
 	         "machine_type = excluded.machine_type, spot = excluded.spot, "
@@ -626,7 +640,8 @@ lg_upsert(struct ledger *l, const struct vm_record *v)
 	         "last_activity_ms = excluded.last_activity_ms, "
 	         "health_failures = excluded.health_failures, unhealthy_ms = excluded.unhealthy_ms, "
 	         "end_reason = excluded.end_reason, zones_tried = excluded.zones_tried, "
-	         "metadata = excluded.metadata, tls_pin = excluded.tls_pin",
+	         "metadata = excluded.metadata, tls_pin = excluded.tls_pin, "
+	         "purpose = excluded.purpose",
 	         &st)) != 0)
 		return error;
 	bind_vm(st, v);

@@ -23,7 +23,8 @@ enum vm_state {
 	VM_BOOTING,      /* it runs; the backend is not healthy yet */
 	VM_READY,        /* healthy: components offloaded */
 	VM_UNHEALTHY,    /* health checks fail */
-	VM_DRAINING,    /* to be deleted: routes send new connections elsewhere, open ones finish */
+	VM_DRAINING, /* to be deleted: routes send new connections elsewhere, open ones finish */
+	VM_IMAGING,  /* a bake's VM, installed: stopped, its disk made an image (docs/images.md) */
 	VM_TERMINATING, /* the delete is sent (its requestId is in the ledger) */
 	VM_TERMINATED,  /* gone, cost closed */
 	VM_FAILED,      /* never ran (quota, stockout, refused, timed out) */
@@ -31,7 +32,7 @@ enum vm_state {
 	VM_ORPHANED,    /* ours by label, unknown to the ledger: to adopt or delete */
 };
 
-#define VM_STATES 12
+#define VM_STATES 13
 
 struct vm_record {
 	char name[64];
@@ -58,7 +59,14 @@ struct vm_record {
 	int zones_tried;
 	char metadata[2048]; /* instance metadata asked for with the VM: a JSON object, or "" */
 	char tls_pin[64];    /* its agent's key, "sha256//BASE64", from its guest attributes */
+	char purpose[8];     /* "": it serves components; "bake": it makes an image */
 };
+
+static inline bool
+vm_bakes(const struct vm_record *v)
+{
+	return v->purpose[0] == 'b';
+}
 
 struct vm_stats {
 	long created, failed, terminated, preempted, orphaned, alive;
@@ -199,6 +207,36 @@ int ledger_offloads(struct ledger *, const char *vm, const char *component, int 
 
 /* Per-day totals of the last n days up to today, newest first. Caller frees *days. */
 int ledger_days(struct ledger *, int64_t now, int n, struct day_cost **days, int *count);
+
+/*
+ * Images spillway baked (docs/images.md): each from the request to its
+ * deletion, with what it holds and what its storage costs.
+ */
+enum image_state { IMAGE_BAKING, IMAGE_READY, IMAGE_FAILED, IMAGE_DELETED };
+
+struct image_record {
+	char name[64];
+	char family[64];
+	char vm[64];           /* the VM it is baked on */
+	char install_hash[40]; /* what it holds (startup_install_hash) */
+	char backend[256];     /* backend.git at backend.ref, for people */
+	char request_id[40];   /* images.insert's */
+	enum image_state state;
+	int64_t requested_ms, ready_ms, deleted_ms;
+	double size_gib;      /* what its storage is billed on */
+	double per_gib_month; /* its storage's price */
+	char why[256];        /* FAILED: why */
+};
+
+const char *image_state_name(enum image_state);
+/* Storage billed from ready to deleted (0: still there), on a day and by now. */
+double image_storage_on(const struct image_record *, const char *day, int64_t now);
+int ledger_image_save(struct ledger *, const struct image_record *);
+int ledger_image_get(struct ledger *, const char *name, struct image_record *);
+/* The image a bake's VM makes: -ENOENT when none. */
+int ledger_image_of(struct ledger *, const char *vm, struct image_record *);
+/* Every image not deleted (all: those too), newest first. Caller frees *list. */
+int ledger_images(struct ledger *, bool all, struct image_record **list, size_t *n);
 
 /* Recent events, newest first, as "time vm kind detail" for people. Caller frees. */
 struct ledger_event {

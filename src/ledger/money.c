@@ -56,7 +56,10 @@ accrued_on(const struct vm_record *v, const char *day, int64_t now)
 	return 0;
 }
 
-/* Billed on a day: its closed costs, and what the alive VMs of `list` accrued on it by now. */
+/*
+ * Billed on a day: its closed costs, what the alive VMs of `list` accrued on
+ * it by now, and the images' storage.
+ */
 static int
 spent_on(struct ledger *l, const char *day, const struct vm_record *list, size_t n, int64_t now,
     double *out)
@@ -66,8 +69,16 @@ spent_on(struct ledger *l, const char *day, const struct vm_record *list, size_t
 	    " COALESCE((SELECT amount FROM archive WHERE day = ?1), 0)",
 	    day, out);
 
+	struct image_record *images = NULL;
+	size_t nimages = 0;
+
 	for (size_t i = 0; error == 0 && i < n; i++)
 		*out += accrued_on(&list[i], day, now);
+	/* And the storage of the images baked (deleted ones too: they were billed). */
+	if (error == 0 && (error = ledger_images(l, true, &images, &nimages)) == 0)
+		for (size_t i = 0; i < nimages; i++)
+			*out += image_storage_on(&images[i], day, now);
+	free(images);
 	return error;
 }
 

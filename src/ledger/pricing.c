@@ -189,12 +189,26 @@ price_lookup(const json_t *skus, const struct price_query *q, struct price *p, c
 	return 0;
 }
 
-/* The SKUs a VM's price is made of: each must cost something. */
+int
+price_image_storage(const json_t *skus, const char *region, double *per_gib_month, char **cause)
+{
+	const json_t *sku = find(skus, "Storage Image", region);
+
+	if (sku == NULL) {
+		*cause =
+		    xasprintf("the price catalog has no SKU 'Storage Image' for region %s", region);
+		return -ENOENT;
+	}
+	*per_gib_month = unit_price(sku);
+	return 0;
+}
+
+/* The SKUs a VM's price is made of, and an image's: each must cost something. */
 static bool
 priced_here(const char *description)
 {
 	static const char *parts[] = {" Instance Core running in ", " Instance Ram running in ",
-	    "PD Capacity", "External IP Charge on a "};
+	    "PD Capacity", "External IP Charge on a ", "Storage Image"};
 
 	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
 		if (strstr(description, parts[i]) != NULL)

@@ -41,6 +41,12 @@ struct price {
  */
 int price_lookup(const json_t *skus, const struct price_query *, struct price *, char **cause);
 /*
+ * What an image's storage costs a GiB a month in a region: the SKU "Storage
+ * Image". 0, or -ENOENT with a cause.
+ */
+int price_image_storage(
+    const json_t *skus, const char *region, double *per_gib_month, char **cause);
+/*
  * The SKU list must be an array of SKUs whose every tier is a well-formed
  * price in USD from $0 to $1000 a unit, and the SKUs a VM is priced from
  * (cores, RAM, disk, external IP) must cost more than $0; otherwise the whole

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 int parse_int64(const char *, int64_t min, int64_t max, int64_t *);
 /* A plain decimal ("0.25", "-3", "5."): no exponent, nan, inf or hex. */
@@ -23,6 +24,13 @@ static inline const char *
 or_default(const char *s, const char *def)
 {
 	return s != NULL ? s : def;
+}
+
+/* Both there and the same (NULL equals nothing). */
+static inline bool
+str_eq(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
 }
 
 bool str_prefix(const char *s, const char *prefix);

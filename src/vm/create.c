@@ -429,6 +429,8 @@ finish_termination(struct mvm *v)
 	close_cost(v, end, v->preempted);
 	set_state(v, v->preempted ? VM_PREEMPTED : v->end_state,
 	    v->preempted ? "preempted by Compute Engine" : "deleted");
+	if (vm_bakes(&v->rec))
+		bake_ended(v);
 	if (!v->preempted) /* a preempted VM is replaced at once, elsewhere */
 		cool_down(m, "a VM ended just now");
 }
@@ -485,7 +487,7 @@ vm_metadata_check(const json_t *asked, char *out, size_t size, char *why, size_t
 	return 0;
 }
 
-static void
+void
 after_call(struct mvm *v)
 {
 	if (v->terminate_after != NULL && !v->busy) {
@@ -639,7 +641,7 @@ send_insert(struct mvm *v)
 	    {"managed-by", "spillway"}, {"spillway-owner", m->o.owner}};
 	struct cloud_kv metadata[STARTUP_ITEMS_MAX + VM_METADATA_MAX];
 	struct startup boot;
-	char secret[STARTUP_SECRET_LEN + 1];
+	char secret[STARTUP_SECRET_LEN + 1], image[128];
 	json_t *asked = NULL, *value;
 	const char *key;
 	size_t nmetadata;
@@ -650,7 +652,8 @@ send_insert(struct mvm *v)
 	    .zone = v->rec.zone,
 	    .machine_type = v->rec.machine_type,
 	    .spot = v->rec.spot,
-	    .image = cfg->image,
+	    .image =
+	        vm_bakes(&v->rec) ? cfg->image_base : manager_boot_image(m, image, sizeof image),
 	    .disk_gb = (int)cfg->disk_gb,
 	    .disk_type = cfg->disk_type,
 	    .labels = labels,
@@ -668,6 +671,8 @@ send_insert(struct mvm *v)
 	agent_secret(m->o.agent_key, v->rec.name, secret);
 	startup_render(&boot, cfg, v->rec.name, v->rec.components, secret,
 	    m->o.identity != NULL ? m->o.identity->cert_pem : "");
+	if (vm_bakes(&v->rec))
+		startup_bake(&boot);
 	memcpy(metadata, boot.items, boot.n * sizeof *metadata);
 	nmetadata = boot.n;
 	/* What the program asked for, checked when it asked (vm_metadata_check). */
@@ -714,8 +719,8 @@ vm_name(struct manager *m, char *out, size_t size)
  * when the ledger's own check of the budget and the limit refuses.
  */
 int
-create_vm(struct manager *m, const char *components, const char *reason, const char *metadata,
-    double confidence, char *name, size_t namelen, struct decision *no)
+create_vm(
+    struct manager *m, const struct vm_intent *it, char *name, size_t namelen, struct decision *no)
 {
 	char why[512];
 	const struct config *cfg = m->cfg;
@@ -736,10 +741,11 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 	snprintf(rec.machine_type, sizeof rec.machine_type, "%s", cfg->machine_type);
 	rec.spot = cfg->use_spot;
 	rec.per_hour = m->per_hour;
-	snprintf(rec.components, sizeof rec.components, "%s", components);
-	snprintf(rec.reason, sizeof rec.reason, "%s", reason);
-	snprintf(rec.metadata, sizeof rec.metadata, "%s", metadata != NULL ? metadata : "");
-	rec.confidence = confidence;
+	snprintf(rec.components, sizeof rec.components, "%s", or_default(it->components, ""));
+	snprintf(rec.reason, sizeof rec.reason, "%s", it->reason);
+	snprintf(rec.metadata, sizeof rec.metadata, "%s", or_default(it->metadata, ""));
+	snprintf(rec.purpose, sizeof rec.purpose, "%s", or_default(it->purpose, ""));
+	rec.confidence = it->confidence;
 	rec.zones_tried = 1;
 	/* The budget check and the reservation: one transaction. */
 	if ((error = ledger_reserve(
@@ -765,7 +771,7 @@ create_vm(struct manager *m, const char *components, const char *reason, const c
 		    .t_ms = now_ms(m),
 		    .vm = &v->rec,
 		    .from = -1,
-		    .reason = reason};
+		    .reason = it->reason};
 
 		emit(m, &e);
 	}

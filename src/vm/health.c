@@ -29,12 +29,17 @@ health_read(long status, const char *body, size_t len, struct health_answer *out
 
 	out->verdict = HEALTH_BAD;
 	out->idle_s = out->boot_s = -1;
-	out->why[0] = '\0';
+	out->why[0] = out->step[0] = out->installed[0] = '\0';
 	if (status > 0 && len > 0 && jx_parse(body, len, &j, NULL) == 0 && json_is_object(j)) {
 		word = json_string_value(json_object_get(j, "status"));
 		idle = json_object_get(j, "idle_seconds");
 		if (json_is_integer(idle) && json_integer_value(idle) >= 0)
 			out->idle_s = json_integer_value(idle);
+		if (json_is_string(jx_get(j, "boot.step")))
+			snprintf(out->step, sizeof out->step, "%s", jx_str(j, "boot.step"));
+		if (json_is_string(json_object_get(j, "installed")))
+			snprintf(
+			    out->installed, sizeof out->installed, "%s", jx_str(j, "installed"));
 		if (json_is_integer(jx_get(j, "boot.updated")))
 			out->boot_s = json_integer_value(jx_get(j, "boot.updated"));
 		if ((word != NULL && strcasecmp(word, "preempted") == 0) ||

@@ -17,7 +17,9 @@ struct health_answer {
 	enum health_verdict verdict;
 	int64_t idle_s; /* the answer's "idle_seconds", or -1 */
 	int64_t boot_s; /* the agent's "boot.updated": when the install last moved, or -1 */
-	char why[128];  /* HEALTH_BAD: what the answer said, one line */
+	char step[24];  /* the agent's "boot.step": the startup script's ("baked"), or "" */
+	char installed[40]; /* the agent's "installed": what the disk holds (startup.h), or "" */
+	char why[128];      /* HEALTH_BAD: what the answer said, one line */
 };
 
 /* From an HTTP status (0: no answer) and its body. */

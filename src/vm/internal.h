@@ -6,6 +6,7 @@
  *	reconcile.c  the pass: lists, preemptions, orphans, the rules applied
  *	probe.c      health and leases: the calls to a VM's backend and agent
  *	rules.c      when a VM goes, pure (rules.h)
+ *	bake.c       a VM that becomes an image: stopped, imaged, deleted
  *
  * Ownership: the manager owns its VMs (struct mvm, a list in creation
  * order); a VM owns its health call and its deferred termination reason.
@@ -50,6 +51,7 @@ struct mvm {
 	char kept_why[256];  /* the gate's last KEEP, said once */
 	struct hconn *agent; /* the channel to its agent (probe.c): a call in flight when busy */
 	bool probe; /* the call in flight is a boot probe, not the pass's */
+	struct image_record *image; /* a bake's: its image (bake.c), once read */
 	struct mvm *next;
 };
 
@@ -71,6 +73,8 @@ struct manager {
 	uv_timer_t drain; /* the next DRAINING VM's deadline */
 	int handles;      /* open timers, for the release */
 	bool passing;
+	bool sweeping;                      /* the images are being listed (bake.c) */
+	struct image_delete *image_deletes; /* in flight (bake.c) */
 	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
 	bool last_failed; /* the last pass could not list them */
 	bool preemptions_failed; /* this pass could not list the preemptions */
@@ -156,14 +160,24 @@ struct mvm *find_vm(struct manager *, const char *name);
 struct mvm *add_vm(struct manager *, const struct vm_record *);
 void prune(struct manager *);
 void consider(struct manager *);
+/* The rules of a VM asked by hand (decide.h); false and the refusal in *d. */
+bool manager_by_hand(struct manager *, const char *components, struct decision *d);
 
 /* create.c */
 const char *next_zone(struct manager *, const char *after);
 int zones_available(struct manager *);
 void skip_zone(struct manager *, const char *zone, const char *why);
 void cool_down(struct manager *, const char *why);
-int create_vm(struct manager *, const char *components, const char *reason, const char *metadata,
-    double confidence, char *name, size_t namelen, struct decision *no);
+/* What a VM is created for; strings borrowed for the call. */
+struct vm_intent {
+	const char *components; /* NULL: none */
+	const char *reason;
+	const char *metadata; /* vm_metadata_check's, or NULL */
+	double confidence;
+	const char *purpose; /* vm_record.purpose, or NULL */
+};
+int create_vm(
+    struct manager *, const struct vm_intent *, char *name, size_t namelen, struct decision *no);
 void send_insert(struct mvm *);
 void send_delete(struct mvm *);
 void terminate(struct mvm *, const char *reason, enum vm_state end);
@@ -182,6 +196,8 @@ void go(struct mvm *, const char *reason, enum vm_state end, bool insist);
 void stay(struct mvm *);
 void drain_timer(struct manager *); /* the drain timer at the next DRAINING deadline */
 void give_up_create(struct mvm *, const char *why);
+/* A call about the VM is over: a termination asked meanwhile goes now. */
+void after_call(struct mvm *);
 void finish_termination(struct mvm *);
 
 /* reconcile.c */
@@ -193,6 +209,19 @@ void wake(struct manager *);
 void ask_price(struct manager *);
 void forget_pass(struct manager *);
 void mark_preempted(struct mvm *, int64_t when, const char *why);
+
+/* bake.c */
+/* An agent's answer about a bake's VM: IMAGING once it says the install is done. */
+struct health_answer;
+void bake_answer(struct mvm *, const struct health_answer *);
+/* The next step of an IMAGING VM, from its listed status ("TERMINATED": stopped). */
+void bake_step(struct mvm *, const char *status);
+/* A bake's VM ended (deleted, vanished): an image not made by then failed. */
+void bake_ended(struct mvm *);
+/* Once at start: the project's images and the ledger's made to agree. */
+void bake_sweep(struct manager *);
+/* What bake.c holds of calls in flight, freed (the manager goes). */
+void bake_forget(struct manager *);
 
 /* probe.c */
 void probe_soon(struct manager *);

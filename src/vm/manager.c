@@ -148,6 +148,7 @@ static void
 mvm_free(struct mvm *v)
 {
 	hconn_free(v->agent);
+	free(v->image);
 	free(v->terminate_after);
 	free(v->drain_why);
 	free(v->going_why);
@@ -209,7 +210,8 @@ decide_input(struct manager *m, struct decide_input *in)
 		if (!vm_state_alive(v->rec.state))
 			continue;
 		in->alive++;
-		if (v->rec.state <= VM_BOOTING)
+		/* A bake's VM relieves no pressure: it is no reason to wait. */
+		if (v->rec.state <= VM_BOOTING && !vm_bakes(&v->rec))
 			in->in_flight++;
 	}
 	in->max_concurrent = (int)cfg->max_concurrent;
@@ -270,15 +272,18 @@ consider(struct manager *m)
 	snprintf(m->last_rule, sizeof m->last_rule, "%s", d.create ? "" : d.rule);
 	if (!d.create)
 		return;
-	if (create_vm(m, d.components, d.reason, NULL, d.confidence, name, sizeof name, &d) != 0) {
+	if (create_vm(m,
+	        &(struct vm_intent){
+	            .components = d.components, .reason = d.reason, .confidence = d.confidence},
+	        name, sizeof name, &d) != 0) {
 		log_info("decision: refused: %s", d.reason);
 		records_event(m->records, "-", "refusal", d.reason, now_ms(m));
 	}
 }
 
 /* A person asked: decide.h says which rules apply. */
-static bool
-by_hand(struct manager *m, const char *components, struct decision *d)
+bool
+manager_by_hand(struct manager *m, const char *components, struct decision *d)
 {
 	struct decide_input in;
 
@@ -294,10 +299,14 @@ int
 manager_create(struct manager *m, const char *components, const char *reason, const char *metadata,
     char *name, size_t namelen, struct decision *d)
 {
-	if (!by_hand(m, components, d))
+	if (!manager_by_hand(m, components, d))
 		return -EAGAIN;
-	return create_vm(m, d->components, reason != NULL && *reason ? reason : "requested by hand",
-	    metadata, d->confidence, name, namelen, d);
+	return create_vm(m,
+	    &(struct vm_intent){.components = d->components,
+	        .reason = reason != NULL && *reason ? reason : "requested by hand",
+	        .metadata = metadata,
+	        .confidence = d->confidence},
+	    name, namelen, d);
 }
 
 int
@@ -307,7 +316,7 @@ manager_plan(struct manager *m, const char *components, struct manager_plan *p)
 	snprintf(p->machine_type, sizeof p->machine_type, "%s", m->cfg->machine_type);
 	p->spot = m->cfg->use_spot;
 	p->per_hour = m->per_hour;
-	if (!by_hand(m, components, &p->d))
+	if (!manager_by_hand(m, components, &p->d))
 		return -EAGAIN;
 	/* The zone create_vm goes to: decide() saw that one is available. */
 	snprintf(p->zone, sizeof p->zone, "%s", next_zone(m, NULL));
@@ -471,6 +480,7 @@ manager_start(struct manager *m)
 {
 	drain_timer(m); /* a VM that was draining when the last daemon ended */
 	pass(m);
+	bake_sweep(m);
 }
 
 static bool
@@ -586,6 +596,7 @@ manager_release(uv_handle_t *h)
 		mvm_free(v); /* its agent's channel went with manager_free */
 	}
 	forget_pass(m);
+	bake_forget(m);
 	records_free(m->records);
 	manager_listeners_free(&m->listeners);
 	free(m);

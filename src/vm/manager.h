@@ -156,6 +156,26 @@ void manager_check_vm(struct manager *, const char *name);
 int manager_create(struct manager *, const char *components, const char *reason,
     const char *metadata, char *name, size_t namelen, struct decision *d);
 /*
+ * Bake an image of the family (docs/images.md): a VM under the same rules,
+ * that installs the backend, is stopped, made an image, and deleted. 0 and
+ * the VM's name, with the image's in d->reason; -EAGAIN with the rule and
+ * why in *d; -EBUSY (a bake is under way) and -EINVAL (nothing to bake) with
+ * why in d->reason; -EIO.
+ */
+int manager_bake(
+    struct manager *, const char *family, char *name, size_t namelen, struct decision *d);
+/*
+ * Delete an image spillway baked: 0 when its delete is sent (the ledger has
+ * it DELETED once Compute Engine took it); -ENOENT (no such image), -EBUSY
+ * (it is being baked, or deleted) with why.
+ */
+int manager_image_delete(struct manager *, const char *name, char *why, size_t whylen);
+/*
+ * The image VMs boot from: daemon.image, or for "baked" the family of
+ * image.family when the ledger has an image of it READY, else image.base.
+ */
+const char *manager_boot_image(struct manager *, char *buf, size_t size);
+/*
  * What manager_create would do now, without doing it: the zone it would go to
  * (the first not skipped; a stockout on the way may move it), the price, the
  * planned run, its cost and what is left today, or the rule that refuses.

@@ -58,7 +58,9 @@ on_health(const struct http_response *r, void *arg)
 		v->boot_moved_s = h.boot_s;
 		v->progress_ms = now;
 	}
-	if (h.verdict == HEALTH_PREEMPTED) {
+	if (vm_bakes(&v->rec) && h.verdict != HEALTH_PREEMPTED) {
+		bake_answer(v, &h); /* its backend never starts: only the install is asked */
+	} else if (h.verdict == HEALTH_PREEMPTED) {
 		mark_preempted(v, now, "its agent passed on Compute Engine's preemption notice");
 		/* Its connections get what is left of the 30 s Compute Engine gives. */
 		leave(v, "preempted by Compute Engine", VM_PREEMPTED, preempt_drain_ms(m));

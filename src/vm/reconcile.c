@@ -227,6 +227,12 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 			    strcmp(status, "STOPPING") == 0)
 				terminate(v, "stopped by Compute Engine", VM_TERMINATED);
 			break;
+		case VM_IMAGING:
+			if (v->preempted)
+				terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
+			else
+				bake_step(v, status);
+			break;
 		case VM_TERMINATING:
 			send_delete(v); /* the same requestId: never a second delete */
 			break;
@@ -256,6 +262,7 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 	case VM_READY:
 	case VM_UNHEALTHY:
 	case VM_DRAINING:
+	case VM_IMAGING:
 	case VM_TERMINATING:
 		vanished(m, v, now);
 		break;

@@ -249,6 +249,11 @@ startup_render(struct startup *s, const struct config *cfg, const char *vm, cons
 	add(s, "spillway-backend-dir", cfg->backend_dir);
 	add(s, "spillway-packages", cfg->backend_packages);
 	add(s, "spillway-install", cfg->backend_install);
+	add(s, "spillway-prefetch", cfg->backend_prefetch);
+	if (cfg->backend_git[0] != '\0') {
+		config_install_hash(cfg, s->install_hash);
+		add(s, "spillway-install-hash", s->install_hash);
+	}
 	add(s, "spillway-start", cfg->backend_start);
 	add(s, "spillway-port", s->port);
 	add(s, "spillway-health-path", cfg->health_path);
@@ -261,6 +266,12 @@ startup_render(struct startup *s, const struct config *cfg, const char *vm, cons
 	/* Who may talk to the agent (its TLS client), and where the agent says its own key. */
 	add(s, "spillway-client-cert", client_cert);
 	add(s, "enable-guest-attributes", "TRUE");
+}
+
+void
+startup_bake(struct startup *s)
+{
+	add(s, "spillway-mode", "bake");
 }
 
 void

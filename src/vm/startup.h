@@ -34,6 +34,7 @@ struct startup {
 	size_t n;
 	size_t bytes; /* keys and values, as Compute Engine counts them */
 	char port[8], health[8], agent_port[8], lease[24];
+	char install_hash[CONFIG_INSTALL_HASH_LEN + 1]; /* config_install_hash */
 	char *env; /* owned: the KEY=VALUE lines */
 };
 
@@ -75,6 +76,12 @@ int64_t startup_lease_s(const struct config *);
 void startup_render(struct startup *s, const struct config *, const char *vm,
     const char *components, const char *secret, const char *client_cert);
 void startup_release(struct startup *);
+/*
+ * A bake's VM (docs/images.md): the script installs, says so, and starts no
+ * backend; the VM is then stopped and its disk made an image.
+ */
+void startup_bake(struct startup *);
+
 /*
  * Whether a VM's metadata fits Compute Engine's limit with the most a
  * program may add (extra bytes). 0, or -E2BIG and why, naming the settings.

@@ -30,6 +30,7 @@
 #include "api/client.h"
 #include "harness.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/jx.h"
 #include "util/str.h"
 #include "util/xmalloc.h"
@@ -1301,6 +1302,197 @@ test_stop(void **state)
 	world_end(&w);
 }
 
+/* --- baked images (docs/images.md) --- */
+
+#define INSTALL_MS 6000
+
+/* The emulator's answer at a Compute path of its project ("global/images/X"); NULL on 404. */
+static json_t *
+emu_get(struct world *w, const char *tail)
+{
+	char *url = xasprintf("%s/compute/v1/projects/spillway-emulator/%s", w->e.url, tail);
+	struct resp r;
+	json_t *doc = NULL;
+
+	http_call(&r, "GET", url, emu_token(&w->e), NULL, NULL, NULL);
+	if (r.status == 200)
+		doc = json_incref(r.json);
+	else if (r.status != 404)
+		fail_msg("GET %s: HTTP %ld", url, r.status);
+	resp_free(&r);
+	free(url);
+	return doc;
+}
+
+static int64_t
+at(const json_t *doc, const char *field)
+{
+	int64_t ms = 0;
+
+	if (jx_str(doc, field) == NULL || time_parse_rfc3339(jx_str(doc, field), &ms) != 0)
+		fail_msg("%s is not a time", field);
+	return ms;
+}
+
+/*
+ * A bake, with a daemon or without: an image made from the install (the VM
+ * stopped, imaged, deleted), a VM booting from it without installing, the
+ * image stale once the settings change, its storage in the costs, and its
+ * delete.
+ */
+static void
+images(bool daemon)
+{
+	const char *env[] = {"SPILLWAY_BACKEND_GIT=https://example.invalid/app.git",
+	    "SPILLWAY_BACKEND_START=python3 -m app", "SPILLWAY_IMAGE=baked", NULL};
+	const char *emu_extra[] = {"--install-ms", "6000", NULL}; /* INSTALL_MS */
+	const char *list[] = {"image", "list", "--json", NULL};
+	const char *bake[] = {"image", "bake", "--yes", "--json", NULL};
+	const char *create[] = {"create", "--yes", "--json", NULL};
+	const char *costs[] = {"costs", "--json", NULL};
+	const char *term[] = {"terminate", "--all", "--yes", NULL};
+	char name[64], vm[64], path[160];
+	struct world w;
+	struct cmd_run r;
+	json_t *doc, *v;
+	size_t i;
+	bool stopped = false;
+
+	world_init_emu(&w, daemon, env, emu_extra);
+	doc = cli_json(&w, list, 0);
+	assert_int_equal(json_array_size(json_object_get(doc, "images")), 0);
+	assert_string_equal(
+	    jx_str(doc, "boot.image"), "projects/debian-cloud/global/images/family/debian-12");
+	json_decref(doc);
+
+	/* The bake: READY, its VM stopped before the image and gone after. */
+	doc = cli_json(&w, bake, 0);
+	assert_string_equal(jx_str(doc, "image.state"), "READY");
+	assert_string_equal(jx_str(doc, "image.family"), "spillway-backend");
+	assert_false(json_is_true(jx_get(doc, "image.stale")));
+	snprintf(name, sizeof name, "%s", jx_str(doc, "image.name"));
+	snprintf(vm, sizeof vm, "%s", jx_str(doc, "image.vm"));
+	json_decref(doc);
+	snprintf(path, sizeof path, "global/images/%s", name);
+	assert_non_null(v = emu_get(&w, path));
+	assert_string_equal(jx_str(v, "family"), "spillway-backend");
+	assert_string_equal(jx_str(v, "labels.spillway-owner"), OWNER);
+	assert_int_equal(strlen(jx_str(v, "labels.spillway-install")), 32);
+	json_decref(v);
+	snprintf(path, sizeof path, "zones/us-central1-a/instances/%s", vm);
+	assert_null(emu_get(&w, path));
+	v = emu_get(&w, "zones/us-central1-a/operations");
+	json_array_foreach (json_object_get(v, "items"), i, doc)
+		stopped |= str_eq(jx_str(doc, "operationType"), "stop") &&
+		    str_suffix(jx_str(doc, "targetLink"), vm);
+	assert_true(stopped);
+	json_decref(v);
+	doc = cli_json(&w, list, 0);
+	assert_string_equal(jx_str(doc, "images.0.name"), name);
+	assert_string_equal(jx_str(doc, "boot.image"), "global/images/family/spillway-backend");
+	assert_string_equal(jx_str(doc, "boot.newest"), name);
+	json_decref(doc);
+
+	/* A VM from it: its disk from the image, READY without the install's time. */
+	doc = cli_json(&w, create, 0);
+	assert_string_equal(jx_str(doc, "vm.state"), "READY");
+	assert_string_equal(jx_str(doc, "vm.purpose"), "serve");
+	if (at(doc, "vm.ready_at") - at(doc, "vm.started_at") >= INSTALL_MS)
+		fail_msg("a VM from the baked image took %lld ms to be READY: it installed",
+		    (long long)(at(doc, "vm.ready_at") - at(doc, "vm.started_at")));
+	snprintf(path, sizeof path, "zones/us-central1-a/disks/%s", jx_str(doc, "vm.name"));
+	json_decref(doc);
+	assert_non_null(v = emu_get(&w, path));
+	assert_true(str_suffix(jx_str(v, "sourceImage"), name));
+	json_decref(v);
+
+	/* Its storage, in the costs. */
+	doc = cli_json(&w, costs, 0);
+	assert_string_equal(jx_str(doc, "images.0.name"), name);
+	assert_true(json_number_value(jx_get(doc, "images.0.per_month")) > 0);
+	json_decref(doc);
+	if (!daemon) {
+		/* Settings that change the install: the image is stale, and status says so. */
+		const char *status[] = {"--set", "backend.ref=v2", "status", "--json", NULL};
+
+		doc = cli_json(&w, status, 0);
+		assert_true(json_is_true(jx_get(doc, "boot.stale")));
+		json_decref(doc);
+	}
+	cli(&w, &r, term);
+	assert_int_equal(r.status, 0);
+	cmd_run_free(&r);
+
+	/* Deleted: gone from the project and the list, its days still in the costs. */
+	{
+		const char *del[] = {"image", "delete", name, NULL};
+
+		cli(&w, &r, del);
+		if (r.status != 0)
+			fail_msg("image delete: %s%s", r.out, r.err);
+		assert_non_null(strstr(r.out, "deleted"));
+		cmd_run_free(&r);
+		snprintf(path, sizeof path, "global/images/%s", name);
+		assert_null(emu_get(&w, path));
+		doc = cli_json(&w, list, 0);
+		assert_int_equal(json_array_size(json_object_get(doc, "images")), 0);
+		json_decref(doc);
+		doc = cli_json(&w, costs, 0);
+		assert_string_equal(jx_str(doc, "images.0.name"), name);
+		assert_non_null(jx_str(doc, "images.0.deleted_at"));
+		json_decref(doc);
+		cli(&w, &r, del);
+		assert_int_not_equal(r.status, 0);
+		assert_non_null(strstr(r.err, "no image named"));
+		cmd_run_free(&r);
+	}
+	world_end(&w);
+}
+
+static void
+test_images_with_daemon(void **state)
+{
+	images(true);
+}
+
+static void
+test_images_without_daemon(void **state)
+{
+	images(false);
+}
+
+/* Nothing to bake, and a bad family: said, exit 2, nothing created. */
+static void
+test_image_usage(void **state)
+{
+	const char *bad_family[] = {"image", "bake", "--family", "Not-A-Family", "--yes", NULL};
+	const char *nothing[] = {"image", "bake", "--yes", NULL};
+	const char *what[] = {"image", "polish", NULL};
+	struct world w;
+	struct cmd_run r;
+
+	world_init(&w, false, NULL);
+	cli(&w, &r, bad_family);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "--family Not-A-Family"));
+	cmd_run_free(&r);
+	cli(&w, &r, nothing);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "backend.git is not set"));
+	cmd_run_free(&r);
+	cli(&w, &r, what);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "expected bake, list or delete"));
+	cmd_run_free(&r);
+	{
+		json_t *insts = emu_instances(&w.e);
+
+		assert_int_equal(json_array_size(insts), 0);
+		json_decref(insts);
+	}
+	world_end(&w);
+}
+
 int
 main(void)
 {
@@ -1316,6 +1508,9 @@ main(void)
 	    cmocka_unit_test(test_doctor),
 	    cmocka_unit_test(test_library),
 	    cmocka_unit_test(test_stop),
+	    cmocka_unit_test(test_images_with_daemon),
+	    cmocka_unit_test(test_images_without_daemon),
+	    cmocka_unit_test(test_image_usage),
 	};
 
 	jx_init();

@@ -663,10 +663,10 @@ test_catalog_pages(void **state)
 	dmn_init(&d);
 	dmn_start(&d, &e, NULL, env);
 	wait_log(
-	    &d, "prices refreshed from the Cloud Billing API (16 SKUs priced from, in 4 pages)");
+	    &d, "prices refreshed from the Cloud Billing API (17 SKUs priced from, in 4 pages)");
 	path = xasprintf("%s/prices.json", d.state);
 	assert_non_null(kept = json_load_file(path, 0, NULL));
-	assert_int_equal(json_array_size(json_object_get(kept, "skus")), 16);
+	assert_int_equal(json_array_size(json_object_get(kept, "skus")), 17);
 	json_decref(kept);
 	free(path);
 	assert_int_equal(dmn_stop(&d, SIGTERM), 0);

@@ -137,9 +137,9 @@ vm_env(const char *root, const char *stubs, struct emu *e, const char *name, con
 	free(api);
 }
 
-/* Run the script; its exit status and what it printed. */
+/* Run the script as an instance; its exit status and what it printed. */
 static int
-run_script(const char *root, const char *stubs, struct emu *e, char **out)
+run_script_as(const char *root, const char *stubs, struct emu *e, const char *name, char **out)
 {
 	char *script = xasprintf("%s/data/startup-script.sh", getenv("SPILLWAY_SOURCE"));
 	int fds[2], status;
@@ -155,7 +155,7 @@ run_script(const char *root, const char *stubs, struct emu *e, char **out)
 		dup2(fds[1], 2);
 		close(fds[0]);
 		close(fds[1]); /* or the backend the script starts would hold the pipe open */
-		vm_env(root, stubs, e, NAME, NULL);
+		vm_env(root, stubs, e, name, NULL);
 		assert_int_equal(chdir(root), 0);
 		execl("/bin/bash", "bash", script, (char *)NULL);
 		_exit(127);
@@ -168,6 +168,12 @@ run_script(const char *root, const char *stubs, struct emu *e, char **out)
 	free(script);
 	*out = buf_detach(&b, NULL);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int
+run_script(const char *root, const char *stubs, struct emu *e, char **out)
+{
+	return run_script_as(root, stubs, e, NAME, out);
 }
 
 static char *
@@ -755,11 +761,162 @@ test_startup_script(void **state)
 	(void)state;
 }
 
+/* Whether a file is there under the root. */
+static bool
+exists(const char *root, const char *name)
+{
+	char *path = xasprintf("%s/%s", root, name);
+	struct stat sb;
+	bool there = lstat(path, &sb) == 0;
+
+	free(path);
+	return there;
+}
+
+/* Stop what the stub systemctl started under a root (its agent, its backend). */
+static void
+stop_units(const char *root)
+{
+	const char *pids[] = {"agent.pid", "backend.pid"};
+
+	for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++) {
+		char *text = file(root, pids[i]);
+		pid_t pid = (pid_t)strtol(text, NULL, 10);
+
+		if (pid > 0 && kill(pid, SIGTERM) == 0)
+			wait_gone(pid, pids[i]);
+		free(text);
+	}
+}
+
+/* A copy of a root: the disk of a VM made from an image of it. */
+static void
+copy_root(const char *from, const char *to)
+{
+	char *cmd = xasprintf("cp -a '%s/.' '%s/' && rm -f '%s/git.args' '%s/apt.args' "
+	                      "'%s/systemctl.args' '%s/agent.pid' '%s/backend.pid'",
+	    from, to, to, to, to, to, to);
+
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
+/*
+ * A bake (docs/images.md): the install and the prefetch, what the disk holds
+ * written down, nothing of this VM's own left in the image, no backend
+ * started, and the agent saying "baked". Then a VM from that disk with the
+ * same install hash skips the install; one with another installs over it.
+ */
+static void
+test_bake_script(void **state)
+{
+	const char *bake[] = {"packages: start", "agent: done", "fetch: start", "fetch: done",
+	    "dependencies: done", "prefetch: start", "prefetch: done", "baked: the install is done",
+	    NULL};
+	const char *from_image[] = {"the image holds this install (1111)",
+	    "packages: done before, skipped", "agent: start", "fetch: done before, skipped",
+	    "dependencies: done before, skipped", "prefetch: done before, skipped",
+	    "service: start", "ready", NULL};
+	const char *stale[] = {"the image holds another install (1111, not 2222)",
+	    "packages: start", "fetch: start", "dependencies: start", "prefetch: start",
+	    "service: start", "ready", NULL};
+	char root[] = "/tmp/spillway-bake-XXXXXX", vm2[] = "/tmp/spillway-bake2-XXXXXX",
+	     vm3[] = "/tmp/spillway-bake3-XXXXXX", stubs[300], start[128], *out, *text;
+	int port = 20000 + (int)((getpid() + 7919) % 20000), aport = port + 1;
+	struct emu e;
+	json_t *st;
+
+	assert_non_null(mkdtemp(root));
+	assert_non_null(mkdtemp(vm2));
+	assert_non_null(mkdtemp(vm3));
+	snprintf(stubs, sizeof stubs, "%s/stubs", root);
+	make_stubs(stubs);
+	snprintf(start, sizeof start,
+	    "exec timeout 120 python3 -m http.server \"$PORT\" --bind 127.0.0.1");
+	emu_start(&e, NULL);
+	{
+		const char *baking[] = {"spillway-backend-git", "https://example.invalid/app.git",
+		    "spillway-install", "echo installed >installed", "spillway-prefetch",
+		    "echo weights >weights", "spillway-start", start, "spillway-install-hash",
+		    "1111", "spillway-mode", "bake", NULL};
+		const char *same[] = {"spillway-backend-git", "https://example.invalid/app.git",
+		    "spillway-install", "echo installed >installed", "spillway-start", start,
+		    "spillway-install-hash", "1111", NULL};
+		const char *other[] = {"spillway-backend-git", "https://example.invalid/app.git",
+		    "spillway-install", "echo installed >installed", "spillway-start", start,
+		    "spillway-install-hash", "2222", NULL};
+
+		insert(&e, NAME "-bake", port, aport, "60", baking);
+		insert(&e, NAME "-from-image", port + 2, aport + 2, "60", same);
+		insert(&e, NAME "-stale", port + 4, aport + 4, "60", other);
+	}
+
+	if (run_script_as(root, stubs, &e, NAME "-bake", &out) != 0)
+		fail_msg("the bake failed:\n%s", out);
+	expect_in_order(out, bake);
+	assert_null(strstr(out, "service: start"));
+	free(out);
+	text = file(root, "var/lib/spillway/installed");
+	assert_string_equal(text, "1111\n");
+	free(text);
+	text = file(root, "opt/spillway/backend/weights");
+	assert_string_equal(text, "weights\n");
+	free(text);
+	text = file(root, "var/lib/spillway/progress");
+	assert_true(str_prefix(text, "baked "));
+	free(text);
+	/* The install's marks stay in the image; this VM's own do not. */
+	assert_true(exists(root, "var/lib/spillway/done/packages"));
+	assert_true(exists(root, "var/lib/spillway/done/prefetch"));
+	assert_false(exists(root, "var/lib/spillway/done/agent"));
+	assert_false(exists(root, "var/lib/spillway/agent-tls"));
+	text = file(root, "systemctl.args");
+	assert_non_null(strstr(text, "disable spillway-agent.service\n"));
+	assert_null(strstr(text, "spillway-backend"));
+	free(text);
+	/* Its agent says so, with what the disk holds. */
+	st = wait_status(&e, NAME "-bake", aport, "installed", "\"1111\"");
+	assert_string_equal(jx_str(st, "boot.step"), "baked");
+	json_decref(st);
+	stop_units(root);
+
+	/* A VM from that disk, the same install asked: only its own steps run. */
+	copy_root(root, vm2);
+	if (run_script_as(vm2, stubs, &e, NAME "-from-image", &out) != 0)
+		fail_msg("the VM from the image failed:\n%s", out);
+	expect_in_order(out, from_image);
+	free(out);
+	assert_false(exists(vm2, "git.args"));
+	assert_false(exists(vm2, "apt.args"));
+	stop_units(vm2);
+
+	/* Another install asked: the image's is installed over. */
+	copy_root(root, vm3);
+	if (run_script_as(vm3, stubs, &e, NAME "-stale", &out) != 0)
+		fail_msg("the VM from a stale image failed:\n%s", out);
+	expect_in_order(out, stale);
+	free(out);
+	text = file(vm3, "git.args");
+	assert_non_null(strstr(text, "fetch\n")); /* the clone is there: fetched, not cloned */
+	free(text);
+	text = file(vm3, "var/lib/spillway/installed");
+	assert_string_equal(text, "2222\n");
+	free(text);
+	stop_units(vm3);
+
+	emu_stop(&e);
+	remove_tree(root);
+	remove_tree(vm2);
+	remove_tree(vm3);
+	(void)state;
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_startup_script),
+	    cmocka_unit_test(test_bake_script),
 	};
 
 	jx_init();

@@ -26,6 +26,10 @@ struct sc_op {
 	int64_t inserted_ms, ended_ms;
 };
 
+struct sc_image {
+	char name[CLOUD_NAME_LEN], family[CLOUD_NAME_LEN], install[40], request_id[48];
+};
+
 struct sc_pre {
 	char target[CLOUD_NAME_LEN], zone[CLOUD_NAME_LEN];
 	int64_t t_ms;
@@ -40,6 +44,7 @@ union sc_cb {
 	cloud_machine_cb *mt;
 	cloud_zones_cb *zones;
 	cloud_value_cb *value;
+	cloud_images_cb *images;
 };
 
 struct answer {
@@ -56,6 +61,8 @@ struct answer {
 	struct sc_pre *pres;
 	size_t npres;
 	char value[64]; /* guest attribute */
+	struct sc_image *images; /* images */
+	size_t nimages;
 	struct answer *next;
 };
 
@@ -68,6 +75,9 @@ struct scripted {
 	size_t nops;
 	struct sc_pre *pres;
 	size_t npres;
+	struct sc_image *images;
+	size_t nimages;
+	int images_made;
 	char insert_status[CLOUD_STATUS_LEN], insert_ip[CLOUD_NAME_LEN], insert_pin[64];
 	bool ops_pending;
 	int fail[SC_NCALLS], lose[SC_NCALLS], calls[SC_NCALLS];
@@ -285,6 +295,127 @@ sc_wait(
 	return 0;
 }
 
+/* What a power call leaves an instance in once its operation is DONE. */
+static const char *
+powered(const char *type)
+{
+	return strcmp(type, "stop") == 0   ? "TERMINATED"
+	    : strcmp(type, "suspend") == 0 ? "SUSPENDED"
+	                                   : "RUNNING";
+}
+
+static int
+sc_power(struct cloud *c, const char *zone, const char *name, enum cloud_power how,
+    const char *request_id, int64_t deadline, cloud_op_cb *cb, void *arg)
+{
+	struct scripted *s = (struct scripted *)c;
+	bool effect;
+	struct answer *a = call(s, SC_POWER, (union sc_cb){.op = cb}, arg, deadline, &effect);
+	struct sc_op *o = op_by(s, request_id, NULL);
+	struct sc_inst *in = inst(s, name);
+
+	(void)zone;
+	if (!effect)
+		return 0;
+	if (o == NULL && in == NULL) {
+		a->code = CLOUD_NOT_FOUND;
+		return 0;
+	}
+	if (o == NULL) {
+		o = new_op(s, cloud_power_name(how), in, request_id);
+		if (o->done) {
+			snprintf(in->status, sizeof in->status, "%s", powered(o->type));
+			if (strcmp(in->status, "RUNNING") == 0)
+				in->started_ms = now(s);
+		}
+	}
+	a->op = *o;
+	return 0;
+}
+
+static struct sc_image *
+image(const struct scripted *s, const char *name)
+{
+	for (size_t i = 0; i < s->nimages; i++)
+		if (strcmp(s->images[i].name, name) == 0)
+			return &s->images[i];
+	return NULL;
+}
+
+static int
+sc_image_create(struct cloud *c, const struct cloud_image_spec *spec, const char *request_id,
+    int64_t deadline, cloud_op_cb *cb, void *arg)
+{
+	struct scripted *s = (struct scripted *)c;
+	bool effect;
+	struct answer *a =
+	    call(s, SC_IMAGE_CREATE, (union sc_cb){.op = cb}, arg, deadline, &effect);
+	struct sc_op *o = op_by(s, request_id, NULL);
+	struct sc_inst target = {.zone = ""};
+
+	if (!effect)
+		return 0;
+	if (o == NULL) {
+		const char *install = cloud_kv_get(spec->labels, spec->nlabels, "spillway-install");
+
+		if (image(s, spec->name) != NULL) {
+			a->code = CLOUD_EXISTS;
+			return 0;
+		}
+		scripted_put_image(
+		    s, spec->name, spec->family != NULL ? spec->family : "", install);
+		snprintf(image(s, spec->name)->request_id, sizeof image(s, spec->name)->request_id,
+		    "%s", request_id);
+		s->images_made++;
+		snprintf(target.name, sizeof target.name, "%s", spec->name);
+		o = new_op(s, "insert", &target, request_id);
+		o->done = true; /* an image is READY once made: nothing waits on it */
+		o->ended_ms = o->inserted_ms;
+	}
+	a->op = *o;
+	return 0;
+}
+
+static int
+sc_images(struct cloud *c, const char *key, const char *value, int64_t deadline,
+    cloud_images_cb *cb, void *arg)
+{
+	struct scripted *s = (struct scripted *)c;
+	bool effect;
+	struct answer *a = call(s, SC_IMAGES, (union sc_cb){.images = cb}, arg, deadline, &effect);
+
+	(void)key, (void)value;
+	if (effect) {
+		a->images = xcalloc(s->nimages + 1, sizeof *a->images);
+		memcpy(a->images, s->images, s->nimages * sizeof *s->images);
+		a->nimages = s->nimages;
+	}
+	return 0;
+}
+
+static int
+sc_image_delete(struct cloud *c, const char *name, const char *request_id, int64_t deadline,
+    cloud_op_cb *cb, void *arg)
+{
+	struct scripted *s = (struct scripted *)c;
+	bool effect;
+	struct answer *a =
+	    call(s, SC_IMAGE_DELETE, (union sc_cb){.op = cb}, arg, deadline, &effect);
+	struct sc_image *im = image(s, name);
+
+	(void)request_id;
+	if (!effect)
+		return 0;
+	if (im == NULL) {
+		a->no_op = true;
+		return 0;
+	}
+	*im = s->images[--s->nimages];
+	snprintf(a->op.name, sizeof a->op.name, "operation-image-delete");
+	a->op.done = true;
+	return 0;
+}
+
 static int
 sc_preemptions(struct cloud *c, const char *const *zones, int64_t since, int64_t deadline,
     cloud_ops_cb *cb, void *arg)
@@ -361,7 +492,10 @@ static const struct cloud_ops scripted_ops = {
     .machine_type = sc_machine,
     .zones = sc_zones,
     .guest_attribute = sc_guest,
-    /* power and the image calls are not scripted: nothing in the manager makes them yet */
+    .power = sc_power,
+    .image_create = sc_image_create,
+    .images = sc_images,
+    .image_delete = sc_image_delete,
     .free = sc_free,
 };
 
@@ -430,6 +564,9 @@ answer(struct scripted *s, struct answer *a)
 	switch (a->kind) {
 	case SC_CREATE:
 	case SC_DESTROY:
+	case SC_POWER:
+	case SC_IMAGE_CREATE:
+	case SC_IMAGE_DELETE:
 		a->cb.op(&e, a->no_op ? &(struct cloud_op){.name = NULL} : &o, a->arg);
 		break;
 	case SC_WAIT: {
@@ -468,6 +605,25 @@ answer(struct scripted *s, struct answer *a)
 	case SC_GUEST:
 		a->cb.value(&e, e.code == CLOUD_OK ? a->value : NULL, a->arg);
 		break;
+	case SC_IMAGES: {
+		struct cloud_image *v = xcalloc(a->nimages + 1, sizeof *v);
+		struct cloud_kv *kv = xcalloc(a->nimages + 1, sizeof *kv);
+
+		for (size_t i = 0; i < a->nimages; i++) {
+			kv[i] = (struct cloud_kv){"spillway-install", a->images[i].install};
+			v[i] = (struct cloud_image){.name = a->images[i].name,
+			    .family = a->images[i].family,
+			    .status = "READY",
+			    .disk_gb = 20,
+			    .archive_bytes = 2147483648LL,
+			    .labels = &kv[i],
+			    .nlabels = a->images[i].install[0] != '\0'};
+		}
+		a->cb.images(&e, v, a->nimages, a->arg);
+		free(v);
+		free(kv);
+		break;
+	}
 	default:
 		break;
 	}
@@ -490,6 +646,7 @@ release(struct answer *a)
 {
 	free(a->insts);
 	free(a->pres);
+	free(a->images);
 	free(a);
 }
 
@@ -552,6 +709,30 @@ scripted_made(const struct scripted *s)
 	return s->made;
 }
 
+bool
+scripted_image_exists(const struct scripted *s, const char *name)
+{
+	return image(s, name) != NULL;
+}
+
+int
+scripted_images_made(const struct scripted *s)
+{
+	return s->images_made;
+}
+
+void
+scripted_put_image(struct scripted *s, const char *name, const char *family, const char *install)
+{
+	struct sc_image *im;
+
+	s->images = xreallocarray(s->images, s->nimages + 1, sizeof *s->images);
+	im = memset(&s->images[s->nimages++], 0, sizeof *im);
+	snprintf(im->name, sizeof im->name, "%s", name);
+	snprintf(im->family, sizeof im->family, "%s", family);
+	snprintf(im->install, sizeof im->install, "%s", install != NULL ? install : "");
+}
+
 struct scripted *
 scripted_new(const struct clock *clock)
 {
@@ -583,6 +764,7 @@ scripted_free(struct scripted *s)
 	free(s->insts);
 	free(s->ops);
 	free(s->pres);
+	free(s->images);
 	free(s);
 }
 
@@ -689,8 +871,9 @@ scripted_finish(struct scripted *s, const char *name, int64_t t_ms)
 		if (strcmp(o->type, "delete") == 0)
 			drop(s, name);
 		else if (inst(s, name) != NULL) {
-			scripted_set_status(s, name, "RUNNING");
-			inst(s, name)->started_ms = t_ms;
+			scripted_set_status(s, name, powered(o->type));
+			if (strcmp(powered(o->type), "RUNNING") == 0)
+				inst(s, name)->started_ms = t_ms;
 		}
 	}
 }

@@ -12,7 +12,9 @@
  * the VM) and its caller hears CLOUD_DEADLINE.
  *
  * Inserts follow Compute Engine: a repeated requestId answers with the first
- * operation and makes nothing new. A new instance is RUNNING at once (or
+ * operation and makes nothing new; so do power calls (stop: TERMINATED,
+ * start and resume: RUNNING, suspend: SUSPENDED) and images.insert (an image
+ * of the project, READY, carrying its labels). A new instance is RUNNING at once (or
  * PROVISIONING, scripted_insert_status) and its insert DONE at once, unless
  * scripted_ops_pending() holds operations until scripted_finish().
  */
@@ -35,6 +37,10 @@ enum sc_call {
 	SC_MACHINE,
 	SC_ZONES,
 	SC_GUEST,
+	SC_POWER,
+	SC_IMAGE_CREATE,
+	SC_IMAGES,
+	SC_IMAGE_DELETE,
 	SC_NCALLS
 };
 
@@ -81,5 +87,11 @@ int scripted_pending(const struct scripted *, enum sc_call);
 /* Calls made of a kind, answered or not; and how many distinct instances an insert made. */
 int scripted_calls(const struct scripted *, enum sc_call);
 int scripted_made(const struct scripted *);
+/* The project's images: whether one of this name is there, and how many inserts made one. */
+bool scripted_image_exists(const struct scripted *, const char *name);
+int scripted_images_made(const struct scripted *);
+/* An image of the project, as if made before (labels: spillway-install=install, or none). */
+void scripted_put_image(
+    struct scripted *, const char *name, const char *family, const char *install);
 
 #endif

@@ -103,8 +103,8 @@ size_t
 vms(struct world *w, struct vm_record **list)
 {
 	static const enum vm_state all[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
-	    VM_READY, VM_UNHEALTHY, VM_DRAINING, VM_TERMINATING, VM_TERMINATED, VM_FAILED,
-	    VM_PREEMPTED, VM_ORPHANED};
+	    VM_READY, VM_UNHEALTHY, VM_DRAINING, VM_IMAGING, VM_TERMINATING, VM_TERMINATED,
+	    VM_FAILED, VM_PREEMPTED, VM_ORPHANED};
 	size_t n = 0;
 
 	_Static_assert(sizeof all / sizeof all[0] == VM_STATES, "every state");

@@ -279,6 +279,13 @@ test_bad_values(void **state)
 	        "not a plain absolute path"},
 	    {"SPILLWAY_AGENT_PORT=70000", "'70000'", "out of range"},
 	    {"SPILLWAY_LEASE_MINUTES=-1", "'-1'", "out of range"},
+	    {"SPILLWAY_IMAGE=bakd", "'bakd'", "not an image path"},
+	    {"SPILLWAY_IMAGE_FAMILY=Spillway", "'Spillway'", "not an image family name"},
+	    {"SPILLWAY_IMAGE_FAMILY=spillway-", "'spillway-'", "not an image family name"},
+	    {"SPILLWAY_IMAGE_FAMILY=a23456789012345678901234567890123456789012",
+	        "'a23456789012345678901234567890123456789012'", "not an image family name"},
+	    {"SPILLWAY_IMAGE_BASE=baked", "'baked'", "not an image path"},
+	    {"SPILLWAY_BACKEND_PREFETCH=get\nrm -rf /", "'get\nrm -rf /'", "control character"},
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -616,7 +616,7 @@ test_ledger_migration_repairs(void **state)
 	    "DROP TABLE costs; ALTER TABLE c3 RENAME TO costs;"
 	    "UPDATE vms SET per_hour = -36.97, cost = -30.84;"
 	    "INSERT INTO costs VALUES ('spillway-a', '2026-11-27', -30.84);"
-	    "DROP TABLE archive; DROP TABLE offloads; PRAGMA user_version = 3;");
+	    "DROP TABLE archive; DROP TABLE offloads; DROP TABLE images; PRAGMA user_version = 3;");
 	assert_int_equal(ledger_open(dir, &l, &cause), 0);
 	assert_int_equal(ledger_get(l, "spillway-a", &got), 0);
 	assert_true(got.per_hour == 0 && got.cost == 0);
@@ -924,6 +924,71 @@ test_ledger_retention(void **state)
 }
 
 /*
+ * Images: saved and read back, listed newest first (the deleted ones only
+ * when asked), and their storage billed per second from READY to deleted,
+ * split at local midnight, in the day's spend and the per-day costs.
+ */
+static void
+test_ledger_images(void **state)
+{
+	char *dir = temp_dir(), *cause = NULL;
+	struct ledger *l;
+	struct image_record a = {.state = IMAGE_READY, .size_gib = 10, .per_gib_month = 0.05},
+	                    b = {.state = IMAGE_BAKING}, got, *list;
+	int64_t ready = local_ms(2026, 11, 27, 12, 0, 0), now = local_ms(2026, 11, 28, 12, 0, 0);
+	double per_hour = 10 * 0.05 / 730, spent;
+	struct day_cost *days;
+	int count;
+	size_t n;
+
+	(void)state;
+	set_tz("UTC");
+	assert_int_equal(ledger_open(dir, &l, &cause), 0);
+	snprintf(a.name, sizeof a.name, "spillway-backend-a");
+	snprintf(a.vm, sizeof a.vm, "spillway-a");
+	a.requested_ms = ready - 10 * MN;
+	a.ready_ms = ready;
+	snprintf(b.name, sizeof b.name, "spillway-backend-b");
+	snprintf(b.vm, sizeof b.vm, "spillway-b");
+	b.requested_ms = ready + MN;
+	assert_int_equal(ledger_image_save(l, &a), 0);
+	assert_int_equal(ledger_image_save(l, &b), 0);
+	assert_int_equal(ledger_image_of(l, "spillway-b", &got), 0);
+	assert_string_equal(got.name, "spillway-backend-b");
+	assert_int_equal(got.state, IMAGE_BAKING);
+	assert_int_equal(ledger_image_get(l, "nothing", &got), -ENOENT);
+	assert_int_equal(ledger_images(l, false, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].name, "spillway-backend-b");
+	free(list);
+	/* 12 h on the 27th, 12 h on the 28th by now. */
+	assert_true(fabs(image_storage_on(&a, "2026-11-27", now) - 12 * per_hour) < 1e-9);
+	assert_true(fabs(image_storage_on(&a, "2026-11-28", now) - 12 * per_hour) < 1e-9);
+	assert_true(image_storage_on(&a, "2026-11-26", now) == 0);
+	assert_true(image_storage_on(&b, "2026-11-28", now) == 0); /* not READY: nothing stored */
+	assert_int_equal(ledger_spent(l, now, &spent), 0);
+	assert_true(fabs(spent - 12 * per_hour) < 1e-9);
+	/* Deleted at 18:00 on the 28th: no more after, and listed only with all. */
+	a.state = IMAGE_DELETED;
+	a.deleted_ms = local_ms(2026, 11, 28, 18, 0, 0);
+	assert_int_equal(ledger_image_save(l, &a), 0);
+	assert_int_equal(ledger_days(l, local_ms(2026, 11, 29, 12, 0, 0), 3, &days, &count), 0);
+	assert_true(days[0].amount == 0);
+	assert_true(fabs(days[1].amount - 18 * per_hour) < 1e-9);
+	assert_true(fabs(days[2].amount - 12 * per_hour) < 1e-9);
+	free(days);
+	assert_int_equal(ledger_images(l, false, &list, &n), 0);
+	assert_int_equal(n, 1);
+	free(list);
+	assert_int_equal(ledger_images(l, true, &list, &n), 0);
+	assert_int_equal(n, 2);
+	free(list);
+	ledger_close(l);
+	remove_tree(dir);
+	free(dir);
+}
+
+/*
  * Offloads: what each stop of a local copy gave back, by VM and by component,
  * newest first; closed once the copy serves again; gone with their VM's rows.
  */
@@ -1020,6 +1085,7 @@ main(void)
 	    cmocka_unit_test(test_costs_list_vms_across_midnight),
 	    cmocka_unit_test(test_ledger_retention),
 	    cmocka_unit_test(test_ledger_offloads),
+	    cmocka_unit_test(test_ledger_images),
 	    cmocka_unit_test(test_records_wait),
 	    cmocka_unit_test(test_ledger_two_processes),
 	};

@@ -6,6 +6,7 @@
  * VMs here have no address, so no health call is made: health is
  * test_daemon's, and the rules that follow it are test_rules'.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -943,6 +944,241 @@ test_gate_shutdown_and_preemption(void **state_)
 	world_free(w);
 }
 
+/* --- baking (docs/images.md) --- */
+
+#define BAKE_RID "99999999-2222-4333-8444-000000000001"
+
+/* A bake's VM as a daemon killed while it was IMAGING left it, with its image BAKING. */
+static void
+seed_bake(struct world *w, const char *vm, const char *image)
+{
+	struct vm_record r;
+	struct image_record im = {.state = IMAGE_BAKING, .requested_ms = T0 - 600000};
+
+	seed(w, vm, VM_IMAGING, T0 - 600000);
+	r = record(w, vm);
+	snprintf(r.purpose, sizeof r.purpose, "bake");
+	r.components[0] = '\0';
+	assert_int_equal(ledger_save(w->ledger, &r, (int)r.state, NULL, T0 - 60000), 0);
+	snprintf(im.name, sizeof im.name, "%s", image);
+	snprintf(im.family, sizeof im.family, "spillway-backend");
+	snprintf(im.vm, sizeof im.vm, "%s", vm);
+	snprintf(im.install_hash, sizeof im.install_hash, "0123456789abcdef0123456789abcdef");
+	snprintf(im.request_id, sizeof im.request_id, BAKE_RID);
+	assert_int_equal(ledger_image_save(w->ledger, &im), 0);
+}
+
+static struct image_record
+image_rec(struct world *w, const char *name)
+{
+	struct image_record im;
+
+	assert_int_equal(ledger_image_get(w->ledger, name, &im), 0);
+	return im;
+}
+
+/* Killed while IMAGING, the VM still running: stopped, imaged once, recorded, deleted. */
+static void
+test_bake_resumes_imaging(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct image_record im;
+	struct vm_record r;
+
+	(void)state_;
+	seed_bake(w, "spillway-bake", "spillway-backend-bake");
+	scripted_put(w->sc, "spillway-bake", "us-central1-a", "RUNNING", "", T0 - 570000);
+	/* The image's insert takes effect and its answer is lost: the next one is the same. */
+	scripted_lose(w->sc, SC_IMAGE_CREATE, 1);
+	start(w);
+	assert_int_equal(scripted_calls(w->sc, SC_POWER), 1);
+	assert_string_equal(scripted_status(w->sc, "spillway-bake"), "TERMINATED");
+	assert_int_equal(state(w, "spillway-bake"), VM_IMAGING);
+	assert_int_equal(image_rec(w, "spillway-backend-bake").state, IMAGE_BAKING);
+	pass_now(w);
+	assert_int_equal(scripted_calls(w->sc, SC_IMAGE_CREATE), 2);
+	assert_int_equal(scripted_images_made(w->sc), 1);
+	im = image_rec(w, "spillway-backend-bake");
+	assert_int_equal(im.state, IMAGE_READY);
+	assert_true(im.ready_ms >= T0);
+	/* Its size is the listing's archive size, its price the catalog's Storage Image. */
+	assert_true(im.size_gib > 1.99 && im.size_gib < 2.01);
+	assert_true(im.per_gib_month > 0.049 && im.per_gib_month < 0.051);
+	r = record(w, "spillway-bake");
+	assert_int_equal(r.state, VM_TERMINATED);
+	assert_non_null(strstr(r.end_reason, "baked: image spillway-backend-bake"));
+	assert_false(scripted_exists(w->sc, "spillway-bake"));
+	assert_true(scripted_image_exists(w->sc, "spillway-backend-bake"));
+	/* Its storage counts in the day's spend from READY on. */
+	{
+		double before, after;
+
+		assert_int_equal(ledger_spent(w->ledger, clock_now_ms(&w->clock), &before), 0);
+		advance(w, 3600000);
+		assert_int_equal(ledger_spent(w->ledger, clock_now_ms(&w->clock), &after), 0);
+		assert_true(
+		    after - before > 0.9 * 2 * 0.05 / 730 && after - before < 1.1 * 2 * 0.05 / 730);
+	}
+	world_free(w);
+}
+
+/* Stopped before the crash: the image is asked at once, no second stop. */
+static void
+test_bake_stopped_is_imaged(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	seed_bake(w, "spillway-bake", "spillway-backend-bake");
+	scripted_put(w->sc, "spillway-bake", "us-central1-a", "TERMINATED", "", T0 - 570000);
+	start(w);
+	assert_int_equal(scripted_calls(w->sc, SC_POWER), 0);
+	assert_int_equal(image_rec(w, "spillway-backend-bake").state, IMAGE_READY);
+	assert_int_equal(state(w, "spillway-bake"), VM_TERMINATED);
+	world_free(w);
+}
+
+/* An image Compute Engine refuses: FAILED with why, deleted in case, and the VM deleted. */
+static void
+test_bake_fails_cleanly(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct image_record im;
+
+	(void)state_;
+	seed_bake(w, "spillway-bake", "spillway-backend-bake");
+	scripted_put(w->sc, "spillway-bake", "us-central1-a", "TERMINATED", "", T0 - 570000);
+	scripted_fail(w->sc, SC_IMAGE_CREATE, CLOUD_INVALID, 1);
+	start(w);
+	im = image_rec(w, "spillway-backend-bake");
+	assert_int_equal(im.state, IMAGE_FAILED);
+	assert_non_null(strstr(im.why, "scripted"));
+	assert_int_equal(scripted_calls(w->sc, SC_IMAGE_DELETE), 1);
+	assert_int_equal(state(w, "spillway-bake"), VM_TERMINATED);
+	assert_non_null(strstr(record(w, "spillway-bake").end_reason, "bake failed"));
+	assert_false(scripted_exists(w->sc, "spillway-bake"));
+	world_free(w);
+}
+
+/* The bake's VM gone (deleted outside, preempted): its image failed, nothing left behind. */
+static void
+test_bake_vm_vanished(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	seed_bake(w, "spillway-bake", "spillway-backend-bake");
+	start(w);
+	assert_int_equal(state(w, "spillway-bake"), VM_TERMINATED);
+	assert_int_equal(image_rec(w, "spillway-backend-bake").state, IMAGE_FAILED);
+	assert_int_equal(scripted_images_made(w->sc), 0);
+	world_free(w);
+}
+
+/* At start: a failed bake's image deleted, an unknown one taken in, a vanished one DELETED. */
+static void
+test_bake_sweep(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct image_record failed = {.state = IMAGE_FAILED, .requested_ms = T0 - 7200000},
+	                    gone = {.state = IMAGE_READY,
+	                        .requested_ms = T0 - 7200000,
+	                        .ready_ms = T0 - 7000000,
+	                        .size_gib = 2,
+	                        .per_gib_month = 0.05};
+	struct image_record found;
+
+	(void)state_;
+	snprintf(failed.name, sizeof failed.name, "spillway-backend-failed");
+	snprintf(gone.name, sizeof gone.name, "spillway-backend-gone");
+	assert_int_equal(ledger_image_save(w->ledger, &failed), 0);
+	assert_int_equal(ledger_image_save(w->ledger, &gone), 0);
+	scripted_put_image(w->sc, "spillway-backend-failed", "spillway-backend", "aa");
+	scripted_put_image(w->sc, "spillway-backend-found", "spillway-backend", "bb");
+	start(w);
+	assert_false(scripted_image_exists(w->sc, "spillway-backend-failed"));
+	assert_true(scripted_image_exists(w->sc, "spillway-backend-found"));
+	found = image_rec(w, "spillway-backend-found");
+	assert_int_equal(found.state, IMAGE_READY);
+	assert_string_equal(found.install_hash, "bb");
+	assert_int_equal(image_rec(w, "spillway-backend-gone").state, IMAGE_DELETED);
+	assert_true(image_rec(w, "spillway-backend-gone").deleted_ms >= T0);
+	world_free(w);
+}
+
+/* Under the money rules; one at a time; nothing to bake without a backend to install. */
+static void
+test_bake_rules(void **state_)
+{
+	const char *git[] = {
+	    "backend.git=https://example.com/app.git", "backend.start=python3 -m app", NULL};
+	const char *poor[] = {"backend.git=https://example.com/app.git",
+	    "backend.start=python3 -m app", "gcp.daily_budget=0", NULL};
+	struct world *w = world_new(NULL);
+	struct decision d;
+	char name[64], again[64], buf[128];
+	struct image_record im;
+
+	(void)state_;
+	start(w);
+	assert_int_equal(manager_bake(w->m, "spillway-backend", name, sizeof name, &d), -EINVAL);
+	assert_non_null(strstr(d.reason, "backend.git"));
+	world_free(w);
+
+	w = world_new(poor);
+	start(w);
+	assert_int_equal(manager_bake(w->m, "spillway-backend", name, sizeof name, &d), -EAGAIN);
+	assert_string_equal(d.rule, "budget");
+	world_free(w);
+
+	w = world_new(git);
+	start(w);
+	assert_string_equal(manager_boot_image(w->m, buf, sizeof buf),
+	    "projects/debian-cloud/global/images/family/debian-12");
+	assert_int_equal(manager_bake(w->m, "spillway-backend", name, sizeof name, &d), 0);
+	settle(w);
+	assert_int_equal(scripted_made(w->sc), 1);
+	assert_string_equal(record(w, name).purpose, "bake");
+	assert_int_equal(ledger_image_of(w->ledger, name, &im), 0);
+	assert_int_equal(im.state, IMAGE_BAKING);
+	assert_int_equal(strlen(im.install_hash), 32);
+	assert_int_equal(manager_bake(w->m, "spillway-backend", again, sizeof again, &d), -EBUSY);
+	/* A bake's VM is no reason for pressure to wait: nothing in flight for decide(). */
+	{
+		struct decision now;
+
+		manager_decide(w->m, &now);
+		assert_string_not_equal(now.rule, "in-flight");
+	}
+	world_free(w);
+}
+
+/* daemon.image = baked: the family once one is READY, the base until then. */
+static void
+test_boot_image(void **state_)
+{
+	const char *baked[] = {"daemon.image=baked", NULL};
+	struct world *w = world_new(baked);
+	struct image_record im = {.state = IMAGE_READY, .requested_ms = T0, .ready_ms = T0};
+	char buf[128];
+
+	(void)state_;
+	start(w);
+	assert_string_equal(manager_boot_image(w->m, buf, sizeof buf),
+	    "projects/debian-cloud/global/images/family/debian-12");
+	snprintf(im.name, sizeof im.name, "other-1");
+	snprintf(im.family, sizeof im.family, "other");
+	assert_int_equal(ledger_image_save(w->ledger, &im), 0);
+	assert_string_equal(manager_boot_image(w->m, buf, sizeof buf),
+	    "projects/debian-cloud/global/images/family/debian-12");
+	snprintf(im.name, sizeof im.name, "spillway-backend-1");
+	snprintf(im.family, sizeof im.family, "spillway-backend");
+	assert_int_equal(ledger_image_save(w->ledger, &im), 0);
+	assert_string_equal(
+	    manager_boot_image(w->m, buf, sizeof buf), "global/images/family/spillway-backend");
+	world_free(w);
+}
+
 int
 main(void)
 {
@@ -974,6 +1210,13 @@ main(void)
 	    cmocka_unit_test(test_gate_by_hand),
 	    cmocka_unit_test(test_gate_keeps_idle),
 	    cmocka_unit_test(test_gate_shutdown_and_preemption),
+	    cmocka_unit_test(test_bake_resumes_imaging),
+	    cmocka_unit_test(test_bake_stopped_is_imaged),
+	    cmocka_unit_test(test_bake_fails_cleanly),
+	    cmocka_unit_test(test_bake_vm_vanished),
+	    cmocka_unit_test(test_bake_sweep),
+	    cmocka_unit_test(test_bake_rules),
+	    cmocka_unit_test(test_boot_image),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

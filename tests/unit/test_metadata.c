@@ -67,8 +67,18 @@ test_render(void **state)
 	assert_string_equal(item(&s, "spillway-agent-secret"), "ab12");
 	assert_string_equal(item(&s, "spillway-client-cert"), "-----BEGIN CERTIFICATE-----");
 	assert_string_equal(item(&s, "enable-guest-attributes"), "TRUE");
+	/* What the install is made of: 32 hex digits, the same for the same settings. */
+	assert_int_equal(strlen(item(&s, "spillway-install-hash")), CONFIG_INSTALL_HASH_LEN);
+	assert_null(item(&s, "spillway-mode"));
+	{
+		char same[CONFIG_INSTALL_HASH_LEN + 1];
+
+		config_install_hash(&c, same);
+		assert_string_equal(item(&s, "spillway-install-hash"), same);
+	}
 	/* Unset settings are not sent: the script's defaults hold. */
 	assert_null(item(&s, "spillway-install"));
+	assert_null(item(&s, "spillway-prefetch"));
 	assert_null(item(&s, "spillway-cloudsql"));
 	assert_null(item(&s, "spillway-backend-dir"));
 	for (size_t i = 0; i < s.n; i++)
@@ -76,6 +86,55 @@ test_render(void **state)
 	assert_int_equal(s.bytes, bytes);
 	/* The script and the agent leave room for everything else. */
 	assert_true(s.bytes < GCE_METADATA_MAX / 8);
+	startup_release(&s);
+	config_free(&c);
+}
+
+/*
+ * The install hash changes with each setting that goes into the install, and
+ * with none that does not; a bake's metadata says so; without backend.git
+ * there is no install to name.
+ */
+static void
+test_install_hash(void **state)
+{
+	static const char *const changes[] = {"SPILLWAY_BACKEND_REF=v2",
+	    "SPILLWAY_BACKEND_PACKAGES=libgl1", "SPILLWAY_BACKEND_INSTALL=pip3 install torch",
+	    "SPILLWAY_BACKEND_PREFETCH=python3 fetch.py",
+	    "SPILLWAY_IMAGE_BASE=projects/debian-cloud/global/images/family/debian-13",
+	    "SPILLWAY_BACKEND_GIT=https://example.invalid/other.git"};
+	static const char *const unrelated[] = {"SPILLWAY_BACKEND_START=exec python3 -m other",
+	    "GCP_VM_MACHINE_TYPE=e2-highmem-8", "SPILLWAY_BACKEND_ENV=A=2"};
+	const char *sets[4] = {"SPILLWAY_BACKEND_GIT=https://example.invalid/app.git",
+	    "SPILLWAY_BACKEND_START=exec python3 -m app", NULL, NULL};
+	char base[CONFIG_INSTALL_HASH_LEN + 1], other[CONFIG_INSTALL_HASH_LEN + 1];
+	struct config c;
+	struct startup s;
+
+	load(&c, sets);
+	config_install_hash(&c, base);
+	startup_render(&s, &c, "vm-1", "", "ab12", "cert");
+	startup_bake(&s);
+	assert_string_equal(item(&s, "spillway-mode"), "bake");
+	startup_release(&s);
+	config_free(&c);
+	for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+		sets[2] = changes[i];
+		load(&c, sets);
+		config_install_hash(&c, other);
+		assert_string_not_equal(base, other);
+		config_free(&c);
+	}
+	for (size_t i = 0; i < sizeof unrelated / sizeof unrelated[0]; i++) {
+		sets[2] = unrelated[i];
+		load(&c, sets);
+		config_install_hash(&c, other);
+		assert_string_equal(base, other);
+		config_free(&c);
+	}
+	load(&c, (const char *[]){NULL});
+	startup_render(&s, &c, "vm-1", "", "ab12", "cert");
+	assert_null(item(&s, "spillway-install-hash"));
 	startup_release(&s);
 	config_free(&c);
 }
@@ -185,6 +244,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_render),
+	    cmocka_unit_test(test_install_hash),
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_key_and_secrets),
 	};
