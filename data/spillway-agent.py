@@ -162,18 +162,23 @@ def connections(port):
     return n
 
 
-def make_identity(name):
-    """A fresh key and self-signed certificate (files 0600); the key's pin."""
-    d = ROOT + "/var/lib/spillway/agent-tls"
+def make_identity(name, bake):
+    """Its key and self-signed certificate (files 0600), made the first time; the key's pin.
+
+    Kept on the VM's disk, so a VM stopped and started again (the warm pool) keeps its
+    key; a bake's in /run, so that no image carries a key of its own to every VM made of it.
+    """
+    d = ROOT + ("/run/spillway/agent-tls" if bake else "/var/lib/spillway/agent-tls")
     os.makedirs(d, mode=0o700, exist_ok=True)
     key, cert = d + "/key.pem", d + "/cert.pem"
     old = os.umask(0o077)
     try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
-                        "-subj", "/CN=" + name, "-keyout", key, "-out", cert],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       timeout=60)
+        if not (os.path.exists(key) and os.path.exists(cert)):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+                            "-subj", "/CN=" + name, "-keyout", key, "-out", cert],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=60)
         der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
                              check=True, capture_output=True, timeout=60).stdout
     finally:
@@ -469,7 +474,7 @@ def main():
         def log_message(self, *args):
             pass  # one line per pass would bury what matters
 
-    cert, key, pin = make_identity(agent.name)
+    cert, key, pin = make_identity(agent.name, attr("spillway-mode") == "bake")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)

@@ -298,7 +298,7 @@ if [ "$mode" = bake ]; then
 	# What is this VM's own stays out of the image: a VM made from it installs its own agent
 	# (the one of its spillway), makes its own key, and starts its own units.
 	systemctl disable spillway-agent.service || log "the agent's unit could not be disabled"
-	rm -rf "$state/agent-tls" "$state/done/agent" "$state/done/cloudsql" "$state/done/service"
+	rm -rf "$state/done/agent" "$state/done/cloudsql" "$state/done/service"
 	progress baked
 	log "baked: the install is done; spillway stops this VM and makes its disk an image"
 	exit 0

@@ -447,14 +447,17 @@ stop(struct daemon *d, const char *body, size_t len, unsigned *status)
 		goto out;
 	}
 	json_object_foreach (req, key, v) {
-		if (strcmp(key, "keep") != 0 || !json_is_boolean(v)) {
+		if ((strcmp(key, "keep") != 0 && strcmp(key, "drain_pool") != 0) ||
+		    !json_is_boolean(v)) {
 			doc = error_doc(status, 400, NULL,
-			    "%s: the body takes one field, \"keep\": true or false", key);
+			    "%s: the body takes \"keep\" and \"drain_pool\", each true or false",
+			    key);
 			goto out;
 		}
 	}
 	keep = json_is_true(json_object_get(req, "keep"));
-	if (daemon_ask_stop(d, keep, &keep) != 0) {
+	if (daemon_ask_stop(d, keep, json_is_true(json_object_get(req, "drain_pool")), &keep) !=
+	    0) {
 		doc = error_doc(status, 409, NULL,
 		    "spillway runs inside a program here (PID %d): it stops when that program "
 		    "closes it",

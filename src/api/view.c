@@ -10,7 +10,7 @@
 
 static const enum vm_state every_state[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
     VM_READY, VM_UNHEALTHY, VM_DRAINING, VM_IMAGING, VM_TERMINATING, VM_TERMINATED, VM_FAILED,
-    VM_PREEMPTED, VM_ORPHANED};
+    VM_PREEMPTED, VM_ORPHANED, VM_POOLING, VM_POOLED, VM_STARTING};
 _Static_assert(sizeof every_state / sizeof every_state[0] == VM_STATES, "every state");
 
 static json_t *
@@ -119,7 +119,10 @@ view_vm(const struct view_src *s, const struct vm_record *v)
 	    "spillway", "spillway-owner", s->owner != NULL ? s->owner : "");
 	if (o == NULL)
 		abort();
-	json_object_set_new(o, "purpose", json_string(vm_bakes(v) ? "bake" : "serve"));
+	json_object_set_new(o, "purpose",
+	    json_string(vm_bakes(v) ? "bake"
+	            : vm_pooled(v)  ? "pool"
+	                            : "serve"));
 	{
 		json_t *md = json_loads(v->metadata[0] ? v->metadata : "{}", 0, NULL);
 
@@ -431,6 +434,41 @@ view_image(const struct view_src *s, const char *name)
 	    image_json(s, &im, current));
 }
 
+/*
+ * The warm pool (docs/pool.md): its size, and each of its VMs not taken yet
+ * (warming or waiting): state, how it waits, since when, what a day of it
+ * costs.
+ */
+static json_t *
+pool_json(const struct view_src *s)
+{
+	struct vm_record *list = NULL;
+	size_t n = 0;
+	double per_day = 0;
+	json_t *vms = json_array();
+
+	if (ledger_list(s->ledger, NULL, 0, &list, &n) == 0)
+		for (size_t i = 0; i < n; i++) {
+			const struct vm_record *v = overlaid(s, &list[i]);
+			bool waits = v->state == VM_POOLED;
+
+			if (!vm_pooled(v))
+				continue;
+			per_day += waits ? v->wait_per_hour * 24 : 0;
+			json_array_append_new(vms,
+			    json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:f}", "name", v->name,
+			        "zone", v->zone, "state", vm_state_name(v->state), "waits",
+			        waits ? json_string(v->suspended ? "suspended" : "stopped")
+			              : json_null(),
+			        "since", when(waits ? v->pool_since_ms : v->requested_ms), "age_s",
+			        (json_int_t)((s->now - v->requested_ms) / 1000), "per_day",
+			        waits ? v->wait_per_hour * 24 : 0.0));
+		}
+	free(list);
+	return json_pack("{s:I, s:b, s:o, s:f}", "size", (json_int_t)s->cfg->pool_size, "suspend",
+	    s->cfg->pool_suspend, "vms", vms, "per_day", per_day);
+}
+
 /* The status's line on images: what VMs boot from, and whether it is stale. */
 static json_t *
 status_images(const struct view_src *s)
@@ -452,7 +490,7 @@ view_status(const struct view_src *s)
 {
 	const struct config *c = s->cfg;
 	struct vm_stats st = {0};
-	json_t *backoffs = json_array(), *vms;
+	json_t *backoffs = json_array(), *vms, *doc;
 
 	ledger_stats(s->ledger, &st);
 	for (size_t i = 0; i < s->nbackoffs; i++) {
@@ -472,9 +510,9 @@ view_status(const struct view_src *s)
 		json_array_foreach (vms, i, vm)
 			st.total_cost += json_number_value(json_object_get(vm, "cost"));
 	}
-	return json_pack("{s:i, s:{s:b, s:o}, s:{s:s, s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:f, s:f, "
-	                 "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o, "
-	                 "s:{s:s, s:o, s:I}, s:o, s:o, s:o}",
+	doc = json_pack("{s:i, s:{s:b, s:o}, s:{s:s, s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:f, s:f, "
+	                "s:b}, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:f}, s:o, s:o, s:o, "
+	                "s:{s:s, s:o, s:I}, s:o, s:o, s:o}",
 	    "schema_version", VIEW_SCHEMA_VERSION, "daemon", "running", s->daemon_pid > 0, "pid",
 	    s->daemon_pid > 0 ? json_integer(s->daemon_pid) : json_null(), "config", "project",
 	    c->project, "region", c->region, "zone", c->zone, "machine_type", c->machine_type,
@@ -489,6 +527,8 @@ view_status(const struct view_src *s)
 	    s->ledger_problem != NULL ? json_string(s->ledger_problem) : json_null(), "waiting",
 	    (json_int_t)s->ledger_waiting, "routes", route_array(s), "local_copies",
 	    copies_array(s), "boot", status_images(s));
+	json_object_set_new(doc, "pool", pool_json(s));
+	return doc;
 }
 
 /* The images whose storage counts in the days shown: alive, or deleted since. */
@@ -535,11 +575,11 @@ view_costs(const struct view_src *s, int ndays)
 		for (int i = 0; i < count; i++)
 			month += days[i].amount;
 	free(days);
-	return json_pack("{s:i, s:o, s:o, s:i, s:o, s:o, s:f, s:o}", "schema_version",
+	return json_pack("{s:i, s:o, s:o, s:i, s:o, s:o, s:f, s:o, s:o}", "schema_version",
 	    VIEW_SCHEMA_VERSION, "today", today(s), "active", vm_array(s, NULL, 0, 0), "days_shown",
 	    ndays, "vms",
 	    vm_array(s, every_state, sizeof every_state / sizeof every_state[0], since), "days",
-	    daylist, "month_to_date", month, "images", cost_images(s, since));
+	    daylist, "month_to_date", month, "images", cost_images(s, since), "pool", pool_json(s));
 }
 
 json_t *

@@ -36,6 +36,8 @@ enum {
 	OPT_STOP_MS,
 	OPT_GUEST_BOOT_MS,
 	OPT_INSTALL_MS,
+	OPT_START_MS,
+	OPT_RESUME_MS,
 	OPT_GUEST_PORT,
 	OPT_AGENT_PORT,
 	OPT_WAIT_MS,
@@ -65,6 +67,8 @@ static const struct option options[] = {
     {"stop-ms", required_argument, NULL, OPT_STOP_MS},
     {"guest-boot-ms", required_argument, NULL, OPT_GUEST_BOOT_MS},
     {"install-ms", required_argument, NULL, OPT_INSTALL_MS},
+    {"start-ms", required_argument, NULL, OPT_START_MS},
+    {"resume-ms", required_argument, NULL, OPT_RESUME_MS},
     {"guest-port", required_argument, NULL, OPT_GUEST_PORT},
     {"agent-port", required_argument, NULL, OPT_AGENT_PORT},
     {"wait-ms", required_argument, NULL, OPT_WAIT_MS},
@@ -275,7 +279,8 @@ emulator_options(const struct cmd_entry *e, const struct args *a, struct emulato
 		long long max;
 	} durations[] = {{OPT_BOOT_MS, "--boot-ms", 3600000}, {OPT_STOP_MS, "--stop-ms", 3600000},
 	    {OPT_GUEST_BOOT_MS, "--guest-boot-ms", 3600000},
-	    {OPT_INSTALL_MS, "--install-ms", 3600000}, {OPT_WAIT_MS, "--wait-ms", 3600000},
+	    {OPT_INSTALL_MS, "--install-ms", 3600000}, {OPT_START_MS, "--start-ms", 3600000},
+	    {OPT_RESUME_MS, "--resume-ms", 3600000}, {OPT_WAIT_MS, "--wait-ms", 3600000},
 	    {OPT_NOTICE_MS, "--preempt-notice-ms", 3600000}};
 
 	const char *v;
@@ -309,6 +314,12 @@ emulator_options(const struct cmd_entry *e, const struct args *a, struct emulato
 			break;
 		case OPT_INSTALL_MS:
 			o->install_ms = n;
+			break;
+		case OPT_START_MS:
+			o->start_ms = n;
+			break;
+		case OPT_RESUME_MS:
+			o->resume_ms = n;
 			break;
 		case OPT_WAIT_MS:
 			o->wait_ms = n;
@@ -468,8 +479,8 @@ const struct cmd_entry cmd_emulator_entry = {
     .name = "emulator",
     .usage =
         "[--listen HOST:PORT] [--port-file F] [--project P] [--zones Z1,Z2]\n"
-        "        [--boot-ms N] [--stop-ms N] [--guest-boot-ms N] [--install-ms N] [--guest-port N]\n"
-        "        [--agent-port N]\n"
+        "        [--boot-ms N] [--stop-ms N] [--start-ms N] [--resume-ms N] [--guest-boot-ms N]\n"
+        "        [--install-ms N] [--guest-port N] [--agent-port N]\n"
         "        [--wait-ms N] [--preempt-notice-ms N] [--faults SPEC] "
         "[--request-log F]\n"
         "        [--write-credentials F] [--write-user-credentials F] [--seed N]\n"

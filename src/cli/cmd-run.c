@@ -26,7 +26,16 @@
 #include "util/xmalloc.h"
 #include "vm/daemon.h"
 
-enum { OPT_PROVIDER = 256, OPT_KEEP, OPT_FOREGROUND, OPT_REPLAY, OPT_SPEED, OPT_SCALE, OPT_EPOCH };
+enum {
+	OPT_PROVIDER = 256,
+	OPT_KEEP,
+	OPT_DRAIN_POOL,
+	OPT_FOREGROUND,
+	OPT_REPLAY,
+	OPT_SPEED,
+	OPT_SCALE,
+	OPT_EPOCH
+};
 
 struct run {
 	uv_loop_t loop;
@@ -131,15 +140,20 @@ on_signal(uv_signal_t *h, int signum)
 
 /* spillway stop (POST /v1/stop): as SIGTERM, or as SIGTERM after run --keep. */
 static void
-on_stop_asked(void *arg, bool keep)
+on_stop_asked(void *arg, bool keep, bool drain_pool)
 {
 	struct run *r = arg;
 
 	if (r->signals++ > 0)
 		return; /* stopping already */
-	log_info("asked to stop%s: shutting down", keep ? ", keeping the VMs" : "");
+	log_info("asked to stop%s: shutting down",
+	    keep             ? ", keeping the VMs"
+	        : drain_pool ? ", the warm pool too"
+	                     : "");
 	if (keep)
 		daemon_set_keep(r->d, true);
+	if (drain_pool)
+		daemon_set_drain_pool(r->d, true);
 	daemon_stop(r->d, on_stopped, r);
 }
 
@@ -263,6 +277,7 @@ exec_run(struct cmd_ctx *ctx, const struct args *a)
 	if (r.emulator)
 		o.cloud_at = &r.emu.at;
 	o.keep = args_has(a, OPT_KEEP);
+	o.drain_pool = args_has(a, OPT_DRAIN_POOL);
 	o.replay = args_get(a, OPT_REPLAY);
 	o.replay_speed = speed;
 	o.event_arg = &r;
@@ -309,6 +324,7 @@ out:
 static const struct option options[] = {
     {"provider", required_argument, NULL, OPT_PROVIDER},
     {"keep", no_argument, NULL, OPT_KEEP},
+    {"drain-pool", no_argument, NULL, OPT_DRAIN_POOL},
     {"foreground", no_argument, NULL, OPT_FOREGROUND},
     {"replay", required_argument, NULL, OPT_REPLAY},
     {"speed", required_argument, NULL, OPT_SPEED},
@@ -319,7 +335,7 @@ static const struct option options[] = {
 
 const struct cmd_entry cmd_run_entry = {
     .name = "run",
-    .usage = "[--provider gce|emulator] [--keep] [--foreground]\n"
+    .usage = "[--provider gce|emulator] [--keep] [--drain-pool] [--foreground]\n"
              "        [--replay TRACE [--speed X]] [--time-scale X [--clock-epoch SECONDS]]",
     .summary = "the daemon: watch pressure, create and delete VMs, keep the ledger",
     .options = options,

@@ -60,7 +60,8 @@ exec_stop(struct cmd_ctx *ctx, const struct args *a)
 	const struct config *cfg = &ctx->cfg;
 	bool keep = args_has(a, 'k');
 	struct client_events *ev = NULL;
-	json_t *body = json_pack("{s:b}", "keep", keep), *doc = NULL;
+	json_t *body = json_pack("{s:b, s:b}", "keep", keep, "drain_pool", args_has(a, 'd')),
+	       *doc = NULL;
 	char *cause = NULL, *lock = xasprintf("%s/daemon.lock", cfg->state_dir);
 	int64_t deadline =
 	    monotonic_ns() + (int64_t)((cfg->shutdown_timeout_s * 1000 + STOP_MARGIN_MS) * 1e6);
@@ -128,12 +129,13 @@ out:
 
 static const struct option options[] = {
     {"keep", no_argument, NULL, 'k'},
+    {"drain-pool", no_argument, NULL, 'd'},
     {0},
 };
 
 const struct cmd_entry cmd_stop_entry = {
     .name = "stop",
-    .usage = "[--keep]",
+    .usage = "[--keep] [--drain-pool]",
     .summary = "stop the running daemon (its VMs deleted first, or kept with --keep)",
     .options = options,
     .min_args = 0,

@@ -225,6 +225,29 @@ report_routes(FILE *f, const json_t *routes)
 	}
 }
 
+/* The warm pool: its size, and each VM not taken yet, with what a day of it costs. */
+static void
+pool_lines(FILE *f, const json_t *pool)
+{
+	const json_t *vms = json_object_get(pool, "vms");
+	size_t i;
+	json_t *it;
+
+	if (num(pool, "size") == 0 && json_array_size(vms) == 0)
+		return;
+	fprintf(f, "pool       %zu of %lld ready to start, $%.4f a day while they wait\n",
+	    json_array_size(vms), (long long)num(pool, "size"), num(pool, "per_day"));
+	json_array_foreach (vms, i, it) {
+		char age[32];
+
+		report_duration((long long)num(it, "age_s"), age, sizeof age);
+		fprintf(f, "           %s: %s%s%s in %s, made %s ago, $%.4f a day\n",
+		    str(it, "name"), str(it, "state"), jx_str(it, "waits") ? ", " : "",
+		    jx_str(it, "waits") ? str(it, "waits") : "", str(it, "zone"), age,
+		    num(it, "per_day"));
+	}
+}
+
 void
 report_status(FILE *f, const json_t *s, bool verbose)
 {
@@ -296,6 +319,7 @@ report_status(FILE *f, const json_t *s, bool verbose)
 			        ? " (baked)"
 			        : "");
 	}
+	pool_lines(f, json_object_get(s, "pool"));
 	if (json_array_size(vms) == 0) {
 		fprintf(f, "VMs        none active\n");
 	} else {
@@ -357,6 +381,7 @@ report_costs(FILE *f, const json_t *c)
 	    json_array_size(vms) == 0 ? "none" : "");
 	if (json_array_size(vms) > 0)
 		report_vms(f, vms, false);
+	pool_lines(f, json_object_get(c, "pool"));
 	json_array_foreach (json_object_get(c, "images"), i, it)
 		fprintf(f, "image      %s: %.2f GiB, $%.4f a month of storage%s%s\n",
 		    str(it, "name"), num(it, "size_gib"), num(it, "per_month"),

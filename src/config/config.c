@@ -154,6 +154,14 @@ const struct key config_keys[] = {
         "an image or image family path, such as projects/debian-cloud/global/images/family/debian-12, "
         "or baked",
         "boot image of the VMs (baked: the newest of image.family, else image.base)", false},
+    {"pool.size", "SPILLWAY_POOL_SIZE", T_INT, OFF(pool_size), "0", 0, 20, NULL,
+        "a whole number from 0 to 20",
+        "VMs kept warm, stopped, to be started instead of created (docs/pool.md)", false},
+    {"pool.suspend", "SPILLWAY_POOL_SUSPEND", T_BOOL, OFF(pool_suspend), "true", 0, 0, NULL,
+        BOOL_ALLOWED,
+        "suspend the pool's VMs (their memory kept) where Compute Engine allows it, else stop "
+        "them",
+        false},
     {"image.family", "SPILLWAY_IMAGE_FAMILY", T_STRING, OFF(image_family), "spillway-backend", 0, 0,
         check_image_family,
         "1 to 40 lowercase letters, digits and '-', starting with a letter and not ending with '-'",

@@ -132,6 +132,8 @@ struct config {
 	double stockout_skip_minutes;
 	char *image; /* "baked": the newest of image_family, else image_base */
 	char *image_family;
+	int64_t pool_size;
+	bool pool_suspend;
 	char *image_base;
 	int64_t disk_gb;
 	char *disk_type;

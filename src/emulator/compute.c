@@ -366,6 +366,10 @@ inst_release(uv_handle_t *h)
 
 	json_decref(inst->res);
 	json_decref(inst->guest_attrs);
+	free(inst->agent_cert);
+	if (inst->agent_key != NULL)
+		explicit_bzero(inst->agent_key, strlen(inst->agent_key));
+	free(inst->agent_key);
 	buf_release(&inst->serial);
 	free(inst->text);
 	free(inst->name);
@@ -492,6 +496,19 @@ set_nat_ip(struct inst *inst)
 	inst_changed(inst);
 }
 
+/* How long to RUNNING: an insert's boot, a stopped VM's start, a suspended one's resume. */
+static int64_t
+boot_time(const struct inst *inst)
+{
+	const struct emulator_opts *o = &inst->emu->opts;
+
+	if (inst->resuming && o->resume_ms >= 0)
+		return o->resume_ms;
+	if (!inst->resuming && inst->started_ms > 0 && o->start_ms >= 0)
+		return o->start_ms;
+	return o->boot_ms;
+}
+
 static void
 on_inst_timer(uv_timer_t *t)
 {
@@ -528,7 +545,7 @@ on_inst_timer(uv_timer_t *t)
 		if (jx_get(inst->res, "networkInterfaces.0.accessConfigs.0") != NULL &&
 		    guest_reserve(inst) == 0)
 			set_nat_ip(inst);
-		inst_timer_start(inst, EV_RUN, emu->opts.boot_ms - emu->opts.boot_ms / 2);
+		inst_timer_start(inst, EV_RUN, boot_time(inst) - boot_time(inst) / 2);
 		break;
 	case EV_RUN:
 		inst_set_status(inst, ST_RUNNING);
@@ -616,7 +633,7 @@ compute_boot(struct inst *inst)
 	else if (others + inst->vcpus > compute_quota_limit(emu))
 		inst->fail_code = "QUOTA_EXCEEDED";
 	inst_set_status(inst, ST_PROVISIONING);
-	inst_timer_start(inst, EV_STAGE, emu->opts.boot_ms / 2);
+	inst_timer_start(inst, EV_STAGE, boot_time(inst) / 2);
 }
 
 void
@@ -638,8 +655,8 @@ compute_suspend(struct inst *inst)
 void
 compute_resume(struct inst *inst)
 {
-	compute_start(inst);
 	inst->resuming = true;
+	compute_start(inst);
 }
 
 int

@@ -34,6 +34,7 @@ emulator_opts_default(struct emulator_opts *o)
 	o->boot_ms = 1500;
 	o->stop_ms = 500;
 	o->guest_boot_ms = 1000;
+	o->start_ms = o->resume_ms = -1;
 	o->wait_ms = 120000;
 	o->preempt_notice_ms = 30000;
 	o->guest_port = 8010;

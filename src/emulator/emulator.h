@@ -26,6 +26,8 @@ struct emulator_opts {
 	const char *zones;         /* comma-separated */
 	int64_t boot_ms;           /* insert -> RUNNING (half PROVISIONING, half STAGING) */
 	int64_t stop_ms;           /* STOPPING -> gone or TERMINATED */
+	int64_t start_ms;          /* a stopped VM's start -> RUNNING; < 0: as boot_ms */
+	int64_t resume_ms;         /* a suspended VM's resume -> RUNNING; < 0: as boot_ms */
 	int64_t guest_boot_ms;     /* RUNNING -> the guest's /health answers 200, installed */
 	int64_t install_ms; /* more, to install the backend on a disk that does not hold it */
 	int64_t wait_ms;           /* the longest zoneOperations.wait holds (Google: 2 min) */

@@ -204,20 +204,50 @@ on_accept(uv_stream_t *server, int status)
 	stream_start(c->down);
 }
 
-/* A key of its own, the server's context for it; its pin published when asked. */
+/* The server's context for a key and certificate, and the key's pin. */
+static int
+serve_as(
+    const char *cert, const char *key, struct tls_ctx **ctx, char pin[TLS_PIN_MAX], char **cause)
+{
+	int error = tls_cert_pin(cert, pin);
+
+	if (error == 0)
+		error =
+		    tls_ctx_new(true, cert, key, TLS_ALPN_FORWARD "," TLS_ALPN_HTTP, ctx, cause);
+	return error;
+}
+
+/* A key of its own (another agent's, for FRONT_OTHER_KEY). */
 static int
 identity(struct tls_ctx **ctx, char pin[TLS_PIN_MAX], char **cause)
 {
 	char *cert = NULL, *key = NULL;
 	int error;
 
-	if ((error = tls_identity_make("spillway-agent", &cert, &key, cause)) == 0 &&
-	    (error = tls_cert_pin(cert, pin)) == 0)
-		error =
-		    tls_ctx_new(true, cert, key, TLS_ALPN_FORWARD "," TLS_ALPN_HTTP, ctx, cause);
+	if ((error = tls_identity_make("spillway-agent", &cert, &key, cause)) == 0)
+		error = serve_as(cert, key, ctx, pin, cause);
 	free(cert);
+	if (key != NULL)
+		explicit_bzero(key, strlen(key));
 	free(key);
 	return error;
+}
+
+/*
+ * The instance's agent's key, made the first time, as the real agent keeps
+ * its key on the VM's disk: a VM stopped and started again (the warm pool)
+ * answers with the key it published.
+ */
+static int
+own_identity(struct inst *inst, struct tls_ctx **ctx, char pin[TLS_PIN_MAX], char **cause)
+{
+	int error;
+
+	if (inst->agent_cert == NULL &&
+	    (error = tls_identity_make(
+	         "spillway-agent", &inst->agent_cert, &inst->agent_key, cause)) != 0)
+		return error;
+	return serve_as(inst->agent_cert, inst->agent_key, ctx, pin, cause);
 }
 
 int
@@ -236,7 +266,7 @@ front_new(struct inst *inst, int fd, int backend_port, struct httpd *api, struct
 	f->api = api;
 	if (client == NULL || tls_cert_pin(client, f->client_pin) != 0)
 		f->client_pin[0] = '\0';
-	if ((error = identity(&f->tls, pin, cause)) != 0) {
+	if ((error = own_identity(inst, &f->tls, pin, cause)) != 0) {
 		free(f);
 		close(fd);
 		return error;

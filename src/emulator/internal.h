@@ -83,6 +83,7 @@ struct inst {
 	char nat_ip[16];
 	struct guest *guest;
 	json_t *guest_attrs; /* "NAMESPACE/KEY" -> value, as the guest wrote them */
+	char *agent_cert, *agent_key; /* its agent's TLS identity, kept on its disk (front.c) */
 	uv_timer_t timer;
 	enum inst_event next;
 	struct buf serial;   /* its console (serial.c) */

@@ -55,11 +55,11 @@ cost_day_end(int64_t ms)
 	return (int64_t)mktime(&tm) * 1000;
 }
 
-int
-cost_split_days(double per_hour, int64_t start, int64_t end, bool spot, bool preempted,
-    struct day_cost *out, int max)
+/* A total over [start, end) split over local days by their share of the time. */
+static int
+split(double total, int64_t start, int64_t end, struct day_cost *out, int max)
 {
-	double total = cost_run(per_hour, start, end, spot, preempted), assigned = 0;
+	double assigned = 0;
 	int n = 0;
 
 	if (end <= start) {
@@ -81,6 +81,22 @@ cost_split_days(double per_hour, int64_t start, int64_t end, bool spot, bool pre
 		from = to;
 	}
 	return n;
+}
+
+int
+cost_split_days(double per_hour, int64_t start, int64_t end, bool spot, bool preempted,
+    struct day_cost *out, int max)
+{
+	return split(cost_run(per_hour, start, end, spot, preempted), start, end, out, max);
+}
+
+int
+cost_split_storage(double per_hour, int64_t start, int64_t end, struct day_cost *out, int max)
+{
+	double total =
+	    end > start && per_hour > 0 ? per_hour * (double)(end - start) / 3600000.0 : 0;
+
+	return split(total, start, end, out, max);
 }
 
 void

@@ -33,6 +33,9 @@ struct day_cost {
 /* Split a run's billed cost over local days; returns how many (at most max). */
 int cost_split_days(double per_hour, int64_t start_ms, int64_t end_ms, bool spot, bool preempted,
     struct day_cost *out, int max);
+/* The same for storage (a stopped VM's disk): per second, no minimum. */
+int cost_split_storage(
+    double per_hour, int64_t start_ms, int64_t end_ms, struct day_cost *out, int max);
 
 /* The local day of a time, and the local midnights that begin and end it. */
 void cost_day(int64_t ms, char out[DAY_LEN]);

@@ -28,7 +28,7 @@
 
 static const char *state_names[] = {"REQUESTED", "CREATING", "PROVISIONING", "BOOTING", "READY",
     "UNHEALTHY", "DRAINING", "IMAGING", "TERMINATING", "TERMINATED", "FAILED", "PREEMPTED",
-    "ORPHANED"};
+    "ORPHANED", "POOLING", "POOLED", "STARTING"};
 _Static_assert(sizeof state_names / sizeof state_names[0] == VM_STATES, "a name for every state");
 
 const char *
@@ -152,6 +152,12 @@ static const char *migrations[] = {
     " per_gib_month REAL NOT NULL DEFAULT 0 CHECK (per_gib_month >= 0),"
     " why TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX images_vm ON images (vm);",
+    /* 9: the warm pool's VMs: how they wait, what waiting costs, what is billed already */
+    "ALTER TABLE vms ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE vms ADD COLUMN pool_since_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE vms ADD COLUMN wait_per_hour REAL NOT NULL DEFAULT 0"
+    " CHECK (wait_per_hour >= 0 AND wait_per_hour <= 1000);"
+    "ALTER TABLE vms ADD COLUMN billed_ms INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define SCHEMA_VERSION ((int)nitems(migrations))
@@ -481,7 +487,8 @@ ledger_path(const struct ledger *l)
 	"name, zone, request_id, delete_request_id, state, machine_type, spot, per_hour, "         \
 	"planned_run_s, reserved, components, reason, confidence, op, nat_ip, requested_ms, "      \
 	"started_ms, ready_ms, ended_ms, state_ms, last_activity_ms, health_failures, "            \
-	"unhealthy_ms, cost, end_reason, zones_tried, metadata, tls_pin, purpose"
+	"unhealthy_ms, cost, end_reason, zones_tried, metadata, tls_pin, purpose, suspended, "     \
+	"pool_since_ms, wait_per_hour, billed_ms"
 
 static void
 bind_vm(sqlite3_stmt *st, const struct vm_record *v)
@@ -517,6 +524,10 @@ bind_vm(sqlite3_stmt *st, const struct vm_record *v)
 	sqlite3_bind_text(st, i++, v->metadata[0] ? v->metadata : "{}", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, i++, v->tls_pin, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, i++, v->purpose, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, i++, v->suspended);
+	sqlite3_bind_int64(st, i++, v->pool_since_ms);
+	sqlite3_bind_double(st, i++, v->wait_per_hour);
+	sqlite3_bind_int64(st, i++, v->billed_ms);
 }
 
 void
@@ -564,6 +575,10 @@ read_vm(sqlite3_stmt *st, struct vm_record *v)
 	lg_copy_text(v->metadata, sizeof v->metadata, st, i++);
 	lg_copy_text(v->tls_pin, sizeof v->tls_pin, st, i++);
 	lg_copy_text(v->purpose, sizeof v->purpose, st, i++);
+	v->suspended = sqlite3_column_int(st, i++) != 0;
+	v->pool_since_ms = sqlite3_column_int64(st, i++);
+	v->wait_per_hour = sqlite3_column_double(st, i++);
+	v->billed_ms = sqlite3_column_int64(st, i++);
 }
 
 int
@@ -627,7 +642,7 @@ lg_upsert(struct ledger *l, const struct vm_record *v)
 	if ((error = lg_prepare(l,
 	         "INSERT INTO vms (" VM_COLUMNS
 	         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-	         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+	         "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
 	         "zone = excluded.zone, request_id = excluded.request_id, "
 	         "delete_request_id = excluded.delete_request_id, state = excluded.state, "
 	         "machine_type = excluded.machine_type, spot = excluded.spot, "
@@ -641,7 +656,8 @@ lg_upsert(struct ledger *l, const struct vm_record *v)
 	         "health_failures = excluded.health_failures, unhealthy_ms = excluded.unhealthy_ms, "
 	         "end_reason = excluded.end_reason, zones_tried = excluded.zones_tried, "
 	         "metadata = excluded.metadata, tls_pin = excluded.tls_pin, "
-	         "purpose = excluded.purpose",
+	         "purpose = excluded.purpose, suspended = excluded.suspended, "
+	         "pool_since_ms = excluded.pool_since_ms, wait_per_hour = excluded.wait_per_hour",
 	         &st)) != 0)
 		return error;
 	bind_vm(st, v);

@@ -30,9 +30,13 @@ enum vm_state {
 	VM_FAILED,      /* never ran (quota, stockout, refused, timed out) */
 	VM_PREEMPTED,   /* Google took it back; cost closed */
 	VM_ORPHANED,    /* ours by label, unknown to the ledger: to adopt or delete */
+	/* The warm pool (docs/pool.md): */
+	VM_POOLING,  /* warmed (READY once): being stopped or suspended */
+	VM_POOLED,   /* stopped or suspended, waiting to be started; its disk costs */
+	VM_STARTING, /* taken from the pool: its start or resume is sent (its requestId here) */
 };
 
-#define VM_STATES 13
+#define VM_STATES 16
 
 struct vm_record {
 	char name[64];
@@ -59,13 +63,25 @@ struct vm_record {
 	int zones_tried;
 	char metadata[2048]; /* instance metadata asked for with the VM: a JSON object, or "" */
 	char tls_pin[64];    /* its agent's key, "sha256//BASE64", from its guest attributes */
-	char purpose[8];     /* "": it serves components; "bake": it makes an image */
+	char purpose[8]; /* "": it serves components; "bake": it makes an image; "pool": it waits */
+	/* The pool's: */
+	bool suspended;        /* POOLED by a suspend (its memory kept), not a stop */
+	int64_t pool_since_ms; /* POOLED since */
+	double wait_per_hour;  /* what it costs while POOLED (its disk, its saved memory) */
+	int64_t billed_ms;     /* its cost is in the ledger up to here (ledger_bill) */
 };
 
 static inline bool
 vm_bakes(const struct vm_record *v)
 {
 	return v->purpose[0] == 'b';
+}
+
+/* A VM of the warm pool, not taken yet: it serves nobody. */
+static inline bool
+vm_pooled(const struct vm_record *v)
+{
+	return v->purpose[0] == 'p';
 }
 
 struct vm_stats {
@@ -133,6 +149,24 @@ struct reserve_rules {
 int ledger_reserve(struct ledger *, struct vm_record *intent, const struct reserve_rules *,
     int64_t now, struct budget_plan *, char *why, size_t whylen);
 
+/*
+ * A pooled VM taken (docs/pool.md): the same rules as ledger_reserve, in one
+ * transaction, for a run of its maxRunDuration (v->planned_run_s, set when it
+ * was made): refused (-EAGAIN) when today's budget buys less. On success v
+ * is STARTING, its run reserved.
+ */
+int ledger_reserve_start(struct ledger *, struct vm_record *v, const struct reserve_rules *,
+    int64_t now, struct budget_plan *, char *why, size_t whylen);
+/*
+ * Bill a part of a VM's life before its end, once: a run (per_hour, as a
+ * run is billed) or a wait in the pool (storage, per second), from..to split
+ * over days, added to its cost; what is billed already (up to billed_ms) is
+ * not billed again. *amount: what was added. A pooled VM bills its warm-up
+ * run when it stops and its wait when it is taken; ledger_close_cost bills
+ * the rest.
+ */
+int ledger_bill(struct ledger *, struct vm_record *v, int64_t from, int64_t to, double per_hour,
+    bool storage, double *amount);
 /* Write a record (insert or update); an event when its state changed from `from`. */
 int ledger_save(
     struct ledger *, const struct vm_record *, int from_state, const char *reason, int64_t now);

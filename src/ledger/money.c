@@ -40,16 +40,25 @@ sum(struct ledger *l, const char *sql, const char *arg, double *out)
 	return rc;
 }
 
-/* What one record accrued on `day` by `now`, if it runs and its cost is not closed. */
+/*
+ * What one record accrued on `day` by `now` and is not billed yet: its run,
+ * if it runs, or its wait in the pool.
+ */
 static double
 accrued_on(const struct vm_record *v, const char *day, int64_t now)
 {
 	struct day_cost days[MAX_DAYS];
+	int64_t from = v->state == VM_POOLED ? v->pool_since_ms : v->started_ms;
 	int n;
 
-	if (v->started_ms <= 0 || !vm_state_alive(v->state) || now <= v->started_ms)
+	if (from < v->billed_ms)
+		from = v->billed_ms;
+	if (from <= 0 || !vm_state_alive(v->state) || now <= from)
 		return 0;
-	n = cost_split_days(v->per_hour, v->started_ms, now, v->spot, false, days, MAX_DAYS);
+	if (v->state == VM_POOLED)
+		n = cost_split_storage(v->wait_per_hour, from, now, days, MAX_DAYS);
+	else
+		n = cost_split_days(v->per_hour, from, now, v->spot, false, days, MAX_DAYS);
 	for (int i = 0; i < n; i++)
 		if (strcmp(days[i].day, day) == 0)
 			return days[i].amount;
@@ -99,17 +108,38 @@ ledger_spent(struct ledger *l, int64_t now, double *out)
 	return error;
 }
 
+/*
+ * What a VM of the pool will cost waiting, committed to the end of tomorrow:
+ * the runs a day reserves may go on into the next one, which the pool waits
+ * through too; counted today, both fit in a day's budget.
+ */
 static double
-committed_of(const struct vm_record *v, int64_t now)
+wait_committed(const struct vm_record *v, int64_t now)
+{
+	return v->wait_per_hour * (double)(cost_day_end(cost_day_end(now)) - now) / 3600000.0;
+}
+
+/* What its run can still cost until its hard stop (in flight: all of its reservation). */
+static double
+run_committed(const struct vm_record *v, int64_t now)
 {
 	int64_t stop;
 
-	if (!vm_state_alive(v->state))
-		return 0;
 	if (v->started_ms <= 0)
-		return v->reserved; /* in flight: all of it may yet be spent */
+		return v->reserved;
 	stop = v->started_ms + v->planned_run_s * 1000;
 	return stop > now && v->per_hour > 0 ? v->per_hour * (double)(stop - now) / 3600000.0 : 0;
+}
+
+static double
+committed_of(const struct vm_record *v, int64_t now)
+{
+	if (!vm_state_alive(v->state))
+		return 0;
+	if (v->state == VM_POOLED)
+		return wait_committed(v, now);
+	/* Warming for the pool: its run, then its wait. */
+	return run_committed(v, now) + (vm_pooled(v) ? wait_committed(v, now) : 0);
 }
 
 int
@@ -147,14 +177,19 @@ note_budget(struct ledger *l, double budget, int64_t now)
 	return lg_step_done(l, st);
 }
 
-int
-ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules *r, int64_t now,
+/*
+ * The reservation: v's run (a new VM's, or a pooled one's start) checked
+ * against the limit and the budget and written, in one transaction.
+ */
+static int
+reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules *r, int64_t now,
     struct budget_plan *plan, char *why, size_t whylen)
 {
 	struct vm_record *list = NULL;
-	size_t n = 0, flight = 0;
+	size_t n = 0, running = 0, flight = 0;
 	struct budget_ask ask;
 	char day[DAY_LEN];
+	bool start = v->state == VM_POOLED;
 	int error;
 
 	memset(plan, 0, sizeof *plan);
@@ -163,19 +198,24 @@ ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules
 		goto fail;
 	if ((error = ledger_list(l, NULL, 0, &list, &n)) != 0)
 		goto fail;
-	for (size_t i = 0; i < n; i++)
-		flight += list[i].started_ms <= 0;
-	if ((int)n >= r->max_concurrent) {
+	/* The pool's waiting VMs run nothing: they take no slot. */
+	for (size_t i = 0; i < n; i++) {
+		running += list[i].state != VM_POOLED;
+		flight += list[i].state != VM_POOLED && list[i].started_ms <= 0;
+	}
+	if ((int)running >= r->max_concurrent) {
 		snprintf(why, whylen,
 		    "max concurrent %d reached (%zu alive, %zu of them in flight)",
-		    r->max_concurrent, n, flight);
+		    r->max_concurrent, running, flight);
 		error = -EBUSY;
 		goto fail;
 	}
 	ask.budget = r->budget;
-	ask.committed = 0;
+	/* A VM for the pool commits its wait too, from the day it is made. */
+	ask.committed = !start && vm_pooled(v) ? wait_committed(v, now) : 0;
 	for (size_t i = 0; i < n; i++)
-		ask.committed += committed_of(&list[i], now);
+		if (!start || strcmp(list[i].name, v->name) != 0) /* its wait ends as it starts */
+			ask.committed += committed_of(&list[i], now);
 	cost_day(now, day);
 	/* Today's spend unreadable is no spend known: refused, never taken as $0. */
 	if ((error = spent_on(l, day, list, n, now, &ask.spent)) != 0)
@@ -186,23 +226,36 @@ ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules
 	budget_plan(&ask, plan);
 	if ((error = note_budget(l, r->budget, now)) != 0)
 		goto fail;
+	/* A pooled VM runs for the maxRunDuration it was made with: all of it, or not at all. */
+	if (plan->ok && start && plan->run_s < v->planned_run_s) {
+		snprintf(plan->why, sizeof plan->why,
+		    "$%.4f left today buys %lld min of a VM at $%.4f/h; the pool's VMs run %lld min",
+		    plan->left > 0 ? plan->left : 0, (long long)(plan->run_s / 60), v->per_hour,
+		    (long long)(v->planned_run_s / 60));
+		plan->ok = false;
+	}
 	if (!plan->ok) {
 		snprintf(why, whylen, "%s", plan->why);
 		error = -EAGAIN;
 		goto fail;
 	}
-	v->state = VM_REQUESTED;
+	if (start) {
+		plan->run_s = v->planned_run_s;
+		plan->cost = cost_run(v->per_hour, 0, plan->run_s * 1000, false, false);
+	}
+	v->state = start ? VM_STARTING : VM_REQUESTED;
 	v->planned_run_s = plan->run_s;
 	v->reserved = plan->cost;
-	v->requested_ms = v->state_ms = now;
+	v->state_ms = now;
+	if (!start)
+		v->requested_ms = now;
 	if ((error = lg_upsert(l, v)) != 0)
 		goto fail;
 	{
-		char *detail =
-		    xasprintf("NEW -> REQUESTED: %s (confidence %.2f; planned run %lld s, "
-		              "$%.4f reserved; $%.2f left today)",
-		        v->reason, v->confidence, (long long)plan->run_s, plan->cost,
-		        plan->left - plan->cost);
+		char *detail = xasprintf("%s: %s (confidence %.2f; planned run %lld s, "
+		                         "$%.4f reserved; $%.2f left today)",
+		    start ? "POOLED -> STARTING" : "NEW -> REQUESTED", v->reason, v->confidence,
+		    (long long)plan->run_s, plan->cost, plan->left - plan->cost);
 
 		error = ledger_event(l, v->name, "state", detail, now);
 		free(detail);
@@ -221,23 +274,115 @@ fail:
 }
 
 int
+ledger_reserve(struct ledger *l, struct vm_record *v, const struct reserve_rules *r, int64_t now,
+    struct budget_plan *plan, char *why, size_t whylen)
+{
+	v->state = VM_REQUESTED;
+	return reserve(l, v, r, now, plan, why, whylen);
+}
+
+int
+ledger_reserve_start(struct ledger *l, struct vm_record *v, const struct reserve_rules *r,
+    int64_t now, struct budget_plan *plan, char *why, size_t whylen)
+{
+	if (v->state != VM_POOLED) {
+		snprintf(why, whylen, "%s is %s, not POOLED", v->name, vm_state_name(v->state));
+		return -EINVAL;
+	}
+	return reserve(l, v, r, now, plan, why, whylen);
+}
+
+/* Add days of cost to a VM's (the table's amounts and the row's sum), in the transaction open. */
+static int
+add_days(struct ledger *l, const char *vm, const struct day_cost *days, int n, double *total)
+{
+	sqlite3_stmt *st;
+	int error = 0;
+
+	*total = 0;
+	for (int i = 0; i < n && error == 0; i++) {
+		if ((error = lg_prepare(l,
+		         "INSERT INTO costs (vm, day, amount) VALUES (?, ?, ?) ON CONFLICT (vm, day) "
+		         "DO UPDATE SET amount = amount + excluded.amount",
+		         &st)) != 0)
+			break;
+		sqlite3_bind_text(st, 1, vm, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, days[i].day, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_double(st, 3, days[i].amount);
+		error = lg_step_done(l, st);
+		*total += days[i].amount;
+	}
+	return error;
+}
+
+int
+ledger_bill(struct ledger *l, struct vm_record *v, int64_t from, int64_t to, double per_hour,
+    bool storage, double *amount)
+{
+	struct day_cost days[MAX_DAYS];
+	sqlite3_stmt *st;
+	int64_t billed = 0;
+	int n = 0, error, rc;
+
+	*amount = 0;
+	if ((error = lg_exec(l, "BEGIN IMMEDIATE")) != 0)
+		return lg_rollback(l, error);
+	if ((error = lg_prepare(l, "SELECT billed_ms, cost FROM vms WHERE name = ?", &st)) != 0)
+		return lg_rollback(l, error);
+	sqlite3_bind_text(st, 1, v->name, -1, SQLITE_TRANSIENT);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		billed = sqlite3_column_int64(st, 0);
+		v->cost = sqlite3_column_double(st, 1);
+	}
+	error = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : lg_failed(l, rc);
+	sqlite3_finalize(st);
+	/* Billed once: what a bill before a crash covered is not billed again. */
+	if (from < billed)
+		from = billed;
+	if (error == 0 && to > from && from > 0) {
+		n = storage ? cost_split_storage(per_hour, from, to, days, MAX_DAYS)
+		            : cost_split_days(per_hour, from, to, v->spot, false, days, MAX_DAYS);
+		error = add_days(l, v->name, days, n, amount);
+		if (error == 0 &&
+		    (error = lg_prepare(
+		         l, "UPDATE vms SET cost = cost + ?, billed_ms = ? WHERE name = ?", &st)) ==
+		        0) {
+			sqlite3_bind_double(st, 1, *amount);
+			sqlite3_bind_int64(st, 2, to);
+			sqlite3_bind_text(st, 3, v->name, -1, SQLITE_TRANSIENT);
+			error = lg_step_done(l, st);
+		}
+	}
+	if (error == 0)
+		error = lg_exec(l, "COMMIT");
+	if (error != 0) {
+		*amount = 0;
+		return lg_rollback(l, error);
+	}
+	if (to > billed) {
+		v->billed_ms = to;
+		v->cost += *amount;
+	}
+	return 0;
+}
+
+int
 ledger_close_cost(struct ledger *l, const char *vm, double per_hour, int64_t *start, int64_t *end,
     bool spot, bool preempted, double *total)
 {
 	struct day_cost days[MAX_DAYS];
 	sqlite3_stmt *st;
-	int n = *start > 0
-	    ? cost_split_days(per_hour, *start, *end, spot, preempted, days, MAX_DAYS)
-	    : 0;
-	int error, rc;
+	int64_t from = *start;
+	double added = 0;
+	int n = 0, error, rc;
 
 	*total = 0;
 	if ((error = lg_exec(l, "BEGIN IMMEDIATE")) != 0)
 		return lg_rollback(l, error);
 	/* Closed once: a second close (after a restart, say) changes nothing. */
 	if ((error = lg_prepare(l,
-	         "SELECT cost_closed, cost, started_ms, ended_ms FROM vms WHERE name = ?", &st)) !=
-	    0)
+	         "SELECT cost_closed, cost, started_ms, ended_ms, billed_ms FROM vms WHERE name = ?",
+	         &st)) != 0)
 		return lg_rollback(l, error);
 	sqlite3_bind_text(st, 1, vm, -1, SQLITE_TRANSIENT);
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0) {
@@ -247,29 +392,32 @@ ledger_close_cost(struct ledger *l, const char *vm, double per_hour, int64_t *st
 		sqlite3_finalize(st);
 		return (error = lg_exec(l, "COMMIT")) != 0 ? lg_rollback(l, error) : 0;
 	}
+	/* What was billed before (a pooled VM's warm-up and wait) is not billed again. */
+	if (rc == SQLITE_ROW && from > 0 && from < sqlite3_column_int64(st, 4))
+		from = sqlite3_column_int64(st, 4);
 	error = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : lg_failed(l, rc);
 	sqlite3_finalize(st);
-	for (int i = 0; i < n && error == 0; i++) {
-		if ((error = lg_prepare(
-		         l, "INSERT INTO costs (vm, day, amount) VALUES (?, ?, ?)", &st)) != 0)
-			break;
-		sqlite3_bind_text(st, 1, vm, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, days[i].day, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_double(st, 3, days[i].amount);
-		error = lg_step_done(l, st);
-		*total += days[i].amount;
-	}
+	if (from > 0 && (from < *end || from == *start))
+		n = cost_split_days(per_hour, from, *end, spot, preempted, days, MAX_DAYS);
+	if (error == 0)
+		error = add_days(l, vm, days, n, &added);
 	/* The run beside its cost: a crash before the record is saved cannot part them. */
 	if (error == 0 &&
 	    (error = lg_prepare(l,
-	         "UPDATE vms SET cost = ?, cost_closed = 1, reserved = 0, started_ms = ?, "
-	         "ended_ms = ? WHERE name = ?",
+	         "UPDATE vms SET cost = cost + ?, cost_closed = 1, reserved = 0, started_ms = ?, "
+	         "ended_ms = ? WHERE name = ? RETURNING cost",
 	         &st)) == 0) {
-		sqlite3_bind_double(st, 1, *total);
+		sqlite3_bind_double(st, 1, added);
 		sqlite3_bind_int64(st, 2, *start);
 		sqlite3_bind_int64(st, 3, *end);
 		sqlite3_bind_text(st, 4, vm, -1, SQLITE_TRANSIENT);
-		error = lg_step_done(l, st);
+		if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			*total = sqlite3_column_double(st, 0);
+		else if (rc == SQLITE_DONE)
+			*total = added; /* no row: nothing to add to */
+		else
+			error = lg_failed(l, rc);
+		sqlite3_finalize(st);
 	}
 	if (error == 0)
 		error = lg_exec(l, "COMMIT");

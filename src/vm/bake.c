@@ -34,26 +34,6 @@
 #define STR_(x)           #x
 #define STR(x)            STR_(x)
 
-/*
- * An operation of the VM's that is not DONE yet: waited on (zone NULL: a
- * global one), cb called again with its end. Whether it waits.
- */
-static bool
-waits_on(struct mvm *v, const char *zone, const struct cloud_error *e, const struct cloud_op *op,
-    cloud_op_cb *cb)
-{
-	struct manager *m = v->m;
-
-	if (e->code != CLOUD_OK || op->name == NULL || op->done)
-		return false;
-	v->busy = true;
-	if (m->o.cloud->ops->wait(
-	        m->o.cloud, zone, op->name, now_ms(m) + CALL_DEADLINE_MS, cb, v) == 0)
-		return true;
-	v->busy = false;
-	return false;
-}
-
 /* Its image is made: the VM goes. */
 static void
 baked(struct mvm *v, const struct image_record *im)

@@ -29,7 +29,7 @@
 static bool transient(enum cloud_errc);
 static void on_inserted(const struct cloud_error *, const struct cloud_op *, void *);
 
-static bool
+bool
 zone_skipped(struct manager *m, const char *zone)
 {
 	int64_t now = now_ms(m);
@@ -228,6 +228,8 @@ terminate(struct mvm *v, const char *reason, enum vm_state end)
 		return;
 	}
 	v->end_state = end;
+	if (v->rec.state == VM_POOLED)
+		pool_waited(v, now_ms(v->m)); /* its wait ends with the delete's request */
 	/*
 	 * The delete's requestId is in the ledger before the delete is sent, and
 	 * derived from the insert's: a delete sent while the ledger could not take
@@ -515,6 +517,47 @@ on_got(const struct cloud_error *e, const struct cloud_instance *in, void *arg)
 	after_call(v);
 }
 
+int
+reserve_refused(struct decision *no, int error, const char *why)
+{
+	/* Refused by a rule, or the ledger could not say: nothing was reserved either way. */
+	decision_refuse(no,
+	    error == -EBUSY        ? "concurrency"
+	        : error == -EAGAIN ? "budget"
+	                           : "ledger",
+	    "%s%s",
+	    error == -EBUSY || error == -EAGAIN ? "" : "the ledger could not record the VM: ", why);
+	return error == -EAGAIN || error == -EBUSY ? -EAGAIN : error;
+}
+
+void
+learn_instance(struct mvm *v)
+{
+	struct manager *m = v->m;
+
+	v->busy = true;
+	m->counts.api_calls++;
+	if (m->o.cloud->ops->get(
+	        m->o.cloud, v->rec.zone, v->rec.name, now_ms(m) + CALL_DEADLINE_MS, on_got, v) != 0)
+		v->busy = false;
+}
+
+bool
+waits_on(struct mvm *v, const char *zone, const struct cloud_error *e, const struct cloud_op *op,
+    cloud_op_cb *cb)
+{
+	struct manager *m = v->m;
+
+	if (e->code != CLOUD_OK || op->name == NULL || op->done)
+		return false;
+	v->busy = true;
+	if (m->o.cloud->ops->wait(
+	        m->o.cloud, zone, op->name, now_ms(m) + CALL_DEADLINE_MS, cb, v) == 0)
+		return true;
+	v->busy = false;
+	return false;
+}
+
 void
 give_up_create(struct mvm *v, const char *why)
 {
@@ -572,16 +615,11 @@ static void
 on_created(const struct cloud_error *e, const struct cloud_op *op, void *arg)
 {
 	struct mvm *v = arg;
-	struct manager *m = v->m;
 
 	v->busy = false;
 	if (e->code == CLOUD_OK) {
 		set_state(v, VM_BOOTING, "the insert is DONE");
-		v->busy = true;
-		m->counts.api_calls++;
-		if (m->o.cloud->ops->get(m->o.cloud, v->rec.zone, v->rec.name,
-		        now_ms(m) + CALL_DEADLINE_MS, on_got, v) != 0)
-			v->busy = false;
+		learn_instance(v);
 	} else if (!transient(e->code)) {
 		create_failed(v, e);
 	}
@@ -637,8 +675,9 @@ send_insert(struct mvm *v)
 {
 	struct manager *m = v->m;
 	const struct config *cfg = m->cfg;
+	/* A pool VM says so: whoever lists the project sees why a stopped VM is kept. */
 	const struct cloud_kv labels[] = {
-	    {"managed-by", "spillway"}, {"spillway-owner", m->o.owner}};
+	    {"managed-by", "spillway"}, {"spillway-owner", m->o.owner}, {"spillway-pool", "true"}};
 	struct cloud_kv metadata[STARTUP_ITEMS_MAX + VM_METADATA_MAX];
 	struct startup boot;
 	char secret[STARTUP_SECRET_LEN + 1], image[128];
@@ -657,7 +696,7 @@ send_insert(struct mvm *v)
 	    .disk_gb = (int)cfg->disk_gb,
 	    .disk_type = cfg->disk_type,
 	    .labels = labels,
-	    .nlabels = 2,
+	    .nlabels = vm_pooled(&v->rec) ? 3 : 2,
 	    .tags = (const char *const *)tags,
 	    .metadata = metadata,
 	    .service_account = "default",
@@ -724,16 +763,16 @@ create_vm(
 {
 	char why[512];
 	const struct config *cfg = m->cfg;
-	struct reserve_rules rules = {.budget = cfg->daily_budget,
-	    .max_concurrent = (int)cfg->max_concurrent,
-	    .max_run_s = (int64_t)(cfg->max_lifetime_hours * 3600),
-	    .min_run_s = (int64_t)(cfg->min_run_minutes * 60)};
+	struct reserve_rules rules = reserve_rules_of(cfg);
 	struct vm_record rec;
 	struct budget_plan plan;
 	const char *zone = next_zone(m, NULL);
 	struct mvm *v;
 	int error;
 
+	/* A VM to serve: one of the pool's, started, before a new one (pool.c). */
+	if (it->purpose == NULL && pool_take(m, it, name, namelen, no) == 0)
+		return 0;
 	memset(&rec, 0, sizeof rec);
 	vm_name(m, rec.name, sizeof rec.name);
 	snprintf(rec.zone, sizeof rec.zone, "%s", zone);
@@ -745,23 +784,15 @@ create_vm(
 	snprintf(rec.reason, sizeof rec.reason, "%s", it->reason);
 	snprintf(rec.metadata, sizeof rec.metadata, "%s", or_default(it->metadata, ""));
 	snprintf(rec.purpose, sizeof rec.purpose, "%s", or_default(it->purpose, ""));
+	/* A VM for the pool commits its wait from the start (ledger_reserve). */
+	if (vm_pooled(&rec))
+		rec.wait_per_hour = pool_wait_per_hour(m, pool_suspends(m));
 	rec.confidence = it->confidence;
 	rec.zones_tried = 1;
 	/* The budget check and the reservation: one transaction. */
 	if ((error = ledger_reserve(
-	         m->o.ledger, &rec, &rules, now_ms(m), &plan, why, sizeof why)) != 0) {
-		/* Refused by a rule, or the ledger could not say: nothing was reserved either way.
-		 */
-		decision_refuse(no,
-		    error == -EBUSY        ? "concurrency"
-		        : error == -EAGAIN ? "budget"
-		                           : "ledger",
-		    "%s%s",
-		    error == -EBUSY || error == -EAGAIN ? ""
-		                                        : "the ledger could not record the VM: ",
-		    why);
-		return error == -EAGAIN || error == -EBUSY ? -EAGAIN : error;
-	}
+	         m->o.ledger, &rec, &rules, now_ms(m), &plan, why, sizeof why)) != 0)
+		return reserve_refused(no, error, why);
 	ledger_price(m->o.ledger, rec.machine_type, cfg->region, rec.spot, rec.per_hour,
 	    m->o.catalog_source, m->o.catalog_source, now_ms(m));
 	snprintf(name, namelen, "%s", rec.name);

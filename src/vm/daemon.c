@@ -237,12 +237,20 @@ daemon_set_keep(struct daemon *d, bool keep)
 		manager_set_keep(d->manager, keep);
 }
 
+void
+daemon_set_drain_pool(struct daemon *d, bool drain)
+{
+	d->o.drain_pool = drain;
+	if (d->manager != NULL)
+		manager_set_drain_pool(d->manager, drain);
+}
+
 int
-daemon_ask_stop(struct daemon *d, bool keep, bool *kept)
+daemon_ask_stop(struct daemon *d, bool keep, bool drain_pool, bool *kept)
 {
 	if (d->o.on_stop_asked == NULL)
 		return -ENOTSUP;
-	d->o.on_stop_asked(d->o.event_arg, keep);
+	d->o.on_stop_asked(d->o.event_arg, keep, drain_pool);
 	*kept = d->o.keep;
 	return 0;
 }
@@ -375,7 +383,9 @@ start_manager(struct daemon *d)
 	};
 	char *cause = NULL;
 
-	if (manager_new(d->loop, &o, &d->manager, &cause) != 0 || start_monitor(d, &cause) != 0) {
+	if (manager_new(d->loop, &o, &d->manager, &cause) == 0)
+		manager_set_drain_pool(d->manager, d->o.drain_pool);
+	if (d->manager == NULL || start_monitor(d, &cause) != 0) {
 		started(d, -EINVAL, cause);
 		free(cause);
 		return;

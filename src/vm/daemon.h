@@ -35,6 +35,7 @@ struct daemon_opts {
 	 */
 	const struct daemon_cloud *cloud_at;
 	bool keep;           /* leave the VMs at shutdown */
+	bool drain_pool;     /* delete the warm pool's VMs at shutdown too (else kept, stopped) */
 	bool passive;        /* no decisions or rules: only what is asked (manager_opts.passive) */
 	const char *replay;  /* a pressure trace instead of the live monitor */
 	double replay_speed; /* 0: the clock's own pace */
@@ -50,9 +51,10 @@ struct daemon_opts {
 	void (*on_started)(void *arg, int error, const char *cause);
 	/*
 	 * Someone asked it to stop (POST /v1/stop, `spillway stop`): leave the VMs
-	 * when keep. NULL where it cannot be stopped so (inside a program).
+	 * when keep; delete the warm pool too when drain_pool. NULL where it cannot
+	 * be stopped so (inside a program).
 	 */
-	void (*on_stop_asked)(void *arg, bool keep);
+	void (*on_stop_asked)(void *arg, bool keep, bool drain_pool);
 };
 
 struct daemon;
@@ -65,11 +67,13 @@ void daemon_stop(struct daemon *, void (*done)(void *), void *arg);
 void daemon_free(struct daemon *);
 /* Whether daemon_stop leaves the VMs running (--keep), decided late. */
 void daemon_set_keep(struct daemon *, bool keep);
+/* Whether daemon_stop deletes the warm pool too (--drain-pool), decided late. */
+void daemon_set_drain_pool(struct daemon *, bool drain);
 /*
  * Pass a request to stop to whoever runs it: 0, or -ENOTSUP (o.on_stop_asked is
  * NULL). *kept: whether the VMs stay (asked, or run --keep).
  */
-int daemon_ask_stop(struct daemon *, bool keep, bool *kept);
+int daemon_ask_stop(struct daemon *, bool keep, bool drain_pool, bool *kept);
 /* Take a new configuration (SIGHUP): what the manager and the hooks read. */
 int daemon_reload(struct daemon *, const struct config *, char **cause);
 /* Every event, after the hooks and o.on_event (the control API listens here). */

@@ -7,6 +7,7 @@
  *	probe.c      health and leases: the calls to a VM's backend and agent
  *	rules.c      when a VM goes, pure (rules.h)
  *	bake.c       a VM that becomes an image: stopped, imaged, deleted
+ *	pool.c       the warm pool: VMs made ahead, stopped, started when asked for
  *
  * Ownership: the manager owns its VMs (struct mvm, a list in creation
  * order); a VM owns its health call and its deferred termination reason.
@@ -52,6 +53,8 @@ struct mvm {
 	struct hconn *agent; /* the channel to its agent (probe.c): a call in flight when busy */
 	bool probe; /* the call in flight is a boot probe, not the pass's */
 	struct image_record *image; /* a bake's: its image (bake.c), once read */
+	enum cloud_power pool_how;  /* POOLING: the stop or the suspend sent (pool.c) */
+	int64_t untaken_until;      /* POOLED: its start failed; not taken before this */
 	struct mvm *next;
 };
 
@@ -75,6 +78,8 @@ struct manager {
 	bool passing;
 	bool sweeping;                      /* the images are being listed (bake.c) */
 	struct image_delete *image_deletes; /* in flight (bake.c) */
+	char pool_rule[16];                 /* why the pool was last not refilled, said once */
+	bool drain_pool;                    /* shutdown deletes the pool too */
 	bool list_failed; /* a pass could not list the VMs: what is asked need not wait for one */
 	bool last_failed; /* the last pass could not list them */
 	bool preemptions_failed; /* this pass could not list the preemptions */
@@ -106,6 +111,7 @@ struct manager {
 	struct skip skips[MAX_SKIPS];
 	int nskips;
 	/* the price of a VM of the configured type */
+	int memory_mb; /* its memory, once known: whether it may be suspended */
 	bool price_known;
 	bool price_asked;
 	double per_hour;
@@ -168,6 +174,19 @@ const char *next_zone(struct manager *, const char *after);
 int zones_available(struct manager *);
 void skip_zone(struct manager *, const char *zone, const char *why);
 void cool_down(struct manager *, const char *why);
+/* The money rules and limits a reservation is held to. */
+static inline struct reserve_rules
+reserve_rules_of(const struct config *cfg)
+{
+	return (struct reserve_rules){.budget = cfg->daily_budget,
+	    .max_concurrent = (int)cfg->max_concurrent,
+	    .max_run_s = (int64_t)(cfg->max_lifetime_hours * 3600),
+	    .min_run_s = (int64_t)(cfg->min_run_minutes * 60)};
+}
+
+/* A reservation refused (ledger_reserve's error and why): said in *no; -EAGAIN or the error. */
+int reserve_refused(struct decision *no, int error, const char *why);
+
 /* What a VM is created for; strings borrowed for the call. */
 struct vm_intent {
 	const char *components; /* NULL: none */
@@ -198,6 +217,15 @@ void drain_timer(struct manager *); /* the drain timer at the next DRAINING dead
 void give_up_create(struct mvm *, const char *why);
 /* A call about the VM is over: a termination asked meanwhile goes now. */
 void after_call(struct mvm *);
+bool zone_skipped(struct manager *, const char *zone);
+/* Its address and start, asked of the cloud (a VM that runs now). */
+void learn_instance(struct mvm *);
+/*
+ * An operation of the VM's not DONE yet: waited on (zone NULL: a global
+ * one), cb called again with its end. Whether it waits.
+ */
+bool waits_on(struct mvm *, const char *zone, const struct cloud_error *, const struct cloud_op *,
+    cloud_op_cb *cb);
 void finish_termination(struct mvm *);
 
 /* reconcile.c */
@@ -222,6 +250,28 @@ void bake_ended(struct mvm *);
 void bake_sweep(struct manager *);
 /* What bake.c holds of calls in flight, freed (the manager goes). */
 void bake_forget(struct manager *);
+
+/* pool.c */
+/* Whether pooled VMs are suspended (pool.suspend, and Compute Engine allows it), else stopped. */
+bool pool_suspends(const struct manager *);
+/* What a pooled VM costs an hour while it waits (stopped, or suspended). */
+double pool_wait_per_hour(const struct manager *, bool suspended);
+/* A pool VM answered healthy: warm; stopped or suspended now. */
+void pool_warm(struct mvm *);
+/*
+ * A VM asked for, from the pool: a pooled VM started or resumed under the
+ * money rules. 0 and its name; -ENOENT none to take; -EAGAIN refused (*no).
+ */
+int pool_take(
+    struct manager *, const struct vm_intent *, char *name, size_t namelen, struct decision *no);
+/* What the pass listed of a POOLING, POOLED or STARTING VM. */
+void pool_seen(struct mvm *, const char *status);
+/* Its wait in the pool is over (taken, deleted, gone): billed up to now. */
+void pool_waited(struct mvm *, int64_t now);
+/* After a pass: the pool made whole again, one VM at a time, when the rules allow. */
+void pool_refill(struct manager *);
+/* Why the pool is not refilled, said once per rule. */
+void pool_said(struct manager *, const char *rule, const char *why);
 
 /* probe.c */
 void probe_soon(struct manager *);

@@ -207,11 +207,12 @@ decide_input(struct manager *m, struct decide_input *in)
 	in->high_pct = cfg->high_pct;
 	/* What the reservation counts, orphans included: they run, and they cost. */
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
-		if (!vm_state_alive(v->rec.state))
-			continue;
+		if (!vm_state_alive(v->rec.state) || v->rec.state == VM_POOLED)
+			continue; /* the pool's waiting VMs run nothing: no slot */
 		in->alive++;
-		/* A bake's VM relieves no pressure: it is no reason to wait. */
-		if (v->rec.state <= VM_BOOTING && !vm_bakes(&v->rec))
+		/* A bake's VM, or a pool's warming, relieves no pressure: no reason to wait. */
+		if ((v->rec.state <= VM_BOOTING || v->rec.state == VM_STARTING) &&
+		    !vm_bakes(&v->rec) && !vm_pooled(&v->rec))
 			in->in_flight++;
 	}
 	in->max_concurrent = (int)cfg->max_concurrent;
@@ -402,6 +403,12 @@ manager_alive_outside(const struct manager *m, const char *const *zones, char *v
 }
 
 void
+manager_set_drain_pool(struct manager *m, bool drain)
+{
+	m->drain_pool = drain;
+}
+
+void
 manager_set_keep(struct manager *m, bool keep)
 {
 	m->o.keep = keep || m->o.passive;
@@ -483,11 +490,18 @@ manager_start(struct manager *m)
 	bake_sweep(m);
 }
 
+/* What shutdown leaves: the pool, stopped (docs/pool.md), unless it drains it. */
+static bool
+kept_in_pool(const struct manager *m, const struct mvm *v)
+{
+	return v->rec.state == VM_POOLED && !m->drain_pool;
+}
+
 static bool
 all_ended(struct manager *m)
 {
 	for (struct mvm *v = m->vms; v != NULL; v = v->next)
-		if (vm_state_alive(v->rec.state) || v->busy)
+		if ((vm_state_alive(v->rec.state) && !kept_in_pool(m, v)) || v->busy)
 			return false;
 	return true;
 }
@@ -522,7 +536,9 @@ manager_shutdown(struct manager *m, void (*done)(void *), void *arg)
 	uv_timer_stop(&m->timer);
 	if (!m->o.keep)
 		for (struct mvm *v = m->vms; v != NULL; v = v->next)
-			if (vm_state_alive(v->rec.state))
+			/* A pooled VM stopping now is kept too, once stopped. */
+			if (vm_state_alive(v->rec.state) && !kept_in_pool(m, v) &&
+			    !(v->rec.state == VM_POOLING && !m->drain_pool))
 				go(v, "shutdown: spillway is stopping", VM_TERMINATED, true);
 	m->stop_deadline_ns = monotonic_ns() + (int64_t)(m->cfg->shutdown_timeout_s * 1e9);
 	if (m->o.keep)

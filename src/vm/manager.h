@@ -133,6 +133,8 @@ void manager_set_catalog(struct manager *, const json_t *catalog, const char *so
  * its name and zone in vm. A reload must not lose sight of a VM.
  */
 bool manager_alive_outside(const struct manager *, const char *const *zones, char *vm, size_t size);
+/* Whether shutdown deletes the warm pool's VMs too (run --drain-pool), or keeps them stopped. */
+void manager_set_drain_pool(struct manager *, bool drain);
 /* Whether shutdown leaves the VMs running (the library decides when it closes). */
 void manager_set_keep(struct manager *, bool keep);
 /* A pass now (tests, SIGUSR1). */

@@ -67,7 +67,9 @@ on_health(const struct http_response *r, void *arg)
 	} else if (h.verdict == HEALTH_OK) {
 		v->rec.health_failures = 0;
 		v->rec.last_activity_ms = h.idle_s >= 0 ? now - h.idle_s * 1000 : now;
-		if (v->rec.state == VM_BOOTING) {
+		if (v->rec.state == VM_BOOTING && vm_pooled(&v->rec)) {
+			pool_warm(v); /* warm: it waits for a VM to be asked for */
+		} else if (v->rec.state == VM_BOOTING) {
 			cool_down(m, "a VM turned READY just now");
 			set_state(v, VM_READY, "the backend answers its health check");
 		} else if (v->rec.state == VM_UNHEALTHY) {

@@ -151,8 +151,13 @@ mark_preempted(struct mvm *v, int64_t when, const char *why)
 static void
 vanished(struct manager *m, struct mvm *v, int64_t now)
 {
-	/* A start no pass saw is taken as its request: more rather than less. */
-	int64_t start = v->rec.started_ms > 0 ? v->rec.started_ms : v->rec.requested_ms;
+	/*
+	 * A start no pass saw is taken as its request (a pooled VM's: when it
+	 * was taken): more rather than less. One waiting in the pool ran nothing.
+	 */
+	int64_t start = v->rec.started_ms > 0 ? v->rec.started_ms
+	    : v->rec.state == VM_STARTING     ? v->rec.state_ms
+	                                      : v->rec.requested_ms;
 	int64_t stop = start + v->rec.planned_run_s * 1000;
 	const char *why;
 
@@ -162,13 +167,16 @@ vanished(struct manager *m, struct mvm *v, int64_t now)
 	 * for a pass that has them (they look back to before the oldest VM
 	 * alive), or for the end of its planned run, which bounds its cost.
 	 */
-	if (v->rec.state != VM_TERMINATING && v->rec.spot && !v->preempted &&
-	    m->preemptions_failed && now < stop)
+	if (v->rec.state != VM_TERMINATING && v->rec.state != VM_POOLED && v->rec.spot &&
+	    !v->preempted && m->preemptions_failed && now < stop)
 		return;
 	/* Its insert took effect: billed even if no pass saw it start. */
-	if (v->rec.state != VM_TERMINATING)
+	if (v->rec.state == VM_POOLED)
+		pool_waited(v, now);
+	else if (v->rec.state != VM_TERMINATING)
 		v->rec.started_ms = start;
 	why = v->rec.state == VM_TERMINATING ? "deleted"
+	    : v->rec.state == VM_POOLED      ? "gone from the pool: deleted outside spillway"
 	    : v->preempted                   ? "preempted by Compute Engine"
 	    : now >= stop - 1000             ? "maxRunDuration reached: Compute Engine deleted it"
 	                                     : "gone: deleted outside spillway";
@@ -227,6 +235,11 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 			    strcmp(status, "STOPPING") == 0)
 				terminate(v, "stopped by Compute Engine", VM_TERMINATED);
 			break;
+		case VM_POOLING:
+		case VM_POOLED:
+		case VM_STARTING:
+			pool_seen(v, status);
+			break;
 		case VM_IMAGING:
 			if (v->preempted)
 				terminate(v, "preempted by Compute Engine", VM_PREEMPTED);
@@ -263,6 +276,9 @@ reconcile_one(struct manager *m, struct mvm *v, const struct cloud_seen *inst)
 	case VM_UNHEALTHY:
 	case VM_DRAINING:
 	case VM_IMAGING:
+	case VM_POOLING:
+	case VM_POOLED:
+	case VM_STARTING:
 	case VM_TERMINATING:
 		vanished(m, v, now);
 		break;
@@ -422,6 +438,7 @@ pass_done(struct manager *m)
 	enforce(m);
 	prune(m);
 	consider(m);
+	pool_refill(m);
 	forget_pass(m);
 	m->passing = false;
 	m->counts.passes++;
@@ -522,6 +539,7 @@ on_machine_type(const struct cloud_error *e, const struct cloud_machine_type *mt
 			return;
 		}
 		m->per_hour = p.per_hour;
+		m->memory_mb = mt->memory_mb;
 		m->price_known = true;
 		log_info("manager: %s (%d vCPUs, %d MiB, %s) costs $%.4f/h in %s (prices of %s)",
 		    cfg->machine_type, mt->vcpus, mt->memory_mb,

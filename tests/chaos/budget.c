@@ -4,7 +4,10 @@
  * deletes, failed inserts, preemptions and crashes (the ledger closed and
  * opened again), with the real ledger file and its reservation, no local
  * day is billed more than the daily budget, and never are more VMs alive
- * or in flight than the limit.
+ * or in flight than the limit. Some VMs go to the warm pool after a short
+ * warm-up (billed then), wait there (their disk billed per second, and
+ * committed to the end of each day), and are taken later under the same
+ * rules (ledger_reserve_start) or deleted while they wait.
  *
  * The bill is this test's own, as Compute Engine (and the emulator) bills:
  * per second from RUNNING to the stop, a minute at least, nothing for a
@@ -42,6 +45,8 @@ struct sim_vm {
 	int64_t start, end; /* 0: not yet known */
 	bool fails, preempted;
 	bool live;
+	bool pool;    /* warmed, then to the pool at `end` (its warm-up's end) */
+	bool waiting; /* in the pool: no slot, its disk billed */
 };
 
 static double *billed; /* per day since EPOCH_MS */
@@ -70,6 +75,33 @@ bill(double per_hour, int64_t start, int64_t end, bool spot, bool preempted)
 		    per_hour * (double)billed_ms / 3600000.0 * (double)(upto - t) / (double)run;
 		t = upto;
 	}
+}
+
+/* Storage: per second, no minimum, into the days it touched. */
+static void
+bill_storage(double per_hour, int64_t start, int64_t end)
+{
+	for (int64_t t = start; t < end;) {
+		int64_t day = (t - EPOCH_MS) / DAY_MS, midnight = EPOCH_MS + (day + 1) * DAY_MS;
+		int64_t upto = end < midnight ? end : midnight;
+
+		assert_true(day >= 0 && day < ndays);
+		billed[day] += per_hour * (double)(upto - t) / 3600000.0;
+		t = upto;
+	}
+}
+
+/* Its wait in the pool is over (taken, deleted): billed by both, once. */
+static void
+waited(struct ledger *l, struct sim_vm *v, int64_t now)
+{
+	double amount;
+
+	assert_int_equal(
+	    ledger_bill(l, &v->rec, v->rec.pool_since_ms, now, v->rec.wait_per_hour, true, &amount),
+	    0);
+	bill_storage(v->rec.wait_per_hour, v->rec.pool_since_ms, now);
+	v->rec.pool_since_ms = 0;
 }
 
 static int
@@ -118,6 +150,23 @@ advance(struct ledger *l, struct sim_vm *vms, int n, int64_t now)
 			v->rec.started_ms = v->start;
 			save(l, v, VM_READY, now);
 		}
+		if (v->rec.state == VM_READY && now >= v->end && v->pool) {
+			/* Warm: stopped, its warm-up billed; it waits in the pool. */
+			double amount;
+
+			assert_int_equal(ledger_bill(l, &v->rec, v->start, v->end, v->rec.per_hour,
+			                     false, &amount),
+			    0);
+			bill(v->rec.per_hour, v->start, v->end, v->rec.spot, false);
+			v->rec.started_ms = 0;
+			v->rec.reserved = 0;
+			v->rec.pool_since_ms = v->end;
+			save(l, v, VM_POOLED, now);
+			v->pool = false;
+			v->live = false;
+			v->waiting = true;
+			continue;
+		}
 		if (v->rec.state == VM_READY && now >= v->end) {
 			int64_t start = v->start, end = v->end;
 
@@ -141,7 +190,7 @@ test_budget_property(void **state)
 	unsigned seed = (unsigned)time(NULL);
 	struct reserve_rules rules = {BUDGET, MAX_VMS, MAX_RUN, 60};
 	struct sim_vm *vms = xcalloc(64, sizeof *vms);
-	int nvms = 0, created = 0, refused = 0, crashes = 0, worst_day = 0;
+	int nvms = 0, created = 0, refused = 0, crashes = 0, worst_day = 0, taken = 0;
 	struct ledger *l;
 	int64_t now = EPOCH_MS;
 
@@ -171,6 +220,52 @@ test_budget_property(void **state)
 				fail_msg("%s", cause);
 			crashes++;
 		}
+		/* The pool: a waiting VM deleted now and then, taken under pressure. */
+		for (int i = 0; i < nvms; i++) {
+			struct sim_vm *p = &vms[i];
+			struct budget_plan plan;
+			char why[256];
+			double total;
+			int error;
+
+			if (!p->waiting)
+				continue;
+			if (urand() < 0.002) {
+				int64_t zero = 0, none = 0;
+
+				waited(l, p, now);
+				assert_int_equal(ledger_close_cost(l, p->rec.name, p->rec.per_hour,
+				                     &zero, &none, p->rec.spot, false, &total),
+				    0);
+				save(l, p, VM_TERMINATED, now);
+				p->waiting = false;
+			} else if (urand() < pressure * 0.2) {
+				waited(l, p, now);
+				p->rec.purpose[0] = '\0';
+				error = ledger_reserve_start(
+				    l, &p->rec, &rules, now, &plan, why, sizeof why);
+				if (error != 0) {
+					assert_true(error == -EAGAIN || error == -EBUSY);
+					p->rec.pool_since_ms = now; /* it waits on */
+					snprintf(p->rec.purpose, sizeof p->rec.purpose, "pool");
+					save(l, p, VM_POOLED, now);
+					refused++;
+					continue;
+				}
+				if (alive(vms, nvms) + 1 > MAX_VMS)
+					fail_msg(
+					    "seed %u: a pooled VM started with %d alive (limit %d)",
+					    seed, alive(vms, nvms), MAX_VMS);
+				p->waiting = false;
+				p->live = true;
+				p->start = now + (int64_t)(urand() * 30000); /* a start: seconds */
+				p->rec.started_ms = 0;
+				p->end = p->start + 1000 +
+				    (int64_t)(urand() * (double)(plan.run_s - 1) * 1000);
+				p->rec.state = VM_REQUESTED; /* advance() starts it */
+				taken++;
+			}
+		}
 		if (urand() < pressure * 0.4) {
 			struct budget_plan plan;
 			struct sim_vm v = {0};
@@ -183,6 +278,11 @@ test_budget_property(void **state)
 			snprintf(v.rec.machine_type, sizeof v.rec.machine_type, "e2-highmem-4");
 			v.rec.spot = urand() < 0.8;
 			v.rec.per_hour = 0.02 + urand() * 1.5; /* prices move, and some are dear */
+			v.pool = urand() < 0.2;
+			if (v.pool) { /* made for the pool: its wait is part of its reservation */
+				snprintf(v.rec.purpose, sizeof v.rec.purpose, "pool");
+				v.rec.wait_per_hour = 0.002 + urand() * 0.02;
+			}
 			error = ledger_reserve(l, &v.rec, &rules, now, &plan, why, sizeof why);
 			if (error != 0) {
 				assert_true(error == -EAGAIN || error == -EBUSY);
@@ -195,12 +295,21 @@ test_budget_property(void **state)
 				    alive(vms, nvms), MAX_VMS);
 			v.live = true;
 			v.fails = urand() < 0.05;
+			if (v.pool)
+				v.fails = false;
 			v.start = now + (int64_t)(urand() * 180000); /* booting up to 3 min */
 			/* Deleted early, preempted, or stopped by maxRunDuration. */
 			v.preempted = v.rec.spot && urand() < 0.15;
 			v.end = v.start +
 			    (urand() < 0.5 ? (int64_t)(urand() * (double)plan.run_s * 1000)
 			                   : plan.run_s * 1000);
+			if (v.pool) { /* its warm-up: minutes, within its run; no preemption in them
+				       */
+				v.end = v.start + MIN_MS * (1 + rand() % 5);
+				if (v.end > v.start + plan.run_s * 1000)
+					v.end = v.start + plan.run_s * 1000;
+				v.preempted = false;
+			}
 			if (v.end - v.start < 1000)
 				v.end = v.start + 1000;
 			created++;
@@ -209,7 +318,7 @@ test_budget_property(void **state)
 				int slot = nvms;
 
 				for (int i = 0; i < nvms; i++)
-					if (!vms[i].live) {
+					if (!vms[i].live && !vms[i].waiting) {
 						slot = i;
 						break;
 					}
@@ -221,6 +330,9 @@ test_budget_property(void **state)
 		}
 	}
 	advance(l, vms, nvms, now + DAY_MS); /* let the last runs end */
+	for (int i = 0; i < nvms; i++)       /* and the pool's last waits be billed */
+		if (vms[i].waiting)
+			waited(l, &vms[i], now);
 	for (int d = 0; d < ndays; d++) {
 		if (billed[d] > billed[worst_day])
 			worst_day = d;
@@ -228,10 +340,11 @@ test_budget_property(void **state)
 			fail_msg("seed %u: day %d billed $%.6f, over the budget of $%.2f", seed, d,
 			    billed[d], BUDGET);
 	}
-	printf("budget property: %d days, seed %u: %d VMs, %d refused, %d crashes; the dearest "
-	       "day $%.4f of $%.2f\n",
-	    ndays, seed, created, refused, crashes, billed[worst_day], BUDGET);
+	printf("budget property: %d days, seed %u: %d VMs, %d taken from the pool, %d refused, %d "
+	       "crashes; the dearest day $%.4f of $%.2f\n",
+	    ndays, seed, created, taken, refused, crashes, billed[worst_day], BUDGET);
 	assert_true(created > ndays); /* the budget was really tested: VMs every day */
+	assert_true(taken > ndays / 10); /* and the pool with it */
 	ledger_close(l);
 	remove_tree(dir);
 	free(vms);

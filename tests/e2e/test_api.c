@@ -1493,6 +1493,95 @@ test_image_usage(void **state)
 	world_end(&w);
 }
 
+/* --- the warm pool (docs/pool.md) --- */
+
+/* The status until its pool has a VM POOLED other than `not` (NULL: any); its name. */
+static void
+wait_pooled(struct world *w, const char * not, char *name, size_t size)
+{
+	const char *status[] = {"status", "--json", NULL};
+	int64_t deadline = now_ms() + 90000;
+
+	for (;;) {
+		json_t *doc = cli_json(w, status, 0), *v;
+		size_t i;
+
+		json_array_foreach (jx_get(doc, "pool.vms"), i, v)
+			if (str_eq(jx_str(v, "state"), "POOLED") &&
+			    (not == NULL || strcmp(jx_str(v, "name"), not ) != 0)) {
+				snprintf(name, size, "%s", jx_str(v, "name"));
+				json_decref(doc);
+				return;
+			}
+		json_decref(doc);
+		if (now_ms() > deadline) {
+			dmn_dump(&w->d);
+			fail_msg("the pool never had a VM waiting");
+		}
+		sleep_ms(100);
+	}
+}
+
+/*
+ * A daemon with a pool of one: the pool fills (a VM made, READY once,
+ * suspended, labelled), a VM asked for is that one resumed (no insert of
+ * it), the pool fills again, and SIGTERM leaves it suspended.
+ */
+static void
+test_pool_with_daemon(void **state)
+{
+	const char *env[] = {"SPILLWAY_POOL_SIZE=1", "GCP_VM_HEALTH_CHECK_INTERVAL=1", NULL};
+	const char *create[] = {"create", "--yes", "--json", NULL};
+	char pooled[64], again[64], path[160];
+	struct world w;
+	json_t *doc, *v, *it;
+	size_t i;
+	int inserts = 0, resumes = 0;
+
+	world_init(&w, true, env);
+	wait_pooled(&w, NULL, pooled, sizeof pooled);
+	snprintf(path, sizeof path, "zones/us-central1-a/instances/%s", pooled);
+	assert_non_null(v = emu_get(&w, path));
+	assert_string_equal(jx_str(v, "status"), "SUSPENDED");
+	assert_string_equal(jx_str(v, "labels.spillway-pool"), "true");
+	json_decref(v);
+
+	doc = cli_json(&w, create, 0);
+	assert_string_equal(jx_str(doc, "vm.name"), pooled);
+	assert_string_equal(jx_str(doc, "vm.state"), "READY");
+	assert_string_equal(jx_str(doc, "vm.purpose"), "serve");
+	json_decref(doc);
+	v = emu_get(&w, "zones/us-central1-a/operations");
+	json_array_foreach (json_object_get(v, "items"), i, it) {
+		if (!str_suffix(jx_str(it, "targetLink"), pooled))
+			continue;
+		inserts += str_eq(jx_str(it, "operationType"), "insert");
+		resumes += str_eq(jx_str(it, "operationType"), "resume");
+	}
+	json_decref(v);
+	assert_int_equal(inserts, 1); /* made once, for the pool; resumed when asked for */
+	assert_int_equal(resumes, 1);
+
+	/* Made whole again; what it costs a day while it waits is in the costs. */
+	wait_pooled(&w, pooled, again, sizeof again);
+	{
+		const char *costs[] = {"costs", "--json", NULL};
+
+		doc = cli_json(&w, costs, 0);
+		assert_true(json_number_value(jx_get(doc, "pool.per_day")) > 0);
+		assert_true(json_number_value(jx_get(doc, "today.committed")) > 0);
+		json_decref(doc);
+	}
+	assert_int_equal(dmn_stop(&w.d, SIGTERM), 0);
+	snprintf(path, sizeof path, "zones/us-central1-a/instances/%s", again);
+	assert_non_null(v = emu_get(&w, path));
+	assert_string_equal(jx_str(v, "status"), "SUSPENDED");
+	json_decref(v);
+	snprintf(path, sizeof path, "zones/us-central1-a/instances/%s", pooled);
+	assert_null(emu_get(&w, path)); /* the one that served is deleted */
+	world_end(&w);
+}
+
 int
 main(void)
 {
@@ -1511,6 +1600,7 @@ main(void)
 	    cmocka_unit_test(test_images_with_daemon),
 	    cmocka_unit_test(test_images_without_daemon),
 	    cmocka_unit_test(test_image_usage),
+	    cmocka_unit_test(test_pool_with_daemon),
 	};
 
 	jx_init();

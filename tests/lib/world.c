@@ -104,7 +104,7 @@ vms(struct world *w, struct vm_record **list)
 {
 	static const enum vm_state all[] = {VM_REQUESTED, VM_CREATING, VM_PROVISIONING, VM_BOOTING,
 	    VM_READY, VM_UNHEALTHY, VM_DRAINING, VM_IMAGING, VM_TERMINATING, VM_TERMINATED,
-	    VM_FAILED, VM_PREEMPTED, VM_ORPHANED};
+	    VM_FAILED, VM_PREEMPTED, VM_ORPHANED, VM_POOLING, VM_POOLED, VM_STARTING};
 	size_t n = 0;
 
 	_Static_assert(sizeof all / sizeof all[0] == VM_STATES, "every state");
@@ -336,7 +336,7 @@ settled(struct world *w, char *alive, size_t size)
 		enum vm_state s = list[i].state;
 
 		if (s == VM_REQUESTED || s == VM_CREATING || s == VM_PROVISIONING ||
-		    s == VM_TERMINATING)
+		    s == VM_STARTING || s == VM_TERMINATING)
 			ok = false;
 		if (vm_state_alive(s))
 			used += (size_t)snprintf(alive + used, size - used, "%s ", list[i].name);

@@ -1179,6 +1179,217 @@ test_boot_image(void **state_)
 	world_free(w);
 }
 
+/* --- the warm pool (docs/pool.md) --- */
+
+/* The VMs the ledger has alive. */
+static size_t
+vms_of(struct world *w, struct vm_record **list)
+{
+	size_t n;
+
+	assert_int_equal(ledger_list(w->ledger, NULL, 0, list, &n), 0);
+	return n;
+}
+
+/* A VM of the pool as a daemon before this one left it: warm, stopped or suspended. */
+static void
+seed_pooled(struct world *w, const char *name, bool suspended, int64_t since)
+{
+	struct vm_record r;
+
+	seed(w, name, VM_POOLED, since - 600000);
+	r = record(w, name);
+	snprintf(r.purpose, sizeof r.purpose, "pool");
+	r.components[0] = '\0';
+	r.started_ms = 0;
+	r.suspended = suspended;
+	r.pool_since_ms = since;
+	r.wait_per_hour = 0.0027;
+	assert_int_equal(ledger_save(w->ledger, &r, (int)r.state, NULL, since), 0);
+	scripted_put(w->sc, name, "us-central1-a", suspended ? "SUSPENDED" : "TERMINATED", "", 0);
+}
+
+/* Asked for a VM: the pooled one resumed (no insert), its run reserved, its wait billed. */
+static void
+test_pool_taken(void **state_)
+{
+	const char *pool[] = {"pool.size=1", NULL};
+	struct world *w = world_new(pool);
+	struct vm_record r;
+	char name[64];
+
+	(void)state_;
+	seed_pooled(w, "spillway-pooled", true, T0 - 3600000);
+	start(w);
+	assert_int_equal(state(w, "spillway-pooled"), VM_POOLED);
+	assert_int_equal(scripted_made(w->sc), 0); /* the pool is full: nothing made */
+	by_hand(w, name, sizeof name);
+	assert_string_equal(name, "spillway-pooled");
+	assert_int_equal(scripted_calls(w->sc, SC_POWER), 1);
+	assert_string_equal(scripted_status(w->sc, name), "RUNNING");
+	r = record(w, name);
+	assert_int_equal(r.state, VM_BOOTING);
+	assert_string_equal(r.purpose, "");
+	assert_string_equal(r.components, "vision,chatbots");
+	assert_true(r.reserved > 0);
+	/* An hour in the pool at $0.0027/h, billed once. */
+	assert_true(r.cost > 0.0026 && r.cost < 0.0028);
+	assert_true(r.billed_ms == T0);
+	assert_non_null(strstr(w->events, "STARTING;BOOTING;"));
+	/* The pass after: one more made, to fill the pool again. */
+	pass_now(w);
+	assert_int_equal(scripted_made(w->sc), 1);
+	{
+		struct vm_record *list;
+		size_t n = vms_of(w, &list), pooled = 0;
+
+		for (size_t i = 0; i < n; i++)
+			pooled +=
+			    strcmp(list[i].purpose, "pool") == 0 && vm_state_alive(list[i].state);
+		assert_int_equal(pooled, 1);
+		free(list);
+	}
+	world_free(w);
+}
+
+/* Its start fails (no capacity): back in the pool, and a VM inserted instead, elsewhere. */
+static void
+test_pool_start_fails(void **state_)
+{
+	struct world *w = world_new(NULL);
+	char name[64];
+
+	(void)state_;
+	seed_pooled(w, "spillway-pooled", false, T0 - 60000);
+	start(w);
+	scripted_fail(w->sc, SC_POWER, CLOUD_STOCKOUT, 1);
+	by_hand(w, name, sizeof name);
+	assert_int_equal(state(w, "spillway-pooled"), VM_POOLED);
+	assert_int_equal(scripted_made(w->sc), 0);
+	pass_now(w); /* the pressure is by hand here: asked again */
+	by_hand(w, name, sizeof name);
+	assert_string_not_equal(name, "spillway-pooled");
+	assert_int_equal(scripted_made(w->sc), 1);
+	assert_string_equal(record(w, name).zone, "us-central1-b");
+	world_free(w);
+}
+
+/* Killed while taking it: the same start again (one requestId), then BOOTING. */
+static void
+test_pool_starting_resumed(void **state_)
+{
+	struct world *w = world_new(NULL);
+	struct vm_record r;
+
+	(void)state_;
+	seed_pooled(w, "spillway-pooled", false, T0 - 60000);
+	r = record(w, "spillway-pooled");
+	r.state = VM_STARTING;
+	r.purpose[0] = '\0';
+	assert_int_equal(ledger_save(w->ledger, &r, VM_POOLED, "taken", T0 - 1000), 0);
+	start(w);
+	assert_int_equal(scripted_calls(w->sc, SC_POWER), 1);
+	assert_int_equal(state(w, "spillway-pooled"), VM_BOOTING);
+	/* Killed while stopping it for the pool: stopped, it is POOLED; its warm-up billed. */
+	world_free(w);
+	w = world_new(NULL);
+	seed(w, "spillway-warm", VM_POOLING, T0 - 600000);
+	r = record(w, "spillway-warm");
+	snprintf(r.purpose, sizeof r.purpose, "pool");
+	assert_int_equal(ledger_save(w->ledger, &r, VM_POOLING, NULL, T0 - 60000), 0);
+	scripted_put(w->sc, "spillway-warm", "us-central1-a", "TERMINATED", "", 0);
+	start(w);
+	r = record(w, "spillway-warm");
+	assert_int_equal(r.state, VM_POOLED);
+	assert_true(r.cost > 0); /* its warm-up, from its start to now */
+	assert_int_equal(r.started_ms, 0);
+	assert_true(r.wait_per_hour > 0);
+	world_free(w);
+}
+
+/* Gone from the pool (deleted outside): its wait billed, and another made. */
+static void
+test_pool_vanished_replaced(void **state_)
+{
+	const char *pool[] = {"pool.size=1", NULL};
+	struct world *w = world_new(pool);
+	struct vm_record r;
+
+	(void)state_;
+	seed_pooled(w, "spillway-pooled", false, T0 - 7200000);
+	scripted_remove(w->sc, "spillway-pooled");
+	start(w);
+	r = record(w, "spillway-pooled");
+	assert_int_equal(r.state, VM_TERMINATED);
+	assert_non_null(strstr(r.end_reason, "gone from the pool"));
+	assert_true(r.cost > 2 * 0.0027 * 0.99 && r.cost < 2 * 0.0027 * 1.01);
+	assert_int_equal(scripted_made(w->sc), 1);
+	world_free(w);
+}
+
+/* Shutdown keeps the pool stopped; --drain-pool deletes it, its wait billed. */
+static void
+test_pool_shutdown(void **state_)
+{
+	struct world *w = world_new(NULL);
+
+	(void)state_;
+	seed_pooled(w, "spillway-pooled", true, T0 - 60000);
+	start(w);
+	stop(w);
+	assert_int_equal(state(w, "spillway-pooled"), VM_POOLED);
+	assert_true(scripted_exists(w->sc, "spillway-pooled"));
+	world_free(w);
+
+	w = world_new(NULL);
+	seed_pooled(w, "spillway-pooled", true, T0 - 3600000);
+	start(w);
+	manager_set_drain_pool(w->m, true);
+	stop(w);
+	assert_int_equal(state(w, "spillway-pooled"), VM_TERMINATED);
+	assert_false(scripted_exists(w->sc, "spillway-pooled"));
+	assert_true(record(w, "spillway-pooled").cost > 0.0026);
+	world_free(w);
+}
+
+/*
+ * The budget counts the pool: what its wait costs until midnight is committed;
+ * it takes no slot of max_concurrent; and a day that cannot pay for a pooled
+ * VM's whole run does not make one.
+ */
+static void
+test_pool_money(void **state_)
+{
+	const char *one[] = {"gcp.max_concurrent=1", NULL};
+	const char *poor[] = {"pool.size=1", "gcp.daily_budget=0.05", NULL};
+	struct world *w = world_new(one);
+	double committed;
+	char name[64];
+
+	(void)state_;
+	seed_pooled(w, "spillway-a", false, T0 - 60000);
+	seed_pooled(w, "spillway-b", false, T0 - 60000);
+	start(w);
+	assert_int_equal(ledger_committed(w->ledger, T0, &committed), 0);
+	{
+		/* What is left of today and all of tomorrow, for each: runs reserved today go on.
+		 */
+		double want =
+		    2 * 0.0027 * (double)(cost_day_end(cost_day_end(T0)) - T0) / 3600000.0;
+
+		assert_true(committed > want * 0.999 && committed < want * 1.001);
+	}
+	by_hand(w, name, sizeof name); /* two pooled, max 1 running: one started */
+	assert_int_equal(scripted_calls(w->sc, SC_POWER), 1);
+	world_free(w);
+
+	w = world_new(poor);
+	start(w);
+	pass_now(w);
+	assert_int_equal(scripted_made(w->sc), 0);
+	world_free(w);
+}
+
 int
 main(void)
 {
@@ -1217,6 +1428,12 @@ main(void)
 	    cmocka_unit_test(test_bake_sweep),
 	    cmocka_unit_test(test_bake_rules),
 	    cmocka_unit_test(test_boot_image),
+	    cmocka_unit_test(test_pool_taken),
+	    cmocka_unit_test(test_pool_start_fails),
+	    cmocka_unit_test(test_pool_starting_resumed),
+	    cmocka_unit_test(test_pool_vanished_replaced),
+	    cmocka_unit_test(test_pool_shutdown),
+	    cmocka_unit_test(test_pool_money),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
