@@ -513,6 +513,9 @@ on_got(const struct cloud_error *e, const struct cloud_instance *in, void *arg)
 		if (in->started_ms > 0)
 			v->rec.started_ms = in->started_ms;
 		records_save(v->m->records, &v->rec, (int)v->rec.state, NULL, now_ms(v->m));
+		/* Its address known: its agent is asked now, not at the next round of probes. */
+		if (v->rec.state == VM_BOOTING && v->rec.nat_ip[0] != '\0')
+			probe_soon(v->m);
 	}
 	after_call(v);
 }

@@ -1,6 +1,6 @@
 /*
  * Health and leases: between passes a BOOTING VM's agent is asked every
- * second for its status (READY in seconds), and each pass renews every
+ * quarter second for its status (READY in seconds), and each pass renews every
  * running VM's lease with its agent, signed with the VM's secret. Every call
  * to an agent is HTTP in TLS to its port, its key pinned to the one the VM
  * published in its guest attributes (read through the Compute API first,
@@ -25,7 +25,14 @@
 #include "vm/startup.h"
 
 #define HEALTH_ANSWER_MAX 65536
-#define BOOT_PROBE_MS     1000  /* a booting VM is READY within this of its backend */
+/*
+ * A booting VM is READY within this of its backend: a quarter second while
+ * few boot (a workstation's VMs, a pooled one resumed in seconds), a second
+ * when thousands do (each probe is a request to an agent).
+ */
+#define BOOT_PROBE_MS      250
+#define BOOT_PROBE_MANY_MS 1000
+#define BOOT_PROBE_FEW     32
 #define HEALTH_IN_FLIGHT  128   /* a pass's lease calls out at once */
 
 static void renew_more(struct manager *);
@@ -170,19 +177,22 @@ static void
 on_probe(uv_timer_t *t)
 {
 	struct manager *m = t->data;
-	bool booting = false;
+	int booting = 0;
 
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
 		if (v->rec.state != VM_BOOTING)
 			continue;
-		booting = true;
+		booting++;
 		if (v->rec.nat_ip[0] == '\0' || hconn_busy(v->agent) || m->stopping || !pinned(m, v))
 			continue;
 		if (agent_call(m, v, "GET", "/spillway/status", NULL) == 0)
 			v->probe = true;
 	}
-	if (booting && !m->stopping)
-		uv_timer_start(&m->probe, on_probe, clock_timer_ms(m->o.clock, BOOT_PROBE_MS), 0);
+	if (booting > 0 && !m->stopping)
+		uv_timer_start(&m->probe, on_probe,
+		    clock_timer_ms(
+		        m->o.clock, booting <= BOOT_PROBE_FEW ? BOOT_PROBE_MS : BOOT_PROBE_MANY_MS),
+		    0);
 }
 
 /* A VM turned BOOTING: its backend is asked now, not at the next round of the others'. */
