@@ -387,7 +387,8 @@ sc_images(struct cloud *c, const char *key, const char *value, int64_t deadline,
 	(void)key, (void)value;
 	if (effect) {
 		a->images = xcalloc(s->nimages + 1, sizeof *a->images);
-		memcpy(a->images, s->images, s->nimages * sizeof *s->images);
+		for (size_t i = 0; i < s->nimages; i++)
+			a->images[i] = s->images[i];
 		a->nimages = s->nimages;
 	}
 	return 0;
