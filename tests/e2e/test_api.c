@@ -1414,9 +1414,14 @@ images(bool daemon)
 	if (!daemon) {
 		/* Settings that change the install: the image is stale, and status says so. */
 		const char *status[] = {"--set", "backend.ref=v2", "status", "--json", NULL};
+		const char *doctor[] = {"--set", "backend.ref=v2", "doctor", "--json", NULL};
 
 		doc = cli_json(&w, status, 0);
 		assert_true(json_is_true(jx_get(doc, "boot.stale")));
+		json_decref(doc);
+		doc = cli_json(&w, doctor, 1); /* no firewall rule for the agent in this emulator */
+		assert_string_equal(jx_str(check(doc, "image"), "verdict"), "warn");
+		assert_non_null(strstr(jx_str(check(doc, "image"), "detail"), "is stale"));
 		json_decref(doc);
 	}
 	cli(&w, &r, term);
