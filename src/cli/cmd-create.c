@@ -174,13 +174,9 @@ finish(struct create *c, const json_t *vm)
 {
 	const char *state = jx_str(vm, "state");
 
-	if (c->json) {
-		json_t *doc =
-		    json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "vm", vm);
-
-		report_json(stdout, doc);
-		json_decref(doc);
-	} else if (strcmp(state, "READY") == 0) {
+	if (c->json)
+		report_json_field(stdout, "vm", vm);
+	else if (strcmp(state, "READY") == 0) {
 		printf("%s is READY at %s after %.1f s; it stops in %lld min at the latest\n",
 		    c->name, jx_str(vm, "endpoint") ? jx_str(vm, "endpoint") : "-", elapsed(c),
 		    (long long)json_integer_value(json_object_get(vm, "stops_in_s")) / 60);

@@ -80,13 +80,9 @@ finish(struct image_cmd *c, const json_t *image)
 {
 	const char *state = jx_str(image, "state");
 
-	if (c->json) {
-		json_t *doc =
-		    json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "image", image);
-
-		report_json(stdout, doc);
-		json_decref(doc);
-	} else if (state != NULL && strcmp(state, "READY") == 0) {
+	if (c->json)
+		report_json_field(stdout, "image", image);
+	else if (state != NULL && strcmp(state, "READY") == 0) {
 		printf("image %s is READY after %.1f s, baked on %s (%.2f GiB, $%.4f a month); "
 		       "VMs boot from it with daemon.image = baked\n",
 		    jx_str(image, "name"), elapsed(c), jx_str(image, "vm"),

@@ -76,13 +76,8 @@ said(struct terminate *t, const json_t *vm)
 static int
 report(struct terminate *t)
 {
-	if (t->json) {
-		json_t *doc =
-		    json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, "vms", t->done);
-
-		report_json(stdout, doc);
-		json_decref(doc);
-	}
+	if (t->json)
+		report_json_field(stdout, "vms", t->done);
 	return json_array_size(t->done) == json_array_size(t->chosen) ? EXIT_OK : EXIT_FAIL;
 }
 

@@ -2,6 +2,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/view.h"
 #include "cli/report.h"
 #include "util/clock.h"
 #include "util/jx.h"
@@ -38,6 +39,15 @@ report_json(FILE *f, const json_t *doc)
 
 	fprintf(f, "%s\n", text);
 	free(text);
+}
+
+void
+report_json_field(FILE *f, const char *key, const json_t *value)
+{
+	json_t *doc = json_pack("{s:i, s:O}", "schema_version", VIEW_SCHEMA_VERSION, key, value);
+
+	report_json(f, doc);
+	json_decref(doc);
 }
 
 static const char *

@@ -24,6 +24,8 @@ void report_vms(FILE *, const json_t *vms, bool verbose);
 void report_offloads(FILE *, const json_t *offloads, int indent);
 /* A document as the --json output: indented, one trailing newline. */
 void report_json(FILE *, const json_t *);
+/* The same of one field: {"schema_version": VIEW_SCHEMA_VERSION, key: value}. */
+void report_json_field(FILE *, const char *key, const json_t *value);
 /*
  * The line of a command that follows a VM, "[  12.3s] STATE  ZONE: detail"
  * (the time since t0_ns), when its state or zone is not the one in last
