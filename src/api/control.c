@@ -225,10 +225,13 @@ hold(struct control *c, struct httpd_req *r)
 json_t *
 control_plan(const struct manager_plan *p)
 {
-	return json_pack("{s:s, s:s, s:b, s:s, s:f, s:I, s:f, s:f, s:s}", "zone", p->zone,
+	return json_pack("{s:s, s:s, s:b, s:s, s:f, s:I, s:f, s:f, s:s, s:o}", "zone", p->zone,
 	    "machine_type", p->machine_type, "spot", p->spot, "components", p->d.components,
 	    "per_hour", p->per_hour, "run_s", (json_int_t)p->d.run_s, "cost", p->d.cost, "left",
-	    p->d.left, "reason", p->d.reason);
+	    p->d.left, "reason", p->d.reason, "pooled",
+	    p->pooled[0] ? json_pack("{s:s, s:s}", "name", p->pooled, "waits",
+	                       p->suspended ? "suspended" : "stopped")
+	                 : json_null());
 }
 
 static json_t *

@@ -138,11 +138,21 @@ confirm(struct create *c, const json_t *plan)
 	const struct config *cfg = &c->ctx->cfg;
 	char q[768], answer[16];
 
+	char what[160];
+
+	/* One of the warm pool's, when there is one to take: it is ready in seconds. */
+	if (jx_str(plan, "pooled.name") != NULL)
+		snprintf(what, sizeof what, "%s the warm pool's %s VM %s",
+		    str_eq(jx_str(plan, "pooled.waits"), "suspended") ? "resume" : "start",
+		    jx_str(plan, "machine_type"), jx_str(plan, "pooled.name"));
+	else
+		snprintf(what, sizeof what, "create a %sVM (%s)",
+		    json_is_true(json_object_get(plan, "spot")) ? "Spot " : "",
+		    jx_str(plan, "machine_type"));
 	snprintf(q, sizeof q,
-	    "create a %sVM (%s) in %s for %s: $%.4f/h for at most %.2f h = $%.4f, leaving $%.4f of "
+	    "%s in %s for %s: $%.4f/h for at most %.2f h = $%.4f, leaving $%.4f of "
 	    "today's $%.2f? [y/N] ",
-	    json_is_true(json_object_get(plan, "spot")) ? "Spot " : "",
-	    jx_str(plan, "machine_type"), jx_str(plan, "zone"), jx_str(plan, "components"),
+	    what, jx_str(plan, "zone"), jx_str(plan, "components"),
 	    json_number_value(json_object_get(plan, "per_hour")),
 	    (double)json_integer_value(json_object_get(plan, "run_s")) / 3600.0,
 	    json_number_value(json_object_get(plan, "cost")),

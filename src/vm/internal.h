@@ -258,6 +258,8 @@ bool pool_suspends(const struct manager *);
 double pool_wait_per_hour(const struct manager *, bool suspended);
 /* A pool VM answered healthy: warm; stopped or suspended now. */
 void pool_warm(struct mvm *);
+/* The pooled VM a VM asked for would be (waiting, not busy, its zone not skipped), or NULL. */
+struct mvm *pool_next(struct manager *);
 /*
  * A VM asked for, from the pool: a pooled VM started or resumed under the
  * money rules. 0 and its name; -ENOENT none to take; -EAGAIN refused (*no).

@@ -321,6 +321,22 @@ manager_plan(struct manager *m, const char *components, struct manager_plan *p)
 		return -EAGAIN;
 	/* The zone create_vm goes to: decide() saw that one is available. */
 	snprintf(p->zone, sizeof p->zone, "%s", next_zone(m, NULL));
+	/* Or one of the pool's, for the run it was made with. */
+	{
+		struct mvm *v = pool_next(m);
+		double left = p->d.left + p->d.cost;
+
+		if (v != NULL && v->rec.planned_run_s <= p->d.run_s) {
+			snprintf(p->pooled, sizeof p->pooled, "%s", v->rec.name);
+			snprintf(p->zone, sizeof p->zone, "%s", v->rec.zone);
+			p->suspended = v->rec.suspended;
+			p->per_hour = v->rec.per_hour;
+			p->d.run_s = v->rec.planned_run_s;
+			p->d.cost =
+			    cost_run(v->rec.per_hour, 0, v->rec.planned_run_s * 1000, false, false);
+			p->d.left = left - p->d.cost;
+		}
+	}
 	return 0;
 }
 

@@ -188,6 +188,8 @@ struct manager_plan {
 	char machine_type[64];
 	bool spot;
 	double per_hour;
+	char pooled[64]; /* the warm pool's VM taken instead (docs/pool.md), or "" */
+	bool suspended;  /* it is resumed, not started */
 };
 int manager_plan(struct manager *, const char *components, struct manager_plan *);
 /*

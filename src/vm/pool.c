@@ -245,6 +245,18 @@ on_started(const struct cloud_error *e, const struct cloud_op *op, void *arg)
 	after_call(v);
 }
 
+struct mvm *
+pool_next(struct manager *m)
+{
+	int64_t now = now_ms(m);
+
+	for (struct mvm *v = m->vms; v != NULL; v = v->next)
+		if (v->rec.state == VM_POOLED && !v->busy && now >= v->untaken_until &&
+		    !zone_skipped(m, v->rec.zone))
+			return v;
+	return NULL;
+}
+
 int
 pool_take(
     struct manager *m, const struct vm_intent *it, char *name, size_t namelen, struct decision *no)
@@ -257,11 +269,7 @@ pool_take(
 	char why[512];
 	int error;
 
-	for (v = m->vms; v != NULL; v = v->next)
-		if (v->rec.state == VM_POOLED && !v->busy && now >= v->untaken_until &&
-		    !zone_skipped(m, v->rec.zone))
-			break;
-	if (v == NULL)
+	if ((v = pool_next(m)) == NULL)
 		return -ENOENT;
 	/* Its wait is over: billed, before its run is reserved. */
 	pool_waited(v, now);

@@ -1551,6 +1551,16 @@ test_pool_with_daemon(void **state)
 	assert_string_equal(jx_str(v, "labels.spillway-pool"), "true");
 	json_decref(v);
 
+	/* The plan a terminal is shown: that VM, resumed. */
+	{
+		struct answer a;
+
+		sock_call(&w, &a, "POST", "/v1/vms", "{\"dry_run\": true}", 17);
+		assert_int_equal(a.status, 200);
+		assert_string_equal(jx_str(a.doc, "plan.pooled.name"), pooled);
+		assert_string_equal(jx_str(a.doc, "plan.pooled.waits"), "suspended");
+		answer_free(&a);
+	}
 	doc = cli_json(&w, create, 0);
 	assert_string_equal(jx_str(doc, "vm.name"), pooled);
 	assert_string_equal(jx_str(doc, "vm.state"), "READY");
