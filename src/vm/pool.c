@@ -358,16 +358,28 @@ pool_refill(struct manager *m)
 	struct decision d;
 	char name[64], reason[128];
 
-	if (cfg->pool_size <= 0 || m->stopping || m->o.passive)
+	if (m->stopping || m->o.passive)
 		return;
 	for (struct mvm *v = m->vms; v != NULL; v = v->next) {
 		if (!vm_state_alive(v->rec.state) || !vm_pooled(&v->rec))
 			continue;
+		/* A smaller pool (pool.size lowered, SIGHUP): the VMs beyond it go, oldest first.
+		 */
+		if (v->rec.state == VM_POOLED && !v->busy && waiting >= cfg->pool_size) {
+			char why[96];
+
+			snprintf(why, sizeof why, "the pool is smaller now: pool.size %lld",
+			    (long long)cfg->pool_size);
+			terminate(v, why, VM_TERMINATED);
+			continue;
+		}
 		if (v->rec.state == VM_POOLED)
 			waiting++;
 		else
 			warming++;
 	}
+	if (cfg->pool_size <= 0)
+		return;
 	/* One at a time: a pool fills in the background, never in a burst. */
 	if (waiting + warming >= cfg->pool_size || warming > 0)
 		return;

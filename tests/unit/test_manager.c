@@ -1256,7 +1256,7 @@ test_pool_taken(void **state_)
 static void
 test_pool_start_fails(void **state_)
 {
-	struct world *w = world_new(NULL);
+	struct world *w = world_new((const char *[]){"pool.size=1", NULL});
 	char name[64];
 
 	(void)state_;
@@ -1278,7 +1278,7 @@ test_pool_start_fails(void **state_)
 static void
 test_pool_starting_resumed(void **state_)
 {
-	struct world *w = world_new(NULL);
+	struct world *w = world_new((const char *[]){"pool.size=1", NULL});
 	struct vm_record r;
 
 	(void)state_;
@@ -1292,7 +1292,7 @@ test_pool_starting_resumed(void **state_)
 	assert_int_equal(state(w, "spillway-pooled"), VM_BOOTING);
 	/* Killed while stopping it for the pool: stopped, it is POOLED; its warm-up billed. */
 	world_free(w);
-	w = world_new(NULL);
+	w = world_new((const char *[]){"pool.size=1", NULL});
 	seed(w, "spillway-warm", VM_POOLING, T0 - 600000);
 	r = record(w, "spillway-warm");
 	snprintf(r.purpose, sizeof r.purpose, "pool");
@@ -1331,7 +1331,7 @@ test_pool_vanished_replaced(void **state_)
 static void
 test_pool_shutdown(void **state_)
 {
-	struct world *w = world_new(NULL);
+	struct world *w = world_new((const char *[]){"pool.size=1", NULL});
 
 	(void)state_;
 	seed_pooled(w, "spillway-pooled", true, T0 - 60000);
@@ -1341,7 +1341,7 @@ test_pool_shutdown(void **state_)
 	assert_true(scripted_exists(w->sc, "spillway-pooled"));
 	world_free(w);
 
-	w = world_new(NULL);
+	w = world_new((const char *[]){"pool.size=1", NULL});
 	seed_pooled(w, "spillway-pooled", true, T0 - 3600000);
 	start(w);
 	manager_set_drain_pool(w->m, true);
@@ -1349,6 +1349,45 @@ test_pool_shutdown(void **state_)
 	assert_int_equal(state(w, "spillway-pooled"), VM_TERMINATED);
 	assert_false(scripted_exists(w->sc, "spillway-pooled"));
 	assert_true(record(w, "spillway-pooled").cost > 0.0026);
+	world_free(w);
+}
+
+/* pool.size lowered (SIGHUP): the pooled VMs beyond it are deleted, their waits billed. */
+static void
+test_pool_shrinks(void **state_)
+{
+	const char *two[] = {"pool.size=2", NULL};
+	struct world *w = world_new(two);
+	struct config smaller;
+
+	(void)state_;
+	seed_pooled(w, "spillway-a", true, T0 - 3600000);
+	seed_pooled(w, "spillway-b", true, T0 - 3600000);
+	start(w);
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-a"), VM_POOLED);
+	assert_int_equal(state(w, "spillway-b"), VM_POOLED);
+	memset(&smaller, 0, sizeof smaller);
+	{
+		const char *one[] = {"gcp.project=spillway-test", "gcp.zone=us-central1-a",
+		    "daemon.owner=test", "pool.size=1", NULL};
+		struct config_args a = {NULL, one};
+		char *cause = NULL;
+
+		if (config_load(&smaller, &a, w->env, &cause) != 0)
+			fail_msg("config_load: %s", cause);
+	}
+	manager_set_config(w->m, &smaller);
+	pass_now(w);
+	assert_int_equal(state(w, "spillway-a"), VM_POOLED);
+	assert_int_equal(state(w, "spillway-b"), VM_TERMINATED);
+	assert_non_null(strstr(record(w, "spillway-b").end_reason, "pool.size 1"));
+	assert_true(record(w, "spillway-b").cost > 0.0026); /* its hour of waiting */
+	assert_false(scripted_exists(w->sc, "spillway-b"));
+	stop(w);
+	manager_free(w->m);
+	w->m = NULL;
+	config_free(&smaller);
 	world_free(w);
 }
 
@@ -1360,7 +1399,7 @@ test_pool_shutdown(void **state_)
 static void
 test_pool_money(void **state_)
 {
-	const char *one[] = {"gcp.max_concurrent=1", NULL};
+	const char *one[] = {"gcp.max_concurrent=1", "pool.size=2", NULL};
 	const char *poor[] = {"pool.size=1", "gcp.daily_budget=0.05", NULL};
 	struct world *w = world_new(one);
 	double committed;
@@ -1434,6 +1473,7 @@ main(void)
 	    cmocka_unit_test(test_pool_vanished_replaced),
 	    cmocka_unit_test(test_pool_shutdown),
 	    cmocka_unit_test(test_pool_money),
+	    cmocka_unit_test(test_pool_shrinks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
