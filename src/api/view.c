@@ -379,15 +379,12 @@ static json_t *
 boot_image(const struct view_src *s, const struct image_record *list, size_t n, const char *current)
 {
 	const struct config *c = s->cfg;
-	const struct image_record *newest = NULL;
 	const char *image = or_default(c->image, ""), *family = or_default(c->image_family, "");
+	const struct image_record *newest = image_newest(list, n, family);
 	bool baked = strcmp(image, "baked") == 0;
 	char *path;
 	json_t *o;
 
-	for (size_t i = 0; i < n && newest == NULL; i++)
-		if (list[i].state == IMAGE_READY && strcmp(list[i].family, family) == 0)
-			newest = &list[i];
 	path = !baked        ? xstrdup(image)
 	    : newest != NULL ? xasprintf("global/images/family/%s", family)
 	                     : xstrdup(or_default(c->image_base, ""));

@@ -59,6 +59,15 @@ image_storage_on(const struct image_record *im, const char *day, int64_t now)
 	}
 }
 
+const struct image_record *
+image_newest(const struct image_record *list, size_t n, const char *family)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i].state == IMAGE_READY && strcmp(list[i].family, family) == 0)
+			return &list[i];
+	return NULL;
+}
+
 #define IMAGE_COLUMNS                                                                              \
 	"name, family, vm, install_hash, backend, request_id, state, requested_ms, ready_ms, "     \
 	"deleted_ms, size_gib, per_gib_month, why"

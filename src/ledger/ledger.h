@@ -269,6 +269,9 @@ int ledger_image_save(struct ledger *, const struct image_record *);
 int ledger_image_get(struct ledger *, const char *name, struct image_record *);
 /* The image a bake's VM makes: -ENOENT when none. */
 int ledger_image_of(struct ledger *, const char *vm, struct image_record *);
+/* The newest image of a family READY in a list newest first (ledger_images'), or NULL. */
+const struct image_record *image_newest(
+    const struct image_record *list, size_t n, const char *family);
 /* Every image not deleted (all: those too), newest first. Caller frees *list. */
 int ledger_images(struct ledger *, bool all, struct image_record **list, size_t *n);
 

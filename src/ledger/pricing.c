@@ -125,10 +125,27 @@ geo(const char *region)
 }
 
 int
+price_disk(const json_t *skus, const char *region, const char *disk_type, double gib,
+    double *per_hour, char **cause)
+{
+	const char *d = disk_type != NULL && strcmp(disk_type, "pd-standard") == 0
+	    ? "Storage PD Capacity"
+	    : "Balanced PD Capacity";
+	const json_t *sku = find(skus, d, region);
+
+	if (sku == NULL) {
+		*cause = xasprintf("the price catalog has no SKU '%s' for region %s", d, region);
+		return -ENOENT;
+	}
+	*per_hour = unit_price(sku) * gib / HOURS_PER_MONTH;
+	return 0;
+}
+
+int
 price_lookup(const json_t *skus, const struct price_query *q, struct price *p, char **cause)
 {
 	const char *fam = family_name(q->machine_type), *where = geo(q->region);
-	const json_t *core, *ram, *disk = NULL, *ip = NULL;
+	const json_t *core, *ram, *ip = NULL;
 	char core_d[128], ram_d[128];
 
 	memset(p, 0, sizeof *p);
@@ -149,17 +166,9 @@ price_lookup(const json_t *skus, const struct price_query *q, struct price *p, c
 		    core == NULL ? core_d : ram_d, q->region);
 		return -ENOENT;
 	}
-	if (q->disk_gb > 0) {
-		const char *d = q->disk_type != NULL && strcmp(q->disk_type, "pd-standard") == 0
-		    ? "Storage PD Capacity"
-		    : "Balanced PD Capacity";
-
-		if ((disk = find(skus, d, q->region)) == NULL) {
-			*cause = xasprintf(
-			    "the price catalog has no SKU '%s' for region %s", d, q->region);
-			return -ENOENT;
-		}
-	}
+	if (q->disk_gb > 0 &&
+	    price_disk(skus, q->region, q->disk_type, q->disk_gb, &p->disk_per_hour, cause) != 0)
+		return -ENOENT;
 	if (q->external_ip) {
 		const char *d = q->spot ? "External IP Charge on a Spot Preemptible VM"
 		                        : "External IP Charge on a Standard VM";
@@ -172,7 +181,6 @@ price_lookup(const json_t *skus, const struct price_query *q, struct price *p, c
 	}
 	p->core_per_hour = unit_price(core);
 	p->ram_per_gib_hour = unit_price(ram);
-	p->disk_per_hour = disk != NULL ? unit_price(disk) * q->disk_gb / HOURS_PER_MONTH : 0;
 	p->ip_per_hour = ip != NULL ? unit_price(ip) : 0;
 	p->per_hour = q->vcpus * p->core_per_hour + q->memory_mb / 1024.0 * p->ram_per_gib_hour +
 	    p->disk_per_hour + p->ip_per_hour;

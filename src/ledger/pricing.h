@@ -41,6 +41,12 @@ struct price {
  */
 int price_lookup(const json_t *skus, const struct price_query *, struct price *, char **cause);
 /*
+ * What gib GiB of a persistent disk type ("pd-balanced", "pd-standard")
+ * costs an hour in a region. 0, or -ENOENT with a cause naming the SKU.
+ */
+int price_disk(const json_t *skus, const char *region, const char *disk_type, double gib,
+    double *per_hour, char **cause);
+/*
  * What an image's storage costs a GiB a month in a region: the SKU "Storage
  * Image". 0, or -ENOENT with a cause.
  */

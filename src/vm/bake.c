@@ -67,13 +67,6 @@ save_image(struct mvm *v)
 		    ledger_error(v->m->o.ledger));
 }
 
-static bool
-transient(enum cloud_errc c)
-{
-	return c == CLOUD_NETWORK || c == CLOUD_DEADLINE || c == CLOUD_SERVER ||
-	    c == CLOUD_RATE_LIMITED;
-}
-
 /*
  * An image's delete in flight: the manager's (m->image_deletes) until its
  * answer, so that none is lost, or leaked, if the manager goes first.
@@ -189,6 +182,24 @@ bake_failed(struct mvm *v, const char *why)
 	terminate(v, reason, VM_TERMINATED);
 }
 
+/*
+ * What its storage costs: its size as listed (the archive, else the disk's),
+ * at the catalog's price for image storage ($0 when not known: said).
+ */
+static void
+storage_of(struct manager *m, const struct cloud_image *listed, struct image_record *im)
+{
+	char *cause = NULL;
+
+	im->size_gib = listed->archive_bytes > 0 ? (double)listed->archive_bytes / GIB
+	                                         : (double)listed->disk_gb;
+	if (m->o.catalog == NULL ||
+	    price_image_storage(m->o.catalog, m->cfg->region, &im->per_gib_month, &cause) != 0)
+		log_warnx("image %s: its storage is counted at $0: %s", im->name,
+		    cause != NULL ? cause : "no price catalog");
+	free(cause);
+}
+
 /* What the listing says of the image: its size, for its storage's cost. */
 static void
 on_images(const struct cloud_error *e, const struct cloud_image *list, size_t n, void *arg)
@@ -196,7 +207,6 @@ on_images(const struct cloud_error *e, const struct cloud_image *list, size_t n,
 	struct mvm *v = arg;
 	struct manager *m = v->m;
 	struct image_record *im = image_of(v);
-	char *cause = NULL;
 
 	v->busy = false;
 	if (im == NULL)
@@ -210,18 +220,9 @@ on_images(const struct cloud_error *e, const struct cloud_image *list, size_t n,
 		after_call(v);
 		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(list[i].name, im->name) != 0)
-			continue;
-		im->size_gib = list[i].archive_bytes > 0 ? (double)list[i].archive_bytes / GIB
-		                                         : (double)list[i].disk_gb;
-	}
-	if (m->o.catalog == NULL ||
-	    price_image_storage(m->o.catalog, m->cfg->region, &im->per_gib_month, &cause) != 0) {
-		log_warnx("%s: the storage of image %s is counted at $0: %s", v->rec.name, im->name,
-		    cause != NULL ? cause : "no price catalog");
-		free(cause);
-	}
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].name, im->name) == 0)
+			storage_of(m, &list[i], im);
 	im->state = IMAGE_READY;
 	im->ready_ms = now_ms(m);
 	save_image(v);
@@ -406,16 +407,7 @@ on_swept(const struct cloud_error *e, const struct cloud_image *list, size_t n, 
 			im.state = IMAGE_READY;
 			im.requested_ms = im.ready_ms =
 			    list[i].created_ms > 0 ? list[i].created_ms : now;
-			im.size_gib = list[i].archive_bytes > 0
-			    ? (double)list[i].archive_bytes / GIB
-			    : (double)list[i].disk_gb;
-			if (m->o.catalog != NULL) {
-				char *cause = NULL;
-
-				price_image_storage(
-				    m->o.catalog, m->cfg->region, &im.per_gib_month, &cause);
-				free(cause);
-			}
+			storage_of(m, &list[i], &im);
 			log_info("image %s: ours by its label and unknown to the ledger: recorded",
 			    im.name);
 			ledger_image_save(m->o.ledger, &im);
@@ -476,14 +468,13 @@ manager_boot_image(struct manager *m, char *buf, size_t size)
 	const struct config *cfg = m->cfg;
 	struct image_record *list = NULL;
 	size_t n = 0;
-	bool ready = false;
+	bool ready;
 
 	if (strcmp(cfg->image, "baked") != 0)
 		return cfg->image;
-	if (ledger_images(m->o.ledger, false, &list, &n) == 0)
-		for (size_t i = 0; i < n && !ready; i++)
-			ready = list[i].state == IMAGE_READY &&
-			    strcmp(list[i].family, cfg->image_family) == 0;
+	if (ledger_images(m->o.ledger, false, &list, &n) != 0)
+		n = 0;
+	ready = image_newest(list, n, cfg->image_family) != NULL;
 	free(list);
 	if (!ready)
 		return cfg->image_base;

@@ -26,7 +26,6 @@
 #define QUOTA_BACKOFF_RESET_MS (3 * 3600000)
 #define FAILURE_BACKOFF_MS     (5 * 60000)
 
-static bool transient(enum cloud_errc);
 static void on_inserted(const struct cloud_error *, const struct cloud_op *, void *);
 
 bool
@@ -605,13 +604,6 @@ create_failed(struct mvm *v, const struct cloud_error *e)
 	set_state(v, VM_FAILED, text);
 	close_cost(v, v->rec.started_ms, false);
 	free(text);
-}
-
-static bool
-transient(enum cloud_errc c)
-{
-	return c == CLOUD_NETWORK || c == CLOUD_DEADLINE || c == CLOUD_SERVER ||
-	    c == CLOUD_RATE_LIMITED;
 }
 
 static void

@@ -136,6 +136,17 @@ vm_traffic(const struct mvm *v, int64_t *last_use_ms)
 	return m->o.traffic != NULL ? m->o.traffic(m->o.traffic_arg, v->rec.name, last_use_ms) : 0;
 }
 
+/*
+ * No final answer (the network, a deadline, a server's error, a rate limit,
+ * retried within the call already): the same call goes again at a later pass.
+ */
+static inline bool
+transient(enum cloud_errc c)
+{
+	return c == CLOUD_NETWORK || c == CLOUD_DEADLINE || c == CLOUD_SERVER ||
+	    c == CLOUD_RATE_LIMITED;
+}
+
 /* route.drain_s, in ms. */
 static inline int64_t
 drain_ms(const struct manager *m)

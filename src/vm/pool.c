@@ -34,13 +34,6 @@
 static void on_pooled(const struct cloud_error *, const struct cloud_op *, void *);
 static void on_started(const struct cloud_error *, const struct cloud_op *, void *);
 
-static bool
-transient(enum cloud_errc c)
-{
-	return c == CLOUD_NETWORK || c == CLOUD_DEADLINE || c == CLOUD_SERVER ||
-	    c == CLOUD_RATE_LIMITED;
-}
-
 bool
 pool_suspends(const struct manager *m)
 {
@@ -56,27 +49,19 @@ double
 pool_wait_per_hour(const struct manager *m, bool suspended)
 {
 	const struct config *cfg = m->cfg;
-	struct price_query q = {.machine_type = cfg->machine_type,
-	    .region = cfg->region,
-	    .spot = cfg->use_spot,
-	    .vcpus = 1,
-	    .memory_mb = 1024,
-	    .disk_gb = (int)cfg->disk_gb,
-	    .disk_type = cfg->disk_type};
-	struct price p;
+	double disk = 0, memory = 0;
 	char *cause = NULL;
-	double per_hour = 0;
 
-	if (m->o.catalog != NULL && price_lookup(m->o.catalog, &q, &p, &cause) == 0)
-		per_hour = p.disk_per_hour;
+	if (m->o.catalog == NULL)
+		return 0;
+	if (price_disk(m->o.catalog, cfg->region, cfg->disk_type, (double)cfg->disk_gb, &disk,
+	        &cause) != 0 ||
+	    (suspended &&
+	        price_disk(m->o.catalog, cfg->region, "pd-standard", m->memory_mb / 1024.0, &memory,
+	            &cause) != 0))
+		log_warnx("pool: %s: its wait is counted without it", cause);
 	free(cause);
-	cause = NULL;
-	q.disk_gb = (m->memory_mb + 1023) / 1024;
-	q.disk_type = "pd-standard";
-	if (suspended && m->o.catalog != NULL && price_lookup(m->o.catalog, &q, &p, &cause) == 0)
-		per_hour += p.disk_per_hour;
-	free(cause);
-	return per_hour;
+	return disk + memory;
 }
 
 /* A part of a VM's life billed now (ledger_bill); what the ledger cannot take is said. */
@@ -91,6 +76,15 @@ bill(struct mvm *v, int64_t from, int64_t to, double per_hour, bool storage)
 	if (ledger_bill(m->o.ledger, &v->rec, from, to, per_hour, storage, &amount) != 0)
 		log_warnx("%s: the ledger cannot bill its %s: %s; its close bills it", v->rec.name,
 		    storage ? "wait in the pool" : "warm-up", ledger_error(m->o.ledger));
+}
+
+/* It waits in the pool from now: what an hour of it costs, stopped or suspended. */
+static void
+waits(struct mvm *v, int64_t now)
+{
+	v->rec.reserved = 0;
+	v->rec.pool_since_ms = now;
+	v->rec.wait_per_hour = pool_wait_per_hour(v->m, v->rec.suspended);
 }
 
 void
@@ -113,11 +107,9 @@ pooled(struct mvm *v, bool suspended)
 
 	bill(v, v->rec.started_ms, now, v->rec.per_hour, false);
 	v->rec.started_ms = 0;
-	v->rec.reserved = 0;
 	v->rec.nat_ip[0] = '\0'; /* its ephemeral address went with the run */
 	v->rec.suspended = suspended;
-	v->rec.pool_since_ms = now;
-	v->rec.wait_per_hour = pool_wait_per_hour(m, suspended);
+	waits(v, now);
 	hconn_free(v->agent);
 	v->agent = NULL;
 	set_state(v, VM_POOLED,
@@ -213,9 +205,7 @@ untake(struct mvm *v, const struct cloud_error *e)
 	if (e->code == CLOUD_STOCKOUT)
 		skip_zone(m, e->zone != NULL ? e->zone : v->rec.zone, t);
 	v->untaken_until = now_ms(m) + UNTAKEN_MS;
-	v->rec.reserved = 0;
-	v->rec.pool_since_ms = now_ms(m);
-	v->rec.wait_per_hour = pool_wait_per_hour(m, v->rec.suspended);
+	waits(v, now_ms(m));
 	snprintf(v->rec.purpose, sizeof v->rec.purpose, "pool");
 	v->rec.components[0] = '\0';
 	set_state(v, VM_POOLED, why);
@@ -282,8 +272,7 @@ pool_take(
 	if ((error = ledger_reserve_start(
 	         m->o.ledger, &rec, &rules, now, &plan, why, sizeof why)) != 0) {
 		/* Refused: it waits on; the caller may still insert a shorter-lived VM. */
-		v->rec.pool_since_ms = now;
-		v->rec.wait_per_hour = pool_wait_per_hour(m, v->rec.suspended);
+		waits(v, now);
 		records_save(m->records, &v->rec, (int)v->rec.state, NULL, now);
 		return reserve_refused(no, error, why);
 	}
